@@ -1,0 +1,230 @@
+// Package testenv gives tests real PostgreSQL and Redis, isolated per test: a fresh
+// database cloned from a migrated template, and a private Redis key prefix. Both are
+// removed when the test ends. When a service is unreachable the test fails with a
+// message saying how to start it; it never skips.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/rueidis"
+
+	"github.com/hop-dev/hop/migrations"
+)
+
+const (
+	defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	defaultRedisURL    = "redis://127.0.0.1:6379/0"
+
+	startPostgres = "start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start (or set TEST_DATABASE_URL)"
+	startRedis    = `start it with: redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no (or set TEST_REDIS_URL)`
+)
+
+// AdminURL is the maintenance database URL tests connect to for creating databases.
+func AdminURL() string {
+	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return defaultDatabaseURL
+}
+
+// RedisURL is the Redis server tests use.
+func RedisURL() string {
+	if u := os.Getenv("TEST_REDIS_URL"); u != "" {
+		return u
+	}
+	return defaultRedisURL
+}
+
+// DB is an isolated, migrated database for one test.
+type DB struct {
+	Pool *pgxpool.Pool
+	URL  string // connection URL of this database
+	Name string
+}
+
+// NewDB creates a database cloned from the migrated template and drops it when t ends.
+func NewDB(t testing.TB) *DB {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, AdminURL())
+	if err != nil {
+		t.Fatalf("PostgreSQL is unreachable at %s: %v; %s", redact(AdminURL()), err, startPostgres)
+	}
+	defer admin.Close(ctx)
+
+	tpl, err := ensureTemplate(ctx, admin)
+	if err != nil {
+		t.Fatalf("template database: %v", err)
+	}
+	name := "hop_test_" + randomHex(6)
+	// CREATE DATABASE fails while another session is connected to the template
+	// (a parallel test binary may be creating it); retry briefly.
+	for attempt := 0; ; attempt++ {
+		_, err = admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE "+pgx.Identifier{tpl}.Sanitize())
+		if err == nil || attempt == 50 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("create test database: %v", err)
+	}
+	dbURL := WithDatabase(AdminURL(), name)
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		t.Fatalf("connect test database: %v", err)
+	}
+	t.Cleanup(func() {
+		pool.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, AdminURL())
+		if err != nil {
+			t.Errorf("drop test database: %v", err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop test database: %v", err)
+		}
+	})
+	return &DB{Pool: pool, URL: dbURL, Name: name}
+}
+
+// ensureTemplate creates and migrates the template for the current schema once, under
+// an advisory lock so parallel test binaries agree.
+func ensureTemplate(ctx context.Context, admin *pgx.Conn) (string, error) {
+	name := "hop_tpl_" + migrations.Digest()
+	if _, err := admin.Exec(ctx, "SELECT pg_advisory_lock(8675309)"); err != nil {
+		return "", err
+	}
+	defer admin.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(8675309)")
+
+	var exists bool
+	if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+		return "", err
+	}
+	if exists {
+		return name, nil
+	}
+	// Remove templates of older schemas so they do not pile up.
+	rows, err := admin.Query(ctx, "SELECT datname FROM pg_database WHERE datname LIKE 'hop_tpl_%'")
+	if err != nil {
+		return "", err
+	}
+	old, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return "", err
+	}
+	for _, o := range old {
+		_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{o}.Sanitize()+" WITH (FORCE)")
+	}
+
+	build := name + "_build"
+	_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{build}.Sanitize()+" WITH (FORCE)")
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{build}.Sanitize()); err != nil {
+		return "", err
+	}
+	pool, err := pgxpool.New(ctx, WithDatabase(AdminURL(), build))
+	if err != nil {
+		return "", err
+	}
+	err = migrations.Up(ctx, pool, nil)
+	pool.Close()
+	if err != nil {
+		return "", err
+	}
+	// Renaming last makes the template appear only once it is complete.
+	if _, err := admin.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{build}.Sanitize()+" RENAME TO "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// WithDatabase returns rawURL with its database name replaced.
+func WithDatabase(rawURL, name string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return rawURL
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+// Redis is a private key space on the shared Redis server for one test.
+type Redis struct {
+	Client rueidis.Client
+	URL    string
+	Prefix string // every key the test's code writes must start with it
+}
+
+// NewRedis connects to the test Redis and deletes every key under a fresh prefix when
+// t ends.
+func NewRedis(t testing.TB) *Redis {
+	t.Helper()
+	opt, err := rueidis.ParseURL(RedisURL())
+	if err != nil {
+		t.Fatalf("TEST_REDIS_URL: %v", err)
+	}
+	client, err := rueidis.NewClient(opt)
+	if err != nil {
+		t.Fatalf("Redis is unreachable at %s: %v; %s", redact(RedisURL()), err, startRedis)
+	}
+	prefix := "hoptest:" + randomHex(6) + ":"
+	t.Cleanup(func() {
+		defer client.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := DeletePrefix(ctx, client, prefix); err != nil {
+			t.Errorf("clean Redis prefix %s: %v", prefix, err)
+		}
+	})
+	return &Redis{Client: client, URL: RedisURL(), Prefix: prefix}
+}
+
+// DeletePrefix removes every key starting with prefix.
+func DeletePrefix(ctx context.Context, client rueidis.Client, prefix string) error {
+	var cursor uint64
+	for {
+		e, err := client.Do(ctx, client.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
+		if err != nil {
+			return err
+		}
+		if len(e.Elements) > 0 {
+			if err := client.Do(ctx, client.B().Unlink().Key(e.Elements...).Build()).Error(); err != nil {
+				return err
+			}
+		}
+		if e.Cursor == 0 {
+			return nil
+		}
+		cursor = e.Cursor
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	return u.Redacted()
+}
+
