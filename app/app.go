@@ -1,0 +1,95 @@
+// Package app wires hop together: configuration, logging, PostgreSQL, Redis, the Echo
+// server and the background loops of ingest and stats, all under one errgroup with an
+// ordered shutdown. Run is the whole program; main only supplies the process's context,
+// arguments, environment and output streams.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Version is set at build time with -ldflags "-X github.com/hop-dev/hop/app.Version=...".
+var Version = "dev"
+
+const usage = `hop — URL shortener with real-time click analytics
+
+Usage:
+  hop [--config FILE] [serve]           run the server (default)
+  hop [--config FILE] migrate up|down|status
+  hop [--config FILE] apikey create --name NAME   print a new API key (shown once)
+  hop [--config FILE] apikey list
+  hop [--config FILE] apikey revoke ID
+  hop [--config FILE] health [--url URL]  check a running server; exit 0 when healthy
+  hop version
+
+Configuration: config.yaml (or --config / HOP_CONFIG), then environment variables
+(HOP_ADDR, DATABASE_URL, REDIS_URL, HOP_BASE_URL, ...); see config.yaml.
+`
+
+// errUsage is returned for a bad command line; the message has been printed already.
+var errUsage = errors.New("invalid usage (see hop --help)")
+
+// Run runs the hop command line: args are the arguments without the program name,
+// getenv reads the environment (only HOP_CONFIG and terminal hints; settings themselves
+// are read through envconfig), stdout receives command output and stderr the logs.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("hop", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	configPath := fs.String("config", "", "config file (default $HOP_CONFIG or ./config.yaml)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			return nil
+		}
+		return errUsage
+	}
+	rest := fs.Args()
+	cmd := "serve"
+	if len(rest) > 0 {
+		cmd, rest = rest[0], rest[1:]
+	}
+	if cmd == "help" {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	if cmd == "version" {
+		fmt.Fprintln(stdout, "hop", Version)
+		return nil
+	}
+
+	path, required := *configPath, *configPath != ""
+	if path == "" {
+		if path = getenv("HOP_CONFIG"); path != "" {
+			required = true
+		} else {
+			path = "config.yaml"
+		}
+	}
+	cfg, err := loadConfig(path, required)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg, stderr, getenv)
+
+	switch cmd {
+	case "serve":
+		if len(rest) > 0 {
+			return fmt.Errorf("serve takes no arguments, got %q", strings.Join(rest, " "))
+		}
+		return serve(ctx, cfg, logger)
+	case "migrate":
+		return migrateCmd(ctx, cfg, logger, rest, stdout)
+	case "apikey":
+		return apikeyCmd(ctx, cfg, logger, rest, stdout, stderr)
+	case "health":
+		return healthCmd(ctx, cfg, rest, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "hop: unknown command %q\n\n%s", cmd, usage)
+	return errUsage
+}

@@ -1,0 +1,179 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hop-dev/hop/migrations"
+	"github.com/hop-dev/hop/modules/apikey"
+)
+
+// migrateCmd runs `hop migrate up|down|status`.
+func migrateCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []string, stdout io.Writer) error {
+	if len(args) != 1 {
+		return fmt.Errorf("usage: hop migrate up|down|status")
+	}
+	pool, err := openDB(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	p, err := migrations.Provider(pool, logger.With("module", "migrations"))
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	switch args[0] {
+	case "up":
+		res, err := p.Up(ctx)
+		if err != nil {
+			return fmt.Errorf("migrate up: %w", err)
+		}
+		fmt.Fprintf(stdout, "applied %d migration(s)\n", len(res))
+	case "down":
+		res, err := p.Down(ctx)
+		if err != nil {
+			return fmt.Errorf("migrate down: %w", err)
+		}
+		fmt.Fprintf(stdout, "rolled back %s\n", res.Source.Path)
+	case "status":
+		st, err := p.Status(ctx)
+		if err != nil {
+			return fmt.Errorf("migrate status: %w", err)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "VERSION\tSTATE\tAPPLIED AT\tFILE")
+		for _, s := range st {
+			at := ""
+			if !s.AppliedAt.IsZero() {
+				at = s.AppliedAt.UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.Source.Version, s.State, at, s.Source.Path)
+		}
+		return tw.Flush()
+	default:
+		return fmt.Errorf("usage: hop migrate up|down|status (unknown %q)", args[0])
+	}
+	return nil
+}
+
+// apikeyCmd runs `hop apikey create|list|revoke`. create prints only the key on stdout
+// so scripts can capture it.
+func apikeyCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("usage: hop apikey create --name NAME | list | revoke ID")
+	}
+	pool, err := openDB(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := migrations.Up(ctx, pool, nil); err != nil {
+		return err
+	}
+	store := apikey.NewStore(pool, logger)
+	switch args[0] {
+	case "create":
+		fs := flag.NewFlagSet("apikey create", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		name := fs.String("name", "", "name of the key (who or what uses it)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return errUsage
+		}
+		if strings.TrimSpace(*name) == "" {
+			return fmt.Errorf("usage: hop apikey create --name NAME")
+		}
+		k, key, err := store.Create(ctx, *name)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, key)
+		fmt.Fprintf(stderr, "created API key %d %q (prefix %s); it is shown only once\n", k.ID, k.Name, k.Prefix)
+	case "list":
+		keys, err := store.List(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tPREFIX\tCREATED\tLAST USED\tREVOKED")
+		t := func(p *time.Time) string {
+			if p == nil {
+				return "-"
+			}
+			return p.UTC().Format(time.RFC3339)
+		}
+		for _, k := range keys {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Prefix, t(&k.CreatedAt), t(k.LastUsedAt), t(k.RevokedAt))
+		}
+		return tw.Flush()
+	case "revoke":
+		if len(args) != 2 {
+			return fmt.Errorf("usage: hop apikey revoke ID")
+		}
+		id, err := strconv.ParseInt(args[1], 10, 64)
+		if err != nil {
+			return fmt.Errorf("apikey revoke: %q is not a key id (see hop apikey list)", args[1])
+		}
+		if err := store.Revoke(ctx, id); err != nil {
+			if errors.Is(err, apikey.ErrNotFound) {
+				return fmt.Errorf("apikey revoke: no key with id %d", id)
+			}
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked API key %d\n", id)
+	default:
+		return fmt.Errorf("usage: hop apikey create --name NAME | list | revoke ID (unknown %q)", args[0])
+	}
+	return nil
+}
+
+// healthCmd runs `hop health`: GET /health of the server at --url (default: the
+// configured address on localhost) and exit non-zero unless it answers 200. Meant for
+// container health checks in images without curl.
+func healthCmd(ctx context.Context, cfg Config, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("health", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := fs.String("url", "", "base URL of the server (default http://127.0.0.1<addr port>)")
+	timeout := fs.Duration("timeout", 3*time.Second, "request timeout")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	base := *url
+	if base == "" {
+		port := cfg.Addr
+		if i := strings.LastIndex(port, ":"); i >= 0 {
+			port = port[i+1:]
+		}
+		base = "http://127.0.0.1:" + port
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/health", nil)
+	if err != nil {
+		return fmt.Errorf("health: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("health: %w", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string `json:"status"`
+	}
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body)
+	fmt.Fprintln(stdout, body.Status)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("health: %s answered %d (%s)", base, resp.StatusCode, body.Status)
+	}
+	return nil
+}

@@ -1,0 +1,224 @@
+package app
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/kelseyhightower/envconfig"
+	"github.com/redis/rueidis"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/hop-dev/hop/modules/ratelimit"
+)
+
+// DevSlugSecret is the slug secret used when none is configured; hop warns about it.
+const DevSlugSecret = "hop-dev-secret-change-me"
+
+// Config is every setting of hop. Values come from the defaults below, then config.yaml,
+// then environment variables, then Validate.
+type Config struct {
+	Addr              string        `yaml:"addr" envconfig:"HOP_ADDR"`
+	DatabaseURL       string        `yaml:"database_url" envconfig:"DATABASE_URL"`
+	CreateDatabase    bool          `yaml:"create_database" envconfig:"HOP_CREATE_DATABASE"`
+	RedisURL          string        `yaml:"redis_url" envconfig:"REDIS_URL"`
+	RedisPrefix       string        `yaml:"redis_prefix" envconfig:"HOP_REDIS_PREFIX"`
+	BaseURL           string        `yaml:"base_url" envconfig:"HOP_BASE_URL"`
+	SlugSecret        string        `yaml:"slug_secret" envconfig:"HOP_SLUG_SECRET"`
+	SlugMinLength     int           `yaml:"slug_min_length" envconfig:"HOP_SLUG_MIN_LENGTH"`
+	APIKey            string        `yaml:"api_key" envconfig:"HOP_API_KEY"`
+	TrustedProxies    []string      `yaml:"trusted_proxies" envconfig:"HOP_TRUSTED_PROXIES"`
+	RateLimitRedirect string        `yaml:"rate_limit_redirect" envconfig:"HOP_RATE_LIMIT_REDIRECT"`
+	RateLimitAPI      string        `yaml:"rate_limit_api" envconfig:"HOP_RATE_LIMIT_API"`
+	AggregateInterval time.Duration `yaml:"aggregate_interval" envconfig:"HOP_AGGREGATE_INTERVAL"`
+	RetentionDays     int           `yaml:"retention_days" envconfig:"HOP_RETENTION_DAYS"`
+	GeoIPDB           string        `yaml:"geoip_db" envconfig:"HOP_GEOIP_DB"`
+	IngestBatchSize   int           `yaml:"ingest_batch_size" envconfig:"HOP_INGEST_BATCH_SIZE"`
+	ConsumerName      string        `yaml:"consumer_name" envconfig:"HOP_CONSUMER_NAME"`
+	CORSOrigins       []string      `yaml:"cors_origins" envconfig:"HOP_CORS_ORIGINS"`
+	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout" envconfig:"HOP_SHUTDOWN_TIMEOUT"`
+	LogFormat         string        `yaml:"log_format" envconfig:"HOP_LOG_FORMAT"`
+	LogLevel          string        `yaml:"log_level" envconfig:"HOP_LOG_LEVEL"`
+
+	trusted []netip.Prefix
+}
+
+// defaultConfig holds the defaults documented in config.yaml.
+func defaultConfig() Config {
+	return Config{
+		Addr:              ":8080",
+		DatabaseURL:       "postgres://postgres@127.0.0.1:5432/hop?sslmode=disable",
+		CreateDatabase:    true,
+		RedisURL:          "redis://127.0.0.1:6379/0",
+		RedisPrefix:       "hop:",
+		BaseURL:           "http://localhost:8080",
+		SlugSecret:        DevSlugSecret,
+		SlugMinLength:     6,
+		RateLimitRedirect: "10-S",
+		RateLimitAPI:      "600-M",
+		AggregateInterval: 2 * time.Second,
+		IngestBatchSize:   5000,
+		ShutdownTimeout:   10 * time.Second,
+		LogLevel:          "info",
+	}
+}
+
+// loadConfig reads path (optional unless required) then the environment, and validates.
+func loadConfig(path string, required bool) (Config, error) {
+	cfg := defaultConfig()
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) { // io.EOF: empty file
+			return cfg, fmt.Errorf("config file %s: %w", path, err)
+		}
+	case errors.Is(err, os.ErrNotExist) && !required:
+	default:
+		return cfg, fmt.Errorf("config file: %w", err)
+	}
+	if err := envconfig.Process("", &cfg); err != nil {
+		return cfg, fmt.Errorf("environment: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// Validate checks every setting and names the first bad one.
+func (c *Config) Validate() error {
+	bad := func(setting, format string, args ...any) error {
+		return fmt.Errorf("invalid setting %s: %s", setting, fmt.Sprintf(format, args...))
+	}
+	if c.Addr == "" {
+		return bad("addr (HOP_ADDR)", "must not be empty, e.g. :8080")
+	}
+	if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil || c.DatabaseURL == "" {
+		return bad("database_url (DATABASE_URL)", "not a PostgreSQL URL like postgres://user@host:5432/hop")
+	}
+	if c.RedisURL != "" {
+		if _, err := rueidis.ParseURL(c.RedisURL); err != nil {
+			return bad("redis_url (REDIS_URL)", "%v (use redis://host:6379/0, or an empty value to run without Redis)", err)
+		}
+	}
+	if c.RedisPrefix == "" || strings.ContainsAny(c.RedisPrefix, " \t\r\n") {
+		return bad("redis_prefix (HOP_REDIS_PREFIX)", "must be non-empty without whitespace")
+	}
+	u, err := url.Parse(c.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		return bad("base_url (HOP_BASE_URL)", "must be an origin like https://hop.example, got %q", c.BaseURL)
+	}
+	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
+	if c.SlugSecret == "" {
+		return bad("slug_secret (HOP_SLUG_SECRET)", "must not be empty")
+	}
+	if c.SlugMinLength < 1 || c.SlugMinLength > 32 {
+		return bad("slug_min_length (HOP_SLUG_MIN_LENGTH)", "must be 1 to 32, got %d", c.SlugMinLength)
+	}
+	if c.APIKey != "" && len(c.APIKey) < 16 {
+		return bad("api_key (HOP_API_KEY)", "must be at least 16 characters")
+	}
+	c.trusted = c.trusted[:0]
+	for _, s := range c.TrustedProxies {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return bad("trusted_proxies (HOP_TRUSTED_PROXIES)", "%q is not a CIDR like 10.0.0.0/8 or an IP", s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		c.trusted = append(c.trusted, p.Masked())
+	}
+	if _, err := ratelimit.ParseRate(c.RateLimitRedirect); err != nil {
+		return bad("rate_limit_redirect (HOP_RATE_LIMIT_REDIRECT)", "%v", err)
+	}
+	if _, err := ratelimit.ParseRate(c.RateLimitAPI); err != nil {
+		return bad("rate_limit_api (HOP_RATE_LIMIT_API)", "%v", err)
+	}
+	if c.AggregateInterval < 100*time.Millisecond || c.AggregateInterval > time.Hour {
+		return bad("aggregate_interval (HOP_AGGREGATE_INTERVAL)", "must be between 100ms and 1h, got %s", c.AggregateInterval)
+	}
+	if c.RetentionDays < 0 {
+		return bad("retention_days (HOP_RETENTION_DAYS)", "must be 0 (keep forever) or a number of days")
+	}
+	if c.GeoIPDB != "" {
+		if _, err := os.Stat(c.GeoIPDB); err != nil {
+			return bad("geoip_db (HOP_GEOIP_DB)", "%v", err)
+		}
+	}
+	if c.IngestBatchSize < 1 || c.IngestBatchSize > 100_000 {
+		return bad("ingest_batch_size (HOP_INGEST_BATCH_SIZE)", "must be 1 to 100000")
+	}
+	if c.ShutdownTimeout < time.Second {
+		return bad("shutdown_timeout (HOP_SHUTDOWN_TIMEOUT)", "must be at least 1s")
+	}
+	switch c.LogFormat {
+	case "", "text", "json":
+	default:
+		return bad("log_format (HOP_LOG_FORMAT)", "must be text or json")
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return bad("log_level (HOP_LOG_LEVEL)", "must be debug, info, warn or error")
+	}
+	return nil
+}
+
+// LogValue masks secrets when the config is logged.
+func (c Config) LogValue() slog.Value {
+	mask := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		return "***"
+	}
+	return slog.GroupValue(
+		slog.String("addr", c.Addr),
+		slog.String("database_url", redactURL(c.DatabaseURL)),
+		slog.Bool("create_database", c.CreateDatabase),
+		slog.String("redis_url", redactURL(c.RedisURL)),
+		slog.String("redis_prefix", c.RedisPrefix),
+		slog.String("base_url", c.BaseURL),
+		slog.String("slug_secret", mask(c.SlugSecret)),
+		slog.Int("slug_min_length", c.SlugMinLength),
+		slog.String("api_key", mask(c.APIKey)),
+		slog.Any("trusted_proxies", c.TrustedProxies),
+		slog.String("rate_limit_redirect", c.RateLimitRedirect),
+		slog.String("rate_limit_api", c.RateLimitAPI),
+		slog.Duration("aggregate_interval", c.AggregateInterval),
+		slog.Int("retention_days", c.RetentionDays),
+		slog.String("geoip_db", c.GeoIPDB),
+		slog.Int("ingest_batch_size", c.IngestBatchSize),
+		slog.String("consumer_name", c.ConsumerName),
+		slog.Any("cors_origins", c.CORSOrigins),
+		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.String("log_format", c.LogFormat),
+		slog.String("log_level", c.LogLevel),
+	)
+}
+
+func redactURL(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable)"
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,163 @@
+package app
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/hop-dev/hop/internal/problem"
+)
+
+// Server limits.
+const (
+	bodyLimit      = "64K"
+	readHeaderTime = 5 * time.Second
+	readTimeout    = 15 * time.Second
+	writeTimeout   = 60 * time.Second // CSV exports stream for a while
+	idleTimeout    = 120 * time.Second
+	maxHeaderBytes = 64 << 10
+)
+
+// newEcho returns an Echo instance with hop's error handler and client IP policy.
+func newEcho(cfg Config, logger *slog.Logger) *echo.Echo {
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.Logger.SetOutput(discard{})
+	e.HTTPErrorHandler = errorHandler(logger)
+	e.IPExtractor = ipExtractor(cfg)
+	return e
+}
+
+// ipExtractor decides the client IP in one place: the peer address, or with trusted
+// proxies the rightmost X-Forwarded-For address that is not one of them.
+func ipExtractor(cfg Config) echo.IPExtractor {
+	if len(cfg.trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, p := range cfg.trusted {
+		opts = append(opts, echo.TrustIPRange(prefixToIPNet(p)))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
+}
+
+// problemBody is an RFC 9457 problem document.
+type problemBody struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail"`
+}
+
+// errorHandler renders every error as application/problem+json. Unknown errors are
+// logged and answered with a generic 500 so driver messages never leak.
+func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		body := problemBody{Type: "about:blank"}
+		var p *problem.Error
+		var he *echo.HTTPError
+		switch {
+		case errors.As(err, &p):
+			body.Status, body.Title, body.Detail = p.Status, p.Title, p.Detail
+			if p.Type != "" {
+				body.Type = p.Type
+			}
+		case errors.As(err, &he):
+			body.Status = he.Code
+			body.Title = http.StatusText(he.Code)
+			body.Detail = httpErrorDetail(he)
+		default:
+			body.Status = http.StatusInternalServerError
+			body.Title = http.StatusText(http.StatusInternalServerError)
+			body.Detail = "an internal error occurred; it has been logged"
+		}
+		if body.Title == "" {
+			body.Title = http.StatusText(body.Status)
+		}
+		if body.Status >= 500 {
+			logger.Error("request failed", "method", c.Request().Method, "route", c.Path(), "status", body.Status, "err", err,
+				"request_id", c.Response().Header().Get(echo.HeaderXRequestID))
+		}
+		c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
+		c.Response().Header().Set("Cache-Control", "no-store")
+		c.Response().WriteHeader(body.Status)
+		if c.Request().Method == http.MethodHead {
+			return
+		}
+		if err := c.JSON(body.Status, body); err != nil {
+			logger.Debug("write problem response", "err", err)
+		}
+	}
+}
+
+func httpErrorDetail(he *echo.HTTPError) string {
+	switch he.Code {
+	case http.StatusNotFound:
+		return "no such resource"
+	case http.StatusMethodNotAllowed:
+		return "this method is not allowed on this resource"
+	case http.StatusRequestEntityTooLarge:
+		return "the request body is larger than " + bodyLimit + "B"
+	}
+	if m, ok := he.Message.(string); ok && m != "" {
+		return strings.ToLower(m[:1]) + m[1:]
+	}
+	return http.StatusText(he.Code)
+}
+
+// requestLog logs one line per management request with its request id.
+func requestLog(logger *slog.Logger) echo.MiddlewareFunc {
+	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
+		LogStatus: true, LogURIPath: true, LogMethod: true, LogLatency: true, LogRequestID: true, LogError: true, LogRoutePath: true,
+		HandleError: true,
+		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
+			logger.Info("request", "method", v.Method, "path", v.URIPath, "route", v.RoutePath, "status", v.Status,
+				"latency_ms", float64(v.Latency.Microseconds())/1000, "request_id", v.RequestID)
+			return nil
+		},
+	})
+}
+
+// securityHeaders are sent on HTML pages.
+func securityHeaders() echo.MiddlewareFunc {
+	return middleware.SecureWithConfig(middleware.SecureConfig{
+		XSSProtection:         "0",
+		ContentTypeNosniff:    "nosniff",
+		XFrameOptions:         "DENY",
+		ReferrerPolicy:        "same-origin",
+		ContentSecurityPolicy: "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+	})
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func prefixToIPNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// unlessNotFound runs mw only on matched routes: Echo sends unmatched paths through a
+// group's middleware via a catch-all route, and those should answer 404, not 401.
+func unlessNotFound(mw echo.MiddlewareFunc) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		wrapped := mw(next)
+		return func(c echo.Context) error {
+			if p := c.Path(); p == "/*" || p == "" {
+				return next(c)
+			}
+			return wrapped(c)
+		}
+	}
+}

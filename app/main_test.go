@@ -1,0 +1,265 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/hop-dev/hop/internal/testenv"
+)
+
+const testAPIKey = "hop_test_key_0123456789abcdef"
+
+// instance is a hop server started through Run for one test.
+type instance struct {
+	URL    string
+	Key    string
+	DB     *testenv.DB
+	Redis  *testenv.Redis
+	Config map[string]any
+	logs   *syncBuffer
+	stop   context.CancelFunc
+	done   chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// testConfig is the config of a test instance on its own database and Redis prefix.
+func testConfig(t testing.TB, db *testenv.DB, rdb *testenv.Redis) map[string]any {
+	cfg := map[string]any{
+		"addr":                freeAddr(t),
+		"database_url":        db.URL,
+		"redis_url":           "",
+		"base_url":            "https://hop.test",
+		"api_key":             testAPIKey,
+		"rate_limit_redirect": "off",
+		"rate_limit_api":      "off",
+		"aggregate_interval":  "200ms",
+		"log_format":          "json",
+		"log_level":           "warn",
+		"shutdown_timeout":    "10s",
+	}
+	if rdb != nil {
+		cfg["redis_url"] = rdb.URL
+		cfg["redis_prefix"] = rdb.Prefix
+	}
+	return cfg
+}
+
+// startHop runs hop on its own database and Redis prefix; edit may change settings.
+func startHop(t testing.TB, edit func(cfg map[string]any)) *instance {
+	t.Helper()
+	db := testenv.NewDB(t)
+	rdb := testenv.NewRedis(t)
+	cfg := testConfig(t, db, rdb)
+	if edit != nil {
+		edit(cfg)
+	}
+	return startWith(t, db, rdb, cfg)
+}
+
+// startWith runs hop with exactly cfg (used to start several instances on one database).
+func startWith(t testing.TB, db *testenv.DB, rdb *testenv.Redis, cfg map[string]any) *instance {
+	t.Helper()
+	path := writeConfig(t, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &instance{URL: "http://" + cfg["addr"].(string), Key: testAPIKey, DB: db, Redis: rdb, Config: cfg, logs: &syncBuffer{}, stop: cancel, done: make(chan error, 1)}
+	go func() {
+		h.done <- Run(ctx, []string{"--config", path, "serve"}, func(string) string { return "" }, io.Discard, h.logs)
+	}()
+	t.Cleanup(func() {
+		if err := h.Stop(); err != nil {
+			t.Errorf("hop stopped with error: %v\nlogs:\n%s", err, h.logs)
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case err := <-h.done:
+			h.done <- err
+			t.Fatalf("hop exited during start-up: %v\nlogs:\n%s", err, h.logs)
+		default:
+		}
+		resp, err := http.Get(h.URL + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return h
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hop did not become healthy\nlogs:\n%s", h.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop cancels Run (like SIGTERM) and waits for it; safe to call twice.
+func (h *instance) Stop() error {
+	h.stop()
+	select {
+	case err := <-h.done:
+		h.done <- err
+		return err
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("hop did not stop within 30s")
+	}
+}
+
+// response is a decoded HTTP response.
+type response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+func (r response) JSON(t testing.TB) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		t.Fatalf("response is not a JSON object: %v: %s", err, r.Body)
+	}
+	return m
+}
+
+// noRedirect is a client that reports redirects instead of following them.
+var noRedirect = &http.Client{
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	Timeout:       30 * time.Second,
+}
+
+// do sends a request; body may be a string (sent as JSON) or nil; headers are pairs.
+func (h *instance) do(t testing.TB, method, path string, body any, headers ...string) response {
+	t.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r = strings.NewReader(b)
+	case []byte:
+		r = bytes.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, h.URL+path, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i+1] == "" {
+			req.Header.Del(headers[i])
+			continue
+		}
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// api sends an authenticated management request.
+func (h *instance) api(t testing.TB, method, path string, body any, headers ...string) response {
+	t.Helper()
+	return h.do(t, method, path, body, append([]string{"Authorization", "Bearer " + h.Key}, headers...)...)
+}
+
+// mustStatus fails the test unless r has the wanted status.
+func mustStatus(t testing.TB, r response, want int) {
+	t.Helper()
+	if r.Status != want {
+		t.Fatalf("status %d, want %d; body: %s", r.Status, want, r.Body)
+	}
+}
+
+// mustProblem checks that r is an RFC 9457 problem with status want.
+func mustProblem(t testing.TB, r response, want int) map[string]any {
+	t.Helper()
+	mustStatus(t, r, want)
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/problem+json") {
+		t.Fatalf("content type %q, want application/problem+json; body %s", ct, r.Body)
+	}
+	p := r.JSON(t)
+	for _, k := range []string{"type", "title", "status", "detail"} {
+		if _, ok := p[k]; !ok {
+			t.Fatalf("problem lacks %q: %s", k, r.Body)
+		}
+	}
+	if int(p["status"].(float64)) != want {
+		t.Fatalf("problem status %v, want %d", p["status"], want)
+	}
+	return p
+}
+
+// createLink creates a link and returns its JSON.
+func (h *instance) createLink(t testing.TB, body map[string]any) map[string]any {
+	t.Helper()
+	r := h.api(t, http.MethodPost, "/links", body)
+	mustStatus(t, r, http.StatusCreated)
+	return r.JSON(t)
+}
+
+// writeConfig writes cfg as a config file and returns its path.
+func writeConfig(t testing.TB, cfg map[string]any) string {
+	t.Helper()
+	b, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}

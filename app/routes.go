@@ -1,0 +1,61 @@
+package app
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/hop-dev/hop/modules/apikey"
+	"github.com/hop-dev/hop/modules/links"
+	"github.com/hop-dev/hop/modules/ratelimit"
+	"github.com/hop-dev/hop/modules/redirect"
+	"github.com/hop-dev/hop/modules/stats"
+)
+
+type echoContext = echo.Context
+
+// server is everything the routes serve.
+type server struct {
+	health    *health
+	keys      *apikey.Store
+	links     *links.Handler
+	stats     *stats.Handler
+	redirect  *redirect.Handler
+	apiLimit  *ratelimit.Limiter
+	linkLimit *ratelimit.Limiter
+}
+
+// routes lists every route of hop in one place.
+func routes(e *echo.Echo, cfg Config, reg *prometheus.Registry, s server, logger *slog.Logger) {
+	if len(cfg.CORSOrigins) > 0 {
+		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
+			AllowOrigins: cfg.CORSOrigins,
+			AllowHeaders: []string{echo.HeaderAuthorization, "X-Api-Key", echo.HeaderContentType},
+			AllowMethods: []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete},
+		}))
+	}
+
+	// Operations: never authenticated, never rate limited.
+	e.GET("/health", s.health.handle)
+	e.HEAD("/health", s.health.handle)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
+	e.GET("/openapi.json", serveOpenAPI)
+
+	// Management API: request log, body limit, API key, per-key rate limit.
+	api := e.Group("",
+		unlessNotFound(middleware.RequestID()),
+		unlessNotFound(requestLog(logger)),
+		unlessNotFound(middleware.BodyLimit(bodyLimit)),
+		unlessNotFound(s.keys.Middleware()),
+		unlessNotFound(s.apiLimit.Middleware()),
+	)
+	s.links.Routes(api)
+	s.stats.Routes(api)
+
+	// Redirects: the hot path, rate limited per client IP.
+	s.redirect.Register(e, s.linkLimit.Middleware())
+}

@@ -1,0 +1,198 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hop-dev/hop/migrations"
+	"github.com/hop-dev/hop/modules/apikey"
+	"github.com/hop-dev/hop/modules/ingest"
+	"github.com/hop-dev/hop/modules/links"
+	"github.com/hop-dev/hop/modules/ratelimit"
+	"github.com/hop-dev/hop/modules/redirect"
+	"github.com/hop-dev/hop/modules/stats"
+)
+
+// serve runs the server and its loops until ctx ends, then drains in dependency order:
+// stop accepting requests and finish in-flight ones, flush the click publisher, let
+// the ingest consumer commit its batch, run a final aggregation, close Redis and the pool.
+func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	logger.Info("starting hop", "version", Version, "config", cfg)
+	if cfg.SlugSecret == DevSlugSecret {
+		logger.Warn("HOP_SLUG_SECRET is the development default: set your own secret before going to production; generated slugs depend on it")
+	}
+
+	pool, err := openDB(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := migrations.Up(ctx, pool, logger.With("module", "migrations")); err != nil {
+		return err
+	}
+	rdb, err := openRedis(cfg)
+	if err != nil {
+		return err
+	}
+	if rdb != nil {
+		defer rdb.Close()
+	} else {
+		logger.Warn("running without Redis: clicks go straight to PostgreSQL and caches are per instance")
+	}
+
+	keys := apikey.NewStore(pool, logger)
+	generated, err := keys.Bootstrap(ctx, cfg.APIKey)
+	if err != nil {
+		return err
+	}
+	if generated != "" {
+		logger.Warn("NO API KEY EXISTED: GENERATED ONE. It is shown only this once; store it now, or create keys with `hop apikey create --name NAME`",
+			"api_key", generated)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	linkStore, err := links.NewStore(pool, cfg.SlugSecret, cfg.SlugMinLength)
+	if err != nil {
+		return err
+	}
+	pub, err := ingest.NewPublisher(ingest.PublisherConfig{Prefix: cfg.RedisPrefix, GeoIPDB: cfg.GeoIPDB, ShutdownTimeout: cfg.ShutdownTimeout}, rdb, pool, reg, logger)
+	if err != nil {
+		return err
+	}
+	var consumer *ingest.Consumer
+	if rdb != nil {
+		consumer, err = ingest.NewConsumer(ingest.ConsumerConfig{Prefix: cfg.RedisPrefix, Name: cfg.ConsumerName, BatchSize: cfg.IngestBatchSize, GeoIPDB: cfg.GeoIPDB}, rdb, pool, reg, logger)
+		if err != nil {
+			return err
+		}
+	}
+	agg, err := stats.NewAggregator(stats.AggregatorConfig{Interval: cfg.AggregateInterval, RetentionDays: cfg.RetentionDays}, pool, reg, logger)
+	if err != nil {
+		return err
+	}
+	rd, err := redirect.New(redirect.Config{RedisPrefix: cfg.RedisPrefix, TrustedProxies: cfg.trusted}, rdb, linkStore, pub, reg, logger)
+	if err != nil {
+		return err
+	}
+	redirectLimit, err := ratelimit.New(ratelimit.Config{Name: "redirect", Rate: cfg.RateLimitRedirect, Prefix: cfg.RedisPrefix + "rl:redirect:"}, rdb, reg, logger)
+	if err != nil {
+		return err
+	}
+	apiLimit, err := ratelimit.New(ratelimit.Config{Name: "api", Rate: cfg.RateLimitAPI, Prefix: cfg.RedisPrefix + "rl:api:", Key: apiKeyOrIP}, rdb, reg, logger)
+	if err != nil {
+		return err
+	}
+
+	hc := &health{pool: pool, rdb: rdb, checks: map[string]check{
+		"aggregator": func(ctx context.Context) (any, error) { return agg.Health(ctx) },
+	}}
+	if consumer != nil {
+		hc.checks["ingest"] = func(ctx context.Context) (any, error) { return consumer.Health(ctx) }
+	}
+
+	e := newEcho(cfg, logger)
+	routes(e, cfg, reg, server{
+		health:    hc,
+		keys:      keys,
+		links:     links.NewHandler(linkStore, cfg.BaseURL, rd, logger),
+		stats:     stats.NewHandler(pool, logger),
+		redirect:  rd,
+		apiLimit:  apiLimit,
+		linkLimit: redirectLimit,
+	}, logger)
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           e,
+		ReadHeaderTimeout: readHeaderTime,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+
+	// Each stage has its own context, cancelled when the stage before it has finished,
+	// so the publisher flushes only after the last request, and so on.
+	g, gctx := errgroup.WithContext(ctx)
+	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(gctx))
+	consCtx, stopCons := context.WithCancel(context.WithoutCancel(gctx))
+	aggCtx, stopAgg := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopPub()
+	defer stopCons()
+	defer stopAgg()
+
+	g.Go(func() error {
+		logger.Info("listening", "addr", ln.Addr().String(), "base_url", cfg.BaseURL)
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		logger.Info("shutting down: draining requests")
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		err := srv.Shutdown(sctx)
+		stopPub()
+		if err != nil {
+			return fmt.Errorf("http shutdown: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		defer stopCons()
+		return pub.Run(pubCtx)
+	})
+	g.Go(func() error {
+		defer stopAgg()
+		if consumer == nil {
+			<-consCtx.Done()
+			return nil
+		}
+		return consumer.Run(consCtx)
+	})
+	g.Go(func() error {
+		return agg.Run(aggCtx)
+	})
+
+	// The stages above end in order; if one fails early, gctx ends and the rest drain.
+	go func() {
+		<-gctx.Done()
+		// Make sure no stage waits forever when an earlier one fails without returning.
+		time.AfterFunc(cfg.ShutdownTimeout+5*time.Second, func() { stopPub(); stopCons(); stopAgg() })
+	}()
+	err = g.Wait()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// apiKeyOrIP keys the management rate limit by API key (already verified by the auth
+// middleware that runs first), falling back to the client IP.
+func apiKeyOrIP(c echoContext) string {
+	if id, ok := c.Get(apikey.ContextKey).(int64); ok {
+		return fmt.Sprintf("key:%d", id)
+	}
+	return "ip:" + c.RealIP()
+}
+
+var _ = os.Getpid

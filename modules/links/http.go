@@ -1,0 +1,472 @@
+package links
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/hop-dev/hop/internal/problem"
+)
+
+// Invalidator drops a slug from every instance's redirect cache. The redirect module
+// implements it; links calls it after every change a redirect must see at once.
+type Invalidator interface {
+	Invalidate(ctx context.Context, slug string) error
+}
+
+// Handler serves the /links management API.
+type Handler struct {
+	store   *Store
+	baseURL string
+	cache   Invalidator
+	logger  *slog.Logger
+	now     func() time.Time
+}
+
+// NewHandler returns the API handler; baseURL is the public origin used in short_url.
+func NewHandler(store *Store, baseURL string, cache Invalidator, logger *slog.Logger) *Handler {
+	return &Handler{store: store, baseURL: strings.TrimRight(baseURL, "/"), cache: cache, logger: logger.With("module", "links"), now: time.Now}
+}
+
+// Routes registers the management routes on g, which the app guards with API keys.
+func (h *Handler) Routes(g *echo.Group) {
+	g.POST("/links", h.create)
+	g.POST("/links/", h.create)
+	g.POST("/links/bulk", h.bulk)
+	g.GET("/links", h.list)
+	g.GET("/links/:slug", h.get)
+	g.PATCH("/links/:slug", h.update)
+	g.DELETE("/links/:slug", h.delete)
+	g.GET("/tags", h.tags)
+}
+
+// createRequest is the body of POST /links.
+type createRequest struct {
+	URL            string     `json:"url"`
+	Slug           string     `json:"slug"`
+	ExpiresAt      *time.Time `json:"expires_at"`
+	MaxClicks      *int64     `json:"max_clicks"`
+	Password       string     `json:"password"`
+	Tags           []string   `json:"tags"`
+	RedirectStatus int        `json:"redirect_status"`
+}
+
+func (h *Handler) validateCreate(r createRequest) (newLink, error) {
+	n := newLink{URL: r.URL, Slug: r.Slug, ExpiresAt: r.ExpiresAt, MaxClicks: r.MaxClicks, RedirectStatus: r.RedirectStatus}
+	if err := validateURL(r.URL); err != nil {
+		return n, err
+	}
+	if r.Slug != "" {
+		if err := validateSlug(r.Slug); err != nil {
+			return n, err
+		}
+	}
+	if n.RedirectStatus == 0 {
+		n.RedirectStatus = http.StatusFound
+	}
+	if err := validateStatus(n.RedirectStatus); err != nil {
+		return n, err
+	}
+	if r.ExpiresAt != nil {
+		if err := validateExpiry(*r.ExpiresAt, h.now()); err != nil {
+			return n, err
+		}
+	}
+	if r.MaxClicks != nil {
+		if err := validateMaxClicks(*r.MaxClicks); err != nil {
+			return n, err
+		}
+	}
+	tags, err := normalizeTags(r.Tags)
+	if err != nil {
+		return n, err
+	}
+	n.Tags = tags
+	if r.Password != "" {
+		hash, err := hashPassword(r.Password)
+		if err != nil {
+			return n, err
+		}
+		n.PasswordHash = hash
+	}
+	return n, nil
+}
+
+func (h *Handler) create(c echo.Context) error {
+	var req createRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	l, err := h.createOne(c.Request().Context(), req)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderLocation, "/links/"+l.Slug)
+	return c.JSON(http.StatusCreated, l)
+}
+
+func (h *Handler) createOne(ctx context.Context, req createRequest) (Link, error) {
+	n, err := h.validateCreate(req)
+	if err != nil {
+		return Link{}, err
+	}
+	l, err := h.store.create(ctx, n)
+	if err != nil {
+		return Link{}, err
+	}
+	// The slug may sit in the negative cache from an earlier 404.
+	h.invalidate(ctx, l.Slug)
+	return h.present(l), nil
+}
+
+const maxBulk = 1000
+
+// bulkResult is one item of a bulk create response, in request order.
+type bulkResult struct {
+	Index  int    `json:"index"`
+	Status int    `json:"status"`
+	Link   *Link  `json:"link,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+func (h *Handler) bulk(c echo.Context) error {
+	var req struct {
+		Links []createRequest `json:"links"`
+	}
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if len(req.Links) == 0 {
+		return problem.Invalid("links must hold 1 to %d links to create", maxBulk)
+	}
+	if len(req.Links) > maxBulk {
+		return problem.Invalid("a bulk request holds at most %d links, got %d", maxBulk, len(req.Links))
+	}
+	ctx := c.Request().Context()
+	out := struct {
+		Created int          `json:"created"`
+		Failed  int          `json:"failed"`
+		Results []bulkResult `json:"results"`
+	}{Results: make([]bulkResult, len(req.Links))}
+	for i, r := range req.Links {
+		l, err := h.createOne(ctx, r)
+		var p *problem.Error
+		switch {
+		case err == nil:
+			out.Created++
+			out.Results[i] = bulkResult{Index: i, Status: http.StatusCreated, Link: &l}
+		case errors.As(err, &p):
+			out.Failed++
+			out.Results[i] = bulkResult{Index: i, Status: p.Status, Error: p.Detail}
+		default:
+			return err
+		}
+	}
+	status := http.StatusCreated
+	if out.Failed > 0 {
+		status = http.StatusMultiStatus
+	}
+	return c.JSON(status, out)
+}
+
+func (h *Handler) list(c echo.Context) error {
+	q := listQuery{Limit: 20, Q: c.QueryParam("q"), Tag: c.QueryParam("tag")}
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			return problem.Invalid("limit must be an integer from 1 to 100")
+		}
+		q.Limit = n
+	}
+	if v := c.QueryParam("cursor"); v != "" {
+		id, err := decodeCursor(v)
+		if err != nil {
+			return err
+		}
+		q.Before = id
+	}
+	if len(q.Q) > 256 || len(q.Tag) > maxTagLength {
+		return problem.Invalid("q is at most 256 bytes and tag at most %d", maxTagLength)
+	}
+	// One extra row tells whether another page exists.
+	q.Limit++
+	links, err := h.store.list(c.Request().Context(), q)
+	if err != nil {
+		return err
+	}
+	resp := struct {
+		Links      []Link  `json:"links"`
+		NextCursor *string `json:"next_cursor"`
+	}{Links: make([]Link, 0, len(links))}
+	if len(links) == q.Limit {
+		links = links[:q.Limit-1]
+		cur := encodeCursor(links[len(links)-1].ID)
+		resp.NextCursor = &cur
+	}
+	for _, l := range links {
+		resp.Links = append(resp.Links, h.present(l))
+	}
+	return c.JSON(http.StatusOK, resp)
+}
+
+func (h *Handler) get(c echo.Context) error {
+	l, err := h.store.get(c.Request().Context(), c.Param("slug"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, h.present(l))
+}
+
+// patchable lists the fields PATCH accepts; anything else is refused.
+var patchable = map[string]bool{"url": true, "expires_at": true, "max_clicks": true, "password": true, "tags": true, "redirect_status": true}
+
+func (h *Handler) update(c echo.Context) error {
+	var raw map[string]json.RawMessage
+	if err := decodeJSON(c, &raw); err != nil {
+		return err
+	}
+	if len(raw) == 0 {
+		return problem.Invalid("the body must change at least one of url, expires_at, max_clicks, password, tags, redirect_status")
+	}
+	for k := range raw {
+		if !patchable[k] {
+			if k == "slug" {
+				return problem.Invalid("a link's slug cannot be changed; create a new link instead")
+			}
+			return problem.Invalid("unknown field %q", k)
+		}
+	}
+	p, err := h.parsePatch(raw)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	l, err := h.store.update(ctx, c.Param("slug"), p)
+	if err != nil {
+		return err
+	}
+	h.invalidate(ctx, l.Slug)
+	return c.JSON(http.StatusOK, h.present(l))
+}
+
+func (h *Handler) parsePatch(raw map[string]json.RawMessage) (linkPatch, error) {
+	var p linkPatch
+	isNull := func(m json.RawMessage) bool { return string(m) == "null" }
+	field := func(name string, v any) error {
+		if err := json.Unmarshal(raw[name], v); err != nil {
+			return problem.Invalid("%s has the wrong type: %s", name, jsonTypeError(err))
+		}
+		return nil
+	}
+	if m, ok := raw["url"]; ok {
+		var u string
+		if isNull(m) {
+			return p, problem.Invalid("url cannot be null")
+		}
+		if err := field("url", &u); err != nil {
+			return p, err
+		}
+		if err := validateURL(u); err != nil {
+			return p, err
+		}
+		p.URL = &u
+	}
+	if m, ok := raw["redirect_status"]; ok {
+		var s int
+		if isNull(m) {
+			s = http.StatusFound
+		} else if err := field("redirect_status", &s); err != nil {
+			return p, err
+		}
+		if err := validateStatus(s); err != nil {
+			return p, err
+		}
+		p.RedirectStatus = &s
+	}
+	if _, ok := raw["expires_at"]; ok {
+		var t *time.Time
+		if err := field("expires_at", &t); err != nil {
+			return p, err
+		}
+		if t != nil {
+			if err := validateExpiry(*t, h.now()); err != nil {
+				return p, err
+			}
+		}
+		p.ExpiresAt = &t
+	}
+	if _, ok := raw["max_clicks"]; ok {
+		var n *int64
+		if err := field("max_clicks", &n); err != nil {
+			return p, err
+		}
+		if n != nil {
+			if err := validateMaxClicks(*n); err != nil {
+				return p, err
+			}
+		}
+		p.MaxClicks = &n
+	}
+	if _, ok := raw["password"]; ok {
+		var pw *string
+		if err := field("password", &pw); err != nil {
+			return p, err
+		}
+		hash := ""
+		if pw != nil && *pw != "" {
+			var err error
+			if hash, err = hashPassword(*pw); err != nil {
+				return p, err
+			}
+		}
+		p.PasswordHash = &hash
+	}
+	if m, ok := raw["tags"]; ok {
+		var tags []string
+		if !isNull(m) {
+			if err := field("tags", &tags); err != nil {
+				return p, err
+			}
+		}
+		tags, err := normalizeTags(tags)
+		if err != nil {
+			return p, err
+		}
+		p.Tags = &tags
+	}
+	return p, nil
+}
+
+func (h *Handler) delete(c echo.Context) error {
+	ctx := c.Request().Context()
+	slug := c.Param("slug")
+	if err := h.store.delete(ctx, slug); err != nil {
+		return err
+	}
+	h.invalidate(ctx, slug)
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (h *Handler) tags(c echo.Context) error {
+	tags, err := h.store.tags(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"tags": tags})
+}
+
+// invalidate drops the slug from redirect caches. A failure only delays the change
+// until the cache entry expires, so it is logged, not returned.
+func (h *Handler) invalidate(ctx context.Context, slug string) {
+	if h.cache == nil {
+		return
+	}
+	if err := h.cache.Invalidate(ctx, slug); err != nil {
+		h.logger.Warn("invalidate redirect cache", "slug", slug, "err", err)
+	}
+}
+
+func (h *Handler) present(l Link) Link {
+	l.ShortURL = h.baseURL + "/" + l.Slug
+	return l
+}
+
+func hashPassword(pw string) (string, error) {
+	if err := validatePassword(pw); err != nil {
+		return "", err
+	}
+	b, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost)
+	if err != nil {
+		return "", fmt.Errorf("hash password: %w", err)
+	}
+	return string(b), nil
+}
+
+// CheckPassword reports whether pw matches a link's password hash.
+func CheckPassword(hash, pw string) bool {
+	return bcrypt.CompareHashAndPassword([]byte(hash), []byte(pw)) == nil
+}
+
+var errUnsupportedMedia = problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type", "the request body must be JSON (Content-Type: application/json)")
+
+// decodeJSON reads exactly one JSON value into v, refusing other media types, unknown
+// fields, trailing data and oversized bodies, each with a problem that says why.
+func decodeJSON(c echo.Context, v any) error {
+	mt, _, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))
+	if err != nil || (mt != echo.MIMEApplicationJSON && !strings.HasSuffix(mt, "+json")) {
+		return errUnsupportedMedia
+	}
+	dec := json.NewDecoder(c.Request().Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonProblem(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		if err != nil {
+			return jsonProblem(err)
+		}
+		return problem.Invalid("the body must hold a single JSON value")
+	}
+	return nil
+}
+
+func jsonProblem(err error) error {
+	var he *echo.HTTPError
+	var mbe *http.MaxBytesError
+	var syn *json.SyntaxError
+	switch {
+	case errors.As(err, &he), errors.As(err, &mbe):
+		return problem.New(http.StatusRequestEntityTooLarge, "body-too-large", "the request body is larger than the limit")
+	case errors.Is(err, io.EOF):
+		return problem.Invalid("the request body is empty; send a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return problem.Invalid("malformed JSON: the body ends early")
+	case errors.As(err, &syn):
+		return problem.Invalid("malformed JSON at byte %d: %s", syn.Offset, syn.Error())
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return problem.Invalid("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	}
+	return problem.Invalid("%s", jsonTypeError(err))
+}
+
+func jsonTypeError(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		if te.Field != "" {
+			return fmt.Sprintf("field %q must be %s, not %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)
+		}
+		return fmt.Sprintf("expected %s, not %s", jsonKind(te.Type.Kind().String()), te.Value)
+	}
+	var pe *time.ParseError
+	if errors.As(err, &pe) {
+		return "times must be RFC 3339, like 2030-01-02T15:04:05Z"
+	}
+	return err.Error()
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "string":
+		return "a string"
+	case "int", "int64", "int16", "int32":
+		return "an integer"
+	case "slice":
+		return "an array"
+	case "map", "struct":
+		return "an object"
+	case "ptr":
+		return "a value of the documented type"
+	}
+	return k
+}

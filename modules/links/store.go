@@ -1,0 +1,264 @@
+package links
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/hop-dev/hop/internal/problem"
+)
+
+// Store keeps links in PostgreSQL.
+type Store struct {
+	pool *pgxpool.Pool
+	slug *slugger
+}
+
+// NewStore returns a store that generates slugs with the given secret and minimum length.
+func NewStore(pool *pgxpool.Pool, slugSecret string, slugMinLength int) (*Store, error) {
+	s, err := newSlugger(slugSecret, slugMinLength)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{pool: pool, slug: s}, nil
+}
+
+const linkColumns = `id, slug, original_url, redirect_status, expires_at, max_clicks,
+	coalesce(password_hash, ''), tags, total_clicks, created_at, updated_at, deleted_at`
+
+func scanLink(row pgx.Row) (Link, error) {
+	var l Link
+	var status int16
+	err := row.Scan(&l.ID, &l.Slug, &l.OriginalURL, &status, &l.ExpiresAt, &l.MaxClicks,
+		&l.PasswordHash, &l.Tags, &l.TotalClicks, &l.CreatedAt, &l.UpdatedAt, &l.DeletedAt)
+	l.RedirectStatus = int(status)
+	l.HasPassword = l.PasswordHash != ""
+	if l.Tags == nil {
+		l.Tags = []string{}
+	}
+	return l, err
+}
+
+// newLink is a validated create request.
+type newLink struct {
+	Slug           string // empty: generate
+	URL            string
+	RedirectStatus int
+	ExpiresAt      *time.Time
+	MaxClicks      *int64
+	PasswordHash   string
+	Tags           []string
+}
+
+const insertLink = `INSERT INTO links (id, slug, original_url, redirect_status, expires_at, max_clicks, password_hash, tags)
+VALUES (coalesce($1, nextval(pg_get_serial_sequence('links', 'id'))), $2, $3, $4, $5, $6, nullif($7, ''), coalesce($8::text[], '{}'))
+ON CONFLICT (slug) DO NOTHING
+RETURNING ` + linkColumns
+
+const nextLinkID = `SELECT nextval(pg_get_serial_sequence('links', 'id'))`
+
+// create inserts a link. A custom slug that is taken (even by a deleted link) is
+// ErrSlugTaken; a generated slug that collides with a custom one, or spells a reserved
+// word, is skipped and the next id is tried.
+func (s *Store) create(ctx context.Context, n newLink) (Link, error) {
+	if n.Slug != "" {
+		l, err := scanLink(s.pool.QueryRow(ctx, insertLink, nil, n.Slug, n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return Link{}, ErrSlugTaken
+		}
+		if err != nil {
+			return Link{}, fmt.Errorf("insert link: %w", err)
+		}
+		return l, nil
+	}
+	for attempt := 0; attempt < 100; attempt++ {
+		var id int64
+		if err := s.pool.QueryRow(ctx, nextLinkID).Scan(&id); err != nil {
+			return Link{}, fmt.Errorf("next link id: %w", err)
+		}
+		slug, err := s.slug.slug(id)
+		if err != nil {
+			return Link{}, err
+		}
+		if reserved[strings.ToLower(slug)] {
+			continue
+		}
+		l, err := scanLink(s.pool.QueryRow(ctx, insertLink, id, slug, n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags))
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue // a custom slug took this one
+		}
+		if err != nil {
+			return Link{}, fmt.Errorf("insert link: %w", err)
+		}
+		return l, nil
+	}
+	return Link{}, errors.New("insert link: no free generated slug after 100 attempts")
+}
+
+const selectLinkBySlug = `SELECT ` + linkColumns + ` FROM links WHERE slug = $1`
+
+// FindBySlug returns the link with this slug, deleted or not; ErrNotFound if there is
+// none. Callers decide what a deleted link means (the redirect answers 410).
+func (s *Store) FindBySlug(ctx context.Context, slug string) (Link, error) {
+	l, err := scanLink(s.pool.QueryRow(ctx, selectLinkBySlug, slug))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Link{}, ErrNotFound
+	}
+	if err != nil {
+		return Link{}, fmt.Errorf("select link: %w", err)
+	}
+	return l, nil
+}
+
+// get returns a live link; ErrNotFound or ErrGone otherwise.
+func (s *Store) get(ctx context.Context, slug string) (Link, error) {
+	l, err := s.FindBySlug(ctx, slug)
+	if err != nil {
+		return Link{}, err
+	}
+	if l.DeletedAt != nil {
+		return Link{}, ErrGone
+	}
+	return l, nil
+}
+
+// listQuery selects one page of live links, newest first.
+type listQuery struct {
+	Limit  int
+	Before int64 // id cursor; 0 = from the newest
+	Q      string
+	Tag    string
+}
+
+const listLinks = `SELECT ` + linkColumns + ` FROM links
+WHERE deleted_at IS NULL
+  AND ($1::bigint = 0 OR id < $1)
+  AND ($2::text = '' OR slug ILIKE '%' || $2 || '%' ESCAPE '\' OR original_url ILIKE '%' || $2 || '%' ESCAPE '\')
+  AND ($3::text = '' OR tags @> ARRAY[$3::text])
+ORDER BY id DESC
+LIMIT $4`
+
+func (s *Store) list(ctx context.Context, q listQuery) ([]Link, error) {
+	rows, err := s.pool.Query(ctx, listLinks, q.Before, escapeLike(q.Q), q.Tag, q.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Link, error) { return scanLink(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	return out, nil
+}
+
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// encodeCursor and decodeCursor keep the page cursor opaque to clients.
+func encodeCursor(id int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(id, 10)))
+}
+
+func decodeCursor(c string) (int64, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err == nil {
+		if id, err := strconv.ParseInt(string(b), 10, 64); err == nil && id > 0 {
+			return id, nil
+		}
+	}
+	return 0, problem.Invalid("cursor is not a cursor returned by this API")
+}
+
+// linkPatch is a validated partial update; nil fields are left unchanged.
+type linkPatch struct {
+	URL            *string
+	RedirectStatus *int
+	ExpiresAt      **time.Time // set to nil pointer to clear
+	MaxClicks      **int64
+	PasswordHash   *string // "" clears
+	Tags           *[]string
+}
+
+const updateLink = `UPDATE links SET
+	original_url    = coalesce($2, original_url),
+	redirect_status = coalesce($3, redirect_status),
+	expires_at      = CASE WHEN $4 THEN $5 ELSE expires_at END,
+	max_clicks      = CASE WHEN $6 THEN $7 ELSE max_clicks END,
+	password_hash   = CASE WHEN $8::text IS NULL THEN password_hash ELSE nullif($8, '') END,
+	tags            = coalesce($9, tags),
+	updated_at      = now()
+WHERE slug = $1 AND deleted_at IS NULL
+RETURNING ` + linkColumns
+
+func (s *Store) update(ctx context.Context, slug string, p linkPatch) (Link, error) {
+	var expires *time.Time
+	if p.ExpiresAt != nil {
+		expires = *p.ExpiresAt
+	}
+	var maxClicks *int64
+	if p.MaxClicks != nil {
+		maxClicks = *p.MaxClicks
+	}
+	var status *int16
+	if p.RedirectStatus != nil {
+		v := int16(*p.RedirectStatus)
+		status = &v
+	}
+	l, err := scanLink(s.pool.QueryRow(ctx, updateLink, slug, p.URL, status,
+		p.ExpiresAt != nil, expires, p.MaxClicks != nil, maxClicks, p.PasswordHash, p.Tags))
+	if errors.Is(err, pgx.ErrNoRows) {
+		if _, err := s.get(ctx, slug); err != nil {
+			return Link{}, err
+		}
+		return Link{}, ErrNotFound
+	}
+	if err != nil {
+		return Link{}, fmt.Errorf("update link: %w", err)
+	}
+	return l, nil
+}
+
+const deleteLink = `UPDATE links SET deleted_at = now(), updated_at = now() WHERE slug = $1 AND deleted_at IS NULL`
+
+func (s *Store) delete(ctx context.Context, slug string) error {
+	tag, err := s.pool.Exec(ctx, deleteLink, slug)
+	if err != nil {
+		return fmt.Errorf("delete link: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		_, err := s.get(ctx, slug)
+		if err == nil {
+			return ErrNotFound
+		}
+		return err
+	}
+	return nil
+}
+
+// TagCount is a tag with the number of live links carrying it.
+type TagCount struct {
+	Tag   string `json:"tag"`
+	Links int64  `json:"links"`
+}
+
+const listTags = `SELECT t, count(*) FROM links, unnest(tags) AS t
+WHERE deleted_at IS NULL GROUP BY t ORDER BY count(*) DESC, t`
+
+func (s *Store) tags(ctx context.Context) ([]TagCount, error) {
+	rows, err := s.pool.Query(ctx, listTags)
+	if err != nil {
+		return nil, fmt.Errorf("list tags: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[TagCount])
+	if err != nil {
+		return nil, fmt.Errorf("list tags: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,149 @@
+package links
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/hop-dev/hop/internal/problem"
+)
+
+// Limits on user input.
+const (
+	maxURLLength  = 8 << 10
+	minSlugLength = 3
+	maxSlugLength = 64
+	maxTags       = 20
+	maxTagLength  = 64
+	minPassword   = 4
+	maxPassword   = 72 // bcrypt's limit
+)
+
+// reserved are paths of hop itself; a link can never take one as its slug. Compared
+// case-insensitively so "Links" cannot shadow /links in a case-folding proxy either.
+var reserved = map[string]bool{
+	"links": true, "health": true, "healthz": true, "metrics": true, "dashboard": true,
+	"static": true, "assets": true, "api": true, "stats": true, "tags": true,
+	"login": true, "logout": true, "favicon.ico": true, "robots.txt": true,
+	"openapi.json": true, "docs": true, "admin": true, "qr": true, "well-known": true,
+	".well-known": true, "sitemap.xml": true, "version": true,
+}
+
+// validateURL checks a link target: absolute http or https with a host, bounded, no
+// whitespace or control characters. It returns the URL unchanged when valid.
+func validateURL(raw string) error {
+	switch {
+	case raw == "":
+		return problem.Invalid("url is required")
+	case len(raw) > maxURLLength:
+		return problem.Invalid("url is longer than %d bytes", maxURLLength)
+	case !utf8.ValidString(raw):
+		return problem.Invalid("url is not valid UTF-8")
+	}
+	for _, r := range raw {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			return problem.Invalid("url must not contain whitespace or control characters")
+		}
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return problem.Invalid("url is not a valid URL: %s", strings.TrimPrefix(err.Error(), "parse "+fmt.Sprintf("%q", raw)+": "))
+	}
+	if u.Scheme == "" {
+		return problem.Invalid("url must be absolute (start with http:// or https://)")
+	}
+	if s := strings.ToLower(u.Scheme); s != "http" && s != "https" {
+		return problem.Invalid("url scheme %q is not allowed; use http or https", u.Scheme)
+	}
+	if u.Opaque != "" || u.Host == "" || u.Hostname() == "" {
+		return problem.Invalid("url must have a host")
+	}
+	return nil
+}
+
+// validateSlug checks a custom slug: 3-64 of A-Z a-z 0-9 _ -, not reserved.
+func validateSlug(slug string) error {
+	if len(slug) < minSlugLength || len(slug) > maxSlugLength {
+		return problem.Invalid("slug must be %d to %d characters long", minSlugLength, maxSlugLength)
+	}
+	for i := 0; i < len(slug); i++ {
+		if !isSlugByte(slug[i]) {
+			return problem.Invalid("slug may contain only A-Z, a-z, 0-9, '_' and '-'")
+		}
+	}
+	if reserved[strings.ToLower(slug)] {
+		return problem.Invalid("slug %q is reserved", slug)
+	}
+	return nil
+}
+
+func isSlugByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+}
+
+// ValidSlugSyntax reports whether s could be a slug at all (generated or custom), so the
+// redirect path can answer 404 for junk without a lookup.
+func ValidSlugSyntax(s string) bool {
+	if len(s) == 0 || len(s) > maxSlugLength {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isSlugByte(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func validateStatus(code int) error {
+	switch code {
+	case 301, 302, 303, 307, 308:
+		return nil
+	}
+	return problem.Invalid("redirect_status must be one of 301, 302, 303, 307, 308")
+}
+
+func validateExpiry(t time.Time, now time.Time) error {
+	if !t.After(now) {
+		return problem.Invalid("expires_at must be in the future")
+	}
+	return nil
+}
+
+func validateMaxClicks(n int64) error {
+	if n <= 0 {
+		return problem.Invalid("max_clicks must be a positive integer")
+	}
+	return nil
+}
+
+func validatePassword(p string) error {
+	if len(p) < minPassword || len(p) > maxPassword {
+		return problem.Invalid("password must be %d to %d bytes long", minPassword, maxPassword)
+	}
+	return nil
+}
+
+// normalizeTags trims, drops empties and duplicates, and bounds count and length.
+func normalizeTags(tags []string) ([]string, error) {
+	out := make([]string, 0, len(tags))
+	seen := make(map[string]bool, len(tags))
+	for _, t := range tags {
+		t = strings.TrimSpace(t)
+		if t == "" || seen[t] {
+			continue
+		}
+		if len(t) > maxTagLength || !utf8.ValidString(t) || strings.ContainsFunc(t, unicode.IsControl) {
+			return nil, problem.Invalid("tag %q must be at most %d bytes of printable text", t, maxTagLength)
+		}
+		seen[t] = true
+		out = append(out, t)
+	}
+	if len(out) > maxTags {
+		return nil, problem.Invalid("a link can have at most %d tags", maxTags)
+	}
+	return out, nil
+}

@@ -1,0 +1,44 @@
+package redirect
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	redirects         *prometheus.CounterVec
+	redirectsByStatus map[int]prometheus.Counter // pre-resolved so the hot path does no label lookup
+	cacheHits         prometheus.Counter
+	cacheRedis        prometheus.Counter
+	cacheMisses       prometheus.Counter
+	cacheErrors       prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	cacheLookups := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hop_link_cache_lookups_total",
+		Help: "Slug lookups on the redirect path by result: hit (client-side cache), redis, miss (PostgreSQL), error (Redis failing).",
+	}, []string{"result"})
+	m := &metrics{
+		redirects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hop_redirects_total",
+			Help: "Redirect responses by HTTP status.",
+		}, []string{"status"}),
+		redirectsByStatus: map[int]prometheus.Counter{},
+		cacheHits:         cacheLookups.WithLabelValues("hit"),
+		cacheRedis:        cacheLookups.WithLabelValues("redis"),
+		cacheMisses:       cacheLookups.WithLabelValues("miss"),
+		cacheErrors:       cacheLookups.WithLabelValues("error"),
+	}
+	for _, s := range []int{301, 302, 303, 307, 308} {
+		m.redirectsByStatus[s] = m.redirects.WithLabelValues(strconv.Itoa(s))
+	}
+	for _, c := range []prometheus.Collector{m.redirects, cacheLookups} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register redirect metrics: %w", err)
+		}
+	}
+	return m, nil
+}
