@@ -71,7 +71,8 @@ func createDatabase(ctx context.Context, cc *pgx.ConnConfig, logger *slog.Logger
 }
 
 // openRedis connects to Redis; nil without error when Redis is not configured.
-func openRedis(cfg Config) (rueidis.Client, error) {
+// onInvalidate receives client-side caching invalidations (see redirect.Invalidated).
+func openRedis(cfg Config, onInvalidate func([]rueidis.RedisMessage)) (rueidis.Client, error) {
 	if cfg.RedisURL == "" {
 		return nil, nil
 	}
@@ -81,6 +82,7 @@ func openRedis(cfg Config) (rueidis.Client, error) {
 	}
 	opt.Dialer.Timeout = 3 * time.Second
 	opt.ConnWriteTimeout = 3 * time.Second
+	opt.OnInvalidations = onInvalidate
 	client, err := rueidis.NewClient(opt)
 	if err != nil {
 		return nil, fmt.Errorf("redis at %s is unreachable: %w (set REDIS_URL= to run without Redis)", redactURL(cfg.RedisURL), err)

@@ -7,11 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/rueidis"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hop-dev/hop/migrations"
@@ -40,7 +41,14 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err := migrations.Up(ctx, pool, logger.With("module", "migrations")); err != nil {
 		return err
 	}
-	rdb, err := openRedis(cfg)
+	// The redirect cache is built after the client, so invalidations reach it through
+	// this hook; before it is set there is nothing to invalidate.
+	var onInvalidate atomic.Pointer[func([]rueidis.RedisMessage)]
+	rdb, err := openRedis(cfg, func(m []rueidis.RedisMessage) {
+		if f := onInvalidate.Load(); f != nil {
+			(*f)(m)
+		}
+	})
 	if err != nil {
 		return err
 	}
@@ -86,6 +94,8 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	invalidated := rd.Invalidated
+	onInvalidate.Store(&invalidated)
 	redirectLimit, err := ratelimit.New(ratelimit.Config{Name: "redirect", Rate: cfg.RateLimitRedirect, Prefix: cfg.RedisPrefix + "rl:redirect:"}, rdb, reg, logger)
 	if err != nil {
 		return err
@@ -194,5 +204,3 @@ func apiKeyOrIP(c echoContext) string {
 	}
 	return "ip:" + c.RealIP()
 }
-
-var _ = os.Getpid

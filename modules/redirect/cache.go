@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,20 +25,24 @@ const (
 	liveTTL      = 10 * time.Minute
 	limitedTTL   = 5 * time.Second
 	negativeTTL  = 30 * time.Second
+	hotTTL       = 10 * time.Second // bound on a hot entry's life; invalidations normally end it first
 	redisTimeout = 50 * time.Millisecond
 	localMax     = 100_000
 )
 
-// cache resolves slugs: rueidis server-assisted client-side cache (DoCache) in front of
-// Redis in front of PostgreSQL. Without Redis it keeps a bounded in-process map. Redis
-// failing never fails a resolve: PostgreSQL answers instead.
+// cache resolves slugs: a map of decoded targets in front of rueidis' server-assisted
+// client-side cache (DoCache) in front of Redis in front of PostgreSQL. The map saves
+// decoding and rueidis' locking on every hit; Redis' invalidation messages (delivered
+// to Invalidated) clear it exactly when rueidis' own cache is cleared. Without Redis the
+// map alone caches, with TTLs. Redis failing never fails a resolve: PostgreSQL answers.
 type cache struct {
 	rdb    rueidis.Client // nil: local map only
 	prefix string
 	finder Finder
 
-	local   sync.Map // slug -> localEntry, used without Redis
+	local   sync.Map // slug -> localEntry
 	localN  atomic.Int64
+	gen     atomic.Uint64 // bumped by every invalidation; a fill racing one is dropped
 	metrics *metrics
 }
 
@@ -50,9 +55,25 @@ func (c *cache) key(slug string) string { return c.prefix + "link:" + slug }
 
 // resolve returns the target of slug. A stateNotFound target is a valid answer.
 func (c *cache) resolve(ctx context.Context, slug string) (target, error) {
-	if c.rdb == nil {
-		return c.resolveLocal(ctx, slug)
+	now := time.Now().UnixNano()
+	if v, ok := c.local.Load(slug); ok {
+		if e := v.(localEntry); e.expires > now {
+			c.metrics.cacheHits.Inc()
+			return e.t, nil
+		}
 	}
+	if c.rdb == nil {
+		return c.resolveLocal(ctx, slug, now)
+	}
+	gen := c.gen.Load()
+	t, err := c.resolveRedis(ctx, slug)
+	if err == nil && c.gen.Load() == gen {
+		c.remember(slug, t, now+int64(hotTTL))
+	}
+	return t, err
+}
+
+func (c *cache) resolveRedis(ctx context.Context, slug string) (target, error) {
 	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	resp := c.rdb.DoCache(rctx, c.rdb.B().Get().Key(c.key(slug)).Cache(), liveTTL)
 	cancel()
@@ -120,34 +141,48 @@ func (c *cache) fill(ctx context.Context, slug string, t target, onlyIfAbsent bo
 	return nil
 }
 
-func (c *cache) resolveLocal(ctx context.Context, slug string) (target, error) {
-	now := time.Now().UnixNano()
-	if v, ok := c.local.Load(slug); ok {
-		if e := v.(localEntry); e.expires > now {
-			c.metrics.cacheHits.Inc()
-			return e.t, nil
-		}
-	}
+func (c *cache) resolveLocal(ctx context.Context, slug string, now int64) (target, error) {
 	c.metrics.cacheMisses.Inc()
 	t, err := c.load(ctx, slug)
 	if err != nil {
 		return t, err
 	}
+	c.remember(slug, t, now+int64(ttlOf(t)))
+	return t, nil
+}
+
+func (c *cache) remember(slug string, t target, expires int64) {
 	if c.localN.Add(1) > localMax {
 		// Bounded memory under slug scanning: start over rather than grow.
 		c.local.Clear()
 		c.localN.Store(0)
 	}
-	c.local.Store(slug, localEntry{t: t, expires: now + int64(ttlOf(t))})
-	return t, nil
+	c.local.Store(slug, localEntry{t: t, expires: expires})
+}
+
+// invalidated receives Redis' client-side caching invalidations (rueidis'
+// OnInvalidations): the keys that changed, or nil when everything must go.
+func (c *cache) invalidated(msgs []rueidis.RedisMessage) {
+	c.gen.Add(1)
+	if msgs == nil {
+		c.local.Clear()
+		c.localN.Store(0)
+		return
+	}
+	p := c.prefix + "link:"
+	for _, m := range msgs {
+		if k, err := m.ToString(); err == nil && strings.HasPrefix(k, p) {
+			c.local.Delete(k[len(p):])
+		}
+	}
 }
 
 // Invalidate makes every instance see the current state of slug: it re-reads the link
 // and overwrites the Redis entry, which makes Redis tell every tracking client to drop
 // its local copy.
 func (c *cache) Invalidate(ctx context.Context, slug string) error {
+	c.local.Delete(slug)
 	if c.rdb == nil {
-		c.local.Delete(slug)
 		return nil
 	}
 	t, err := c.load(ctx, slug)

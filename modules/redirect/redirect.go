@@ -69,6 +69,10 @@ func New(cfg Config, rdb rueidis.Client, finder Finder, pub Publisher, reg prome
 	}, nil
 }
 
+// Invalidated takes Redis' client-side caching invalidation messages; the app passes it
+// to rueidis as ClientOption.OnInvalidations. It must be fast: it runs on rueidis' reader.
+func (h *Handler) Invalidated(msgs []rueidis.RedisMessage) { h.cache.invalidated(msgs) }
+
 // Invalidate drops slug from every instance's cache (links.Invalidator).
 func (h *Handler) Invalidate(ctx context.Context, slug string) error {
 	return h.cache.Invalidate(ctx, slug)

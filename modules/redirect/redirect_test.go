@@ -107,7 +107,7 @@ func setup(t testing.TB, withRedis bool) fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := echo.New()
+	e := newEcho()
 	h.Register(e)
 	return fixture{e: e, pub: pub, store: store, h: h, slug: slug}
 }

@@ -1,0 +1,224 @@
+package app
+
+import (
+	"fmt"
+	"net/http"
+	"reflect"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// unmatchedRoute labels requests no route matched, so scanners probing random paths
+// cannot grow the label set.
+const unmatchedRoute = "unmatched"
+
+// httpBuckets span the sub-millisecond redirect path up to slow CSV exports.
+var httpBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
+// httpMetrics counts requests and their latency by route template (c.Path(), never the
+// raw path, so slugs never become label values).
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+
+	// series maps (method, route, status) to its curried counter and histogram. It is
+	// copied on write and read without a lock: the set of keys is small and settles
+	// after the first requests, so the hot path is one map lookup and no allocation.
+	mu     sync.Mutex
+	series atomic.Pointer[map[seriesKey]seriesObs]
+
+	notFoundCode uintptr // code address of echo.NotFoundHandler
+}
+
+type seriesKey struct {
+	method, route string
+	status        int
+}
+
+type seriesObs struct {
+	count prometheus.Counter
+	dur   prometheus.Observer
+}
+
+// newHTTPMetrics registers the HTTP metrics on reg.
+func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
+	m := &httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hop_http_requests_total",
+			Help: "HTTP requests by method, route template (\"unmatched\" when no route matched) and status.",
+		}, []string{"method", "route", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hop_http_request_duration_seconds",
+			Help:    "HTTP request latency in seconds by method and route template, including error rendering.",
+			Buckets: httpBuckets,
+		}, []string{"method", "route"}),
+		notFoundCode: reflect.ValueOf(echo.NotFoundHandler).Pointer(),
+	}
+	empty := map[seriesKey]seriesObs{}
+	m.series.Store(&empty)
+	for _, c := range []prometheus.Collector{m.requests, m.duration} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register http metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// mustHTTPMetrics is newHTTPMetrics for route wiring, where a failure (registering the
+// metrics twice) is a programming error.
+func mustHTTPMetrics(reg prometheus.Registerer) echo.MiddlewareFunc {
+	m, err := newHTTPMetrics(reg)
+	if err != nil {
+		panic(err)
+	}
+	return m.middleware()
+}
+
+// middleware records every request. It renders a returned error itself (through Echo's
+// error handler, as Echo would right after) so the status it counts is the one sent.
+func (m *httpMetrics) middleware() echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			if err := next(c); err != nil {
+				c.Error(err)
+			}
+			status := c.Response().Status
+			if status == 0 {
+				status = http.StatusOK
+			}
+			route := c.Path()
+			if m.unmatched(c, status) {
+				route = unmatchedRoute
+			}
+			o := m.observers(methodLabel(c.Request().Method), route, status)
+			o.dur.Observe(time.Since(start).Seconds())
+			o.count.Inc()
+			return nil
+		}
+	}
+}
+
+// observers returns the curried series of a label set, creating it on first use.
+func (m *httpMetrics) observers(method, route string, status int) seriesObs {
+	k := seriesKey{method, route, status}
+	if o, ok := (*m.series.Load())[k]; ok {
+		return o
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := *m.series.Load()
+	if o, ok := old[k]; ok {
+		return o
+	}
+	o := seriesObs{
+		count: m.requests.WithLabelValues(method, route, strconv.Itoa(status)),
+		dur:   m.duration.WithLabelValues(method, route),
+	}
+	next := make(map[seriesKey]seriesObs, len(old)+1)
+	for kk, v := range old {
+		next[kk] = v
+	}
+	next[k] = o
+	m.series.Store(&next)
+	return o
+}
+
+// methodLabel bounds the method label: clients can send any token as a method.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "OTHER"
+}
+
+// unmatched reports whether no route matched. When none does, Echo still sets c.Path()
+// to the template of the closest route (a request for /a/b/c reports "/:slug"), so for a
+// 404 the handler tells: Echo's own not-found handler, or the catch-all routes ("/*")
+// that group middleware registers.
+func (m *httpMetrics) unmatched(c echo.Context, status int) bool {
+	switch p := c.Path(); {
+	case p == "" || p == "/*":
+		return true
+	case status != http.StatusNotFound:
+		return false
+	}
+	h := c.Handler()
+	return h != nil && reflect.ValueOf(h).Pointer() == m.notFoundCode
+}
+
+// poolCollector exports pgxpool statistics, read at scrape time.
+type poolCollector struct {
+	pool *pgxpool.Pool
+
+	acquired, idle, constructing, total, max  *prometheus.Desc
+	acquires, acquireSeconds, emptyAcquires   *prometheus.Desc
+	emptyAcquireWaitSeconds, canceledAcquires *prometheus.Desc
+	newConns, lifetimeDestroys, idleDestroys  *prometheus.Desc
+}
+
+// newPoolCollector returns a collector of pool's connection statistics (hop_pgx_pool_*).
+func newPoolCollector(pool *pgxpool.Pool) prometheus.Collector {
+	d := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc("hop_pgx_pool_"+name, help, nil, nil)
+	}
+	return &poolCollector{
+		pool:                    pool,
+		acquired:                d("acquired_conns", "Connections currently checked out of the pool."),
+		idle:                    d("idle_conns", "Idle connections in the pool."),
+		constructing:            d("constructing_conns", "Connections being opened."),
+		total:                   d("total_conns", "All connections of the pool: acquired, idle and being opened."),
+		max:                     d("max_conns", "Largest size the pool may grow to."),
+		acquires:                d("acquires_total", "Successful connection acquisitions."),
+		acquireSeconds:          d("acquire_duration_seconds_total", "Total time spent acquiring connections, in seconds."),
+		emptyAcquires:           d("empty_acquires_total", "Acquisitions that had to wait because no idle connection was available."),
+		emptyAcquireWaitSeconds: d("empty_acquire_wait_seconds_total", "Total time acquisitions waited for a connection when none was idle, in seconds."),
+		canceledAcquires:        d("canceled_acquires_total", "Acquisitions cancelled by their context."),
+		newConns:                d("new_conns_total", "Connections opened."),
+		lifetimeDestroys:        d("max_lifetime_destroys_total", "Connections closed for exceeding their maximum lifetime."),
+		idleDestroys:            d("max_idle_destroys_total", "Connections closed for exceeding their maximum idle time."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (p *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		p.acquired, p.idle, p.constructing, p.total, p.max, p.acquires, p.acquireSeconds,
+		p.emptyAcquires, p.emptyAcquireWaitSeconds, p.canceledAcquires, p.newConns,
+		p.lifetimeDestroys, p.idleDestroys,
+	} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (p *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	s := p.pool.Stat()
+	gauge := func(d *prometheus.Desc, v int32) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
+	}
+	counter := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
+	gauge(p.acquired, s.AcquiredConns())
+	gauge(p.idle, s.IdleConns())
+	gauge(p.constructing, s.ConstructingConns())
+	gauge(p.total, s.TotalConns())
+	gauge(p.max, s.MaxConns())
+	counter(p.acquires, float64(s.AcquireCount()))
+	counter(p.acquireSeconds, s.AcquireDuration().Seconds())
+	counter(p.emptyAcquires, float64(s.EmptyAcquireCount()))
+	counter(p.emptyAcquireWaitSeconds, s.EmptyAcquireWaitTime().Seconds())
+	counter(p.canceledAcquires, float64(s.CanceledAcquireCount()))
+	counter(p.newConns, float64(s.NewConnsCount()))
+	counter(p.lifetimeDestroys, float64(s.MaxLifetimeDestroyCount()))
+	counter(p.idleDestroys, float64(s.MaxIdleDestroyCount()))
+}

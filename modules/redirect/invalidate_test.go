@@ -1,0 +1,115 @@
+package redirect
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/rueidis"
+
+	"github.com/hop-dev/hop/internal/testenv"
+	"github.com/hop-dev/hop/modules/links"
+)
+
+// instanceWithClient is a redirect handler on its own Redis connection with
+// invalidations wired as the app wires them.
+func instanceWithClient(t *testing.T, store *links.Store, prefix string) (*Handler, *echo.Echo) {
+	t.Helper()
+	var h atomic.Pointer[Handler]
+	opt, err := rueidis.ParseURL(testenv.RedisURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.OnInvalidations = func(m []rueidis.RedisMessage) {
+		if x := h.Load(); x != nil {
+			x.Invalidated(m)
+		}
+	}
+	client, err := rueidis.NewClient(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	handler, err := New(Config{RedisPrefix: prefix}, client, store, &countingPublisher{}, prometheus.NewRegistry(), testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Store(handler)
+	e := newEcho()
+	handler.Register(e)
+	return handler, e
+}
+
+func location(e *echo.Echo, slug string) (int, string) {
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/"+slug, nil))
+	return rec.Code, rec.Header().Get("Location")
+}
+
+// An edit made through one instance is seen by another instance that has the link
+// in its caches, without waiting for a TTL.
+func TestInvalidationReachesOtherInstances(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	r := testenv.NewRedis(t)
+	store, err := links.NewStore(db.Pool, "s", 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO links (slug, original_url) VALUES ('multi', 'https://old.example/')`); err != nil {
+		t.Fatal(err)
+	}
+	_, a := instanceWithClient(t, store, r.Prefix)
+	b, _ := instanceWithClient(t, store, r.Prefix)
+
+	for range 3 { // warm every layer of A's cache
+		if code, loc := location(a, "multi"); code != 302 || loc != "https://old.example/" {
+			t.Fatalf("before edit: %d %q", code, loc)
+		}
+	}
+	if _, err := db.Pool.Exec(ctx, `UPDATE links SET original_url = 'https://new.example/' WHERE slug = 'multi'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Invalidate(ctx, "multi"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { _, loc := location(a, "multi"); return loc == "https://new.example/" })
+
+	// Deleting is seen the same way, and a negatively cached slug comes alive once created.
+	if _, err := db.Pool.Exec(ctx, `UPDATE links SET deleted_at = now() WHERE slug = 'multi'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Invalidate(ctx, "multi"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { code, _ := location(a, "multi"); return code == http.StatusGone })
+
+	if code, _ := location(a, "fresh"); code != http.StatusNotFound {
+		t.Fatalf("unknown slug: %d", code)
+	}
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO links (slug, original_url) VALUES ('fresh', 'https://fresh.example/')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Invalidate(ctx, "fresh"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { code, _ := location(a, "fresh"); return code == http.StatusFound })
+}
+
+// waitFor polls cond: invalidations travel asynchronously, in well under a second.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
