@@ -1,0 +1,114 @@
+package ingest
+
+import (
+	"encoding/binary"
+	"errors"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// Stream entries carry one field whose value is an Event in a compact binary form:
+//
+//	version byte (1) | 16-byte event id | varint link id | varint unix microseconds |
+//	uvarint-length-prefixed IP, Country, UserAgent, Referer, AcceptLanguage
+//
+// Microseconds are PostgreSQL's timestamp precision, so nothing is lost on the way.
+const (
+	codecVersion = 1
+	streamField  = "e"
+	// maxEncodedString bounds each string field on the wire: a hostile user agent or
+	// referer cannot bloat the stream. Enrichment truncates further.
+	maxEncodedString = 4096
+)
+
+var errBadEncoding = errors.New("undecodable event")
+
+// appendEvent appends the wire form of ev to dst.
+func appendEvent(dst []byte, ev *Event) []byte {
+	dst = append(dst, codecVersion)
+	dst = append(dst, ev.ID[:]...)
+	dst = binary.AppendVarint(dst, ev.LinkID)
+	dst = binary.AppendVarint(dst, ev.Time.UnixMicro())
+	for _, s := range [...]string{ev.IP, ev.Country, ev.UserAgent, ev.Referer, ev.AcceptLanguage} {
+		if len(s) > maxEncodedString {
+			s = truncateUTF8(s, maxEncodedString)
+		}
+		dst = binary.AppendUvarint(dst, uint64(len(s)))
+		dst = append(dst, s...)
+	}
+	return dst
+}
+
+// decodeEvent parses the wire form written by appendEvent.
+func decodeEvent(b string) (Event, error) {
+	var ev Event
+	if len(b) < 1+16 || b[0] != codecVersion {
+		return ev, errBadEncoding
+	}
+	copy(ev.ID[:], b[1:17])
+	rest := b[17:]
+	link, n := varint(rest)
+	if n <= 0 {
+		return ev, errBadEncoding
+	}
+	rest = rest[n:]
+	micros, n := varint(rest)
+	if n <= 0 {
+		return ev, errBadEncoding
+	}
+	rest = rest[n:]
+	ev.LinkID = link
+	ev.Time = time.UnixMicro(micros).UTC()
+	for _, dst := range [...]*string{&ev.IP, &ev.Country, &ev.UserAgent, &ev.Referer, &ev.AcceptLanguage} {
+		l, n := uvarint(rest)
+		if n <= 0 || l > uint64(len(rest)-n) {
+			return Event{}, errBadEncoding
+		}
+		*dst = rest[n : n+int(l)]
+		rest = rest[n+int(l):]
+	}
+	if len(rest) != 0 || ev.ID == uuid.Nil {
+		return Event{}, errBadEncoding
+	}
+	return ev, nil
+}
+
+// varint and uvarint read from a string without converting it to a []byte.
+func uvarint(s string) (uint64, int) {
+	var x uint64
+	var shift uint
+	for i := 0; i < len(s) && i < binary.MaxVarintLen64; i++ {
+		c := s[i]
+		if c < 0x80 {
+			if i == binary.MaxVarintLen64-1 && c > 1 {
+				return 0, -1
+			}
+			return x | uint64(c)<<shift, i + 1
+		}
+		x |= uint64(c&0x7f) << shift
+		shift += 7
+	}
+	return 0, 0
+}
+
+func varint(s string) (int64, int) {
+	ux, n := uvarint(s)
+	x := int64(ux >> 1)
+	if ux&1 != 0 {
+		x = ^x
+	}
+	return x, n
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a rune.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}

@@ -1,0 +1,458 @@
+package ingest
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/medama-io/go-useragent"
+	"github.com/oschwald/geoip2-golang/v2"
+	"github.com/phuslu/iploc"
+)
+
+// Bounds on what one click may store; PostgreSQL rejects invalid UTF-8 and NUL bytes,
+// so every untrusted string is sanitised before it reaches a COPY.
+const (
+	maxReferer   = 1024
+	maxUserAgent = 512
+	maxHost      = 253
+	directHost   = "(direct)"
+	visitorBytes = 16
+)
+
+// Device classes stored in click_logs.device.
+const (
+	deviceDesktop = "desktop"
+	deviceMobile  = "mobile"
+	deviceTablet  = "tablet"
+	deviceBot     = "bot"
+	deviceOther   = "other"
+)
+
+// clickRow is one enriched click, in click_logs column order.
+type clickRow struct {
+	eventID     uuid.UUID
+	linkID      int64
+	clickedAt   time.Time
+	ip          string
+	country     string
+	referer     string
+	refererHost string
+	userAgent   string
+	browser     string
+	os          string
+	device      string
+	isBot       bool
+	botReason   string
+	visitorHash []byte
+}
+
+// enricher turns raw events into rows. It runs at ingest, never on the redirect path.
+type enricher struct {
+	ua      *useragent.Parser
+	country func(netip.Addr) string
+	salts   *saltStore
+}
+
+// newEnricher uses the embedded iploc data, or the .mmdb at geoDB when set. The
+// returned close function releases the database.
+func newEnricher(geoDB string, salts *saltStore) (*enricher, func() error, error) {
+	e := &enricher{ua: useragent.NewParser(), country: iplocCountry, salts: salts}
+	if geoDB == "" {
+		return e, func() error { return nil }, nil
+	}
+	r, err := geoip2.Open(geoDB)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open GeoIP database %s: %w", geoDB, err)
+	}
+	e.country = func(a netip.Addr) string {
+		c, err := r.Country(a)
+		if err != nil || c == nil {
+			return ""
+		}
+		return cmpString(c.Country.ISOCode, c.RegisteredCountry.ISOCode)
+	}
+	return e, r.Close, nil
+}
+
+func cmpString(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func iplocCountry(a netip.Addr) string {
+	c := iploc.IPCountry(a)
+	if c == "ZZ" { // iploc's "unknown" (private, reserved)
+		return ""
+	}
+	return c
+}
+
+// enrich builds one row per event. It fails only when a visitor salt cannot be read.
+func (e *enricher) enrich(ctx context.Context, events []Event) ([]clickRow, error) {
+	rows := make([]clickRow, len(events))
+	for i := range events {
+		ev := &events[i]
+		salt, err := e.salts.forDay(ctx, ev.Time)
+		if err != nil {
+			return nil, err
+		}
+		rows[i] = e.row(ev, salt)
+	}
+	return rows, nil
+}
+
+func (e *enricher) row(ev *Event, salt []byte) clickRow {
+	anon, addr := anonymizeIP(ev.IP)
+	ua := sanitize(strings.TrimSpace(ev.UserAgent), maxUserAgent)
+	info := classifyUA(e.ua, ua)
+	ipKey := ev.IP
+	if addr.IsValid() {
+		ipKey = addr.String()
+	}
+	return clickRow{
+		eventID:     ev.ID,
+		linkID:      ev.LinkID,
+		clickedAt:   ev.Time,
+		ip:          anon,
+		country:     countryFor(ev.Country, addr, e.country),
+		referer:     sanitize(strings.TrimSpace(ev.Referer), maxReferer),
+		refererHost: refererHost(ev.Referer),
+		userAgent:   ua,
+		browser:     info.browser,
+		os:          info.os,
+		device:      info.device,
+		isBot:       info.botReason != "",
+		botReason:   info.botReason,
+		visitorHash: visitorHash(salt, ev.LinkID, ipKey, ua),
+	}
+}
+
+// sanitize makes s storable: valid UTF-8, no NUL bytes, at most max bytes.
+func sanitize(s string, max int) string {
+	if len(s) <= max && utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.ReplaceAll(s, "\x00", "")
+	return truncateUTF8(s, max)
+}
+
+// anonymizeIP parses a client IP and returns its network in text form (IPv4 /24,
+// IPv6 /48) together with the parsed full address. Unparseable input gives "".
+func anonymizeIP(raw string) (string, netip.Addr) {
+	raw = strings.TrimSpace(raw)
+	addr, err := netip.ParseAddr(raw)
+	if err != nil {
+		ap, err := netip.ParseAddrPort(raw)
+		if err != nil {
+			return "", netip.Addr{}
+		}
+		addr = ap.Addr()
+	}
+	addr = addr.WithZone("").Unmap()
+	bits := 48
+	if addr.Is4() {
+		bits = 24
+	}
+	p, err := addr.Prefix(bits)
+	if err != nil {
+		return "", netip.Addr{}
+	}
+	return p.Addr().String(), addr
+}
+
+// countryFor prefers the country the redirect took from a trusted proxy header, then
+// the IP lookup. Only ISO 3166-1 alpha-2 shapes are kept.
+func countryFor(given string, addr netip.Addr, lookup func(netip.Addr) string) string {
+	if c, ok := isoCountry(given); ok {
+		return c
+	}
+	if !addr.IsValid() || lookup == nil {
+		return ""
+	}
+	c, _ := isoCountry(lookup(addr))
+	return c
+}
+
+func isoCountry(s string) (string, bool) {
+	if len(s) != 2 {
+		return "", false
+	}
+	b := [2]byte{s[0] &^ 0x20, s[1] &^ 0x20} // ASCII upper-case
+	if b[0] < 'A' || b[0] > 'Z' || b[1] < 'A' || b[1] > 'Z' {
+		return "", false
+	}
+	c := string(b[:])
+	if c == "XX" || c == "ZZ" { // "unknown" in Cloudflare's and iploc's data
+		return "", false
+	}
+	return c, true
+}
+
+// refererHost is the lower-cased host of a referer ("www." kept as sent), or
+// "(direct)" when there is none or it cannot be parsed.
+func refererHost(ref string) string {
+	ref = strings.TrimSpace(ref)
+	if ref == "" || len(ref) > 8192 {
+		return directHost
+	}
+	u, err := url.Parse(ref)
+	if err != nil || u.Host == "" {
+		return directHost
+	}
+	h := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if h == "" || len(h) > maxHost || !utf8.ValidString(h) {
+		return directHost
+	}
+	for _, r := range h {
+		if r <= ' ' || r == 0x7f || r == utf8.RuneError {
+			return directHost
+		}
+	}
+	return h
+}
+
+// visitorHash is HMAC-SHA256(day salt, link|ip|ua) truncated: countable per day,
+// irreversible once the salt is deleted.
+func visitorHash(salt []byte, linkID int64, ip, ua string) []byte {
+	m := hmac.New(sha256.New, salt)
+	var b [20]byte
+	m.Write(strconv.AppendInt(b[:0], linkID, 10))
+	m.Write([]byte{'|'})
+	m.Write([]byte(ip))
+	m.Write([]byte{'|'})
+	m.Write([]byte(ua))
+	return m.Sum(nil)[:visitorBytes]
+}
+
+// uaInfo is what a user agent says about the client.
+type uaInfo struct {
+	browser   string
+	os        string
+	device    string
+	botReason string // "" for humans
+}
+
+// Bot reasons stored in click_logs.bot_reason.
+const (
+	botEmpty      = "empty"
+	botSearch     = "search"
+	botUnfurler   = "unfurler"
+	botAI         = "ai"
+	botHTTPClient = "http-client"
+	botHeadless   = "headless"
+	botMonitor    = "monitor"
+	botCrawler    = "crawler"
+)
+
+// botRule matches a lower-case substring of the user agent. Order matters: more
+// specific needles come first (applebot-extended before applebot, telegrambot before
+// twitterbot, which Telegram names, mastodon before http.rb).
+type botRule struct {
+	needle, name, reason string
+}
+
+// botRules is immutable.
+var botRules = [...]botRule{
+	// AI crawlers and assistants.
+	{"gptbot", "GPTBot", botAI},
+	{"chatgpt-user", "ChatGPT-User", botAI},
+	{"oai-searchbot", "OAI-SearchBot", botAI},
+	{"claudebot", "ClaudeBot", botAI},
+	{"claude-user", "Claude-User", botAI},
+	{"claude-searchbot", "Claude-SearchBot", botAI},
+	{"claude-web", "Claude-Web", botAI},
+	{"anthropic-ai", "anthropic-ai", botAI},
+	{"ccbot", "CCBot", botAI},
+	{"perplexitybot", "PerplexityBot", botAI},
+	{"perplexity-user", "Perplexity-User", botAI},
+	{"google-extended", "Google-Extended", botAI},
+	{"applebot-extended", "Applebot-Extended", botAI},
+	{"meta-externalagent", "Meta-ExternalAgent", botAI},
+	{"meta-externalfetcher", "Meta-ExternalFetcher", botAI},
+	{"bytespider", "Bytespider", botAI},
+	{"amazonbot", "Amazonbot", botAI},
+	{"cohere-ai", "cohere-ai", botAI},
+	{"diffbot", "Diffbot", botAI},
+	{"youbot", "YouBot", botAI},
+	{"ai2bot", "AI2Bot", botAI},
+	{"mistralai-user", "MistralAI-User", botAI},
+	{"timpibot", "Timpibot", botAI},
+	{"imagesiftbot", "ImagesiftBot", botAI},
+	// Link unfurlers: chat apps and social networks fetching a preview.
+	{"slackbot", "Slackbot", botUnfurler},
+	{"slack-imgproxy", "Slackbot", botUnfurler},
+	{"telegrambot", "TelegramBot", botUnfurler},
+	{"twitterbot", "Twitterbot", botUnfurler},
+	{"facebookexternalhit", "facebookexternalhit", botUnfurler},
+	{"facebookcatalog", "facebookexternalhit", botUnfurler},
+	{"discordbot", "Discordbot", botUnfurler},
+	{"whatsapp", "WhatsApp", botUnfurler},
+	{"linkedinbot", "LinkedInBot", botUnfurler},
+	{"mastodon", "Mastodon", botUnfurler},
+	{"pleroma", "Pleroma", botUnfurler},
+	{"misskey", "Misskey", botUnfurler},
+	{"skypeuripreview", "SkypeUriPreview", botUnfurler},
+	{"microsoftpreview", "MicrosoftPreview", botUnfurler},
+	{"redditbot", "redditbot", botUnfurler},
+	{"pinterestbot", "Pinterestbot", botUnfurler},
+	{"embedly", "Embedly", botUnfurler},
+	{"iframely", "Iframely", botUnfurler},
+	{"vkshare", "vkShare", botUnfurler},
+	{"viber", "Viber", botUnfurler},
+	{"snapchat", "Snapchat", botUnfurler},
+	{"bitlybot", "bitlybot", botUnfurler},
+	{"google-pagerenderer", "Google-PageRenderer", botUnfurler},
+	// Search engines.
+	{"googlebot", "Googlebot", botSearch},
+	{"google-inspectiontool", "Googlebot", botSearch},
+	{"adsbot-google", "AdsBot-Google", botSearch},
+	{"mediapartners-google", "Mediapartners-Google", botSearch},
+	{"storebot-google", "Storebot-Google", botSearch},
+	{"feedfetcher-google", "Feedfetcher-Google", botSearch},
+	{"bingbot", "Bingbot", botSearch},
+	{"bingpreview", "Bingbot", botSearch},
+	{"adidxbot", "Bingbot", botSearch},
+	{"yahoo! slurp", "Yahoo! Slurp", botSearch},
+	{"duckduckbot", "DuckDuckBot", botSearch},
+	{"duckassistbot", "DuckDuckBot", botSearch},
+	{"baiduspider", "Baiduspider", botSearch},
+	{"yandexbot", "YandexBot", botSearch},
+	{"yandex.com/bots", "YandexBot", botSearch},
+	{"sogou", "Sogou", botSearch},
+	{"applebot", "Applebot", botSearch},
+	{"seznambot", "SeznamBot", botSearch},
+	{"petalbot", "PetalBot", botSearch},
+	{"qwantbot", "Qwantbot", botSearch},
+	{"qwantify", "Qwantbot", botSearch},
+	{"mojeekbot", "MojeekBot", botSearch},
+	{"exabot", "Exabot", botSearch},
+	{"naver.me/spd", "Yeti", botSearch},
+	// Uptime and synthetic monitoring.
+	{"uptimerobot", "UptimeRobot", botMonitor},
+	{"pingdom", "Pingdom", botMonitor},
+	{"statuscake", "StatusCake", botMonitor},
+	{"site24x7", "Site24x7", botMonitor},
+	{"datadogsynthetics", "Datadog", botMonitor},
+	{"checkly", "Checkly", botMonitor},
+	{"betteruptime", "BetterUptime", botMonitor},
+	// Headless and automated browsers.
+	{"headlesschrome", "HeadlessChrome", botHeadless},
+	{"phantomjs", "PhantomJS", botHeadless},
+	{"puppeteer", "Puppeteer", botHeadless},
+	{"playwright", "Playwright", botHeadless},
+	{"selenium", "Selenium", botHeadless},
+	{"chrome-lighthouse", "Lighthouse", botHeadless},
+	{"slimerjs", "SlimerJS", botHeadless},
+	// HTTP libraries and command-line tools.
+	{"curl/", "curl", botHTTPClient},
+	{"wget/", "Wget", botHTTPClient},
+	{"python-requests", "python-requests", botHTTPClient},
+	{"python-urllib", "Python-urllib", botHTTPClient},
+	{"python-httpx", "python-httpx", botHTTPClient},
+	{"aiohttp", "aiohttp", botHTTPClient},
+	{"go-http-client", "Go-http-client", botHTTPClient},
+	{"okhttp", "okhttp", botHTTPClient},
+	{"apache-httpclient", "Apache-HttpClient", botHTTPClient},
+	{"java/", "Java", botHTTPClient},
+	{"axios/", "axios", botHTTPClient},
+	{"node-fetch", "node-fetch", botHTTPClient},
+	{"undici", "undici", botHTTPClient},
+	{"libwww-perl", "libwww-perl", botHTTPClient},
+	{"guzzlehttp", "GuzzleHttp", botHTTPClient},
+	{"http.rb", "http.rb", botHTTPClient},
+	{"httpie", "HTTPie", botHTTPClient},
+	{"postmanruntime", "PostmanRuntime", botHTTPClient},
+	{"insomnia", "Insomnia", botHTTPClient},
+	{"scrapy", "Scrapy", botHTTPClient},
+	{"reqwest", "reqwest", botHTTPClient},
+	{"powershell", "PowerShell", botHTTPClient},
+	{"dart:io", "Dart", botHTTPClient},
+	// SEO and generic crawlers.
+	{"ahrefsbot", "AhrefsBot", botCrawler},
+	{"semrushbot", "SemrushBot", botCrawler},
+	{"mj12bot", "MJ12bot", botCrawler},
+	{"dotbot", "DotBot", botCrawler},
+	{"dataforseobot", "DataForSeoBot", botCrawler},
+	{"blexbot", "BLEXBot", botCrawler},
+	{"screaming frog", "Screaming Frog", botCrawler},
+}
+
+// genericBotNeedles catch self-declared robots the table does not name. "bot" alone
+// would also match phone brands such as CUBOT.
+var genericBotNeedles = [...]string{"bot/", "bot;", "bot)", "robot", "spider", "crawler", "crawling", "+http"}
+
+// classifyUA combines the go-useragent parser with hop's own bot and device rules.
+func classifyUA(p *useragent.Parser, ua string) uaInfo {
+	ua = strings.TrimSpace(ua)
+	if ua == "" {
+		return uaInfo{device: deviceBot, botReason: botEmpty}
+	}
+	lower := strings.ToLower(ua)
+	for i := range botRules {
+		if strings.Contains(lower, botRules[i].needle) {
+			return uaInfo{browser: botRules[i].name, device: deviceBot, botReason: botRules[i].reason}
+		}
+	}
+	parsed := p.Parse(ua)
+	info := uaInfo{browser: string(parsed.Browser()), os: osName(string(parsed.OS()))}
+	for _, n := range genericBotNeedles {
+		if strings.Contains(lower, n) {
+			info.device, info.botReason = deviceBot, botCrawler
+			return info
+		}
+	}
+	if parsed.IsBot() {
+		info.device, info.botReason = deviceBot, botCrawler
+		return info
+	}
+	info.device = deviceFor(string(parsed.Device()), info.os, lower)
+	return info
+}
+
+func osName(s string) string {
+	if s == "MacOS" {
+		return "macOS"
+	}
+	return s
+}
+
+// deviceFor maps the parser's device to hop's classes and fixes what it misses:
+// Android tablets do not say "Mobile", iPads and e-readers are tablets.
+func deviceFor(parsed, os, lower string) string {
+	switch {
+	case strings.Contains(lower, "ipad"), strings.Contains(lower, "kindle"), strings.Contains(lower, "silk/"),
+		strings.Contains(lower, "tablet"):
+		return deviceTablet
+	case os == "Android" && !strings.Contains(lower, "mobile"):
+		return deviceTablet
+	}
+	switch parsed {
+	case "Desktop":
+		return deviceDesktop
+	case "Mobile":
+		return deviceMobile
+	case "Tablet":
+		return deviceTablet
+	case "TV":
+		return deviceOther
+	}
+	switch os {
+	case "Windows", "macOS", "Linux", "ChromeOS", "FreeBSD", "OpenBSD":
+		return deviceDesktop
+	case "iOS", "Android":
+		return deviceMobile
+	}
+	return deviceOther
+}

@@ -1,0 +1,791 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/medama-io/go-useragent"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/rueidis"
+
+	"github.com/hop-dev/hop/internal/testenv"
+)
+
+// testLogger shows ingest's logs only with -v.
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// eventually polls cond until it holds; the deadline only bounds a failing test.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func countRows(t testing.TB, pool *pgxpool.Pool) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM click_logs").Scan(&n); err != nil {
+		t.Fatalf("count click_logs: %v", err)
+	}
+	return n
+}
+
+// waitRows waits for exactly n rows and checks there are no duplicate events.
+func waitRows(t testing.TB, pool *pgxpool.Pool, n int) {
+	t.Helper()
+	var got int
+	eventually(t, fmt.Sprintf("%d rows in click_logs", n), func() bool {
+		got = countRows(t, pool)
+		if got > n {
+			t.Fatalf("click_logs has %d rows, want %d", got, n)
+		}
+		return got == n
+	})
+	var distinct int
+	if err := pool.QueryRow(context.Background(), "SELECT count(DISTINCT event_id) FROM click_logs").Scan(&distinct); err != nil {
+		t.Fatal(err)
+	}
+	if distinct != n {
+		t.Fatalf("click_logs has %d distinct events in %d rows", distinct, n)
+	}
+}
+
+func value(t testing.TB, c prometheus.Metric) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case m.Counter != nil:
+		return m.Counter.GetValue()
+	case m.Gauge != nil:
+		return m.Gauge.GetValue()
+	}
+	t.Fatalf("unsupported metric %v", c.Desc())
+	return 0
+}
+
+func newEvents(n int, linkID int64) []Event {
+	evs := make([]Event, n)
+	for i := range evs {
+		evs[i] = Event{
+			ID: uuid.Must(uuid.NewV7()), LinkID: linkID, Time: time.Now(),
+			IP: "203.0.113." + strconv.Itoa(i%250), UserAgent: uaChromeWin, Referer: "https://www.example.com/p",
+			AcceptLanguage: "en",
+		}
+	}
+	return evs
+}
+
+func publishAll(ctx context.Context, p *Publisher, evs []Event) {
+	var wg sync.WaitGroup
+	for i := range evs {
+		wg.Go(func() { p.Publish(ctx, evs[i]) })
+	}
+	wg.Wait()
+}
+
+// run starts r in the background and stops it when t ends, failing t if it errs.
+func run(t testing.TB, r interface{ Run(context.Context) error }) context.CancelFunc {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// fastConsumer shortens the consumer's intervals so tests do not wait on defaults.
+func fastConsumer(prefix, name string) ConsumerConfig {
+	return ConsumerConfig{
+		Prefix: prefix, Name: name, Block: 50 * time.Millisecond,
+		ClaimIdle: 100 * time.Millisecond, ClaimInterval: 50 * time.Millisecond,
+		TrimInterval: 50 * time.Millisecond, StatsInterval: 50 * time.Millisecond,
+		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
+	}
+}
+
+func fastPublisher(prefix string) PublisherConfig {
+	return PublisherConfig{
+		Prefix: prefix, FlushInterval: 5 * time.Millisecond, ProbeInterval: 20 * time.Millisecond,
+		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
+	}
+}
+
+func newTestWriter(t testing.TB, pool *pgxpool.Pool) *writer {
+	return &writer{
+		pool:   pool,
+		enr:    &enricher{ua: useragent.NewParser(), country: iplocCountry, salts: newSaltStore(pool)},
+		logger: testLogger(t),
+		m:      newWriterMetrics("test"),
+	}
+}
+
+func health(t testing.TB, c *Consumer) IngestHealth {
+	t.Helper()
+	h, err := c.Health(context.Background())
+	if err != nil {
+		t.Fatalf("Health: %v", err)
+	}
+	return h
+}
+
+func TestStreamEndToEnd(t *testing.T) {
+	t.Parallel()
+	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
+	reg := prometheus.NewRegistry()
+	pub, err := NewPublisher(fastPublisher(rd.Prefix), rd.Client, db.Pool, reg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := NewConsumer(fastConsumer(rd.Prefix, "c1"), rd.Client, db.Pool, reg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, pub)
+	run(t, cons)
+
+	evs := newEvents(300, 7)
+	evs[0].IP, evs[0].Country, evs[0].UserAgent, evs[0].Referer = "8.8.8.8", "", "curl/8.4.0", ""
+	evs[1].IP, evs[1].Country, evs[1].UserAgent, evs[1].Referer = "2001:db8:1:2::9", "de", uaIPhone, "https://News.Example.org/a?b"
+	publishAll(context.Background(), pub, evs)
+	waitRows(t, db.Pool, len(evs))
+	if got := value(t, pub.m.published); got != 300 {
+		t.Errorf("published = %v, want 300", got)
+	}
+	if got := value(t, pub.m.fallback) + value(t, pub.m.dropped); got != 0 {
+		t.Errorf("fallback+dropped = %v, want 0", got)
+	}
+
+	type row struct {
+		ip, country, refHost, browser, os, device, reason string
+		bot                                               bool
+		hashLen                                           int
+	}
+	get := func(id uuid.UUID) row {
+		var r row
+		err := db.Pool.QueryRow(context.Background(), `SELECT ip, country, referer_host, browser, os, device, bot_reason, is_bot, length(visitor_hash)
+			FROM click_logs WHERE event_id = $1`, id).Scan(&r.ip, &r.country, &r.refHost, &r.browser, &r.os, &r.device, &r.reason, &r.bot, &r.hashLen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if got, want := get(evs[0].ID), (row{"8.8.8.0", "US", directHost, "curl", "", deviceBot, botHTTPClient, true, 16}); got != want {
+		t.Errorf("curl row = %+v, want %+v", got, want)
+	}
+	if got, want := get(evs[1].ID), (row{"2001:db8:1::", "DE", "news.example.org", "Safari", "iOS", deviceMobile, "", false, 16}); got != want {
+		t.Errorf("iphone row = %+v, want %+v", got, want)
+	}
+	eventually(t, "nothing pending", func() bool { h := health(t, cons); return h.Pending == 0 && h.Lag == 0 && !h.LastBatch.IsZero() })
+}
+
+// A consumer that committed a batch and died before XACK leaves it pending; whoever
+// replays it (another consumer via XAUTOCLAIM, or the same name restarting) must not
+// create duplicates.
+func TestExactlyOnceAfterCrashBeforeAck(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, dead, next string }{
+		{"claimed by another consumer", "dead", "alive"},
+		{"re-read by the same consumer", "same", "same"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			db, rd := testenv.NewDB(t), testenv.NewRedis(t)
+			ctx := context.Background()
+			pub, err := NewPublisher(fastPublisher(rd.Prefix), rd.Client, db.Pool, nil, testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dead, err := NewConsumer(fastConsumer(rd.Prefix, tc.dead), rd.Client, db.Pool, nil, testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := dead.ensureGroup(ctx); err != nil {
+				t.Fatal(err)
+			}
+			evs := newEvents(500, 1)
+			publishAll(ctx, pub, evs)
+
+			// The dead consumer reads everything and commits 300 rows, then dies.
+			entries, err := dead.read(ctx, ">")
+			if err != nil || len(entries) != len(evs) {
+				t.Fatalf("read %d entries, %v; want %d", len(entries), err, len(evs))
+			}
+			var committed []Event
+			for _, e := range entries[:300] {
+				ev, err := decodeEvent(e.FieldValues[streamField])
+				if err != nil {
+					t.Fatal(err)
+				}
+				committed = append(committed, ev)
+			}
+			if err := newTestWriter(t, db.Pool).write(ctx, committed); err != nil {
+				t.Fatal(err)
+			}
+			if n := countRows(t, db.Pool); n != 300 {
+				t.Fatalf("%d rows after the dead consumer's commit, want 300", n)
+			}
+
+			next, err := NewConsumer(fastConsumer(rd.Prefix, tc.next), rd.Client, db.Pool, nil, testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			run(t, next)
+			waitRows(t, db.Pool, len(evs))
+			eventually(t, "nothing pending", func() bool { return health(t, next).Pending == 0 })
+			if n := countRows(t, db.Pool); n != len(evs) {
+				t.Fatalf("%d rows, want %d", n, len(evs))
+			}
+		})
+	}
+}
+
+func TestNoGroupRecovery(t *testing.T) {
+	t.Parallel()
+	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
+	ctx := context.Background()
+	pub, err := NewPublisher(fastPublisher(rd.Prefix), rd.Client, db.Pool, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := NewConsumer(fastConsumer(rd.Prefix, "c1"), rd.Client, db.Pool, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, pub)
+	run(t, cons)
+	publishAll(ctx, pub, newEvents(100, 1))
+	waitRows(t, db.Pool, 100)
+
+	// As if Redis restarted empty: stream and group are gone.
+	if err := rd.Client.Do(ctx, rd.Client.B().Del().Key(rd.Prefix+"clicks").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	publishAll(ctx, pub, newEvents(100, 2))
+	waitRows(t, db.Pool, 200)
+	if got := value(t, pub.m.published); got != 200 {
+		t.Errorf("published = %v, want 200 (all through Redis)", got)
+	}
+}
+
+func TestUndecodableEntryIsAcknowledged(t *testing.T) {
+	t.Parallel()
+	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
+	ctx := context.Background()
+	key := rd.Prefix + "clicks"
+	for _, v := range []string{"garbage", ""} {
+		if err := rd.Client.Do(ctx, rd.Client.B().Xadd().Key(key).Id("*").FieldValue().FieldValue(streamField, v).Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rd.Client.Do(ctx, rd.Client.B().Xadd().Key(key).Id("*").FieldValue().FieldValue("other", "x").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := NewPublisher(fastPublisher(rd.Prefix), rd.Client, db.Pool, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishAll(ctx, pub, newEvents(10, 1))
+	cons, err := NewConsumer(fastConsumer(rd.Prefix, "c1"), rd.Client, db.Pool, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, cons)
+	waitRows(t, db.Pool, 10)
+	eventually(t, "nothing pending", func() bool { return health(t, cons).Pending == 0 })
+	if got := value(t, cons.m.undecodable); got != 3 {
+		t.Errorf("undecodable = %v, want 3", got)
+	}
+}
+
+// tcpProxy sits between a pool and PostgreSQL so a test can cut the database off.
+type tcpProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	down   bool
+	conns  map[net.Conn]struct{}
+}
+
+func startProxy(t testing.TB, target string) *tcpProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &tcpProxy{ln: ln, target: target, conns: make(map[net.Conn]struct{})}
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c)
+		}
+	}()
+	return p
+}
+
+func (p *tcpProxy) serve(c net.Conn) {
+	p.mu.Lock()
+	if p.down {
+		p.mu.Unlock()
+		c.Close()
+		return
+	}
+	p.mu.Unlock()
+	up, err := net.Dial("tcp", p.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p.mu.Lock()
+	if p.down {
+		p.mu.Unlock()
+		c.Close()
+		up.Close()
+		return
+	}
+	p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+	p.mu.Unlock()
+	go func() { io.Copy(up, c); up.Close(); c.Close() }()
+	io.Copy(c, up)
+	c.Close()
+	up.Close()
+}
+
+func (p *tcpProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = true
+	for c := range p.conns {
+		c.Close()
+		delete(p.conns, c)
+	}
+}
+
+func (p *tcpProxy) restore() {
+	p.mu.Lock()
+	p.down = false
+	p.mu.Unlock()
+}
+
+func TestPostgresOutageLosesNothing(t *testing.T) {
+	t.Parallel()
+	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startProxy(t, net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port))))
+	host, port, _ := net.SplitHostPort(proxy.ln.Addr().String())
+	cfg.ConnConfig.Host = host
+	p, _ := strconv.Atoi(port)
+	cfg.ConnConfig.Port = uint16(p)
+	cfg.ConnConfig.ConnectTimeout = time.Second
+	proxied, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxied.Close)
+
+	pub, err := NewPublisher(fastPublisher(rd.Prefix), rd.Client, db.Pool, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := NewConsumer(fastConsumer(rd.Prefix, "c1"), rd.Client, proxied, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, cons)
+	publishAll(ctx, pub, newEvents(100, 1))
+	waitRows(t, db.Pool, 100)
+
+	proxy.cut()
+	publishAll(ctx, pub, newEvents(200, 2))
+	eventually(t, "failed writes while PostgreSQL is down", func() bool { return value(t, cons.w.m.errors) >= 2 })
+	if n := countRows(t, db.Pool); n != 100 {
+		t.Fatalf("%d rows while cut off, want 100", n)
+	}
+	if h := health(t, cons); h.Pending+h.Lag != 200 {
+		t.Fatalf("pending %d + lag %d while PostgreSQL is down, want 200 clicks kept", h.Pending, h.Lag)
+	}
+
+	proxy.restore()
+	waitRows(t, db.Pool, 300)
+	eventually(t, "nothing pending", func() bool { return health(t, cons).Pending == 0 })
+}
+
+// redisServer is a private, disposable redis-server for fault tests.
+type redisServer struct {
+	port string
+	cmd  *exec.Cmd
+}
+
+func freePort(t testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+func (s *redisServer) start(t testing.TB) {
+	t.Helper()
+	s.cmd = exec.Command("redis-server", "--port", s.port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("start redis-server (is it installed?): %v", err)
+	}
+	cmd := s.cmd
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	eventually(t, "private redis-server to accept connections", func() bool {
+		c, err := net.Dial("tcp", "127.0.0.1:"+s.port)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
+func (s *redisServer) kill() {
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
+}
+
+func TestRedisDownFallback(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	ctx := context.Background()
+	srv := &redisServer{port: freePort(t)}
+	srv.start(t)
+	rdb, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{"127.0.0.1:" + srv.port}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rdb.Close)
+
+	pub, err := NewPublisher(fastPublisher(""), rdb, db.Pool, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := NewConsumer(fastConsumer("", "c1"), rdb, db.Pool, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, pub)
+	run(t, cons)
+
+	publishAll(ctx, pub, newEvents(100, 1))
+	waitRows(t, db.Pool, 100)
+	if got := value(t, pub.m.published); got != 100 {
+		t.Fatalf("published = %v, want 100", got)
+	}
+
+	srv.kill()
+	down := newEvents(100, 2)
+	publishAll(ctx, pub, down)
+	if got := value(t, pub.m.fallback); got != 100 {
+		t.Fatalf("fallback = %v with Redis down, want 100", got)
+	}
+	if !pub.open.Load() {
+		t.Error("breaker still closed with Redis down")
+	}
+	waitRows(t, db.Pool, 200)
+
+	srv.start(t) // same port, empty: no stream, no group
+	eventually(t, "breaker to close", func() bool { return !pub.open.Load() })
+	// New clicks plus replays of clicks that already took the fallback path.
+	publishAll(ctx, pub, append(newEvents(100, 3), down...))
+	waitRows(t, db.Pool, 300)
+	eventually(t, "stream drained", func() bool { h := health(t, cons); return h.Pending == 0 && h.Lag == 0 })
+	if n := countRows(t, db.Pool); n != 300 {
+		t.Fatalf("%d rows, want 300", n)
+	}
+	if got := value(t, pub.m.published) + value(t, pub.m.fallback); got != 400 {
+		t.Errorf("published+fallback = %v, want 400", got)
+	}
+	if got := value(t, pub.m.dropped); got != 0 {
+		t.Errorf("dropped = %v, want 0", got)
+	}
+}
+
+func TestPublisherWithoutRedis(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	pub, err := NewPublisher(fastPublisher(""), nil, db.Pool, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, pub)
+	publishAll(context.Background(), pub, newEvents(250, 1))
+	waitRows(t, db.Pool, 250)
+	if got := value(t, pub.m.fallback); got != 250 {
+		t.Errorf("fallback = %v, want 250", got)
+	}
+}
+
+func TestPublisherDropsWhenQueueFull(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	cfg := fastPublisher("")
+	cfg.QueueSize = 4
+	pub, err := NewPublisher(cfg, nil, db.Pool, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishAll(context.Background(), pub, newEvents(10, 1)) // Run not started: nothing drains
+	if f, d := value(t, pub.m.fallback), value(t, pub.m.dropped); f != 4 || d != 6 {
+		t.Fatalf("fallback %v, dropped %v; want 4, 6", f, d)
+	}
+	run(t, pub)
+	waitRows(t, db.Pool, 4)
+}
+
+func TestPublisherFlushesOnShutdown(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	cfg := fastPublisher("")
+	cfg.FlushInterval = time.Hour // only shutdown can flush
+	pub, err := NewPublisher(cfg, nil, db.Pool, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, pub)
+	publishAll(context.Background(), pub, newEvents(37, 1))
+	eventually(t, "queue taken by Run", func() bool { return len(pub.queue) < 37 })
+	stop()
+	if n := countRows(t, db.Pool); n != 37 {
+		t.Fatalf("%d rows after shutdown, want 37", n)
+	}
+}
+
+func TestTrimKeepsUnacknowledged(t *testing.T) {
+	t.Parallel()
+	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
+	ctx := context.Background()
+	key := rd.Prefix + "clicks"
+	cfg := fastConsumer(rd.Prefix, "c1")
+	cfg.BatchSize = 1000
+	cons, err := NewConsumer(cfg, rd.Client, db.Pool, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := NewPublisher(fastPublisher(rd.Prefix), rd.Client, db.Pool, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range newEvents(1000, 1) { // sequential: stream order = slice order
+		pub.Publish(ctx, ev)
+	}
+	if err := cons.ensureGroup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := cons.read(ctx, ">")
+	if err != nil || len(entries) != 1000 {
+		t.Fatalf("read %d, %v", len(entries), err)
+	}
+	ids := make([]string, len(entries))
+	for i, e := range entries {
+		ids[i] = e.ID
+	}
+	do := func(cmd rueidis.Completed) rueidis.RedisResult {
+		t.Helper()
+		r := rd.Client.Do(ctx, cmd)
+		if err := r.Error(); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	// hop-ingest acknowledges entries 0..599 and 700..999; 600..699 stay pending.
+	do(rd.Client.B().Xack().Key(key).Group(groupName).Id(ids[:600]...).Build())
+	do(rd.Client.B().Xack().Key(key).Group(groupName).Id(ids[700:]...).Build())
+	xlen := func() int64 {
+		n, err := do(rd.Client.B().Xlen().Key(key).Build()).AsInt64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	present := func(from, to string) int {
+		r, err := do(rd.Client.B().Xrange().Key(key).Start(from).End(to).Build()).AsXRange()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(r)
+	}
+
+	// A second group that has read nothing protects every entry.
+	do(rd.Client.B().XgroupCreate().Key(key).Group("audit").Id("0").Build())
+	if err := cons.trim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := xlen(); n != 1000 {
+		t.Fatalf("XLEN %d after trim with an unread group, want 1000", n)
+	}
+
+	// Once it has read and acknowledged 800, hop-ingest's pending entry 600 is the floor.
+	got, err := do(rd.Client.B().Xreadgroup().Group("audit", "a").Count(800).Streams().Key(key).Id(">").Build()).AsXRead()
+	if err != nil || len(got[key]) != 800 {
+		t.Fatalf("audit read %d, %v", len(got[key]), err)
+	}
+	do(rd.Client.B().Xack().Key(key).Group("audit").Id(ids[:800]...).Build())
+	if err := cons.trim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := present(ids[600], "+"); n != 400 {
+		t.Fatalf("%d entries from the oldest pending one on, want 400", n)
+	}
+	if n := xlen(); n >= 1000 {
+		t.Fatalf("XLEN %d: nothing trimmed below the oldest pending entry", n)
+	}
+
+	// With nothing pending anywhere, audit's last delivered entry (799) is the floor.
+	do(rd.Client.B().Xack().Key(key).Group(groupName).Id(ids[600:700]...).Build())
+	if err := cons.trim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := present(ids[799], "+"); n != 201 {
+		t.Fatalf("%d entries from audit's last delivered on, want 201", n)
+	}
+}
+
+func TestSaltsAgreeAndExpire(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	ctx := context.Background()
+	a, b := newSaltStore(db.Pool), newSaltStore(db.Pool)
+	now := time.Now()
+	var wg sync.WaitGroup
+	var sa, sb []byte
+	var ea, eb error
+	wg.Go(func() { sa, ea = a.forDay(ctx, now) })
+	wg.Go(func() { sb, eb = b.forDay(ctx, now) })
+	wg.Wait()
+	if err := errors.Join(ea, eb); err != nil {
+		t.Fatal(err)
+	}
+	if len(sa) != 32 || string(sa) != string(sb) {
+		t.Fatalf("instances disagree on today's salt: %x vs %x", sa, sb)
+	}
+	for _, d := range []int{-1, -2, -3, -10} {
+		if _, err := a.forDay(ctx, now.AddDate(0, 0, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := a.purge(ctx, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Errorf("purged %d salts, want 2 (3 and 10 days old)", n)
+	}
+	var left int
+	if err := db.Pool.QueryRow(ctx, "SELECT count(*) FROM visitor_salts").Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 3 {
+		t.Errorf("%d salts left, want 3 (today and two days before)", left)
+	}
+	if _, ok := a.salt[utcDay(now.AddDate(0, 0, -3))]; ok {
+		t.Error("purged salt still cached")
+	}
+}
+
+func TestWriterRejectsOnlyBadRows(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	w := newTestWriter(t, db.Pool)
+	evs := newEvents(5, 1)
+	evs[2].Time = time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC) // beyond timestamptz
+	if err := w.write(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	if n := countRows(t, db.Pool); n != 4 {
+		t.Fatalf("%d rows, want 4", n)
+	}
+	if got := value(t, w.m.rejected); got != 1 {
+		t.Errorf("rejected = %v, want 1", got)
+	}
+}
+
+func BenchmarkPublish(b *testing.B) {
+	db, rd := testenv.NewDB(b), testenv.NewRedis(b)
+	pub, err := NewPublisher(PublisherConfig{Prefix: rd.Prefix}, rd.Client, db.Pool, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ev := newEvents(1, 1)[0]
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetParallelism(32) // redirects arrive concurrently; auto-pipelining batches them
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			pub.Publish(ctx, ev)
+		}
+	})
+	b.StopTimer()
+	if f := value(b, pub.m.fallback); f != 0 {
+		b.Logf("%v of %d clicks fell back to the queue", f, b.N)
+	}
+}
+
+func BenchmarkWriteBatch(b *testing.B) {
+	db := testenv.NewDB(b)
+	w := newTestWriter(b, db.Pool)
+	const batch = 5000
+	ctx := context.Background()
+	if _, err := w.enr.salts.forDay(ctx, time.Now()); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		evs := newEvents(batch, 1)
+		for i := range evs {
+			evs[i].UserAgent = []string{uaChromeWin, uaIPhone, uaAndroidPhone, "curl/8.4.0"}[i%4]
+		}
+		b.StartTimer()
+		if err := w.write(ctx, evs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "rows/s")
+}

@@ -1,0 +1,187 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// clickColumns is the COPY column list of click_logs; xid takes its default.
+var clickColumns = []string{
+	"event_id", "link_id", "clicked_at", "ip", "country", "referer", "referer_host",
+	"user_agent", "browser", "os", "device", "is_bot", "bot_reason", "visitor_hash",
+}
+
+// writer enriches events and writes them to click_logs idempotently. The stream
+// consumer and the publisher's in-process queue share it, so both paths give the
+// same rows and a click that took both paths is stored once.
+type writer struct {
+	pool   *pgxpool.Pool
+	enr    *enricher
+	logger *slog.Logger
+	m      *writerMetrics
+}
+
+// write stores events. It returns only once every row is committed (or was already
+// there), or with an error after which the caller must retry the whole batch.
+func (w *writer) write(ctx context.Context, events []Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	start := time.Now()
+	err := w.writeOnce(ctx, events)
+	if err != nil {
+		w.m.errors.Inc()
+		return err
+	}
+	w.m.batchSize.Observe(float64(len(events)))
+	w.m.batchDuration.Observe(time.Since(start).Seconds())
+	w.m.rows.Add(float64(len(events)))
+	return nil
+}
+
+func (w *writer) writeOnce(ctx context.Context, events []Event) error {
+	rows, err := w.enr.enrich(ctx, events)
+	if err != nil {
+		return err
+	}
+	_, err = w.pool.CopyFrom(ctx, pgx.Identifier{"click_logs"}, clickColumns, &rowSource{rows: rows})
+	switch {
+	case err == nil:
+		return nil
+	case pgCode(err) == "23505":
+		// A replayed batch (consumer died between commit and XACK, or the click
+		// also took the fallback path): insert only what is missing.
+		if err := w.insertIdempotent(ctx, rows); err != nil {
+			return fmt.Errorf("insert clicks idempotently: %w", err)
+		}
+		return nil
+	case isDataError(err):
+		return w.insertEach(ctx, rows)
+	default:
+		return fmt.Errorf("copy clicks: %w", err)
+	}
+}
+
+const insertClicksUnnest = `
+INSERT INTO click_logs (event_id, link_id, clicked_at, ip, country, referer, referer_host,
+                        user_agent, browser, os, device, is_bot, bot_reason, visitor_hash)
+SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],
+                     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bool[],
+                     $13::text[], $14::bytea[])
+ON CONFLICT (event_id, clicked_at) DO NOTHING`
+
+func (w *writer) insertIdempotent(ctx context.Context, rows []clickRow) error {
+	n := len(rows)
+	var (
+		ids                                   = make([]uuid.UUID, n)
+		links                                 = make([]int64, n)
+		times                                 = make([]time.Time, n)
+		ips, countries, referers, hosts       = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		uas, browsers, oses, devices, reasons = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		bots                                  = make([]bool, n)
+		hashes                                = make([][]byte, n)
+	)
+	for i := range rows {
+		r := &rows[i]
+		ids[i], links[i], times[i] = r.eventID, r.linkID, r.clickedAt
+		ips[i], countries[i], referers[i], hosts[i] = r.ip, r.country, r.referer, r.refererHost
+		uas[i], browsers[i], oses[i], devices[i] = r.userAgent, r.browser, r.os, r.device
+		bots[i], reasons[i], hashes[i] = r.isBot, r.botReason, r.visitorHash
+	}
+	_, err := w.pool.Exec(ctx, insertClicksUnnest, ids, links, times, ips, countries, referers, hosts,
+		uas, browsers, oses, devices, bots, reasons, hashes)
+	return err
+}
+
+const insertClick = `
+INSERT INTO click_logs (event_id, link_id, clicked_at, ip, country, referer, referer_host,
+                        user_agent, browser, os, device, is_bot, bot_reason, visitor_hash)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+ON CONFLICT (event_id, clicked_at) DO NOTHING`
+
+// insertEach is the slow path for a batch PostgreSQL rejected as invalid data: rows go
+// one by one and a row refused as invalid is logged and skipped, never retried forever.
+func (w *writer) insertEach(ctx context.Context, rows []clickRow) error {
+	for i := range rows {
+		r := &rows[i]
+		_, err := w.pool.Exec(ctx, insertClick, r.eventID, r.linkID, r.clickedAt, r.ip, r.country,
+			r.referer, r.refererHost, r.userAgent, r.browser, r.os, r.device, r.isBot, r.botReason, r.visitorHash)
+		if err == nil {
+			continue
+		}
+		if !isDataError(err) {
+			return fmt.Errorf("insert click: %w", err)
+		}
+		w.m.rejected.Inc()
+		w.logger.Error("click rejected by PostgreSQL", "event_id", r.eventID, "link_id", r.linkID, "error", err)
+	}
+	return nil
+}
+
+func pgCode(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
+}
+
+// isDataError reports errors caused by a row's content (SQLSTATE classes 22 and 23,
+// unique violations aside), which retrying cannot fix.
+func isDataError(err error) bool {
+	c := pgCode(err)
+	return len(c) == 5 && (c[:2] == "22" || c[:2] == "23") && c != "23505"
+}
+
+// rowSource feeds rows to CopyFrom without building a [][]any.
+type rowSource struct {
+	rows []clickRow
+	i    int
+	vals [14]any
+}
+
+func (s *rowSource) Next() bool {
+	s.i++
+	return s.i <= len(s.rows)
+}
+
+func (s *rowSource) Values() ([]any, error) {
+	r := &s.rows[s.i-1]
+	s.vals = [14]any{r.eventID, r.linkID, r.clickedAt, r.ip, r.country, r.referer, r.refererHost,
+		r.userAgent, r.browser, r.os, r.device, r.isBot, r.botReason, r.visitorHash}
+	return s.vals[:], nil
+}
+
+func (s *rowSource) Err() error { return nil }
+
+// backoff doubles a delay between min and max; reset after a success.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (b *backoff) next() time.Duration {
+	b.cur = min(max(b.cur*2, b.min), b.max)
+	return b.cur
+}
+
+func (b *backoff) reset() { b.cur = 0 }
+
+// sleep waits d or until ctx is done, reporting whether it slept the full time.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
