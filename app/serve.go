@@ -1,12 +1,14 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -81,7 +83,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	var consumer *ingest.Consumer
 	if rdb != nil {
-		consumer, err = ingest.NewConsumer(ingest.ConsumerConfig{Prefix: cfg.RedisPrefix, Name: cfg.ConsumerName, BatchSize: cfg.IngestBatchSize, GeoIPDB: cfg.GeoIPDB}, rdb, pool, reg, logger)
+		consumer, err = ingest.NewConsumer(ingest.ConsumerConfig{Prefix: cfg.RedisPrefix, Name: consumerName(cfg), BatchSize: cfg.IngestBatchSize, GeoIPDB: cfg.GeoIPDB}, rdb, pool, reg, logger)
 		if err != nil {
 			return err
 		}
@@ -203,4 +205,16 @@ func apiKeyOrIP(c echoContext) string {
 		return fmt.Sprintf("key:%d", id)
 	}
 	return "ip:" + c.RealIP()
+}
+
+// consumerName is this instance's stable name in the consumer group: the configured
+// one, else hostname and listen port, so instances sharing a host do not share a name
+// (and each other's pending entries) while a restarted instance keeps its own.
+func consumerName(cfg Config) string {
+	if cfg.ConsumerName != "" {
+		return cfg.ConsumerName
+	}
+	host, _ := os.Hostname()
+	_, port, _ := net.SplitHostPort(cfg.Addr)
+	return cmp.Or(host, "hop") + ":" + cmp.Or(port, "0")
 }

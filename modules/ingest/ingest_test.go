@@ -138,9 +138,12 @@ func fastConsumer(prefix, name string) ConsumerConfig {
 	}
 }
 
+// fastPublisher is a publisher for tests. Its XADD budget is generous: on a loaded
+// machine a 50 ms budget sends some clicks down the (correct, but other) in-process
+// path, and these tests assert which path each click took.
 func fastPublisher(prefix string) PublisherConfig {
 	return PublisherConfig{
-		Prefix: prefix, FlushInterval: 5 * time.Millisecond, ProbeInterval: 20 * time.Millisecond,
+		Prefix: prefix, Timeout: time.Second, FlushInterval: 5 * time.Millisecond, ProbeInterval: 20 * time.Millisecond,
 		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
 	}
 }
