@@ -1,0 +1,126 @@
+package app
+
+import (
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+)
+
+// waitStats polls the link's stats until cond holds (the aggregator runs every 200 ms in
+// tests) and returns them.
+func (h *instance) waitStats(t testing.TB, slug string, cond func(map[string]any) bool) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := h.api(t, http.MethodGet, "/links/"+slug+"/stats", nil)
+		mustStatus(t, r, http.StatusOK)
+		s := r.JSON(t)
+		if cond(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats never reached the expected state; last: %s\nlogs:\n%s", r.Body, h.logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Every answered redirect is counted exactly once, humans and bots apart, HEAD not at
+// all — with Redis (stream + consumer) and without it (in-process queue).
+func TestClicksCountedEndToEnd(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"redis", "no-redis"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			h := startHop(t, func(cfg map[string]any) {
+				if mode == "no-redis" {
+					cfg["redis_url"] = ""
+				}
+			})
+			slug := h.createLink(t, map[string]any{"url": "https://example.com/counted"})["slug"].(string)
+			const humans, bots, heads = 120, 7, 5
+			var wg sync.WaitGroup
+			errs := make(chan error, humans+bots)
+			for i := range humans + bots {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					req, _ := http.NewRequest(http.MethodGet, h.URL+"/"+slug, nil)
+					req.Header.Set("User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36")
+					if i < bots {
+						req.Header.Set("User-Agent", "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)")
+					}
+					req.Header.Set("Referer", "https://news.example.org/item")
+					resp, err := noRedirect.Do(req)
+					if err != nil {
+						errs <- err
+						return
+					}
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusFound {
+						errs <- fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			for range heads {
+				mustStatus(t, h.do(t, http.MethodHead, "/"+slug, nil), http.StatusFound)
+			}
+			s := h.waitStats(t, slug, func(s map[string]any) bool {
+				return s["total_clicks"].(float64)+s["bot_clicks"].(float64) >= humans+bots
+			})
+			// Give a double count the chance to show.
+			time.Sleep(600 * time.Millisecond)
+			s = h.waitStats(t, slug, func(map[string]any) bool { return true })
+			if s["total_clicks"] != float64(humans) || s["bot_clicks"] != float64(bots) {
+				t.Fatalf("counted %v humans and %v bots, want %d and %d", s["total_clicks"], s["bot_clicks"], humans, bots)
+			}
+			if refs := s["referers"].(map[string]any); refs["news.example.org"] != float64(humans) {
+				t.Fatalf("referers %v", refs)
+			}
+			var raw int
+			if err := h.DB.Pool.QueryRow(t.Context(), "SELECT count(*) FROM click_logs").Scan(&raw); err != nil {
+				t.Fatal(err)
+			}
+			if raw != humans+bots {
+				t.Fatalf("%d raw clicks stored, want %d", raw, humans+bots)
+			}
+			l := h.api(t, http.MethodGet, "/links/"+slug, nil).JSON(t)
+			if l["total_clicks"] != float64(humans) {
+				t.Fatalf("links.total_clicks %v, want %d", l["total_clicks"], humans)
+			}
+			// The full client IP never reaches PostgreSQL.
+			var full int
+			if err := h.DB.Pool.QueryRow(t.Context(), "SELECT count(*) FROM click_logs WHERE ip = '127.0.0.1'").Scan(&full); err != nil {
+				t.Fatal(err)
+			}
+			if full != 0 {
+				t.Fatalf("%d rows store a full IP", full)
+			}
+		})
+	}
+}
+
+// A link with max_clicks stops redirecting once the aggregated count reaches it.
+func TestMaxClicks(t *testing.T) {
+	t.Parallel()
+	h := startHop(t, nil)
+	slug := h.createLink(t, map[string]any{"url": "https://example.com/limited", "max_clicks": 3})["slug"].(string)
+	for range 3 {
+		mustStatus(t, h.do(t, http.MethodGet, "/"+slug, nil, "User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"), http.StatusFound)
+	}
+	h.waitStats(t, slug, func(s map[string]any) bool { return s["total_clicks"] == float64(3) })
+	deadline := time.Now().Add(15 * time.Second)
+	for h.do(t, http.MethodGet, "/"+slug, nil).Status != http.StatusGone {
+		if time.Now().After(deadline) {
+			t.Fatal("link still redirects after reaching max_clicks")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
