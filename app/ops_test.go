@@ -1,0 +1,236 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hop-dev/hop/internal/testenv"
+)
+
+func TestRedirectRateLimitByClientIP(t *testing.T) {
+	t.Parallel()
+	t.Run("untrusted peer cannot spoof X-Forwarded-For", func(t *testing.T) {
+		t.Parallel()
+		h := startHop(t, func(cfg map[string]any) { cfg["rate_limit_redirect"] = "5-M" })
+		slug := h.createLink(t, map[string]any{"url": "https://example.com/rl"})["slug"].(string)
+		for i := range 5 {
+			r := h.do(t, http.MethodGet, "/"+slug, nil, "X-Forwarded-For", fmt.Sprintf("203.0.113.%d", i))
+			mustStatus(t, r, http.StatusFound)
+			if r.Header.Get("X-RateLimit-Limit") != "5" || r.Header.Get("X-RateLimit-Remaining") != strconv.Itoa(4-i) {
+				t.Fatalf("rate limit headers: %v", r.Header)
+			}
+		}
+		r := h.do(t, http.MethodGet, "/"+slug, nil, "X-Forwarded-For", "198.51.100.77")
+		p := mustProblem(t, r, http.StatusTooManyRequests)
+		if r.Header.Get("Retry-After") == "" || r.Header.Get("X-RateLimit-Reset") == "" || r.Header.Get("X-RateLimit-Remaining") != "0" {
+			t.Fatalf("429 headers: %v (%v)", r.Header, p)
+		}
+		// Health and metrics are never limited; the API has its own limit.
+		for range 3 {
+			mustStatus(t, h.do(t, http.MethodGet, "/health", nil), http.StatusOK)
+			mustStatus(t, h.do(t, http.MethodGet, "/metrics", nil), http.StatusOK)
+		}
+		mustStatus(t, h.api(t, http.MethodGet, "/links/"+slug, nil), http.StatusOK)
+	})
+	t.Run("trusted proxy: rightmost untrusted address is the client", func(t *testing.T) {
+		t.Parallel()
+		h := startHop(t, func(cfg map[string]any) {
+			cfg["rate_limit_redirect"] = "2-M"
+			cfg["trusted_proxies"] = []string{"127.0.0.1/32", "10.0.0.0/8"}
+		})
+		slug := h.createLink(t, map[string]any{"url": "https://example.com/rl"})["slug"].(string)
+		// Two clients behind the proxy each get their own budget; a forged leftmost
+		// entry does not change who the client is.
+		for _, client := range []string{"203.0.113.1", "203.0.113.2"} {
+			for i := range 2 {
+				xff := fmt.Sprintf("6.6.6.%d, %s, 10.1.2.3", i, client)
+				mustStatus(t, h.do(t, http.MethodGet, "/"+slug, nil, "X-Forwarded-For", xff), http.StatusFound)
+			}
+			mustProblem(t, h.do(t, http.MethodGet, "/"+slug, nil, "X-Forwarded-For", "9.9.9.9, "+client), http.StatusTooManyRequests)
+		}
+	})
+}
+
+func TestAPIRateLimitPerKey(t *testing.T) {
+	t.Parallel()
+	h := startHop(t, func(cfg map[string]any) { cfg["rate_limit_api"] = "3-M" })
+	for range 3 {
+		mustStatus(t, h.api(t, http.MethodGet, "/links", nil), http.StatusOK)
+	}
+	r := h.api(t, http.MethodGet, "/links", nil)
+	mustProblem(t, r, http.StatusTooManyRequests)
+	// Redirects are limited separately.
+	mustProblem(t, h.do(t, http.MethodGet, "/unknown-x", nil), http.StatusNotFound)
+}
+
+func TestHealthReportsComponents(t *testing.T) {
+	t.Parallel()
+	h := startHop(t, nil)
+	r := h.do(t, http.MethodGet, "/health", nil)
+	mustStatus(t, r, http.StatusOK)
+	j := r.JSON(t)
+	checks := j["checks"].(map[string]any)
+	for _, c := range []string{"postgres", "redis", "ingest", "aggregator"} {
+		if _, ok := checks[c]; !ok {
+			t.Fatalf("health lacks %q: %s", c, r.Body)
+		}
+	}
+	if j["status"] != "ok" {
+		t.Fatalf("status %v: %s", j["status"], r.Body)
+	}
+	// hop health (the container health check) agrees.
+	var out syncBuffer
+	if err := Run(t.Context(), []string{"health", "--url", h.URL}, func(string) string { return "" }, &out, &out); err != nil {
+		t.Fatalf("hop health: %v (%s)", err, out.String())
+	}
+	if err := Run(t.Context(), []string{"health", "--url", "http://" + freeAddr(t)}, func(string) string { return "" }, &out, &out); err == nil {
+		t.Fatal("hop health succeeded with nothing listening")
+	}
+}
+
+// SIGTERM under load: in-flight requests complete, the publisher flushes, the consumer
+// commits, Run returns nil — and after a restart every answered redirect is counted.
+func TestShutdownUnderLoadLosesNothing(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	rdb := testenv.NewRedis(t)
+	cfg := testConfig(t, db, rdb)
+	h := startWith(t, db, rdb, cfg)
+	slug := h.createLink(t, map[string]any{"url": "https://example.com/term"})["slug"].(string)
+
+	var answered atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	client := &http.Client{CheckRedirect: noRedirect.CheckRedirect, Timeout: 5 * time.Second}
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req, _ := http.NewRequest(http.MethodGet, h.URL+"/"+slug, nil)
+				req.Header.Set("User-Agent", "Mozilla/5.0 (Macintosh) Safari/605.1.15")
+				resp, err := client.Do(req)
+				if err != nil {
+					continue // refused once the server stopped accepting
+				}
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusFound {
+					answered.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(1500 * time.Millisecond)
+	start := time.Now()
+	if err := h.Stop(); err != nil {
+		t.Fatalf("Run returned %v after SIGTERM", err)
+	}
+	took := time.Since(start)
+	close(stop)
+	wg.Wait()
+	n := answered.Load()
+	if n == 0 {
+		t.Fatal("no redirect was answered")
+	}
+	t.Logf("answered %d redirects; shutdown took %s", n, took)
+
+	// Anything still in the stream is durable in Redis; a restart ingests it.
+	cfg["addr"] = freeAddr(t)
+	h2 := startWith(t, db, rdb, cfg)
+	h2.waitStats(t, slug, func(s map[string]any) bool { return s["total_clicks"].(float64) >= float64(n) })
+	time.Sleep(500 * time.Millisecond)
+	var raw int64
+	if err := db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM click_logs").Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	s := h2.waitStats(t, slug, func(map[string]any) bool { return true })
+	if raw != n || s["total_clicks"] != float64(n) {
+		t.Fatalf("answered %d, stored %d, counted %v", n, raw, s["total_clicks"])
+	}
+}
+
+// Three instances on one database and Redis behave as one service.
+func TestMultipleInstances(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	rdb := testenv.NewRedis(t)
+	var hs []*instance
+	for i := range 3 {
+		cfg := testConfig(t, db, rdb)
+		cfg["rate_limit_redirect"] = "50-M"
+		cfg["consumer_name"] = fmt.Sprintf("instance-%d", i)
+		hs = append(hs, startWith(t, db, rdb, cfg))
+	}
+	a, b, c := hs[0], hs[1], hs[2]
+	slug := a.createLink(t, map[string]any{"url": "https://example.com/v1"})["slug"].(string)
+	for _, h := range hs {
+		if r := h.do(t, http.MethodGet, "/"+slug, nil); r.Status != http.StatusFound || r.Header.Get("Location") != "https://example.com/v1" {
+			t.Fatalf("%s: %d %s", h.URL, r.Status, r.Header.Get("Location"))
+		}
+	}
+	mustStatus(t, b.api(t, http.MethodPatch, "/links/"+slug, map[string]any{"url": "https://example.com/v2"}), http.StatusOK)
+	for _, h := range hs {
+		waitUntil(t, func() bool { return h.do(t, http.MethodGet, "/"+slug, nil).Header.Get("Location") == "https://example.com/v2" })
+	}
+
+	// Clicks spread over all instances are counted once, by one aggregator.
+	const perInstance = 10
+	for _, h := range hs {
+		for range perInstance - 2 { // each instance already answered 2 above
+			mustStatus(t, h.do(t, http.MethodGet, "/"+slug, nil, "User-Agent", "Mozilla/5.0 (X11; Linux) Firefox/121.0"), http.StatusFound)
+		}
+	}
+	// The two per instance above used Go's user agent: bots.
+	s := c.waitStats(t, slug, func(s map[string]any) bool {
+		return s["total_clicks"].(float64)+s["bot_clicks"].(float64) >= 3*perInstance
+	})
+	time.Sleep(600 * time.Millisecond)
+	s = c.waitStats(t, slug, func(map[string]any) bool { return true })
+	if s["total_clicks"] != float64(3*(perInstance-2)) || s["bot_clicks"] != float64(6) {
+		t.Fatalf("counted %v humans, %v bots; want %d and 6", s["total_clicks"], s["bot_clicks"], 3*(perInstance-2))
+	}
+
+	mustStatus(t, c.api(t, http.MethodDelete, "/links/"+slug, nil), http.StatusNoContent)
+	for _, h := range hs {
+		waitUntil(t, func() bool { return h.do(t, http.MethodGet, "/"+slug, nil).Status == http.StatusGone })
+	}
+
+	// The redirect limit (50 per minute per client) is shared by all instances: read
+	// what is left from one instance, then spend more than that across all three.
+	r := a.do(t, http.MethodGet, "/"+slug, nil)
+	left, err := strconv.Atoi(r.Header.Get("X-RateLimit-Remaining"))
+	if err != nil || left >= 50-3*perInstance {
+		t.Fatalf("remaining %q after %d redirects across instances: the count is not shared", r.Header.Get("X-RateLimit-Remaining"), 3*perInstance)
+	}
+	allowed := 0
+	for i := range left + 6 {
+		if hs[i%3].do(t, http.MethodGet, "/"+slug, nil).Status != http.StatusTooManyRequests {
+			allowed++
+		}
+	}
+	if allowed != left {
+		t.Fatalf("%d more redirects allowed across instances, want %d", allowed, left)
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
