@@ -338,3 +338,27 @@ func manyTags(n int) []string {
 	}
 	return tags
 }
+
+func TestQRCode(t *testing.T) {
+	t.Parallel()
+	h := startHop(t, nil)
+	slug := h.createLink(t, map[string]any{"url": "https://example.com/qr"})["slug"].(string)
+	r := h.do(t, http.MethodGet, "/"+slug+"/qr", nil)
+	mustStatus(t, r, http.StatusOK)
+	if r.Header.Get("Content-Type") != "image/png" || !strings.HasPrefix(string(r.Body), "\x89PNG") {
+		t.Fatalf("qr: %s %q", r.Header.Get("Content-Type"), r.Body[:8])
+	}
+	r = h.do(t, http.MethodGet, "/"+slug+"/qr?format=svg", nil)
+	mustStatus(t, r, http.StatusOK)
+	if r.Header.Get("Content-Type") != "image/svg+xml" || !strings.HasPrefix(string(r.Body), "<svg") {
+		t.Fatalf("svg qr: %s", r.Body)
+	}
+	mustProblem(t, h.do(t, http.MethodGet, "/"+slug+"/qr?format=gif", nil), http.StatusBadRequest)
+	mustProblem(t, h.do(t, http.MethodGet, "/"+slug+"/qr?size=5", nil), http.StatusBadRequest)
+	mustProblem(t, h.do(t, http.MethodGet, "/nope-nope/qr", nil), http.StatusNotFound)
+	// A QR code is not a click.
+	var n int
+	if err := h.DB.Pool.QueryRow(t.Context(), "SELECT count(*) FROM click_logs").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("clicks after QR requests: %d %v", n, err)
+	}
+}

@@ -92,7 +92,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	rd, err := redirect.New(redirect.Config{RedisPrefix: cfg.RedisPrefix, TrustedProxies: cfg.trusted}, rdb, linkStore, pub, reg, logger)
+	rd, err := redirect.New(redirect.Config{RedisPrefix: cfg.RedisPrefix, BaseURL: cfg.BaseURL, TrustedProxies: cfg.trusted}, rdb, linkStore, pub, reg, logger)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -32,6 +33,7 @@ type Publisher interface {
 // Config configures the redirect handler.
 type Config struct {
 	RedisPrefix    string         // key prefix shared with the rest of hop
+	BaseURL        string         // public origin, for QR codes of short URLs
 	TrustedProxies []netip.Prefix // peers whose CF-IPCountry header is believed
 }
 
@@ -47,6 +49,7 @@ type Handler struct {
 	finder  Finder
 	pub     Publisher
 	trusted []netip.Prefix
+	baseURL string
 	logger  *slog.Logger
 	metrics *metrics
 	now     func() time.Time
@@ -63,6 +66,7 @@ func New(cfg Config, rdb rueidis.Client, finder Finder, pub Publisher, reg prome
 		finder:  finder,
 		pub:     pub,
 		trusted: cfg.TrustedProxies,
+		baseURL: strings.TrimRight(cfg.BaseURL, "/"),
 		logger:  logger.With("module", "redirect"),
 		metrics: m,
 		now:     time.Now,
@@ -83,6 +87,7 @@ func (h *Handler) Register(e *echo.Echo, mw ...echo.MiddlewareFunc) {
 	e.GET("/:slug", h.redirect, mw...)
 	e.HEAD("/:slug", h.redirect, mw...)
 	e.POST("/:slug", h.unlock, mw...)
+	e.GET("/:slug/qr", h.qr, mw...)
 }
 
 func (h *Handler) redirect(c echo.Context) error {
