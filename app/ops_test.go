@@ -181,7 +181,9 @@ func TestMultipleInstances(t *testing.T) {
 	}
 	mustStatus(t, b.api(t, http.MethodPatch, "/links/"+slug, map[string]any{"url": "https://example.com/v2"}), http.StatusOK)
 	for _, h := range hs {
-		waitUntil(t, func() bool { return h.do(t, http.MethodGet, "/"+slug, nil).Header.Get("Location") == "https://example.com/v2" })
+		waitUntil(t, func() bool {
+			return h.do(t, http.MethodGet, "/"+slug, nil).Header.Get("Location") == "https://example.com/v2"
+		})
 	}
 
 	// Clicks spread over all instances are counted once, by one aggregator.
