@@ -1,0 +1,449 @@
+package stats
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// AggregatorConfig configures the Aggregator. Zero values take the defaults noted.
+type AggregatorConfig struct {
+	// Interval between ticks (HOP_AGGREGATE_INTERVAL). Default 2s.
+	Interval time.Duration
+	// MaxRowsPerTick caps the raw rows one tick aggregates so a backlog is worked off
+	// in bounded transactions; a tick that hits the cap is followed at once by another.
+	// A single ingest transaction larger than the cap is still taken whole. Default 50,000.
+	MaxRowsPerTick int
+	// RetentionDays deletes raw clicks older than this many days, once they are
+	// aggregated; rollups are kept. 0 keeps raw clicks forever (HOP_RETENTION_DAYS).
+	RetentionDays int
+	// VisitorDays is how many UTC days of per-day visitor hashes are kept for exact
+	// daily uniques. A click ingested later than that for an older day may count as
+	// one extra unique visitor. Default 7.
+	VisitorDays int
+	// RetentionInterval is how often the retention pass runs. Default 10m.
+	RetentionInterval time.Duration
+	// RetentionBatch is how many raw rows one retention transaction deletes. Default 1,000.
+	RetentionBatch int
+	// FinalTimeout bounds the last tick run after Run's context is cancelled. Default 10s.
+	FinalTimeout time.Duration
+}
+
+func (c AggregatorConfig) withDefaults() AggregatorConfig {
+	c.Interval = cmp.Or(c.Interval, 2*time.Second)
+	c.MaxRowsPerTick = cmp.Or(c.MaxRowsPerTick, 50_000)
+	c.VisitorDays = cmp.Or(c.VisitorDays, 7)
+	c.RetentionInterval = cmp.Or(c.RetentionInterval, 10*time.Minute)
+	c.RetentionBatch = cmp.Or(c.RetentionBatch, 1000)
+	c.FinalTimeout = cmp.Or(c.FinalTimeout, 10*time.Second)
+	return c
+}
+
+func (c AggregatorConfig) validate() error {
+	switch {
+	case c.Interval < 0:
+		return errors.New("aggregator interval must be positive")
+	case c.MaxRowsPerTick < 0:
+		return errors.New("aggregator max rows per tick must be positive")
+	case c.RetentionDays < 0:
+		return errors.New("retention days must be 0 (keep forever) or positive")
+	case c.VisitorDays < 0:
+		return errors.New("visitor days must be positive")
+	case c.RetentionInterval < 0, c.RetentionBatch < 0, c.FinalTimeout < 0:
+		return errors.New("retention interval, retention batch and final timeout must be positive")
+	}
+	return nil
+}
+
+// Aggregator adds new click_logs rows to the rollups. Any number of instances may run
+// one; a PostgreSQL advisory lock lets exactly one of them work at a time.
+type Aggregator struct {
+	cfg     AggregatorConfig
+	pool    *pgxpool.Pool
+	logger  *slog.Logger
+	metrics aggregatorMetrics
+
+	// beforeCommit, when set by tests, runs inside the tick transaction just before
+	// it commits, to simulate a crash at the worst moment.
+	beforeCommit func(ctx context.Context, tx pgx.Tx) error
+}
+
+type aggregatorMetrics struct {
+	duration    prometheus.Histogram
+	rows        prometheus.Counter
+	ticks       *prometheus.CounterVec
+	lag         prometheus.Gauge
+	lastSuccess prometheus.Gauge
+	deleted     prometheus.Counter
+}
+
+// NewAggregator validates cfg and registers the aggregator's metrics with reg (a
+// private registry when reg is nil).
+func NewAggregator(cfg AggregatorConfig, pool *pgxpool.Pool, reg prometheus.Registerer, logger *slog.Logger) (*Aggregator, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if pool == nil {
+		return nil, errors.New("stats aggregator: nil pool")
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	m := aggregatorMetrics{
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hop_stats_aggregator_tick_duration_seconds",
+			Help:    "Duration of aggregator ticks that took the lock.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
+		}),
+		rows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hop_stats_aggregator_rows_total",
+			Help: "Raw clicks added to the rollups by this instance.",
+		}),
+		ticks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hop_stats_aggregator_ticks_total",
+			Help: "Aggregator ticks by result: ok, skipped (another instance holds the lock) or error.",
+		}, []string{"result"}),
+		lag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hop_stats_aggregator_lag_seconds",
+			Help: "Age of the oldest committed click not yet aggregated after the last tick; 0 when caught up.",
+		}),
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hop_stats_aggregator_last_success_timestamp_seconds",
+			Help: "Unix time of this instance's last successful tick.",
+		}),
+		deleted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hop_stats_retention_deleted_rows_total",
+			Help: "Raw clicks deleted by retention.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.duration, m.rows, m.ticks, m.lag, m.lastSuccess, m.deleted} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register stats metrics: %w", err)
+		}
+	}
+	return &Aggregator{
+		cfg:     cfg.withDefaults(),
+		pool:    pool,
+		logger:  logger.With("module", "stats"),
+		metrics: m,
+	}, nil
+}
+
+// Run ticks until ctx is cancelled, then runs one final tick so clicks ingested during
+// shutdown are aggregated. Tick errors are logged and retried on the next tick; Run
+// returns nil on cancellation.
+func (a *Aggregator) Run(ctx context.Context) error {
+	t := time.NewTicker(a.cfg.Interval)
+	defer t.Stop()
+	var lastRetention time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.FinalTimeout)
+			defer cancel()
+			if _, err := a.RunOnce(final); err != nil {
+				a.logger.Error("final aggregation", "err", err)
+			}
+			return nil
+		case <-t.C:
+		}
+		// A tick that hit the cap leaves a backlog: keep going without waiting.
+		for ctx.Err() == nil {
+			n, err := a.RunOnce(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					a.logger.Error("aggregate clicks", "err", err)
+				}
+				break
+			}
+			if n < int64(a.cfg.MaxRowsPerTick) {
+				break
+			}
+		}
+		if ctx.Err() == nil && time.Since(lastRetention) >= a.cfg.RetentionInterval {
+			lastRetention = time.Now()
+			if _, err := a.retain(ctx); err != nil && ctx.Err() == nil {
+				a.logger.Error("retention", "err", err)
+			}
+		}
+	}
+}
+
+const (
+	// aggregatorLockKey is the advisory lock that makes one aggregator active ("hopstat").
+	aggregatorLockKey = 0x686f7073746174
+
+	tryLockSQL = `SELECT pg_try_advisory_xact_lock($1)`
+
+	// The row lock is a second guard: even without the advisory lock, a concurrent tick
+	// would wait here and, in READ COMMITTED, then read the advanced watermark.
+	// Every transaction with an xid below the snapshot's xmin has ended, so rows below
+	// it are final: none can still appear. Rows at or above it wait for a later tick.
+	windowSQL = `
+SELECT watermark, pg_snapshot_xmin(pg_current_snapshot())
+FROM aggregator_state WHERE id = 1 FOR UPDATE`
+
+	// cutSQL reads the first xid in the window and the xid of the first row beyond the
+	// cap. Stopping below the latter takes whole transactions only, so the window
+	// stays exact. Both are index probes on click_logs_xid_idx.
+	cutSQL = `
+SELECT (SELECT xid FROM click_logs WHERE xid >= $1 AND xid < $2 ORDER BY xid LIMIT 1),
+       (SELECT xid FROM click_logs WHERE xid >= $1 AND xid < $2 ORDER BY xid OFFSET $3 LIMIT 1)`
+
+	// aggregateSQL adds the raw rows with xid in [$1, $2) to every rollup in one
+	// statement; all its CTEs see the same snapshot. Empty dimension values become
+	// "unknown" ("(direct)" for referers) so they group together.
+	aggregateSQL = `
+WITH batch AS MATERIALIZED (
+    SELECT link_id,
+           (clicked_at AT TIME ZONE 'UTC')::date AS day,
+           date_trunc('hour', clicked_at, 'UTC') AS hour,
+           is_bot, visitor_hash,
+           COALESCE(NULLIF(country, ''), 'unknown') AS country,
+           COALESCE(NULLIF(referer_host, ''), '(direct)') AS referer,
+           COALESCE(NULLIF(browser, ''), 'unknown') AS browser,
+           COALESCE(NULLIF(os, ''), 'unknown') AS os,
+           COALESCE(NULLIF(device, ''), 'unknown') AS device
+    FROM click_logs
+    WHERE xid >= $1 AND xid < $2
+),
+new_visitors AS (
+    INSERT INTO daily_visitors (link_id, day, visitor_hash)
+    SELECT DISTINCT link_id, day, visitor_hash FROM batch
+    WHERE NOT is_bot AND visitor_hash IS NOT NULL
+    ON CONFLICT DO NOTHING
+    RETURNING link_id, day
+),
+uniques AS (
+    SELECT link_id, day, count(*) AS n FROM new_visitors GROUP BY link_id, day
+),
+per_day AS (
+    SELECT link_id, day,
+           count(*) FILTER (WHERE NOT is_bot) AS clicks,
+           count(*) FILTER (WHERE is_bot) AS bot_clicks
+    FROM batch GROUP BY link_id, day
+),
+daily AS (
+    INSERT INTO daily_stats AS s (link_id, day, clicks, unique_visitors, bot_clicks)
+    SELECT d.link_id, d.day, d.clicks, COALESCE(u.n, 0), d.bot_clicks
+    FROM per_day d LEFT JOIN uniques u USING (link_id, day)
+    ORDER BY d.link_id, d.day
+    ON CONFLICT (link_id, day) DO UPDATE SET
+        clicks = s.clicks + excluded.clicks,
+        unique_visitors = s.unique_visitors + excluded.unique_visitors,
+        bot_clicks = s.bot_clicks + excluded.bot_clicks
+),
+hourly AS (
+    INSERT INTO hourly_stats AS s (link_id, hour, clicks, bot_clicks)
+    SELECT link_id, hour, count(*) FILTER (WHERE NOT is_bot), count(*) FILTER (WHERE is_bot)
+    FROM batch GROUP BY link_id, hour
+    ORDER BY link_id, hour
+    ON CONFLICT (link_id, hour) DO UPDATE SET
+        clicks = s.clicks + excluded.clicks,
+        bot_clicks = s.bot_clicks + excluded.bot_clicks
+),
+dims AS (
+    INSERT INTO dimension_stats AS s (link_id, day, dimension, value, clicks)
+    SELECT b.link_id, b.day, v.dimension, v.value, count(*)
+    FROM batch b
+    CROSS JOIN LATERAL (VALUES ('country', b.country), ('referer', b.referer),
+        ('browser', b.browser), ('os', b.os), ('device', b.device)) AS v (dimension, value)
+    WHERE NOT b.is_bot
+    GROUP BY b.link_id, b.day, v.dimension, v.value
+    ORDER BY 1, 2, 3, 4
+    ON CONFLICT (link_id, day, dimension, value) DO UPDATE SET clicks = s.clicks + excluded.clicks
+),
+totals AS (
+    UPDATE links l SET total_clicks = l.total_clicks + t.clicks
+    FROM (SELECT link_id, sum(clicks) AS clicks FROM per_day GROUP BY link_id HAVING sum(clicks) > 0) t
+    WHERE l.id = t.link_id
+)
+SELECT count(*) FROM batch`
+
+	advanceSQL = `
+UPDATE aggregator_state
+SET watermark = $1, last_run_at = now(), rows_total = rows_total + $2
+WHERE id = 1`
+
+	// pendingSQL is the click time of the oldest committed row not yet aggregated
+	// (lowest xid), for the lag metric and health.
+	pendingSQL = `
+SELECT clicked_at FROM click_logs WHERE xid >= $1 ORDER BY xid LIMIT 1`
+)
+
+// RunOnce aggregates the raw clicks committed since the last tick, at most about
+// MaxRowsPerTick of them, and returns how many it took. It returns 0 without error when
+// another instance holds the aggregator lock. Everything happens in one transaction:
+// a failure at any point leaves rollups and watermark as they were.
+func (a *Aggregator) RunOnce(ctx context.Context) (int64, error) {
+	start := time.Now()
+	n, locked, err := a.tick(ctx)
+	switch {
+	case err != nil:
+		a.metrics.ticks.WithLabelValues("error").Inc()
+		return 0, fmt.Errorf("aggregate clicks: %w", err)
+	case !locked:
+		a.metrics.ticks.WithLabelValues("skipped").Inc()
+		return 0, nil
+	}
+	a.metrics.ticks.WithLabelValues("ok").Inc()
+	a.metrics.duration.Observe(time.Since(start).Seconds())
+	a.metrics.rows.Add(float64(n))
+	a.metrics.lastSuccess.Set(float64(time.Now().UnixNano()) / 1e9)
+	return n, nil
+}
+
+func (a *Aggregator) tick(ctx context.Context) (rows int64, locked bool, err error) {
+	tx, err := a.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return 0, false, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+
+	if err := tx.QueryRow(ctx, tryLockSQL, int64(aggregatorLockKey)).Scan(&locked); err != nil {
+		return 0, false, fmt.Errorf("lock: %w", err)
+	}
+	if !locked {
+		return 0, false, nil
+	}
+	var low, high uint64
+	if err := tx.QueryRow(ctx, windowSQL).Scan(&low, &high); err != nil {
+		return 0, true, fmt.Errorf("read watermark: %w", err)
+	}
+	// xmin never moves backwards; the guard only keeps the watermark monotonic.
+	high = max(high, low)
+	var first, cut *uint64
+	if err := tx.QueryRow(ctx, cutSQL, low, high, a.cfg.MaxRowsPerTick).Scan(&first, &cut); err != nil {
+		return 0, true, fmt.Errorf("find cut: %w", err)
+	}
+	switch {
+	case cut == nil:
+		// At most the cap: take the whole window.
+	case *cut > *first:
+		high = *cut
+	default:
+		// One transaction holds more rows than the cap: take it whole, or no tick
+		// would ever make progress past it.
+		high = *cut + 1
+	}
+	if first != nil {
+		if err := tx.QueryRow(ctx, aggregateSQL, low, high).Scan(&rows); err != nil {
+			return 0, true, fmt.Errorf("add to rollups: %w", err)
+		}
+	}
+	if _, err := tx.Exec(ctx, advanceSQL, high, rows); err != nil {
+		return 0, true, fmt.Errorf("advance watermark: %w", err)
+	}
+	var oldest time.Time
+	switch err := tx.QueryRow(ctx, pendingSQL, high).Scan(&oldest); {
+	case errors.Is(err, pgx.ErrNoRows):
+		a.metrics.lag.Set(0)
+	case err != nil:
+		return 0, true, fmt.Errorf("read lag: %w", err)
+	default:
+		a.metrics.lag.Set(max(0, time.Since(oldest).Seconds()))
+	}
+	if a.beforeCommit != nil {
+		if err := a.beforeCommit(ctx, tx); err != nil {
+			return 0, true, err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, true, fmt.Errorf("commit: %w", err)
+	}
+	return rows, true, nil
+}
+
+// Health is the aggregator's state as seen by every instance, for /health.
+type Health struct {
+	LastRun time.Time     // last successful tick of any instance; zero before the first
+	Lag     time.Duration // age of the oldest committed click not yet aggregated; 0 when caught up
+}
+
+const healthSQL = `
+SELECT s.last_run_at, c.clicked_at
+FROM aggregator_state s
+LEFT JOIN LATERAL (
+    SELECT clicked_at FROM click_logs WHERE xid >= s.watermark ORDER BY xid LIMIT 1
+) c ON true
+WHERE s.id = 1`
+
+// Health reads the aggregator's last run and lag from the database, so it reports the
+// active instance's progress whichever instance answers.
+func (a *Aggregator) Health(ctx context.Context) (Health, error) {
+	var lastRun, oldest *time.Time
+	if err := a.pool.QueryRow(ctx, healthSQL).Scan(&lastRun, &oldest); err != nil {
+		return Health{}, fmt.Errorf("aggregator health: %w", err)
+	}
+	var h Health
+	if lastRun != nil {
+		h.LastRun = *lastRun
+	}
+	if oldest != nil {
+		h.Lag = max(0, time.Since(*oldest))
+	}
+	return h, nil
+}
+
+const (
+	// Deletes only rows below the watermark: never a click that is not yet in the rollups.
+	retainClicksSQL = `
+DELETE FROM click_logs c
+USING (
+    SELECT event_id, clicked_at FROM click_logs
+    WHERE clicked_at < $1
+      AND xid < (SELECT watermark FROM aggregator_state WHERE id = 1)
+    LIMIT $2
+) old
+WHERE c.event_id = old.event_id AND c.clicked_at = old.clicked_at`
+
+	retainVisitorsSQL = `
+DELETE FROM daily_visitors v
+USING (SELECT link_id, day, visitor_hash FROM daily_visitors WHERE day < $1 LIMIT $2) old
+WHERE v.link_id = old.link_id AND v.day = old.day AND v.visitor_hash = old.visitor_hash`
+)
+
+// retain deletes aggregated raw clicks older than RetentionDays and visitor sets older
+// than VisitorDays, in small transactions so it never holds locks for long. It returns
+// the number of raw clicks deleted.
+func (a *Aggregator) retain(ctx context.Context) (int64, error) {
+	now := time.Now().UTC()
+	today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	visitorsBefore := today.AddDate(0, 0, -a.cfg.VisitorDays)
+	if _, err := a.deleteBatches(ctx, retainVisitorsSQL, visitorsBefore); err != nil {
+		return 0, fmt.Errorf("prune visitor sets: %w", err)
+	}
+	if a.cfg.RetentionDays == 0 {
+		return 0, nil
+	}
+	n, err := a.deleteBatches(ctx, retainClicksSQL, now.AddDate(0, 0, -a.cfg.RetentionDays))
+	a.metrics.deleted.Add(float64(n))
+	if err != nil {
+		return n, fmt.Errorf("delete old clicks: %w", err)
+	}
+	return n, nil
+}
+
+func (a *Aggregator) deleteBatches(ctx context.Context, query string, before time.Time) (int64, error) {
+	var total int64
+	for {
+		tag, err := a.pool.Exec(ctx, query, before, a.cfg.RetentionBatch)
+		if err != nil {
+			return total, err
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < int64(a.cfg.RetentionBatch) {
+			return total, nil
+		}
+	}
+}

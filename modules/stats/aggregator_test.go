@@ -1,0 +1,619 @@
+package stats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/hop-dev/hop/internal/testenv"
+)
+
+func TestAggregatorAddsEveryRollupExactlyOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	a, l2 := createLink(t, b.pool, "a"), createLink(t, b.pool, "b")
+	day := time.Date(2025, 3, 10, 0, 0, 0, 0, time.UTC)
+	at := func(h, m int) time.Time { return day.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute) }
+	insertClicks(t, b.pool, []click{
+		{link: a, at: at(1, 0), country: "US", refHost: "t.co", browser: "Chrome", os: "Windows", device: "desktop", visitor: visitor(1)},
+		{link: a, at: at(1, 30), country: "US", refHost: "t.co", browser: "Chrome", os: "Windows", device: "desktop", visitor: visitor(1)},
+		{link: a, at: at(2, 0), country: "DE", refHost: "(direct)", browser: "Firefox", os: "Linux", device: "mobile", visitor: visitor(2)},
+		{link: a, at: at(2, 5), country: "", refHost: "", browser: "", os: "", device: "", visitor: nil},
+		{link: a, at: at(3, 0), bot: true, botReason: "user-agent", device: "bot", visitor: visitor(3)},
+		{link: a, at: at(25, 0), country: "US", visitor: visitor(1)}, // next day: visitor 1 is unique again
+		{link: l2, at: at(4, 0), country: "JP", visitor: visitor(1)},
+	})
+	if n := drain(t, b.agg); n != 7 {
+		t.Fatalf("aggregated %d rows, want 7", n)
+	}
+	assertRollupsMatchRaw(t, b.pool)
+
+	type dayRow struct{ clicks, uniques, bots int64 }
+	var got dayRow
+	if err := b.pool.QueryRow(ctx, `SELECT clicks, unique_visitors, bot_clicks FROM daily_stats WHERE link_id = $1 AND day = $2`,
+		a, day).Scan(&got.clicks, &got.uniques, &got.bots); err != nil {
+		t.Fatal(err)
+	}
+	if want := (dayRow{clicks: 4, uniques: 2, bots: 1}); got != want {
+		t.Errorf("daily_stats for a on %s = %+v, want %+v", day.Format(dateLayout), got, want)
+	}
+	var country, unknownBrowser, direct int64
+	if err := b.pool.QueryRow(ctx, `
+SELECT (SELECT clicks FROM dimension_stats WHERE link_id = $1 AND day = $2 AND dimension = 'country' AND value = 'US'),
+       (SELECT clicks FROM dimension_stats WHERE link_id = $1 AND day = $2 AND dimension = 'browser' AND value = 'unknown'),
+       (SELECT clicks FROM dimension_stats WHERE link_id = $1 AND day = $2 AND dimension = 'referer' AND value = '(direct)')`,
+		a, day).Scan(&country, &unknownBrowser, &direct); err != nil {
+		t.Fatal(err)
+	}
+	if country != 2 || unknownBrowser != 1 || direct != 2 {
+		t.Errorf("dimensions: US %d (want 2), unknown browser %d (want 1), (direct) %d (want 2)", country, unknownBrowser, direct)
+	}
+	_, _, totals := linkTotals(t, b.pool)
+	if totals[a] != 5 || totals[l2] != 1 {
+		t.Errorf("links.total_clicks = a:%d b:%d, want 5 and 1 (humans only)", totals[a], totals[l2])
+	}
+
+	// A second tick finds nothing new and changes nothing.
+	if n, err := b.agg.RunOnce(ctx); err != nil || n != 0 {
+		t.Fatalf("second RunOnce = %d, %v; want 0", n, err)
+	}
+	// A returning visitor on a later tick is not a new unique.
+	insertClicks(t, b.pool, []click{{link: a, at: at(5, 0), visitor: visitor(2)}, {link: a, at: at(5, 1), visitor: visitor(9)}})
+	drain(t, b.agg)
+	assertRollupsMatchRaw(t, b.pool)
+	if err := b.pool.QueryRow(ctx, `SELECT clicks, unique_visitors, bot_clicks FROM daily_stats WHERE link_id = $1 AND day = $2`,
+		a, day).Scan(&got.clicks, &got.uniques, &got.bots); err != nil {
+		t.Fatal(err)
+	}
+	if want := (dayRow{clicks: 6, uniques: 3, bots: 1}); got != want {
+		t.Errorf("after second batch daily_stats = %+v, want %+v", got, want)
+	}
+	if v := metricValue(t, b.agg.metrics.rows); v != 9 {
+		t.Errorf("hop_stats_aggregator_rows_total = %v, want 9", v)
+	}
+}
+
+// A transaction that inserted early but commits late must be counted once it commits:
+// a watermark on time or sequence would have moved past it.
+func TestAggregatorCountsLateCommit(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	id := createLink(t, b.pool, "late")
+	now := time.Now().UTC()
+
+	late, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Rollback(ctx)
+	insertClicks(t, late, []click{{link: id, at: now.Add(-time.Hour), visitor: visitor(1)}})
+	insertClicks(t, b.pool, []click{{link: id, at: now, visitor: visitor(2)}, {link: id, at: now, visitor: visitor(3)}})
+
+	// The open transaction holds the window below its xid, so the later rows wait too.
+	if _, err := b.agg.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	humans, _, _ := linkTotals(t, b.pool)
+	if humans[id] != 0 {
+		t.Fatalf("aggregated %d clicks while an older transaction was open; want 0", humans[id])
+	}
+	if err := late.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	drain(t, b.agg)
+	humans, _, totals := linkTotals(t, b.pool)
+	if humans[id] != 3 || totals[id] != 3 {
+		t.Fatalf("after the late commit: rollups %d, total_clicks %d; want 3 and 3", humans[id], totals[id])
+	}
+	drain(t, b.agg)
+	assertRollupsMatchRaw(t, b.pool)
+}
+
+// A tick that dies at its last moment (connection killed, or context cancelled, just
+// before COMMIT) must leave no trace, and the next tick must count everything once.
+func TestAggregatorCrashBeforeCommit(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		crash func(ctx context.Context, tx pgx.Tx, pool *pgxpool.Pool, cancel context.CancelFunc) error
+	}{
+		{"connection killed", func(ctx context.Context, tx pgx.Tx, pool *pgxpool.Pool, _ context.CancelFunc) error {
+			var pid int
+			if err := tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+				return err
+			}
+			_, err := pool.Exec(context.Background(), "SELECT pg_terminate_backend($1, 5000)", pid)
+			return err
+		}},
+		{"context cancelled", func(ctx context.Context, tx pgx.Tx, _ *pgxpool.Pool, cancel context.CancelFunc) error {
+			cancel()
+			return nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			id := createLink(t, b.pool, "crash")
+			rng := rand.New(rand.NewPCG(1, 2))
+			clicks := make([]click, 500)
+			for i := range clicks {
+				clicks[i] = randomClick(rng, []int64{id}, time.Now())
+			}
+			insertClicks(t, b.pool, clicks)
+
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			crashed := false
+			b.agg.beforeCommit = func(ctx context.Context, tx pgx.Tx) error {
+				var inRollups int64
+				if err := tx.QueryRow(ctx, "SELECT count(*) FROM daily_stats").Scan(&inRollups); err != nil {
+					return err
+				}
+				if crashed || inRollups == 0 {
+					return nil // crash only a tick that took rows
+				}
+				crashed = true
+				return tc.crash(ctx, tx, b.pool, cancel)
+			}
+			// The window may be empty the first time if another test's transaction is
+			// open; tick until the crash has hit a tick that took rows.
+			for !crashed {
+				if _, err := b.agg.RunOnce(ctx); err == nil && crashed {
+					t.Fatal("RunOnce succeeded although the tick crashed before commit")
+				}
+			}
+			var rollups, total int64
+			if err := b.pool.QueryRow(context.Background(),
+				`SELECT (SELECT COALESCE(sum(clicks + bot_clicks), 0)::int8 FROM daily_stats), (SELECT total_clicks FROM links)`).Scan(&rollups, &total); err != nil {
+				t.Fatal(err)
+			}
+			if rollups != 0 || total != 0 {
+				t.Fatalf("after the crash: %d clicks in rollups, total_clicks %d; want nothing", rollups, total)
+			}
+			if got := drain(t, b.agg); got != 500 {
+				t.Fatalf("after the crash the aggregator took %d rows, want 500", got)
+			}
+			assertRollupsMatchRaw(t, b.pool)
+		})
+	}
+}
+
+// Two aggregators ticking at once, while clicks arrive, count every click exactly once.
+func TestAggregatorConcurrentInstances(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	links := []int64{createLink(t, b.pool, "x"), createLink(t, b.pool, "y")}
+	other := newAggregator(t, b.pool, AggregatorConfig{MaxRowsPerTick: 50})
+	b.agg = newAggregator(t, b.pool, AggregatorConfig{MaxRowsPerTick: 50})
+
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	var taken atomic.Int64
+	for _, a := range []*Aggregator{b.agg, other} {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				n, err := a.RunOnce(ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				taken.Add(n)
+			}
+		})
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	var inserted int64
+	for range 40 {
+		batch := make([]click, 1+rng.IntN(60))
+		for i := range batch {
+			batch[i] = randomClick(rng, links, time.Now())
+		}
+		insertClicks(t, b.pool, batch)
+		inserted += int64(len(batch))
+	}
+	close(done)
+	wg.Wait()
+	taken.Add(drain(t, b.agg))
+	if taken.Load() != inserted {
+		t.Fatalf("aggregators took %d rows, %d were inserted", taken.Load(), inserted)
+	}
+	assertRollupsMatchRaw(t, b.pool)
+}
+
+// The cap on rows per tick stops only between transactions: one transaction larger
+// than the cap is taken whole, smaller ones fill ticks up to the cap.
+func TestAggregatorCapTakesWholeTransactions(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.agg = newAggregator(t, b.pool, AggregatorConfig{MaxRowsPerTick: 10})
+	id := createLink(t, b.pool, "cap")
+	rng := rand.New(rand.NewPCG(5, 6))
+	batch := func(n int) []click {
+		cs := make([]click, n)
+		for i := range cs {
+			cs[i] = randomClick(rng, []int64{id}, time.Now())
+		}
+		return cs
+	}
+	insertClicks(t, b.pool, batch(25)) // one transaction over the cap
+	for range 6 {
+		insertClicks(t, b.pool, batch(4))
+	}
+	var ticks []int64
+	deadline := time.Now().Add(time.Minute)
+	for pending(t, b.pool) > 0 {
+		n, err := b.agg.RunOnce(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			ticks = append(ticks, n)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("aggregator did not catch up")
+		}
+	}
+	// Whole transactions only: the big one alone, then 4-row transactions up to the cap
+	// (normally 25, 8, 8, 8; fewer per tick while another test's transaction holds the
+	// window back).
+	var sum int64
+	for i, n := range ticks {
+		sum += n
+		if (i == 0 && n != 25) || (i > 0 && (n%4 != 0 || n > 10)) {
+			t.Errorf("rows per tick = %v; want 25, then whole 4-row transactions up to 10", ticks)
+			break
+		}
+	}
+	if sum != 49 {
+		t.Errorf("rows per tick = %v, sum %d; want 49", ticks, sum)
+	}
+	assertRollupsMatchRaw(t, b.pool)
+}
+
+// Property: under concurrent ingest (commits, rollbacks, transactions held open) and
+// aggregators started, stopped, cancelled mid-tick and run side by side at random
+// points, the rollups always end equal to the committed raw clicks.
+func TestAggregatorRandomInterleavings(t *testing.T) {
+	t.Parallel()
+	for seed := range uint64(8) {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			t.Parallel()
+			runInterleaving(t, seed)
+		})
+	}
+}
+
+func runInterleaving(t *testing.T, seed uint64) {
+	db := testenv.NewDB(t)
+	pool := db.Pool
+	ctx := context.Background()
+	links := make([]int64, 5)
+	for i := range links {
+		links[i] = createLink(t, pool, fmt.Sprint("p", i))
+	}
+	rng := rand.New(rand.NewPCG(seed, 42))
+	maxRows := 5 + rng.IntN(200)
+
+	// Ingest: committed clicks are tallied per link; rolled-back ones must never count.
+	var (
+		mu       sync.Mutex
+		want     = map[int64]int64{}
+		wantBots = map[int64]int64{}
+		ingest   sync.WaitGroup
+	)
+	for w := range 4 {
+		r := rand.New(rand.NewPCG(seed, uint64(w)))
+		ingest.Go(func() {
+			for range 25 {
+				batch := make([]click, 1+r.IntN(40))
+				for i := range batch {
+					batch[i] = randomClick(r, links, time.Now())
+				}
+				tx, err := pool.Begin(ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if err := copyClicks(ctx, tx, batch); err != nil {
+					t.Error(err)
+					_ = tx.Rollback(ctx)
+					return
+				}
+				time.Sleep(time.Duration(r.IntN(8)) * time.Millisecond) // commit late
+				if r.IntN(8) == 0 {
+					_ = tx.Rollback(ctx)
+					continue
+				}
+				if err := tx.Commit(ctx); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				for _, c := range batch {
+					if c.bot {
+						wantBots[c.link]++
+					} else {
+						want[c.link]++
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	ingestDone := make(chan struct{})
+	go func() { ingest.Wait(); close(ingestDone) }()
+
+	// Aggregators: each step picks a way to run, or to die.
+	cfg := AggregatorConfig{MaxRowsPerTick: maxRows, Interval: time.Millisecond, FinalTimeout: 5 * time.Second}
+	for step := 0; ; step++ {
+		select {
+		case <-ingestDone:
+		default:
+			switch rng.IntN(4) {
+			case 0: // a Run loop stopped at a random point (with its final tick)
+				a := newAggregator(t, pool, cfg)
+				runCtx, cancel := context.WithTimeout(ctx, time.Duration(rng.IntN(20))*time.Millisecond)
+				if err := a.Run(runCtx); err != nil {
+					t.Fatal(err)
+				}
+				cancel()
+			case 1: // a tick killed at a random moment
+				a := newAggregator(t, pool, cfg)
+				tickCtx, cancel := context.WithTimeout(ctx, time.Duration(rng.IntN(3000))*time.Microsecond)
+				_, _ = a.RunOnce(tickCtx) // an error is the point
+				cancel()
+			case 2: // two instances at once
+				a1, a2 := newAggregator(t, pool, cfg), newAggregator(t, pool, cfg)
+				var wg sync.WaitGroup
+				for _, a := range []*Aggregator{a1, a2} {
+					wg.Go(func() {
+						if _, err := a.RunOnce(ctx); err != nil {
+							t.Error(err)
+						}
+					})
+				}
+				wg.Wait()
+			case 3: // a pause
+				time.Sleep(time.Duration(rng.IntN(5)) * time.Millisecond)
+			}
+			continue
+		}
+		break
+	}
+	drain(t, newAggregator(t, pool, cfg))
+	assertRollupsMatchRaw(t, pool)
+	humans, bots, totals := linkTotals(t, pool)
+	for _, id := range links {
+		if humans[id] != want[id] || bots[id] != wantBots[id] || totals[id] != want[id] {
+			t.Errorf("link %d: rollups %d humans %d bots, total_clicks %d; committed %d humans %d bots",
+				id, humans[id], bots[id], totals[id], want[id], wantBots[id])
+		}
+	}
+}
+
+// Run ends with one last tick after cancellation, so clicks ingested during shutdown
+// are aggregated before the process exits.
+func TestAggregatorRunFinalTick(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.agg = newAggregator(t, b.pool, AggregatorConfig{Interval: time.Hour})
+	id := createLink(t, b.pool, "final")
+	insertClicks(t, b.pool, []click{{link: id, at: time.Now(), visitor: visitor(1)}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- b.agg.Run(ctx) }()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v, want nil on cancellation", err)
+	}
+	// The final tick may have found the window held back by another test's transaction.
+	drain(t, b.agg)
+	humans, _, _ := linkTotals(t, b.pool)
+	if humans[id] != 1 {
+		t.Fatalf("clicks after Run stopped = %d, want 1", humans[id])
+	}
+	if metricValue(t, b.agg.metrics.ticks.WithLabelValues("ok")) < 1 {
+		t.Error("final tick not counted in hop_stats_aggregator_ticks_total")
+	}
+}
+
+func TestRetentionDeletesOnlyAggregatedOldClicks(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	b.agg = newAggregator(t, b.pool, AggregatorConfig{RetentionDays: 30, RetentionBatch: 7, VisitorDays: 3})
+	id := createLink(t, b.pool, "old")
+	now := time.Now().UTC()
+	var old, recent []click
+	for i := range 20 {
+		old = append(old, click{link: id, at: now.AddDate(0, 0, -40).Add(time.Duration(i) * time.Minute), visitor: visitor(i)})
+		recent = append(recent, click{link: id, at: now.Add(-time.Duration(i) * time.Minute), visitor: visitor(i)})
+	}
+	insertClicks(t, b.pool, old)
+	insertClicks(t, b.pool, recent)
+	drain(t, b.agg)
+	// Old clicks arriving now are not aggregated yet: retention must keep them.
+	insertClicks(t, b.pool, old[:5])
+
+	n, err := b.agg.retain(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 20 {
+		t.Errorf("retention deleted %d raw clicks, want the 20 aggregated old ones", n)
+	}
+	var raw, visitorsOld, visitorsRecent int64
+	if err := b.pool.QueryRow(ctx, `
+SELECT (SELECT count(*) FROM click_logs),
+       (SELECT count(*) FROM daily_visitors WHERE day < (now() AT TIME ZONE 'UTC')::date - 3),
+       (SELECT count(*) FROM daily_visitors WHERE day >= (now() AT TIME ZONE 'UTC')::date - 3)`).Scan(&raw, &visitorsOld, &visitorsRecent); err != nil {
+		t.Fatal(err)
+	}
+	if raw != 25 || visitorsOld != 0 || visitorsRecent == 0 {
+		t.Errorf("after retention: %d raw clicks (want 25), %d old visitor rows (want 0), %d recent (want > 0)",
+			raw, visitorsOld, visitorsRecent)
+	}
+	humans, _, totals := linkTotals(t, b.pool)
+	if humans[id] != 40 || totals[id] != 40 {
+		t.Errorf("rollups after retention: %d clicks, total_clicks %d; want 40 kept", humans[id], totals[id])
+	}
+	if v := metricValue(t, b.agg.metrics.deleted); v != 20 {
+		t.Errorf("hop_stats_retention_deleted_rows_total = %v, want 20", v)
+	}
+	// The late old clicks are aggregated, then retention may take them too.
+	drain(t, b.agg)
+	if n, err := b.agg.retain(ctx); err != nil || n != 5 {
+		t.Errorf("second retention = %d, %v; want 5", n, err)
+	}
+	humans, _, _ = linkTotals(t, b.pool)
+	if humans[id] != 45 {
+		t.Errorf("rollups = %d clicks, want 45", humans[id])
+	}
+}
+
+func TestAggregatorHealthAndLag(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	h, err := b.agg.Health(ctx)
+	if err != nil || !h.LastRun.IsZero() || h.Lag != 0 {
+		t.Fatalf("Health before any tick = %+v, %v; want zero", h, err)
+	}
+	id := createLink(t, b.pool, "health")
+	insertClicks(t, b.pool, []click{{link: id, at: time.Now().Add(-time.Minute)}})
+	if h, err = b.agg.Health(ctx); err != nil || h.Lag < time.Minute {
+		t.Fatalf("Health with a pending click = %+v, %v; want lag >= 1m", h, err)
+	}
+	drain(t, b.agg)
+	if h, err = b.agg.Health(ctx); err != nil || h.Lag != 0 || time.Since(h.LastRun) > time.Minute {
+		t.Fatalf("Health after catching up = %+v, %v; want no lag and a recent run", h, err)
+	}
+	if v := metricValue(t, b.agg.metrics.lastSuccess); v == 0 {
+		t.Error("hop_stats_aggregator_last_success_timestamp_seconds not set")
+	}
+}
+
+func TestNewAggregatorConfig(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	a := newAggregator(t, db.Pool, AggregatorConfig{})
+	if a.cfg.Interval != 2*time.Second || a.cfg.MaxRowsPerTick != 50_000 || a.cfg.RetentionDays != 0 {
+		t.Errorf("defaults = %+v", a.cfg)
+	}
+	if _, err := NewAggregator(AggregatorConfig{RetentionDays: -1}, db.Pool, nil, nil); err == nil {
+		t.Error("negative retention accepted")
+	}
+	reg := prometheus.NewRegistry()
+	if _, err := NewAggregator(AggregatorConfig{}, db.Pool, reg, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewAggregator(AggregatorConfig{}, db.Pool, reg, nil); err == nil {
+		t.Error("registering the metrics twice on one registry did not fail")
+	}
+}
+
+// A tick's cost must follow the new rows, not the table: its reads are index scans on
+// click_logs_xid_idx, even with many aggregated rows below the watermark.
+func TestAggregatorQueriesUseXidIndex(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	if _, err := b.pool.Exec(ctx, `
+INSERT INTO click_logs (event_id, link_id, clicked_at)
+SELECT gen_random_uuid(), i % 100, now() - i * interval '1 second' FROM generate_series(1, 100000) i`); err != nil {
+		t.Fatal(err)
+	}
+	drain(t, b.agg)
+	if _, err := b.pool.Exec(ctx, "ANALYZE click_logs"); err != nil {
+		t.Fatal(err)
+	}
+	var wm uint64
+	if err := b.pool.QueryRow(ctx, "SELECT watermark FROM aggregator_state").Scan(&wm); err != nil {
+		t.Fatal(err)
+	}
+	for name, q := range map[string]string{"aggregate": aggregateSQL, "cut": cutSQL, "pending": pendingSQL} {
+		args := []any{wm, wm + 1000}
+		switch name {
+		case "cut":
+			args = append(args, 50_000)
+		case "pending":
+			args = args[:1]
+		}
+		rows, err := b.pool.Query(ctx, "EXPLAIN "+q, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan := strings.Join(lines, "\n")
+		if strings.Contains(plan, "Seq Scan on click_logs") || !strings.Contains(plan, "click_logs_xid_idx") {
+			t.Errorf("%s plan does not use click_logs_xid_idx:\n%s", name, plan)
+		}
+	}
+}
+
+func TestAggregatorSkipsWhileAnotherHoldsTheLock(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	id := createLink(t, b.pool, "lock")
+	insertClicks(t, b.pool, []click{{link: id, at: time.Now()}})
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, tryLockSQL, int64(aggregatorLockKey)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.agg.RunOnce(ctx); err != nil || n != 0 {
+		t.Fatalf("RunOnce while locked = %d, %v; want 0, nil", n, err)
+	}
+	if v := metricValue(t, b.agg.metrics.ticks.WithLabelValues("skipped")); v != 1 {
+		t.Errorf("skipped ticks = %v, want 1", v)
+	}
+	if err := tx.Rollback(ctx); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
+		t.Fatal(err)
+	}
+	if drain(t, b.agg) != 1 {
+		t.Error("the click was not aggregated once the lock was free")
+	}
+}
+
+// metricValue reads a counter or gauge.
+func metricValue(t *testing.T, m prometheus.Metric) float64 {
+	t.Helper()
+	var d dto.Metric
+	if err := m.Write(&d); err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case d.Counter != nil:
+		return d.Counter.GetValue()
+	case d.Gauge != nil:
+		return d.Gauge.GetValue()
+	}
+	t.Fatalf("metric %v is neither counter nor gauge", m.Desc())
+	return 0
+}

@@ -1,0 +1,223 @@
+package stats
+
+import (
+	"cmp"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
+)
+
+// Handler serves statistics from the rollups and raw clicks as CSV. It resolves slugs
+// itself, inside the same query that reads the rollups, so a stats request is one
+// round trip to PostgreSQL. Responses are never cached: a click is visible as soon as
+// the aggregator has taken it.
+type Handler struct {
+	store  *store
+	pool   *pgxpool.Pool
+	logger *slog.Logger
+	now    func() time.Time
+}
+
+// NewHandler returns the stats handler over pool.
+func NewHandler(pool *pgxpool.Pool, logger *slog.Logger) *Handler {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{
+		store:  &store{pool: pool},
+		pool:   pool,
+		logger: logger.With("module", "stats"),
+		now:    time.Now,
+	}
+}
+
+// Routes registers the stats routes on g; the app applies authentication to g.
+func (h *Handler) Routes(g *echo.Group) {
+	g.GET("/links/:slug/stats", h.linkStats)
+	g.GET("/links/:slug/clicks.csv", h.clicksCSV)
+	g.GET("/stats", h.overview)
+}
+
+// LinkStats is the body of GET /links/{slug}/stats.
+type LinkStats struct {
+	Slug           string           `json:"slug"`
+	Start          string           `json:"start"`
+	End            string           `json:"end"`
+	TZ             string           `json:"tz"`
+	TotalClicks    int64            `json:"total_clicks"`
+	UniqueVisitors int64            `json:"unique_visitors"`
+	BotClicks      int64            `json:"bot_clicks"`
+	Daily          []DayStats       `json:"daily"`
+	Countries      map[string]int64 `json:"countries"`
+	Referers       map[string]int64 `json:"referers"`
+	Browsers       map[string]int64 `json:"browsers"`
+	OS             map[string]int64 `json:"os"`
+	Devices        map[string]int64 `json:"devices"`
+	Hourly         []HourStats      `json:"hourly"`
+}
+
+// DayStats is one date of a daily series.
+type DayStats struct {
+	Date           string `json:"date"`
+	Clicks         int64  `json:"clicks"`
+	UniqueVisitors int64  `json:"unique_visitors"`
+}
+
+// HourStats is one hour of the last-48-hours series; Hour is RFC 3339 in the request's tz.
+type HourStats struct {
+	Hour      string `json:"hour"`
+	Clicks    int64  `json:"clicks"`
+	BotClicks int64  `json:"bot_clicks"`
+}
+
+// linkStats answers GET /links/{slug}/stats.
+//
+// total_clicks and bot_clicks count the requested range; unique_visitors is the sum of
+// exact per-day uniques, so a visitor seen on two days counts twice. For tz=UTC every
+// figure is exact. For any other zone the daily clicks, total_clicks and bot_clicks
+// come from hourly rollups grouped by local date (exact for zones with whole-hour
+// offsets; for half-hour zones an hour is assigned to the local date it starts on),
+// while daily unique visitors and the breakdowns are taken per UTC day for the same
+// dates — an approximation, since uniques cannot be re-bucketed by hour.
+// Unknown slugs are 404; deleted links are 410, like their redirects.
+func (h *Handler) linkStats(c echo.Context) error {
+	q, err := parseRange(c.QueryParams(), h.now())
+	if err != nil {
+		return err
+	}
+	slug := c.Param("slug")
+	recentTo := h.now().Truncate(time.Hour).Add(time.Hour)
+	recentFrom := recentTo.Add(-48 * time.Hour)
+	raw, err := h.store.linkStats(c.Request().Context(), slug, q, recentFrom, recentTo)
+	switch {
+	case err != nil:
+		return err
+	case !raw.found:
+		return ErrNotFound
+	case raw.deleted:
+		return ErrGone
+	}
+	s := LinkStats{
+		Slug: slug, Start: q.start.Format(dateLayout), End: q.end.Format(dateLayout), TZ: q.tz,
+		Countries: map[string]int64{}, Referers: map[string]int64{}, Browsers: map[string]int64{},
+		OS: map[string]int64{}, Devices: map[string]int64{},
+	}
+	s.Daily, s.TotalClicks, s.UniqueVisitors, s.BotClicks = dailySeries(q, raw.daily, raw.rangeHours)
+	byDimension := map[string]map[string]int64{"country": s.Countries, "referer": s.Referers,
+		"browser": s.Browsers, "os": s.OS, "device": s.Devices}
+	slices.SortFunc(raw.dimensions, func(a, b dimensionRow) int {
+		return cmp.Or(cmp.Compare(a.dimension, b.dimension), cmp.Compare(b.clicks, a.clicks), cmp.Compare(a.value, b.value))
+	})
+	rank, prev := 0, ""
+	for _, d := range raw.dimensions {
+		m := byDimension[d.dimension]
+		if m == nil {
+			continue
+		}
+		// Rows are sorted by dimension, then clicks: the first limit of each are the top.
+		if d.dimension != prev {
+			rank, prev = 0, d.dimension
+		}
+		rank++
+		if rank <= q.limit {
+			m[d.value] += d.clicks
+		} else {
+			m["other"] += d.clicks // a real value "other" in the top merges with the bucket
+		}
+	}
+	s.Hourly = make([]HourStats, 48)
+	for i := range s.Hourly {
+		s.Hourly[i].Hour = recentFrom.Add(time.Duration(i) * time.Hour).In(q.loc).Format(time.RFC3339)
+	}
+	for _, r := range raw.recentHours {
+		if i := int(r.hour.Sub(recentFrom) / time.Hour); i >= 0 && i < len(s.Hourly) {
+			s.Hourly[i].Clicks, s.Hourly[i].BotClicks = r.clicks, r.botClicks
+		}
+	}
+	return c.JSON(http.StatusOK, s)
+}
+
+// dailySeries builds the zero-filled series and the range's totals. Daily rollups are
+// per UTC date; for other zones clicks come from hourly rollups by local date.
+func dailySeries(q rangeQuery, days []dayRow, hours []hourRow) (series []DayStats, clicks, uniques, bots int64) {
+	series = make([]DayStats, q.days())
+	for i := range series {
+		series[i].Date = q.start.AddDate(0, 0, i).Format(dateLayout)
+	}
+	for _, d := range days {
+		if d.index < 0 || d.index >= len(series) {
+			continue
+		}
+		series[d.index].UniqueVisitors = d.uniques
+		uniques += d.uniques
+		if q.utc() {
+			series[d.index].Clicks = d.clicks
+			clicks += d.clicks
+			bots += d.botClicks
+		}
+	}
+	if q.utc() {
+		return series, clicks, uniques, bots
+	}
+	for _, h := range hours {
+		y, m, d := h.hour.In(q.loc).Date()
+		i := int(time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Sub(q.start) / (24 * time.Hour))
+		if i < 0 || i >= len(series) {
+			continue
+		}
+		series[i].Clicks += h.clicks
+		clicks += h.clicks
+		bots += h.botClicks
+	}
+	return series, clicks, uniques, bots
+}
+
+// Overview is the body of GET /stats: every link together.
+type Overview struct {
+	Start          string     `json:"start"`
+	End            string     `json:"end"`
+	TZ             string     `json:"tz"`
+	TotalClicks    int64      `json:"total_clicks"`
+	UniqueVisitors int64      `json:"unique_visitors"`
+	BotClicks      int64      `json:"bot_clicks"`
+	Links          int64      `json:"links"`
+	Daily          []DayStats `json:"daily"`
+	TopLinks       []TopLink  `json:"top_links"`
+}
+
+// TopLink is one entry of the overview's top links.
+type TopLink struct {
+	Slug   string `json:"slug"`
+	Clicks int64  `json:"clicks"`
+}
+
+// overview answers GET /stats?start=&end=&tz=&limit=. links counts live links;
+// unique_visitors sums per-link daily uniques; top_links are the live links with the
+// most human clicks in the range (by UTC days), at most limit of them. Time zones are
+// handled as for a link's stats.
+func (h *Handler) overview(c echo.Context) error {
+	q, err := parseRange(c.QueryParams(), h.now())
+	if err != nil {
+		return err
+	}
+	raw, err := h.store.overview(c.Request().Context(), q)
+	if err != nil {
+		return err
+	}
+	o := Overview{
+		Start: q.start.Format(dateLayout), End: q.end.Format(dateLayout), TZ: q.tz,
+		Links: raw.links, TopLinks: raw.top,
+	}
+	if o.TopLinks == nil {
+		o.TopLinks = []TopLink{}
+	}
+	slices.SortFunc(o.TopLinks, func(a, b TopLink) int {
+		return cmp.Or(cmp.Compare(b.Clicks, a.Clicks), cmp.Compare(a.Slug, b.Slug))
+	})
+	o.Daily, o.TotalClicks, o.UniqueVisitors, o.BotClicks = dailySeries(q, raw.daily, raw.rangeHours)
+	return c.JSON(http.StatusOK, o)
+}

@@ -1,0 +1,86 @@
+package stats
+
+import (
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/hop-dev/hop/internal/problem"
+
+	// Every IANA zone must load even in a minimal container without /usr/share/zoneinfo.
+	_ "time/tzdata"
+)
+
+const (
+	dateLayout   = "2006-01-02"
+	defaultDays  = 30
+	maxRangeDays = 3660
+	defaultLimit = 10
+	maxLimit     = 100
+)
+
+// rangeQuery is a validated ?start=&end=&tz=&limit= query. start and end are dates,
+// held as UTC midnights so day arithmetic is exact.
+type rangeQuery struct {
+	start, end time.Time
+	tz         string
+	loc        *time.Location
+	limit      int
+}
+
+// days is the number of dates in the inclusive range.
+func (q rangeQuery) days() int { return int(q.end.Sub(q.start)/(24*time.Hour)) + 1 }
+
+// utc reports whether local dates are UTC dates, so the daily rollups answer exactly.
+func (q rangeQuery) utc() bool { return q.loc == time.UTC }
+
+// bounds returns the instants where the range starts and ends (exclusive) in its zone.
+func (q rangeQuery) bounds() (from, to time.Time) {
+	from = time.Date(q.start.Year(), q.start.Month(), q.start.Day(), 0, 0, 0, 0, q.loc)
+	to = time.Date(q.end.Year(), q.end.Month(), q.end.Day()+1, 0, 0, 0, 0, q.loc)
+	return from, to
+}
+
+// parseRange validates the query parameters shared by the stats endpoints. Dates are
+// inclusive YYYY-MM-DD; the default range is the 30 days ending today in tz (UTC by
+// default). Every invalid parameter is a 400 naming it; nothing is silently replaced.
+func parseRange(v url.Values, now time.Time) (rangeQuery, error) {
+	q := rangeQuery{tz: "UTC", loc: time.UTC, limit: defaultLimit}
+	if tz := v.Get("tz"); tz != "" && tz != "UTC" {
+		loc, err := time.LoadLocation(tz)
+		if err != nil || tz == "Local" {
+			return q, problem.Invalid("tz: unknown time zone %q; use an IANA name such as Europe/Paris", tz)
+		}
+		q.tz, q.loc = tz, loc
+	}
+	y, m, d := now.In(q.loc).Date()
+	today := time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+
+	var err error
+	q.end = today
+	if s := v.Get("end"); s != "" {
+		if q.end, err = time.Parse(dateLayout, s); err != nil {
+			return q, problem.Invalid("end: %q is not a date in YYYY-MM-DD form", s)
+		}
+	}
+	q.start = q.end.AddDate(0, 0, -(defaultDays - 1))
+	if s := v.Get("start"); s != "" {
+		if q.start, err = time.Parse(dateLayout, s); err != nil {
+			return q, problem.Invalid("start: %q is not a date in YYYY-MM-DD form", s)
+		}
+	}
+	if q.start.After(q.end) {
+		return q, problem.Invalid("start: %s is after end %s", q.start.Format(dateLayout), q.end.Format(dateLayout))
+	}
+	if n := q.days(); n > maxRangeDays {
+		return q, problem.Invalid("start, end: the range covers %d days; at most %d are allowed", n, maxRangeDays)
+	}
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxLimit {
+			return q, problem.Invalid("limit: %q must be an integer from 1 to %d", s, maxLimit)
+		}
+		q.limit = n
+	}
+	return q, nil
+}

@@ -1,0 +1,22 @@
+// Package stats turns raw clicks into analytics. Its Aggregator is the last step of the
+// click path: on a ticker it takes the click_logs rows it has not aggregated yet (by
+// inserting transaction id, below every running snapshot) and adds them to additive
+// rollups in the same transaction that advances its watermark, so every click is
+// counted exactly once across crashes and instances. Its Handler serves per-link and
+// overview statistics from those rollups only, and streams raw clicks as CSV.
+package stats
+
+import (
+	"net/http"
+
+	"github.com/hop-dev/hop/internal/problem"
+)
+
+// Problems this package returns from its handlers.
+var (
+	// ErrNotFound is returned for a slug that never existed.
+	ErrNotFound = problem.New(http.StatusNotFound, "link-not-found", "no link with this slug")
+	// ErrGone is returned for a deleted link: its slug stays reserved and its stats
+	// are no longer served, matching the redirect's 410.
+	ErrGone = problem.New(http.StatusGone, "link-gone", "the link was deleted")
+)

@@ -1,0 +1,172 @@
+package stats
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// store reads the rollups. Each public read is one query, so one round trip.
+type store struct {
+	pool *pgxpool.Pool
+}
+
+// Row kinds in the UNION ALL results below.
+const (
+	kindLink = iota
+	kindDay
+	kindDimension
+	kindRangeHour
+	kindRecentHour
+	kindTopLink
+)
+
+// linkStatsSQL answers a link's stats in one round trip: the link, its daily rollups,
+// clicks per dimension value (top-N is cut in Go: cheaper than a window function here),
+// its hourly rollups over [$4, $5) (used for non-UTC daily series; an empty interval
+// otherwise) and over the last 48 hours [$6, $7). Every branch is a range scan on a
+// primary key; the dimension branch an index-only scan.
+// Columns: kind, dimension, value, a, b, c, d.
+const linkStatsSQL = `
+WITH l AS (SELECT id, deleted_at IS NOT NULL AS deleted FROM links WHERE slug = $1)
+SELECT 0, '', '', deleted::int::int8, 0::int8, 0::int8, 0::int8 FROM l
+UNION ALL
+SELECT 1, '', '', (day - $2::date)::int8, clicks, unique_visitors, bot_clicks
+FROM daily_stats WHERE link_id = (SELECT id FROM l) AND day BETWEEN $2::date AND $3::date
+UNION ALL
+SELECT 2, dimension, value, sum(clicks)::int8, 0, 0, 0
+FROM dimension_stats WHERE link_id = (SELECT id FROM l) AND day BETWEEN $2::date AND $3::date
+GROUP BY dimension, value
+UNION ALL
+SELECT 3, '', '', extract(epoch FROM hour)::int8, clicks, bot_clicks, 0
+FROM hourly_stats WHERE link_id = (SELECT id FROM l) AND hour >= $4 AND hour < $5
+UNION ALL
+SELECT 4, '', '', extract(epoch FROM hour)::int8, clicks, bot_clicks, 0
+FROM hourly_stats WHERE link_id = (SELECT id FROM l) AND hour >= $6 AND hour < $7`
+
+// rawLinkStats is what linkStatsSQL returns, before it is shaped into the response.
+type rawLinkStats struct {
+	found, deleted bool
+	daily          []dayRow // by UTC date
+	dimensions     []dimensionRow
+	rangeHours     []hourRow
+	recentHours    []hourRow
+}
+
+type dayRow struct {
+	index                      int // days since the range's start
+	clicks, uniques, botClicks int64
+}
+
+type dimensionRow struct {
+	dimension, value string
+	clicks           int64
+}
+
+type hourRow struct {
+	hour              time.Time
+	clicks, botClicks int64
+}
+
+func (s *store) linkStats(ctx context.Context, slug string, q rangeQuery, recentFrom, recentTo time.Time) (rawLinkStats, error) {
+	from, to := q.bounds()
+	if q.utc() {
+		to = from // the daily rollups are exact for UTC dates; skip the hourly branch
+	}
+	rows, err := s.pool.Query(ctx, linkStatsSQL, slug, q.start, q.end, from, to, recentFrom, recentTo)
+	if err != nil {
+		return rawLinkStats{}, fmt.Errorf("query link stats: %w", err)
+	}
+	defer rows.Close()
+	var r rawLinkStats
+	var (
+		kind       int
+		dim, value string
+		a, b, c, d int64
+	)
+	for rows.Next() {
+		if err := rows.Scan(&kind, &dim, &value, &a, &b, &c, &d); err != nil {
+			return rawLinkStats{}, fmt.Errorf("scan link stats: %w", err)
+		}
+		switch kind {
+		case kindLink:
+			r.found, r.deleted = true, a == 1
+		case kindDay:
+			r.daily = append(r.daily, dayRow{index: int(a), clicks: b, uniques: c, botClicks: d})
+		case kindDimension:
+			r.dimensions = append(r.dimensions, dimensionRow{dimension: dim, value: value, clicks: a})
+		case kindRangeHour:
+			r.rangeHours = append(r.rangeHours, hourRow{hour: time.Unix(a, 0), clicks: b, botClicks: c})
+		case kindRecentHour:
+			r.recentHours = append(r.recentHours, hourRow{hour: time.Unix(a, 0), clicks: b, botClicks: c})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return rawLinkStats{}, fmt.Errorf("read link stats: %w", err)
+	}
+	return r, nil
+}
+
+// overviewSQL answers the /stats overview in one round trip: the number of live links,
+// daily totals over all links, the top $3 live links by human clicks, and hourly totals
+// over [$4, $5) for non-UTC daily series. Columns: kind, slug, a, b, c, d.
+const overviewSQL = `
+SELECT 0, '', count(*)::int8, 0::int8, 0::int8, 0::int8 FROM links WHERE deleted_at IS NULL
+UNION ALL
+SELECT 1, '', (day - $1::date)::int8, sum(clicks)::int8, sum(unique_visitors)::int8, sum(bot_clicks)::int8
+FROM daily_stats WHERE day BETWEEN $1::date AND $2::date GROUP BY day
+UNION ALL
+(SELECT 5, l.slug, sum(d.clicks)::int8, 0, 0, 0
+ FROM daily_stats d JOIN links l ON l.id = d.link_id
+ WHERE l.deleted_at IS NULL AND d.day BETWEEN $1::date AND $2::date
+ GROUP BY l.slug HAVING sum(d.clicks) > 0
+ ORDER BY 3 DESC, 2 LIMIT $3)
+UNION ALL
+SELECT 3, '', extract(epoch FROM hour)::int8, sum(clicks)::int8, sum(bot_clicks)::int8, 0
+FROM hourly_stats WHERE hour >= $4 AND hour < $5 GROUP BY hour`
+
+type rawOverview struct {
+	links      int64
+	daily      []dayRow
+	rangeHours []hourRow
+	top        []TopLink
+}
+
+func (s *store) overview(ctx context.Context, q rangeQuery) (rawOverview, error) {
+	from, to := q.bounds()
+	if q.utc() {
+		to = from
+	}
+	rows, err := s.pool.Query(ctx, overviewSQL, q.start, q.end, q.limit, from, to)
+	if err != nil {
+		return rawOverview{}, fmt.Errorf("query overview: %w", err)
+	}
+	defer rows.Close()
+	var r rawOverview
+	var (
+		kind       int
+		slug       string
+		a, b, c, d int64
+	)
+	for rows.Next() {
+		if err := rows.Scan(&kind, &slug, &a, &b, &c, &d); err != nil {
+			return rawOverview{}, fmt.Errorf("scan overview: %w", err)
+		}
+		switch kind {
+		case kindLink:
+			r.links = a
+		case kindDay:
+			r.daily = append(r.daily, dayRow{index: int(a), clicks: b, uniques: c, botClicks: d})
+		case kindRangeHour:
+			r.rangeHours = append(r.rangeHours, hourRow{hour: time.Unix(a, 0), clicks: b, botClicks: c})
+		case kindTopLink:
+			r.top = append(r.top, TopLink{Slug: slug, Clicks: a})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return rawOverview{}, fmt.Errorf("read overview: %w", err)
+	}
+	return r, nil
+}
