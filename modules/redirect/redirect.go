@@ -37,6 +37,9 @@ type Config struct {
 	TrustedProxies []netip.Prefix // peers whose CF-IPCountry header is believed
 }
 
+// noStore is shared by every response; net/http only reads header values.
+var noStore = []string{"no-store"}
+
 // Errors rendered as problems.
 var (
 	errNotFound = problem.New(http.StatusNotFound, "link-not-found", "no link has this slug")
@@ -135,8 +138,8 @@ func (h *Handler) follow(c echo.Context, t target) error {
 		h.pub.Publish(r.Context(), h.event(c, t))
 	}
 	hdr := c.Response().Header()
-	hdr["Location"] = []string{t.url}
-	hdr["Cache-Control"] = []string{"no-store"}
+	hdr["Location"] = t.location
+	hdr["Cache-Control"] = noStore
 	c.Response().WriteHeader(status)
 	h.metrics.redirectsByStatus[status].Inc()
 	return nil
@@ -157,8 +160,8 @@ func (h *Handler) event(c echo.Context, t target) ingest.Event {
 		Referer:        r.Header.Get("Referer"),
 		AcceptLanguage: r.Header.Get("Accept-Language"),
 	}
-	if cc := r.Header.Get("CF-IPCountry"); cc != "" && h.peerTrusted(r.RemoteAddr) {
-		ev.Country = cc
+	if len(h.trusted) > 0 && h.peerTrusted(r.RemoteAddr) {
+		ev.Country = r.Header.Get("CF-IPCountry")
 	}
 	return ev
 }

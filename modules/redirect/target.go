@@ -28,13 +28,14 @@ type target struct {
 	totalClicks int64
 	password    bool
 	url         string
+	location    []string // {url}, the Location header value, made once per cache fill
 }
 
 func targetOf(l links.Link) target {
 	if l.DeletedAt != nil {
 		return target{state: stateGone}
 	}
-	t := target{state: stateLive, id: l.ID, status: l.RedirectStatus, totalClicks: l.TotalClicks, password: l.HasPassword, url: l.OriginalURL}
+	t := target{state: stateLive, id: l.ID, status: l.RedirectStatus, totalClicks: l.TotalClicks, password: l.HasPassword, url: l.OriginalURL, location: []string{l.OriginalURL}}
 	if l.ExpiresAt != nil {
 		t.expiresAt = l.ExpiresAt.Unix()
 		if t.expiresAt <= 0 {
@@ -113,6 +114,7 @@ func decodeTarget(v string) (t target, ok bool) {
 	}
 	t.password = fields[5] == "1"
 	t.url = rest
+	t.location = []string{rest}
 	return t, t.url != ""
 }
 
