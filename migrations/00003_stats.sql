@@ -62,7 +62,12 @@ CREATE TABLE aggregator_state (
 );
 INSERT INTO aggregator_state (id) VALUES (1);
 
+-- links.stats_version is bumped by every tick that adds clicks of the link, so a stats
+-- response computed at version v can be reused exactly as long as the version is v.
+ALTER TABLE links ADD COLUMN stats_version bigint NOT NULL DEFAULT 0;
+
 -- +goose Down
+ALTER TABLE links DROP COLUMN stats_version;
 DROP TABLE aggregator_state;
 DROP TABLE hourly_stats;
 DROP TABLE dimension_stats;

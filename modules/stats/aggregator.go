@@ -264,8 +264,8 @@ dims AS (
     ON CONFLICT (link_id, day, dimension, value) DO UPDATE SET clicks = s.clicks + excluded.clicks
 ),
 totals AS (
-    UPDATE links l SET total_clicks = l.total_clicks + t.clicks
-    FROM (SELECT link_id, sum(clicks) AS clicks FROM per_day GROUP BY link_id HAVING sum(clicks) > 0) t
+    UPDATE links l SET total_clicks = l.total_clicks + t.clicks, stats_version = l.stats_version + 1
+    FROM (SELECT link_id, sum(clicks) AS clicks FROM per_day GROUP BY link_id) t
     WHERE l.id = t.link_id
 )
 SELECT count(*) FROM batch`

@@ -2,6 +2,9 @@ package stats
 
 import (
 	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -17,6 +20,7 @@ import (
 // the aggregator has taken it.
 type Handler struct {
 	store  *store
+	cache  *responseCache
 	pool   *pgxpool.Pool
 	logger *slog.Logger
 	now    func() time.Time
@@ -29,6 +33,7 @@ func NewHandler(pool *pgxpool.Pool, logger *slog.Logger) *Handler {
 	}
 	return &Handler{
 		store:  &store{pool: pool},
+		cache:  newResponseCache(10_000),
 		pool:   pool,
 		logger: logger.With("module", "stats"),
 		now:    time.Now,
@@ -89,17 +94,40 @@ func (h *Handler) linkStats(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	ctx := c.Request().Context()
 	slug := c.Param("slug")
+	v, err := h.store.version(ctx, slug)
+	if err != nil {
+		return err
+	}
 	recentTo := h.now().Truncate(time.Hour).Add(time.Hour)
+	key := keyOf(v, q, recentTo)
+	if b, ok := h.cache.get(key); ok {
+		return c.JSONBlob(http.StatusOK, b)
+	}
+	s, err := h.computeLinkStats(ctx, slug, q, recentTo)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encode link stats: %w", err)
+	}
+	h.cache.put(key, b)
+	return c.JSONBlob(http.StatusOK, b)
+}
+
+// computeLinkStats reads the rollups for one link and shapes the response.
+func (h *Handler) computeLinkStats(ctx context.Context, slug string, q rangeQuery, recentTo time.Time) (LinkStats, error) {
 	recentFrom := recentTo.Add(-48 * time.Hour)
-	raw, err := h.store.linkStats(c.Request().Context(), slug, q, recentFrom, recentTo)
+	raw, err := h.store.linkStats(ctx, slug, q, recentFrom, recentTo)
 	switch {
 	case err != nil:
-		return err
+		return LinkStats{}, err
 	case !raw.found:
-		return ErrNotFound
+		return LinkStats{}, ErrNotFound
 	case raw.deleted:
-		return ErrGone
+		return LinkStats{}, ErrGone
 	}
 	s := LinkStats{
 		Slug: slug, Start: q.start.Format(dateLayout), End: q.end.Format(dateLayout), TZ: q.tz,
@@ -138,7 +166,7 @@ func (h *Handler) linkStats(c echo.Context) error {
 			s.Hourly[i].Clicks, s.Hourly[i].BotClicks = r.clicks, r.botClicks
 		}
 	}
-	return c.JSON(http.StatusOK, s)
+	return s, nil
 }
 
 // dailySeries builds the zero-filled series and the range's totals. Daily rollups are
