@@ -154,7 +154,7 @@ func unlessNotFound(mw echo.MiddlewareFunc) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		wrapped := mw(next)
 		return func(c echo.Context) error {
-			if p := c.Path(); p == "/*" || p == "" {
+			if p := c.Path(); p == "/*" || p == "/" || p == "" {
 				return next(c)
 			}
 			return wrapped(c)

@@ -2,8 +2,8 @@ package app
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
-	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -18,9 +18,6 @@ import (
 // cannot grow the label set.
 const unmatchedRoute = "unmatched"
 
-// httpBuckets span the sub-millisecond redirect path up to slow CSV exports.
-var httpBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
-
 // httpMetrics counts requests and their latency by route template (c.Path(), never the
 // raw path, so slugs never become label values).
 type httpMetrics struct {
@@ -32,8 +29,6 @@ type httpMetrics struct {
 	// after the first requests, so the hot path is one map lookup and no allocation.
 	mu     sync.Mutex
 	series atomic.Pointer[map[seriesKey]seriesObs]
-
-	notFoundCode uintptr // code address of echo.NotFoundHandler
 }
 
 type seriesKey struct {
@@ -54,11 +49,11 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 			Help: "HTTP requests by method, route template (\"unmatched\" when no route matched) and status.",
 		}, []string{"method", "route", "status"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "hop_http_request_duration_seconds",
-			Help:    "HTTP request latency in seconds by method and route template, including error rendering.",
-			Buckets: httpBuckets,
+			Name: "hop_http_request_duration_seconds",
+			Help: "HTTP request latency in seconds by method and route template, including error rendering.",
+			// From the sub-millisecond redirect path up to long CSV exports.
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"method", "route"}),
-		notFoundCode: reflect.ValueOf(echo.NotFoundHandler).Pointer(),
 	}
 	empty := map[seriesKey]seriesObs{}
 	m.series.Store(&empty)
@@ -93,11 +88,7 @@ func (m *httpMetrics) middleware() echo.MiddlewareFunc {
 			if status == 0 {
 				status = http.StatusOK
 			}
-			route := c.Path()
-			if m.unmatched(c, status) {
-				route = unmatchedRoute
-			}
-			o := m.observers(methodLabel(c.Request().Method), route, status)
+			o := m.observers(c, seriesKey{methodLabel(c.Request().Method), c.Path(), status})
 			o.dur.Observe(time.Since(start).Seconds())
 			o.count.Inc()
 			return nil
@@ -105,9 +96,9 @@ func (m *httpMetrics) middleware() echo.MiddlewareFunc {
 	}
 }
 
-// observers returns the curried series of a label set, creating it on first use.
-func (m *httpMetrics) observers(method, route string, status int) seriesObs {
-	k := seriesKey{method, route, status}
+// observers returns the curried series of a request, creating it on first use. k.route
+// is c.Path(), which the label becomes unless no route matched.
+func (m *httpMetrics) observers(c echo.Context, k seriesKey) seriesObs {
 	if o, ok := (*m.series.Load())[k]; ok {
 		return o
 	}
@@ -117,17 +108,33 @@ func (m *httpMetrics) observers(method, route string, status int) seriesObs {
 	if o, ok := old[k]; ok {
 		return o
 	}
+	route := k.route
+	if !isRoute(c.Echo(), route) {
+		route = unmatchedRoute
+	}
 	o := seriesObs{
-		count: m.requests.WithLabelValues(method, route, strconv.Itoa(status)),
-		dur:   m.duration.WithLabelValues(method, route),
+		count: m.requests.WithLabelValues(k.method, route, strconv.Itoa(k.status)),
+		dur:   m.duration.WithLabelValues(k.method, route),
 	}
-	next := make(map[seriesKey]seriesObs, len(old)+1)
-	for kk, v := range old {
-		next[kk] = v
-	}
+	next := maps.Clone(old)
 	next[k] = o
 	m.series.Store(&next)
 	return o
+}
+
+// isRoute reports whether path is the template of a route registered on e. When no
+// route matches, c.Path() is empty, or the template of a catch-all that group middleware
+// registers (Echo's RouteNotFound: "/", "/*"); those are not routes.
+func isRoute(e *echo.Echo, path string) bool {
+	if path == "" {
+		return false
+	}
+	for _, r := range e.Routes() {
+		if r.Path == path && r.Method != echo.RouteNotFound {
+			return true
+		}
+	}
+	return false
 }
 
 // methodLabel bounds the method label: clients can send any token as a method.
@@ -138,21 +145,6 @@ func methodLabel(m string) string {
 		return m
 	}
 	return "OTHER"
-}
-
-// unmatched reports whether no route matched. When none does, Echo still sets c.Path()
-// to the template of the closest route (a request for /a/b/c reports "/:slug"), so for a
-// 404 the handler tells: Echo's own not-found handler, or the catch-all routes ("/*")
-// that group middleware registers.
-func (m *httpMetrics) unmatched(c echo.Context, status int) bool {
-	switch p := c.Path(); {
-	case p == "" || p == "/*":
-		return true
-	case status != http.StatusNotFound:
-		return false
-	}
-	h := c.Handler()
-	return h != nil && reflect.ValueOf(h).Pointer() == m.notFoundCode
 }
 
 // poolCollector exports pgxpool statistics, read at scrape time.

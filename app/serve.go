@@ -71,7 +71,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newPoolCollector(pool))
 
 	linkStore, err := links.NewStore(pool, cfg.SlugSecret, cfg.SlugMinLength)
 	if err != nil {

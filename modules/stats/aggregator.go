@@ -366,8 +366,9 @@ func (a *Aggregator) tick(ctx context.Context) (rows int64, locked bool, err err
 
 // Health is the aggregator's state as seen by every instance, for /health.
 type Health struct {
-	LastRun time.Time     // last successful tick of any instance; zero before the first
-	Lag     time.Duration // age of the oldest committed click not yet aggregated; 0 when caught up
+	LastRun    time.Time     `json:"last_run"`    // last successful tick of any instance; zero before the first
+	Lag        time.Duration `json:"-"`           // age of the oldest committed click not yet aggregated; 0 when caught up
+	LagSeconds float64       `json:"lag_seconds"` // Lag, for /health
 }
 
 const healthSQL = `
@@ -392,6 +393,7 @@ func (a *Aggregator) Health(ctx context.Context) (Health, error) {
 	if oldest != nil {
 		h.Lag = max(0, time.Since(*oldest))
 	}
+	h.LagSeconds = h.Lag.Seconds()
 	return h, nil
 }
 
