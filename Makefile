@@ -25,13 +25,14 @@ test: services ## run every test with the race detector, then each fuzz target b
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=2s
 
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
-	@for pkg in $$($(GO) list ./...); do \
+	@n=0; for pkg in $$($(GO) list ./...); do \
 	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
 	  for f in $$(grep -hoE '^func (Fuzz[A-Za-z0-9_]+)' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
 	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/hop-fuzz.log 2>&1 || { cat /tmp/hop-fuzz.log; exit 1; }; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/hop-fuzz.log 2>&1 || { cat /tmp/hop-fuzz.log; echo "fuzz: $$n passed, 1 failed"; exit 1; }; \
+	    n=$$((n+1)); \
 	  done; \
-	done
+	done; echo "fuzz: $$n passed, 0 failed"
 
 lint: ## gofmt check and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
