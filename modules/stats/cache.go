@@ -1,82 +1,58 @@
 package stats
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"sync"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
-// responseCache keeps encoded link stats by link version. The aggregator bumps
-// links.stats_version in the transaction that adds a link's clicks, and every request
-// reads the current version first, so a cached response is served only while it is
-// exactly what the rollups would give: never stale, and a dashboard polling a busy link
-// costs one primary-key lookup per poll instead of a scan of its rollups.
+// responseCache keeps encoded link stats with the link's stats version. The aggregator
+// bumps links.stats_version in the transaction that adds a link's clicks; every request
+// sends the held version with its query, and PostgreSQL returns the rollups only when
+// the version moved. So a held response is served only while it is exactly what the
+// rollups would give — never stale — and a dashboard polling a link costs a
+// primary-key lookup instead of a scan of its rollups, still in one round trip.
 type responseCache struct {
 	mu      sync.Mutex
-	entries map[cacheKey][]byte
+	entries map[cacheKey]cachedStats
 	max     int
 }
 
-// cacheKey is everything a link stats response depends on.
+// cacheKey is everything a link stats response depends on besides the rollups.
 type cacheKey struct {
-	linkID, version int64
-	start, end      int64 // unix days of the range
-	tz              string
-	limit           int
-	recentTo        int64 // end of the last-48-hours window
+	slug       string
+	start, end int64 // unix days of the range
+	tz         string
+	limit      int
+	recentTo   int64 // end of the last-48-hours window
+}
+
+type cachedStats struct {
+	version int64
+	body    []byte
 }
 
 func newResponseCache(max int) *responseCache {
-	return &responseCache{entries: make(map[cacheKey][]byte), max: max}
+	return &responseCache{entries: make(map[cacheKey]cachedStats), max: max}
 }
 
-func (c *responseCache) get(k cacheKey) ([]byte, bool) {
+func (c *responseCache) get(k cacheKey) (cachedStats, bool) {
 	c.mu.Lock()
-	b, ok := c.entries[k]
+	e, ok := c.entries[k]
 	c.mu.Unlock()
-	return b, ok
+	return e, ok
 }
 
-func (c *responseCache) put(k cacheKey, b []byte) {
+func (c *responseCache) put(k cacheKey, e cachedStats) {
 	c.mu.Lock()
 	if len(c.entries) >= c.max {
-		// Bounded memory: start over. Entries of old versions are never read again anyway.
-		clear(c.entries)
+		clear(c.entries) // bounded memory: start over
 	}
-	c.entries[k] = b
+	c.entries[k] = e
 	c.mu.Unlock()
 }
 
-// linkVersion is a link's identity and stats version.
-type linkVersion struct {
-	id, version int64
-}
-
-const linkVersionSQL = `SELECT id, deleted_at IS NOT NULL, stats_version FROM links WHERE slug = $1`
-
-// version returns the link's stats version; ErrNotFound or ErrGone for unknown and
-// deleted links.
-func (s *store) version(ctx context.Context, slug string) (linkVersion, error) {
-	var v linkVersion
-	var deleted bool
-	err := s.pool.QueryRow(ctx, linkVersionSQL, slug).Scan(&v.id, &deleted, &v.version)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return v, ErrNotFound
-	case err != nil:
-		return v, fmt.Errorf("link stats version: %w", err)
-	case deleted:
-		return v, ErrGone
-	}
-	return v, nil
-}
-
-func keyOf(v linkVersion, q rangeQuery, recentTo time.Time) cacheKey {
+func keyOf(slug string, q rangeQuery, recentTo time.Time) cacheKey {
 	const day = 24 * 60 * 60
-	return cacheKey{linkID: v.id, version: v.version, start: q.start.Unix() / day, end: q.end.Unix() / day,
+	return cacheKey{slug: slug, start: q.start.Unix() / day, end: q.end.Unix() / day,
 		tz: q.tz, limit: q.limit, recentTo: recentTo.Unix()}
 }

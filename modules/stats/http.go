@@ -2,7 +2,6 @@ package stats
 
 import (
 	"cmp"
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -94,41 +93,35 @@ func (h *Handler) linkStats(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
 	slug := c.Param("slug")
-	v, err := h.store.version(ctx, slug)
-	if err != nil {
-		return err
-	}
 	recentTo := h.now().Truncate(time.Hour).Add(time.Hour)
-	key := keyOf(v, q, recentTo)
-	if b, ok := h.cache.get(key); ok {
-		return c.JSONBlob(http.StatusOK, b)
+	key := keyOf(slug, q, recentTo)
+	held, ok := h.cache.get(key)
+	if !ok {
+		held.version = -1
 	}
-	s, err := h.computeLinkStats(ctx, slug, q, recentTo)
-	if err != nil {
+	raw, err := h.store.linkStats(c.Request().Context(), slug, q, recentTo.Add(-48*time.Hour), recentTo, held.version)
+	switch {
+	case err != nil:
 		return err
+	case !raw.found:
+		return ErrNotFound
+	case raw.deleted:
+		return ErrGone
+	case ok && raw.version == held.version:
+		return c.JSONBlob(http.StatusOK, held.body)
 	}
-	b, err := json.Marshal(s)
+	b, err := json.Marshal(h.shapeLinkStats(slug, q, recentTo, raw))
 	if err != nil {
 		return fmt.Errorf("encode link stats: %w", err)
 	}
-	h.cache.put(key, b)
+	h.cache.put(key, cachedStats{version: raw.version, body: b})
 	return c.JSONBlob(http.StatusOK, b)
 }
 
-// computeLinkStats reads the rollups for one link and shapes the response.
-func (h *Handler) computeLinkStats(ctx context.Context, slug string, q rangeQuery, recentTo time.Time) (LinkStats, error) {
+// shapeLinkStats turns the rollup rows into the response.
+func (h *Handler) shapeLinkStats(slug string, q rangeQuery, recentTo time.Time, raw rawLinkStats) LinkStats {
 	recentFrom := recentTo.Add(-48 * time.Hour)
-	raw, err := h.store.linkStats(ctx, slug, q, recentFrom, recentTo)
-	switch {
-	case err != nil:
-		return LinkStats{}, err
-	case !raw.found:
-		return LinkStats{}, ErrNotFound
-	case raw.deleted:
-		return LinkStats{}, ErrGone
-	}
 	s := LinkStats{
 		Slug: slug, Start: q.start.Format(dateLayout), End: q.end.Format(dateLayout), TZ: q.tz,
 		Countries: map[string]int64{}, Referers: map[string]int64{}, Browsers: map[string]int64{},
@@ -166,7 +159,7 @@ func (h *Handler) computeLinkStats(ctx context.Context, slug string, q rangeQuer
 			s.Hourly[i].Clicks, s.Hourly[i].BotClicks = r.clicks, r.botClicks
 		}
 	}
-	return s, nil
+	return s
 }
 
 // dailySeries builds the zero-filled series and the range's totals. Daily rollups are

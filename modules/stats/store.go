@@ -23,32 +23,36 @@ const (
 	kindTopLink
 )
 
-// linkStatsSQL answers a link's stats in one round trip: the link, its daily rollups,
-// clicks per dimension value (top-N is cut in Go: cheaper than a window function here),
-// its hourly rollups over [$4, $5) (used for non-UTC daily series; an empty interval
-// otherwise) and over the last 48 hours [$6, $7). Every branch is a range scan on a
-// primary key; the dimension branch an index-only scan.
+// linkStatsSQL answers a link's stats in one round trip: the link and its stats
+// version, its daily rollups, clicks per dimension value (top-N is cut in Go: cheaper
+// than a window function here), its hourly rollups over [$4, $5) (used for non-UTC
+// daily series; an empty interval otherwise) and over the last 48 hours [$6, $7).
+// When the link's version equals $8 — the version of a response the caller already
+// holds — only the first row is returned: the held response is still exact.
+// Every branch is a range scan on a primary key; the dimension branch an index-only scan.
 // Columns: kind, dimension, value, a, b, c, d.
 const linkStatsSQL = `
-WITH l AS (SELECT id, deleted_at IS NOT NULL AS deleted FROM links WHERE slug = $1)
-SELECT 0, '', '', deleted::int::int8, 0::int8, 0::int8, 0::int8 FROM l
+WITH l AS (SELECT id, deleted_at IS NOT NULL AS deleted, stats_version FROM links WHERE slug = $1),
+     c AS (SELECT id FROM l WHERE stats_version <> $8 AND NOT deleted)
+SELECT 0, '', '', deleted::int::int8, stats_version, 0::int8, 0::int8 FROM l
 UNION ALL
 SELECT 1, '', '', (day - $2::date)::int8, clicks, unique_visitors, bot_clicks
-FROM daily_stats WHERE link_id = (SELECT id FROM l) AND day BETWEEN $2::date AND $3::date
+FROM daily_stats WHERE link_id = (SELECT id FROM c) AND day BETWEEN $2::date AND $3::date
 UNION ALL
 SELECT 2, dimension, value, sum(clicks)::int8, 0, 0, 0
-FROM dimension_stats WHERE link_id = (SELECT id FROM l) AND day BETWEEN $2::date AND $3::date
+FROM dimension_stats WHERE link_id = (SELECT id FROM c) AND day BETWEEN $2::date AND $3::date
 GROUP BY dimension, value
 UNION ALL
 SELECT 3, '', '', extract(epoch FROM hour)::int8, clicks, bot_clicks, 0
-FROM hourly_stats WHERE link_id = (SELECT id FROM l) AND hour >= $4 AND hour < $5
+FROM hourly_stats WHERE link_id = (SELECT id FROM c) AND hour >= $4 AND hour < $5
 UNION ALL
 SELECT 4, '', '', extract(epoch FROM hour)::int8, clicks, bot_clicks, 0
-FROM hourly_stats WHERE link_id = (SELECT id FROM l) AND hour >= $6 AND hour < $7`
+FROM hourly_stats WHERE link_id = (SELECT id FROM c) AND hour >= $6 AND hour < $7`
 
 // rawLinkStats is what linkStatsSQL returns, before it is shaped into the response.
 type rawLinkStats struct {
 	found, deleted bool
+	version        int64    // the link's stats_version; equal to known: no rollup rows read
 	daily          []dayRow // by UTC date
 	dimensions     []dimensionRow
 	rangeHours     []hourRow
@@ -70,12 +74,14 @@ type hourRow struct {
 	clicks, botClicks int64
 }
 
-func (s *store) linkStats(ctx context.Context, slug string, q rangeQuery, recentFrom, recentTo time.Time) (rawLinkStats, error) {
+// linkStats reads a link's rollups, unless its stats version is known (pass -1 when
+// no response is held).
+func (s *store) linkStats(ctx context.Context, slug string, q rangeQuery, recentFrom, recentTo time.Time, known int64) (rawLinkStats, error) {
 	from, to := q.bounds()
 	if q.utc() {
 		to = from // the daily rollups are exact for UTC dates; skip the hourly branch
 	}
-	rows, err := s.pool.Query(ctx, linkStatsSQL, slug, q.start, q.end, from, to, recentFrom, recentTo)
+	rows, err := s.pool.Query(ctx, linkStatsSQL, slug, q.start, q.end, from, to, recentFrom, recentTo, known)
 	if err != nil {
 		return rawLinkStats{}, fmt.Errorf("query link stats: %w", err)
 	}
@@ -92,7 +98,7 @@ func (s *store) linkStats(ctx context.Context, slug string, q rangeQuery, recent
 		}
 		switch kind {
 		case kindLink:
-			r.found, r.deleted = true, a == 1
+			r.found, r.deleted, r.version = true, a == 1, b
 		case kindDay:
 			r.daily = append(r.daily, dayRow{index: int(a), clicks: b, uniques: c, botClicks: d})
 		case kindDimension:
