@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hop-dev/hop/modules/apikey"
+	"github.com/hop-dev/hop/modules/dashboard"
 	"github.com/hop-dev/hop/modules/links"
 	"github.com/hop-dev/hop/modules/ratelimit"
 	"github.com/hop-dev/hop/modules/redirect"
@@ -25,6 +26,7 @@ type server struct {
 	links     *links.Handler
 	stats     *stats.Handler
 	redirect  *redirect.Handler
+	dashboard *dashboard.Handler
 	apiLimit  *ratelimit.Limiter
 	linkLimit *ratelimit.Limiter
 }
@@ -56,6 +58,9 @@ func routes(e *echo.Echo, cfg Config, reg *prometheus.Registry, s server, logger
 	)
 	s.links.Routes(api)
 	s.stats.Routes(api)
+
+	// Web UI: its own session sign-in, CSRF checks and security headers.
+	s.dashboard.Register(e, middleware.RequestID(), requestLog(logger))
 
 	// Redirects: the hot path, rate limited per client IP.
 	s.redirect.Register(e, s.linkLimit.Middleware())

@@ -19,6 +19,7 @@ import (
 
 	"github.com/hop-dev/hop/migrations"
 	"github.com/hop-dev/hop/modules/apikey"
+	"github.com/hop-dev/hop/modules/dashboard"
 	"github.com/hop-dev/hop/modules/ingest"
 	"github.com/hop-dev/hop/modules/links"
 	"github.com/hop-dev/hop/modules/ratelimit"
@@ -107,6 +108,18 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 
+	linkHandler := links.NewHandler(linkStore, cfg.BaseURL, rd, logger)
+	statsHandler := stats.NewHandler(pool, logger)
+	loginLimit, err := ratelimit.New(ratelimit.Config{Name: "login", Rate: "10-M", Prefix: cfg.RedisPrefix + "rl:login:"}, rdb, reg, logger)
+	if err != nil {
+		return err
+	}
+	dash, err := dashboard.New(dashboard.Config{BaseURL: cfg.BaseURL, LoginLimit: loginLimit.Middleware()},
+		dashLinks{linkHandler}, dashStats{statsHandler}, keys, pool, logger)
+	if err != nil {
+		return err
+	}
+
 	hc := &health{pool: pool, rdb: rdb, checks: map[string]check{
 		"aggregator": func(ctx context.Context) (any, error) { return agg.Health(ctx) },
 	}}
@@ -118,8 +131,9 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	routes(e, cfg, reg, server{
 		health:    hc,
 		keys:      keys,
-		links:     links.NewHandler(linkStore, cfg.BaseURL, rd, logger),
-		stats:     stats.NewHandler(pool, logger),
+		links:     linkHandler,
+		stats:     statsHandler,
+		dashboard: dash,
 		redirect:  rd,
 		apiLimit:  apiLimit,
 		linkLimit: redirectLimit,

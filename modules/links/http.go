@@ -181,51 +181,86 @@ func (h *Handler) bulk(c echo.Context) error {
 }
 
 func (h *Handler) list(c echo.Context) error {
-	q := listQuery{Limit: 20, Q: c.QueryParam("q"), Tag: c.QueryParam("tag")}
+	limit := 20
 	if v := c.QueryParam("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 100 {
 			return problem.Invalid("limit must be an integer from 1 to 100")
 		}
-		q.Limit = n
+		limit = n
 	}
-	if v := c.QueryParam("cursor"); v != "" {
-		id, err := decodeCursor(v)
-		if err != nil {
-			return err
-		}
-		q.Before = id
-	}
-	if len(q.Q) > 256 || len(q.Tag) > maxTagLength {
-		return problem.Invalid("q is at most 256 bytes and tag at most %d", maxTagLength)
-	}
-	// One extra row tells whether another page exists.
-	q.Limit++
-	links, err := h.store.list(c.Request().Context(), q)
+	links, next, err := h.List(c.Request().Context(), limit, c.QueryParam("cursor"), c.QueryParam("q"), c.QueryParam("tag"))
 	if err != nil {
 		return err
 	}
 	resp := struct {
 		Links      []Link  `json:"links"`
 		NextCursor *string `json:"next_cursor"`
-	}{Links: make([]Link, 0, len(links))}
-	if len(links) == q.Limit {
-		links = links[:q.Limit-1]
-		cur := encodeCursor(links[len(links)-1].ID)
-		resp.NextCursor = &cur
-	}
-	for _, l := range links {
-		resp.Links = append(resp.Links, h.present(l))
+	}{Links: links}
+	if next != "" {
+		resp.NextCursor = &next
 	}
 	return c.JSON(http.StatusOK, resp)
 }
 
+// List returns one page of live links, newest first, with their short URLs, as
+// GET /links does: limit is 1 to 100, cursor is "" or a next cursor from an earlier
+// page, q matches slug or URL, tag is one tag. next is "" on the last page. Bad
+// input is a 400 problem.
+func (h *Handler) List(ctx context.Context, limit int, cursor, q, tag string) (links []Link, next string, err error) {
+	if limit < 1 || limit > 100 {
+		return nil, "", problem.Invalid("limit must be an integer from 1 to 100")
+	}
+	lq := listQuery{Limit: limit, Q: q, Tag: tag}
+	if cursor != "" {
+		if lq.Before, err = decodeCursor(cursor); err != nil {
+			return nil, "", err
+		}
+	}
+	if len(q) > 256 || len(tag) > maxTagLength {
+		return nil, "", problem.Invalid("q is at most 256 bytes and tag at most %d", maxTagLength)
+	}
+	// One extra row tells whether another page exists.
+	lq.Limit++
+	links, err = h.store.list(ctx, lq)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(links) == lq.Limit {
+		links = links[:limit]
+		next = encodeCursor(links[len(links)-1].ID)
+	}
+	for i := range links {
+		links[i] = h.present(links[i])
+	}
+	if links == nil {
+		links = []Link{}
+	}
+	return links, next, nil
+}
+
+// Get returns the live link with this slug and its short URL; ErrNotFound or ErrGone
+// otherwise.
+func (h *Handler) Get(ctx context.Context, slug string) (Link, error) {
+	l, err := h.store.get(ctx, slug)
+	if err != nil {
+		return Link{}, err
+	}
+	return h.present(l), nil
+}
+
+// Create validates and creates a link as POST /links does, from a URL, an optional
+// custom slug and tags; validation failures and taken slugs are problems.
+func (h *Handler) Create(ctx context.Context, url, slug string, tags []string) (Link, error) {
+	return h.createOne(ctx, createRequest{URL: url, Slug: slug, Tags: tags})
+}
+
 func (h *Handler) get(c echo.Context) error {
-	l, err := h.store.get(c.Request().Context(), c.Param("slug"))
+	l, err := h.Get(c.Request().Context(), c.Param("slug"))
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, h.present(l))
+	return c.JSON(http.StatusOK, l)
 }
 
 // patchable lists the fields PATCH accepts; anything else is refused.

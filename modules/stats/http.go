@@ -2,11 +2,14 @@ package stats
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -225,9 +228,17 @@ func (h *Handler) overview(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	raw, err := h.store.overview(c.Request().Context(), q)
+	o, err := h.computeOverview(c.Request().Context(), q)
 	if err != nil {
 		return err
+	}
+	return c.JSON(http.StatusOK, o)
+}
+
+func (h *Handler) computeOverview(ctx context.Context, q rangeQuery) (Overview, error) {
+	raw, err := h.store.overview(ctx, q)
+	if err != nil {
+		return Overview{}, err
 	}
 	o := Overview{
 		Start: q.start.Format(dateLayout), End: q.end.Format(dateLayout), TZ: q.tz,
@@ -240,5 +251,47 @@ func (h *Handler) overview(c echo.Context) error {
 		return cmp.Or(cmp.Compare(b.Clicks, a.Clicks), cmp.Compare(a.Slug, b.Slug))
 	})
 	o.Daily, o.TotalClicks, o.UniqueVisitors, o.BotClicks = dailySeries(q, raw.daily, raw.rangeHours)
-	return c.JSON(http.StatusOK, o)
+	return o, nil
+}
+
+// LinkStats returns a link's stats as GET /links/{slug}/stats does; empty start, end
+// and tz and a zero limit take the defaults. Bad parameters are 400 problems.
+func (h *Handler) LinkStats(ctx context.Context, slug, start, end, tz string, limit int) (LinkStats, error) {
+	q, err := parseRange(rangeValues(start, end, tz, limit), h.now())
+	if err != nil {
+		return LinkStats{}, err
+	}
+	recentTo := h.now().Truncate(time.Hour).Add(time.Hour)
+	raw, err := h.store.linkStats(ctx, slug, q, recentTo.Add(-48*time.Hour), recentTo, -1)
+	switch {
+	case err != nil:
+		return LinkStats{}, err
+	case !raw.found:
+		return LinkStats{}, ErrNotFound
+	case raw.deleted:
+		return LinkStats{}, ErrGone
+	}
+	return h.shapeLinkStats(slug, q, recentTo, raw), nil
+}
+
+// Overview returns the overview as GET /stats does, with the same defaults as LinkStats.
+func (h *Handler) Overview(ctx context.Context, start, end, tz string, limit int) (Overview, error) {
+	q, err := parseRange(rangeValues(start, end, tz, limit), h.now())
+	if err != nil {
+		return Overview{}, err
+	}
+	return h.computeOverview(ctx, q)
+}
+
+func rangeValues(start, end, tz string, limit int) url.Values {
+	v := url.Values{}
+	for k, s := range map[string]string{"start": start, "end": end, "tz": tz} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	if limit != 0 {
+		v.Set("limit", strconv.Itoa(limit))
+	}
+	return v
 }

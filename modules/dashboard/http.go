@@ -1,0 +1,288 @@
+package dashboard
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/hop-dev/hop/internal/problem"
+)
+
+const (
+	cookieName = "hop_session"
+	cookiePath = "/dashboard"
+	ctxSession = "dashboard_session"
+	maxForm    = 64 << 10
+	maxKeyLen  = 512
+	pageSize   = 20
+	refreshSec = 10
+)
+
+// Problems the dashboard answers with itself; they render as HTML error pages.
+var (
+	errForbiddenOrigin = problem.New(http.StatusForbidden, "cross-origin-form", "this form was not sent from this site")
+	errBadCSRF         = problem.New(http.StatusForbidden, "csrf", "the form has expired or did not come from this page; reload the page and try again")
+	errFormTooLarge    = problem.New(http.StatusRequestEntityTooLarge, "body-too-large", "the form is larger than 64 KiB")
+)
+
+// contentSecurityPolicy allows only the dashboard's own CSS, JS and images (the QR code
+// and, as data: URIs, nothing else); no inline script or style, no framing.
+const contentSecurityPolicy = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; " +
+	"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+// headers sets the security headers on every dashboard response. Pages are never
+// cached: they show live numbers and carry CSRF tokens. Static assets override it.
+func (h *Handler) headers(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		hd := c.Response().Header()
+		hd.Set("Content-Security-Policy", contentSecurityPolicy)
+		hd.Set("X-Frame-Options", "DENY")
+		hd.Set("Referrer-Policy", "same-origin")
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("Cache-Control", "no-store")
+		return next(c)
+	}
+}
+
+// htmlErrors renders every error of a dashboard route, including those of the app's
+// middleware, as an HTML page instead of the API's problem JSON. Unknown errors are
+// logged here and shown as a generic 500.
+func (h *Handler) htmlErrors(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		err := next(c)
+		if err == nil {
+			return nil
+		}
+		status, msg := http.StatusInternalServerError, "Something went wrong on our side. It has been logged; please try again."
+		var p *problem.Error
+		var he *echo.HTTPError
+		switch {
+		case errors.As(err, &p) && p.Status < 500:
+			status, msg = p.Status, p.Detail
+		case errors.As(err, &he) && he.Code < 500:
+			status, msg = he.Code, http.StatusText(he.Code)
+			if he.Code == http.StatusNotFound {
+				msg = "There is no such page."
+			}
+		default:
+			h.logger.Error("dashboard request failed", "method", c.Request().Method, "route", c.Path(), "err", err)
+		}
+		if c.Response().Committed {
+			return nil
+		}
+		if status == http.StatusTooManyRequests {
+			msg = "Too many attempts. Wait a minute and try again."
+		}
+		if rerr := h.render(c, status, "error", view{Title: statusTitle(status), Data: errorPage{Status: status, Title: statusTitle(status), Message: msg}}); rerr != nil {
+			h.logger.Error("render dashboard error page", "err", rerr)
+			return c.String(status, statusTitle(status))
+		}
+		return nil
+	}
+}
+
+// guardPost protects every form submission: it bounds and parses the body, and refuses
+// a cross-site Origin (or, without Origin, Referer). Together with the SameSite=Strict
+// cookie and the CSRF token this stops forged forms, the sign-in form included.
+func (h *Handler) guardPost(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if o := r.Header.Get("Origin"); o != "" {
+			if !h.sameHost(o, r.Host) {
+				return errForbiddenOrigin
+			}
+		} else if ref := r.Header.Get("Referer"); ref != "" && !h.sameHost(ref, r.Host) {
+			return errForbiddenOrigin
+		}
+		r.Body = http.MaxBytesReader(c.Response(), r.Body, maxForm)
+		if err := r.ParseForm(); err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return errFormTooLarge
+			}
+			return problem.Invalid("the form could not be read")
+		}
+		return next(c)
+	}
+}
+
+// sameHost reports whether the origin or referer raw names this server: the request's
+// Host or the configured base URL's. "null" and unparseable values do not.
+func (h *Handler) sameHost(raw, reqHost string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return false
+	}
+	host := strings.ToLower(u.Host)
+	if host == strings.ToLower(reqHost) {
+		return true
+	}
+	for _, o := range h.origins {
+		if host == o {
+			return true
+		}
+	}
+	return false
+}
+
+// currentSession returns the live session named by the request's cookie.
+func (h *Handler) currentSession(c echo.Context) (session, error) {
+	ck, err := c.Cookie(cookieName)
+	if err != nil {
+		return session{}, errNoSession
+	}
+	token, ok := parseToken(ck.Value)
+	if !ok {
+		return session{}, errNoSession
+	}
+	return h.sessions.lookup(c.Request().Context(), token, h.now())
+}
+
+// authenticated lets signed-in requests through and sends everyone else to sign in,
+// dropping a stale cookie on the way.
+func (h *Handler) authenticated(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		s, err := h.currentSession(c)
+		if errors.Is(err, errNoSession) {
+			if _, cerr := c.Cookie(cookieName); cerr == nil {
+				h.clearCookie(c)
+			}
+			target := "/dashboard/login"
+			if c.Request().Method == http.MethodGet {
+				target += "?next=" + url.QueryEscape(c.Request().URL.RequestURI())
+			}
+			return c.Redirect(http.StatusSeeOther, target)
+		}
+		if err != nil {
+			return err
+		}
+		c.Set(ctxSession, s)
+		return next(c)
+	}
+}
+
+// checkCSRF refuses a form without this session's CSRF token.
+func (h *Handler) checkCSRF(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		s, ok := c.Get(ctxSession).(session)
+		if !ok || !s.validCSRF(c.Request().PostForm.Get("csrf")) {
+			return errBadCSRF
+		}
+		return next(c)
+	}
+}
+
+func (h *Handler) setCookie(c echo.Context, s session) {
+	c.SetCookie(&http.Cookie{
+		Name: cookieName, Value: s.cookieValue(), Path: cookiePath,
+		MaxAge: int(h.ttl.Seconds()), HttpOnly: true, Secure: h.secure, SameSite: http.SameSiteStrictMode,
+	})
+}
+
+func (h *Handler) clearCookie(c echo.Context) {
+	c.SetCookie(&http.Cookie{
+		Name: cookieName, Value: "", Path: cookiePath,
+		MaxAge: -1, HttpOnly: true, Secure: h.secure, SameSite: http.SameSiteStrictMode,
+	})
+}
+
+// safeNext returns where to go after signing in: next when it is a dashboard path on
+// this site, else the overview. It never yields another origin.
+func safeNext(next string) string {
+	if next != "/dashboard" && !strings.HasPrefix(next, "/dashboard/") && !strings.HasPrefix(next, "/dashboard?") {
+		return "/dashboard"
+	}
+	if strings.Contains(next, "//") || strings.HasPrefix(next, "/dashboard/login") {
+		return "/dashboard"
+	}
+	for i := 0; i < len(next); i++ {
+		// Printable ASCII only (a request URI is escaped) and no backslash, which
+		// some browsers read as a slash.
+		if c := next[i]; c <= ' ' || c > '~' || c == '\\' {
+			return "/dashboard"
+		}
+	}
+	if u, err := url.Parse(next); err != nil || u.Scheme != "" || u.Host != "" {
+		return "/dashboard"
+	}
+	return next
+}
+
+// loginPage is the data of the sign-in page.
+type loginPage struct {
+	Next  string
+	Error string
+}
+
+func (h *Handler) loginForm(c echo.Context) error {
+	if _, err := h.currentSession(c); err == nil {
+		return c.Redirect(http.StatusSeeOther, "/dashboard")
+	} else if !errors.Is(err, errNoSession) {
+		return err
+	}
+	return h.render(c, http.StatusOK, "login", view{Title: "Sign in", Data: loginPage{Next: safeNext(c.QueryParam("next"))}})
+}
+
+func (h *Handler) loginSubmit(c echo.Context) error {
+	form := c.Request().PostForm
+	next := safeNext(form.Get("next"))
+	key := strings.TrimSpace(form.Get("api_key"))
+	fail := func(msg string) error {
+		h.logger.Info("dashboard sign-in failed", "client_ip", c.RealIP())
+		return h.render(c, http.StatusUnauthorized, "login", view{Title: "Sign in", Data: loginPage{Next: next, Error: msg}})
+	}
+	if key == "" {
+		return fail("Enter an API key.")
+	}
+	if len(key) > maxKeyLen {
+		return fail("This API key is not valid or has been revoked.")
+	}
+	ctx := c.Request().Context()
+	id, err := h.keys.Verify(ctx, key)
+	var p *problem.Error
+	if errors.As(err, &p) && p.Status < 500 {
+		return fail("This API key is not valid or has been revoked.")
+	}
+	if err != nil {
+		return err
+	}
+	s, err := h.sessions.create(ctx, id, h.now(), h.ttl)
+	if err != nil {
+		return err
+	}
+	h.setCookie(c, s)
+	h.logger.Info("dashboard sign-in", "api_key_id", id, "client_ip", c.RealIP())
+	return c.Redirect(http.StatusSeeOther, next)
+}
+
+func (h *Handler) logout(c echo.Context) error {
+	s := c.Get(ctxSession).(session)
+	if err := h.sessions.delete(c.Request().Context(), s.token); err != nil {
+		return err
+	}
+	h.clearCookie(c)
+	return c.Redirect(http.StatusSeeOther, "/dashboard/login")
+}
+
+func (h *Handler) slashRedirect(c echo.Context) error {
+	return c.Redirect(http.StatusMovedPermanently, "/dashboard")
+}
+
+func (h *Handler) notFound(echo.Context) error { return echo.ErrNotFound }
+
+func (h *Handler) serveStatic(c echo.Context) error {
+	f, ok := h.static[c.Param("*")]
+	if !ok {
+		return echo.ErrNotFound
+	}
+	hd := c.Response().Header()
+	hd.Set("Cache-Control", "public, max-age=31536000, immutable")
+	hd.Set("ETag", `"`+f.etag+`"`)
+	if c.Request().Header.Get("If-None-Match") == `"`+f.etag+`"` {
+		return c.NoContent(http.StatusNotModified)
+	}
+	return c.Blob(http.StatusOK, f.ctype, f.body)
+}
