@@ -9,7 +9,8 @@ import (
 	"github.com/google/uuid"
 )
 
-// Stream entries carry one field whose value is an Event in a compact binary form:
+// Stream entries carry one field whose value is one or more Events (a group commit
+// puts every click waiting at that moment in one entry), each in a compact binary form:
 //
 //	version byte (1) | 16-byte event id | varint link id | varint unix microseconds |
 //	uvarint-length-prefixed IP, Country, UserAgent, Referer, AcceptLanguage
@@ -41,22 +42,48 @@ func appendEvent(dst []byte, ev *Event) []byte {
 	return dst
 }
 
-// decodeEvent parses the wire form written by appendEvent.
+// decodeEvent parses exactly one event in the wire form written by appendEvent.
 func decodeEvent(b string) (Event, error) {
+	ev, rest, err := decodeOne(b)
+	if err == nil && rest != "" {
+		return Event{}, errBadEncoding
+	}
+	return ev, err
+}
+
+// appendEvents appends the events of one stream entry to dst. An entry that does not
+// decode completely yields no events at all, so nothing of a corrupt entry is stored.
+func appendEvents(dst []Event, b string) ([]Event, error) {
+	n := len(dst)
+	for b != "" {
+		ev, rest, err := decodeOne(b)
+		if err != nil {
+			return dst[:n], err
+		}
+		dst, b = append(dst, ev), rest
+	}
+	if len(dst) == n {
+		return dst, errBadEncoding
+	}
+	return dst, nil
+}
+
+// decodeOne parses the first event of b and returns what follows it.
+func decodeOne(b string) (Event, string, error) {
 	var ev Event
 	if len(b) < 1+16 || b[0] != codecVersion {
-		return ev, errBadEncoding
+		return ev, "", errBadEncoding
 	}
 	copy(ev.ID[:], b[1:17])
 	rest := b[17:]
 	link, n := varint(rest)
 	if n <= 0 {
-		return ev, errBadEncoding
+		return ev, "", errBadEncoding
 	}
 	rest = rest[n:]
 	micros, n := varint(rest)
 	if n <= 0 {
-		return ev, errBadEncoding
+		return ev, "", errBadEncoding
 	}
 	rest = rest[n:]
 	ev.LinkID = link
@@ -64,15 +91,15 @@ func decodeEvent(b string) (Event, error) {
 	for _, dst := range [...]*string{&ev.IP, &ev.Country, &ev.UserAgent, &ev.Referer, &ev.AcceptLanguage} {
 		l, n := uvarint(rest)
 		if n <= 0 || l > uint64(len(rest)-n) {
-			return Event{}, errBadEncoding
+			return Event{}, "", errBadEncoding
 		}
 		*dst = rest[n : n+int(l)]
 		rest = rest[n+int(l):]
 	}
-	if len(rest) != 0 || ev.ID == uuid.Nil {
-		return Event{}, errBadEncoding
+	if ev.ID == uuid.Nil {
+		return Event{}, "", errBadEncoding
 	}
-	return ev, nil
+	return ev, rest, nil
 }
 
 // varint and uvarint read from a string without converting it to a []byte.

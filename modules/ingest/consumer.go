@@ -342,13 +342,11 @@ func (c *Consumer) process(ctx context.Context, entries []rueidis.XRangeEntry) b
 		if e.FieldValues == nil {
 			continue // deleted from the stream while pending: nothing to write
 		}
-		ev, err := decodeEvent(e.FieldValues[streamField])
-		if err != nil {
+		var err error
+		if events, err = appendEvents(events, e.FieldValues[streamField]); err != nil {
 			c.m.undecodable.Inc()
 			c.logger.Error("undecodable click stream entry acknowledged and skipped", "id", e.ID, "error", err)
-			continue
 		}
-		events = append(events, ev)
 	}
 	bo := backoff{min: c.cfg.RetryMin, max: c.cfg.RetryMax}
 	for {

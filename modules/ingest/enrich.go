@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -60,6 +61,31 @@ type enricher struct {
 	ua      *useragent.Parser
 	country func(netip.Addr) string
 	salts   *saltStore
+
+	// Most clicks come from a few thousand distinct user agents, and classifying one
+	// costs a dozen substring scans plus a parse: remember the answers, boundedly.
+	uaMu    sync.Mutex
+	uaCache map[string]uaInfo
+}
+
+const uaCacheMax = 8192
+
+// classify is classifyUA through the cache.
+func (e *enricher) classify(ua string) uaInfo {
+	e.uaMu.Lock()
+	info, ok := e.uaCache[ua]
+	e.uaMu.Unlock()
+	if ok {
+		return info
+	}
+	info = classifyUA(e.ua, ua)
+	e.uaMu.Lock()
+	if e.uaCache == nil || len(e.uaCache) >= uaCacheMax {
+		e.uaCache = make(map[string]uaInfo, 256)
+	}
+	e.uaCache[strings.Clone(ua)] = info
+	e.uaMu.Unlock()
+	return info
 }
 
 // newEnricher uses the embedded iploc data, or the .mmdb at geoDB when set. The
@@ -115,7 +141,7 @@ func (e *enricher) enrich(ctx context.Context, events []Event) ([]clickRow, erro
 func (e *enricher) row(ev *Event, salt []byte) clickRow {
 	anon, addr := anonymizeIP(ev.IP)
 	ua := sanitize(strings.TrimSpace(ev.UserAgent), maxUserAgent)
-	info := classifyUA(e.ua, ua)
+	info := e.classify(ua)
 	ipKey := ev.IP
 	if addr.IsValid() {
 		ipKey = addr.String()

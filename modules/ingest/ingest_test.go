@@ -523,7 +523,11 @@ func TestRedisDownFallback(t *testing.T) {
 
 	srv.kill()
 	down := newEvents(100, 2)
-	publishAll(ctx, pub, down)
+	// In rounds: concurrent clicks share one XADD (group commit), and the breaker
+	// counts failed XADDs.
+	for i := 0; i < len(down); i += 20 {
+		publishAll(ctx, pub, down[i:i+20])
+	}
 	if got := value(t, pub.m.fallback); got != 100 {
 		t.Fatalf("fallback = %v with Redis down, want 100", got)
 	}
@@ -791,4 +795,59 @@ func BenchmarkWriteBatch(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// Concurrent clicks share stream entries (group commit) and each is stored once.
+func TestGroupCommitSharesEntries(t *testing.T) {
+	t.Parallel()
+	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
+	pub, err := NewPublisher(fastPublisher(rd.Prefix), rd.Client, db.Pool, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, pub)
+	evs := newEvents(3000, 3)
+	publishAll(context.Background(), pub, evs)
+	entries, err := rd.Client.Do(context.Background(), rd.Client.B().Xlen().Key(rd.Prefix+"clicks").Build()).AsInt64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if entries >= int64(len(evs)) || entries == 0 {
+		t.Fatalf("%d clicks made %d stream entries: no group commit", len(evs), entries)
+	}
+	t.Logf("%d clicks in %d stream entries", len(evs), entries)
+	cons, err := NewConsumer(fastConsumer(rd.Prefix, "c1"), rd.Client, db.Pool, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, cons)
+	waitRows(t, db.Pool, len(evs))
+	var distinct int
+	if err := db.Pool.QueryRow(context.Background(), "SELECT count(DISTINCT event_id) FROM click_logs").Scan(&distinct); err != nil {
+		t.Fatal(err)
+	}
+	if distinct != len(evs) || countRows(t, db.Pool) != len(evs) {
+		t.Fatalf("stored %d rows, %d distinct; want %d", countRows(t, db.Pool), distinct, len(evs))
+	}
+}
+
+func TestAppendEventsDecodesWholeEntriesOnly(t *testing.T) {
+	t.Parallel()
+	evs := newEvents(3, 9)
+	var b []byte
+	for i := range evs {
+		b = appendEvent(b, &evs[i])
+	}
+	got, err := appendEvents(nil, string(b))
+	if err != nil || len(got) != 3 || got[2].ID != evs[2].ID {
+		t.Fatalf("appendEvents = %d events, %v", len(got), err)
+	}
+	// A corrupt tail spoils the entry: none of it is taken.
+	got, err = appendEvents(got[:1], string(b[:len(b)-3]))
+	if err == nil || len(got) != 1 {
+		t.Fatalf("truncated entry gave %d events, %v", len(got), err)
+	}
+	if _, err := appendEvents(nil, ""); err == nil {
+		t.Fatal("empty entry accepted")
+	}
 }

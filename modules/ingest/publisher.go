@@ -102,6 +102,15 @@ type Publisher struct {
 
 	bufs sync.Pool // *[]byte encode buffers
 
+	// Group commit: while Run is running, Publish hands events to batchers that put
+	// every event waiting at that moment into one XADD, so under load one Redis round
+	// trip and one stream entry carry many clicks. running (under gate) tells Publish
+	// whether batchers will take its event; Run stops them only under gate's write lock.
+	gate    sync.RWMutex
+	running bool
+	waiting chan *waiter
+	waiters sync.Pool // *waiter
+
 	// Circuit breaker: consecutive failures open it; Run's probe closes it.
 	failures atomic.Int64
 	open     atomic.Bool
@@ -136,6 +145,8 @@ func NewPublisher(cfg PublisherConfig, rdb rueidis.Client, pool *pgxpool.Pool, r
 		logger: logger,
 	}
 	p.bufs.New = func() any { b := make([]byte, 0, 512); return &b }
+	p.waiting = make(chan *waiter, 4*maxPerEntry)
+	p.waiters.New = func() any { return &waiter{done: make(chan error, 1)} }
 	p.m = newPublisherMetrics(func() float64 { return float64(len(p.queue)) })
 	wm := newWriterMetrics("queue")
 	p.w = &writer{pool: pool, enr: enr, logger: logger, m: wm}
@@ -157,7 +168,7 @@ func (p *Publisher) Publish(ctx context.Context, ev Event) {
 	if ev.Time.IsZero() {
 		ev.Time = time.Now()
 	}
-	if p.rdb != nil && !p.open.Load() && p.xadd(ctx, &ev) == nil {
+	if p.rdb != nil && !p.open.Load() && p.toStream(ctx, &ev) == nil {
 		return
 	}
 	select {
@@ -165,6 +176,79 @@ func (p *Publisher) Publish(ctx context.Context, ev Event) {
 		p.m.fallback.Inc()
 	default:
 		p.drop()
+	}
+}
+
+// waiter is one Publish waiting for the batch that carries its event.
+type waiter struct {
+	ev   Event
+	done chan error
+}
+
+// toStream puts ev into the stream: through the batchers when Run is running, else
+// with an XADD of its own.
+func (p *Publisher) toStream(ctx context.Context, ev *Event) error {
+	p.gate.RLock()
+	if !p.running {
+		p.gate.RUnlock()
+		return p.xadd(ctx, []*Event{ev})
+	}
+	w := p.waiters.Get().(*waiter)
+	w.ev = *ev
+	p.waiting <- w
+	p.gate.RUnlock()
+	err := <-w.done
+	w.ev = Event{}
+	p.waiters.Put(w)
+	return err
+}
+
+// batchers is how many batches may be in flight at once: enough to overlap one
+// round trip with gathering the next batch.
+const (
+	batchers    = 2
+	maxPerEntry = 256
+)
+
+// batch takes the events waiting right now (at least one, at most maxPerEntry), sends
+// them in one XADD and tells each waiter the outcome. No artificial delay: under load,
+// events pile up while the previous batch is on the wire.
+func (p *Publisher) batch(stop <-chan struct{}) {
+	ws := make([]*waiter, 0, maxPerEntry)
+	evs := make([]*Event, 0, maxPerEntry)
+	for {
+		ws = ws[:0]
+		select {
+		case w := <-p.waiting:
+			ws = append(ws, w)
+		case <-stop:
+			// No Publish can add more (Run holds the gate): serve what is left.
+			for {
+				select {
+				case w := <-p.waiting:
+					w.done <- p.xadd(context.Background(), []*Event{&w.ev})
+				default:
+					return
+				}
+			}
+		}
+	gather:
+		for len(ws) < maxPerEntry {
+			select {
+			case w := <-p.waiting:
+				ws = append(ws, w)
+			default:
+				break gather
+			}
+		}
+		evs = evs[:0]
+		for _, w := range ws {
+			evs = append(evs, &w.ev)
+		}
+		err := p.xadd(context.Background(), evs)
+		for _, w := range ws {
+			w.done <- err
+		}
 	}
 }
 
@@ -176,9 +260,13 @@ func newEventID() uuid.UUID {
 	return id
 }
 
-func (p *Publisher) xadd(ctx context.Context, ev *Event) error {
+// xadd appends evs to the stream as one entry, waiting at most cfg.Timeout for Redis.
+func (p *Publisher) xadd(ctx context.Context, evs []*Event) error {
 	bp := p.bufs.Get().(*[]byte)
-	b := appendEvent((*bp)[:0], ev)
+	b := (*bp)[:0]
+	for _, ev := range evs {
+		b = appendEvent(b, ev)
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.Timeout)
 	// The command refers to b without copying it. On error the buffer is not
 	// reused: a timed-out command may still be queued for writing.
@@ -197,7 +285,7 @@ func (p *Publisher) xadd(ctx context.Context, ev *Event) error {
 	if p.failures.Load() != 0 {
 		p.failures.Store(0)
 	}
-	p.m.published.Inc()
+	p.m.published.Add(float64(len(evs)))
 	return nil
 }
 
@@ -226,6 +314,9 @@ func (p *Publisher) logDrops() {
 // cfg.ShutdownTimeout. It returns an error only if that final flush fails.
 func (p *Publisher) Run(ctx context.Context) error {
 	defer p.closeG()
+	if p.rdb != nil {
+		defer p.startBatchers()()
+	}
 	p.housekeep(ctx)
 	probe := time.NewTicker(p.cfg.ProbeInterval)
 	defer probe.Stop()
@@ -248,6 +339,26 @@ func (p *Publisher) Run(ctx context.Context) error {
 		case <-house.C:
 			p.housekeep(ctx)
 		}
+	}
+}
+
+// startBatchers starts the group-commit batchers and returns the function that stops
+// them: after it returns, every event handed to them has been answered.
+func (p *Publisher) startBatchers() (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range batchers {
+		wg.Go(func() { p.batch(done) })
+	}
+	p.gate.Lock()
+	p.running = true
+	p.gate.Unlock()
+	return func() {
+		p.gate.Lock()
+		p.running = false
+		p.gate.Unlock()
+		close(done)
+		wg.Wait()
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -81,7 +80,7 @@ ON CONFLICT (event_id, clicked_at) DO NOTHING`
 func (w *writer) insertIdempotent(ctx context.Context, rows []clickRow) error {
 	n := len(rows)
 	var (
-		ids                                   = make([]uuid.UUID, n)
+		ids                                   = make([][16]byte, n)
 		links                                 = make([]int64, n)
 		times                                 = make([]time.Time, n)
 		ips, countries, referers, hosts       = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -155,7 +154,8 @@ func (s *rowSource) Next() bool {
 
 func (s *rowSource) Values() ([]any, error) {
 	r := &s.rows[s.i-1]
-	s.vals = [14]any{r.eventID, r.linkID, r.clickedAt, r.ip, r.country, r.referer, r.refererHost,
+	// [16]byte, not uuid.UUID: pgx encodes it directly instead of through driver.Valuer.
+	s.vals = [14]any{[16]byte(r.eventID), r.linkID, r.clickedAt, r.ip, r.country, r.referer, r.refererHost,
 		r.userAgent, r.browser, r.os, r.device, r.isBot, r.botReason, r.visitorHash}
 	return s.vals[:], nil
 }
