@@ -1,10 +1,12 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"fmt"
+	"hash"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -127,18 +129,23 @@ func iplocCountry(a netip.Addr) string {
 // enrich builds one row per event. It fails only when a visitor salt cannot be read.
 func (e *enricher) enrich(ctx context.Context, events []Event) ([]clickRow, error) {
 	rows := make([]clickRow, len(events))
+	var hasher visitorHasher
+	hashes := make([]byte, 0, len(events)*sha256.Size) // one allocation for every hash of the batch
 	for i := range events {
 		ev := &events[i]
 		salt, err := e.salts.forDay(ctx, ev.Time)
 		if err != nil {
 			return nil, err
 		}
-		rows[i] = e.row(ev, salt)
+		rows[i] = e.row(ev, salt, &hasher, hashes[len(hashes):])
+		hashes = hashes[:len(hashes)+sha256.Size]
 	}
 	return rows, nil
 }
 
-func (e *enricher) row(ev *Event, salt []byte) clickRow {
+// row enriches one event; its visitor hash is written into hashBuf (capacity at least
+// sha256.Size).
+func (e *enricher) row(ev *Event, salt []byte, hasher *visitorHasher, hashBuf []byte) clickRow {
 	anon, addr := anonymizeIP(ev.IP)
 	ua := sanitize(strings.TrimSpace(ev.UserAgent), maxUserAgent)
 	info := e.classify(ua)
@@ -160,7 +167,7 @@ func (e *enricher) row(ev *Event, salt []byte) clickRow {
 		device:      info.device,
 		isBot:       info.botReason != "",
 		botReason:   info.botReason,
-		visitorHash: visitorHash(salt, ev.LinkID, ipKey, ua),
+		visitorHash: hasher.sum(hashBuf[:0], salt, ev.LinkID, ipKey, ua),
 	}
 }
 
@@ -252,14 +259,34 @@ func refererHost(ref string) string {
 // visitorHash is HMAC-SHA256(day salt, link|ip|ua) truncated: countable per day,
 // irreversible once the salt is deleted.
 func visitorHash(salt []byte, linkID int64, ip, ua string) []byte {
-	m := hmac.New(sha256.New, salt)
-	var b [20]byte
-	m.Write(strconv.AppendInt(b[:0], linkID, 10))
-	m.Write([]byte{'|'})
-	m.Write([]byte(ip))
-	m.Write([]byte{'|'})
-	m.Write([]byte(ua))
-	return m.Sum(nil)[:visitorBytes]
+	var h visitorHasher
+	return h.sum(nil, salt, linkID, ip, ua)
+}
+
+// visitorHasher computes visitor hashes for a batch, reusing one HMAC per salt and
+// one input buffer: a batch's clicks mostly share a day, so hashing allocates nothing
+// per click but the result.
+type visitorHasher struct {
+	salt []byte
+	mac  hash.Hash
+	buf  []byte
+}
+
+// sum appends the hash to dst and returns the visitorBytes-long result, which shares
+// dst's memory.
+func (h *visitorHasher) sum(dst []byte, salt []byte, linkID int64, ip, ua string) []byte {
+	if h.mac == nil || !bytes.Equal(h.salt, salt) {
+		h.mac, h.salt = hmac.New(sha256.New, salt), salt
+	}
+	h.mac.Reset()
+	h.buf = strconv.AppendInt(h.buf[:0], linkID, 10)
+	h.buf = append(h.buf, '|')
+	h.buf = append(h.buf, ip...)
+	h.buf = append(h.buf, '|')
+	h.buf = append(h.buf, ua...)
+	h.mac.Write(h.buf)
+	n := len(dst)
+	return h.mac.Sum(dst)[n : n+visitorBytes : n+visitorBytes]
 }
 
 // uaInfo is what a user agent says about the client.

@@ -205,7 +205,7 @@ func TestRowEnrichment(t *testing.T) {
 	id := uuid.Must(uuid.NewV7())
 	now := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
 	salt := bytes.Repeat([]byte{9}, 32)
-	r := e.row(&Event{ID: id, LinkID: 42, Time: now, IP: "8.8.8.8", UserAgent: "  " + uaIPhone + "\x00", Referer: "https://t.co/abc"}, salt)
+	r := e.row(&Event{ID: id, LinkID: 42, Time: now, IP: "8.8.8.8", UserAgent: "  " + uaIPhone + "\x00", Referer: "https://t.co/abc"}, salt, &visitorHasher{}, make([]byte, 0, 32))
 	want := clickRow{
 		eventID: id, linkID: 42, clickedAt: now, ip: "8.8.8.0", country: "US",
 		referer: "https://t.co/abc", refererHost: "t.co", userAgent: uaIPhone,
@@ -331,4 +331,23 @@ func FuzzDecodeEvent(f *testing.F) {
 			t.Fatalf("re-encoding %+v failed: %+v, %v", ev, again, err)
 		}
 	})
+}
+
+// One hasher reused across a batch, salts switching between days, gives exactly the
+// hashes computed one by one.
+func TestVisitorHasherReuse(t *testing.T) {
+	t.Parallel()
+	salts := [][]byte{bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)}
+	var h visitorHasher
+	buf := make([]byte, 0, 10*32)
+	var got [][]byte
+	for i := range 10 {
+		got = append(got, h.sum(buf[len(buf):], salts[i%3%2], int64(i), "198.51.100.1", "ua"))
+		buf = buf[:len(buf)+32]
+	}
+	for i := range 10 {
+		if want := visitorHash(salts[i%3%2], int64(i), "198.51.100.1", "ua"); !bytes.Equal(got[i], want) {
+			t.Fatalf("hash %d differs when the hasher is reused", i)
+		}
+	}
 }
