@@ -38,7 +38,7 @@ type ConsumerConfig struct {
 	// ClaimInterval is how often XAUTOCLAIM runs (default 5s).
 	ClaimInterval time.Duration
 	// TrimInterval is how often the stream is trimmed below what every group has
-	// acknowledged (default 10s).
+	// acknowledged (default 1s: at 50k clicks/s a second of stream is ~10 MB of Redis).
 	TrimInterval time.Duration
 	// StatsInterval is how often stream length, pending and lag metrics are
 	// refreshed (default 5s).
@@ -63,7 +63,7 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 	c.Block = cmp.Or(c.Block, time.Second)
 	c.ClaimIdle = cmp.Or(c.ClaimIdle, 5*time.Second)
 	c.ClaimInterval = cmp.Or(c.ClaimInterval, 5*time.Second)
-	c.TrimInterval = cmp.Or(c.TrimInterval, 10*time.Second)
+	c.TrimInterval = cmp.Or(c.TrimInterval, time.Second)
 	c.StatsInterval = cmp.Or(c.StatsInterval, 5*time.Second)
 	c.RetryMin = cmp.Or(c.RetryMin, 100*time.Millisecond)
 	c.RetryMax = cmp.Or(c.RetryMax, 5*time.Second)
