@@ -82,7 +82,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if len(rest) > 0 {
 			return fmt.Errorf("serve takes no arguments, got %q", strings.Join(rest, " "))
 		}
-		return serve(ctx, cfg, logger)
+		return serve(ctx, cfg, logger, getenv)
 	case "migrate":
 		return migrateCmd(ctx, cfg, logger, rest, stdout)
 	case "apikey":

@@ -203,10 +203,11 @@ func (p *Publisher) toStream(ctx context.Context, ev *Event) error {
 	return err
 }
 
-// batchers is how many batches may be in flight at once: enough to overlap one
-// round trip with gathering the next batch.
+// batchers is how many batches may be in flight at once. One: while its XADD is on
+// the wire the next batch gathers, so batches grow with load and Redis sees fewer,
+// larger commands (measured: more redirects per second than with two).
 const (
-	batchers    = 2
+	batchers    = 1
 	maxPerEntry = 256
 )
 
