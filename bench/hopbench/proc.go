@@ -1,0 +1,333 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+func numCPU() int { return runtime.NumCPU() }
+
+// proc is a child process this benchmark started; stop ends it by its PID only.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+	log  string
+}
+
+func startProc(name, bin string, args, env []string, dir, logPath string) (*proc, error) {
+	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = env, dir, lf, lf
+	if err := cmd.Start(); err != nil {
+		lf.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), log: logPath}
+	go func() { p.err = cmd.Wait(); lf.Close(); close(p.done) }()
+	return p, nil
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM and waits; after timeout it sends SIGKILL.
+func (p *proc) stop(timeout time.Duration) {
+	if p == nil || p.exited() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		logf("%s (pid %d) did not stop within %s: killing it", p.name, p.pid(), timeout)
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func (p *proc) tail(n int) string {
+	b, _ := os.ReadFile(p.log)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// hop is one hop server started from bin/hop with its own database and Redis prefix.
+type hop struct {
+	*proc
+	url, dbURL, prefix string
+	port               int
+}
+
+// dbURLFor returns c.pgURL with the database name replaced.
+func dbURLFor(base, name string) string {
+	u, err := url.Parse(base)
+	if err != nil {
+		panic(err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+func startHop(ctx context.Context, c *config, name, dbURL, prefix string, port int, extra ...string) (*hop, error) {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "HOP_") || k == "DATABASE_URL" || k == "REDIS_URL" {
+			continue
+		}
+		env = append(env, kv)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	env = append(env,
+		"HOP_ADDR="+addr,
+		"HOP_BASE_URL=http://"+addr,
+		"DATABASE_URL="+dbURL,
+		"HOP_CREATE_DATABASE=true",
+		"REDIS_URL="+c.redisURL,
+		"HOP_REDIS_PREFIX="+prefix,
+		"HOP_RATE_LIMIT_REDIRECT=off",
+		"HOP_RATE_LIMIT_API=off",
+		"HOP_API_KEY="+apiKey,
+		"HOP_SLUG_SECRET=hopbench-slug-secret-not-for-production",
+		"HOP_CONSUMER_NAME=hopbench-"+name,
+		"HOP_LOG_FORMAT=json",
+		"HOP_LOG_LEVEL=warn",
+	)
+	env = append(env, extra...)
+	p, err := startProc("hop-"+name, c.hopBin, []string{"serve"}, env, c.root, filepath.Join(c.tmp, "hop-"+name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	h := &hop{proc: p, url: "http://" + addr, dbURL: dbURL, prefix: prefix, port: port}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		if p.exited() {
+			return nil, fmt.Errorf("hop %s exited at start (%v):\n%s", name, p.err, p.tail(20))
+		}
+		if code, _, err := httpGet(ctx, h.url+"/health", ""); err == nil && code == 200 {
+			logf("hop %s is up (pid %d, %s, db %s, prefix %s)", name, p.pid(), h.url, dbName(dbURL), prefix)
+			return h, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			p.stop(10 * time.Second)
+			return nil, fmt.Errorf("hop %s not healthy within 90s:\n%s", name, p.tail(20))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func dbName(u string) string {
+	pu, _ := url.Parse(u)
+	return strings.TrimPrefix(pu.Path, "/")
+}
+
+var client = &http.Client{
+	Timeout:       10 * time.Second,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	Transport:     &http.Transport{MaxIdleConnsPerHost: 32, DisableCompression: true},
+}
+
+func httpDo(ctx context.Context, method, u, key, ua string, body io.Reader) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return 0, nil, err
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if ua != "" {
+		req.Header.Set("User-Agent", ua)
+		req.Header.Set("Accept-Language", "en-US,en;q=0.9")
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+func httpGet(ctx context.Context, u, key string) (int, []byte, error) {
+	return httpDo(ctx, http.MethodGet, u, key, "", nil)
+}
+
+// ingestHealth is checks.ingest.details of GET /health.
+type ingestHealth struct {
+	StreamLength int64 `json:"stream_length"`
+	Pending      int64 `json:"pending"`
+	Lag          int64 `json:"lag"`
+}
+
+func (h *hop) ingest(ctx context.Context) (ingestHealth, error) {
+	ih := ingestHealth{Lag: -1}
+	code, b, err := httpGet(ctx, h.url+"/health", "")
+	if err != nil {
+		return ih, err
+	}
+	var body struct {
+		Status string `json:"status"`
+		Checks map[string]struct {
+			Status  string          `json:"status"`
+			Error   string          `json:"error"`
+			Details json.RawMessage `json:"details"`
+		} `json:"checks"`
+	}
+	if err := json.Unmarshal(b, &body); err != nil {
+		return ih, fmt.Errorf("health %d: %w", code, err)
+	}
+	ck, ok := body.Checks["ingest"]
+	if !ok || len(ck.Details) == 0 {
+		return ih, fmt.Errorf("health has no ingest details (status %q, error %q)", ck.Status, ck.Error)
+	}
+	err = json.Unmarshal(ck.Details, &ih)
+	return ih, err
+}
+
+// metrics scrapes /metrics and returns the samples (name with labels -> value).
+func (h *hop) metrics(ctx context.Context) (map[string]float64, error) {
+	_, b, err := httpGet(ctx, h.url+"/metrics", "")
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]float64{}
+	sc := bufio.NewScanner(strings.NewReader(string(b)))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			m[line[:i]] = v
+		}
+	}
+	return m, sc.Err()
+}
+
+// procStatus reads VmRSS and VmHWM (peak RSS) of pid in kB.
+func procStatus(pid int) (rss, hwm int64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		switch k {
+		case "VmRSS":
+			rss = n
+		case "VmHWM":
+			hwm = n
+		}
+	}
+	return rss, hwm
+}
+
+// sampler polls hop's RSS and ingest lag while a load runs.
+type sampler struct {
+	mu      sync.Mutex
+	maxRSS  int64 // kB
+	maxLag  int64
+	maxPend int64
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func startSampler(ctx context.Context, h *hop, withLag bool) *sampler {
+	s := &sampler{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		n := 0
+		for {
+			rss, _ := procStatus(h.pid())
+			s.mu.Lock()
+			s.maxRSS = max(s.maxRSS, rss)
+			s.mu.Unlock()
+			if withLag && n%2 == 0 {
+				if ih, err := h.ingest(ctx); err == nil {
+					s.mu.Lock()
+					s.maxLag, s.maxPend = max(s.maxLag, ih.Lag), max(s.maxPend, ih.Pending)
+					s.mu.Unlock()
+				}
+			}
+			n++
+			select {
+			case <-s.stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+func (s *sampler) finish() (maxRSSkB, maxLag, maxPending int64) {
+	close(s.stop)
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxRSS, s.maxLag, s.maxPend
+}
+
+var errTimeout = errors.New("timed out")
