@@ -97,21 +97,17 @@ func (h *Handler) linkStats(c echo.Context) error {
 		return err
 	}
 	slug := c.Param("slug")
-	recentTo := h.now().Truncate(time.Hour).Add(time.Hour)
+	recentTo := h.recentEnd()
 	key := keyOf(slug, q, recentTo)
 	held, ok := h.cache.get(key)
 	if !ok {
 		held.version = -1
 	}
-	raw, err := h.store.linkStats(c.Request().Context(), slug, q, recentTo.Add(-48*time.Hour), recentTo, held.version)
-	switch {
-	case err != nil:
+	raw, err := h.read(c.Request().Context(), slug, q, recentTo, held.version)
+	if err != nil {
 		return err
-	case !raw.found:
-		return ErrNotFound
-	case raw.deleted:
-		return ErrGone
-	case ok && raw.version == held.version:
+	}
+	if ok && raw.version == held.version {
 		return c.JSONBlob(http.StatusOK, held.body)
 	}
 	b, err := json.Marshal(h.shapeLinkStats(slug, q, recentTo, raw))
@@ -261,17 +257,30 @@ func (h *Handler) LinkStats(ctx context.Context, slug, start, end, tz string, li
 	if err != nil {
 		return LinkStats{}, err
 	}
-	recentTo := h.now().Truncate(time.Hour).Add(time.Hour)
-	raw, err := h.store.linkStats(ctx, slug, q, recentTo.Add(-48*time.Hour), recentTo, -1)
-	switch {
-	case err != nil:
+	recentTo := h.recentEnd()
+	raw, err := h.read(ctx, slug, q, recentTo, -1)
+	if err != nil {
 		return LinkStats{}, err
-	case !raw.found:
-		return LinkStats{}, ErrNotFound
-	case raw.deleted:
-		return LinkStats{}, ErrGone
 	}
 	return h.shapeLinkStats(slug, q, recentTo, raw), nil
+}
+
+// recentEnd is the end of the last-48-hours window: the end of the current hour.
+func (h *Handler) recentEnd() time.Time { return h.now().Truncate(time.Hour).Add(time.Hour) }
+
+// read reads a link's rollups for q (unless its stats version is known; -1 for none),
+// translating unknown and deleted links into their problems.
+func (h *Handler) read(ctx context.Context, slug string, q rangeQuery, recentTo time.Time, known int64) (rawLinkStats, error) {
+	raw, err := h.store.linkStats(ctx, slug, q, recentTo.Add(-48*time.Hour), recentTo, known)
+	switch {
+	case err != nil:
+		return raw, err
+	case !raw.found:
+		return raw, ErrNotFound
+	case raw.deleted:
+		return raw, ErrGone
+	}
+	return raw, nil
 }
 
 // Overview returns the overview as GET /stats does, with the same defaults as LinkStats.
