@@ -851,3 +851,55 @@ func TestAppendEventsDecodesWholeEntriesOnly(t *testing.T) {
 		t.Fatal("empty entry accepted")
 	}
 }
+
+// A Redis that hangs holds no redirect longer than the publish budget: every click
+// takes the in-process path while Redis is still paused, and is stored exactly once.
+func TestSlowRedisDoesNotHoldRedirects(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	srv := &redisServer{port: freePort(t)}
+	srv.start(t)
+	rdb, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{"127.0.0.1:" + srv.port}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rdb.Close)
+	cfg := fastPublisher("")
+	cfg.Timeout = 50 * time.Millisecond
+	pub, err := NewPublisher(cfg, rdb, db.Pool, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, pub)
+	ctx := context.Background()
+	admin, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{"127.0.0.1:" + srv.port}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	const pause = 3 * time.Second
+	if err := admin.Do(ctx, admin.B().ClientPause().Timeout(pause.Milliseconds()).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	pausedUntil := time.Now().Add(pause)
+	evs := newEvents(200, 5)
+	publishAll(ctx, pub, evs)
+	if time.Now().After(pausedUntil) {
+		t.Fatal("Publish waited for a paused Redis")
+	}
+	if got := value(t, pub.m.fallback); got != float64(len(evs)) {
+		t.Fatalf("fallback = %v while Redis is paused, want %d", got, len(evs))
+	}
+	waitRows(t, db.Pool, len(evs))
+	// XADDs that were cut off may still land in the stream once Redis resumes; a
+	// consumer then finds those rows already stored.
+	cons, err := NewConsumer(fastConsumer("", "c1"), rdb, db.Pool, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, cons)
+	eventually(t, "stream drained", func() bool { h := health(t, cons); return h.Pending == 0 && h.Lag == 0 })
+	if n := countRows(t, db.Pool); n != len(evs) {
+		t.Fatalf("%d rows, want %d", n, len(evs))
+	}
+}

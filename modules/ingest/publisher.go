@@ -161,14 +161,16 @@ func NewPublisher(cfg PublisherConfig, rdb rueidis.Client, pool *pgxpool.Pool, r
 // cfg.Timeout) or the event is in the in-process queue; when that is full the click is
 // dropped and counted. It never blocks longer than the timeout and never fails the
 // caller. A missing ID or Time is filled in.
-func (p *Publisher) Publish(ctx context.Context, ev Event) {
+func (p *Publisher) Publish(_ context.Context, ev Event) {
 	if ev.ID == uuid.Nil {
 		ev.ID = newEventID()
 	}
 	if ev.Time.IsZero() {
 		ev.Time = time.Now()
 	}
-	if p.rdb != nil && !p.open.Load() && p.toStream(ctx, &ev) == nil {
+	// ctx does not shorten the hand-off: a client that goes away after its redirect was
+	// decided still made the click, and the wait is bounded by cfg.Timeout anyway.
+	if p.rdb != nil && !p.open.Load() && p.toStream(&ev) == nil {
 		return
 	}
 	select {
@@ -181,20 +183,21 @@ func (p *Publisher) Publish(ctx context.Context, ev Event) {
 
 // waiter is one Publish waiting for the batch that carries its event.
 type waiter struct {
-	ev   Event
-	done chan error
+	ev    Event
+	since time.Time // when Publish handed it over: its cfg.Timeout budget runs from here
+	done  chan error
 }
 
 // toStream puts ev into the stream: through the batchers when Run is running, else
 // with an XADD of its own.
-func (p *Publisher) toStream(ctx context.Context, ev *Event) error {
+func (p *Publisher) toStream(ev *Event) error {
 	p.gate.RLock()
 	if !p.running {
 		p.gate.RUnlock()
-		return p.xadd(ctx, []*Event{ev})
+		return p.xadd(time.Now().Add(p.cfg.Timeout), []*Event{ev})
 	}
 	w := p.waiters.Get().(*waiter)
-	w.ev = *ev
+	w.ev, w.since = *ev, time.Now()
 	p.waiting <- w
 	p.gate.RUnlock()
 	err := <-w.done
@@ -227,7 +230,7 @@ func (p *Publisher) batch(stop <-chan struct{}) {
 			for {
 				select {
 				case w := <-p.waiting:
-					w.done <- p.xadd(context.Background(), []*Event{&w.ev})
+					w.done <- p.xadd(w.since.Add(p.cfg.Timeout), []*Event{&w.ev})
 				default:
 					return
 				}
@@ -246,7 +249,10 @@ func (p *Publisher) batch(stop <-chan struct{}) {
 		for _, w := range ws {
 			evs = append(evs, &w.ev)
 		}
-		err := p.xadd(context.Background(), evs)
+		// Waiters are taken in arrival order: the first has waited longest, and the
+		// batch must be acknowledged within its budget, so no redirect waits for Redis
+		// longer than cfg.Timeout in all, in-flight batch ahead of it included.
+		err := p.xadd(ws[0].since.Add(p.cfg.Timeout), evs)
 		for _, w := range ws {
 			w.done <- err
 		}
@@ -261,14 +267,14 @@ func newEventID() uuid.UUID {
 	return id
 }
 
-// xadd appends evs to the stream as one entry, waiting at most cfg.Timeout for Redis.
-func (p *Publisher) xadd(ctx context.Context, evs []*Event) error {
+// xadd appends evs to the stream as one entry, waiting for Redis until deadline.
+func (p *Publisher) xadd(deadline time.Time, evs []*Event) error {
 	bp := p.bufs.Get().(*[]byte)
 	b := (*bp)[:0]
 	for _, ev := range evs {
 		b = appendEvent(b, ev)
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.Timeout)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	// The command refers to b without copying it. On error the buffer is not
 	// reused: a timed-out command may still be queued for writing.
 	cmd := p.rdb.B().Xadd().Key(p.key).Id("*").FieldValue().FieldValue(streamField, unsafe.String(unsafe.SliceData(b), len(b))).Build()
