@@ -28,7 +28,7 @@ type ConsumerConfig struct {
 	// (its pending entries are re-read at start) and distinct per instance
 	// (default: the hostname).
 	Name string
-	// BatchSize is the most entries read and written at once (default 5000).
+	// BatchSize is about how many clicks are read and written at once (default 5000).
 	BatchSize int
 	// Block is how long one XREADGROUP waits for new entries (default 1s).
 	Block time.Duration
@@ -99,6 +99,17 @@ type Consumer struct {
 	m      *consumerMetrics
 
 	lastBatch atomic.Int64 // unix nanos of the last committed batch
+
+	// perEntry is the number of events per stream entry seen in the last batch
+	// (group commit puts up to maxPerEntry in one). Reads ask for BatchSize/perEntry
+	// entries, so a batch holds about BatchSize events, not BatchSize entries: it
+	// starts at the maximum, so the first read after a restart is bounded too.
+	perEntry atomic.Int64
+}
+
+// count is how many entries to read or claim for a batch of about BatchSize events.
+func (c *Consumer) count() int64 {
+	return max(1, int64(c.cfg.BatchSize)/max(1, c.perEntry.Load()))
 }
 
 // IngestHealth is the stream's state for /health.
@@ -136,6 +147,7 @@ func NewConsumer(cfg ConsumerConfig, rdb rueidis.Client, pool *pgxpool.Pool, reg
 		logger: logger,
 		m:      newConsumerMetrics(),
 	}
+	c.perEntry.Store(maxPerEntry)
 	if err := register(reg, append(c.m.collectors(), wm.collectors()...)...); err != nil {
 		_ = closeGeo()
 		return nil, err
@@ -244,7 +256,7 @@ func isNoGroup(err error) bool {
 // read returns up to BatchSize entries after id: ">" for new entries (blocking up to
 // cfg.Block), or an ID to page through this consumer's own pending entries.
 func (c *Consumer) read(ctx context.Context, id string) ([]rueidis.XRangeEntry, error) {
-	b := c.rdb.B().Xreadgroup().Group(groupName, c.cfg.Name).Count(int64(c.cfg.BatchSize))
+	b := c.rdb.B().Xreadgroup().Group(groupName, c.cfg.Name).Count(c.count())
 	var cmd rueidis.Completed
 	if id == ">" {
 		cmd = b.Block(c.cfg.Block.Milliseconds()).Streams().Key(c.key).Id(id).Build()
@@ -296,7 +308,7 @@ func (c *Consumer) claim(ctx context.Context) bool {
 	start := "0-0"
 	for ctx.Err() == nil {
 		cmd := c.rdb.B().Xautoclaim().Key(c.key).Group(groupName).Consumer(c.cfg.Name).
-			MinIdleTime(idle).Start(start).Count(int64(c.cfg.BatchSize)).Build()
+			MinIdleTime(idle).Start(start).Count(c.count()).Build()
 		arr, err := c.rdb.Do(ctx, cmd).ToArray()
 		if err == nil && len(arr) < 2 {
 			err = fmt.Errorf("XAUTOCLAIM reply has %d elements", len(arr))
@@ -348,6 +360,7 @@ func (c *Consumer) process(ctx context.Context, entries []rueidis.XRangeEntry) b
 			c.logger.Error("undecodable click stream entry acknowledged and skipped", "id", e.ID, "error", err)
 		}
 	}
+	c.perEntry.Store(max(1, (int64(len(events))+int64(len(entries))-1)/int64(len(entries))))
 	bo := backoff{min: c.cfg.RetryMin, max: c.cfg.RetryMax}
 	for {
 		// An in-flight write is not cut short by shutdown: the batch in hand is

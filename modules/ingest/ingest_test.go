@@ -244,6 +244,7 @@ func TestExactlyOnceAfterCrashBeforeAck(t *testing.T) {
 			publishAll(ctx, pub, evs)
 
 			// The dead consumer reads everything and commits 300 rows, then dies.
+			dead.perEntry.Store(1) // one click per entry (no group commit without Run)
 			entries, err := dead.read(ctx, ">")
 			if err != nil || len(entries) != len(evs) {
 				t.Fatalf("read %d entries, %v; want %d", len(entries), err, len(evs))
@@ -624,6 +625,7 @@ func TestTrimKeepsUnacknowledged(t *testing.T) {
 	if err := cons.ensureGroup(ctx); err != nil {
 		t.Fatal(err)
 	}
+	cons.perEntry.Store(1) // one click per entry: sequential publishes
 	entries, err := cons.read(ctx, ">")
 	if err != nil || len(entries) != 1000 {
 		t.Fatalf("read %d, %v", len(entries), err)
@@ -901,5 +903,47 @@ func TestSlowRedisDoesNotHoldRedirects(t *testing.T) {
 	eventually(t, "stream drained", func() bool { h := health(t, cons); return h.Pending == 0 && h.Lag == 0 })
 	if n := countRows(t, db.Pool); n != len(evs) {
 		t.Fatalf("%d rows, want %d", n, len(evs))
+	}
+}
+
+// A batch holds about BatchSize clicks however many clicks share an entry: reads ask
+// for fewer entries once entries carry several clicks, and start conservatively.
+func TestReadSizeFollowsClicksPerEntry(t *testing.T) {
+	t.Parallel()
+	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
+	cfg := fastConsumer(rd.Prefix, "c1")
+	cfg.BatchSize = 1000
+	cons, err := NewConsumer(cfg, rd.Client, db.Pool, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cons.count(); got != 1000/maxPerEntry {
+		t.Fatalf("first read asks for %d entries, want %d", got, 1000/maxPerEntry)
+	}
+	entries := func(n, per int) []rueidis.XRangeEntry {
+		out := make([]rueidis.XRangeEntry, n)
+		for i := range out {
+			var b []byte
+			for _, ev := range newEvents(per, 1) {
+				b = appendEvent(b, &ev)
+			}
+			out[i] = rueidis.XRangeEntry{ID: fmt.Sprintf("1-%d", i), FieldValues: map[string]string{streamField: string(b)}}
+		}
+		return out
+	}
+	if !cons.process(context.Background(), entries(10, 1)) {
+		t.Fatal("process failed")
+	}
+	if got := cons.count(); got != 1000 {
+		t.Fatalf("after single-click entries: count %d, want 1000", got)
+	}
+	if !cons.process(context.Background(), entries(4, 50)) {
+		t.Fatal("process failed")
+	}
+	if got := cons.count(); got != 20 {
+		t.Fatalf("after 50-click entries: count %d, want 20", got)
+	}
+	if n := countRows(t, db.Pool); n != 210 {
+		t.Fatalf("%d rows, want 210", n)
 	}
 }
