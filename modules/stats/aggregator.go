@@ -159,14 +159,14 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		}
 		// A tick that hit the cap leaves a backlog: keep going without waiting.
 		for ctx.Err() == nil {
-			n, err := a.RunOnce(ctx)
+			_, more, err := a.runOnce(ctx)
 			if err != nil {
 				if ctx.Err() == nil {
 					a.logger.Error("aggregate clicks", "err", err)
 				}
 				break
 			}
-			if n < int64(a.cfg.MaxRowsPerTick) {
+			if !more {
 				break
 			}
 		}
@@ -299,45 +299,53 @@ SELECT clicked_at FROM click_logs WHERE xid >= $1 ORDER BY xid LIMIT 1`
 // another instance holds the aggregator lock. Everything happens in one transaction:
 // a failure at any point leaves rollups and watermark as they were.
 func (a *Aggregator) RunOnce(ctx context.Context) (int64, error) {
+	n, _, err := a.runOnce(ctx)
+	return n, err
+}
+
+// runOnce is RunOnce that also reports whether the cap left committed rows behind.
+func (a *Aggregator) runOnce(ctx context.Context) (n int64, more bool, err error) {
 	start := time.Now()
-	n, locked, err := a.tick(ctx)
+	n, more, locked, err := a.tick(ctx)
 	switch {
 	case err != nil:
 		a.metrics.ticks.WithLabelValues("error").Inc()
-		return 0, fmt.Errorf("aggregate clicks: %w", err)
+		return 0, false, fmt.Errorf("aggregate clicks: %w", err)
 	case !locked:
 		a.metrics.ticks.WithLabelValues("skipped").Inc()
-		return 0, nil
+		return 0, false, nil
 	}
 	a.metrics.ticks.WithLabelValues("ok").Inc()
 	a.metrics.duration.Observe(time.Since(start).Seconds())
 	a.metrics.rows.Add(float64(n))
 	a.metrics.lastSuccess.Set(float64(time.Now().UnixNano()) / 1e9)
-	return n, nil
+	return n, more, nil
 }
 
-func (a *Aggregator) tick(ctx context.Context) (rows int64, locked bool, err error) {
+// tick runs one aggregation transaction. more reports that the cap stopped it short
+// of the window, so committed rows are still waiting.
+func (a *Aggregator) tick(ctx context.Context) (rows int64, more, locked bool, err error) {
 	tx, err := a.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
-		return 0, false, err
+		return 0, false, false, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 
 	if err := tx.QueryRow(ctx, tryLockSQL, int64(aggregatorLockKey)).Scan(&locked); err != nil {
-		return 0, false, fmt.Errorf("lock: %w", err)
+		return 0, false, false, fmt.Errorf("lock: %w", err)
 	}
 	if !locked {
-		return 0, false, nil
+		return 0, false, false, nil
 	}
 	var low, high uint64
 	if err := tx.QueryRow(ctx, windowSQL).Scan(&low, &high); err != nil {
-		return 0, true, fmt.Errorf("read watermark: %w", err)
+		return 0, false, true, fmt.Errorf("read watermark: %w", err)
 	}
 	// xmin never moves backwards; the guard only keeps the watermark monotonic.
 	high = max(high, low)
 	var first, cut *uint64
 	if err := tx.QueryRow(ctx, cutSQL, low, high, a.cfg.MaxRowsPerTick).Scan(&first, &cut); err != nil {
-		return 0, true, fmt.Errorf("find cut: %w", err)
+		return 0, false, true, fmt.Errorf("find cut: %w", err)
 	}
 	switch {
 	case cut == nil:
@@ -353,33 +361,33 @@ func (a *Aggregator) tick(ctx context.Context) (rows int64, locked bool, err err
 		// A tick sorts and hashes up to MaxRowsPerTick rows several ways; the default
 		// 4 MB spills those to disk.
 		if _, err := tx.Exec(ctx, tickWorkMemSQL); err != nil {
-			return 0, true, fmt.Errorf("set work_mem: %w", err)
+			return 0, false, true, fmt.Errorf("set work_mem: %w", err)
 		}
 		if err := tx.QueryRow(ctx, aggregateSQL, low, high).Scan(&rows); err != nil {
-			return 0, true, fmt.Errorf("add to rollups: %w", err)
+			return 0, false, true, fmt.Errorf("add to rollups: %w", err)
 		}
 	}
 	if _, err := tx.Exec(ctx, advanceSQL, high, rows); err != nil {
-		return 0, true, fmt.Errorf("advance watermark: %w", err)
+		return 0, false, true, fmt.Errorf("advance watermark: %w", err)
 	}
 	var oldest time.Time
 	switch err := tx.QueryRow(ctx, pendingSQL, high).Scan(&oldest); {
 	case errors.Is(err, pgx.ErrNoRows):
 		a.metrics.lag.Set(0)
 	case err != nil:
-		return 0, true, fmt.Errorf("read lag: %w", err)
+		return 0, false, true, fmt.Errorf("read lag: %w", err)
 	default:
 		a.metrics.lag.Set(max(0, time.Since(oldest).Seconds()))
 	}
 	if a.beforeCommit != nil {
 		if err := a.beforeCommit(ctx, tx); err != nil {
-			return 0, true, err
+			return 0, false, true, err
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return 0, true, fmt.Errorf("commit: %w", err)
+		return 0, false, true, fmt.Errorf("commit: %w", err)
 	}
-	return rows, true, nil
+	return rows, cut != nil, true, nil
 }
 
 // Health is the aggregator's state as seen by every instance, for /health.
