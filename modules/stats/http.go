@@ -35,7 +35,7 @@ func NewHandler(pool *pgxpool.Pool, logger *slog.Logger) *Handler {
 	}
 	return &Handler{
 		store:  &store{pool: pool},
-		cache:  newResponseCache(10_000),
+		cache:  newResponseCache(1_000),
 		pool:   pool,
 		logger: logger.With("module", "stats"),
 		now:    time.Now,
