@@ -86,7 +86,12 @@ func (s *store) linkStats(ctx context.Context, slug string, q rangeQuery, recent
 		return rawLinkStats{}, fmt.Errorf("query link stats: %w", err)
 	}
 	defer rows.Close()
-	var r rawLinkStats
+	// Sized for a typical answer, so appends do not reallocate per request.
+	r := rawLinkStats{
+		daily:       make([]dayRow, 0, q.days()),
+		dimensions:  make([]dimensionRow, 0, 128),
+		recentHours: make([]hourRow, 0, 48),
+	}
 	var (
 		kind       int
 		dim, value string
