@@ -72,12 +72,12 @@ func TestClicksCountedEndToEnd(t *testing.T) {
 			for range heads {
 				mustStatus(t, h.do(t, http.MethodHead, "/"+slug, nil), http.StatusFound)
 			}
-			s := h.waitStats(t, slug, func(s map[string]any) bool {
+			h.waitStats(t, slug, func(s map[string]any) bool {
 				return s["total_clicks"].(float64)+s["bot_clicks"].(float64) >= humans+bots
 			})
 			// Give a double count the chance to show.
 			time.Sleep(600 * time.Millisecond)
-			s = h.waitStats(t, slug, func(map[string]any) bool { return true })
+			s := h.waitStats(t, slug, func(map[string]any) bool { return true })
 			if s["total_clicks"] != float64(humans) || s["bot_clicks"] != float64(bots) {
 				t.Fatalf("counted %v humans and %v bots, want %d and %d", s["total_clicks"], s["bot_clicks"], humans, bots)
 			}

@@ -23,7 +23,7 @@ func newLogger(cfg Config, w io.Writer, getenv func(string) string) *slog.Logger
 		}
 	}
 	if format == "text" {
-		return slog.New(tint.NewHandler(w, &tint.Options{
+		return slog.New(tint.NewTextHandler(w, &tint.Options{
 			Level:      level,
 			TimeFormat: time.TimeOnly,
 			NoColor:    getenv("NO_COLOR") != "",

@@ -194,11 +194,11 @@ func TestMultipleInstances(t *testing.T) {
 		}
 	}
 	// The two per instance above used Go's user agent: bots.
-	s := c.waitStats(t, slug, func(s map[string]any) bool {
+	c.waitStats(t, slug, func(s map[string]any) bool {
 		return s["total_clicks"].(float64)+s["bot_clicks"].(float64) >= 3*perInstance
 	})
 	time.Sleep(600 * time.Millisecond)
-	s = c.waitStats(t, slug, func(map[string]any) bool { return true })
+	s := c.waitStats(t, slug, func(map[string]any) bool { return true })
 	if s["total_clicks"] != float64(3*(perInstance-2)) || s["bot_clicks"] != float64(6) {
 		t.Fatalf("counted %v humans, %v bots; want %d and 6", s["total_clicks"], s["bot_clicks"], 3*(perInstance-2))
 	}

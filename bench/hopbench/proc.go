@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -329,5 +328,3 @@ func (s *sampler) finish() (maxRSSkB, maxLag, maxPending int64) {
 	defer s.mu.Unlock()
 	return s.maxRSS, s.maxLag, s.maxPend
 }
-
-var errTimeout = errors.New("timed out")

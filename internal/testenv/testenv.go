@@ -227,4 +227,3 @@ func redact(raw string) string {
 	}
 	return u.Redacted()
 }
-

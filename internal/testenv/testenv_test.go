@@ -1,4 +1,19 @@
 package testenv_test
-import ("testing";"context";"github.com/hop-dev/hop/internal/testenv")
-func TestSmoke(t *testing.T){ t.Parallel(); d:=testenv.NewDB(t); var n int; if err:=d.Pool.QueryRow(context.Background(),"select count(*) from links").Scan(&n);err!=nil{t.Fatal(err)}; r:=testenv.NewRedis(t); _ = r}
-func TestSmoke2(t *testing.T){ t.Parallel(); d:=testenv.NewDB(t); _=d}
+
+import (
+	"context"
+	"github.com/hop-dev/hop/internal/testenv"
+	"testing"
+)
+
+func TestSmoke(t *testing.T) {
+	t.Parallel()
+	d := testenv.NewDB(t)
+	var n int
+	if err := d.Pool.QueryRow(context.Background(), "select count(*) from links").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	r := testenv.NewRedis(t)
+	_ = r
+}
+func TestSmoke2(t *testing.T) { t.Parallel(); d := testenv.NewDB(t); _ = d }
