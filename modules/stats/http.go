@@ -150,8 +150,11 @@ func (h *Handler) shapeLinkStats(slug string, q rangeQuery, recentTo time.Time, 
 		}
 	}
 	s.Hourly = make([]HourStats, 48)
+	hours := formatEach(len(s.Hourly), time.RFC3339, func(i int) time.Time {
+		return recentFrom.Add(time.Duration(i) * time.Hour).In(q.loc)
+	})
 	for i := range s.Hourly {
-		s.Hourly[i].Hour = recentFrom.Add(time.Duration(i) * time.Hour).In(q.loc).Format(time.RFC3339)
+		s.Hourly[i].Hour = hours[i]
 	}
 	for _, r := range raw.recentHours {
 		if i := int(r.hour.Sub(recentFrom) / time.Hour); i >= 0 && i < len(s.Hourly) {
@@ -165,8 +168,9 @@ func (h *Handler) shapeLinkStats(slug string, q rangeQuery, recentTo time.Time, 
 // per UTC date; for other zones clicks come from hourly rollups by local date.
 func dailySeries(q rangeQuery, days []dayRow, hours []hourRow) (series []DayStats, clicks, uniques, bots int64) {
 	series = make([]DayStats, q.days())
+	dates := formatEach(len(series), dateLayout, func(i int) time.Time { return q.start.AddDate(0, 0, i) })
 	for i := range series {
-		series[i].Date = q.start.AddDate(0, 0, i).Format(dateLayout)
+		series[i].Date = dates[i]
 	}
 	for _, d := range days {
 		if d.index < 0 || d.index >= len(series) {
@@ -303,4 +307,22 @@ func rangeValues(start, end, tz string, limit int) url.Values {
 		v.Set("limit", strconv.Itoa(limit))
 	}
 	return v
+}
+
+// formatEach formats n times into one buffer and returns them as substrings of one
+// string: two allocations for a whole series instead of one per entry.
+func formatEach(n int, layout string, at func(i int) time.Time) []string {
+	buf := make([]byte, 0, n*(len(layout)+6))
+	ends := make([]int, n)
+	for i := range n {
+		buf = at(i).AppendFormat(buf, layout)
+		ends[i] = len(buf)
+	}
+	all := string(buf)
+	out := make([]string, n)
+	start := 0
+	for i, end := range ends {
+		out[i], start = all[start:end], end
+	}
+	return out
 }

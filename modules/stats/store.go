@@ -2,9 +2,13 @@ package stats
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -92,22 +96,33 @@ func (s *store) linkStats(ctx context.Context, slug string, q rangeQuery, recent
 		dimensions:  make([]dimensionRow, 0, 128),
 		recentHours: make([]hourRow, 0, 48),
 	}
-	var (
-		kind       int
-		dim, value string
-		a, b, c, d int64
-	)
+	// Rows are read from their raw values: pgx's Scan costs an interface slice and
+	// reflection per row, and a stats answer is a few hundred rows.
+	fields := rows.FieldDescriptions()
+	var n [7]int64
 	for rows.Next() {
-		if err := rows.Scan(&kind, &dim, &value, &a, &b, &c, &d); err != nil {
-			return rawLinkStats{}, fmt.Errorf("scan link stats: %w", err)
+		vals := rows.RawValues()
+		if len(vals) != len(n) || len(fields) != len(n) {
+			return rawLinkStats{}, fmt.Errorf("scan link stats: %d columns", len(vals))
 		}
+		for i := range n {
+			if i == 1 || i == 2 {
+				continue // text columns
+			}
+			v, err := rawInt(fields[i], vals[i])
+			if err != nil {
+				return rawLinkStats{}, fmt.Errorf("scan link stats: column %d: %w", i, err)
+			}
+			n[i] = v
+		}
+		kind, a, b, c, d := n[0], n[3], n[4], n[5], n[6]
 		switch kind {
 		case kindLink:
 			r.found, r.deleted, r.version = true, a == 1, b
 		case kindDay:
 			r.daily = append(r.daily, dayRow{index: int(a), clicks: b, uniques: c, botClicks: d})
 		case kindDimension:
-			r.dimensions = append(r.dimensions, dimensionRow{dimension: dim, value: value, clicks: a})
+			r.dimensions = append(r.dimensions, dimensionRow{dimension: dimensionName(vals[1]), value: string(vals[2]), clicks: a})
 		case kindRangeHour:
 			r.rangeHours = append(r.rangeHours, hourRow{hour: time.Unix(a, 0), clicks: b, botClicks: c})
 		case kindRecentHour:
@@ -180,4 +195,38 @@ func (s *store) overview(ctx context.Context, q rangeQuery) (rawOverview, error)
 		return rawOverview{}, fmt.Errorf("read overview: %w", err)
 	}
 	return r, nil
+}
+
+// rawInt decodes an integer column in either wire format.
+func rawInt(fd pgconn.FieldDescription, b []byte) (int64, error) {
+	if fd.Format == pgx.BinaryFormatCode {
+		switch len(b) {
+		case 2:
+			return int64(int16(binary.BigEndian.Uint16(b))), nil
+		case 4:
+			return int64(int32(binary.BigEndian.Uint32(b))), nil
+		case 8:
+			return int64(binary.BigEndian.Uint64(b)), nil
+		}
+		return 0, fmt.Errorf("integer of %d bytes", len(b))
+	}
+	return strconv.ParseInt(string(b), 10, 64)
+}
+
+// dimensionName returns the constant for a dimension column value, so the five
+// names are not allocated again for every row.
+func dimensionName(b []byte) string {
+	switch string(b) {
+	case "country":
+		return "country"
+	case "referer":
+		return "referer"
+	case "browser":
+		return "browser"
+	case "os":
+		return "os"
+	case "device":
+		return "device"
+	}
+	return string(b)
 }
