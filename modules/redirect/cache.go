@@ -25,7 +25,8 @@ const (
 	liveTTL      = 10 * time.Minute
 	limitedTTL   = 5 * time.Second
 	negativeTTL  = 30 * time.Second
-	hotTTL       = 10 * time.Second // bound on a hot entry's life; invalidations normally end it first
+	hotTTL       = 10 * time.Second       // bound on a hot entry's life; invalidations normally end it first
+	ownChangeTTL = 200 * time.Millisecond // an own change shown before Redis' invalidation arrives
 	redisTimeout = 50 * time.Millisecond
 	localMax     = 100_000
 )
@@ -189,5 +190,25 @@ func (c *cache) Invalidate(ctx context.Context, slug string) error {
 	if err != nil {
 		return err
 	}
-	return c.fill(ctx, slug, t, false)
+	if err := c.fill(ctx, slug, t, false); err != nil {
+		return err
+	}
+	// This instance must read its own change at once, but Redis' invalidation of its
+	// rueidis cache arrives a moment later. A cached read now registers tracking (so
+	// later changes by others reach this instance) and shows whether the local cache
+	// already has the new value; if not, the new value is served from the map only
+	// until the invalidation on its way has cleared the stale one.
+	gen := c.gen.Add(1)
+	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	v, err := c.rdb.DoCache(rctx, c.rdb.B().Get().Key(c.key(slug)).Cache(), liveTTL).ToString()
+	cancel()
+	now := time.Now().UnixNano()
+	expires := now + int64(hotTTL)
+	if err != nil || v != t.encode() {
+		expires = now + int64(ownChangeTTL)
+	}
+	if c.gen.Load() == gen {
+		c.remember(slug, t, expires)
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package redirect
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -112,4 +113,43 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// The instance that makes a change serves it on its very next redirect, before Redis'
+// invalidation message has arrived, and still hears of later changes by others.
+func TestOwnChangeIsReadAtOnce(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	r := testenv.NewRedis(t)
+	store, err := links.NewStore(db.Pool, "s", 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO links (slug, original_url) VALUES ('own', 'https://v1.example/')`); err != nil {
+		t.Fatal(err)
+	}
+	a, ae := instanceWithClient(t, store, r.Prefix)
+	b, _ := instanceWithClient(t, store, r.Prefix)
+	for i := range 20 {
+		location(ae, "own") // warm
+		url := fmt.Sprintf("https://v%d.example/", i+2)
+		if _, err := db.Pool.Exec(ctx, `UPDATE links SET original_url = $1 WHERE slug = 'own'`, url); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Invalidate(ctx, "own"); err != nil {
+			t.Fatal(err)
+		}
+		if _, loc := location(ae, "own"); loc != url {
+			t.Fatalf("round %d: the changing instance answered %q, want %q", i, loc, url)
+		}
+	}
+	// A change made elsewhere still reaches the instance that made the last one.
+	if _, err := db.Pool.Exec(ctx, `UPDATE links SET original_url = 'https://other.example/' WHERE slug = 'own'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Invalidate(ctx, "own"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { _, loc := location(ae, "own"); return loc == "https://other.example/" })
 }
