@@ -170,14 +170,8 @@ func TestStreamEndToEnd(t *testing.T) {
 	t.Parallel()
 	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
 	reg := prometheus.NewRegistry()
-	pub, err := NewPublisher(fastPublisher(rd.Prefix), rd.Client, db.Pool, reg, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := NewConsumer(fastConsumer(rd.Prefix, "c1"), rd.Client, db.Pool, reg, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := mustPublisher(t, fastPublisher(rd.Prefix), rd.Client, db.Pool, reg, testLogger(t))
+	cons := mustConsumer(t, fastConsumer(rd.Prefix, "c1"), rd.Client, db.Pool, reg, testLogger(t))
 	run(t, pub)
 	run(t, cons)
 
@@ -282,14 +276,8 @@ func TestNoGroupRecovery(t *testing.T) {
 	t.Parallel()
 	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
 	ctx := context.Background()
-	pub, err := NewPublisher(fastPublisher(rd.Prefix), rd.Client, db.Pool, nil, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := NewConsumer(fastConsumer(rd.Prefix, "c1"), rd.Client, db.Pool, nil, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := mustPublisher(t, fastPublisher(rd.Prefix), rd.Client, db.Pool, nil, testLogger(t))
+	cons := mustConsumer(t, fastConsumer(rd.Prefix, "c1"), rd.Client, db.Pool, nil, testLogger(t))
 	run(t, pub)
 	run(t, cons)
 	publishAll(ctx, pub, newEvents(100, 1))
@@ -319,15 +307,9 @@ func TestUndecodableEntryIsAcknowledged(t *testing.T) {
 	if err := rd.Client.Do(ctx, rd.Client.B().Xadd().Key(key).Id("*").FieldValue().FieldValue("other", "x").Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	pub, err := NewPublisher(fastPublisher(rd.Prefix), rd.Client, db.Pool, nil, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := mustPublisher(t, fastPublisher(rd.Prefix), rd.Client, db.Pool, nil, testLogger(t))
 	publishAll(ctx, pub, newEvents(10, 1))
-	cons, err := NewConsumer(fastConsumer(rd.Prefix, "c1"), rd.Client, db.Pool, nil, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cons := mustConsumer(t, fastConsumer(rd.Prefix, "c1"), rd.Client, db.Pool, nil, testLogger(t))
 	run(t, cons)
 	waitRows(t, db.Pool, 10)
 	eventually(t, "nothing pending", func() bool { return health(t, cons).Pending == 0 })
@@ -428,14 +410,8 @@ func TestPostgresOutageLosesNothing(t *testing.T) {
 	}
 	t.Cleanup(proxied.Close)
 
-	pub, err := NewPublisher(fastPublisher(rd.Prefix), rd.Client, db.Pool, nil, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := NewConsumer(fastConsumer(rd.Prefix, "c1"), rd.Client, proxied, nil, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := mustPublisher(t, fastPublisher(rd.Prefix), rd.Client, db.Pool, nil, testLogger(t))
+	cons := mustConsumer(t, fastConsumer(rd.Prefix, "c1"), rd.Client, proxied, nil, testLogger(t))
 	run(t, cons)
 	publishAll(ctx, pub, newEvents(100, 1))
 	waitRows(t, db.Pool, 100)
@@ -505,14 +481,8 @@ func TestRedisDownFallback(t *testing.T) {
 	}
 	t.Cleanup(rdb.Close)
 
-	pub, err := NewPublisher(fastPublisher(""), rdb, db.Pool, nil, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := NewConsumer(fastConsumer("", "c1"), rdb, db.Pool, nil, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := mustPublisher(t, fastPublisher(""), rdb, db.Pool, nil, testLogger(t))
+	cons := mustConsumer(t, fastConsumer("", "c1"), rdb, db.Pool, nil, testLogger(t))
 	run(t, pub)
 	run(t, cons)
 
@@ -557,10 +527,7 @@ func TestRedisDownFallback(t *testing.T) {
 func TestPublisherWithoutRedis(t *testing.T) {
 	t.Parallel()
 	db := testenv.NewDB(t)
-	pub, err := NewPublisher(fastPublisher(""), nil, db.Pool, nil, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := mustPublisher(t, fastPublisher(""), nil, db.Pool, nil, testLogger(t))
 	run(t, pub)
 	publishAll(context.Background(), pub, newEvents(250, 1))
 	waitRows(t, db.Pool, 250)
@@ -574,10 +541,7 @@ func TestPublisherDropsWhenQueueFull(t *testing.T) {
 	db := testenv.NewDB(t)
 	cfg := fastPublisher("")
 	cfg.QueueSize = 4
-	pub, err := NewPublisher(cfg, nil, db.Pool, nil, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := mustPublisher(t, cfg, nil, db.Pool, nil, testLogger(t))
 	publishAll(context.Background(), pub, newEvents(10, 1)) // Run not started: nothing drains
 	if f, d := value(t, pub.m.fallback), value(t, pub.m.dropped); f != 4 || d != 6 {
 		t.Fatalf("fallback %v, dropped %v; want 4, 6", f, d)
@@ -591,10 +555,7 @@ func TestPublisherFlushesOnShutdown(t *testing.T) {
 	db := testenv.NewDB(t)
 	cfg := fastPublisher("")
 	cfg.FlushInterval = time.Hour // only shutdown can flush
-	pub, err := NewPublisher(cfg, nil, db.Pool, nil, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := mustPublisher(t, cfg, nil, db.Pool, nil, testLogger(t))
 	stop := run(t, pub)
 	publishAll(context.Background(), pub, newEvents(37, 1))
 	eventually(t, "queue taken by Run", func() bool { return len(pub.queue) < 37 })
@@ -611,14 +572,8 @@ func TestTrimKeepsUnacknowledged(t *testing.T) {
 	key := rd.Prefix + "clicks"
 	cfg := fastConsumer(rd.Prefix, "c1")
 	cfg.BatchSize = 1000
-	cons, err := NewConsumer(cfg, rd.Client, db.Pool, nil, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := NewPublisher(fastPublisher(rd.Prefix), rd.Client, db.Pool, nil, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cons := mustConsumer(t, cfg, rd.Client, db.Pool, nil, testLogger(t))
+	pub := mustPublisher(t, fastPublisher(rd.Prefix), rd.Client, db.Pool, nil, testLogger(t))
 	for _, ev := range newEvents(1000, 1) { // sequential: stream order = slice order
 		pub.Publish(ctx, ev)
 	}
@@ -803,10 +758,7 @@ func BenchmarkWriteBatch(b *testing.B) {
 func TestGroupCommitSharesEntries(t *testing.T) {
 	t.Parallel()
 	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
-	pub, err := NewPublisher(fastPublisher(rd.Prefix), rd.Client, db.Pool, nil, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := mustPublisher(t, fastPublisher(rd.Prefix), rd.Client, db.Pool, nil, testLogger(t))
 	run(t, pub)
 	evs := newEvents(3000, 3)
 	publishAll(context.Background(), pub, evs)
@@ -818,10 +770,7 @@ func TestGroupCommitSharesEntries(t *testing.T) {
 		t.Fatalf("%d clicks made %d stream entries: no group commit", len(evs), entries)
 	}
 	t.Logf("%d clicks in %d stream entries", len(evs), entries)
-	cons, err := NewConsumer(fastConsumer(rd.Prefix, "c1"), rd.Client, db.Pool, nil, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cons := mustConsumer(t, fastConsumer(rd.Prefix, "c1"), rd.Client, db.Pool, nil, testLogger(t))
 	run(t, cons)
 	waitRows(t, db.Pool, len(evs))
 	var distinct int
@@ -868,10 +817,7 @@ func TestSlowRedisDoesNotHoldRedirects(t *testing.T) {
 	t.Cleanup(rdb.Close)
 	cfg := fastPublisher("")
 	cfg.Timeout = 50 * time.Millisecond
-	pub, err := NewPublisher(cfg, rdb, db.Pool, nil, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := mustPublisher(t, cfg, rdb, db.Pool, nil, testLogger(t))
 	run(t, pub)
 	ctx := context.Background()
 	admin, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{"127.0.0.1:" + srv.port}, DisableCache: true})
@@ -895,10 +841,7 @@ func TestSlowRedisDoesNotHoldRedirects(t *testing.T) {
 	waitRows(t, db.Pool, len(evs))
 	// XADDs that were cut off may still land in the stream once Redis resumes; a
 	// consumer then finds those rows already stored.
-	cons, err := NewConsumer(fastConsumer("", "c1"), rdb, db.Pool, nil, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cons := mustConsumer(t, fastConsumer("", "c1"), rdb, db.Pool, nil, testLogger(t))
 	run(t, cons)
 	eventually(t, "stream drained", func() bool { h := health(t, cons); return h.Pending == 0 && h.Lag == 0 })
 	if n := countRows(t, db.Pool); n != len(evs) {
@@ -913,10 +856,7 @@ func TestReadSizeFollowsClicksPerEntry(t *testing.T) {
 	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
 	cfg := fastConsumer(rd.Prefix, "c1")
 	cfg.BatchSize = 1000
-	cons, err := NewConsumer(cfg, rd.Client, db.Pool, nil, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cons := mustConsumer(t, cfg, rd.Client, db.Pool, nil, testLogger(t))
 	if got := cons.count(); got != 1000/maxPerEntry {
 		t.Fatalf("first read asks for %d entries, want %d", got, 1000/maxPerEntry)
 	}
@@ -946,4 +886,22 @@ func TestReadSizeFollowsClicksPerEntry(t *testing.T) {
 	if n := countRows(t, db.Pool); n != 210 {
 		t.Fatalf("%d rows, want 210", n)
 	}
+}
+
+func mustPublisher(t testing.TB, cfg PublisherConfig, rdb rueidis.Client, pool *pgxpool.Pool, reg prometheus.Registerer, logger *slog.Logger) *Publisher {
+	t.Helper()
+	p, err := NewPublisher(cfg, rdb, pool, reg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func mustConsumer(t testing.TB, cfg ConsumerConfig, rdb rueidis.Client, pool *pgxpool.Pool, reg prometheus.Registerer, logger *slog.Logger) *Consumer {
+	t.Helper()
+	c, err := NewConsumer(cfg, rdb, pool, reg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -52,22 +52,30 @@ func location(e *echo.Echo, slug string) (int, string) {
 	return rec.Code, rec.Header().Get("Location")
 }
 
-// An edit made through one instance is seen by another instance that has the link
-// in its caches, without waiting for a TTL.
-func TestInvalidationReachesOtherInstances(t *testing.T) {
-	t.Parallel()
-	db := testenv.NewDB(t)
+// twoInstances makes a link and two redirect instances sharing its database and Redis
+// prefix: a (its router and handler) and b (its handler).
+func twoInstances(t *testing.T, slug, url string) (db *testenv.DB, aRouter *echo.Echo, a, b *Handler) {
+	t.Helper()
+	db = testenv.NewDB(t)
 	r := testenv.NewRedis(t)
 	store, err := links.NewStore(db.Pool, "s", 6)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	if _, err := db.Pool.Exec(ctx, `INSERT INTO links (slug, original_url) VALUES ('multi', 'https://old.example/')`); err != nil {
+	if _, err := db.Pool.Exec(context.Background(), `INSERT INTO links (slug, original_url) VALUES ($1, $2)`, slug, url); err != nil {
 		t.Fatal(err)
 	}
-	_, a := instanceWithClient(t, store, r.Prefix)
-	b, _ := instanceWithClient(t, store, r.Prefix)
+	a, aRouter = instanceWithClient(t, store, r.Prefix)
+	b, _ = instanceWithClient(t, store, r.Prefix)
+	return db, aRouter, a, b
+}
+
+// An edit made through one instance is seen by another instance that has the link
+// in its caches, without waiting for a TTL.
+func TestInvalidationReachesOtherInstances(t *testing.T) {
+	t.Parallel()
+	db, a, _, b := twoInstances(t, "multi", "https://old.example/")
+	ctx := context.Background()
 
 	for range 3 { // warm every layer of A's cache
 		if code, loc := location(a, "multi"); code != 302 || loc != "https://old.example/" {
@@ -119,18 +127,8 @@ func waitFor(t *testing.T, cond func() bool) {
 // invalidation message has arrived, and still hears of later changes by others.
 func TestOwnChangeIsReadAtOnce(t *testing.T) {
 	t.Parallel()
-	db := testenv.NewDB(t)
-	r := testenv.NewRedis(t)
-	store, err := links.NewStore(db.Pool, "s", 6)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, ae, a, b := twoInstances(t, "own", "https://v1.example/")
 	ctx := context.Background()
-	if _, err := db.Pool.Exec(ctx, `INSERT INTO links (slug, original_url) VALUES ('own', 'https://v1.example/')`); err != nil {
-		t.Fatal(err)
-	}
-	a, ae := instanceWithClient(t, store, r.Prefix)
-	b, _ := instanceWithClient(t, store, r.Prefix)
 	for i := range 20 {
 		location(ae, "own") // warm
 		url := fmt.Sprintf("https://v%d.example/", i+2)
