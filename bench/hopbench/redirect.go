@@ -20,28 +20,12 @@ const browserUA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 
 // mainBench runs the scenarios that share one hop instance and database: redirect
 // throughput, freshness, then ingest (which restarts hop for its backlog run).
 func mainBench(ctx context.Context, c *config, rep *report) error {
-	const db = "hop_bench"
-	dbURL := dbURLFor(c.pgURL, db)
-	if err := resetDatabase(ctx, c, db); err != nil {
-		return err
-	}
-	defer dropDatabase(c, db)
-	prefix := "hopbench:" + randHex(4) + ":"
-	defer cleanRedis(c, prefix)
-	port, err := freePort()
+	env, err := startEnv(ctx, c, "main", "hop_bench")
 	if err != nil {
 		return err
 	}
-	h, err := startHop(ctx, c, "main", dbURL, prefix, port)
-	if err != nil {
-		return err
-	}
-	defer func() { h.stop(30 * time.Second) }()
-	pool, err := openPool(ctx, dbURL, 4)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
+	defer env.close()
+	h, pool := env.h, env.pool
 
 	slugs, err := createLinks(ctx, h, c.redirectLinks)
 	if err != nil {
@@ -68,7 +52,9 @@ func mainBench(ctx context.Context, c *config, rep *report) error {
 		}
 	}
 	if c.scenarios["ingest"] {
-		if h, err = ingestBench(ctx, c, rep, h, pool); err != nil {
+		h, err = ingestBench(ctx, c, rep, h, pool)
+		env.h = h // ingest restarts hop; stop the running one at the end
+		if err != nil {
 			return err
 		}
 	}

@@ -22,28 +22,12 @@ type statsPhase struct {
 // statsBench seeds 1000 links x 365 days of rollups with SQL and measures
 // GET /links/{slug}/stats with 100k and then 10M raw clicks in click_logs.
 func statsBench(ctx context.Context, c *config, rep *report) error {
-	const db = "hop_bench_stats"
-	dbURL := dbURLFor(c.pgURL, db)
-	if err := resetDatabase(ctx, c, db); err != nil {
-		return err
-	}
-	defer dropDatabase(c, db)
-	prefix := "hopbench:" + randHex(4) + ":"
-	defer cleanRedis(c, prefix)
-	port, err := freePort()
+	e, err := startEnv(ctx, c, "stats", "hop_bench_stats")
 	if err != nil {
 		return err
 	}
-	h, err := startHop(ctx, c, "stats", dbURL, prefix, port)
-	if err != nil {
-		return err
-	}
-	defer h.stop(30 * time.Second)
-	pool, err := openPool(ctx, dbURL, 4)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
+	defer e.close()
+	h, pool := e.h, e.pool
 
 	// The raw rows below are written as already aggregated (xid below the watermark),
 	// like old clicks in production; so wait for the aggregator's first tick.
