@@ -464,6 +464,17 @@ func (s *redisServer) start(t testing.TB) {
 	})
 }
 
+// client connects to the private server; the client is closed when t ends.
+func (s *redisServer) client(t testing.TB) rueidis.Client {
+	t.Helper()
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{"127.0.0.1:" + s.port}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
 func (s *redisServer) kill() {
 	s.cmd.Process.Kill()
 	s.cmd.Wait()
@@ -475,11 +486,7 @@ func TestRedisDownFallback(t *testing.T) {
 	ctx := context.Background()
 	srv := &redisServer{port: freePort(t)}
 	srv.start(t)
-	rdb, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{"127.0.0.1:" + srv.port}, DisableCache: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(rdb.Close)
+	rdb := srv.client(t)
 
 	pub := mustPublisher(t, fastPublisher(""), rdb, db.Pool, nil, testLogger(t))
 	cons := mustConsumer(t, fastConsumer("", "c1"), rdb, db.Pool, nil, testLogger(t))
@@ -810,21 +817,13 @@ func TestSlowRedisDoesNotHoldRedirects(t *testing.T) {
 	db := testenv.NewDB(t)
 	srv := &redisServer{port: freePort(t)}
 	srv.start(t)
-	rdb, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{"127.0.0.1:" + srv.port}, DisableCache: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(rdb.Close)
+	rdb := srv.client(t)
 	cfg := fastPublisher("")
 	cfg.Timeout = 50 * time.Millisecond
 	pub := mustPublisher(t, cfg, rdb, db.Pool, nil, testLogger(t))
 	run(t, pub)
 	ctx := context.Background()
-	admin, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{"127.0.0.1:" + srv.port}, DisableCache: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
+	admin := srv.client(t)
 	const pause = 3 * time.Second
 	if err := admin.Do(ctx, admin.B().ClientPause().Timeout(pause.Milliseconds()).Build()).Error(); err != nil {
 		t.Fatal(err)
