@@ -10,7 +10,7 @@ import (
 // the redirect handler and handed to a Publisher; nothing here is derived or looked up,
 // so building it costs no I/O.
 type Event struct {
-	ID             uuid.UUID // UUIDv7 made at redirect time; the idempotency key down to click_logs
+	ID             uuid.UUID // UUIDv7 made at redirect time (by Publish when zero); the idempotency key down to click_logs
 	LinkID         int64
 	Time           time.Time
 	IP             string // client IP as decided by the app's IP extractor (full; anonymised at ingest)

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
@@ -147,12 +146,8 @@ func (h *Handler) follow(c echo.Context, t target) error {
 
 func (h *Handler) event(c echo.Context, t target) ingest.Event {
 	r := c.Request()
-	id, err := uuid.NewV7()
-	if err != nil {
-		id = uuid.New()
-	}
+	// ID is left to Publish, which makes the UUIDv7 during this redirect.
 	ev := ingest.Event{
-		ID:             id,
 		LinkID:         t.id,
 		Time:           h.now().UTC(),
 		IP:             c.RealIP(),
