@@ -199,6 +199,9 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	g.Go(func() error {
 		return agg.Run(aggCtx)
 	})
+	g.Go(func() error {
+		return keys.Watch(gctx)
+	})
 
 	// The stages above end in order; if one fails early, gctx ends and the rest drain.
 	go func() {

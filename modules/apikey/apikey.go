@@ -1,6 +1,7 @@
 // Package apikey guards hop's management API. Keys are random, shown once, and stored
-// only as SHA-256 hashes with a short visible prefix; they are checked on every
-// request, so revoking one takes effect immediately on every instance.
+// only as SHA-256 hashes with a short visible prefix. A key is checked in PostgreSQL,
+// or in a cache that PostgreSQL empties on every change (see Watch), so revoking one
+// takes effect at once on the revoking instance and within milliseconds on the others.
 package apikey
 
 import (
@@ -15,6 +16,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -51,6 +53,8 @@ type Store struct {
 	pool    *pgxpool.Pool
 	logger  *slog.Logger
 	touched sync.Map // key id -> time of our last last_used_at write
+	cache   verified // keys found live, while Watch runs
+	lookups atomic.Int64
 }
 
 // NewStore returns a key store.
@@ -127,6 +131,7 @@ func (s *Store) Revoke(ctx context.Context, id int64) error {
 	if err != nil {
 		return fmt.Errorf("revoke api key: %w", err)
 	}
+	s.cache.changed() // here at once; other instances when the trigger's notice arrives
 	if tag.RowsAffected() == 0 {
 		return ErrNotFound
 	}
@@ -173,21 +178,29 @@ func (s *Store) Bootstrap(ctx context.Context, configured string) (generated str
 
 const verifyKey = `SELECT id, key_hash FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL`
 
-// Verify returns the id of the live key key; ErrUnauthorized otherwise.
+// Verify returns the id of the live key key; ErrUnauthorized otherwise. Keys verified
+// while Watch runs are remembered until any key changes (see verified).
 func (s *Store) Verify(ctx context.Context, key string) (int64, error) {
 	if len(key) < 16 || len(key) > 256 {
 		return 0, ErrUnauthorized // no key of ours looks like this: skip the lookup
 	}
-	want := hashKey(key)
+	want := sha256.Sum256([]byte(key))
+	if id, ok := s.cache.get(want); ok {
+		s.touch(ctx, id)
+		return id, nil
+	}
+	gen := s.cache.generation()
+	s.lookups.Add(1)
 	var id int64
 	var got []byte
-	err := s.pool.QueryRow(ctx, verifyKey, want).Scan(&id, &got)
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && subtle.ConstantTimeCompare(want, got) != 1) {
+	err := s.pool.QueryRow(ctx, verifyKey, want[:]).Scan(&id, &got)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && subtle.ConstantTimeCompare(want[:], got) != 1) {
 		return 0, ErrUnauthorized
 	}
 	if err != nil {
 		return 0, fmt.Errorf("verify api key: %w", err)
 	}
+	s.cache.put(want, id, gen)
 	s.touch(ctx, id)
 	return id, nil
 }

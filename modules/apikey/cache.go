@@ -1,0 +1,124 @@
+package apikey
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// changeChannel is notified by a trigger on api_keys when a key is revoked, deleted or
+// rehashed (migration 00005).
+const changeChannel = "hop_api_keys"
+
+// verified remembers the keys this instance has verified, so an API request does not
+// need a PostgreSQL round trip for its key. It is used only while Watch listens on
+// changeChannel: every notice, and every loss or start of the listener, empties it, so
+// a key revoked anywhere — through any instance or by SQL — is refused everywhere as
+// soon as the notice arrives (milliseconds), and at once on the revoking instance.
+// Without a listener every request reads PostgreSQL, as before.
+type verified struct {
+	mu   sync.Mutex
+	live bool   // a listener is connected
+	gen  uint64 // bumped by every change, so a lookup that raced a change is not kept
+	ids  map[[32]byte]int64
+}
+
+// maxVerified bounds the cache; it starts over when full.
+const maxVerified = 1024
+
+func (v *verified) get(h [32]byte) (int64, bool) {
+	v.mu.Lock()
+	id, ok := v.ids[h]
+	v.mu.Unlock()
+	return id, ok
+}
+
+// generation returns the value to pass to put for a lookup that starts now.
+func (v *verified) generation() uint64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.gen
+}
+
+// put keeps a key found live by a lookup that started at generation gen, unless a
+// change came in meanwhile or no listener is connected.
+func (v *verified) put(h [32]byte, id int64, gen uint64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.live || gen != v.gen {
+		return
+	}
+	if v.ids == nil || len(v.ids) >= maxVerified {
+		v.ids = make(map[[32]byte]int64)
+	}
+	v.ids[h] = id
+}
+
+// reset forgets every key; live says whether a listener is connected from now on.
+func (v *verified) reset(live bool) {
+	v.mu.Lock()
+	v.live = live
+	v.gen++
+	clear(v.ids)
+	v.mu.Unlock()
+}
+
+// changed forgets every key after a change, keeping the listener state.
+func (v *verified) changed() {
+	v.mu.Lock()
+	v.gen++
+	clear(v.ids)
+	v.mu.Unlock()
+}
+
+func (v *verified) listening() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.live
+}
+
+// Watch keeps the verified-key cache coherent until ctx ends: it holds a connection
+// that LISTENs on changeChannel and empties the cache on every notice. When the
+// connection is lost the cache is switched off (every request reads PostgreSQL) until
+// it is back, so notices missed meanwhile cannot leave a revoked key usable.
+func (s *Store) Watch(ctx context.Context) error {
+	const retry = time.Second
+	for {
+		err := s.listen(ctx)
+		s.cache.reset(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.logger.Warn("api key change listener lost; checking every key in PostgreSQL until it is back", "err", err, "retry_in", retry)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(retry):
+		}
+	}
+}
+
+func (s *Store) listen(ctx context.Context) error {
+	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}()
+	if _, err := conn.Exec(ctx, "LISTEN "+changeChannel); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	s.cache.reset(true)
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return fmt.Errorf("wait for notification: %w", err)
+		}
+		s.cache.changed()
+	}
+}
