@@ -32,6 +32,13 @@ type ConsumerConfig struct {
 	BatchSize int
 	// Block is how long one XREADGROUP waits for new entries (default 1s).
 	Block time.Duration
+	// Linger is the least time between the starts of two batches when the first
+	// emptied the stream (default 50ms; negative: none). Under steady traffic clicks
+	// gather for that long and go to PostgreSQL in one transaction instead of dozens
+	// of small ones, each with its own commit; a full read (a backlog) is followed at
+	// once, and a click after a quiet spell is read at once. It delays a click by at
+	// most Linger.
+	Linger time.Duration
 	// ClaimIdle is how long an entry stays pending with another consumer before
 	// XAUTOCLAIM takes it over (default 5s).
 	ClaimIdle time.Duration
@@ -61,6 +68,7 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 	}
 	c.BatchSize = cmp.Or(c.BatchSize, 5000)
 	c.Block = cmp.Or(c.Block, time.Second)
+	c.Linger = cmp.Or(c.Linger, 50*time.Millisecond)
 	c.ClaimIdle = cmp.Or(c.ClaimIdle, 5*time.Second)
 	c.ClaimInterval = cmp.Or(c.ClaimInterval, 5*time.Second)
 	c.TrimInterval = cmp.Or(c.TrimInterval, time.Second)
@@ -179,6 +187,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.housekeep(ctx)
 	now := time.Now()
 	claimAt, trimAt, statsAt, houseAt := now, now.Add(c.cfg.TrimInterval), now, now.Add(c.cfg.HousekeepingInterval)
+	var lingerUntil time.Time
 	bo.reset()
 	for ctx.Err() == nil {
 		now = time.Now()
@@ -205,6 +214,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 			houseAt = now.Add(c.cfg.HousekeepingInterval)
 		}
 
+		// Let a steady trickle gather into the next batch (see Linger).
+		if wait := time.Until(lingerUntil); wait > 0 && !sleep(ctx, wait) {
+			return nil
+		}
+		started := time.Now()
 		entries, err := c.read(ctx, ">")
 		if err != nil {
 			if ctx.Err() != nil {
@@ -222,8 +236,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 			continue
 		}
 		bo.reset()
+		drained := int64(len(entries)) < c.count() // else more may be waiting: go on at once
 		if !c.process(ctx, entries) {
 			return nil
+		}
+		lingerUntil = time.Time{}
+		if len(entries) > 0 && drained {
+			lingerUntil = started.Add(c.cfg.Linger)
 		}
 	}
 	return nil

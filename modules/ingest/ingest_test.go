@@ -904,3 +904,34 @@ func mustConsumer(t testing.TB, cfg ConsumerConfig, rdb rueidis.Client, pool *pg
 	}
 	return c
 }
+
+// Linger gathers a steady trickle into fewer batches but never holds back a backlog,
+// and a consumer that is lingering stops at once on shutdown, leaving the rest to the
+// next start.
+func TestLingerHoldsOnlyATrickle(t *testing.T) {
+	t.Parallel()
+	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
+	ctx := context.Background()
+	pub := mustPublisher(t, fastPublisher(rd.Prefix), rd.Client, db.Pool, nil, testLogger(t))
+	run(t, pub)
+	for _, e := range newEvents(12, 1) { // one stream entry each: a backlog of 12
+		pub.Publish(ctx, e)
+	}
+
+	cfg := fastConsumer(rd.Prefix, "c1")
+	cfg.BatchSize, cfg.Linger = 5, time.Hour
+	stop := run(t, mustConsumer(t, cfg, rd.Client, db.Pool, nil, testLogger(t)))
+	waitRows(t, db.Pool, 12) // full reads follow each other: the hour is never waited
+
+	// The last read emptied the stream, so the next click waits for the linger.
+	pub.Publish(ctx, newEvents(1, 1)[0])
+	time.Sleep(300 * time.Millisecond)
+	if n := countRows(t, db.Pool); n != 12 {
+		t.Fatalf("%d rows while lingering, want 12", n)
+	}
+	stop()
+
+	cfg.Linger = 0 // the default
+	run(t, mustConsumer(t, cfg, rd.Client, db.Pool, nil, testLogger(t)))
+	waitRows(t, db.Pool, 13)
+}
