@@ -134,7 +134,8 @@ pg_size_pretty(pg_total_relation_size('dimension_stats')), pg_size_pretty(pg_tot
 }
 
 // seedRollups writes links st00001.. and n days of rollups ending today (UTC) for each:
-// daily_stats, 15 dimension values per day, and 24 hourly_stats rows per day.
+// daily_stats, 15 dimension values per day, and 24 hourly_stats rows per day (in time
+// order, as in production).
 func seedRollups(ctx context.Context, pool *pgxpool.Pool, links, days int) error {
 	steps := []struct{ what, sql string }{
 		{"links", `INSERT INTO links (slug, original_url, created_at)
@@ -161,7 +162,7 @@ SELECT l.id, h, (random() * 40)::int8, (random() * 2)::int8
 FROM links l
 CROSS JOIN generate_series(date_trunc('hour', now(), 'UTC') - ($2::int - 1) * interval '1 day', date_trunc('hour', now(), 'UTC'), interval '1 hour') h
 WHERE l.slug LIKE 'st%' AND $1::int > 0
-ORDER BY 1, 2`},
+ORDER BY 2, 1`}, // hour by hour, as the aggregator writes them: a link's hours are scattered
 		{"vacuum", `VACUUM (ANALYZE) links, daily_stats, dimension_stats, hourly_stats`},
 	}
 	for _, s := range steps {

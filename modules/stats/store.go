@@ -32,7 +32,7 @@ const (
 // than a window function here) and its hourly rollups over the last 48 hours [$4, $5).
 // When the link's version equals $6 — the version of a response the caller already
 // holds — only the first row is returned: the held response is still exact.
-// Every branch is a range scan on a primary key; the dimension branch an index-only scan.
+// Every branch is an index-only range scan on a primary key.
 // Columns: kind, dimension, value, a, b, c, d.
 //
 // linkStatsZoneSQL adds the hourly rollups over [$7, $8), which a non-UTC daily series
