@@ -935,3 +935,46 @@ func TestLingerHoldsOnlyATrickle(t *testing.T) {
 	run(t, mustConsumer(t, cfg, rd.Client, db.Pool, nil, testLogger(t)))
 	waitRows(t, db.Pool, 13)
 }
+
+// A lone click is never held back to gather others; clicks that arrive together
+// share stream entries, and every one of them arrives once.
+func TestGatherOnlyWhileClicksArriveTogether(t *testing.T) {
+	t.Parallel()
+	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
+	ctx := context.Background()
+	cfg := fastPublisher(rd.Prefix)
+	cfg.Gather = cfg.Timeout / 4
+	pub := mustPublisher(t, cfg, rd.Client, db.Pool, nil, testLogger(t))
+	run(t, pub)
+	entries := func() int64 {
+		n, err := rd.Client.Do(ctx, rd.Client.B().Xlen().Key(rd.Prefix+"clicks").Build()).AsInt64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	start := time.Now()
+	for _, e := range newEvents(10, 1) {
+		pub.Publish(ctx, e)
+	}
+	if d := time.Since(start); d >= 10*cfg.Gather {
+		t.Fatalf("10 clicks one after another took %s: lone clicks were held for Gather (%s)", d, cfg.Gather)
+	}
+	if n := entries(); n != 10 {
+		t.Fatalf("%d stream entries for 10 lone clicks, want 10", n)
+	}
+
+	publishAll(ctx, pub, newEvents(500, 2))
+	if n := entries() - 10; n > 50 {
+		t.Errorf("%d stream entries for 500 concurrent clicks, want them shared", n)
+	}
+	if got := value(t, pub.m.published); got != 510 {
+		t.Errorf("published = %v, want 510", got)
+	}
+
+	cfg.Gather = cfg.Timeout/4 + time.Millisecond
+	if _, err := NewPublisher(cfg, rd.Client, db.Pool, nil, testLogger(t)); err == nil {
+		t.Error("a Gather over a quarter of Timeout was accepted")
+	}
+}

@@ -30,6 +30,12 @@ type PublisherConfig struct {
 	// Timeout bounds how long a redirect waits for Redis to acknowledge an XADD
 	// before the click takes the in-process path (default 50ms).
 	Timeout time.Duration
+	// Gather is how long a batch of concurrent clicks waits for more before its XADD,
+	// counted from its first click's arrival (default 300µs; negative: none; at most
+	// Timeout/4). It applies only while clicks arrive together (the previous batch
+	// held more than one), so a lone click is never held back; under load more
+	// clicks share each XADD, and Redis and the client do less work per click.
+	Gather time.Duration
 	// QueueSize bounds the in-process queue to PostgreSQL (default 10000 clicks);
 	// beyond it clicks are dropped and counted.
 	QueueSize int
@@ -60,6 +66,7 @@ type PublisherConfig struct {
 
 func (c PublisherConfig) withDefaults() PublisherConfig {
 	c.Timeout = cmp.Or(c.Timeout, 50*time.Millisecond)
+	c.Gather = cmp.Or(c.Gather, 300*time.Microsecond)
 	c.QueueSize = cmp.Or(c.QueueSize, 10000)
 	c.BatchSize = cmp.Or(c.BatchSize, 1000)
 	c.FlushInterval = cmp.Or(c.FlushInterval, 100*time.Millisecond)
@@ -77,6 +84,8 @@ func (c PublisherConfig) validate() error {
 	switch {
 	case c.Timeout < 0 || c.Timeout > time.Second:
 		return fmt.Errorf("ingest publisher: Timeout %s must be between 0 and 1s", c.Timeout)
+	case c.Gather > c.Timeout/4:
+		return fmt.Errorf("ingest publisher: Gather %s must be at most a quarter of Timeout %s", c.Gather, c.Timeout)
 	case c.QueueSize < 0, c.BatchSize < 0, c.BreakerThreshold < 0:
 		return errors.New("ingest publisher: QueueSize, BatchSize and BreakerThreshold must not be negative")
 	case c.FlushInterval < 0, c.ProbeInterval < 0, c.RetryMin < 0, c.RetryMax < c.RetryMin,
@@ -215,11 +224,15 @@ const (
 )
 
 // batch takes the events waiting right now (at least one, at most maxPerEntry), sends
-// them in one XADD and tells each waiter the outcome. No artificial delay: under load,
-// events pile up while the previous batch is on the wire.
+// them in one XADD and tells each waiter the outcome. Under load events pile up while
+// the previous batch is on the wire; while clicks arrive together a batch also waits
+// up to cfg.Gather from its first click for more (see PublisherConfig.Gather).
 func (p *Publisher) batch(stop <-chan struct{}) {
 	ws := make([]*waiter, 0, maxPerEntry)
 	evs := make([]*Event, 0, maxPerEntry)
+	gather := time.NewTimer(time.Hour)
+	gather.Stop()
+	last := 0 // events in the previous batch
 	for {
 		ws = ws[:0]
 		select {
@@ -245,6 +258,22 @@ func (p *Publisher) batch(stop <-chan struct{}) {
 				break gather
 			}
 		}
+		if last > 1 && len(ws) < maxPerEntry {
+			if d := time.Until(ws[0].since.Add(p.cfg.Gather)); d > 0 {
+				gather.Reset(d)
+			wait:
+				for len(ws) < maxPerEntry {
+					select {
+					case w := <-p.waiting:
+						ws = append(ws, w)
+					case <-gather.C:
+						break wait
+					}
+				}
+				gather.Stop()
+			}
+		}
+		last = len(ws)
 		evs = evs[:0]
 		for _, w := range ws {
 			evs = append(evs, &w.ev)
