@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hop-dev/hop/internal/testenv"
 )
 
 // waitStats polls the link's stats until cond holds (the aggregator runs every 200 ms in
@@ -116,11 +118,7 @@ func TestMaxClicks(t *testing.T) {
 		mustStatus(t, h.do(t, http.MethodGet, "/"+slug, nil, "User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"), http.StatusFound)
 	}
 	h.waitStats(t, slug, func(s map[string]any) bool { return s["total_clicks"] == float64(3) })
-	deadline := time.Now().Add(15 * time.Second)
-	for h.do(t, http.MethodGet, "/"+slug, nil).Status != http.StatusGone {
-		if time.Now().After(deadline) {
-			t.Fatal("link still redirects after reaching max_clicks")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.Eventually(t, 15*time.Second, "the link to answer 410 after reaching max_clicks", func() bool {
+		return h.do(t, http.MethodGet, "/"+slug, nil).Status == http.StatusGone
+	})
 }

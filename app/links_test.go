@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hop-dev/hop/internal/testenv"
 )
 
 func TestCreateGetListPatchDelete(t *testing.T) {
@@ -261,13 +263,12 @@ func TestAPIKeys(t *testing.T) {
 	}
 	// The running server remembered the key; PostgreSQL's notice of the revocation
 	// reaches it within milliseconds.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		r := h.do(t, http.MethodGet, "/links", nil, "Authorization", "Bearer "+key)
-		if r.Status == http.StatusUnauthorized || time.Now().After(deadline) {
-			mustProblem(t, r, http.StatusUnauthorized)
-			break
-		}
-	}
+	var r response
+	testenv.Eventually(t, 10*time.Second, "the revoked key to be refused", func() bool {
+		r = h.do(t, http.MethodGet, "/links", nil, "Authorization", "Bearer "+key)
+		return r.Status == http.StatusUnauthorized
+	})
+	mustProblem(t, r, http.StatusUnauthorized)
 	if err := Run(t.Context(), []string{"--config", cfgPath, "apikey", "revoke", "99999"}, func(string) string { return "" }, &rev, &errOut); err == nil {
 		t.Fatal("revoking an unknown key succeeded")
 	}

@@ -181,7 +181,7 @@ func TestMultipleInstances(t *testing.T) {
 	}
 	mustStatus(t, b.api(t, http.MethodPatch, "/links/"+slug, map[string]any{"url": "https://example.com/v2"}), http.StatusOK)
 	for _, h := range hs {
-		waitUntil(t, func() bool {
+		testenv.Eventually(t, 10*time.Second, "the change to reach every instance", func() bool {
 			return h.do(t, http.MethodGet, "/"+slug, nil).Header.Get("Location") == "https://example.com/v2"
 		})
 	}
@@ -205,7 +205,7 @@ func TestMultipleInstances(t *testing.T) {
 
 	mustStatus(t, c.api(t, http.MethodDelete, "/links/"+slug, nil), http.StatusNoContent)
 	for _, h := range hs {
-		waitUntil(t, func() bool { return h.do(t, http.MethodGet, "/"+slug, nil).Status == http.StatusGone })
+		testenv.Eventually(t, 10*time.Second, "the change to reach every instance", func() bool { return h.do(t, http.MethodGet, "/"+slug, nil).Status == http.StatusGone })
 	}
 
 	// The redirect limit (50 per minute per client) is shared by all instances: read
@@ -223,16 +223,5 @@ func TestMultipleInstances(t *testing.T) {
 	}
 	if allowed != left {
 		t.Fatalf("%d more redirects allowed across instances, want %d", allowed, left)
-	}
-}
-
-func waitUntil(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached within 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

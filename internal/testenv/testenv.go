@@ -227,3 +227,17 @@ func redact(raw string) string {
 	}
 	return u.Redacted()
 }
+
+// Eventually polls cond until it holds and fails t if it does not within the given
+// time, naming what was awaited. For effects that travel asynchronously (invalidations,
+// notices, ingest): the bound only decides when a failing test gives up.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -99,18 +99,7 @@ func watch(t *testing.T, s *Store) {
 			t.Errorf("Watch: %v", err)
 		}
 	})
-	waitFor(t, "the key listener to connect", s.cache.listening)
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.Eventually(t, 10*time.Second, "the key listener to connect", s.cache.listening)
 }
 
 // While the listener runs a key is read from PostgreSQL once; a revocation by SQL in
@@ -143,7 +132,7 @@ func TestVerifiedKeysCachedUntilChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range []*Store{a, b} {
-		waitFor(t, "the revocation to reach an instance", func() bool {
+		testenv.Eventually(t, 10*time.Second, "the revocation to reach an instance", func() bool {
 			_, err := s.Verify(ctx, key)
 			return errors.Is(err, ErrUnauthorized)
 		})
@@ -196,7 +185,7 @@ func TestNoCacheWithoutListener(t *testing.T) {
 	if _, err := db.Pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the listener to notice its connection is gone", func() bool { return !s.cache.listening() })
+	testenv.Eventually(t, 10*time.Second, "the listener to notice its connection is gone", func() bool { return !s.cache.listening() })
 	before := s.lookups.Load()
 	if _, err := s.Verify(ctx, key); err != nil {
 		t.Fatal(err)
@@ -204,7 +193,7 @@ func TestNoCacheWithoutListener(t *testing.T) {
 	if s.lookups.Load() != before+1 {
 		t.Fatal("a key was served from the cache while the listener was down")
 	}
-	waitFor(t, "the listener to reconnect", s.cache.listening)
+	testenv.Eventually(t, 10*time.Second, "the listener to reconnect", s.cache.listening)
 }
 
 // A lookup that started before a change must not be kept: it may have read the key

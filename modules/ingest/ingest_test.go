@@ -32,18 +32,6 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// eventually polls cond until it holds; the deadline only bounds a failing test.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func countRows(t testing.TB, pool *pgxpool.Pool) int {
 	t.Helper()
 	var n int
@@ -57,7 +45,7 @@ func countRows(t testing.TB, pool *pgxpool.Pool) int {
 func waitRows(t testing.TB, pool *pgxpool.Pool, n int) {
 	t.Helper()
 	var got int
-	eventually(t, fmt.Sprintf("%d rows in click_logs", n), func() bool {
+	testenv.Eventually(t, 30*time.Second, fmt.Sprintf("%d rows in click_logs", n), func() bool {
 		got = countRows(t, pool)
 		if got > n {
 			t.Fatalf("click_logs has %d rows, want %d", got, n)
@@ -207,7 +195,7 @@ func TestStreamEndToEnd(t *testing.T) {
 	if got, want := get(evs[1].ID), (row{"2001:db8:1::", "DE", "news.example.org", "Safari", "iOS", deviceMobile, "", false, 16}); got != want {
 		t.Errorf("iphone row = %+v, want %+v", got, want)
 	}
-	eventually(t, "nothing pending", func() bool { h := health(t, cons); return h.Pending == 0 && h.Lag == 0 && !h.LastBatch.IsZero() })
+	testenv.Eventually(t, 30*time.Second, "nothing pending", func() bool { h := health(t, cons); return h.Pending == 0 && h.Lag == 0 && !h.LastBatch.IsZero() })
 }
 
 // A consumer that committed a batch and died before XACK leaves it pending; whoever
@@ -264,7 +252,7 @@ func TestExactlyOnceAfterCrashBeforeAck(t *testing.T) {
 			}
 			run(t, next)
 			waitRows(t, db.Pool, len(evs))
-			eventually(t, "nothing pending", func() bool { return health(t, next).Pending == 0 })
+			testenv.Eventually(t, 30*time.Second, "nothing pending", func() bool { return health(t, next).Pending == 0 })
 			if n := countRows(t, db.Pool); n != len(evs) {
 				t.Fatalf("%d rows, want %d", n, len(evs))
 			}
@@ -312,7 +300,7 @@ func TestUndecodableEntryIsAcknowledged(t *testing.T) {
 	cons := mustConsumer(t, fastConsumer(rd.Prefix, "c1"), rd.Client, db.Pool, nil, testLogger(t))
 	run(t, cons)
 	waitRows(t, db.Pool, 10)
-	eventually(t, "nothing pending", func() bool { return health(t, cons).Pending == 0 })
+	testenv.Eventually(t, 30*time.Second, "nothing pending", func() bool { return health(t, cons).Pending == 0 })
 	if got := value(t, cons.m.undecodable); got != 3 {
 		t.Errorf("undecodable = %v, want 3", got)
 	}
@@ -418,7 +406,7 @@ func TestPostgresOutageLosesNothing(t *testing.T) {
 
 	proxy.cut()
 	publishAll(ctx, pub, newEvents(200, 2))
-	eventually(t, "failed writes while PostgreSQL is down", func() bool { return value(t, cons.w.m.errors) >= 2 })
+	testenv.Eventually(t, 30*time.Second, "failed writes while PostgreSQL is down", func() bool { return value(t, cons.w.m.errors) >= 2 })
 	if n := countRows(t, db.Pool); n != 100 {
 		t.Fatalf("%d rows while cut off, want 100", n)
 	}
@@ -428,7 +416,7 @@ func TestPostgresOutageLosesNothing(t *testing.T) {
 
 	proxy.restore()
 	waitRows(t, db.Pool, 300)
-	eventually(t, "nothing pending", func() bool { return health(t, cons).Pending == 0 })
+	testenv.Eventually(t, 30*time.Second, "nothing pending", func() bool { return health(t, cons).Pending == 0 })
 }
 
 // redisServer is a private, disposable redis-server for fault tests.
@@ -455,7 +443,7 @@ func (s *redisServer) start(t testing.TB) {
 	}
 	cmd := s.cmd
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	eventually(t, "private redis-server to accept connections", func() bool {
+	testenv.Eventually(t, 30*time.Second, "private redis-server to accept connections", func() bool {
 		c, err := net.Dial("tcp", "127.0.0.1:"+s.port)
 		if err == nil {
 			c.Close()
@@ -515,11 +503,11 @@ func TestRedisDownFallback(t *testing.T) {
 	waitRows(t, db.Pool, 200)
 
 	srv.start(t) // same port, empty: no stream, no group
-	eventually(t, "breaker to close", func() bool { return !pub.open.Load() })
+	testenv.Eventually(t, 30*time.Second, "breaker to close", func() bool { return !pub.open.Load() })
 	// New clicks plus replays of clicks that already took the fallback path.
 	publishAll(ctx, pub, append(newEvents(100, 3), down...))
 	waitRows(t, db.Pool, 300)
-	eventually(t, "stream drained", func() bool { h := health(t, cons); return h.Pending == 0 && h.Lag == 0 })
+	testenv.Eventually(t, 30*time.Second, "stream drained", func() bool { h := health(t, cons); return h.Pending == 0 && h.Lag == 0 })
 	if n := countRows(t, db.Pool); n != 300 {
 		t.Fatalf("%d rows, want 300", n)
 	}
@@ -565,7 +553,7 @@ func TestPublisherFlushesOnShutdown(t *testing.T) {
 	pub := mustPublisher(t, cfg, nil, db.Pool, nil, testLogger(t))
 	stop := run(t, pub)
 	publishAll(context.Background(), pub, newEvents(37, 1))
-	eventually(t, "queue taken by Run", func() bool { return len(pub.queue) < 37 })
+	testenv.Eventually(t, 30*time.Second, "queue taken by Run", func() bool { return len(pub.queue) < 37 })
 	stop()
 	if n := countRows(t, db.Pool); n != 37 {
 		t.Fatalf("%d rows after shutdown, want 37", n)
@@ -842,7 +830,7 @@ func TestSlowRedisDoesNotHoldRedirects(t *testing.T) {
 	// consumer then finds those rows already stored.
 	cons := mustConsumer(t, fastConsumer("", "c1"), rdb, db.Pool, nil, testLogger(t))
 	run(t, cons)
-	eventually(t, "stream drained", func() bool { h := health(t, cons); return h.Pending == 0 && h.Lag == 0 })
+	testenv.Eventually(t, 30*time.Second, "stream drained", func() bool { h := health(t, cons); return h.Pending == 0 && h.Lag == 0 })
 	if n := countRows(t, db.Pool); n != len(evs) {
 		t.Fatalf("%d rows, want %d", n, len(evs))
 	}

@@ -88,7 +88,7 @@ func TestInvalidationReachesOtherInstances(t *testing.T) {
 	if err := b.Invalidate(ctx, "multi"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { _, loc := location(a, "multi"); return loc == "https://new.example/" })
+	testenv.Eventually(t, 5*time.Second, "the invalidation to arrive", func() bool { _, loc := location(a, "multi"); return loc == "https://new.example/" })
 
 	// Deleting is seen the same way, and a negatively cached slug comes alive once created.
 	if _, err := db.Pool.Exec(ctx, `UPDATE links SET deleted_at = now() WHERE slug = 'multi'`); err != nil {
@@ -97,7 +97,7 @@ func TestInvalidationReachesOtherInstances(t *testing.T) {
 	if err := b.Invalidate(ctx, "multi"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { code, _ := location(a, "multi"); return code == http.StatusGone })
+	testenv.Eventually(t, 5*time.Second, "the invalidation to arrive", func() bool { code, _ := location(a, "multi"); return code == http.StatusGone })
 
 	if code, _ := location(a, "fresh"); code != http.StatusNotFound {
 		t.Fatalf("unknown slug: %d", code)
@@ -108,19 +108,7 @@ func TestInvalidationReachesOtherInstances(t *testing.T) {
 	if err := b.Invalidate(ctx, "fresh"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { code, _ := location(a, "fresh"); return code == http.StatusFound })
-}
-
-// waitFor polls cond: invalidations travel asynchronously, in well under a second.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached within 5s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.Eventually(t, 5*time.Second, "the invalidation to arrive", func() bool { code, _ := location(a, "fresh"); return code == http.StatusFound })
 }
 
 // The instance that makes a change serves it on its very next redirect, before Redis'
@@ -149,5 +137,5 @@ func TestOwnChangeIsReadAtOnce(t *testing.T) {
 	if err := b.Invalidate(ctx, "own"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { _, loc := location(ae, "own"); return loc == "https://other.example/" })
+	testenv.Eventually(t, 5*time.Second, "the invalidation to arrive", func() bool { _, loc := location(ae, "own"); return loc == "https://other.example/" })
 }
