@@ -184,8 +184,8 @@ func (s *Store) Verify(ctx context.Context, key string) (int64, error) {
 	if len(key) < 16 || len(key) > 256 {
 		return 0, ErrUnauthorized // no key of ours looks like this: skip the lookup
 	}
-	want := sha256.Sum256([]byte(key))
-	if id, ok := s.cache.get(want); ok {
+	want := hashKey(key)
+	if id, ok := s.cache.get([32]byte(want)); ok {
 		s.touch(ctx, id)
 		return id, nil
 	}
@@ -193,14 +193,14 @@ func (s *Store) Verify(ctx context.Context, key string) (int64, error) {
 	s.lookups.Add(1)
 	var id int64
 	var got []byte
-	err := s.pool.QueryRow(ctx, verifyKey, want[:]).Scan(&id, &got)
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && subtle.ConstantTimeCompare(want[:], got) != 1) {
+	err := s.pool.QueryRow(ctx, verifyKey, want).Scan(&id, &got)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && subtle.ConstantTimeCompare(want, got) != 1) {
 		return 0, ErrUnauthorized
 	}
 	if err != nil {
 		return 0, fmt.Errorf("verify api key: %w", err)
 	}
-	s.cache.put(want, id, gen)
+	s.cache.put([32]byte(want), id, gen)
 	s.touch(ctx, id)
 	return id, nil
 }
