@@ -230,8 +230,8 @@ const (
 func (p *Publisher) batch(stop <-chan struct{}) {
 	ws := make([]*waiter, 0, maxPerEntry)
 	evs := make([]*Event, 0, maxPerEntry)
-	gather := time.NewTimer(time.Hour)
-	gather.Stop()
+	gatherTimer := time.NewTimer(time.Hour)
+	gatherTimer.Stop()
 	last := 0 // events in the previous batch
 	for {
 		ws = ws[:0]
@@ -260,17 +260,17 @@ func (p *Publisher) batch(stop <-chan struct{}) {
 		}
 		if last > 1 && len(ws) < maxPerEntry {
 			if d := time.Until(ws[0].since.Add(p.cfg.Gather)); d > 0 {
-				gather.Reset(d)
+				gatherTimer.Reset(d)
 			wait:
 				for len(ws) < maxPerEntry {
 					select {
 					case w := <-p.waiting:
 						ws = append(ws, w)
-					case <-gather.C:
+					case <-gatherTimer.C:
 						break wait
 					}
 				}
-				gather.Stop()
+				gatherTimer.Stop()
 			}
 		}
 		last = len(ws)
