@@ -179,7 +179,7 @@ func TestInstancesShareRedisCount(t *testing.T) {
 	t.Parallel()
 	r := testenv.NewRedis(t)
 	reg := prometheus.NewRegistry() // shared, as if both registered in one process
-	cfg := Config{Name: "redirect", Rate: "4-M", Prefix: r.Prefix}
+	cfg := Config{Timeout: countingTimeout, Name: "redirect", Rate: "4-M", Prefix: r.Prefix}
 	a := newServer(mustNew(t, cfg, r.Client, reg), nil)
 	b := newServer(mustNew(t, cfg, r.Client, reg), nil)
 
