@@ -21,11 +21,12 @@ import (
 // round trip to PostgreSQL. Responses are never cached: a click is visible as soon as
 // the aggregator has taken it.
 type Handler struct {
-	store  *store
-	cache  *responseCache
-	pool   *pgxpool.Pool
-	logger *slog.Logger
-	now    func() time.Time
+	store   *store
+	cache   *responseCache
+	rollups *rollupCache
+	pool    *pgxpool.Pool
+	logger  *slog.Logger
+	now     func() time.Time
 }
 
 // NewHandler returns the stats handler over pool.
@@ -33,13 +34,17 @@ func NewHandler(pool *pgxpool.Pool, logger *slog.Logger) *Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{
+	h := &Handler{
 		store:  &store{pool: pool},
 		cache:  newResponseCache(1_000),
 		pool:   pool,
 		logger: logger.With("module", "stats"),
 		now:    time.Now,
 	}
+	h.rollups = newRollupCache(defaultRollupBudget, func(ctx context.Context, id int64) (*linkRollups, error) {
+		return h.store.loadRollups(ctx, id, h.now())
+	})
+	return h
 }
 
 // Routes registers the stats routes on g; the app applies authentication to g.
@@ -274,8 +279,34 @@ func (h *Handler) recentEnd() time.Time { return h.now().Truncate(time.Hour).Add
 
 // read reads a link's rollups for q (unless its stats version is known; -1 for none),
 // translating unknown and deleted links into their problems.
+//
+// A UTC range is answered from the link's rollups held in memory (see linkRollups):
+// PostgreSQL is asked only for the link's stats version, and for the rollups again
+// when that version has moved. Other zones, and links too large to hold, read the
+// range from PostgreSQL.
 func (h *Handler) read(ctx context.Context, slug string, q rangeQuery, recentTo time.Time, known int64) (rawLinkStats, error) {
-	raw, err := h.store.linkStats(ctx, slug, q, recentTo.Add(-48*time.Hour), recentTo, known)
+	recentFrom := recentTo.Add(-48 * time.Hour)
+	if q.utc() {
+		head, err := h.store.linkHead(ctx, slug)
+		switch {
+		case err != nil:
+			return rawLinkStats{}, err
+		case !head.found:
+			return rawLinkStats{}, ErrNotFound
+		case head.deleted:
+			return rawLinkStats{}, ErrGone
+		case head.version == known:
+			return head, nil
+		}
+		r, err := h.rollups.get(ctx, head.id, head.version)
+		if err != nil {
+			return rawLinkStats{}, err
+		}
+		if r != nil && r.covers(recentFrom) {
+			return r.raw(q, recentFrom, recentTo), nil
+		}
+	}
+	raw, err := h.store.linkStats(ctx, slug, q, recentFrom, recentTo, known)
 	switch {
 	case err != nil:
 		return raw, err

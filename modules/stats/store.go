@@ -3,6 +3,7 @@ package stats
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -61,8 +62,26 @@ UNION ALL
 SELECT 3, '', '', extract(epoch FROM hour)::int8, clicks, bot_clicks, 0
 FROM hourly_stats WHERE link_id = (SELECT id FROM c) AND hour >= $7 AND hour < $8`
 
+// linkHeadSQL reads what every stats request needs first: whether the link exists and
+// is live, and the version of its rollups.
+const linkHeadSQL = `SELECT id, deleted_at IS NOT NULL, stats_version FROM links WHERE slug = $1`
+
+// linkHead returns a link's id, state and stats version, with no rollup rows.
+func (s *store) linkHead(ctx context.Context, slug string) (rawLinkStats, error) {
+	r := rawLinkStats{found: true}
+	err := s.pool.QueryRow(ctx, linkHeadSQL, slug).Scan(&r.id, &r.deleted, &r.version)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return rawLinkStats{}, nil
+	}
+	if err != nil {
+		return rawLinkStats{}, fmt.Errorf("query link: %w", err)
+	}
+	return r, nil
+}
+
 // rawLinkStats is what linkStatsSQL returns, before it is shaped into the response.
 type rawLinkStats struct {
+	id             int64 // set by linkHead only
 	found, deleted bool
 	version        int64    // the link's stats_version; equal to known: no rollup rows read
 	daily          []dayRow // by UTC date

@@ -1,0 +1,316 @@
+package stats
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// linkRollups is one link's rollups at one stats version, held in memory so that a
+// stats request over any range of UTC dates is answered without reading the rollups
+// from PostgreSQL: a request costs the primary-key lookup of the link's stats version,
+// and the rollups are read again only when that version has moved (the aggregator
+// bumps it in the transaction that adds the link's clicks). So every answer is exactly
+// what the rollups hold at the version PostgreSQL reports — never stale.
+//
+// Each day is one varint-encoded record in a single byte slice, about 40 bytes for a
+// day with 15 breakdown values (16 KB for such a year), and nothing in it holds a
+// pointer, so the garbage collector never scans it.
+type linkRollups struct {
+	version int64
+
+	days []int32  // unix days with rollup rows, ascending
+	at   []uint32 // the record of days[i] is data[at[i]:at[i+1]]
+	// data holds per day: clicks, unique visitors, bot clicks, the number n of
+	// breakdown rows, then n pairs of (index in values, clicks); all uvarints.
+	data   []byte
+	values []dimensionRow // distinct (dimension, value); clicks unused
+
+	recent     []recentHour // hourly rows from recentFrom on
+	recentFrom time.Time    // the load's time minus recentMargin
+}
+
+type recentHour struct {
+	hour              int64 // unix seconds
+	clicks, botClicks int64
+}
+
+// size is an estimate of the bytes held, for the cache's budget.
+func (r *linkRollups) size() int {
+	n := 160 + cap(r.days)*4 + cap(r.at)*4 + cap(r.data) + cap(r.recent)*24
+	for _, v := range r.values {
+		n += 48 + len(v.value)
+	}
+	return n
+}
+
+// covers reports whether the held hourly rows cover a last-48-hours window from
+// recentFrom: a window starting before the load's margin was not read.
+func (r *linkRollups) covers(recentFrom time.Time) bool { return !recentFrom.Before(r.recentFrom) }
+
+// raw returns what linkStatsSQL would return for q at this version: UTC dates only.
+func (r *linkRollups) raw(q rangeQuery, recentFrom, recentTo time.Time) rawLinkStats {
+	first, last := unixDay(q.start), unixDay(q.end)
+	out := rawLinkStats{found: true, version: r.version, daily: make([]dayRow, 0, q.days())}
+	sums := make([]int64, len(r.values))
+	i, _ := slices.BinarySearch(r.days, first)
+	for ; i < len(r.days) && r.days[i] <= last; i++ {
+		rec := r.data[r.at[i]:r.at[i+1]]
+		next := func() int64 {
+			v, n := binary.Uvarint(rec)
+			rec = rec[n:]
+			return int64(v)
+		}
+		d := dayRow{index: int(r.days[i] - first), clicks: next(), uniques: next(), botClicks: next()}
+		if d.clicks != 0 || d.uniques != 0 || d.botClicks != 0 {
+			out.daily = append(out.daily, d)
+		}
+		for n := next(); n > 0; n-- {
+			v := next()
+			sums[v] += next()
+		}
+	}
+	for v, n := range sums {
+		if n != 0 {
+			out.dimensions = append(out.dimensions, dimensionRow{dimension: r.values[v].dimension, value: r.values[v].value, clicks: n})
+		}
+	}
+	from, to := recentFrom.Unix(), recentTo.Unix()
+	for _, h := range r.recent {
+		if h.hour >= from && h.hour < to {
+			out.recentHours = append(out.recentHours, hourRow{hour: time.Unix(h.hour, 0), clicks: h.clicks, botClicks: h.botClicks})
+		}
+	}
+	return out
+}
+
+func unixDay(t time.Time) int32 { return int32(t.Unix() / (24 * 60 * 60)) }
+
+// recentMargin is how far before its load a linkRollups holds hourly rows: the last 48
+// hours of any later request, whose window ends at the end of its current hour.
+const recentMargin = 49 * time.Hour
+
+// linkRollupsSQL reads all of a link's rollups and its stats version in one statement,
+// so in one snapshot: the version is exactly the version of the rows.
+// Columns: kind, day or hour, dimension, value, a, b, c.
+const linkRollupsSQL = `
+SELECT 0, stats_version, '', '', 0::int8, 0::int8, 0::int8 FROM links WHERE id = $1
+UNION ALL
+SELECT 1, (day - DATE '1970-01-01')::int8, '', '', clicks, unique_visitors, bot_clicks
+FROM daily_stats WHERE link_id = $1
+UNION ALL
+SELECT 2, (day - DATE '1970-01-01')::int8, dimension, value, clicks, 0, 0
+FROM dimension_stats WHERE link_id = $1
+UNION ALL
+SELECT 4, extract(epoch FROM hour)::int8, '', '', clicks, bot_clicks, 0
+FROM hourly_stats WHERE link_id = $1 AND hour >= $2`
+
+// errTooLarge reports a link whose rollups are not held in memory.
+var errTooLarge = errors.New("rollups not held")
+
+// maxHeldRows bounds the breakdown rows of one held link.
+const maxHeldRows = 500_000
+
+// loadRollups reads a link's rollups. It returns errTooLarge for a link with more
+// breakdown rows than maxHeldRows, or with a negative counter (never written by the
+// aggregator, but the varint layout cannot hold one), and nil for a link that is gone.
+func (s *store) loadRollups(ctx context.Context, id int64, now time.Time) (*linkRollups, error) {
+	r := &linkRollups{version: -1, recentFrom: now.Add(-recentMargin)}
+	rows, err := s.pool.Query(ctx, linkRollupsSQL, id, r.recentFrom.Truncate(time.Hour))
+	if err != nil {
+		return nil, fmt.Errorf("query link rollups: %w", err)
+	}
+	defer rows.Close()
+	type dayTotals struct {
+		day                int32
+		clicks, uniq, bots int64
+	}
+	type dimRow struct {
+		day    int32
+		value  int
+		clicks int64
+	}
+	var (
+		totals []dayTotals
+		dims   []dimRow
+		index  = map[dimensionRow]int{}
+		fields = rows.FieldDescriptions()
+		n      [7]int64
+	)
+	for rows.Next() {
+		vals := rows.RawValues()
+		if len(vals) != len(n) || len(fields) != len(n) {
+			return nil, fmt.Errorf("scan link rollups: %d columns", len(vals))
+		}
+		for i := range n {
+			if i == 2 || i == 3 {
+				continue // text columns
+			}
+			v, err := rawInt(fields[i], vals[i])
+			if err != nil {
+				return nil, fmt.Errorf("scan link rollups: column %d: %w", i, err)
+			}
+			n[i] = v
+		}
+		kind, at, a, b, c := n[0], n[1], n[4], n[5], n[6]
+		if a < 0 || b < 0 || c < 0 {
+			return nil, errTooLarge
+		}
+		switch kind {
+		case kindLink:
+			r.version = at
+		case kindDay:
+			totals = append(totals, dayTotals{day: int32(at), clicks: a, uniq: b, bots: c})
+		case kindDimension:
+			if len(dims) >= maxHeldRows {
+				return nil, errTooLarge
+			}
+			key := dimensionRow{dimension: dimensionName(vals[2]), value: string(vals[3])}
+			v, ok := index[key]
+			if !ok {
+				v = len(r.values)
+				index[key] = v
+				r.values = append(r.values, key)
+			}
+			dims = append(dims, dimRow{day: int32(at), value: v, clicks: a})
+		case kindRecentHour:
+			r.recent = append(r.recent, recentHour{hour: at, clicks: a, botClicks: b})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read link rollups: %w", err)
+	}
+	if r.version < 0 {
+		return nil, nil // the link is gone: nothing to hold
+	}
+	// Each branch is read in primary-key order; sorting again costs nothing then and
+	// keeps the layout right whatever plan PostgreSQL picks.
+	slices.SortStableFunc(totals, func(a, b dayTotals) int { return cmp.Compare(a.day, b.day) })
+	slices.SortStableFunc(dims, func(a, b dimRow) int { return cmp.Compare(a.day, b.day) })
+
+	// Merge the two day-ordered lists into one record per day.
+	var data []byte
+	for ti, di := 0, 0; ti < len(totals) || di < len(dims); {
+		day := int32(math.MaxInt32)
+		if ti < len(totals) {
+			day = totals[ti].day
+		}
+		if di < len(dims) {
+			day = min(day, dims[di].day)
+		}
+		var t dayTotals
+		for ti < len(totals) && totals[ti].day == day { // one row per day; summed to be safe
+			t.clicks, t.uniq, t.bots = t.clicks+totals[ti].clicks, t.uniq+totals[ti].uniq, t.bots+totals[ti].bots
+			ti++
+		}
+		end := di
+		for end < len(dims) && dims[end].day == day {
+			end++
+		}
+		r.days = append(r.days, day)
+		r.at = append(r.at, uint32(len(data)))
+		data = binary.AppendUvarint(data, uint64(t.clicks))
+		data = binary.AppendUvarint(data, uint64(t.uniq))
+		data = binary.AppendUvarint(data, uint64(t.bots))
+		data = binary.AppendUvarint(data, uint64(end-di))
+		for ; di < end; di++ {
+			data = binary.AppendUvarint(data, uint64(dims[di].value))
+			data = binary.AppendUvarint(data, uint64(dims[di].clicks))
+		}
+		if len(data) > math.MaxUint32/2 {
+			return nil, errTooLarge
+		}
+	}
+	r.at = append(r.at, uint32(len(data)))
+	// Held for long: keep exactly what is used, not append's spare capacity.
+	r.days, r.at, r.data = slices.Clone(r.days), slices.Clone(r.at), slices.Clone(data)
+	r.recent = slices.Clone(r.recent)
+	return r, nil
+}
+
+// rollupCache holds linkRollups by link id within a byte budget; when it is over
+// budget it drops links at random (a link asked again is read again, once).
+type rollupCache struct {
+	load   func(ctx context.Context, id int64) (*linkRollups, error)
+	budget int
+
+	mu    sync.Mutex
+	links map[int64]*linkRollups
+	bytes int
+	group singleflight.Group
+}
+
+// defaultRollupBudget is enough for 1,000 links with a year of daily breakdowns.
+const defaultRollupBudget = 64 << 20
+
+func newRollupCache(budget int, load func(ctx context.Context, id int64) (*linkRollups, error)) *rollupCache {
+	return &rollupCache{load: load, budget: budget, links: map[int64]*linkRollups{}}
+}
+
+// get returns the rollups of link id at version or later, reading them when the held
+// copy is older. It returns nil, nil when the link is not to be held (too large, or
+// gone meanwhile): the caller then reads PostgreSQL directly.
+func (c *rollupCache) get(ctx context.Context, id, version int64) (*linkRollups, error) {
+	c.mu.Lock()
+	r := c.links[id]
+	c.mu.Unlock()
+	if r != nil && r.version >= version {
+		return r, nil
+	}
+	// Concurrent requests for the same link share one read. The read is not tied to
+	// the first caller's request: its cancellation must not fail the others.
+	v, err, _ := c.group.Do(strconv.FormatInt(id, 10), func() (any, error) {
+		r, err := c.load(context.WithoutCancel(ctx), id)
+		if err != nil || r == nil {
+			return r, err
+		}
+		c.put(id, r)
+		return r, nil
+	})
+	if errors.Is(err, errTooLarge) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	r, _ = v.(*linkRollups)
+	if r == nil || r.version < version {
+		return nil, nil // an older read was in flight; the caller reads PostgreSQL
+	}
+	return r, nil
+}
+
+func (c *rollupCache) put(id int64, r *linkRollups) {
+	size := r.size()
+	if size > c.budget/4 { // one link may not take the room of many
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.links[id]; old != nil {
+		if old.version > r.version {
+			return
+		}
+		c.bytes -= old.size()
+	}
+	c.links[id] = r
+	c.bytes += size
+	for k, v := range c.links { // map iteration starts at a random entry
+		if c.bytes <= c.budget {
+			break
+		}
+		if k != id {
+			delete(c.links, k)
+			c.bytes -= v.size()
+		}
+	}
+}
