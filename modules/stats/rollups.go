@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -237,34 +238,61 @@ func (s *store) loadRollups(ctx context.Context, id int64, now time.Time) (*link
 	return r, nil
 }
 
-// rollupCache holds linkRollups by link id within a byte budget; when it is over
-// budget it drops links at random (a link asked again is read again, once).
+// rollupCache holds linkRollups by link id within a byte budget.
+//
+// Reading a link's whole history costs about ten times a single range read, so the
+// cache must never churn: when it is full it admits no new link (their requests read
+// their range from PostgreSQL, as before rollups were held) until links unused for a
+// sweep interval have been dropped. A link already held is read again when its
+// version moves, whatever the budget. So a working set that fits is held, one that
+// does not costs what it did before, and a link that cools down leaves within two
+// intervals.
 type rollupCache struct {
 	load   func(ctx context.Context, id int64) (*linkRollups, error)
 	budget int
+	now    func() time.Time
 
-	mu    sync.Mutex
-	links map[int64]*linkRollups
-	bytes int
-	group singleflight.Group
+	mu        sync.Mutex
+	links     map[int64]*heldRollups
+	bytes     int
+	lastSweep time.Time
+	group     singleflight.Group
 }
 
-// defaultRollupBudget is enough for 1,000 links with a year of daily breakdowns.
-const defaultRollupBudget = 64 << 20
+type heldRollups struct {
+	*linkRollups
+	size int
+	used atomic.Bool // asked for since the last sweep
+}
+
+// defaultRollupBudget holds about 1,400 links with a year of 15 breakdown values a
+// day. It is small on purpose: the process runs under a 64 MiB soft memory limit.
+const defaultRollupBudget = 24 << 20
+
+// sweepEvery is how long a held link may go unused before a full cache drops it.
+const sweepEvery = time.Minute
 
 func newRollupCache(budget int, load func(ctx context.Context, id int64) (*linkRollups, error)) *rollupCache {
-	return &rollupCache{load: load, budget: budget, links: map[int64]*linkRollups{}}
+	return &rollupCache{load: load, budget: budget, now: time.Now, links: map[int64]*heldRollups{}}
 }
 
 // get returns the rollups of link id at version or later, reading them when the held
-// copy is older. It returns nil, nil when the link is not to be held (too large, or
-// gone meanwhile): the caller then reads PostgreSQL directly.
+// copy is older or the link is admitted. It returns nil, nil when the link is not
+// held (cache full, link too large, or gone meanwhile): the caller then reads its
+// range from PostgreSQL.
 func (c *rollupCache) get(ctx context.Context, id, version int64) (*linkRollups, error) {
 	c.mu.Lock()
-	r := c.links[id]
+	h := c.links[id]
+	admit := h != nil || c.bytes < c.budget || c.sweep()
 	c.mu.Unlock()
-	if r != nil && r.version >= version {
-		return r, nil
+	if h != nil {
+		h.used.Store(true)
+		if h.version >= version {
+			return h.linkRollups, nil
+		}
+	}
+	if !admit {
+		return nil, nil
 	}
 	// Concurrent requests for the same link share one read. The read is not tied to
 	// the first caller's request: its cancellation must not fail the others.
@@ -282,17 +310,35 @@ func (c *rollupCache) get(ctx context.Context, id, version int64) (*linkRollups,
 	if err != nil {
 		return nil, err
 	}
-	r, _ = v.(*linkRollups)
+	r, _ := v.(*linkRollups)
 	if r == nil || r.version < version {
 		return nil, nil // an older read was in flight; the caller reads PostgreSQL
 	}
 	return r, nil
 }
 
+// sweep drops the links unused since the last sweep, at most once per sweepEvery,
+// and reports whether there is room now. c.mu is held.
+func (c *rollupCache) sweep() bool {
+	now := c.now()
+	if now.Sub(c.lastSweep) < sweepEvery {
+		return false
+	}
+	c.lastSweep = now
+	for id, h := range c.links {
+		if !h.used.Swap(false) {
+			delete(c.links, id)
+			c.bytes -= h.size
+		}
+	}
+	return c.bytes < c.budget
+}
+
 func (c *rollupCache) put(id int64, r *linkRollups) {
-	size := r.size()
-	if size > c.budget/4 { // one link may not take the room of many
-		return
+	h := &heldRollups{linkRollups: r, size: r.size()}
+	h.used.Store(true)
+	if h.size > c.budget/4 {
+		return // one link may not take the room of many
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -300,17 +346,8 @@ func (c *rollupCache) put(id int64, r *linkRollups) {
 		if old.version > r.version {
 			return
 		}
-		c.bytes -= old.size()
+		c.bytes -= old.size
 	}
-	c.links[id] = r
-	c.bytes += size
-	for k, v := range c.links { // map iteration starts at a random entry
-		if c.bytes <= c.budget {
-			break
-		}
-		if k != id {
-			delete(c.links, k)
-			c.bytes -= v.size()
-		}
-	}
+	c.links[id] = h
+	c.bytes += h.size
 }

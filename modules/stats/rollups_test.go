@@ -126,7 +126,8 @@ func TestHugeCountsAreExact(t *testing.T) {
 	}
 }
 
-// Over its byte budget the cache drops links, and answers stay exact.
+// A full cache admits no new link, so it never churns: other links read their range
+// from PostgreSQL, exactly. Links unused for a sweep interval make room.
 func TestHeldRollupsStayWithinBudget(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -144,25 +145,76 @@ func TestHeldRollupsStayWithinBudget(t *testing.T) {
 		}
 		largest = max(largest, r.size())
 	}
-	budget := largest * 5 // room for about 5 of the 12 links
-	b.h.rollups = newRollupCache(budget, b.h.rollups.load)
-	for range 100 {
-		slug := fmt.Sprintf("bud%d", rng.IntN(len(ids)))
-		q := randomQuery(rng)
+	budget := largest * 4 // room for 4 or 5 of the 12 links
+	c := newRollupCache(budget, b.h.rollups.load)
+	clock := fixedNow
+	c.now = func() time.Time { return clock }
+	b.h.rollups = c
+	held := func() map[int64]bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		m, sum := map[int64]bool{}, 0
+		for id, h := range c.links {
+			m[id] = true
+			sum += h.size
+		}
+		if sum != c.bytes || c.bytes > budget+budget/4 {
+			t.Fatalf("budget %d: %d bytes counted, %d held", budget, c.bytes, sum)
+		}
+		return m
+	}
+	ask := func(i int) {
+		t.Helper()
+		slug, q := fmt.Sprintf("bud%d", i), randomQuery(rng)
 		if want, got := fromPostgreSQL(t, b.h, slug, q), fromHandler(t, b.h, slug, q); !reflect.DeepEqual(got, want) {
 			t.Fatalf("%s %+v:\n held %+v\n   pg %+v", slug, q, got, want)
 		}
-		c := b.h.rollups
-		c.mu.Lock()
-		bytes, n := c.bytes, len(c.links)
-		sum := 0
-		for _, r := range c.links {
-			sum += r.size()
+	}
+	for range 100 {
+		ask(rng.IntN(len(ids)))
+	}
+	first := held()
+	if n := len(first); n < 4 || n > 5 {
+		t.Fatalf("%d links held, want 4 or 5 of 12", n)
+	}
+	// Full: asking every link again changes nothing held.
+	for i := range ids {
+		ask(i)
+	}
+	if again := held(); !reflect.DeepEqual(again, first) {
+		t.Fatalf("a full cache changed: %v, then %v", first, again)
+	}
+	// A minute on, links unused since the last sweep go, and others come in.
+	var keep int
+	for i, id := range ids {
+		if first[id] {
+			keep = i
+			break
 		}
-		c.mu.Unlock()
-		if bytes > budget || sum != bytes || n == 0 || n == len(ids) {
-			t.Fatalf("budget %d: %d links held, %d bytes counted, %d bytes held", budget, n, bytes, sum)
+	}
+	clock = clock.Add(sweepEvery)
+	c.mu.Lock()
+	c.sweep() // marks every link unused
+	c.mu.Unlock()
+	ask(keep)
+	clock = clock.Add(sweepEvery)
+	for i := range ids {
+		if i != keep {
+			ask(i)
 		}
+	}
+	now := held()
+	if !now[ids[keep]] {
+		t.Fatalf("the link in use was dropped")
+	}
+	newcomers := 0
+	for id := range now {
+		if !first[id] {
+			newcomers++
+		}
+	}
+	if newcomers == 0 {
+		t.Fatalf("no link admitted after the sweep: before %v, after %v", first, now)
 	}
 }
 
