@@ -3,13 +3,13 @@ package stats
 import (
 	"cmp"
 	"context"
-	"encoding/json"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -24,6 +24,7 @@ type Handler struct {
 	store   *store
 	cache   *responseCache
 	rollups *rollupCache
+	hours   atomic.Pointer[labels] // the last-48-hours labels last made
 	pool    *pgxpool.Pool
 	logger  *slog.Logger
 	now     func() time.Time
@@ -115,10 +116,8 @@ func (h *Handler) linkStats(c echo.Context) error {
 	if ok && raw.version == held.version {
 		return c.JSONBlob(http.StatusOK, held.body)
 	}
-	b, err := json.Marshal(h.shapeLinkStats(slug, q, recentTo, raw))
-	if err != nil {
-		return fmt.Errorf("encode link stats: %w", err)
-	}
+	s := h.shapeLinkStats(slug, q, recentTo, raw)
+	b := appendLinkStats(make([]byte, 0, 1024+len(s.Daily)*64+len(s.Hourly)*72), &s)
 	h.cache.put(key, cachedStats{version: raw.version, body: b})
 	return c.JSONBlob(http.StatusOK, b)
 }
@@ -155,9 +154,7 @@ func (h *Handler) shapeLinkStats(slug string, q rangeQuery, recentTo time.Time, 
 		}
 	}
 	s.Hourly = make([]HourStats, 48)
-	hours := formatEach(len(s.Hourly), time.RFC3339, func(i int) time.Time {
-		return recentFrom.Add(time.Duration(i) * time.Hour).In(q.loc)
-	})
+	hours := h.hourLabels(recentFrom, q.loc, len(s.Hourly))
 	for i := range s.Hourly {
 		s.Hourly[i].Hour = hours[i]
 	}
@@ -167,6 +164,25 @@ func (h *Handler) shapeLinkStats(slug string, q rangeQuery, recentTo time.Time, 
 		}
 	}
 	return s
+}
+
+// hourLabels are the RFC 3339 names of the n hours from from in loc. They change once
+// an hour, so the last ones made are kept and shared (strings are immutable).
+func (h *Handler) hourLabels(from time.Time, loc *time.Location, n int) []string {
+	if l := h.hours.Load(); l != nil && l.from.Equal(from) && l.loc.String() == loc.String() && len(l.labels) == n {
+		return l.labels
+	}
+	l := &labels{from: from, loc: loc, labels: formatEach(n, time.RFC3339, func(i int) time.Time {
+		return from.Add(time.Duration(i) * time.Hour).In(loc)
+	})}
+	h.hours.Store(l)
+	return l.labels
+}
+
+type labels struct {
+	from   time.Time
+	loc    *time.Location
+	labels []string
 }
 
 // dailySeries builds the zero-filled series and the range's totals. Daily rollups are
@@ -343,13 +359,15 @@ func rangeValues(start, end, tz string, limit int) url.Values {
 // formatEach formats n times into one buffer and returns them as substrings of one
 // string: two allocations for a whole series instead of one per entry.
 func formatEach(n int, layout string, at func(i int) time.Time) []string {
-	buf := make([]byte, 0, n*(len(layout)+6))
+	var b strings.Builder
+	b.Grow(n * (len(layout) + 6))
+	var buf [64]byte
 	ends := make([]int, n)
 	for i := range n {
-		buf = at(i).AppendFormat(buf, layout)
-		ends[i] = len(buf)
+		b.Write(at(i).AppendFormat(buf[:0], layout))
+		ends[i] = b.Len()
 	}
-	all := string(buf)
+	all := b.String() // no copy
 	out := make([]string, n)
 	start := 0
 	for i, end := range ends {

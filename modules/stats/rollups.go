@@ -80,12 +80,20 @@ func (r *linkRollups) raw(q rangeQuery, recentFrom, recentTo time.Time) rawLinkS
 			sums[v] += next()
 		}
 	}
+	nonzero := 0
+	for _, n := range sums {
+		if n != 0 {
+			nonzero++
+		}
+	}
+	out.dimensions = make([]dimensionRow, 0, nonzero)
 	for v, n := range sums {
 		if n != 0 {
 			out.dimensions = append(out.dimensions, dimensionRow{dimension: r.values[v].dimension, value: r.values[v].value, clicks: n})
 		}
 	}
 	from, to := recentFrom.Unix(), recentTo.Unix()
+	out.recentHours = make([]hourRow, 0, min(len(r.recent), 48))
 	for _, h := range r.recent {
 		if h.hour >= from && h.hour < to {
 			out.recentHours = append(out.recentHours, hourRow{hour: time.Unix(h.hour, 0), clicks: h.clicks, botClicks: h.botClicks})
