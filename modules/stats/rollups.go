@@ -268,10 +268,14 @@ type rollupCache struct {
 }
 
 type heldRollups struct {
-	*linkRollups
-	size int
-	used atomic.Bool // asked for since the last sweep
+	*linkRollups // nil for a link found too large to hold
+	size         int
+	used         atomic.Bool // asked for since the last sweep
 }
+
+// tooLargeSize is what the mark of a link too large to hold counts against the budget.
+// Rollups only grow, so the mark stands until a sweep finds it unused.
+const tooLargeSize = 64
 
 // defaultRollupBudget holds about 1,400 links with a year of 15 breakdown values a
 // day. It is small on purpose: the process runs under a 64 MiB soft memory limit.
@@ -295,6 +299,9 @@ func (c *rollupCache) get(ctx context.Context, id, version int64) (*linkRollups,
 	c.mu.Unlock()
 	if h != nil {
 		h.used.Store(true)
+		if h.linkRollups == nil {
+			return nil, nil // too large: reading it again would be wasted
+		}
 		if h.version >= version {
 			return h.linkRollups, nil
 		}
@@ -306,10 +313,15 @@ func (c *rollupCache) get(ctx context.Context, id, version int64) (*linkRollups,
 	// the first caller's request: its cancellation must not fail the others.
 	v, err, _ := c.group.Do(strconv.FormatInt(id, 10), func() (any, error) {
 		r, err := c.load(context.WithoutCancel(ctx), id)
+		if errors.Is(err, errTooLarge) {
+			c.put(id, nil)
+		}
 		if err != nil || r == nil {
 			return r, err
 		}
-		c.put(id, r)
+		if !c.put(id, r) {
+			return nil, nil
+		}
 		return r, nil
 	})
 	if errors.Is(err, errTooLarge) {
@@ -342,20 +354,26 @@ func (c *rollupCache) sweep() bool {
 	return c.bytes < c.budget
 }
 
-func (c *rollupCache) put(id int64, r *linkRollups) {
-	h := &heldRollups{linkRollups: r, size: r.size()}
-	h.used.Store(true)
-	if h.size > c.budget/4 {
-		return // one link may not take the room of many
+// put holds r as link id's rollups, or marks the link too large when r is nil or
+// takes more than a quarter of the budget (one link may not take the room of many).
+// It reports whether r is held.
+func (c *rollupCache) put(id int64, r *linkRollups) bool {
+	h := &heldRollups{linkRollups: r, size: tooLargeSize}
+	if r != nil {
+		if h.size = r.size(); h.size > c.budget/4 {
+			h.linkRollups, h.size = nil, tooLargeSize
+		}
 	}
+	h.used.Store(true)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old := c.links[id]; old != nil {
-		if old.version > r.version {
-			return
+		if old.linkRollups != nil && h.linkRollups != nil && old.version > r.version {
+			return false
 		}
 		c.bytes -= old.size
 	}
 	c.links[id] = h
 	c.bytes += h.size
+	return h.linkRollups != nil
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -258,5 +259,30 @@ func TestHeldRollupsUnderConcurrentTicks(t *testing.T) {
 		if want, got := fromPostgreSQL(t, b.h, slug, q), fromHandler(t, b.h, slug, q); !reflect.DeepEqual(got, want) {
 			t.Fatalf("%s %+v:\n held %+v\n   pg %+v", slug, q, got, want)
 		}
+	}
+}
+
+// A link too large to hold is read whole once; its requests then read their range
+// from PostgreSQL, exactly.
+func TestTooLargeLinkIsReadOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	rng := rand.New(rand.NewPCG(8, 8))
+	id := createLink(t, b.pool, "big")
+	seedSpread(t, b, rng, []int64{id}, 500)
+	var loads atomic.Int64
+	load := b.h.rollups.load
+	b.h.rollups = newRollupCache(1000, func(ctx context.Context, id int64) (*linkRollups, error) {
+		loads.Add(1)
+		return load(ctx, id)
+	})
+	for range 5 {
+		q := randomQuery(rng)
+		if want, got := fromPostgreSQL(t, b.h, "big", q), fromHandler(t, b.h, "big", q); !reflect.DeepEqual(got, want) {
+			t.Fatalf("%+v:\n held %+v\n   pg %+v", q, got, want)
+		}
+	}
+	if n := loads.Load(); n != 1 {
+		t.Fatalf("the link's rollups were read whole %d times, want 1", n)
 	}
 }
