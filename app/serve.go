@@ -111,7 +111,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	}
 
 	linkHandler := links.NewHandler(linkStore, cfg.BaseURL, rd, logger)
-	statsHandler := stats.NewHandler(pool, logger)
+	statsHandler := stats.NewHandler(pool, reg, logger)
 	loginLimit, err := ratelimit.New(ratelimit.Config{Name: "login", Rate: "10-M", Prefix: cfg.RedisPrefix + "rl:login:"}, rdb, reg, logger)
 	if err != nil {
 		return err

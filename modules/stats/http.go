@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Handler serves statistics from the rollups and raw clicks as CSV. It resolves slugs
@@ -24,18 +25,28 @@ type Handler struct {
 	store   *store
 	cache   *responseCache
 	rollups *rollupCache
+	reads   *prometheus.CounterVec
+	loads   prometheus.Counter
 	hours   atomic.Pointer[labels] // the last-48-hours labels last made
 	pool    *pgxpool.Pool
 	logger  *slog.Logger
 	now     func() time.Time
 }
 
-// NewHandler returns the stats handler over pool.
-func NewHandler(pool *pgxpool.Pool, logger *slog.Logger) *Handler {
+// NewHandler returns the stats handler over pool; reg may be nil (no metrics).
+func NewHandler(pool *pgxpool.Pool, reg prometheus.Registerer, logger *slog.Logger) *Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{
+		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hop_stats_link_reads_total",
+			Help: "Link stats answered, by source: memory (held rollups) or postgres (a range read: other time zones, links not held).",
+		}, []string{"source"}),
+		loads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hop_stats_rollup_loads_total",
+			Help: "Links' whole rollups read into memory (first asked, or their stats version moved).",
+		}),
 		store:  &store{pool: pool},
 		cache:  newResponseCache(1_000),
 		pool:   pool,
@@ -43,8 +54,23 @@ func NewHandler(pool *pgxpool.Pool, logger *slog.Logger) *Handler {
 		now:    time.Now,
 	}
 	h.rollups = newRollupCache(defaultRollupBudget, func(ctx context.Context, id int64) (*linkRollups, error) {
+		h.loads.Inc()
 		return h.store.loadRollups(ctx, id, h.now())
 	})
+	if reg != nil {
+		held := func(f func(links, bytes int) float64) func() float64 {
+			return func() float64 {
+				h.rollups.mu.Lock()
+				defer h.rollups.mu.Unlock()
+				return f(len(h.rollups.links), h.rollups.bytes)
+			}
+		}
+		reg.MustRegister(h.reads, h.loads,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hop_stats_held_links", Help: "Links whose rollups are held in memory."},
+				held(func(links, _ int) float64 { return float64(links) })),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hop_stats_held_bytes", Help: "Bytes of rollups held in memory (budget 24 MiB)."},
+				held(func(_, bytes int) float64 { return float64(bytes) })))
+	}
 	return h
 }
 
@@ -319,9 +345,11 @@ func (h *Handler) read(ctx context.Context, slug string, q rangeQuery, recentTo 
 			return rawLinkStats{}, err
 		}
 		if r != nil && r.covers(recentFrom) {
+			h.reads.WithLabelValues("memory").Inc()
 			return r.raw(q, recentFrom, recentTo), nil
 		}
 	}
+	h.reads.WithLabelValues("postgres").Inc()
 	raw, err := h.store.linkStats(ctx, slug, q, recentFrom, recentTo, known)
 	switch {
 	case err != nil:

@@ -10,6 +10,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hop-dev/hop/internal/testenv"
 )
 
 // seedSpread inserts n random clicks over links within the 40 days before fixedNow
@@ -284,5 +289,61 @@ func TestTooLargeLinkIsReadOnce(t *testing.T) {
 	}
 	if n := loads.Load(); n != 1 {
 		t.Fatalf("the link's rollups were read whole %d times, want 1", n)
+	}
+}
+
+// The metrics tell an operator where link stats come from and what is held.
+func TestHeldRollupsMetrics(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	reg := prometheus.NewRegistry()
+	b := setupPool(t, db.Pool)
+	b.h = NewHandler(db.Pool, reg, nil)
+	b.h.now = func() time.Time { return fixedNow }
+	b.e = echo.New()
+	b.e.HTTPErrorHandler = problemErrorHandler
+	b.h.Routes(b.e.Group(""))
+	id := createLink(t, b.pool, "metered")
+	seedSpread(t, b, rand.New(rand.NewPCG(2, 2)), []int64{id}, 50)
+	for _, target := range []string{
+		"/links/metered/stats", "/links/metered/stats?start=2025-02-01", "/links/metered/stats?limit=3",
+		"/links/metered/stats?tz=Europe/Paris",
+	} {
+		if rec := b.get(t, target); rec.Code != http.StatusOK {
+			t.Fatalf("%s: %d", target, rec.Code)
+		}
+	}
+	want := map[string]float64{
+		`hop_stats_link_reads_total{source="memory"}`:   3,
+		`hop_stats_link_reads_total{source="postgres"}`: 1,
+		`hop_stats_rollup_loads_total`:                  1,
+		`hop_stats_held_links`:                          1,
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			name := f.GetName()
+			for _, l := range m.GetLabel() {
+				name += fmt.Sprintf("{%s=%q}", l.GetName(), l.GetValue())
+			}
+			switch {
+			case m.GetCounter() != nil:
+				got[name] = m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				got[name] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+	if got["hop_stats_held_bytes"] <= 0 {
+		t.Errorf("hop_stats_held_bytes = %v", got["hop_stats_held_bytes"])
 	}
 }
