@@ -3,7 +3,9 @@ package app
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -223,5 +225,22 @@ func TestMultipleInstances(t *testing.T) {
 	}
 	if allowed != left {
 		t.Fatalf("%d more redirects allowed across instances, want %d", allowed, left)
+	}
+}
+
+// The stats handler holds rollups within 3/8 of the soft memory limit, so an operator
+// who raises GOMEMLIMIT holds more links.
+func TestHeldStatsBytesFollowsMemoryLimit(t *testing.T) {
+	old := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	for _, c := range []struct{ limit, want int64 }{
+		{64 << 20, 24 << 20},
+		{512 << 20, 192 << 20},
+		{math.MaxInt64, 0}, // no limit: the handler's default
+	} {
+		debug.SetMemoryLimit(c.limit)
+		if got := heldStatsBytes(); int64(got) != c.want {
+			t.Errorf("limit %d: %d bytes, want %d", c.limit, got, c.want)
+		}
 	}
 }

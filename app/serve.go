@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -111,7 +112,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	}
 
 	linkHandler := links.NewHandler(linkStore, cfg.BaseURL, rd, logger)
-	statsHandler := stats.NewHandler(pool, reg, logger)
+	statsHandler := stats.NewHandler(stats.HandlerConfig{HeldBytes: heldStatsBytes()}, pool, reg, logger)
 	loginLimit, err := ratelimit.New(ratelimit.Config{Name: "login", Rate: "10-M", Prefix: cfg.RedisPrefix + "rl:login:"}, rdb, reg, logger)
 	if err != nil {
 		return err
@@ -236,6 +237,17 @@ func consumerName(cfg Config) string {
 	host, _ := os.Hostname()
 	_, port, _ := net.SplitHostPort(cfg.Addr)
 	return cmp.Or(host, "hop") + ":" + cmp.Or(port, "0")
+}
+
+// heldStatsBytes is the stats handler's budget for rollups held in memory: 3/8 of the
+// soft memory limit (24 MiB under the default 64 MiB), so a larger GOMEMLIMIT holds more
+// links. Without a limit the handler's default applies.
+func heldStatsBytes() int {
+	limit := debug.SetMemoryLimit(-1) // reads the limit
+	if limit <= 0 || limit >= math.MaxInt64/2 {
+		return 0
+	}
+	return int(limit / 8 * 3)
 }
 
 // tuneGC trades a little memory for CPU unless GOGC or GOMEMLIMIT say otherwise: the

@@ -59,7 +59,7 @@ func TestEncodeLinkStatsMatchesEncodingJSON(t *testing.T) {
 // The last-48-hours labels are shared between requests only for the same hour and zone.
 func TestHourLabelsFollowHourAndZone(t *testing.T) {
 	t.Parallel()
-	h := NewHandler(nil, nil, nil)
+	h := NewHandler(HandlerConfig{}, nil, nil, nil)
 	tokyo, err := time.LoadLocation("Asia/Tokyo")
 	if err != nil {
 		t.Fatal(err)

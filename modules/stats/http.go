@@ -33,8 +33,14 @@ type Handler struct {
 	now     func() time.Time
 }
 
+// HandlerConfig tunes the stats handler; the zero value takes the defaults.
+type HandlerConfig struct {
+	// HeldBytes is the budget for links' rollups held in memory (default 24 MiB).
+	HeldBytes int
+}
+
 // NewHandler returns the stats handler over pool; reg may be nil (no metrics).
-func NewHandler(pool *pgxpool.Pool, reg prometheus.Registerer, logger *slog.Logger) *Handler {
+func NewHandler(cfg HandlerConfig, pool *pgxpool.Pool, reg prometheus.Registerer, logger *slog.Logger) *Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -53,7 +59,7 @@ func NewHandler(pool *pgxpool.Pool, reg prometheus.Registerer, logger *slog.Logg
 		logger: logger.With("module", "stats"),
 		now:    time.Now,
 	}
-	h.rollups = newRollupCache(defaultRollupBudget, func(ctx context.Context, id int64) (*linkRollups, error) {
+	h.rollups = newRollupCache(cmp.Or(cfg.HeldBytes, defaultRollupBudget), func(ctx context.Context, id int64) (*linkRollups, error) {
 		h.loads.Inc()
 		return h.store.loadRollups(ctx, id, h.now())
 	})
@@ -68,7 +74,7 @@ func NewHandler(pool *pgxpool.Pool, reg prometheus.Registerer, logger *slog.Logg
 		reg.MustRegister(h.reads, h.loads,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hop_stats_held_links", Help: "Links whose rollups are held in memory."},
 				held(func(links, _ int) float64 { return float64(links) })),
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hop_stats_held_bytes", Help: "Bytes of rollups held in memory (budget 24 MiB)."},
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hop_stats_held_bytes", Help: "Bytes of rollups held in memory (budget: 3/8 of the soft memory limit)."},
 				held(func(_, bytes int) float64 { return float64(bytes) })))
 	}
 	return h

@@ -298,7 +298,7 @@ func TestHeldRollupsMetrics(t *testing.T) {
 	db := testenv.NewDB(t)
 	reg := prometheus.NewRegistry()
 	b := setupPool(t, db.Pool)
-	b.h = NewHandler(db.Pool, reg, nil)
+	b.h = NewHandler(HandlerConfig{}, db.Pool, reg, nil)
 	b.h.now = func() time.Time { return fixedNow }
 	b.e = echo.New()
 	b.e.HTTPErrorHandler = problemErrorHandler
