@@ -247,7 +247,7 @@ func heldStatsBytes() int {
 	if limit <= 0 || limit >= math.MaxInt64/2 {
 		return 0
 	}
-	return int(limit / 8 * 3)
+	return int(min(limit/8*3, math.MaxInt))
 }
 
 // tuneGC trades a little memory for CPU unless GOGC or GOMEMLIMIT say otherwise: the

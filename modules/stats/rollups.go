@@ -126,8 +126,9 @@ FROM hourly_stats WHERE link_id = $1 AND hour >= $2`
 // errTooLarge reports a link whose rollups are not held in memory.
 var errTooLarge = errors.New("rollups not held")
 
-// maxHeldRows bounds the breakdown rows of one held link.
-const maxHeldRows = 500_000
+// maxHeldRows bounds the breakdown rows of one held link, and so the memory a read
+// takes before the link's size is known (~10 MB at most).
+const maxHeldRows = 200_000
 
 // loadRollups reads a link's rollups. It returns errTooLarge for a link with more
 // breakdown rows than maxHeldRows, or with a negative counter (never written by the
@@ -242,40 +243,47 @@ func (s *store) loadRollups(ctx context.Context, id int64, now time.Time) (*link
 	r.at = append(r.at, uint32(len(data)))
 	// Held for long: keep exactly what is used, not append's spare capacity.
 	r.days, r.at, r.data = slices.Clone(r.days), slices.Clone(r.at), slices.Clone(data)
-	r.recent = slices.Clone(r.recent)
+	r.recent, r.values = slices.Clone(r.recent), slices.Clone(r.values)
 	return r, nil
 }
 
 // rollupCache holds linkRollups by link id within a byte budget.
 //
 // Reading a link's whole history costs about ten times a single range read, so the
-// cache must never churn: when it is full it admits no new link (their requests read
-// their range from PostgreSQL, as before rollups were held) until links unused for a
-// sweep interval have been dropped. A link already held is read again when its
-// version moves, whatever the budget. So a working set that fits is held, one that
-// does not costs what it did before, and a link that cools down leaves within two
-// intervals.
+// cache must never churn. A link is held only if it fits in what is left of the
+// budget when its read ends — a reread after the link's version moved included. A
+// link that does not fit is marked (a few bytes) and its requests read their range
+// from PostgreSQL, as before rollups were held, until the next sweep: when the cache
+// is full and a minute has passed, marks and links unused since the previous sweep
+// are dropped. So a working set that fits is held, one that does not costs what it
+// did before, and a link that cools down leaves within two sweeps.
 type rollupCache struct {
 	load   func(ctx context.Context, id int64) (*linkRollups, error)
 	budget int
 	now    func() time.Time
+	reads  chan struct{} // bounds whole-link reads in flight (and their memory)
 
 	mu        sync.Mutex
 	links     map[int64]*heldRollups
-	bytes     int
+	bytes     int // held rollups and marks
+	held      int // held rollups only: at most budget
 	lastSweep time.Time
 	group     singleflight.Group
 }
 
+// heldRollups is a held link, or a mark for a link not held (nil linkRollups).
 type heldRollups struct {
-	*linkRollups // nil for a link found too large to hold
-	size         int
-	used         atomic.Bool // asked for since the last sweep
+	*linkRollups
+	size   int
+	used   atomic.Bool // asked for since the last sweep
+	noRoom bool        // a mark for want of room: dropped by the next sweep
 }
 
-// tooLargeSize is what the mark of a link too large to hold counts against the budget.
-// Rollups only grow, so the mark stands until a sweep finds it unused.
-const tooLargeSize = 64
+// markSize is what a mark is counted as in bytes (outside the budget, which is for
+// rollups; marks are bounded by the rate of whole-link reads). A link marked too
+// large stays marked while it is used (rollups only grow); one marked for want of
+// room is tried again after the next sweep.
+const markSize = 64
 
 // defaultRollupBudget holds about 1,400 links with a year of 15 breakdown values a
 // day. It is small on purpose: the process runs under a 64 MiB soft memory limit.
@@ -284,23 +292,27 @@ const defaultRollupBudget = 24 << 20
 // sweepEvery is how long a held link may go unused before a full cache drops it.
 const sweepEvery = time.Minute
 
+// concurrentReads is how many links may be read whole at once.
+const concurrentReads = 2
+
 func newRollupCache(budget int, load func(ctx context.Context, id int64) (*linkRollups, error)) *rollupCache {
-	return &rollupCache{load: load, budget: budget, now: time.Now, links: map[int64]*heldRollups{}}
+	return &rollupCache{load: load, budget: budget, now: time.Now, reads: make(chan struct{}, concurrentReads),
+		links: map[int64]*heldRollups{}}
 }
 
 // get returns the rollups of link id at version or later, reading them when the held
 // copy is older or the link is admitted. It returns nil, nil when the link is not
-// held (cache full, link too large, or gone meanwhile): the caller then reads its
-// range from PostgreSQL.
+// held (marked, no room, or gone meanwhile): the caller then reads its range from
+// PostgreSQL.
 func (c *rollupCache) get(ctx context.Context, id, version int64) (*linkRollups, error) {
 	c.mu.Lock()
 	h := c.links[id]
-	admit := h != nil || c.bytes < c.budget || c.sweep()
+	admit := h != nil || c.held < c.budget || c.sweep()
 	c.mu.Unlock()
 	if h != nil {
 		h.used.Store(true)
 		if h.linkRollups == nil {
-			return nil, nil // too large: reading it again would be wasted
+			return nil, nil // marked: reading it again would be wasted
 		}
 		if h.version >= version {
 			return h.linkRollups, nil
@@ -312,7 +324,9 @@ func (c *rollupCache) get(ctx context.Context, id, version int64) (*linkRollups,
 	// Concurrent requests for the same link share one read. The read is not tied to
 	// the first caller's request: its cancellation must not fail the others.
 	v, err, _ := c.group.Do(strconv.FormatInt(id, 10), func() (any, error) {
+		c.reads <- struct{}{}
 		r, err := c.load(context.WithoutCancel(ctx), id)
+		<-c.reads
 		if errors.Is(err, errTooLarge) {
 			c.put(id, nil)
 		}
@@ -332,13 +346,13 @@ func (c *rollupCache) get(ctx context.Context, id, version int64) (*linkRollups,
 	}
 	r, _ := v.(*linkRollups)
 	if r == nil || r.version < version {
-		return nil, nil // an older read was in flight; the caller reads PostgreSQL
+		return nil, nil // not held, or an older read was in flight: read PostgreSQL
 	}
 	return r, nil
 }
 
-// sweep drops the links unused since the last sweep, at most once per sweepEvery,
-// and reports whether there is room now. c.mu is held.
+// sweep drops the links unused since the last sweep and every mark for want of room,
+// at most once per sweepEvery, and reports whether there is room now. c.mu is held.
 func (c *rollupCache) sweep() bool {
 	now := c.now()
 	if now.Sub(c.lastSweep) < sweepEvery {
@@ -346,22 +360,31 @@ func (c *rollupCache) sweep() bool {
 	}
 	c.lastSweep = now
 	for id, h := range c.links {
-		if !h.used.Swap(false) {
-			delete(c.links, id)
-			c.bytes -= h.size
+		if !h.used.Swap(false) || h.noRoom {
+			c.drop(id, h)
 		}
 	}
-	return c.bytes < c.budget
+	return c.held < c.budget
 }
 
-// put holds r as link id's rollups, or marks the link too large when r is nil or
-// takes more than a quarter of the budget (one link may not take the room of many).
-// It reports whether r is held.
+// drop forgets link id. c.mu is held.
+func (c *rollupCache) drop(id int64, h *heldRollups) {
+	delete(c.links, id)
+	c.bytes -= h.size
+	if h.linkRollups != nil {
+		c.held -= h.size
+	}
+}
+
+// put holds r as link id's rollups if it fits in the budget, replacing an older copy.
+// Otherwise it marks the link: too large when r is nil or takes more than a quarter
+// of the budget (one link may not take the room of many), no room when the budget
+// is spent. It reports whether r is held.
 func (c *rollupCache) put(id int64, r *linkRollups) bool {
-	h := &heldRollups{linkRollups: r, size: tooLargeSize}
+	h := &heldRollups{linkRollups: r, size: markSize}
 	if r != nil {
 		if h.size = r.size(); h.size > c.budget/4 {
-			h.linkRollups, h.size = nil, tooLargeSize
+			h.linkRollups, h.size = nil, markSize
 		}
 	}
 	h.used.Store(true)
@@ -371,7 +394,13 @@ func (c *rollupCache) put(id int64, r *linkRollups) bool {
 		if old.linkRollups != nil && h.linkRollups != nil && old.version > r.version {
 			return false
 		}
-		c.bytes -= old.size
+		c.drop(id, old)
+	}
+	if h.linkRollups != nil && c.held+h.size > c.budget && (!c.sweep() || c.held+h.size > c.budget) {
+		h.linkRollups, h.size, h.noRoom = nil, markSize, true
+	}
+	if h.linkRollups != nil {
+		c.held += h.size
 	}
 	c.links[id] = h
 	c.bytes += h.size
