@@ -43,6 +43,7 @@ func setupPool(t testing.TB, pool *pgxpool.Pool) *bundle {
 	agg := newAggregator(t, pool, AggregatorConfig{})
 	h := NewHandler(HandlerConfig{}, pool, nil, nil)
 	h.now = func() time.Time { return fixedNow }
+	t.Cleanup(func() { h.rollups.wait() }) // before the database goes
 	e := echo.New()
 	e.HTTPErrorHandler = problemErrorHandler
 	h.Routes(e.Group(""))

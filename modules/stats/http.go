@@ -63,6 +63,9 @@ func NewHandler(cfg HandlerConfig, pool *pgxpool.Pool, reg prometheus.Registerer
 		h.loads.Inc()
 		return h.store.loadRollups(ctx, id, h.now())
 	})
+	h.rollups.onError = func(id int64, err error) {
+		h.logger.Warn("read link rollups; its stats are read from PostgreSQL meanwhile", "link_id", id, "err", err)
+	}
 	if reg != nil {
 		held := func(f func(links, bytes int) float64) func() float64 {
 			return func() float64 {
@@ -336,9 +339,10 @@ func (h *Handler) recentEnd() time.Time { return h.now().Truncate(time.Hour).Add
 // translating unknown and deleted links into their problems.
 //
 // A UTC range is answered from the link's rollups held in memory (see linkRollups):
-// PostgreSQL is asked only for the link's stats version, and for the rollups again
-// when that version has moved. Other zones, and links too large to hold, read the
-// range from PostgreSQL.
+// PostgreSQL is asked only for the link's stats version. When the held copy is older
+// or missing, this request reads its range from PostgreSQL while the link is read
+// whole in the background (see rollupCache). Other zones, and links not held, read
+// the range from PostgreSQL.
 func (h *Handler) read(ctx context.Context, slug string, q rangeQuery, recentTo time.Time, known int64) (rawLinkStats, error) {
 	recentFrom := recentTo.Add(-48 * time.Hour)
 	if q.utc() {
@@ -353,11 +357,7 @@ func (h *Handler) read(ctx context.Context, slug string, q rangeQuery, recentTo 
 		case head.version == known:
 			return head, nil
 		}
-		r, err := h.rollups.get(ctx, head.id, head.version)
-		if err != nil {
-			return rawLinkStats{}, err
-		}
-		if r != nil && r.covers(recentFrom) {
+		if r := h.rollups.get(head.id, head.version); r != nil && r.covers(recentFrom) {
 			h.reads.WithLabelValues("memory").Inc()
 			return r.raw(q, recentFrom, recentTo), nil
 		}

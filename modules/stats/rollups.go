@@ -8,18 +8,15 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sync/singleflight"
 )
 
 // linkRollups is one link's rollups at one stats version, held in memory so that a
 // stats request over any range of UTC dates is answered without reading the rollups
 // from PostgreSQL: a request costs the primary-key lookup of the link's stats version,
-// and the rollups are read again only when that version has moved (the aggregator
+// and the rollups are read again, in the background, only when that version has moved (the aggregator
 // bumps it in the transaction that adds the link's clicks). So every answer is exactly
 // what the rollups hold at the version PostgreSQL reports — never stale.
 //
@@ -258,17 +255,18 @@ func (s *store) loadRollups(ctx context.Context, id int64, now time.Time) (*link
 // are dropped. So a working set that fits is held, one that does not costs what it
 // did before, and a link that cools down leaves within two sweeps.
 type rollupCache struct {
-	load   func(ctx context.Context, id int64) (*linkRollups, error)
-	budget int
-	now    func() time.Time
-	reads  chan struct{} // bounds whole-link reads in flight (and their memory)
+	load    func(ctx context.Context, id int64) (*linkRollups, error)
+	budget  int
+	now     func() time.Time
+	onError func(id int64, err error)
 
 	mu        sync.Mutex
 	links     map[int64]*heldRollups
 	bytes     int // held rollups and marks
 	held      int // held rollups only: at most budget
 	lastSweep time.Time
-	group     singleflight.Group
+	reading   map[int64]bool // links being read whole, at most concurrentReads
+	readers   sync.WaitGroup
 }
 
 // heldRollups is a held link, or a mark for a link not held (nil linkRollups).
@@ -292,64 +290,70 @@ const defaultRollupBudget = 24 << 20
 // sweepEvery is how long a held link may go unused before a full cache drops it.
 const sweepEvery = time.Minute
 
-// concurrentReads is how many links may be read whole at once.
+// concurrentReads is how many links may be read whole at once, which bounds the
+// memory and PostgreSQL time the reads take.
 const concurrentReads = 2
 
+// readTimeout bounds one whole-link read.
+const readTimeout = 30 * time.Second
+
 func newRollupCache(budget int, load func(ctx context.Context, id int64) (*linkRollups, error)) *rollupCache {
-	return &rollupCache{load: load, budget: budget, now: time.Now, reads: make(chan struct{}, concurrentReads),
-		links: map[int64]*heldRollups{}}
+	return &rollupCache{load: load, budget: budget, now: time.Now, onError: func(int64, error) {},
+		links: map[int64]*heldRollups{}, reading: map[int64]bool{}}
 }
 
-// get returns the rollups of link id at version or later, reading them when the held
-// copy is older or the link is admitted. It returns nil, nil when the link is not
-// held (marked, no room, or gone meanwhile): the caller then reads its range from
-// PostgreSQL.
-func (c *rollupCache) get(ctx context.Context, id, version int64) (*linkRollups, error) {
+// get returns the rollups of link id if they are held at version or later. Otherwise
+// it returns nil — the caller reads its range from PostgreSQL — and, when the link may
+// be held, starts reading it whole in the background: no request waits for a
+// whole-link read, however long the link's history.
+func (c *rollupCache) get(id, version int64) *linkRollups {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	h := c.links[id]
-	admit := h != nil || c.held < c.budget || c.sweep()
-	c.mu.Unlock()
 	if h != nil {
 		h.used.Store(true)
 		if h.linkRollups == nil {
-			return nil, nil // marked: reading it again would be wasted
+			return nil // marked: reading it again would be wasted
 		}
 		if h.version >= version {
-			return h.linkRollups, nil
+			return h.linkRollups
 		}
 	}
-	if !admit {
-		return nil, nil
+	if h != nil || c.held < c.budget || c.sweep() {
+		c.startRead(id)
 	}
-	// Concurrent requests for the same link share one read. The read is not tied to
-	// the first caller's request: its cancellation must not fail the others.
-	v, err, _ := c.group.Do(strconv.FormatInt(id, 10), func() (any, error) {
-		c.reads <- struct{}{}
-		r, err := c.load(context.WithoutCancel(ctx), id)
-		<-c.reads
-		if errors.Is(err, errTooLarge) {
-			c.put(id, nil)
-		}
-		if err != nil || r == nil {
-			return r, err
-		}
-		if !c.put(id, r) {
-			return nil, nil
-		}
-		return r, nil
-	})
-	if errors.Is(err, errTooLarge) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	r, _ := v.(*linkRollups)
-	if r == nil || r.version < version {
-		return nil, nil // not held, or an older read was in flight: read PostgreSQL
-	}
-	return r, nil
+	return nil
 }
+
+// startRead reads link id whole in the background, unless it is being read or
+// concurrentReads reads are running (a later request starts it then). c.mu is held.
+func (c *rollupCache) startRead(id int64) {
+	if c.reading[id] || len(c.reading) >= concurrentReads {
+		return
+	}
+	c.reading[id] = true
+	c.readers.Go(func() {
+		defer func() {
+			c.mu.Lock()
+			delete(c.reading, id)
+			c.mu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+		defer cancel()
+		r, err := c.load(ctx, id)
+		switch {
+		case errors.Is(err, errTooLarge):
+			c.put(id, nil)
+		case err != nil:
+			c.onError(id, err)
+		case r != nil:
+			c.put(id, r)
+		}
+	})
+}
+
+// wait returns once no whole-link read is running (for tests and shutdown).
+func (c *rollupCache) wait() { c.readers.Wait() }
 
 // sweep drops the links unused since the last sweep and every mark for want of room,
 // at most once per sweepEvery, and reports whether there is room now. c.mu is held.

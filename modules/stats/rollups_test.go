@@ -59,6 +59,27 @@ func fromHandler(t *testing.T, h *Handler, slug string, q rangeQuery) LinkStats 
 	return h.shapeLinkStats(slug, q, recentTo, raw)
 }
 
+// hold asks for each slug until its rollups are held at its current stats version
+// (reads are in the background, two at a time) and fails if one never is.
+func hold(t *testing.T, h *Handler, slugs ...string) {
+	t.Helper()
+	for _, slug := range slugs {
+		for try := 0; ; try++ {
+			head, err := h.store.linkHead(context.Background(), slug)
+			if err != nil || !head.found {
+				t.Fatalf("%s: %v, found %v", slug, err, head.found)
+			}
+			if h.rollups.get(head.id, head.version) != nil {
+				break
+			}
+			h.rollups.wait()
+			if try == 20 {
+				t.Fatalf("%s: rollups not held after %d reads", slug, try)
+			}
+		}
+	}
+}
+
 // Held rollups answer every UTC range exactly as PostgreSQL does, and follow every
 // tick: after new clicks, the next answer includes them.
 func TestHeldRollupsAnswerAsPostgreSQL(t *testing.T) {
@@ -71,6 +92,7 @@ func TestHeldRollupsAnswerAsPostgreSQL(t *testing.T) {
 	}
 	for round := range 3 {
 		seedSpread(t, b, rng, ids, 1500)
+		hold(t, b.h, "held0", "held1", "held2", "held3") // so every answer below is from memory
 		for range 60 {
 			slug := fmt.Sprintf("held%d", rng.IntN(len(ids)))
 			q := randomQuery(rng)
@@ -127,8 +149,9 @@ func TestHugeCountsAreExact(t *testing.T) {
 	if err := b.pool.QueryRow(t.Context(), "SELECT stats_version FROM links WHERE id = $1", id).Scan(&version); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := b.h.rollups.get(t.Context(), id, version); r == nil || r.version != version {
-		t.Fatalf("rollups with 5e9 clicks not held at version %d: %v, %v", version, r, err)
+	hold(t, b.h, "huge")
+	if r := b.h.rollups.get(id, version); r == nil || r.version != version {
+		t.Fatalf("rollups with 5e9 clicks not held at version %d: %v", version, r)
 	}
 }
 
@@ -181,6 +204,7 @@ func TestHeldRollupsStayWithinBudget(t *testing.T) {
 	}
 	for range 100 {
 		ask(rng.IntN(len(ids)))
+		c.wait()
 	}
 	first := map[int64]bool{}
 	for id := range held() {
@@ -194,6 +218,7 @@ func TestHeldRollupsStayWithinBudget(t *testing.T) {
 	// Full: asking every link again changes nothing held.
 	for i := range ids {
 		ask(i)
+		c.wait()
 	}
 	for id := range first {
 		if c.links[id].linkRollups == nil {
@@ -217,6 +242,7 @@ func TestHeldRollupsStayWithinBudget(t *testing.T) {
 	for i := range ids {
 		if i != keep {
 			ask(i)
+			c.wait()
 		}
 	}
 	held()
@@ -269,6 +295,7 @@ func TestHeldRollupsUnderConcurrentTicks(t *testing.T) {
 	}
 	cancel()
 	wg.Wait()
+	hold(t, b.h, "conc0", "conc1", "conc2")
 	for range 40 {
 		slug, q := fmt.Sprintf("conc%d", rng.IntN(len(ids))), randomQuery(rng)
 		if want, got := fromPostgreSQL(t, b.h, slug, q), fromHandler(t, b.h, slug, q); !reflect.DeepEqual(got, want) {
@@ -297,6 +324,7 @@ func TestTooLargeLinkIsReadOnce(t *testing.T) {
 			t.Fatalf("%+v:\n held %+v\n   pg %+v", q, got, want)
 		}
 	}
+	b.h.rollups.wait()
 	if n := loads.Load(); n != 1 {
 		t.Fatalf("the link's rollups were read whole %d times, want 1", n)
 	}
@@ -316,16 +344,18 @@ func TestHeldRollupsMetrics(t *testing.T) {
 	id := createLink(t, b.pool, "metered")
 	seedSpread(t, b, rand.New(rand.NewPCG(2, 2)), []int64{id}, 50)
 	for _, target := range []string{
-		"/links/metered/stats", "/links/metered/stats?start=2025-02-01", "/links/metered/stats?limit=3",
+		"/links/metered/stats", // read from PostgreSQL while the link is read whole
+		"/links/metered/stats?start=2025-02-01", "/links/metered/stats?limit=3",
 		"/links/metered/stats?tz=Europe/Paris",
 	} {
 		if rec := b.get(t, target); rec.Code != http.StatusOK {
 			t.Fatalf("%s: %d", target, rec.Code)
 		}
+		b.h.rollups.wait()
 	}
 	want := map[string]float64{
-		`hop_stats_link_reads_total{source="memory"}`:   3,
-		`hop_stats_link_reads_total{source="postgres"}`: 1,
+		`hop_stats_link_reads_total{source="memory"}`:   2,
+		`hop_stats_link_reads_total{source="postgres"}`: 2,
 		`hop_stats_rollup_loads_total`:                  1,
 		`hop_stats_held_links`:                          1,
 	}
@@ -410,7 +440,17 @@ func TestHeldRollupsNeverExceedBudget(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := check("after the rush"); n == 0 || n == len(ids) {
+	c.wait()
+	check("after the rush")
+	// Reads run two at a time in the background: ask until the cache is full.
+	for range 10 {
+		for i := range ids {
+			fromHandler(t, b.h, fmt.Sprintf("rush%d", i), randomQuery(rng))
+		}
+		c.wait()
+		check("while filling")
+	}
+	if n := check("filled"); n == 0 || n == len(ids) {
 		t.Fatalf("%d of %d links held", n, len(ids))
 	}
 	// Every held link gets many more clicks on new values: rereading them must not
@@ -431,14 +471,16 @@ func TestHeldRollupsNeverExceedBudget(t *testing.T) {
 	}
 	insertClicks(t, b.pool, clicks)
 	drain(t, b.agg)
-	for i, id := range ids {
-		_ = id
-		q := randomQuery(rng)
-		slug := fmt.Sprintf("rush%d", i)
-		if want, got := fromPostgreSQL(t, b.h, slug, q), fromHandler(t, b.h, slug, q); !reflect.DeepEqual(got, want) {
-			t.Fatalf("%s after growth: held and PostgreSQL answers differ", slug)
+	for range 3 {
+		for i := range ids {
+			q := randomQuery(rng)
+			slug := fmt.Sprintf("rush%d", i)
+			if want, got := fromPostgreSQL(t, b.h, slug, q), fromHandler(t, b.h, slug, q); !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s after growth: held and PostgreSQL answers differ", slug)
+			}
+			c.wait()
+			check("after growth")
 		}
-		check("after growth")
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -466,6 +508,7 @@ VALUES ($1, '2025-03-10', 'country', 'FR', 0)`, id); err != nil {
 		t.Fatal(err)
 	}
 	q := rangeQuery{start: utc("2025-03-01T00:00:00Z"), end: utc("2025-03-15T00:00:00Z"), tz: "UTC", loc: time.UTC, limit: 1}
+	hold(t, b.h, "zero")
 	want, got := fromPostgreSQL(t, b.h, "zero", q), fromHandler(t, b.h, "zero", q)
 	if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(got.Countries, map[string]int64{"DE": 1}) {
 		t.Fatalf("countries: held %v, PostgreSQL %v; want only DE: 1", got.Countries, want.Countries)
@@ -486,7 +529,7 @@ func TestHeldRollupsAsTimeMovesOn(t *testing.T) {
 	insertClicks(t, b.pool, clicks)
 	drain(t, b.agg)
 	q := rangeQuery{start: utc("2025-03-01T00:00:00Z"), end: utc("2025-03-20T00:00:00Z"), tz: "UTC", loc: time.UTC, limit: 5}
-	fromHandler(t, b.h, "moving", q) // held as of fixedNow
+	hold(t, b.h, "moving") // as of fixedNow
 	for _, later := range []time.Duration{time.Minute, time.Hour, 5 * time.Hour, 30 * time.Hour, 72 * time.Hour} {
 		now := fixedNow.Add(later)
 		b.h.now = func() time.Time { return now }
@@ -494,6 +537,8 @@ func TestHeldRollupsAsTimeMovesOn(t *testing.T) {
 			t.Fatalf("%s later:\n held %+v\n   pg %+v", later, got.Hourly, want.Hourly)
 		}
 	}
+	b.h.rollups.mu.Lock()
+	defer b.h.rollups.mu.Unlock()
 	if n := b.h.rollups.links[id]; n == nil || n.linkRollups == nil {
 		t.Fatal("the link is not held")
 	}
