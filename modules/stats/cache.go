@@ -7,10 +7,10 @@ import (
 
 // responseCache keeps encoded link stats with the link's stats version. The aggregator
 // bumps links.stats_version in the transaction that adds a link's clicks; every request
-// sends the held version with its query, and PostgreSQL returns the rollups only when
-// the version moved. So a held response is served only while it is exactly what the
-// rollups would give — never stale — and a dashboard polling a link costs a
-// primary-key lookup instead of a scan of its rollups, still in one round trip.
+// compares the held version with the link's current one (from linkHead, or sent with
+// the range query, which then returns no rollups). So a held response is served only
+// while it is exactly what the rollups would give — never stale — and a dashboard
+// polling a link costs a primary-key lookup and no encoding.
 //
 // It is small on purpose (1,000 responses of a few KB): its use is the same link and
 // range asked again, and a larger map only feeds the garbage collector when every
