@@ -107,17 +107,17 @@ const recentMargin = 49 * time.Hour
 
 // linkRollupsSQL reads all of a link's rollups and its stats version in one statement,
 // so in one snapshot: the version is exactly the version of the rows.
-// Columns: kind, day or hour, dimension, value, a, b, c.
+// Columns: kind, dimension, value, day or hour, a, b, c (the shape scanKindRow reads).
 const linkRollupsSQL = `
-SELECT 0, stats_version, '', '', 0::int8, 0::int8, 0::int8 FROM links WHERE id = $1
+SELECT 0, '', '', stats_version, 0::int8, 0::int8, 0::int8 FROM links WHERE id = $1
 UNION ALL
-SELECT 1, (day - DATE '1970-01-01')::int8, '', '', clicks, unique_visitors, bot_clicks
+SELECT 1, '', '', (day - DATE '1970-01-01')::int8, clicks, unique_visitors, bot_clicks
 FROM daily_stats WHERE link_id = $1
 UNION ALL
-SELECT 2, (day - DATE '1970-01-01')::int8, dimension, value, clicks, 0, 0
+SELECT 2, dimension, value, (day - DATE '1970-01-01')::int8, clicks, 0, 0
 FROM dimension_stats WHERE link_id = $1
 UNION ALL
-SELECT 4, extract(epoch FROM hour)::int8, '', '', clicks, bot_clicks, 0
+SELECT 4, '', '', extract(epoch FROM hour)::int8, clicks, bot_clicks, 0
 FROM hourly_stats WHERE link_id = $1 AND hour >= $2`
 
 // errTooLarge reports a link whose rollups are not held in memory.
@@ -155,20 +155,10 @@ func (s *store) loadRollups(ctx context.Context, id int64, now time.Time) (*link
 	)
 	for rows.Next() {
 		vals := rows.RawValues()
-		if len(vals) != len(n) || len(fields) != len(n) {
-			return nil, fmt.Errorf("scan link rollups: %d columns", len(vals))
+		if err := scanKindRow(fields, vals, &n); err != nil {
+			return nil, fmt.Errorf("scan link rollups: %w", err)
 		}
-		for i := range n {
-			if i == 2 || i == 3 {
-				continue // text columns
-			}
-			v, err := rawInt(fields[i], vals[i])
-			if err != nil {
-				return nil, fmt.Errorf("scan link rollups: column %d: %w", i, err)
-			}
-			n[i] = v
-		}
-		kind, at, a, b, c := n[0], n[1], n[4], n[5], n[6]
+		kind, at, a, b, c := n[0], n[3], n[4], n[5], n[6]
 		if a < 0 || b < 0 || c < 0 {
 			return nil, errTooLarge
 		}
@@ -181,7 +171,7 @@ func (s *store) loadRollups(ctx context.Context, id int64, now time.Time) (*link
 			if len(dims) >= maxHeldRows {
 				return nil, errTooLarge
 			}
-			key := dimensionRow{dimension: dimensionName(vals[2]), value: string(vals[3])}
+			key := dimensionRow{dimension: dimensionName(vals[1]), value: string(vals[2])}
 			v, ok := index[key]
 			if !ok {
 				v = len(r.values)

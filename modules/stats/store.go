@@ -124,24 +124,12 @@ func (s *store) linkStats(ctx context.Context, slug string, q rangeQuery, recent
 		dimensions:  make([]dimensionRow, 0, 128),
 		recentHours: make([]hourRow, 0, 48),
 	}
-	// Rows are read from their raw values: pgx's Scan costs an interface slice and
-	// reflection per row, and a stats answer is a few hundred rows.
 	fields := rows.FieldDescriptions()
 	var n [7]int64
 	for rows.Next() {
 		vals := rows.RawValues()
-		if len(vals) != len(n) || len(fields) != len(n) {
-			return rawLinkStats{}, fmt.Errorf("scan link stats: %d columns", len(vals))
-		}
-		for i := range n {
-			if i == 1 || i == 2 {
-				continue // text columns
-			}
-			v, err := rawInt(fields[i], vals[i])
-			if err != nil {
-				return rawLinkStats{}, fmt.Errorf("scan link stats: column %d: %w", i, err)
-			}
-			n[i] = v
+		if err := scanKindRow(fields, vals, &n); err != nil {
+			return rawLinkStats{}, fmt.Errorf("scan link stats: %w", err)
 		}
 		kind, a, b, c, d := n[0], n[3], n[4], n[5], n[6]
 		switch kind {
@@ -223,6 +211,27 @@ func (s *store) overview(ctx context.Context, q rangeQuery) (rawOverview, error)
 		return rawOverview{}, fmt.Errorf("read overview: %w", err)
 	}
 	return r, nil
+}
+
+// scanKindRow decodes a row of the UNION ALL statements here — kind, two text
+// columns (dimension and value), four integers — from its raw values into n; n[1]
+// and n[2] are left alone (the caller reads the text from vals). pgx's Scan would
+// cost an interface slice and reflection per row, and a read is hundreds of rows.
+func scanKindRow(fields []pgconn.FieldDescription, vals [][]byte, n *[7]int64) error {
+	if len(vals) != len(n) || len(fields) != len(n) {
+		return fmt.Errorf("%d columns", len(vals))
+	}
+	for i := range n {
+		if i == 1 || i == 2 {
+			continue // text columns
+		}
+		v, err := rawInt(fields[i], vals[i])
+		if err != nil {
+			return fmt.Errorf("column %d: %w", i, err)
+		}
+		n[i] = v
+	}
+	return nil
 }
 
 // rawInt decodes an integer column in either wire format.
