@@ -67,25 +67,11 @@ func NewHandler(cfg HandlerConfig, pool *pgxpool.Pool, reg prometheus.Registerer
 		h.logger.Warn("read link rollups; its stats are read from PostgreSQL meanwhile", "link_id", id, "err", err)
 	}
 	if reg != nil {
-		held := func(f func(links, bytes int) float64) func() float64 {
-			return func() float64 {
-				c := h.rollups
-				c.mu.Lock()
-				defer c.mu.Unlock()
-				links := 0
-				for _, r := range c.links {
-					if r.linkRollups != nil { // not a mark
-						links++
-					}
-				}
-				return f(links, c.held)
-			}
-		}
 		reg.MustRegister(h.reads, h.loads,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hop_stats_held_links", Help: "Links whose rollups are held in memory."},
-				held(func(links, _ int) float64 { return float64(links) })),
+				func() float64 { links, _ := h.rollups.holding(); return float64(links) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hop_stats_held_bytes", Help: "Bytes of rollups held in memory (budget: 3/8 of the soft memory limit)."},
-				held(func(_, bytes int) float64 { return float64(bytes) })))
+				func() float64 { _, bytes := h.rollups.holding(); return float64(bytes) }))
 	}
 	return h
 }

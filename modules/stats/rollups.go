@@ -252,26 +252,22 @@ type rollupCache struct {
 
 	mu        sync.Mutex
 	links     map[int64]*heldRollups
-	bytes     int // held rollups and marks
-	held      int // held rollups only: at most budget
+	held      int // bytes of held rollups (marks count nothing): at most budget
 	lastSweep time.Time
 	reading   map[int64]bool // links being read whole, at most concurrentReads
 	readers   sync.WaitGroup
 }
 
-// heldRollups is a held link, or a mark for a link not held (nil linkRollups).
+// heldRollups is a held link, or a mark for a link not held (nil linkRollups). Marks
+// are outside the budget, which is for rollups; they are bounded by the rate of
+// whole-link reads. A link marked too large stays marked while it is used (rollups
+// only grow); one marked for want of room is tried again after the next sweep.
 type heldRollups struct {
 	*linkRollups
-	size   int
+	size   int         // of the rollups; 0 for a mark
 	used   atomic.Bool // asked for since the last sweep
 	noRoom bool        // a mark for want of room: dropped by the next sweep
 }
-
-// markSize is what a mark is counted as in bytes (outside the budget, which is for
-// rollups; marks are bounded by the rate of whole-link reads). A link marked too
-// large stays marked while it is used (rollups only grow); one marked for want of
-// room is tried again after the next sweep.
-const markSize = 64
 
 // defaultRollupBudget holds about 1,400 links with a year of 15 breakdown values a
 // day. It is small on purpose: the process runs under a 64 MiB soft memory limit.
@@ -364,10 +360,19 @@ func (c *rollupCache) sweep() bool {
 // drop forgets link id. c.mu is held.
 func (c *rollupCache) drop(id int64, h *heldRollups) {
 	delete(c.links, id)
-	c.bytes -= h.size
-	if h.linkRollups != nil {
-		c.held -= h.size
+	c.held -= h.size
+}
+
+// holding returns how many links are held and the bytes they take.
+func (c *rollupCache) holding() (links, bytes int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, h := range c.links {
+		if h.linkRollups != nil { // not a mark
+			links++
+		}
 	}
+	return links, c.held
 }
 
 // put holds r as link id's rollups if it fits in the budget, replacing an older copy.
@@ -375,10 +380,10 @@ func (c *rollupCache) drop(id int64, h *heldRollups) {
 // of the budget (one link may not take the room of many), no room when the budget
 // is spent. It reports whether r is held.
 func (c *rollupCache) put(id int64, r *linkRollups) bool {
-	h := &heldRollups{linkRollups: r, size: markSize}
+	h := &heldRollups{linkRollups: r}
 	if r != nil {
 		if h.size = r.size(); h.size > c.budget/4 {
-			h.linkRollups, h.size = nil, markSize
+			h.linkRollups, h.size = nil, 0
 		}
 	}
 	h.used.Store(true)
@@ -391,12 +396,9 @@ func (c *rollupCache) put(id int64, r *linkRollups) bool {
 		c.drop(id, old)
 	}
 	if h.linkRollups != nil && c.held+h.size > c.budget && (!c.sweep() || c.held+h.size > c.budget) {
-		h.linkRollups, h.size, h.noRoom = nil, markSize, true
+		h.linkRollups, h.size, h.noRoom = nil, 0, true
 	}
-	if h.linkRollups != nil {
-		c.held += h.size
-	}
+	c.held += h.size
 	c.links[id] = h
-	c.bytes += h.size
 	return h.linkRollups != nil
 }

@@ -59,6 +59,41 @@ func fromHandler(t *testing.T, h *Handler, slug string, q rangeQuery) LinkStats 
 	return h.shapeLinkStats(slug, q, recentTo, raw)
 }
 
+// heldWithin returns the links c holds (not marks), after checking that its count of
+// held bytes is what they take and within budget.
+func heldWithin(t *testing.T, c *rollupCache, budget int, when string) map[int64]bool {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, bytes := map[int64]bool{}, 0
+	for id, h := range c.links {
+		if h.linkRollups != nil {
+			m[id] = true
+			bytes += h.size
+		} else if h.size != 0 {
+			t.Fatalf("%s: a mark counts %d bytes", when, h.size)
+		}
+	}
+	if bytes != c.held || c.held > budget {
+		t.Fatalf("%s: budget %d, %d held bytes counted, %d present", when, budget, c.held, bytes)
+	}
+	return m
+}
+
+// largestRollups is the size of the largest of the links' rollups, read whole.
+func largestRollups(t *testing.T, b *bundle, ids []int64) int {
+	t.Helper()
+	largest := 0
+	for _, id := range ids {
+		r, err := b.h.store.loadRollups(t.Context(), id, fixedNow)
+		if err != nil || r == nil {
+			t.Fatalf("load: %v, %v", r, err)
+		}
+		largest = max(largest, r.size())
+	}
+	return largest
+}
+
 // hold asks for each slug until its rollups are held at its current stats version
 // (reads are in the background, two at a time) and fails if one never is.
 func hold(t *testing.T, h *Handler, slugs ...string) {
@@ -166,35 +201,12 @@ func TestHeldRollupsStayWithinBudget(t *testing.T) {
 		ids = append(ids, createLink(t, b.pool, fmt.Sprintf("bud%d", i)))
 	}
 	seedSpread(t, b, rng, ids, 3000)
-	largest := 0
-	for _, id := range ids {
-		r, err := b.h.store.loadRollups(t.Context(), id, fixedNow)
-		if err != nil || r == nil {
-			t.Fatalf("load: %v, %v", r, err)
-		}
-		largest = max(largest, r.size())
-	}
-	budget := largest * 4 // room for 4 or 5 of the 12 links
+	budget := largestRollups(t, b, ids) * 4 // room for 3 or 4 of the 12 links
 	c := newRollupCache(budget, b.h.rollups.load)
 	clock := fixedNow
 	c.now = func() time.Time { return clock }
 	b.h.rollups = c
-	held := func() map[int64]bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		m, sum, held := map[int64]bool{}, 0, 0
-		for id, h := range c.links {
-			m[id] = true
-			sum += h.size
-			if h.linkRollups != nil {
-				held += h.size
-			}
-		}
-		if sum != c.bytes || held != c.held || c.held > budget {
-			t.Fatalf("budget %d: %d bytes counted, %d present; %d held counted, %d present", budget, c.bytes, sum, c.held, held)
-		}
-		return m
-	}
+	held := func() map[int64]bool { return heldWithin(t, c, budget, "") }
 	ask := func(i int) {
 		t.Helper()
 		slug, q := fmt.Sprintf("bud%d", i), randomQuery(rng)
@@ -206,12 +218,7 @@ func TestHeldRollupsStayWithinBudget(t *testing.T) {
 		ask(rng.IntN(len(ids)))
 		c.wait()
 	}
-	first := map[int64]bool{}
-	for id := range held() {
-		if c.links[id].linkRollups != nil {
-			first[id] = true
-		}
-	}
+	first := held()
 	if n := len(first); n < 3 || n > 4 {
 		t.Fatalf("%d links held, want 3 or 4 of 12", n)
 	}
@@ -400,34 +407,10 @@ func TestHeldRollupsNeverExceedBudget(t *testing.T) {
 		ids = append(ids, createLink(t, b.pool, fmt.Sprintf("rush%d", i)))
 	}
 	seedSpread(t, b, rng, ids, 4000)
-	largest := 0
-	for _, id := range ids {
-		r, err := b.h.store.loadRollups(t.Context(), id, fixedNow)
-		if err != nil || r == nil {
-			t.Fatalf("load: %v, %v", r, err)
-		}
-		largest = max(largest, r.size())
-	}
-	budget := largest * 4
+	budget := largestRollups(t, b, ids) * 4
 	c := newRollupCache(budget, b.h.rollups.load)
 	b.h.rollups = c
-	check := func(when string) (held int) {
-		t.Helper()
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		sum, heldBytes := 0, 0
-		for _, h := range c.links {
-			sum += h.size
-			if h.linkRollups != nil {
-				held++
-				heldBytes += h.size
-			}
-		}
-		if sum != c.bytes || heldBytes != c.held || c.held > budget {
-			t.Fatalf("%s: budget %d, %d bytes counted, %d present; %d held counted, %d present", when, budget, c.bytes, sum, c.held, heldBytes)
-		}
-		return held
-	}
+	check := func(when string) int { return len(heldWithin(t, c, budget, when)) }
 	var wg sync.WaitGroup
 	for i := range ids {
 		wg.Go(func() {
