@@ -208,7 +208,9 @@ SELECT (SELECT xid FROM click_logs WHERE xid >= $1 AND xid < $2 ORDER BY xid LIM
 	// repeat the same few browsers, countries and referrers — and every rollup is
 	// derived from those counts, so the raw rows are aggregated once, not once per
 	// rollup and five times for the dimensions. Empty dimension values become
-	// "unknown" ("(direct)" for referers) so they group together.
+	// "unknown" ("(direct)" for referers) so they group together. Hours are binned
+	// from a UTC origin: the same hours as date_trunc('hour', clicked_at, 'UTC'), for
+	// a third of that call's cost (it looks the zone up for every row).
 	aggregateSQL = `
 WITH batch AS MATERIALIZED (
     SELECT link_id, clicked_at, is_bot, visitor_hash, country, referer_host, browser, os, device
@@ -217,7 +219,7 @@ WITH batch AS MATERIALIZED (
 ),
 fine AS MATERIALIZED (
     SELECT link_id,
-           date_trunc('hour', clicked_at, 'UTC') AS hour,
+           date_bin('1 hour', clicked_at, '2000-01-01 00:00:00+00') AS hour,
            is_bot,
            COALESCE(NULLIF(country, ''), 'unknown') AS country,
            COALESCE(NULLIF(referer_host, ''), '(direct)') AS referer,

@@ -85,6 +85,38 @@ SELECT (SELECT clicks FROM dimension_stats WHERE link_id = $1 AND day = $2 AND d
 	}
 }
 
+// Hours are binned from a UTC origin; they must be exactly the UTC hours
+// (date_trunc), also at hour edges, before the origin and far from it.
+func TestAggregatorHoursAreUTCHours(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := createLink(t, b.pool, "hours")
+	var clicks []click
+	for _, at := range []time.Time{
+		time.Date(1999, 12, 31, 23, 59, 59, 999999000, time.UTC),
+		time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(1970, 1, 1, 0, 30, 0, 0, time.UTC),
+		time.Date(2025, 3, 30, 1, 59, 59, 999999000, time.UTC), // a DST change in Europe
+		time.Date(2025, 3, 30, 2, 0, 0, 0, time.UTC),
+		time.Date(2025, 3, 30, 2, 0, 0, 1000, time.UTC),
+		time.Date(2099, 12, 31, 23, 0, 0, 0, time.FixedZone("X", 5*3600+1800)),
+	} {
+		clicks = append(clicks, click{link: id, at: at, visitor: visitor(1)})
+	}
+	insertClicks(t, b.pool, clicks)
+	if n := drain(t, b.agg); n != int64(len(clicks)) {
+		t.Fatalf("aggregated %d rows, want %d", n, len(clicks))
+	}
+	assertRollupsMatchRaw(t, b.pool)
+	var hours int
+	if err := b.pool.QueryRow(context.Background(), `SELECT count(*) FROM hourly_stats WHERE link_id = $1`, id).Scan(&hours); err != nil {
+		t.Fatal(err)
+	}
+	if hours != 6 {
+		t.Errorf("hourly_stats has %d hours, want 6", hours)
+	}
+}
+
 // A transaction that inserted early but commits late must be counted once it commits:
 // a watermark on time or sequence would have moved past it.
 func TestAggregatorCountsLateCommit(t *testing.T) {
