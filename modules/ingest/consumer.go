@@ -367,7 +367,8 @@ func (c *Consumer) process(ctx context.Context, entries []rueidis.XRangeEntry) b
 		return true
 	}
 	ids := make([]string, 0, len(entries))
-	events := make([]Event, 0, len(entries))
+	// Sized for the events the last batch carried per entry, so it rarely grows.
+	events := make([]Event, 0, len(entries)*int(max(1, c.perEntry.Load())))
 	for _, e := range entries {
 		ids = append(ids, e.ID)
 		if e.FieldValues == nil {

@@ -126,11 +126,24 @@ func iplocCountry(a netip.Addr) string {
 	return c
 }
 
-// enrich builds one row per event. It fails only when a visitor salt cannot be read.
-func (e *enricher) enrich(ctx context.Context, events []Event) ([]clickRow, error) {
-	rows := make([]clickRow, len(events))
+// rowBuf holds a batch's rows and the visitor hashes they point into, so a writer
+// can reuse both for its next batch.
+type rowBuf struct {
+	rows   []clickRow
+	hashes []byte
+}
+
+// enrich builds one row per event into buf, growing it as needed. It fails only when
+// a visitor salt cannot be read.
+func (e *enricher) enrich(ctx context.Context, events []Event, buf *rowBuf) ([]clickRow, error) {
+	if cap(buf.rows) < len(events) {
+		buf.rows = make([]clickRow, len(events))
+	}
+	if cap(buf.hashes) < len(events)*sha256.Size {
+		buf.hashes = make([]byte, 0, len(events)*sha256.Size) // one allocation for every hash of the batch
+	}
+	rows, hashes := buf.rows[:len(events)], buf.hashes[:0]
 	var hasher visitorHasher
-	hashes := make([]byte, 0, len(events)*sha256.Size) // one allocation for every hash of the batch
 	for i := range events {
 		ev := &events[i]
 		salt, err := e.salts.forDay(ctx, ev.Time)

@@ -9,12 +9,14 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"reflect"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/medama-io/go-useragent"
 	"github.com/prometheus/client_golang/prometheus"
@@ -687,6 +689,61 @@ func TestSaltsAgreeAndExpire(t *testing.T) {
 	}
 }
 
+// Every column of every row arrives as given, through COPY and through the
+// idempotent path for a replayed batch, a missing visitor hash as NULL.
+func TestWriterStoresRowsExactly(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	ctx := context.Background()
+	w := newTestWriter(t, db.Pool)
+	var rows []clickRow
+	for i := range 4 {
+		rows = append(rows, clickRow{
+			eventID: uuid.Must(uuid.NewV7()), linkID: int64(i) - 2, clickedAt: time.Date(2025, 6, 7, 8, 9, 10, 123456000+i*1000, time.UTC),
+			ip: "203.0.113.0", country: "NL", referer: "https://example.com/ü?" + strconv.Itoa(i), refererHost: "example.com",
+			userAgent: uaEdge, browser: "Edge", os: "Windows", device: deviceDesktop, isBot: i%2 == 1, botReason: "",
+			visitorHash: []byte{byte(i), 1, 2, 3},
+		})
+	}
+	rows[1].botReason, rows[3].botReason = botHTTPClient, botEmpty
+	rows[2].visitorHash = nil
+	read := func() []clickRow {
+		t.Helper()
+		res, err := db.Pool.Query(ctx, `SELECT event_id, link_id, clicked_at, ip, country, referer, referer_host,
+			user_agent, browser, os, device, is_bot, bot_reason, visitor_hash FROM click_logs ORDER BY clicked_at`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Close()
+		var got []clickRow
+		for res.Next() {
+			var r clickRow
+			if err := res.Scan(&r.eventID, &r.linkID, &r.clickedAt, &r.ip, &r.country, &r.referer, &r.refererHost,
+				&r.userAgent, &r.browser, &r.os, &r.device, &r.isBot, &r.botReason, &r.visitorHash); err != nil {
+				t.Fatal(err)
+			}
+			r.clickedAt = r.clickedAt.UTC()
+			got = append(got, r)
+		}
+		if err := res.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if _, err := db.Pool.CopyFrom(ctx, pgx.Identifier{"click_logs"}, clickColumns, &rowSource{rows: rows[:3]}); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); !reflect.DeepEqual(got, rows[:3]) {
+		t.Fatalf("after COPY:\n got %+v\nwant %+v", got, rows[:3])
+	}
+	if err := w.insertIdempotent(ctx, rows); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); !reflect.DeepEqual(got, rows) {
+		t.Fatalf("after replay:\n got %+v\nwant %+v", got, rows)
+	}
+}
+
 func TestWriterRejectsOnlyBadRows(t *testing.T) {
 	t.Parallel()
 	db := testenv.NewDB(t)
@@ -964,5 +1021,41 @@ func TestGatherOnlyWhileClicksArriveTogether(t *testing.T) {
 	cfg.Gather = cfg.Timeout/4 + time.Millisecond
 	if _, err := NewPublisher(cfg, rd.Client, db.Pool, nil, testLogger(t)); err == nil {
 		t.Error("a Gather over a quarter of Timeout was accepted")
+	}
+}
+
+// Event ids are the idempotency key: made concurrently, each is a distinct UUIDv7
+// carrying the time it was made.
+func TestEventIDsAreDistinctV7(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	p := mustPublisher(t, PublisherConfig{}, nil, db.Pool, nil, testLogger(t))
+	const goroutines, each = 8, 5000
+	before := time.Now().Add(-time.Millisecond)
+	ids := make([][]uuid.UUID, goroutines)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for range each {
+				ids[g] = append(ids[g], p.newEventID())
+			}
+		})
+	}
+	wg.Wait()
+	after := time.Now().Add(time.Millisecond)
+	seen := make(map[uuid.UUID]bool, goroutines*each)
+	for _, list := range ids {
+		for _, id := range list {
+			if seen[id] {
+				t.Fatalf("id %s made twice", id)
+			}
+			seen[id] = true
+			if id.Version() != 7 || id.Variant() != uuid.RFC4122 {
+				t.Fatalf("id %s is version %d, variant %v; want a UUIDv7", id, id.Version(), id.Variant())
+			}
+			if at := time.Unix(id.Time().UnixTime()); at.Before(before.Truncate(time.Millisecond)) || at.After(after) {
+				t.Fatalf("id %s carries time %s, want between %s and %s", id, at, before, after)
+			}
+		}
 	}
 }

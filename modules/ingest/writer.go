@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -26,6 +27,7 @@ type writer struct {
 	enr    *enricher
 	logger *slog.Logger
 	m      *writerMetrics
+	bufs   sync.Pool // *rowBuf: a batch's rows, reused by the next batch
 }
 
 // write stores events. It returns only once every row is committed (or was already
@@ -47,7 +49,15 @@ func (w *writer) write(ctx context.Context, events []Event) error {
 }
 
 func (w *writer) writeOnce(ctx context.Context, events []Event) error {
-	rows, err := w.enr.enrich(ctx, events)
+	buf, _ := w.bufs.Get().(*rowBuf)
+	if buf == nil {
+		buf = new(rowBuf)
+	}
+	rows, err := w.enr.enrich(ctx, events, buf)
+	defer func() {
+		clear(buf.rows[:min(len(events), len(buf.rows))]) // keep no event's strings alive until the next batch
+		w.bufs.Put(buf)
+	}()
 	if err != nil {
 		return err
 	}
@@ -154,9 +164,11 @@ func (s *rowSource) Next() bool {
 
 func (s *rowSource) Values() ([]any, error) {
 	r := &s.rows[s.i-1]
-	// [16]byte, not uuid.UUID: pgx encodes it directly instead of through driver.Valuer.
-	s.vals = [14]any{[16]byte(r.eventID), r.linkID, r.clickedAt, r.ip, r.country, r.referer, r.refererHost,
-		r.userAgent, r.browser, r.os, r.device, r.isBot, r.botReason, r.visitorHash}
+	// *[16]byte, not *uuid.UUID: pgx encodes it directly instead of through driver.Valuer.
+	// Pointers, not values: putting a pointer in an interface allocates nothing, a
+	// string or time.Time would allocate for every column of every row.
+	s.vals = [14]any{(*[16]byte)(&r.eventID), &r.linkID, &r.clickedAt, &r.ip, &r.country, &r.referer, &r.refererHost,
+		&r.userAgent, &r.browser, &r.os, &r.device, &r.isBot, &r.botReason, &r.visitorHash}
 	return s.vals[:], nil
 }
 
