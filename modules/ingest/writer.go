@@ -85,7 +85,7 @@ INSERT INTO click_logs (event_id, link_id, clicked_at, ip, country, referer, ref
 SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],
                      $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bool[],
                      $13::text[], $14::bytea[])
-ON CONFLICT (event_id, clicked_at) DO NOTHING`
+ON CONFLICT (link_id, clicked_at, event_id) DO NOTHING`
 
 func (w *writer) insertIdempotent(ctx context.Context, rows []clickRow) error {
 	n := len(rows)
@@ -114,7 +114,7 @@ const insertClick = `
 INSERT INTO click_logs (event_id, link_id, clicked_at, ip, country, referer, referer_host,
                         user_agent, browser, os, device, is_bot, bot_reason, visitor_hash)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-ON CONFLICT (event_id, clicked_at) DO NOTHING`
+ON CONFLICT (link_id, clicked_at, event_id) DO NOTHING`
 
 // insertEach is the slow path for a batch PostgreSQL rejected as invalid data: rows go
 // one by one and a row refused as invalid is logged and skipped, never retried forever.

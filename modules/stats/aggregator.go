@@ -430,12 +430,12 @@ const (
 	retainClicksSQL = `
 DELETE FROM click_logs c
 USING (
-    SELECT event_id, clicked_at FROM click_logs
+    SELECT link_id, clicked_at, event_id FROM click_logs
     WHERE clicked_at < $1
       AND xid < (SELECT watermark FROM aggregator_state WHERE id = 1)
     LIMIT $2
 ) old
-WHERE c.event_id = old.event_id AND c.clicked_at = old.clicked_at`
+WHERE c.link_id = old.link_id AND c.clicked_at = old.clicked_at AND c.event_id = old.event_id`
 
 	retainVisitorsSQL = `
 DELETE FROM daily_visitors v

@@ -565,7 +565,7 @@ func TestNewAggregatorConfig(t *testing.T) {
 
 // A tick's cost must follow the new rows, not the table: its reads are index scans on
 // click_logs_xid_idx, even with many aggregated rows below the watermark.
-func TestAggregatorQueriesUseXidIndex(t *testing.T) {
+func TestClickLogsQueriesUseIndexes(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
@@ -602,6 +602,18 @@ SELECT gen_random_uuid(), i % 100, now() - i * interval '1 second' FROM generate
 		if strings.Contains(plan, "Seq Scan on click_logs") || !strings.Contains(plan, "click_logs_xid_idx") {
 			t.Errorf("%s plan does not use click_logs_xid_idx:\n%s", name, plan)
 		}
+	}
+	// The CSV export reads one link's range through the unique key.
+	rows, err := b.pool.Query(ctx, "EXPLAIN "+csvSelect(7, time.Now().Add(-time.Hour), time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan := strings.Join(lines, "\n"); !strings.Contains(plan, "click_logs_link_event_key") || strings.Contains(plan, "Seq Scan") {
+		t.Errorf("CSV export plan does not use click_logs_link_event_key:\n%s", plan)
 	}
 }
 

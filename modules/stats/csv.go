@@ -13,19 +13,26 @@ import (
 
 const csvLinkSQL = `SELECT id, deleted_at IS NOT NULL FROM links WHERE slug = $1`
 
-// csvCopySQL streams a link's raw clicks in [from, to) straight from PostgreSQL as CSV.
-// COPY takes no parameters, so the link id and bounds are formatted in by the handler
-// (an integer and two timestamps it formats itself: nothing from the request verbatim).
-// Cells a spreadsheet would read as a formula get a leading apostrophe.
-const csvCopySQL = `COPY (
+// csvSelectSQL reads a link's raw clicks in [from, to), which the handler streams straight
+// from PostgreSQL as CSV with COPY. COPY takes no parameters, so the link id and bounds
+// are formatted in (an integer and two timestamps formatted here: nothing from the
+// request verbatim). Cells a spreadsheet would read as a formula get a leading
+// apostrophe. click_logs' unique key (link_id, clicked_at, event_id) finds the range.
+const csvSelectSQL = `
 SELECT to_char(clicked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS time,
        %[4]s AS country, %[5]s AS referer, %[6]s AS browser, %[7]s AS os, %[8]s AS device,
        CASE WHEN is_bot THEN 'true' ELSE 'false' END AS is_bot,
        %[9]s AS bot_reason, %[10]s AS ip
 FROM click_logs
 WHERE link_id = %[1]d AND clicked_at >= '%[2]s' AND clicked_at < '%[3]s'
-ORDER BY clicked_at
-) TO STDOUT WITH (FORMAT csv, HEADER)`
+ORDER BY clicked_at`
+
+// csvSelect is csvSelectSQL for one link and range.
+func csvSelect(linkID int64, from, to time.Time) string {
+	return fmt.Sprintf(csvSelectSQL, linkID, from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339),
+		safeCell("country"), safeCell("referer"), safeCell("browser"), safeCell("os"),
+		safeCell("device"), safeCell("bot_reason"), safeCell("ip"))
+}
 
 // safeCell neutralises CSV formula injection in column col.
 func safeCell(col string) string {
@@ -59,9 +66,7 @@ func (h *Handler) clicksCSV(c echo.Context) error {
 		return ErrGone
 	}
 	from, to := q.bounds()
-	query := fmt.Sprintf(csvCopySQL, linkID, from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339),
-		safeCell("country"), safeCell("referer"), safeCell("browser"), safeCell("os"),
-		safeCell("device"), safeCell("bot_reason"), safeCell("ip"))
+	query := "COPY (" + csvSelect(linkID, from, to) + ") TO STDOUT WITH (FORMAT csv, HEADER)"
 
 	conn, err := h.pool.Acquire(ctx)
 	if err != nil {
