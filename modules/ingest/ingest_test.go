@@ -918,17 +918,48 @@ func TestReadSizeFollowsClicksPerEntry(t *testing.T) {
 	if !cons.process(context.Background(), entries(10, 1)) {
 		t.Fatal("process failed")
 	}
-	if got := cons.count(); got != 1000 {
-		t.Fatalf("after single-click entries: count %d, want 1000", got)
+	// Single clicks: as many entries as readFactor×BatchSize events would fill if
+	// they were full, not BatchSize of them.
+	if got, want := cons.count(), int64(readFactor*1000/maxPerEntry); got != want {
+		t.Fatalf("after single-click entries: count %d, want %d", got, want)
 	}
-	if !cons.process(context.Background(), entries(4, 50)) {
+	if !cons.process(context.Background(), entries(4, 100)) {
 		t.Fatal("process failed")
 	}
-	if got := cons.count(); got != 20 {
-		t.Fatalf("after 50-click entries: count %d, want 20", got)
+	if got := cons.count(); got != 10 {
+		t.Fatalf("after 100-click entries: count %d, want 10", got)
 	}
-	if n := countRows(t, db.Pool); n != 210 {
-		t.Fatalf("%d rows, want 210", n)
+	if n := countRows(t, db.Pool); n != 410 {
+		t.Fatalf("%d rows, want 410", n)
+	}
+
+	// After single clicks, a burst of full entries: one read stays within
+	// readFactor×BatchSize clicks.
+	ctx := context.Background()
+	if !cons.process(ctx, entries(10, 1)) {
+		t.Fatal("process failed")
+	}
+	if err := cons.ensureGroup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries(40, maxPerEntry) {
+		cmd := rd.Client.B().Xadd().Key(cons.key).Id("*").FieldValue().FieldValue(streamField, e.FieldValues[streamField]).Build()
+		if err := rd.Client.Do(ctx, cmd).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read, err := cons.read(ctx, ">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []Event
+	for _, e := range read {
+		if events, err = appendEvents(events, e.FieldValues[streamField]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(events) == 0 || len(events) > readFactor*1000 {
+		t.Fatalf("one read after single clicks took %d clicks in %d entries, want 1 to %d", len(events), len(read), readFactor*1000)
 	}
 }
 
