@@ -229,10 +229,7 @@ func TestExactlyOnceAfterCrashBeforeAck(t *testing.T) {
 
 			// The dead consumer reads everything and commits 300 rows, then dies.
 			dead.perEntry.Store(1) // one click per entry (no group commit without Run)
-			entries, err := dead.read(ctx, ">")
-			if err != nil || len(entries) != len(evs) {
-				t.Fatalf("read %d entries, %v; want %d", len(entries), err, len(evs))
-			}
+			entries := readN(t, dead, len(evs))
 			var committed []Event
 			for _, e := range entries[:300] {
 				ev, err := decodeEvent(e.FieldValues[streamField])
@@ -578,10 +575,7 @@ func TestTrimKeepsUnacknowledged(t *testing.T) {
 		t.Fatal(err)
 	}
 	cons.perEntry.Store(1) // one click per entry: sequential publishes
-	entries, err := cons.read(ctx, ">")
-	if err != nil || len(entries) != 1000 {
-		t.Fatalf("read %d, %v", len(entries), err)
-	}
+	entries := readN(t, cons, 1000)
 	ids := make([]string, len(entries))
 	for i, e := range entries {
 		ids[i] = e.ID
@@ -963,6 +957,23 @@ func TestReadSizeFollowsClicksPerEntry(t *testing.T) {
 	}
 }
 
+// readN reads n new entries for c, in as many reads as that takes.
+func readN(t testing.TB, c *Consumer, n int) []rueidis.XRangeEntry {
+	t.Helper()
+	var entries []rueidis.XRangeEntry
+	for len(entries) < n {
+		got, err := c.read(context.Background(), ">")
+		if err != nil || len(got) == 0 {
+			t.Fatalf("read %d entries, then %d: %v; want %d", len(entries), len(got), err, n)
+		}
+		entries = append(entries, got...)
+	}
+	if len(entries) != n {
+		t.Fatalf("read %d entries, want %d", len(entries), n)
+	}
+	return entries
+}
+
 func mustPublisher(t testing.TB, cfg PublisherConfig, rdb rueidis.Client, pool *pgxpool.Pool, reg prometheus.Registerer, logger *slog.Logger) *Publisher {
 	t.Helper()
 	p, err := NewPublisher(cfg, rdb, pool, reg, logger)
@@ -995,7 +1006,8 @@ func TestLingerHoldsOnlyATrickle(t *testing.T) {
 	}
 
 	cfg := fastConsumer(rd.Prefix, "c1")
-	cfg.BatchSize, cfg.Linger = 5, time.Hour
+	// Reads of 5 entries: as many as readFactor×320 clicks would fill in full entries.
+	cfg.BatchSize, cfg.Linger = 320, time.Hour
 	stop := run(t, mustConsumer(t, cfg, rd.Client, db.Pool, nil, testLogger(t)))
 	waitRows(t, db.Pool, 12) // full reads follow each other: the hour is never waited
 
