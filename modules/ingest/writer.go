@@ -55,7 +55,7 @@ func (w *writer) writeOnce(ctx context.Context, events []Event) error {
 	}
 	rows, err := w.enr.enrich(ctx, events, buf)
 	defer func() {
-		clear(buf.rows[:min(len(events), len(buf.rows))]) // keep no event's strings alive until the next batch
+		clear(buf.rows[:cap(buf.rows)]) // keep no event's strings alive until the next batch
 		w.bufs.Put(buf)
 	}()
 	if err != nil {
@@ -164,11 +164,12 @@ func (s *rowSource) Next() bool {
 
 func (s *rowSource) Values() ([]any, error) {
 	r := &s.rows[s.i-1]
-	// *[16]byte, not *uuid.UUID: pgx encodes it directly instead of through driver.Valuer.
-	// Pointers, not values: putting a pointer in an interface allocates nothing, a
-	// string or time.Time would allocate for every column of every row.
-	s.vals = [14]any{(*[16]byte)(&r.eventID), &r.linkID, &r.clickedAt, &r.ip, &r.country, &r.referer, &r.refererHost,
-		&r.userAgent, &r.browser, &r.os, &r.device, &r.isBot, &r.botReason, &r.visitorHash}
+	// [16]byte, not uuid.UUID: pgx encodes it directly instead of through driver.Valuer.
+	// Values, not pointers: pgx copies what a pointer points to into an interface
+	// anyway, after a reflective dereference (measured: one allocation more per row
+	// and a fifth more CPU).
+	s.vals = [14]any{[16]byte(r.eventID), r.linkID, r.clickedAt, r.ip, r.country, r.referer, r.refererHost,
+		r.userAgent, r.browser, r.os, r.device, r.isBot, r.botReason, r.visitorHash}
 	return s.vals[:], nil
 }
 
