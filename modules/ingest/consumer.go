@@ -115,18 +115,22 @@ type Consumer struct {
 	perEntry atomic.Int64
 }
 
-// readFactor bounds a read to readFactor×BatchSize events whatever the entries hold:
-// count never asks for more entries than that many full ones. Without it, a quiet
-// spell (one click per entry) followed by a burst of full entries read 5000 full
-// entries, 1.28 million clicks, at once: 625 MB. At one click per entry a batch is
-// then at most 78 clicks (default BatchSize), which still drains tens of thousands a
-// second.
-const readFactor = 4
+// A read is bounded whatever its entries hold: count never asks for more entries than
+// readFactor×BatchSize clicks would fill if every entry were full, nor, when that is
+// fewer, for more than minReadEntries (or BatchSize). Without the bound, a quiet spell
+// (one click per entry) followed by a burst of full entries read 5000 full entries,
+// 1.28 million clicks, at once: 625 MB. With it, one read holds at most 32,768 clicks
+// at the default BatchSize, and single clicks still go 128 to a batch.
+const (
+	readFactor     = 4
+	minReadEntries = 128
+)
 
 // count is how many entries to read or claim for a batch of about BatchSize events.
 func (c *Consumer) count() int64 {
-	limit := max(1, readFactor*int64(c.cfg.BatchSize)/maxPerEntry)
-	return min(limit, max(1, int64(c.cfg.BatchSize)/max(1, c.perEntry.Load())))
+	batch := int64(c.cfg.BatchSize)
+	limit := max(1, min(batch, minReadEntries), readFactor*batch/maxPerEntry)
+	return min(limit, max(1, batch/max(1, c.perEntry.Load())))
 }
 
 // IngestHealth is the stream's state for /health.

@@ -912,9 +912,8 @@ func TestReadSizeFollowsClicksPerEntry(t *testing.T) {
 	if !cons.process(context.Background(), entries(10, 1)) {
 		t.Fatal("process failed")
 	}
-	// Single clicks: as many entries as readFactor×BatchSize events would fill if
-	// they were full, not BatchSize of them.
-	if got, want := cons.count(), int64(readFactor*1000/maxPerEntry); got != want {
+	// Single clicks: minReadEntries entries, not BatchSize of them.
+	if got, want := cons.count(), int64(minReadEntries); got != want {
 		t.Fatalf("after single-click entries: count %d, want %d", got, want)
 	}
 	if !cons.process(context.Background(), entries(4, 100)) {
@@ -928,7 +927,7 @@ func TestReadSizeFollowsClicksPerEntry(t *testing.T) {
 	}
 
 	// After single clicks, a burst of full entries: one read stays within
-	// readFactor×BatchSize clicks.
+	// minReadEntries full entries.
 	ctx := context.Background()
 	if !cons.process(ctx, entries(10, 1)) {
 		t.Fatal("process failed")
@@ -936,7 +935,7 @@ func TestReadSizeFollowsClicksPerEntry(t *testing.T) {
 	if err := cons.ensureGroup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range entries(40, maxPerEntry) {
+	for _, e := range entries(minReadEntries+20, maxPerEntry) {
 		cmd := rd.Client.B().Xadd().Key(cons.key).Id("*").FieldValue().FieldValue(streamField, e.FieldValues[streamField]).Build()
 		if err := rd.Client.Do(ctx, cmd).Error(); err != nil {
 			t.Fatal(err)
@@ -952,8 +951,8 @@ func TestReadSizeFollowsClicksPerEntry(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if len(events) == 0 || len(events) > readFactor*1000 {
-		t.Fatalf("one read after single clicks took %d clicks in %d entries, want 1 to %d", len(events), len(read), readFactor*1000)
+	if len(events) == 0 || len(events) > minReadEntries*maxPerEntry {
+		t.Fatalf("one read after single clicks took %d clicks in %d entries, want 1 to %d", len(events), len(read), minReadEntries*maxPerEntry)
 	}
 }
 
@@ -1006,8 +1005,7 @@ func TestLingerHoldsOnlyATrickle(t *testing.T) {
 	}
 
 	cfg := fastConsumer(rd.Prefix, "c1")
-	// Reads of 5 entries: as many as readFactor×320 clicks would fill in full entries.
-	cfg.BatchSize, cfg.Linger = 320, time.Hour
+	cfg.BatchSize, cfg.Linger = 5, time.Hour
 	stop := run(t, mustConsumer(t, cfg, rd.Client, db.Pool, nil, testLogger(t)))
 	waitRows(t, db.Pool, 12) // full reads follow each other: the hour is never waited
 
@@ -1089,18 +1087,46 @@ func TestEventIDsAreDistinctV7(t *testing.T) {
 	// ordered, so a burst may run a little ahead of the clock.
 	after := time.Now().Add(time.Second)
 	seen := make(map[uuid.UUID]bool, goroutines*each)
+	// The time and sequence part is unique by construction; the random part must be
+	// too (two equal ones in 40,000 draws of 62 bits: about 1e-10).
+	randomParts := make(map[[8]byte]bool, goroutines*each)
 	for _, list := range ids {
 		for _, id := range list {
-			if seen[id] {
-				t.Fatalf("id %s made twice", id)
+			if seen[id] || randomParts[[8]byte(id[8:])] {
+				t.Fatalf("id %s made twice, or its random part reused", id)
 			}
-			seen[id] = true
+			seen[id], randomParts[[8]byte(id[8:])] = true, true
 			if id.Version() != 7 || id.Variant() != uuid.RFC4122 {
 				t.Fatalf("id %s is version %d, variant %v; want a UUIDv7", id, id.Version(), id.Variant())
 			}
 			if at := time.Unix(id.Time().UnixTime()); at.Before(before.Truncate(time.Millisecond)) || at.After(after) {
 				t.Fatalf("id %s carries time %s, want between %s and %s", id, at, before, after)
 			}
+		}
+	}
+}
+
+// How many entries a read asks for, by batch size and clicks per entry: about
+// BatchSize clicks, single clicks still several to a read, and never more than
+// 128 full entries or 4×BatchSize clicks in full ones, whichever is more.
+func TestReadBound(t *testing.T) {
+	t.Parallel()
+	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
+	for _, tc := range []struct {
+		batch, perEntry int
+		want            int64
+	}{
+		{5, 1, 5}, {5, 256, 1},
+		{50, 1, 50}, {50, 10, 5},
+		{5000, 1, 128}, {5000, 40, 125}, {5000, 256, 19},
+		{100000, 1, 1562}, {100000, 256, 390},
+	} {
+		cfg := fastConsumer(rd.Prefix, "c1")
+		cfg.BatchSize = tc.batch
+		c := mustConsumer(t, cfg, rd.Client, db.Pool, nil, testLogger(t))
+		c.perEntry.Store(int64(tc.perEntry))
+		if got := c.count(); got != tc.want {
+			t.Errorf("BatchSize %d, %d clicks per entry: count %d, want %d", tc.batch, tc.perEntry, got, tc.want)
 		}
 	}
 }

@@ -94,8 +94,10 @@ func TestAggregatorHoursAreUTCHours(t *testing.T) {
 	var clicks []click
 	for _, at := range []time.Time{
 		time.Date(1999, 12, 31, 23, 59, 59, 999999000, time.UTC),
+		time.Date(1999, 12, 31, 23, 0, 0, 0, time.UTC), // an hour's edge before the origin
 		time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC),
 		time.Date(1970, 1, 1, 0, 30, 0, 0, time.UTC),
+		time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC),
 		time.Date(2025, 3, 30, 1, 59, 59, 999999000, time.UTC), // a DST change in Europe
 		time.Date(2025, 3, 30, 2, 0, 0, 0, time.UTC),
 		time.Date(2025, 3, 30, 2, 0, 0, 1000, time.UTC),
