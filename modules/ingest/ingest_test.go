@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -1127,6 +1128,43 @@ func TestReadBound(t *testing.T) {
 		c.perEntry.Store(int64(tc.perEntry))
 		if got := c.count(); got != tc.want {
 			t.Errorf("BatchSize %d, %d clicks per entry: count %d, want %d", tc.batch, tc.perEntry, got, tc.want)
+		}
+	}
+}
+
+// A writer reuses its batch rows: a small batch after a large one stores its own
+// values, with each click's own visitor hash.
+func TestWriterReusesRowsSafely(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	ctx := context.Background()
+	w := newTestWriter(t, db.Pool)
+	batch := func(n int, host string) []Event {
+		evs := newEvents(n, 3)
+		for i := range evs {
+			evs[i].IP = "198.51." + strconv.Itoa(i/250) + "." + strconv.Itoa(i%250)
+			evs[i].Referer = "https://" + host + "/" + strconv.Itoa(i)
+		}
+		return evs
+	}
+	large, small := batch(600, "large.example"), batch(3, "small.example")
+	for _, evs := range [][]Event{large, small} {
+		if err := w.write(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ev := range append(large, small...) {
+		var referer string
+		var hash []byte
+		if err := db.Pool.QueryRow(ctx, `SELECT referer, visitor_hash FROM click_logs WHERE event_id = $1`, ev.ID).Scan(&referer, &hash); err != nil {
+			t.Fatal(err)
+		}
+		salt, err := w.enr.salts.forDay(ctx, ev.Time)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := visitorHash(salt, ev.LinkID, ev.IP, ev.UserAgent); referer != ev.Referer || !bytes.Equal(hash, want) {
+			t.Fatalf("click %s stored referer %q, hash %x; want %q, %x", ev.ID, referer, hash, ev.Referer, want)
 		}
 	}
 }
