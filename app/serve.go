@@ -148,9 +148,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	}
 	srv := &http.Server{
 		Handler:           e,
-		ReadHeaderTimeout: readHeaderTime,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
+		ReadHeaderTimeout: readHeaderTime, // readTimeout and writeTimeout: see deadlines
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
