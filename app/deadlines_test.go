@@ -24,7 +24,7 @@ func (d *deadlineRecorder) SetWriteDeadline(time.Time) error { d.write++; return
 
 func deadlineEcho(read, write time.Duration) *echo.Echo {
 	e := echo.New()
-	e.Use(deadlines(read, write, redirectAnswer))
+	e.Use(deadlines(read, write))
 	ok := func(c echo.Context) error {
 		if _, err := io.Copy(io.Discard, c.Request().Body); err != nil {
 			return echo.NewHTTPError(http.StatusRequestTimeout, err.Error())

@@ -29,14 +29,15 @@ const (
 // its response, per request rather than as the server's ReadTimeout and WriteTimeout,
 // which arm two more connection timers for every request. A request without a body
 // needs no read deadline (its headers, bounded by ReadHeaderTimeout, are all of it),
-// and one that small reports true needs no write deadline: its response is a few
-// kilobytes, which the socket buffer takes whole. Redirects are both; the timers cost
-// 1.5% of the CPU per redirect.
-func deadlines(read, write time.Duration, small func(echo.Context) bool) echo.MiddlewareFunc {
+// and a redirect answer (see redirectAnswer) needs no write deadline: it is a few
+// kilobytes, which the socket buffer takes whole. A redirect needs neither; the
+// timers cost 1.5% of the CPU per redirect.
+func deadlines(read, write time.Duration) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			body := c.Request().ContentLength != 0 // -1: chunked, length unknown
-			if !body && small(c) {
+			small := redirectAnswer(c)
+			if !body && small {
 				return next(c)
 			}
 			rc := http.NewResponseController(c.Response())
@@ -44,7 +45,7 @@ func deadlines(read, write time.Duration, small func(echo.Context) bool) echo.Mi
 			if body {
 				_ = rc.SetReadDeadline(now.Add(read))
 			}
-			if !small(c) {
+			if !small {
 				_ = rc.SetWriteDeadline(now.Add(write))
 			}
 			return next(c)

@@ -34,7 +34,7 @@ type server struct {
 // routes lists every route of hop in one place.
 func routes(e *echo.Echo, cfg Config, reg *prometheus.Registry, s server, logger *slog.Logger) {
 	e.Use(mustHTTPMetrics(reg)) // outermost: counts every request, by route template
-	e.Use(deadlines(readTimeout, writeTimeout, redirectAnswer))
+	e.Use(deadlines(readTimeout, writeTimeout))
 	if len(cfg.CORSOrigins) > 0 {
 		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
 			AllowOrigins: cfg.CORSOrigins,
