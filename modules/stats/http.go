@@ -26,6 +26,8 @@ type Handler struct {
 	cache   *responseCache
 	rollups *rollupCache
 	reads   *prometheus.CounterVec
+	fromMem prometheus.Counter // reads by source, resolved once
+	fromPG  prometheus.Counter
 	loads   prometheus.Counter
 	hours   atomic.Pointer[labels] // the last-48-hours labels last made
 	pool    *pgxpool.Pool
@@ -59,6 +61,7 @@ func NewHandler(cfg HandlerConfig, pool *pgxpool.Pool, reg prometheus.Registerer
 		logger: logger.With("module", "stats"),
 		now:    time.Now,
 	}
+	h.fromMem, h.fromPG = h.reads.WithLabelValues("memory"), h.reads.WithLabelValues("postgres")
 	h.rollups = newRollupCache(cmp.Or(cfg.HeldBytes, defaultRollupBudget), func(ctx context.Context, id int64) (*linkRollups, error) {
 		h.loads.Inc()
 		return h.store.loadRollups(ctx, id, h.now())
@@ -344,11 +347,11 @@ func (h *Handler) read(ctx context.Context, slug string, q rangeQuery, recentTo 
 			return head, nil
 		}
 		if r := h.rollups.get(head.id, head.version); r != nil && r.covers(recentFrom) {
-			h.reads.WithLabelValues("memory").Inc()
+			h.fromMem.Inc()
 			return r.raw(q, recentFrom, recentTo), nil
 		}
 	}
-	h.reads.WithLabelValues("postgres").Inc()
+	h.fromPG.Inc()
 	raw, err := h.store.linkStats(ctx, slug, q, recentFrom, recentTo, known)
 	switch {
 	case err != nil:
