@@ -84,6 +84,16 @@ func (b *bundle) get(t testing.TB, target string) *httptest.ResponseRecorder {
 	return rec
 }
 
+// createLinks creates n links with slugs prefix0, prefix1, … and returns their ids.
+func createLinks(t testing.TB, pool *pgxpool.Pool, prefix string, n int) []int64 {
+	t.Helper()
+	ids := make([]int64, n)
+	for i := range ids {
+		ids[i] = createLink(t, pool, fmt.Sprintf("%s%d", prefix, i))
+	}
+	return ids
+}
+
 func createLink(t testing.TB, pool *pgxpool.Pool, slug string) int64 {
 	t.Helper()
 	var id int64

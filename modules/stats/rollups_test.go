@@ -121,10 +121,7 @@ func TestHeldRollupsAnswerAsPostgreSQL(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	rng := rand.New(rand.NewPCG(7, 11))
-	var ids []int64
-	for i := range 4 {
-		ids = append(ids, createLink(t, b.pool, fmt.Sprintf("held%d", i)))
-	}
+	ids := createLinks(t, b.pool, "held", 4)
 	for round := range 3 {
 		seedSpread(t, b, rng, ids, 1500)
 		hold(t, b.h, "held0", "held1", "held2", "held3") // so every answer below is from memory
@@ -196,10 +193,7 @@ func TestHeldRollupsStayWithinBudget(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	rng := rand.New(rand.NewPCG(3, 5))
-	var ids []int64
-	for i := range 12 {
-		ids = append(ids, createLink(t, b.pool, fmt.Sprintf("bud%d", i)))
-	}
+	ids := createLinks(t, b.pool, "bud", 12)
 	seedSpread(t, b, rng, ids, 3000)
 	budget := largestRollups(t, b, ids) * 4 // room for 3 or 4 of the 12 links
 	c := newRollupCache(budget, b.h.rollups.load)
@@ -272,10 +266,7 @@ func TestHeldRollupsStayWithinBudget(t *testing.T) {
 func TestHeldRollupsUnderConcurrentTicks(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	var ids []int64
-	for i := range 3 {
-		ids = append(ids, createLink(t, b.pool, fmt.Sprintf("conc%d", i)))
-	}
+	ids := createLinks(t, b.pool, "conc", 3)
 	seedSpread(t, b, rand.New(rand.NewPCG(1, 2)), ids, 500)
 
 	ctx, cancel := context.WithCancel(t.Context())
@@ -402,10 +393,7 @@ func TestHeldRollupsNeverExceedBudget(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	rng := rand.New(rand.NewPCG(6, 6))
-	var ids []int64
-	for i := range 24 {
-		ids = append(ids, createLink(t, b.pool, fmt.Sprintf("rush%d", i)))
-	}
+	ids := createLinks(t, b.pool, "rush", 24)
 	seedSpread(t, b, rng, ids, 4000)
 	budget := largestRollups(t, b, ids) * 4
 	c := newRollupCache(budget, b.h.rollups.load)
