@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/hop-dev/hop/internal/httpconn"
 )
 
 // deadlineRecorder records the deadlines http.ResponseController sets through it.
@@ -71,12 +73,14 @@ func TestDeadlinesPerRequest(t *testing.T) {
 	}
 }
 
-// Through a real server, a client that stops sending its body is cut off at the read
-// deadline instead of holding the connection.
+// Through a real server on hop's connections, a client that stops sending its body is
+// cut off at the read deadline instead of holding the connection.
 func TestSlowBodyIsCutOff(t *testing.T) {
 	t.Parallel()
 	srv := httptest.NewUnstartedServer(deadlineEcho(200*time.Millisecond, time.Second))
 	srv.Config.ReadHeaderTimeout = time.Second
+	srv.Config.ConnContext = httpconn.ConnContext
+	srv.Listener = httpconn.Listen(srv.Listener)
 	srv.Start()
 	t.Cleanup(srv.Close)
 	conn, err := net.Dial("tcp", srv.Listener.Addr().String())

@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"github.com/hop-dev/hop/internal/httpconn"
 	"github.com/hop-dev/hop/internal/problem"
 )
 
@@ -31,13 +32,15 @@ const (
 // needs no read deadline (its headers, bounded by ReadHeaderTimeout, are all of it),
 // and a redirect answer (see redirectAnswer) needs no write deadline: it is a few
 // kilobytes, which the socket buffer takes whole. A redirect needs neither; the
-// timers cost 1.5% of the CPU per redirect.
+// timers cost 1.5% of the CPU per redirect. A redirect also does not stop for a client
+// going away, so its connection is not read in the background (httpconn.Quiet).
 func deadlines(read, write time.Duration) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			body := c.Request().ContentLength != 0 // -1: chunked, length unknown
 			small := redirectAnswer(c)
 			if !body && small {
+				httpconn.Quiet(c.Request().Context())
 				return next(c)
 			}
 			rc := http.NewResponseController(c.Response())

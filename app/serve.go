@@ -19,6 +19,7 @@ import (
 	"github.com/redis/rueidis"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/hop-dev/hop/internal/httpconn"
 	"github.com/hop-dev/hop/migrations"
 	"github.com/hop-dev/hop/modules/apikey"
 	"github.com/hop-dev/hop/modules/dashboard"
@@ -148,6 +149,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	}
 	srv := &http.Server{
 		Handler:           e,
+		ConnContext:       httpconn.ConnContext,
 		ReadHeaderTimeout: readHeaderTime, // readTimeout and writeTimeout: see deadlines
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
@@ -166,7 +168,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 
 	g.Go(func() error {
 		logger.Info("listening", "addr", ln.Addr().String(), "base_url", cfg.BaseURL)
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(httpconn.Listen(ln)); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)
 		}
 		return nil
