@@ -24,9 +24,9 @@ type deadlineRecorder struct {
 func (d *deadlineRecorder) SetReadDeadline(time.Time) error  { d.read++; return nil }
 func (d *deadlineRecorder) SetWriteDeadline(time.Time) error { d.write++; return nil }
 
-func deadlineEcho(read, write time.Duration) *echo.Echo {
+func deadlineEcho(read, write time.Duration, quiet func(*http.Request)) *echo.Echo {
 	e := echo.New()
-	e.Use(deadlines(read, write))
+	e.Use(deadlines(read, write, quiet))
 	ok := func(c echo.Context) error {
 		if _, err := io.Copy(io.Discard, c.Request().Body); err != nil {
 			return echo.NewHTTPError(http.StatusRequestTimeout, err.Error())
@@ -42,19 +42,22 @@ func deadlineEcho(read, write time.Duration) *echo.Echo {
 	return e
 }
 
-// A redirect arms no timer; a request with a body gets a read deadline, and any
-// response other than a redirect's a write deadline.
+// A redirect arms no timer and is quieted; a request with a body gets a read
+// deadline, and any response other than a redirect's a write deadline.
 func TestDeadlinesPerRequest(t *testing.T) {
 	t.Parallel()
-	e := deadlineEcho(time.Second, time.Second)
+	quieted := 0
+	e := deadlineEcho(time.Second, time.Second, func(*http.Request) { quieted++ })
 	for _, tc := range []struct {
 		method, path, body string
 		chunked            bool
 		read, write        int
+		quiet              bool
 	}{
-		{method: http.MethodGet, path: "/abc"},
-		{method: http.MethodHead, path: "/abc"},
-		{method: http.MethodGet, path: "/abc/qr"},
+		{method: http.MethodGet, path: "/abc", quiet: true},
+		{method: http.MethodHead, path: "/abc", quiet: true},
+		{method: http.MethodGet, path: "/abc/qr", quiet: true},
+		{method: http.MethodGet, path: "/abc", body: "x", read: 1},
 		{method: http.MethodPost, path: "/abc", body: "password=x", read: 1, write: 1},
 		{method: http.MethodGet, path: "/links", write: 1},
 		{method: http.MethodPost, path: "/links", body: `{"url":"https://example.com"}`, read: 1, write: 1},
@@ -66,9 +69,13 @@ func TestDeadlinesPerRequest(t *testing.T) {
 			req.ContentLength = -1
 		}
 		rec := &deadlineRecorder{ResponseRecorder: httptest.NewRecorder()}
+		quieted = 0
 		e.ServeHTTP(rec, req)
 		if rec.read != tc.read || rec.write != tc.write {
 			t.Errorf("%s %s: %d read and %d write deadlines, want %d and %d", tc.method, tc.path, rec.read, rec.write, tc.read, tc.write)
+		}
+		if (quieted == 1) != tc.quiet || quieted > 1 {
+			t.Errorf("%s %s (body %q): quieted %d times, want quiet=%v", tc.method, tc.path, tc.body, quieted, tc.quiet)
 		}
 	}
 }
@@ -77,7 +84,7 @@ func TestDeadlinesPerRequest(t *testing.T) {
 // cut off at the read deadline instead of holding the connection.
 func TestSlowBodyIsCutOff(t *testing.T) {
 	t.Parallel()
-	srv := httptest.NewUnstartedServer(deadlineEcho(200*time.Millisecond, time.Second))
+	srv := httptest.NewUnstartedServer(deadlineEcho(200*time.Millisecond, time.Second, httpconn.Quiet))
 	srv.Config.ReadHeaderTimeout = time.Second
 	srv.Config.ConnContext = httpconn.ConnContext
 	srv.Listener = httpconn.Listen(srv.Listener)

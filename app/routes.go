@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/hop-dev/hop/internal/httpconn"
 	"github.com/hop-dev/hop/modules/apikey"
 	"github.com/hop-dev/hop/modules/dashboard"
 	"github.com/hop-dev/hop/modules/links"
@@ -34,7 +35,7 @@ type server struct {
 // routes lists every route of hop in one place.
 func routes(e *echo.Echo, cfg Config, reg *prometheus.Registry, s server, logger *slog.Logger) {
 	e.Use(mustHTTPMetrics(reg)) // outermost: counts every request, by route template
-	e.Use(deadlines(readTimeout, writeTimeout))
+	e.Use(deadlines(readTimeout, writeTimeout, httpconn.Quiet))
 	if len(cfg.CORSOrigins) > 0 {
 		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
 			AllowOrigins: cfg.CORSOrigins,

@@ -21,11 +21,13 @@ package httpconn
 import (
 	"context"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 )
 
-// Listen wraps ln so that every connection it accepts is a *Conn.
+// Listen wraps ln so that every connection it accepts is a *Conn. Wrap a plain TCP
+// listener: a *Conn hides what net/http looks for in a *tls.Conn.
 func Listen(ln net.Listener) net.Listener { return listener{ln} }
 
 type listener struct{ net.Listener }
@@ -39,6 +41,7 @@ func (l listener) Accept() (net.Conn, error) {
 }
 
 // ConnContext is http.Server.ConnContext: it makes the connection known to Quiet.
+// Without it, Quiet does nothing.
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	if hc, ok := c.(*Conn); ok {
 		return context.WithValue(ctx, connKey{}, hc)
@@ -48,13 +51,18 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 
 type connKey struct{}
 
-// Quiet tells the connection serving ctx's request that nobody needs to know, before
-// the response is written, whether the client went away: net/http's background read
-// for this request reads nothing, so the request context is not cancelled when the
-// client leaves. A request with a body must not be quieted. Without a *Conn behind
-// ctx, Quiet does nothing.
-func Quiet(ctx context.Context) {
-	if c, ok := ctx.Value(connKey{}).(*Conn); ok {
+// Quiet tells the connection serving r that nobody needs to know, before the response
+// is written, whether the client went away: net/http's background read for r reads
+// nothing, so r's context is not cancelled when the client leaves, for all of the
+// handler. It does nothing for a request with a body (its reads must reach the
+// connection), on a connection that is not a *Conn, or when the background read has
+// already begun reading (it then ends as usual): it saves work, and changes nothing
+// else a client can see.
+func Quiet(r *http.Request) {
+	if r.Body != http.NoBody && r.Body != nil {
+		return
+	}
+	if c, ok := r.Context().Value(connKey{}).(*Conn); ok {
 		c.mu.Lock()
 		c.quiet = true
 		c.mu.Unlock()
@@ -134,7 +142,9 @@ func (c *Conn) set(i int, t time.Time) error {
 		}
 	}
 	if t.IsZero() || (!c.timerAt.IsZero() && !t.Before(c.timerAt)) {
-		return nil // the timer fires no later than t and looks again then
+		// The timer fires no later than t and looks again then. (A t that has passed
+		// while the timer is due but has not run yet waits for it, microseconds.)
+		return nil
 	}
 	now := time.Now()
 	if !t.After(now) {
@@ -198,6 +208,9 @@ func (c *Conn) Close() error {
 	c.mu.Unlock()
 	return c.Conn.Close()
 }
+
+// NetConn returns the wrapped connection.
+func (c *Conn) NetConn() net.Conn { return c.Conn }
 
 // CloseWrite shuts down the writing side, as *net.TCPConn does; net/http uses it to
 // close gracefully after a request body it did not read.

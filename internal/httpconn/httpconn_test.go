@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -44,6 +45,11 @@ func readResult(c net.Conn, n int) <-chan error {
 		done <- err
 	}()
 	return done
+}
+
+// quiet quiets a body-less request on c, as the app does for a redirect.
+func quiet(c *Conn) {
+	Quiet(httptest.NewRequest(http.MethodGet, "/abc", nil).WithContext(ConnContext(context.Background(), c)))
 }
 
 func isTimeout(err error) bool {
@@ -126,24 +132,55 @@ func TestClearedDeadlineNeverFires(t *testing.T) {
 func TestPassedDeadlineFailsAtOnceUntilReplaced(t *testing.T) {
 	t.Parallel()
 	c, client := pair(t)
+	// A deadline passed by the timer ends a blocked read, and fails the next at once.
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if err := within(t, readResult(c, 16)); !isTimeout(err) {
+		t.Fatalf("read past the timer's deadline: %v, want a deadline error", err)
+	}
 	if _, err := client.Write([]byte("abc")); err != nil {
 		t.Fatal(err)
 	}
+	if err := within(t, readResult(c, 16)); !isTimeout(err) {
+		t.Fatalf("read after the deadline passed: %v, want a deadline error", err)
+	}
+	// So does a deadline set in the past.
 	_ = c.SetReadDeadline(aLongTimeAgo)
 	if err := within(t, readResult(c, 16)); !isTimeout(err) {
-		t.Fatalf("read past the deadline: %v, want a deadline error", err)
+		t.Fatalf("read past a deadline set in the past: %v, want a deadline error", err)
 	}
-	// After a deadline passed by the timer, too, a new one makes reads work again.
-	_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-	time.Sleep(100 * time.Millisecond)
-	if err := within(t, readResult(c, 16)); !isTimeout(err) {
-		t.Fatalf("read after the timer's deadline: %v, want a deadline error", err)
-	}
+	// A new deadline makes reads work again, and nothing was consumed meanwhile.
 	_ = c.SetReadDeadline(time.Now().Add(time.Hour))
 	buf := make([]byte, 16)
 	n, err := c.Read(buf)
 	if err != nil || string(buf[:n]) != "abc" {
 		t.Fatalf("read after a new deadline = %q, %v; want the bytes sent before", buf[:n], err)
+	}
+}
+
+// After the timer fired with nothing left to do, later deadlines still arm it.
+func TestTimerRearmsAfterAnIdleFiring(t *testing.T) {
+	t.Parallel()
+	c, _ := pair(t)
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	_ = c.SetReadDeadline(time.Time{})
+	time.Sleep(100 * time.Millisecond) // the timer fires and finds no deadline
+	_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if err := within(t, readResult(c, 16)); !isTimeout(err) {
+		t.Fatalf("read ended with %v, want a deadline error", err)
+	}
+}
+
+func TestCloseStopsTheTimer(t *testing.T) {
+	t.Parallel()
+	c, _ := pair(t)
+	_ = c.SetReadDeadline(time.Now().Add(time.Hour))
+	c.Close()
+	if c.timer.Stop() {
+		t.Fatal("the timer of a closed connection was still armed")
+	}
+	c.fire() // a firing that was already on its way does nothing
+	if err := c.SetReadDeadline(time.Now().Add(time.Hour)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("deadline on a closed connection: %v, want net.ErrClosed", err)
 	}
 }
 
@@ -169,11 +206,10 @@ func TestWriteDeadlineEndsBlockedWrite(t *testing.T) {
 func TestQuietReadReadsNothing(t *testing.T) {
 	t.Parallel()
 	c, client := pair(t)
-	ctx := ConnContext(context.Background(), c)
 	if _, err := client.Write([]byte("next request")); err != nil {
 		t.Fatal(err)
 	}
-	Quiet(ctx)
+	quiet(c)
 	// What net/http's background read does: read one byte.
 	if n, err := c.Read(make([]byte, 1)); n != 0 || err != nil {
 		t.Fatalf("quieted read = %d, %v; want 0, nil", n, err)
@@ -188,11 +224,10 @@ func TestQuietReadReadsNothing(t *testing.T) {
 func TestQuietLastsOneRead(t *testing.T) {
 	t.Parallel()
 	c, client := pair(t)
-	ctx := ConnContext(context.Background(), c)
 	if _, err := client.Write([]byte("ab")); err != nil {
 		t.Fatal(err)
 	}
-	Quiet(ctx)
+	quiet(c)
 	if n, _ := c.Read(make([]byte, 1)); n != 0 {
 		t.Fatalf("quieted read took %d bytes", n)
 	}
@@ -201,7 +236,7 @@ func TestQuietLastsOneRead(t *testing.T) {
 	}
 	// A request that ended without a background read to quiet (it had finished):
 	// net/http sets the idle deadline next, which ends the quiet.
-	Quiet(ctx)
+	quiet(c)
 	_ = c.SetReadDeadline(time.Now().Add(time.Hour))
 	buf := make([]byte, 1)
 	if n, err := c.Read(buf); n != 1 || err != nil || buf[0] != 'b' {
@@ -209,9 +244,18 @@ func TestQuietLastsOneRead(t *testing.T) {
 	}
 }
 
-func TestQuietWithoutConnDoesNothing(t *testing.T) {
+func TestQuietNeedsABodylessRequestOnAConn(t *testing.T) {
 	t.Parallel()
-	Quiet(context.Background())
+	c, client := pair(t)
+	if _, err := client.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	withBody := httptest.NewRequest(http.MethodPost, "/abc", strings.NewReader("password=x"))
+	Quiet(withBody.WithContext(ConnContext(context.Background(), c)))
+	if n, err := c.Read(make([]byte, 1)); n != 1 || err != nil {
+		t.Fatalf("one-byte read after quieting a request with a body = %d, %v; want the byte sent", n, err)
+	}
+	Quiet(httptest.NewRequest(http.MethodGet, "/abc", nil)) // no *Conn: nothing to do
 	if ConnContext(context.Background(), nil) != context.Background() {
 		t.Fatal("ConnContext changed the context of a connection it does not wrap")
 	}
@@ -235,13 +279,12 @@ func server(t *testing.T, h http.Handler, headerTimeout, idleTimeout time.Durati
 	return ln.Addr().String()
 }
 
-// closedWithin reports whether the server closes conn (read ends) in generous time.
-func closedWithin(t *testing.T, conn net.Conn) time.Duration {
+// closedAfter waits for the server to close conn and returns how long after start it
+// did; it fails the test if that takes far longer than the timeout at play.
+func closedAfter(t *testing.T, conn net.Conn, start time.Time, timeout time.Duration) time.Duration {
 	t.Helper()
-	start := time.Now()
-	_ = conn.SetReadDeadline(start.Add(10 * time.Second))
-	_, err := io.Copy(io.Discard, conn)
-	if err != nil {
+	_ = conn.SetReadDeadline(time.Now().Add(timeout + 10*time.Second))
+	if _, err := io.Copy(io.Discard, conn); err != nil {
 		t.Fatalf("server did not close the connection: %v", err)
 	}
 	return time.Since(start)
@@ -249,8 +292,10 @@ func closedWithin(t *testing.T, conn net.Conn) time.Duration {
 
 func TestServerTimeoutsStillCutSlowAndIdleClients(t *testing.T) {
 	t.Parallel()
-	addr := server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), 300*time.Millisecond, 500*time.Millisecond)
+	const header, idle = 300 * time.Millisecond, 500 * time.Millisecond
+	addr := server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), header, idle)
 
+	start := time.Now() // before the server can start its clock
 	slow, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -259,24 +304,28 @@ func TestServerTimeoutsStillCutSlowAndIdleClients(t *testing.T) {
 	if _, err := slow.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n")); err != nil { // and never the end
 		t.Fatal(err)
 	}
-	if d := closedWithin(t, slow); d < 300*time.Millisecond {
+	if d := closedAfter(t, slow, start, header); d < header {
 		t.Fatalf("slow header cut after %s, before the header timeout", d)
 	}
 
-	idle, err := net.Dial("tcp", addr)
+	kept, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer idle.Close()
-	if _, err := idle.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
-		t.Fatal(err)
+	defer kept.Close()
+	br := bufio.NewReader(kept)
+	for i := range 3 { // a few requests, so the timer has been moved by later deadlines
+		start = time.Now()
+		if _, err := kept.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("response %d: %v, %v", i, resp, err)
+		}
+		resp.Body.Close()
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(idle), nil)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("response %v, %v", resp, err)
-	}
-	resp.Body.Close()
-	if d := closedWithin(t, idle); d < 500*time.Millisecond {
+	if d := closedAfter(t, kept, start, idle); d < idle {
 		t.Fatalf("idle connection closed after %s, before the idle timeout", d)
 	}
 }
@@ -285,7 +334,7 @@ func TestQuietRequestsOnKeepAliveAndPipelinedConnections(t *testing.T) {
 	t.Parallel()
 	var n atomic.Int64
 	addr := server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		Quiet(r.Context())
+		Quiet(r)
 		time.Sleep(time.Millisecond) // as a redirect waits for Redis: the background read runs
 		w.Header().Set("Location", "/to/"+r.URL.Path[1:])
 		w.WriteHeader(http.StatusFound)
@@ -313,19 +362,18 @@ func TestQuietRequestsOnKeepAliveAndPipelinedConnections(t *testing.T) {
 		fmt.Fprintf(conn, "GET /%d HTTP/1.1\r\nHost: x\r\n\r\n", i)
 		check(i)
 	}
-	// Pipelined: the next request is already there while the quieted one runs.
+	// Pipelined, more than net/http buffers: the next requests are already waiting on
+	// the socket while the quieted ones run, so background reads find bytes.
 	var b strings.Builder
-	for i := 200; i < 210; i++ {
+	for i := 200; i < 600; i++ {
 		fmt.Fprintf(&b, "GET /%d HTTP/1.1\r\nHost: x\r\n\r\n", i)
 	}
-	if _, err := conn.Write([]byte(b.String())); err != nil {
-		t.Fatal(err)
-	}
-	for i := 200; i < 210; i++ {
+	go func() { _, _ = conn.Write([]byte(b.String())) }()
+	for i := 200; i < 600; i++ {
 		check(i)
 	}
-	if n.Load() != 210 {
-		t.Fatalf("handler ran %d times, want 210", n.Load())
+	if n.Load() != 600 {
+		t.Fatalf("handler ran %d times, want 600", n.Load())
 	}
 }
 
