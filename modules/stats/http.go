@@ -25,8 +25,7 @@ type Handler struct {
 	store   *store
 	cache   *responseCache
 	rollups *rollupCache
-	reads   *prometheus.CounterVec
-	fromMem prometheus.Counter // reads by source, resolved once
+	fromMem prometheus.Counter // hop_stats_link_reads_total by source, resolved once
 	fromPG  prometheus.Counter
 	loads   prometheus.Counter
 	hours   atomic.Pointer[labels] // the last-48-hours labels last made
@@ -46,11 +45,13 @@ func NewHandler(cfg HandlerConfig, pool *pgxpool.Pool, reg prometheus.Registerer
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	reads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hop_stats_link_reads_total",
+		Help: "Link stats answered, by source: memory (held rollups) or postgres (a range read: other time zones, links not held).",
+	}, []string{"source"})
 	h := &Handler{
-		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hop_stats_link_reads_total",
-			Help: "Link stats answered, by source: memory (held rollups) or postgres (a range read: other time zones, links not held).",
-		}, []string{"source"}),
+		fromMem: reads.WithLabelValues("memory"),
+		fromPG:  reads.WithLabelValues("postgres"),
 		loads: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hop_stats_rollup_loads_total",
 			Help: "Links' whole rollups read into memory (first asked, or their stats version moved).",
@@ -61,7 +62,6 @@ func NewHandler(cfg HandlerConfig, pool *pgxpool.Pool, reg prometheus.Registerer
 		logger: logger.With("module", "stats"),
 		now:    time.Now,
 	}
-	h.fromMem, h.fromPG = h.reads.WithLabelValues("memory"), h.reads.WithLabelValues("postgres")
 	h.rollups = newRollupCache(cmp.Or(cfg.HeldBytes, defaultRollupBudget), func(ctx context.Context, id int64) (*linkRollups, error) {
 		h.loads.Inc()
 		return h.store.loadRollups(ctx, id, h.now())
@@ -70,7 +70,7 @@ func NewHandler(cfg HandlerConfig, pool *pgxpool.Pool, reg prometheus.Registerer
 		h.logger.Warn("read link rollups; its stats are read from PostgreSQL meanwhile", "link_id", id, "err", err)
 	}
 	if reg != nil {
-		reg.MustRegister(h.reads, h.loads,
+		reg.MustRegister(reads, h.loads,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hop_stats_held_links", Help: "Links whose rollups are held in memory."},
 				func() float64 { links, _ := h.rollups.holding(); return float64(links) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hop_stats_held_bytes", Help: "Bytes of rollups held in memory (budget: 3/8 of the soft memory limit)."},
