@@ -253,6 +253,14 @@ func refererHost(ref string) string {
 	if ref == "" || len(ref) > 8192 {
 		return directHost
 	}
+	if h, ok := plainRefererHost(ref); ok {
+		return h
+	}
+	return parsedRefererHost(ref)
+}
+
+// parsedRefererHost is refererHost for any referer, through url.Parse.
+func parsedRefererHost(ref string) string {
 	u, err := url.Parse(ref)
 	if err != nil || u.Host == "" {
 		return directHost
@@ -267,6 +275,51 @@ func refererHost(ref string) string {
 		}
 	}
 	return h
+}
+
+// plainRefererHost is refererHost's fast path for the common shape, an http(s) URL
+// whose host is lower-case letters, digits, dots and hyphens with no port or user: it
+// returns that host without parsing the whole URL or allocating. ok is false for
+// anything else, and for what url.Parse would reject after the host (control bytes,
+// a "%" outside the query), so both paths give the same answer.
+func plainRefererHost(ref string) (host string, ok bool) {
+	rest, found := strings.CutPrefix(ref, "https://")
+	if !found {
+		if rest, found = strings.CutPrefix(ref, "http://"); !found {
+			return "", false
+		}
+	}
+	end := len(rest)
+	for i := 0; i < len(rest); i++ {
+		c := rest[i]
+		if c == '/' || c == '?' || c == '#' {
+			end = i
+			break
+		}
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '.' || c == '-') {
+			return "", false
+		}
+	}
+	host = rest[:end]
+	if host == "" || len(host) > maxHost || host[len(host)-1] == '.' {
+		return "", false
+	}
+	// url.Parse unescapes the path and the fragment, not the query, and refuses
+	// control bytes anywhere.
+	inQuery, inFragment := false, false
+	for i := end; i < len(rest); i++ {
+		switch c := rest[i]; {
+		case c < ' ' || c == 0x7f:
+			return "", false
+		case c == '#':
+			inQuery, inFragment = false, true
+		case c == '?' && !inFragment:
+			inQuery = true
+		case c == '%' && !inQuery:
+			return "", false
+		}
+	}
+	return host, true
 }
 
 // visitorHash is HMAC-SHA256(day salt, link|ip|ua) truncated: countable per day,

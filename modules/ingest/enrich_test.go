@@ -2,14 +2,17 @@ package ingest
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"net/netip"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/medama-io/go-useragent"
 )
 
@@ -146,6 +149,13 @@ func TestRefererHost(t *testing.T) {
 		{"https://%zz/", directHost},
 		{"https://bücher.example/", "bücher.example"},
 		{"https://" + strings.Repeat("a", 300) + ".com/", directHost},
+		{"https://example.com/a?q=%zz", "example.com"},
+		{"https://example.com/%zz", directHost},
+		{"https://example.com/a#%zz", directHost},
+		{"https://example.com/a#b?c=%zz", directHost},
+		{"https://example.com/a\x7f", directHost},
+		{"https://example.com?q=1", "example.com"},
+		{"http://sub-1.example.com#top", "sub-1.example.com"},
 	}
 	for _, tt := range tests {
 		if got := refererHost(tt.in); got != tt.want {
@@ -251,11 +261,17 @@ func checkStored(t *testing.T, what, s string, max int) {
 }
 
 func FuzzRefererHost(f *testing.F) {
-	for _, s := range []string{"", "https://www.example.com/x", "http://[::1]:80/", "android-app://x/", "https://%41/", "\xff", "https://a\x00b/"} {
+	for _, s := range []string{"", "https://www.example.com/x", "http://[::1]:80/", "android-app://x/", "https://%41/", "\xff", "https://a\x00b/",
+		"https://t.co/x?q=%41#f", "http://a.b/c%2Fd", "https://example.com#x?y"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		h := refererHost(s)
+		if fast, ok := plainRefererHost(s); ok {
+			if slow := parsedRefererHost(s); fast != slow {
+				t.Fatalf("fast path gives %q for %q, url.Parse %q", fast, s, slow)
+			}
+		}
 		checkStored(t, "host", h, maxHost)
 		if h != directHost && h != strings.ToLower(h) {
 			t.Fatalf("host %q not lower-case", h)
@@ -348,6 +364,43 @@ func TestVisitorHasherReuse(t *testing.T) {
 	for i := range 10 {
 		if want := visitorHash(salts[i%3%2], int64(i), "198.51.100.1", "ua"); !bytes.Equal(got[i], want) {
 			t.Fatalf("hash %d differs when the hasher is reused", i)
+		}
+	}
+}
+
+// BenchmarkRowCPU is the consumer's own work per click without any I/O: enrich an
+// event and encode its row the way pgx.CopyFrom does, value by value.
+func BenchmarkRowCPU(b *testing.B) {
+	e := &enricher{ua: useragent.NewParser(), country: iplocCountry}
+	m := pgtype.NewMap()
+	oids := []uint32{pgtype.UUIDOID, pgtype.Int8OID, pgtype.TimestamptzOID,
+		pgtype.TextOID, pgtype.TextOID, pgtype.TextOID, pgtype.TextOID, pgtype.TextOID, pgtype.TextOID,
+		pgtype.TextOID, pgtype.TextOID, pgtype.BoolOID, pgtype.TextOID, pgtype.ByteaOID}
+	uas := []string{uaChromeWin, uaIPhone, uaAndroidPhone, uaFirefoxMac, "curl/8.4.0"}
+	refs := []string{"https://news.ycombinator.com/item?id=4242", "https://www.google.com/", "https://t.co/abc", ""}
+	evs := make([]Event, 100)
+	for i := range evs {
+		evs[i] = Event{ID: uuid.Must(uuid.NewV7()), LinkID: int64(1000 + i), Time: time.Now(),
+			IP: "203.0.113." + strconv.Itoa(i), UserAgent: uas[i%len(uas)], Referer: refs[i%len(refs)],
+			AcceptLanguage: "en-US,en;q=0.9"}
+	}
+	salt := bytes.Repeat([]byte{7}, 32)
+	var hasher visitorHasher
+	hash := make([]byte, 0, sha256.Size)
+	src := &rowSource{rows: make([]clickRow, 1)}
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		src.rows[0] = e.row(&evs[i%len(evs)], salt, &hasher, hash)
+		src.i = 0
+		src.Next()
+		vals, _ := src.Values()
+		buf = buf[:0]
+		for j, v := range vals {
+			var err error
+			if buf, err = m.Encode(oids[j], pgtype.BinaryFormatCode, v, buf); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 }
