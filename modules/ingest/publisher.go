@@ -111,17 +111,22 @@ type Publisher struct {
 	logger *slog.Logger
 	m      *publisherMetrics
 
-	bufs   sync.Pool // *[]byte encode buffers
+	bufs   sync.Pool // *[]byte stream entry buffers
 	random sync.Pool // *bufio.Reader over crypto/rand, for event ids
 
-	// Group commit: while Run is running, Publish hands events to batchers that put
-	// every event waiting at that moment into one XADD, so under load one Redis round
-	// trip and one stream entry carry many clicks. running (under gate) tells Publish
-	// whether batchers will take its event; Run stops them only under gate's write lock.
-	gate    sync.RWMutex
+	// Group commit: while Run is running, Publish appends its event to the batch being
+	// filled and waits for that batch's XADD, so under load one Redis round trip and
+	// one stream entry carry many clicks. One sender takes batches one at a time: while
+	// its XADD is on the wire the next batch fills, so batches grow with load (measured:
+	// more redirects per second than with two in flight). Under mu: running tells
+	// Publish whether the sender will take its event (Run clears it before stopping
+	// the sender), filling is the batch new events join, full holds batches that
+	// reached maxPerEntry, oldest first. kick wakes the sender.
+	mu      sync.Mutex
 	running bool
-	waiting chan *waiter
-	waiters sync.Pool // *waiter
+	filling *batch
+	full    []*batch
+	kick    chan struct{}
 
 	// Circuit breaker: consecutive failures open it; Run's probe closes it.
 	failures atomic.Int64
@@ -157,8 +162,7 @@ func NewPublisher(cfg PublisherConfig, rdb rueidis.Client, pool *pgxpool.Pool, r
 		logger: logger,
 	}
 	p.bufs.New = func() any { b := make([]byte, 0, 512); return &b }
-	p.waiting = make(chan *waiter, 4*maxPerEntry)
-	p.waiters.New = func() any { return &waiter{done: make(chan error, 1)} }
+	p.kick = make(chan struct{}, 1)
 	p.m = newPublisherMetrics(func() float64 { return float64(len(p.queue)) })
 	wm := newWriterMetrics("queue")
 	p.w = &writer{pool: pool, enr: enr, logger: logger, m: wm}
@@ -193,100 +197,116 @@ func (p *Publisher) Publish(_ context.Context, ev Event) {
 	}
 }
 
-// waiter is one Publish waiting for the batch that carries its event.
-type waiter struct {
-	ev    Event
-	since time.Time // when Publish handed it over: its cfg.Timeout budget runs from here
-	done  chan error
+// batch is one stream entry in the making: the events of concurrent clicks, encoded
+// back to back, and the outcome of its XADD for every Publish waiting on it.
+type batch struct {
+	entry *[]byte       // from Publisher.bufs
+	n     int           // events in entry
+	since time.Time     // when its first event arrived: its cfg.Timeout budget runs from here
+	done  chan struct{} // closed once err is set
+	err   error
 }
 
-// toStream puts ev into the stream: through the batchers when Run is running, else
-// with an XADD of its own.
+// maxPerEntry bounds the clicks in one stream entry.
+const maxPerEntry = 256
+
+// toStream puts ev into the stream: in the batch being filled when Run is running,
+// else with an XADD of its own.
 func (p *Publisher) toStream(ev *Event) error {
-	p.gate.RLock()
+	p.mu.Lock()
 	if !p.running {
-		p.gate.RUnlock()
-		return p.xadd(time.Now().Add(p.cfg.Timeout), []*Event{ev})
+		p.mu.Unlock()
+		bp := p.bufs.Get().(*[]byte)
+		*bp = appendEvent((*bp)[:0], ev)
+		return p.xadd(time.Now().Add(p.cfg.Timeout), bp, 1)
 	}
-	w := p.waiters.Get().(*waiter)
-	w.ev, w.since = *ev, time.Now()
-	p.waiting <- w
-	p.gate.RUnlock()
-	err := <-w.done
-	w.ev = Event{}
-	p.waiters.Put(w)
-	return err
+	b := p.filling
+	if b == nil {
+		b = &batch{entry: p.bufs.Get().(*[]byte), since: time.Now(), done: make(chan struct{})}
+		*b.entry = (*b.entry)[:0]
+		p.filling = b
+	}
+	*b.entry = appendEvent(*b.entry, ev)
+	b.n++
+	kick := b.n == 1
+	if b.n == maxPerEntry {
+		p.full = append(p.full, b)
+		p.filling, kick = nil, true
+	}
+	p.mu.Unlock()
+	if kick {
+		select {
+		case p.kick <- struct{}{}:
+		default: // the sender has a wake-up pending already
+		}
+	}
+	<-b.done
+	return b.err
 }
 
-// batchers is how many batches may be in flight at once. One: while its XADD is on
-// the wire the next batch gathers, so batches grow with load and Redis sees fewer,
-// larger commands (measured: more redirects per second than with two).
-const (
-	batchers    = 1
-	maxPerEntry = 256
-)
-
-// batch takes the events waiting right now (at least one, at most maxPerEntry), sends
-// them in one XADD and tells each waiter the outcome. Under load events pile up while
-// the previous batch is on the wire; while clicks arrive together a batch also waits
-// up to cfg.Gather from its first click for more (see PublisherConfig.Gather).
-func (p *Publisher) batch(stop <-chan struct{}) {
-	ws := make([]*waiter, 0, maxPerEntry)
-	evs := make([]*Event, 0, maxPerEntry)
-	gatherTimer := time.NewTimer(time.Hour)
-	gatherTimer.Stop()
+// send XADDs batches until stop is closed, then the batches left. Batches go in
+// the order they started, so the first event of each has waited longest, and a
+// batch's XADD gets what is left of that event's budget: no redirect waits for Redis
+// longer than cfg.Timeout in all, in-flight batch ahead of it included.
+func (p *Publisher) send(stop <-chan struct{}) {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	last := 0 // events in the previous batch
 	for {
-		ws = ws[:0]
-		select {
-		case w := <-p.waiting:
-			ws = append(ws, w)
-		case <-stop:
-			// No Publish can add more (Run holds the gate): serve what is left.
-			for {
-				select {
-				case w := <-p.waiting:
-					w.done <- p.xadd(w.since.Add(p.cfg.Timeout), []*Event{&w.ev})
-				default:
-					return
-				}
-			}
+		b := p.next(last > 1, timer, stop)
+		if b == nil {
+			return
 		}
-	gather:
-		for len(ws) < maxPerEntry {
+		last = b.n
+		b.err = p.xadd(b.since.Add(p.cfg.Timeout), b.entry, b.n)
+		close(b.done)
+	}
+}
+
+// next returns the batch to send next, blocking until there is one: the oldest full
+// batch, else the one being filled. While clicks arrive together (gather: the previous
+// batch held more than one) a filling batch first waits up to cfg.Gather from its
+// first click for more, so a lone click is never held back. Once stop is closed it
+// returns what is left without gathering, then nil.
+func (p *Publisher) next(gather bool, timer *time.Timer, stop <-chan struct{}) *batch {
+	stopped := false
+	for {
+		p.mu.Lock()
+		if len(p.full) > 0 {
+			b := p.full[0]
+			p.full = append(p.full[:0], p.full[1:]...)
+			p.mu.Unlock()
+			return b
+		}
+		b := p.filling
+		var wait time.Duration
+		if b != nil && gather && !stopped {
+			wait = time.Until(b.since.Add(p.cfg.Gather))
+		}
+		if b != nil && wait <= 0 {
+			p.filling = nil
+			p.mu.Unlock()
+			return b
+		}
+		p.mu.Unlock()
+		switch {
+		case b != nil: // gathering: until its time is up or a batch is full
+			timer.Reset(wait)
 			select {
-			case w := <-p.waiting:
-				ws = append(ws, w)
-			default:
-				break gather
+			case <-timer.C:
+			case <-p.kick:
+			case <-stop:
+				stopped = true
 			}
-		}
-		if last > 1 && len(ws) < maxPerEntry {
-			if d := time.Until(ws[0].since.Add(p.cfg.Gather)); d > 0 {
-				gatherTimer.Reset(d)
-			wait:
-				for len(ws) < maxPerEntry {
-					select {
-					case w := <-p.waiting:
-						ws = append(ws, w)
-					case <-gatherTimer.C:
-						break wait
-					}
-				}
-				gatherTimer.Stop()
+			timer.Stop()
+		case stopped:
+			return nil
+		default:
+			select {
+			case <-p.kick:
+			case <-stop:
+				stopped = true
 			}
-		}
-		last = len(ws)
-		evs = evs[:0]
-		for _, w := range ws {
-			evs = append(evs, &w.ev)
-		}
-		// Waiters are taken in arrival order: the first has waited longest, and the
-		// batch must be acknowledged within its budget, so no redirect waits for Redis
-		// longer than cfg.Timeout in all, in-flight batch ahead of it included.
-		err := p.xadd(ws[0].since.Add(p.cfg.Timeout), evs)
-		for _, w := range ws {
-			w.done <- err
 		}
 	}
 }
@@ -306,16 +326,12 @@ func (p *Publisher) newEventID() uuid.UUID {
 	return id
 }
 
-// xadd appends evs to the stream as one entry, waiting for Redis until deadline.
-func (p *Publisher) xadd(deadline time.Time, evs []*Event) error {
-	bp := p.bufs.Get().(*[]byte)
-	b := (*bp)[:0]
-	for _, ev := range evs {
-		b = appendEvent(b, ev)
-	}
+// xadd appends entry, n encoded events, to the stream, waiting for Redis until
+// deadline. entry goes back to p.bufs unless the XADD failed: a timed-out command may
+// still be queued for writing, and it refers to entry without copying it.
+func (p *Publisher) xadd(deadline time.Time, entry *[]byte, n int) error {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	// The command refers to b without copying it. On error the buffer is not
-	// reused: a timed-out command may still be queued for writing.
+	b := *entry
 	cmd := p.rdb.B().Xadd().Key(p.key).Id("*").FieldValue().FieldValue(streamField, unsafe.String(unsafe.SliceData(b), len(b))).Build()
 	err := p.rdb.Do(ctx, cmd).Error()
 	cancel()
@@ -326,12 +342,11 @@ func (p *Publisher) xadd(deadline time.Time, evs []*Event) error {
 		}
 		return err
 	}
-	*bp = b
-	p.bufs.Put(bp)
+	p.bufs.Put(entry)
 	if p.failures.Load() != 0 {
 		p.failures.Store(0)
 	}
-	p.m.published.Add(float64(len(evs)))
+	p.m.published.Add(float64(n))
 	return nil
 }
 
@@ -361,7 +376,7 @@ func (p *Publisher) logDrops() {
 func (p *Publisher) Run(ctx context.Context) error {
 	defer p.closeG()
 	if p.rdb != nil {
-		defer p.startBatchers()()
+		defer p.startSender()()
 	}
 	p.housekeep(ctx)
 	probe := time.NewTicker(p.cfg.ProbeInterval)
@@ -388,21 +403,19 @@ func (p *Publisher) Run(ctx context.Context) error {
 	}
 }
 
-// startBatchers starts the group-commit batchers and returns the function that stops
-// them: after it returns, every event handed to them has been answered.
-func (p *Publisher) startBatchers() (stop func()) {
+// startSender starts the group-commit sender and returns the function that stops
+// it: after it returns, every Publish that joined a batch has its answer.
+func (p *Publisher) startSender() (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
-	for range batchers {
-		wg.Go(func() { p.batch(done) })
-	}
-	p.gate.Lock()
+	wg.Go(func() { p.send(done) })
+	p.mu.Lock()
 	p.running = true
-	p.gate.Unlock()
+	p.mu.Unlock()
 	return func() {
-		p.gate.Lock()
+		p.mu.Lock()
 		p.running = false
-		p.gate.Unlock()
+		p.mu.Unlock()
 		close(done)
 		wg.Wait()
 	}
