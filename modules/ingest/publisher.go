@@ -111,7 +111,7 @@ type Publisher struct {
 	logger *slog.Logger
 	m      *publisherMetrics
 
-	bufs   sync.Pool // *[]byte stream entry buffers
+	bufs   sync.Pool // *[]byte stream entry buffers, empty (xadd empties one it puts back)
 	random sync.Pool // *bufio.Reader over crypto/rand, for event ids
 
 	// Group commit: while Run is running, Publish appends its event to the batch being
@@ -217,13 +217,12 @@ func (p *Publisher) toStream(ev *Event) error {
 	if !p.running {
 		p.mu.Unlock()
 		bp := p.bufs.Get().(*[]byte)
-		*bp = appendEvent((*bp)[:0], ev)
+		*bp = appendEvent(*bp, ev)
 		return p.xadd(time.Now().Add(p.cfg.Timeout), bp, 1)
 	}
 	b := p.filling
 	if b == nil {
 		b = &batch{entry: p.bufs.Get().(*[]byte), since: time.Now(), done: make(chan struct{})}
-		*b.entry = (*b.entry)[:0]
 		p.filling = b
 	}
 	*b.entry = appendEvent(*b.entry, ev)
@@ -342,6 +341,7 @@ func (p *Publisher) xadd(deadline time.Time, entry *[]byte, n int) error {
 		}
 		return err
 	}
+	*entry = b[:0]
 	p.bufs.Put(entry)
 	if p.failures.Load() != 0 {
 		p.failures.Store(0)
