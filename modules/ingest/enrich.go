@@ -93,7 +93,7 @@ func (e *enricher) classify(ua string) uaInfo {
 // newEnricher uses the embedded iploc data, or the .mmdb at geoDB when set. The
 // returned close function releases the database.
 func newEnricher(geoDB string, salts *saltStore) (*enricher, func() error, error) {
-	e := &enricher{ua: useragent.NewParser(), country: iplocCountry, salts: salts}
+	e := &enricher{ua: sharedUAParser(), country: iplocCountry, salts: salts}
 	if geoDB == "" {
 		return e, func() error { return nil }, nil
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/medama-io/go-useragent"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/rueidis"
@@ -142,7 +141,7 @@ func fastPublisher(prefix string) PublisherConfig {
 func newTestWriter(t testing.TB, pool *pgxpool.Pool) *writer {
 	return &writer{
 		pool:   pool,
-		enr:    &enricher{ua: useragent.NewParser(), country: iplocCountry, salts: newSaltStore(pool)},
+		enr:    &enricher{ua: sharedUAParser(), country: iplocCountry, salts: newSaltStore(pool)},
 		logger: testLogger(t),
 		m:      newWriterMetrics("test"),
 	}
