@@ -203,37 +203,44 @@ SELECT (SELECT xid FROM click_logs WHERE xid >= $1 AND xid < $2 ORDER BY xid LIM
        (SELECT xid FROM click_logs WHERE xid >= $1 AND xid < $2 ORDER BY xid OFFSET $3 LIMIT 1)`
 
 	// aggregateSQL adds the raw rows with xid in [$1, $2) to every rollup in one
-	// statement; all its CTEs see the same snapshot. The rows are first counted by
-	// (link, hour, bot, dimension values) — far fewer groups than rows, since clicks
-	// repeat the same few browsers, countries and referrers — and every rollup is
-	// derived from those counts, so the raw rows are aggregated once, not once per
-	// rollup and five times for the dimensions. Empty dimension values become
-	// "unknown" ("(direct)" for referers) so they group together. Hours are binned
-	// from a UTC origin: the same hours as date_trunc('hour', clicked_at, 'UTC'), for
-	// a third of that call's cost (it looks the zone up for every row).
+	// statement; all its CTEs see the same snapshot. One pass over the rows counts
+	// them two ways at once (grouping sets): by (link, hour, bot, dimension values)
+	// for the click rollups, and by (link, hour, bot, visitor) for unique visitors.
+	// Both give far fewer groups than rows, since clicks repeat the same few
+	// browsers, countries, referrers and visitors, and every rollup is derived from
+	// those counts: the raw rows are read and hashed once, not materialised and read
+	// again per rollup (half the CPU of that, measured on 50,000 rows). Empty
+	// dimension values become "unknown" ("(direct)" for referers) after grouping, so
+	// "" and NULL meet in the rollups. Hours are binned from a UTC origin: the same
+	// hours as date_trunc('hour', clicked_at, 'UTC'), for a third of that call's cost
+	// (it looks the zone up for every row).
 	aggregateSQL = `
-WITH batch AS MATERIALIZED (
-    SELECT link_id, clicked_at, is_bot, visitor_hash, country, referer_host, browser, os, device
-    FROM click_logs
-    WHERE xid >= $1 AND xid < $2
-),
-fine AS MATERIALIZED (
+WITH counted AS MATERIALIZED (
     SELECT link_id,
            date_bin('1 hour', clicked_at, '2000-01-01 00:00:00+00') AS hour,
-           is_bot,
+           is_bot, country, referer_host, browser, os, device, visitor_hash,
+           GROUPING(visitor_hash) = 0 AS per_visitor,
+           count(*) AS n
+    FROM click_logs
+    WHERE xid >= $1 AND xid < $2
+    GROUP BY GROUPING SETS (
+        (link_id, hour, is_bot, country, referer_host, browser, os, device),
+        (link_id, hour, is_bot, visitor_hash))
+),
+fine AS (
+    SELECT link_id, hour, is_bot,
            COALESCE(NULLIF(country, ''), 'unknown') AS country,
            COALESCE(NULLIF(referer_host, ''), '(direct)') AS referer,
            COALESCE(NULLIF(browser, ''), 'unknown') AS browser,
            COALESCE(NULLIF(os, ''), 'unknown') AS os,
            COALESCE(NULLIF(device, ''), 'unknown') AS device,
-           count(*) AS n
-    FROM batch
-    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+           n
+    FROM counted WHERE NOT per_visitor
 ),
 new_visitors AS (
     INSERT INTO daily_visitors (link_id, day, visitor_hash)
-    SELECT DISTINCT link_id, (clicked_at AT TIME ZONE 'UTC')::date, visitor_hash FROM batch
-    WHERE NOT is_bot AND visitor_hash IS NOT NULL
+    SELECT DISTINCT link_id, (hour AT TIME ZONE 'UTC')::date, visitor_hash FROM counted
+    WHERE per_visitor AND NOT is_bot AND visitor_hash IS NOT NULL
     ON CONFLICT DO NOTHING
     RETURNING link_id, day
 ),
