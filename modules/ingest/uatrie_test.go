@@ -92,12 +92,12 @@ func TestPackTrie(t *testing.T) {
 func TestPointerFree(t *testing.T) {
 	t.Parallel()
 	type plain struct {
-		a uint8
-		b [4]int32
+		_ uint8
+		_ [4]int32
 	}
 	type withString struct {
-		n int
-		s string
+		_ int
+		_ string
 	}
 	for _, c := range []struct {
 		typ  reflect.Type
