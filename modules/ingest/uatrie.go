@@ -116,6 +116,22 @@ type sliceHeader struct {
 	len, cap int
 }
 
+// children and results are a node's two slices.
+func (l trieLayout) children(node unsafe.Pointer) *sliceHeader {
+	return (*sliceHeader)(unsafe.Add(node, l.childrenOff))
+}
+
+func (l trieLayout) results(node unsafe.Pointer) *sliceHeader {
+	return (*sliceHeader)(unsafe.Add(node, l.resultOff))
+}
+
+// child is entry j of the children array at data: where its node pointer and its
+// rune are.
+func (l trieLayout) child(data unsafe.Pointer, j int) (node *unsafe.Pointer, r *int32) {
+	e := unsafe.Add(data, uintptr(j)*l.childSize)
+	return (*unsafe.Pointer)(unsafe.Add(e, l.childNodeOff)), (*int32)(unsafe.Add(e, l.childROff))
+}
+
 // packTrie copies the trie rooted at root into one block of memory allocated as
 // []uint64, which the garbage collector never scans. That is sound because every
 // pointer inside the block points into the block itself, and the block stays alive
@@ -132,9 +148,10 @@ func packTrie(root *useragent.RuneTrie) (*useragent.RuneTrie, error) {
 	index := map[unsafe.Pointer]int{unsafe.Pointer(root): 0}
 	var children, results int
 	for i := 0; i < len(nodes); i++ {
-		ch := (*sliceHeader)(unsafe.Add(nodes[i], l.childrenOff))
+		ch := l.children(nodes[i])
 		for j := range ch.len {
-			c := *(*unsafe.Pointer)(unsafe.Add(ch.data, uintptr(j)*l.childSize+l.childNodeOff))
+			cp, _ := l.child(ch.data, j)
+			c := *cp
 			if c == nil {
 				return nil, fmt.Errorf("%w: nil child", errTrieLayout)
 			}
@@ -144,7 +161,7 @@ func packTrie(root *useragent.RuneTrie) (*useragent.RuneTrie, error) {
 			}
 		}
 		children += ch.len
-		results += (*sliceHeader)(unsafe.Add(nodes[i], l.resultOff)).len
+		results += l.results(nodes[i]).len
 	}
 
 	const word = unsafe.Sizeof(uint64(0))
@@ -159,24 +176,24 @@ func packTrie(root *useragent.RuneTrie) (*useragent.RuneTrie, error) {
 	nextChild, nextResult := childArea, resultArea
 	for i, old := range nodes {
 		n := node(i)
-		oldCh := (*sliceHeader)(unsafe.Add(old, l.childrenOff))
+		oldCh := l.children(old)
 		if oldCh.len > 0 {
 			dst := unsafe.Add(base, nextChild)
 			for j := range oldCh.len {
-				src := unsafe.Add(oldCh.data, uintptr(j)*l.childSize)
-				e := unsafe.Add(dst, uintptr(j)*l.childSize)
-				*(*int32)(unsafe.Add(e, l.childROff)) = *(*int32)(unsafe.Add(src, l.childROff))
-				*(*unsafe.Pointer)(unsafe.Add(e, l.childNodeOff)) = node(index[*(*unsafe.Pointer)(unsafe.Add(src, l.childNodeOff))])
+				srcNode, srcR := l.child(oldCh.data, j)
+				dstNode, dstR := l.child(dst, j)
+				*dstR = *srcR
+				*dstNode = node(index[*srcNode])
 			}
-			*(*sliceHeader)(unsafe.Add(n, l.childrenOff)) = sliceHeader{dst, oldCh.len, oldCh.len}
+			*l.children(n) = sliceHeader{dst, oldCh.len, oldCh.len}
 			nextChild += uintptr(oldCh.len) * l.childSize
 		}
-		oldRes := (*sliceHeader)(unsafe.Add(old, l.resultOff))
+		oldRes := l.results(old)
 		if oldRes.len > 0 {
 			dst := unsafe.Add(base, nextResult)
 			nbytes := uintptr(oldRes.len) * l.resultSize
 			copy(unsafe.Slice((*byte)(dst), nbytes), unsafe.Slice((*byte)(oldRes.data), nbytes))
-			*(*sliceHeader)(unsafe.Add(n, l.resultOff)) = sliceHeader{dst, oldRes.len, oldRes.len}
+			*l.results(n) = sliceHeader{dst, oldRes.len, oldRes.len}
 			nextResult += nbytes
 		}
 	}

@@ -146,10 +146,8 @@ func sameTrie(t *testing.T, l trieLayout, a, b unsafe.Pointer) {
 		p := queue[0]
 		queue = queue[1:]
 		nodes++
-		ca := (*sliceHeader)(unsafe.Add(p.a, l.childrenOff))
-		cb := (*sliceHeader)(unsafe.Add(p.b, l.childrenOff))
-		ra := (*sliceHeader)(unsafe.Add(p.a, l.resultOff))
-		rb := (*sliceHeader)(unsafe.Add(p.b, l.resultOff))
+		ca, cb := l.children(p.a), l.children(p.b)
+		ra, rb := l.results(p.a), l.results(p.b)
 		if ca.len != cb.len || ra.len != rb.len {
 			t.Fatalf("node %d: %d children and %d results, packed %d and %d", nodes, ca.len, ra.len, cb.len, rb.len)
 		}
@@ -160,12 +158,12 @@ func sameTrie(t *testing.T, l trieLayout, a, b unsafe.Pointer) {
 			}
 		}
 		for j := range ca.len {
-			ea := unsafe.Add(ca.data, uintptr(j)*l.childSize)
-			eb := unsafe.Add(cb.data, uintptr(j)*l.childSize)
-			if *(*int32)(unsafe.Add(ea, l.childROff)) != *(*int32)(unsafe.Add(eb, l.childROff)) {
+			na, rua := l.child(ca.data, j)
+			nb, rub := l.child(cb.data, j)
+			if *rua != *rub {
 				t.Fatalf("node %d child %d: runes differ", nodes, j)
 			}
-			queue = append(queue, pair{*(*unsafe.Pointer)(unsafe.Add(ea, l.childNodeOff)), *(*unsafe.Pointer)(unsafe.Add(eb, l.childNodeOff))})
+			queue = append(queue, pair{*na, *nb})
 		}
 	}
 	if nodes < 10_000 {
