@@ -62,6 +62,7 @@ func startProcess(t testing.TB, db *testenv.DB, rdb *testenv.Redis, cfg map[stri
 	}
 	t.Cleanup(func() {
 		if err := h.Stop(); err != nil && !killed(err) {
+			_ = cmd.Process.Kill() // never leave it running
 			t.Errorf("hop process: %v\nlogs:\n%s", err, logs)
 		}
 	})
