@@ -2,14 +2,13 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -83,18 +82,14 @@ func startProcess(t testing.TB, db *testenv.DB, rdb *testenv.Redis, cfg map[stri
 	return h, kill
 }
 
+// killed reports that the process ended by SIGKILL.
 func killed(err error) bool {
-	ws, ok := exitStatus(err)
-	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
-}
-
-func exitStatus(err error) (syscall.WaitStatus, bool) {
-	ee, ok := err.(*exec.ExitError)
-	if !ok {
-		return 0, false
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return false
 	}
 	ws, ok := ee.Sys().(syscall.WaitStatus)
-	return ws, ok
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
 }
 
 // kill -9 of a hop process in the middle of a batch: the clicks it had read but not
@@ -117,32 +112,7 @@ func TestKilledProcessLosesNoClicks(t *testing.T) {
 			slug := h.createLink(t, map[string]any{"url": "https://example.com/kill"})["slug"].(string)
 
 			const clients = 16
-			var answered atomic.Int64
-			stop := make(chan struct{})
-			var wg sync.WaitGroup
-			client := &http.Client{CheckRedirect: noRedirect.CheckRedirect, Timeout: 5 * time.Second}
-			for range clients {
-				wg.Go(func() {
-					for {
-						select {
-						case <-stop:
-							return
-						default:
-						}
-						req, _ := http.NewRequest(http.MethodGet, h.URL+"/"+slug, nil)
-						req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0")
-						resp, err := client.Do(req)
-						if err != nil {
-							time.Sleep(time.Millisecond) // refused once the process is gone
-							continue
-						}
-						resp.Body.Close()
-						if resp.StatusCode == http.StatusFound {
-							answered.Add(1)
-						}
-					}
-				})
-			}
+			stopLoad := h.loadRedirects(slug, clients)
 			time.Sleep(500 * time.Millisecond)
 
 			// Hold COPY into click_logs (it needs ROW EXCLUSIVE), so the consumer is
@@ -161,12 +131,10 @@ func TestKilledProcessLosesNoClicks(t *testing.T) {
 			time.Sleep(300 * time.Millisecond) // redirects go on answering meanwhile
 			kill()
 			killedAt := time.Now()
-			close(stop)
-			wg.Wait()
+			n := stopLoad()
 			if err := lock.Rollback(ctx); err != nil {
 				t.Fatal(err)
 			}
-			n := answered.Load()
 			held := pending(t, rdb)
 			if n == 0 || held == 0 {
 				t.Fatalf("answered %d, pending at the kill %d: nothing to prove", n, held)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -262,4 +263,41 @@ func writeConfig(t testing.TB, cfg map[string]any) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// loadRedirects sends GET /slug from clients goroutines, one request at a time each,
+// until the returned stop is called; stop waits for them and returns how many
+// redirects were answered with a 302. Refused requests (the server is gone) are retried.
+func (h *instance) loadRedirects(slug string, clients int) (stop func() int64) {
+	var answered atomic.Int64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	client := &http.Client{CheckRedirect: noRedirect.CheckRedirect, Timeout: 5 * time.Second}
+	for range clients {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				req, _ := http.NewRequest(http.MethodGet, h.URL+"/"+slug, nil)
+				req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0")
+				resp, err := client.Do(req)
+				if err != nil {
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusFound {
+					answered.Add(1)
+				}
+			}
+		})
+	}
+	return func() int64 {
+		close(done)
+		wg.Wait()
+		return answered.Load()
+	}
 }

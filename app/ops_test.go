@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,42 +104,14 @@ func TestShutdownUnderLoadLosesNothing(t *testing.T) {
 	h := startWith(t, db, rdb, cfg)
 	slug := h.createLink(t, map[string]any{"url": "https://example.com/term"})["slug"].(string)
 
-	var answered atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	client := &http.Client{CheckRedirect: noRedirect.CheckRedirect, Timeout: 5 * time.Second}
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				req, _ := http.NewRequest(http.MethodGet, h.URL+"/"+slug, nil)
-				req.Header.Set("User-Agent", "Mozilla/5.0 (Macintosh) Safari/605.1.15")
-				resp, err := client.Do(req)
-				if err != nil {
-					continue // refused once the server stopped accepting
-				}
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusFound {
-					answered.Add(1)
-				}
-			}
-		}()
-	}
+	stopLoad := h.loadRedirects(slug, 16)
 	time.Sleep(1500 * time.Millisecond)
 	start := time.Now()
 	if err := h.Stop(); err != nil {
 		t.Fatalf("Run returned %v after SIGTERM", err)
 	}
 	took := time.Since(start)
-	close(stop)
-	wg.Wait()
-	n := answered.Load()
+	n := stopLoad()
 	if n == 0 {
 		t.Fatal("no redirect was answered")
 	}
