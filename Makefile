@@ -25,15 +25,15 @@ test: services ## run every test with the race detector, then each fuzz target b
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5000x
 
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
-	@n=0; for pkg in $$($(GO) list ./...); do \
+	@log=$$(mktemp); trap 'rm -f $$log' EXIT; n=0; for pkg in $$($(GO) list ./...); do \
 	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
 	  for f in $$(grep -hoE '^func (Fuzz[A-Za-z0-9_]+)' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
 	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-	    if ! $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/hop-fuzz.log 2>&1; then \
-	      if grep -q 'context deadline exceeded' /tmp/hop-fuzz.log && ! grep -q 'Failing input' /tmp/hop-fuzz.log; then \
+	    if ! $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >$$log 2>&1; then \
+	      if grep -q "context deadline exceeded" $$log && ! grep -q "Failing input" $$log; then \
 	        echo "  (go fuzz coordinator timed out without a failing input; running again)"; \
-	        $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/hop-fuzz.log 2>&1 || { cat /tmp/hop-fuzz.log; echo "fuzz: $$n passed, 1 failed"; exit 1; }; \
-	      else cat /tmp/hop-fuzz.log; echo "fuzz: $$n passed, 1 failed"; exit 1; fi; \
+	        $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >$$log 2>&1 || { cat $$log; echo "fuzz: $$n passed, 1 failed"; exit 1; }; \
+	      else cat $$log; echo "fuzz: $$n passed, 1 failed"; exit 1; fi; \
 	    fi; \
 	    n=$$((n+1)); \
 	  done; \

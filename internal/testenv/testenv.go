@@ -8,8 +8,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"net/url"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -101,53 +103,62 @@ func NewDB(t testing.TB) *DB {
 	return &DB{Pool: pool, URL: dbURL, Name: name}
 }
 
-// ensureTemplate creates and migrates the template for the current schema once, under
-// an advisory lock so parallel test binaries agree.
+// template is this test binary's migrated template database. Each binary makes its
+// own, under a unique name, and Main drops it when the binary's tests are done, so
+// test runs never touch databases they did not create (a parallel run's included).
+type template struct {
+	mu   sync.Mutex
+	name string
+	used bool // Main was called; NewDB refuses to run without it
+}
+
+var tpl template // test-only process state: one template per test binary
+
+// Main runs the package's tests and then drops the template they cloned. Every
+// package that uses NewDB calls it from TestMain: os.Exit(testenv.Main(m)).
+func Main(m *testing.M) int {
+	tpl.mu.Lock()
+	tpl.used = true
+	tpl.mu.Unlock()
+	code := m.Run()
+	tpl.mu.Lock()
+	defer tpl.mu.Unlock()
+	if tpl.name != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if conn, err := pgx.Connect(ctx, AdminURL()); err == nil {
+			_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{tpl.name}.Sanitize()+" WITH (FORCE)")
+			conn.Close(ctx)
+		}
+	}
+	return code
+}
+
+// ensureTemplate creates and migrates this binary's template once.
 func ensureTemplate(ctx context.Context, admin *pgx.Conn) (string, error) {
-	name := "hop_tpl_" + migrations.Digest()
-	if _, err := admin.Exec(ctx, "SELECT pg_advisory_lock(8675309)"); err != nil {
+	tpl.mu.Lock()
+	defer tpl.mu.Unlock()
+	if !tpl.used {
+		return "", errors.New("testenv.NewDB needs TestMain to call testenv.Main(m), which removes the template afterwards")
+	}
+	if tpl.name != "" {
+		return tpl.name, nil
+	}
+	name := "hop_tpl_" + migrations.Digest()[:12] + "_" + randomHex(4)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 		return "", err
 	}
-	defer admin.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(8675309)")
-
-	var exists bool
-	if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
-		return "", err
-	}
-	if exists {
-		return name, nil
-	}
-	// Remove templates of older schemas so they do not pile up.
-	rows, err := admin.Query(ctx, "SELECT datname FROM pg_database WHERE datname LIKE 'hop_tpl_%'")
-	if err != nil {
-		return "", err
-	}
-	old, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return "", err
-	}
-	for _, o := range old {
-		_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{o}.Sanitize()+" WITH (FORCE)")
-	}
-
-	build := name + "_build"
-	_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{build}.Sanitize()+" WITH (FORCE)")
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{build}.Sanitize()); err != nil {
-		return "", err
-	}
-	pool, err := pgxpool.New(ctx, WithDatabase(AdminURL(), build))
+	pool, err := pgxpool.New(ctx, WithDatabase(AdminURL(), name))
 	if err != nil {
 		return "", err
 	}
 	err = migrations.Up(ctx, pool, nil)
 	pool.Close()
 	if err != nil {
+		_, _ = admin.Exec(context.WithoutCancel(ctx), "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 		return "", err
 	}
-	// Renaming last makes the template appear only once it is complete.
-	if _, err := admin.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{build}.Sanitize()+" RENAME TO "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return "", err
-	}
+	tpl.name = name
 	return name, nil
 }
 

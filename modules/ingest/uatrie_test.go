@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"github.com/medama-io/go-useragent"
+
+	"github.com/hop-dev/hop/internal/testenv"
 )
 
 // originalTrie is go-useragent's own trie, taken before any test packs the shared
@@ -18,7 +20,7 @@ var originalTrie *useragent.RuneTrie
 
 func TestMain(m *testing.M) {
 	originalTrie = useragent.NewParser().Trie
-	os.Exit(m.Run())
+	os.Exit(testenv.Main(m))
 }
 
 // uaCorpus is user agents that reach many parts of the trie: the table tests' agents,
