@@ -125,7 +125,13 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	}
 
 	hc := &health{pool: pool, rdb: rdb, checks: map[string]check{
-		"aggregator": func(ctx context.Context) (any, error) { return agg.Health(ctx) },
+		"aggregator": func(ctx context.Context) (any, error) {
+			h, err := agg.Health(ctx)
+			if err != nil {
+				return h, err
+			}
+			return h, h.Err() // degraded while a transaction holds clicks back
+		},
 	}}
 	if consumer != nil {
 		hc.checks["ingest"] = func(ctx context.Context) (any, error) { return consumer.Health(ctx) }

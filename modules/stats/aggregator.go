@@ -189,11 +189,31 @@ const (
 
 	// The row lock is a second guard: even without the advisory lock, a concurrent tick
 	// would wait here and, in READ COMMITTED, then read the advanced watermark.
-	// Every transaction with an xid below the snapshot's xmin has ended, so rows below
-	// it are final: none can still appear. Rows at or above it wait for a later tick.
-	windowSQL = `
-SELECT watermark, pg_snapshot_xmin(pg_current_snapshot())
-FROM aggregator_state WHERE id = 1 FOR UPDATE`
+	watermarkSQL = `SELECT watermark FROM aggregator_state WHERE id = 1 FOR UPDATE`
+
+	// horizonSQL returns the lowest xid that may still commit rows into click_logs:
+	// the lowest xid still running in this database (or prepared in it), else the
+	// first xid not yet assigned when the statement's snapshot was taken. Every row
+	// below it is final, so the window [watermark, horizon) is exact. Transactions of
+	// other databases in the cluster cannot write hop's tables and are left out, so
+	// they never hold the aggregator back (pg_snapshot_xmin would count them).
+	//
+	// The snapshot is taken when the statement starts and pg_stat_activity is read
+	// after, so a transaction running at the snapshot that is not listed had ended
+	// by then. A transaction that gets its xid later gets one at or above the
+	// snapshot's xmax. backend_xid and datname are shown to every role. The tick
+	// must not read pg_stat_activity before this, or it would see the transaction's
+	// cached copy, older than the snapshot.
+	horizonSQL = `
+WITH open AS (
+    SELECT backend_xid AS xid FROM pg_stat_activity
+    WHERE datname = current_database() AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()
+    UNION ALL
+    SELECT transaction FROM pg_prepared_xacts WHERE database = current_database()
+)
+SELECT COALESCE((SELECT min(x) FROM pg_snapshot_xip(s) x WHERE x::xid IN (SELECT xid FROM open)),
+                pg_snapshot_xmax(s))
+FROM pg_current_snapshot() s`
 
 	// cutSQL reads the first xid in the window and the xid of the first row beyond the
 	// cap. Stopping below the latter takes whole transactions only, so the window
@@ -209,11 +229,10 @@ SELECT (SELECT xid FROM click_logs WHERE xid >= $1 AND xid < $2 ORDER BY xid LIM
 	// Both give far fewer groups than rows, since clicks repeat the same few
 	// browsers, countries, referrers and visitors, and every rollup is derived from
 	// those counts: the raw rows are read and hashed once, not materialised and read
-	// again per rollup (half the CPU of that, measured on 50,000 rows). Empty
-	// dimension values become "unknown" ("(direct)" for referers) after grouping, so
-	// "" and NULL meet in the rollups. Hours are binned from a UTC origin: the same
-	// hours as date_trunc('hour', clicked_at, 'UTC'), for a third of that call's cost
-	// (it looks the zone up for every row).
+	// again per rollup. Empty dimension values become "unknown" ("(direct)" for
+	// referers) after grouping, so "" and NULL meet in the rollups. Hours are binned
+	// from a UTC origin: the same hours as date_trunc('hour', clicked_at, 'UTC'),
+	// which is dearer because it looks the zone up for every row.
 	aggregateSQL = `
 WITH counted AS MATERIALIZED (
     SELECT link_id,
@@ -347,10 +366,13 @@ func (a *Aggregator) tick(ctx context.Context) (rows int64, more, locked bool, e
 		return 0, false, false, nil
 	}
 	var low, high uint64
-	if err := tx.QueryRow(ctx, windowSQL).Scan(&low, &high); err != nil {
+	if err := tx.QueryRow(ctx, watermarkSQL).Scan(&low); err != nil {
 		return 0, false, true, fmt.Errorf("read watermark: %w", err)
 	}
-	// xmin never moves backwards; the guard only keeps the watermark monotonic.
+	if err := tx.QueryRow(ctx, horizonSQL).Scan(&high); err != nil {
+		return 0, false, true, fmt.Errorf("read horizon: %w", err)
+	}
+	// The horizon never moves backwards; the guard only keeps the watermark monotonic.
 	high = max(high, low)
 	var first, cut *uint64
 	if err := tx.QueryRow(ctx, cutSQL, low, high, a.cfg.MaxRowsPerTick).Scan(&first, &cut); err != nil {
@@ -404,21 +426,74 @@ type Health struct {
 	LastRun    time.Time     `json:"last_run"`    // last successful tick of any instance; zero before the first
 	Lag        time.Duration `json:"-"`           // age of the oldest committed click not yet aggregated; 0 when caught up
 	LagSeconds float64       `json:"lag_seconds"` // Lag, for /health
+	// HeldBy is the open transaction in hop's database that keeps committed clicks
+	// out of the rollups until it ends; nil when none does.
+	HeldBy *Holder `json:"held_by,omitempty"`
 }
 
+// Holder names a transaction that holds the aggregator back.
+type Holder struct {
+	PID int    `json:"pid,omitempty"` // its backend; 0 for a prepared transaction
+	GID string `json:"gid,omitempty"` // a prepared transaction's name
+	// Age is how long it has been open. PostgreSQL shows another role's start time
+	// only to members of pg_read_all_stats; it is 0 when hidden.
+	Age        time.Duration `json:"-"`
+	AgeSeconds float64       `json:"age_seconds"`
+}
+
+// ErrHeldBack is Health.Err's error: a transaction in hop's database has kept
+// committed clicks out of the stats for longer than heldBackAfter.
+var ErrHeldBack = errors.New("aggregation held back by an open transaction")
+
+// heldBackAfter is how long a transaction may hold committed clicks back before
+// /health reports it as degraded: ingest transactions commit within seconds.
+const heldBackAfter = time.Minute
+
+// Err reports ErrHeldBack, naming the transaction, when one has held the aggregator
+// back for longer than a minute; nil otherwise.
+func (h Health) Err() error {
+	if h.HeldBy == nil || h.Lag < heldBackAfter {
+		return nil
+	}
+	who := fmt.Sprintf("pid %d", h.HeldBy.PID)
+	if h.HeldBy.PID == 0 {
+		who = fmt.Sprintf("prepared transaction %q", h.HeldBy.GID)
+	}
+	return fmt.Errorf("clicks wait %s: %s open %s: %w", h.Lag.Round(time.Second), who, h.HeldBy.Age.Round(time.Second), ErrHeldBack)
+}
+
+// healthSQL reads the last run, the oldest committed click not yet aggregated, and
+// the oldest transaction in hop's database that has an xid, if committed clicks with
+// a higher xid wait for it (see horizonSQL).
 const healthSQL = `
-SELECT s.last_run_at, c.clicked_at
+WITH open AS (
+    SELECT a.pid, '' AS gid, a.xact_start AS since, x AS xid
+    FROM pg_stat_activity a JOIN pg_snapshot_xip(pg_current_snapshot()) x ON x::xid = a.backend_xid
+    WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+    UNION ALL
+    SELECT 0, p.gid, p.prepared, x
+    FROM pg_prepared_xacts p JOIN pg_snapshot_xip(pg_current_snapshot()) x ON x::xid = p.transaction
+    WHERE p.database = current_database()
+),
+oldest AS (SELECT * FROM open ORDER BY xid LIMIT 1)
+SELECT s.last_run_at, c.clicked_at, o.pid, o.gid, now() - o.since
 FROM aggregator_state s
 LEFT JOIN LATERAL (
     SELECT clicked_at FROM click_logs WHERE xid >= s.watermark ORDER BY xid LIMIT 1
 ) c ON true
+LEFT JOIN oldest o ON EXISTS (SELECT FROM click_logs WHERE xid > o.xid)
 WHERE s.id = 1`
 
-// Health reads the aggregator's last run and lag from the database, so it reports the
-// active instance's progress whichever instance answers.
+// Health reads the aggregator's last run, its lag and what holds it back from the
+// database, so it reports the active instance's progress whichever instance answers.
 func (a *Aggregator) Health(ctx context.Context) (Health, error) {
-	var lastRun, oldest *time.Time
-	if err := a.pool.QueryRow(ctx, healthSQL).Scan(&lastRun, &oldest); err != nil {
+	var (
+		lastRun, oldest *time.Time
+		pid             *int
+		gid             *string
+		age             *time.Duration
+	)
+	if err := a.pool.QueryRow(ctx, healthSQL).Scan(&lastRun, &oldest, &pid, &gid, &age); err != nil {
 		return Health{}, fmt.Errorf("aggregator health: %w", err)
 	}
 	var h Health
@@ -429,6 +504,13 @@ func (a *Aggregator) Health(ctx context.Context) (Health, error) {
 		h.Lag = max(0, time.Since(*oldest))
 	}
 	h.LagSeconds = h.Lag.Seconds()
+	if pid != nil {
+		h.HeldBy = &Holder{PID: *pid, GID: *gid}
+		if age != nil {
+			h.HeldBy.Age = max(0, *age)
+			h.HeldBy.AgeSeconds = h.HeldBy.Age.Seconds()
+		}
+	}
 	return h, nil
 }
 

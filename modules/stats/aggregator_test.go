@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -202,12 +203,8 @@ func TestAggregatorCrashBeforeCommit(t *testing.T) {
 				crashed = true
 				return tc.crash(ctx, tx, b.pool, cancel)
 			}
-			// The window may be empty the first time if another test's transaction is
-			// open; tick until the crash has hit a tick that took rows.
-			for !crashed {
-				if _, err := b.agg.RunOnce(ctx); err == nil && crashed {
-					t.Fatal("RunOnce succeeded although the tick crashed before commit")
-				}
+			if _, err := b.agg.RunOnce(ctx); err == nil || !crashed {
+				t.Fatalf("RunOnce = %v, crashed %v; want an error from the tick crashed before commit", err, crashed)
 			}
 			var rollups, total int64
 			if err := b.pool.QueryRow(context.Background(),
@@ -292,33 +289,24 @@ func TestAggregatorCapTakesWholeTransactions(t *testing.T) {
 	for range 6 {
 		insertClicks(t, b.pool, batch(4))
 	}
+	// Nothing else runs in the test's database, so the ticks are exact: the big
+	// transaction alone, then 4-row transactions up to the cap.
 	var ticks []int64
-	deadline := time.Now().Add(time.Minute)
-	for pending(t, b.pool) > 0 {
+	for {
 		n, err := b.agg.RunOnce(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n > 0 {
-			ticks = append(ticks, n)
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("aggregator did not catch up")
-		}
-	}
-	// Whole transactions only: the big one alone, then 4-row transactions up to the cap
-	// (normally 25, 8, 8, 8; fewer per tick while another test's transaction holds the
-	// window back).
-	var sum int64
-	for i, n := range ticks {
-		sum += n
-		if (i == 0 && n != 25) || (i > 0 && (n%4 != 0 || n > 10)) {
-			t.Errorf("rows per tick = %v; want 25, then whole 4-row transactions up to 10", ticks)
+		if n == 0 {
 			break
 		}
+		ticks = append(ticks, n)
 	}
-	if sum != 49 {
-		t.Errorf("rows per tick = %v, sum %d; want 49", ticks, sum)
+	if want := []int64{25, 8, 8, 8}; !slices.Equal(ticks, want) {
+		t.Errorf("rows per tick = %v, want %v", ticks, want)
+	}
+	if p := pending(t, b.pool); p != 0 {
+		t.Errorf("%d clicks pending after the ticks, want 0", p)
 	}
 	assertRollupsMatchRaw(t, b.pool)
 }
@@ -340,6 +328,18 @@ func runInterleaving(t *testing.T, seed uint64) {
 	db := testenv.NewDB(t)
 	pool := db.Pool
 	ctx := context.Background()
+
+	// Another database of the cluster keeps a transaction open, with an xid older than
+	// every click, for the whole run: hop's aggregator must not wait for it.
+	otherDB := testenv.NewDB(t)
+	other, err := otherDB.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback(ctx)
+	if _, err := other.Exec(ctx, "SELECT pg_current_xact_id()"); err != nil {
+		t.Fatal(err)
+	}
 	links := make([]int64, 5)
 	for i := range links {
 		links[i] = createLink(t, pool, fmt.Sprint("p", i))
@@ -366,6 +366,17 @@ func runInterleaving(t *testing.T, seed uint64) {
 				if err != nil {
 					t.Error(err)
 					return
+				}
+				if r.IntN(3) == 0 {
+					// The transaction takes its xid before it writes a click, as one
+					// that writes something else first would: its clicks then carry
+					// an xid older than others committed meanwhile.
+					if _, err := tx.Exec(ctx, "SELECT pg_current_xact_id()"); err != nil {
+						t.Error(err)
+						_ = tx.Rollback(ctx)
+						return
+					}
+					time.Sleep(time.Duration(r.IntN(8)) * time.Millisecond)
 				}
 				if err := copyClicks(ctx, tx, batch); err != nil {
 					t.Error(err)
@@ -433,6 +444,8 @@ func runInterleaving(t *testing.T, seed uint64) {
 		}
 		break
 	}
+	// The other database's transaction is still open: drain would give up if it held
+	// the window.
 	drain(t, newAggregator(t, pool, cfg))
 	assertRollupsMatchRaw(t, pool)
 	humans, bots, totals := linkTotals(t, pool)
@@ -442,6 +455,120 @@ func runInterleaving(t *testing.T, seed uint64) {
 				id, humans[id], bots[id], totals[id], want[id], wantBots[id])
 		}
 	}
+}
+
+// Transactions of other databases in the cluster cannot write hop's tables: one held
+// open there, with an xid older than every click, must not delay aggregation. The
+// first tick takes every committed click.
+func TestAggregatorIgnoresOtherDatabases(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	// Another hop on the same cluster, in the middle of writing its own clicks.
+	otherDB := testenv.NewDB(t)
+	other, err := otherDB.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback(ctx)
+	insertClicks(t, other, []click{{link: createLink(t, otherDB.Pool, "theirs"), at: time.Now(), visitor: visitor(1)}})
+	var otherXid uint64
+	if err := other.QueryRow(ctx, "SELECT pg_current_xact_id()").Scan(&otherXid); err != nil {
+		t.Fatal(err)
+	}
+
+	id := createLink(t, b.pool, "ours")
+	clicks := make([]click, 5)
+	for i := range clicks {
+		clicks[i] = click{link: id, at: time.Now().Add(-time.Minute), visitor: visitor(i)}
+	}
+	insertClicks(t, b.pool, clicks)
+	var firstXid uint64
+	if err := b.pool.QueryRow(ctx, "SELECT min(xid) FROM click_logs").Scan(&firstXid); err != nil {
+		t.Fatal(err)
+	}
+	if firstXid <= otherXid {
+		t.Fatalf("setup: our clicks have xid %d, not above the other database's open %d", firstXid, otherXid)
+	}
+
+	if n, err := b.agg.RunOnce(ctx); err != nil || n != 5 {
+		t.Fatalf("first tick with a transaction open in another database = %d, %v; want 5, nil", n, err)
+	}
+	h, err := b.agg.Health(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Lag != 0 || h.HeldBy != nil || h.Err() != nil {
+		t.Errorf("Health = %+v (held by %+v), err %v; want no lag, no holder, no error", h, h.HeldBy, h.Err())
+	}
+	if v := metricValue(t, b.agg.metrics.lag); v != 0 {
+		t.Errorf("hop_stats_aggregator_lag_seconds = %v, want 0", v)
+	}
+	assertRollupsMatchRaw(t, b.pool)
+}
+
+// A transaction open in hop's own database may yet write clicks under its xid, so it
+// holds back the clicks committed after it. /health names it (pid, age) and reports
+// degraded once clicks have waited a minute; the lag gauge shows the wait. When it
+// ends, every click is counted once.
+func TestAggregatorHeldByOwnTransaction(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	id := createLink(t, b.pool, "held")
+
+	// An operator's psql session that wrote something and was left open.
+	hold, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Rollback(ctx)
+	var pid int
+	var xid uint64
+	if err := hold.QueryRow(ctx, "SELECT pg_backend_pid(), pg_current_xact_id()").Scan(&pid, &xid); err != nil {
+		t.Fatal(err)
+	}
+	insertClicks(t, b.pool, []click{
+		{link: id, at: time.Now().Add(-2 * time.Minute), visitor: visitor(1)},
+		{link: id, at: time.Now().Add(-2 * time.Minute), visitor: visitor(2)},
+		{link: id, at: time.Now(), visitor: visitor(3)},
+	})
+
+	if n, err := b.agg.RunOnce(ctx); err != nil || n != 0 {
+		t.Fatalf("tick while an older transaction of hop's database is open = %d, %v; want 0, nil", n, err)
+	}
+	if v := metricValue(t, b.agg.metrics.lag); v < 120 {
+		t.Errorf("hop_stats_aggregator_lag_seconds = %v, want >= 120 (clicks made 2 minutes ago wait)", v)
+	}
+	h, err := b.agg.Health(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case h.HeldBy == nil:
+		t.Fatalf("Health = %+v; want held by pid %d", h, pid)
+	case h.HeldBy.PID != pid || h.HeldBy.Age <= 0 || h.HeldBy.AgeSeconds != h.HeldBy.Age.Seconds():
+		t.Errorf("held by %+v; want pid %d with a positive age", *h.HeldBy, pid)
+	case h.Lag < 2*time.Minute:
+		t.Errorf("lag %s, want >= 2m", h.Lag)
+	}
+	if err := h.Err(); !errors.Is(err, ErrHeldBack) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", pid)) {
+		t.Errorf("Health.Err() = %v; want ErrHeldBack naming pid %d", err, pid)
+	}
+
+	if err := hold.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := drain(t, b.agg); n != 3 {
+		t.Fatalf("after the transaction ended the aggregator took %d clicks, want 3", n)
+	}
+	if h, err = b.agg.Health(ctx); err != nil || h.HeldBy != nil || h.Lag != 0 || h.Err() != nil {
+		t.Errorf("Health after it ended = %+v, %v; want nothing held, no lag", h, err)
+	}
+	if v := metricValue(t, b.agg.metrics.lag); v != 0 {
+		t.Errorf("hop_stats_aggregator_lag_seconds after catching up = %v, want 0", v)
+	}
+	assertRollupsMatchRaw(t, b.pool)
 }
 
 // Run ends with one last tick after cancellation, so clicks ingested during shutdown
@@ -459,11 +586,9 @@ func TestAggregatorRunFinalTick(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Run = %v, want nil on cancellation", err)
 	}
-	// The final tick may have found the window held back by another test's transaction.
-	drain(t, b.agg)
 	humans, _, _ := linkTotals(t, b.pool)
 	if humans[id] != 1 {
-		t.Fatalf("clicks after Run stopped = %d, want 1", humans[id])
+		t.Fatalf("clicks after Run stopped = %d, want 1 (counted by the final tick)", humans[id])
 	}
 	if metricValue(t, b.agg.metrics.ticks.WithLabelValues("ok")) < 1 {
 		t.Error("final tick not counted in hop_stats_aggregator_ticks_total")
@@ -678,30 +803,26 @@ func TestCappedTickReportsBacklog(t *testing.T) {
 		insertClicks(t, db.Pool, clicks) // one COPY: one transaction
 	}
 	a := newAggregator(t, db.Pool, AggregatorConfig{MaxRowsPerTick: 150})
-	// xids are cluster-wide: another test's open transaction can hold the window back
-	// for a moment, and then a tick rightly sees no backlog. Retry until all is taken.
-	var total int64
-	sawMore := false
-	for i := 0; total < 500; i++ {
+	// The cap falls inside the second transaction, so each tick takes one whole
+	// transaction and says more are waiting, until the last.
+	type tick struct {
+		n    int64
+		more bool
+	}
+	var got []tick
+	for {
 		n, more, err := a.runOnce(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
-		total += n
-		if more {
-			sawMore = true
-			if n == 0 {
-				t.Fatal("a tick that took nothing reports a backlog")
-			}
-			continue
+		if n == 0 && !more {
+			break
 		}
-		if i > 500 {
-			t.Fatalf("aggregated %d of 500 rows", total)
-		}
-		time.Sleep(20 * time.Millisecond)
+		got = append(got, tick{n, more})
 	}
-	if !sawMore {
-		t.Fatal("500 rows in transactions of 100 with a cap of 150: no tick reported a backlog")
+	want := []tick{{100, true}, {100, true}, {100, true}, {100, true}, {100, false}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("ticks (rows, backlog) = %v, want %v", got, want)
 	}
 	assertRollupsMatchRaw(t, db.Pool)
 }

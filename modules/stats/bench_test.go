@@ -3,10 +3,12 @@ package stats
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -40,14 +42,18 @@ FROM generate_series($1::timestamptz, $2::timestamptz, interval '1 day') d
 CROSS JOIN links l CROSS JOIN generate_series(8, 23, 3) h
 ORDER BY d, l.id, h`
 
-// BenchmarkStatsHandler serves GET /links/{slug}/stats for random links and 30-day
-// windows over 1,000 links × 365 days of rollups, with 64 concurrent requests on a
-// 64-connection pool, through the Echo router (no network). ns/op is the inverse of
-// throughput; req/s is reported too.
+// BenchmarkStatsHandler serves GET /links/{slug}/stats over 1,000 links × 365 days of
+// rollups, with 64 concurrent requests on a 64-connection pool, through the Echo router
+// (no network), with and without each of the handler's two caches, so each can be
+// seen to earn its keep. Workloads: random (a random link and 30-day UTC window: what
+// the held rollups serve), repeat (each client polls one link's default range, as a
+// dashboard does: what the response cache serves) and tokyo (random windows in
+// Asia/Tokyo, which always read PostgreSQL). Variants run alternately, statsRounds
+// times; with -v the medians are logged. ns/op is the inverse of throughput.
 func BenchmarkStatsHandler(b *testing.B) {
 	db := testenv.NewDB(b)
 	ctx := context.Background()
-	const links, days = 1000, 365
+	const links, days, statsRounds = 1000, 365, 3
 	last := time.Date(fixedNow.Year(), fixedNow.Month(), fixedNow.Day(), 0, 0, 0, 0, time.UTC)
 	first := last.AddDate(0, 0, -(days - 1))
 	start := time.Now()
@@ -76,31 +82,87 @@ SELECT 'l' || lpad(i::text, 4, '0'), 'https://example.com/' || i FROM generate_s
 	}
 	defer pool.Close()
 	env := setupPool(b, pool)
-
-	// Sub-benchmarks, so the seeding above runs once.
-	for _, bc := range []struct{ name, path, extra string }{
-		{"link/utc", "/links/l%04d/stats", ""},
-		{"link/tokyo", "/links/l%04d/stats", "&tz=Asia/Tokyo"},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
-			b.RunParallel(func(pb *testing.PB) {
-				rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-				for pb.Next() {
-					end := last.AddDate(0, 0, -rng.IntN(days-30))
-					target := fmt.Sprintf(bc.path+"?start=%s&end=%s"+bc.extra, rng.IntN(links),
-						end.AddDate(0, 0, -29).Format(dateLayout), end.Format(dateLayout))
-					rec := httptest.NewRecorder()
-					env.e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, target, nil))
-					if rec.Code != http.StatusOK {
-						b.Errorf("%s: %d %s", target, rec.Code, rec.Body)
-						return
-					}
-				}
-			})
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
-		})
+	// A budget that holds every link, read whole before measuring. The response cache
+	// is off meanwhile: its hits never ask for the held rollups.
+	h := NewHandler(HandlerConfig{HeldBytes: 64 << 20}, pool, nil, nil)
+	h.now = env.h.now
+	b.Cleanup(h.rollups.wait)
+	held, cached := h.rollups, env.h.cache
+	env.h.rollups, env.h.cache = held, newResponseCache(0)
+	for pass := 0; ; pass++ {
+		for i := range links {
+			env.get(b, fmt.Sprintf("/links/l%04d/stats", i))
+		}
+		held.wait()
+		n, bytes := held.holding()
+		if n == links {
+			b.Logf("holding every link's rollups: %d bytes", bytes)
+			break
+		}
+		if pass == 100 {
+			b.Fatalf("holding %d of %d links after %d passes", n, links, pass)
+		}
 	}
+
+	variants := []struct {
+		name string
+		set  func()
+	}{
+		{"both", func() { env.h.rollups, env.h.cache = held, cached }},
+		{"no-response-cache", func() { env.h.rollups, env.h.cache = held, newResponseCache(0) }},
+		{"no-held-rollups", func() { env.h.rollups, env.h.cache = newRollupCache(0, nil), cached }},
+		{"neither", func() { env.h.rollups, env.h.cache = newRollupCache(0, nil), newResponseCache(0) }},
+	}
+	rates := map[string][]float64{}
+	for round := range statsRounds {
+		for _, workload := range []string{"random", "repeat", "tokyo"} {
+			for i := range variants {
+				v := variants[(i+round)%len(variants)] // alternate, so drift hits every variant alike
+				v.set()
+				name := workload + "/" + v.name
+				var rps float64 // of the last, longest run
+				b.Run(name, func(b *testing.B) {
+					b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
+					b.RunParallel(func(pb *testing.PB) {
+						rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+						own := rng.IntN(links)
+						for pb.Next() {
+							target := fmt.Sprintf("/links/l%04d/stats", own)
+							if workload != "repeat" {
+								end := last.AddDate(0, 0, -rng.IntN(days-30))
+								target = fmt.Sprintf("/links/l%04d/stats?start=%s&end=%s", rng.IntN(links),
+									end.AddDate(0, 0, -29).Format(dateLayout), end.Format(dateLayout))
+								if workload == "tokyo" {
+									target += "&tz=Asia/Tokyo"
+								}
+							}
+							rec := httptest.NewRecorder()
+							env.e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, target, nil))
+							if rec.Code != http.StatusOK {
+								b.Errorf("%s: %d %s", target, rec.Code, rec.Body)
+								return
+							}
+						}
+					})
+					rps = float64(b.N) / b.Elapsed().Seconds()
+					b.ReportMetric(rps, "req/s")
+				})
+				rates[name] = append(rates[name], rps)
+			}
+		}
+	}
+	names := slices.Sorted(maps.Keys(rates))
+	for _, name := range names {
+		b.Logf("%-28s median %6.0f req/s of %d runs", name, median(rates[name]), len(rates[name]))
+	}
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	xs = slices.Sorted(slices.Values(xs))
+	return xs[len(xs)/2]
 }
 
 // BenchmarkAggregatorTick measures how fast ticks add new raw clicks (batches of 20,000

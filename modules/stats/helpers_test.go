@@ -181,9 +181,9 @@ func pending(t testing.TB, pool *pgxpool.Pool) int64 {
 	return n
 }
 
-// drain ticks until every committed click is aggregated. Transaction ids are
-// cluster-wide, so a transaction open in another test's database can hold the window
-// back for a moment; drain waits it out.
+// drain ticks until every committed click is aggregated. A transaction of the test's
+// own database that still holds an xid (an autovacuum ANALYZE, say) can hold the
+// window back for a moment; drain waits it out, up to a give-up bound.
 func drain(t testing.TB, a *Aggregator) int64 {
 	t.Helper()
 	var total int64

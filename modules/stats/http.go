@@ -3,6 +3,8 @@ package stats
 import (
 	"cmp"
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -147,8 +149,10 @@ func (h *Handler) linkStats(c echo.Context) error {
 	if ok && raw.version == held.version {
 		return c.JSONBlob(http.StatusOK, held.body)
 	}
-	s := h.shapeLinkStats(slug, q, recentTo, raw)
-	b := appendLinkStats(make([]byte, 0, 1024+len(s.Daily)*64+len(s.Hourly)*72), &s)
+	b, err := json.Marshal(h.shapeLinkStats(slug, q, recentTo, raw))
+	if err != nil {
+		return fmt.Errorf("encode link stats: %w", err)
+	}
 	h.cache.put(key, cachedStats{version: raw.version, body: b})
 	return c.JSONBlob(http.StatusOK, b)
 }

@@ -432,3 +432,30 @@ func FuzzParseRange(f *testing.F) {
 		}
 	})
 }
+
+// The last-48-hours labels are shared between requests only for the same hour and zone.
+func TestHourLabelsFollowHourAndZone(t *testing.T) {
+	t.Parallel()
+	h := NewHandler(HandlerConfig{}, nil, nil, nil)
+	tokyo, err := time.LoadLocation("Asia/Tokyo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := time.Date(2025, 3, 13, 13, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		from  time.Time
+		loc   *time.Location
+		first string
+	}{
+		{from, time.UTC, "2025-03-13T13:00:00Z"},
+		{from, tokyo, "2025-03-13T22:00:00+09:00"},
+		{from, time.UTC, "2025-03-13T13:00:00Z"},
+		{from.Add(time.Hour), time.UTC, "2025-03-13T14:00:00Z"},
+		{from.Add(time.Hour), time.UTC, "2025-03-13T14:00:00Z"},
+	} {
+		got := h.hourLabels(c.from, c.loc, 48)
+		if len(got) != 48 || got[0] != c.first || got[47] != c.from.Add(47*time.Hour).In(c.loc).Format(time.RFC3339) {
+			t.Fatalf("%v in %v: %d labels from %q to %q", c.from, c.loc, len(got), got[0], got[len(got)-1])
+		}
+	}
+}

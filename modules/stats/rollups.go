@@ -236,8 +236,8 @@ func (s *store) loadRollups(ctx context.Context, id int64, now time.Time) (*link
 
 // rollupCache holds linkRollups by link id within a byte budget.
 //
-// Reading a link's whole history costs about ten times a single range read, so the
-// cache must never churn. A link is held only if it fits in what is left of the
+// Reading a link's whole history costs many range reads, so the cache must never
+// churn. A link is held only if it fits in what is left of the
 // budget when its read ends — a reread after the link's version moved included. A
 // link that does not fit is marked (a few bytes) and its requests read their range
 // from PostgreSQL, as before rollups were held, until the next sweep: when the cache

@@ -1,9 +1,10 @@
 // Package stats turns raw clicks into analytics. Its Aggregator is the last step of the
 // click path: on a ticker it takes the click_logs rows it has not aggregated yet (by
-// inserting transaction id, below every running snapshot) and adds them to additive
-// rollups in the same transaction that advances its watermark, so every click is
-// counted exactly once across crashes and instances. Its Handler serves per-link and
-// overview statistics from those rollups only, and streams raw clicks as CSV.
+// inserting transaction id, below every transaction still open in hop's database) and
+// adds them to additive rollups in the same transaction that advances its watermark,
+// so every click is counted exactly once across crashes and instances. Its Handler
+// serves per-link and overview statistics from those rollups only, and streams raw
+// clicks as CSV.
 package stats
 
 import (

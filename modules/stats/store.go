@@ -41,7 +41,7 @@ const (
 // generic plan for a prepared statement only when its estimated cost is no worse than
 // the custom plans', and an always-empty hourly branch with unknown bounds made the
 // generic plan look dearer, so every request was planned again (planning cost more
-// than executing; the UTC statement is served ~1.6× faster with its generic plan).
+// than executing it).
 const linkStatsSQL = `
 WITH l AS (SELECT id, deleted_at IS NOT NULL AS deleted, stats_version FROM links WHERE slug = $1),
      c AS (SELECT id FROM l WHERE stats_version <> $6 AND NOT deleted)
