@@ -52,7 +52,7 @@ func (c handoffConfig) validate() error {
 }
 
 // errBreakerOpen sends a click to the local log without trying Redis.
-var errBreakerOpen = errors.New("Redis circuit breaker open")
+var errBreakerOpen = errors.New("redis circuit breaker open")
 
 // handoff puts clicks into the Redis Stream with group commit: while Run is running,
 // publish appends its event to the batch being filled and waits for that batch's XADD,
