@@ -31,6 +31,7 @@ type Config struct {
 	CreateDatabase    bool          `yaml:"create_database" envconfig:"HOP_CREATE_DATABASE"`
 	RedisURL          string        `yaml:"redis_url" envconfig:"REDIS_URL"`
 	RedisPrefix       string        `yaml:"redis_prefix" envconfig:"HOP_REDIS_PREFIX"`
+	DataDir           string        `yaml:"data_dir" envconfig:"HOP_DATA_DIR"`
 	BaseURL           string        `yaml:"base_url" envconfig:"HOP_BASE_URL"`
 	SlugSecret        string        `yaml:"slug_secret" envconfig:"HOP_SLUG_SECRET"`
 	SlugMinLength     int           `yaml:"slug_min_length" envconfig:"HOP_SLUG_MIN_LENGTH"`
@@ -42,6 +43,7 @@ type Config struct {
 	RetentionDays     int           `yaml:"retention_days" envconfig:"HOP_RETENTION_DAYS"`
 	GeoIPDB           string        `yaml:"geoip_db" envconfig:"HOP_GEOIP_DB"`
 	IngestBatchSize   int           `yaml:"ingest_batch_size" envconfig:"HOP_INGEST_BATCH_SIZE"`
+	SpoolMaxBytes     int64         `yaml:"spool_max_bytes" envconfig:"HOP_SPOOL_MAX_BYTES"`
 	ConsumerName      string        `yaml:"consumer_name" envconfig:"HOP_CONSUMER_NAME"`
 	CORSOrigins       []string      `yaml:"cors_origins" envconfig:"HOP_CORS_ORIGINS"`
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout" envconfig:"HOP_SHUTDOWN_TIMEOUT"`
@@ -59,6 +61,7 @@ func defaultConfig() Config {
 		CreateDatabase:    true,
 		RedisURL:          "redis://127.0.0.1:6379/0",
 		RedisPrefix:       "hop:",
+		DataDir:           "./hop-data",
 		BaseURL:           "http://localhost:8080",
 		SlugSecret:        DevSlugSecret,
 		SlugMinLength:     6,
@@ -66,6 +69,7 @@ func defaultConfig() Config {
 		RateLimitAPI:      "600-M",
 		AggregateInterval: 2 * time.Second,
 		IngestBatchSize:   5000,
+		SpoolMaxBytes:     1 << 30,
 		ShutdownTimeout:   10 * time.Second,
 		LogLevel:          "info",
 	}
@@ -164,6 +168,9 @@ func (c *Config) Validate() error {
 	if c.IngestBatchSize < 1 || c.IngestBatchSize > 100_000 {
 		return bad("ingest_batch_size (HOP_INGEST_BATCH_SIZE)", "must be 1 to 100000")
 	}
+	if c.SpoolMaxBytes < 1<<20 {
+		return bad("spool_max_bytes (HOP_SPOOL_MAX_BYTES)", "must be at least 1048576 (1 MiB), got %d", c.SpoolMaxBytes)
+	}
 	if c.ShutdownTimeout < time.Second {
 		return bad("shutdown_timeout (HOP_SHUTDOWN_TIMEOUT)", "must be at least 1s")
 	}
@@ -204,6 +211,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("retention_days", c.RetentionDays),
 		slog.String("geoip_db", c.GeoIPDB),
 		slog.Int("ingest_batch_size", c.IngestBatchSize),
+		slog.Int64("spool_max_bytes", c.SpoolMaxBytes),
 		slog.String("consumer_name", c.ConsumerName),
 		slog.Any("cors_origins", c.CORSOrigins),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),

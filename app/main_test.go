@@ -67,6 +67,7 @@ func freeAddr(t testing.TB) string {
 func testConfig(t testing.TB, db *testenv.DB, rdb *testenv.Redis) map[string]any {
 	cfg := map[string]any{
 		"addr":                freeAddr(t),
+		"data_dir":            t.TempDir(),
 		"database_url":        db.URL,
 		"redis_url":           "",
 		"base_url":            "https://hop.test",

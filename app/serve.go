@@ -31,8 +31,9 @@ import (
 )
 
 // serve runs the server and its loops until ctx ends, then drains in dependency order:
-// stop accepting requests and finish in-flight ones, flush the click publisher, let
-// the ingest consumer commit its batch, run a final aggregation, close Redis and the pool.
+// stop accepting requests and finish in-flight ones, flush the click hand-off and log,
+// let the ingest readers commit their batches, run a final aggregation, close Redis and
+// the pool.
 func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(string) string) error {
 	logger.Info("starting hop", "version", Version, "config", cfg)
 	tuneGC(getenv)
@@ -62,7 +63,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	if rdb != nil {
 		defer rdb.Close()
 	} else {
-		logger.Warn("running without Redis: clicks go straight to PostgreSQL and caches are per instance")
+		logger.Warn("running without Redis: the local click log is the click stream and caches are per instance", "data_dir", cfg.DataDir)
 	}
 
 	keys := apikey.NewStore(pool, logger)
@@ -82,22 +83,24 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	if err != nil {
 		return err
 	}
-	pub, err := ingest.NewPublisher(ingest.PublisherConfig{Prefix: cfg.RedisPrefix, GeoIPDB: cfg.GeoIPDB, ShutdownTimeout: cfg.ShutdownTimeout}, rdb, pool, reg, logger)
+	// One enricher (one GeoIP database) and one salt store for every ingest writer.
+	enricher, err := ingest.NewEnricher(cfg.GeoIPDB, ingest.NewSalts(pool))
 	if err != nil {
 		return err
 	}
-	var consumer *ingest.Consumer
-	if rdb != nil {
-		consumer, err = ingest.NewConsumer(ingest.ConsumerConfig{Prefix: cfg.RedisPrefix, Name: consumerName(cfg), BatchSize: cfg.IngestBatchSize, GeoIPDB: cfg.GeoIPDB}, rdb, pool, reg, logger)
-		if err != nil {
-			return err
-		}
+	defer enricher.Close()
+	pipeline, err := ingest.New(ingest.Config{
+		Prefix: cfg.RedisPrefix, Name: consumerName(cfg), DataDir: cfg.DataDir, SpoolMaxBytes: cfg.SpoolMaxBytes,
+		BatchSize: cfg.IngestBatchSize, ShutdownTimeout: cfg.ShutdownTimeout,
+	}, rdb, pool, enricher, reg, logger)
+	if err != nil {
+		return err
 	}
 	agg, err := stats.NewAggregator(stats.AggregatorConfig{Interval: cfg.AggregateInterval, RetentionDays: cfg.RetentionDays}, pool, reg, logger)
 	if err != nil {
 		return err
 	}
-	rd, err := redirect.New(redirect.Config{RedisPrefix: cfg.RedisPrefix, BaseURL: cfg.BaseURL, TrustedProxies: cfg.trusted}, rdb, linkStore, pub, reg, logger)
+	rd, err := redirect.New(redirect.Config{RedisPrefix: cfg.RedisPrefix, BaseURL: cfg.BaseURL, TrustedProxies: cfg.trusted}, rdb, linkStore, pipeline, reg, logger)
 	if err != nil {
 		return err
 	}
@@ -132,10 +135,8 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 			}
 			return h, h.Err() // degraded while a transaction holds clicks back
 		},
+		"ingest":     func(ctx context.Context) (any, error) { return pipeline.Health(ctx) },
 	}}
-	if consumer != nil {
-		hc.checks["ingest"] = func(ctx context.Context) (any, error) { return consumer.Health(ctx) }
-	}
 
 	e := newEcho(cfg, logger)
 	routes(e, cfg, reg, server{
@@ -163,13 +164,11 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	}
 
 	// Each stage has its own context, cancelled when the stage before it has finished,
-	// so the publisher flushes only after the last request, and so on.
+	// so ingest flushes only after the last request, and so on.
 	g, gctx := errgroup.WithContext(ctx)
-	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(gctx))
-	consCtx, stopCons := context.WithCancel(context.WithoutCancel(gctx))
+	ingestCtx, stopIngest := context.WithCancel(context.WithoutCancel(gctx))
 	aggCtx, stopAgg := context.WithCancel(context.WithoutCancel(gctx))
-	defer stopPub()
-	defer stopCons()
+	defer stopIngest()
 	defer stopAgg()
 
 	g.Go(func() error {
@@ -185,23 +184,15 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 		defer cancel()
 		err := srv.Shutdown(sctx)
-		stopPub()
+		stopIngest()
 		if err != nil {
 			return fmt.Errorf("http shutdown: %w", err)
 		}
 		return nil
 	})
 	g.Go(func() error {
-		defer stopCons()
-		return pub.Run(pubCtx)
-	})
-	g.Go(func() error {
 		defer stopAgg()
-		if consumer == nil {
-			<-consCtx.Done()
-			return nil
-		}
-		return consumer.Run(consCtx)
+		return pipeline.Run(ingestCtx)
 	})
 	g.Go(func() error {
 		return agg.Run(aggCtx)
@@ -214,7 +205,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	go func() {
 		<-gctx.Done()
 		// Make sure no stage waits forever when an earlier one fails without returning.
-		time.AfterFunc(cfg.ShutdownTimeout+5*time.Second, func() { stopPub(); stopCons(); stopAgg() })
+		time.AfterFunc(cfg.ShutdownTimeout+5*time.Second, func() { stopIngest(); stopAgg() })
 	}()
 	err = g.Wait()
 	if err != nil && !errors.Is(err, context.Canceled) {

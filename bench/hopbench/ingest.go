@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,9 +63,11 @@ func randomEvent(links []int64) ingest.Event {
 	}
 }
 
-// benchPublisher is hop's own ingest.Publisher (same encoding, same stream) in this process.
+// benchPublisher is hop's own ingest pipeline, publishing only (same encoding, same
+// stream), in this process.
 type benchPublisher struct {
-	p      *ingest.Publisher
+	p      *ingest.Pipeline
+	enr    *ingest.Enricher
 	reg    *prometheus.Registry
 	cancel context.CancelFunc
 	done   chan error
@@ -76,21 +79,33 @@ func newBenchPublisher(ctx context.Context, c *config, prefix string, pool *pgxp
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
-	// A 1s XADD timeout (the most hop allows) and a large fallback queue: this process
-	// floods Redis on a 2-core machine, and the point is to measure hop's consumer, not
-	// this publisher's fallback path.
-	p, err := ingest.NewPublisher(ingest.PublisherConfig{Prefix: prefix, Timeout: time.Second, QueueSize: 1 << 20}, rdb, pool, reg, nil)
+	// A 1s XADD timeout (the most hop allows): this process floods Redis on a 2-core
+	// machine, and the point is to measure hop's consumer, not this publisher's
+	// fallback path (a local click log in a temporary directory).
+	dir, err := os.MkdirTemp("", "hopbench-clicks-")
 	if err != nil {
 		rdb.Close()
 		return nil, err
 	}
+	enr, err := ingest.NewEnricher("", ingest.NewSalts(pool))
+	if err != nil {
+		rdb.Close()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	p, err := ingest.New(ingest.Config{Prefix: prefix, DataDir: dir, PublishTimeout: time.Second, PublishOnly: true}, rdb, pool, enr, reg, nil)
+	if err != nil {
+		rdb.Close()
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	bp := &benchPublisher{p: p, reg: reg, cancel: cancel, done: make(chan error, 1)}
-	go func() { bp.done <- p.Run(rctx); rdb.Close() }()
+	bp := &benchPublisher{p: p, enr: enr, reg: reg, cancel: cancel, done: make(chan error, 1)}
+	go func() { bp.done <- p.Run(rctx); rdb.Close(); enr.Close(); os.RemoveAll(dir) }()
 	return bp, nil
 }
 
-// close flushes the publisher's in-process queue (if anything fell back to it).
+// close copies what fell back to the local click log (if anything) to PostgreSQL.
 func (bp *benchPublisher) close() error {
 	bp.cancel()
 	return <-bp.done

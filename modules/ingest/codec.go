@@ -3,6 +3,7 @@ package ingest
 import (
 	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"time"
 	"unicode/utf8"
 
@@ -138,4 +139,25 @@ func truncateUTF8(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// A local click log entry is a CRC-32C of the rest, little-endian, then events back
+// to back as in a stream entry: the checksum tells a garbled entry from a good one.
+const logChecksumLen = 4
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// sealLogEntry writes the checksum into the first four bytes of entry.
+func sealLogEntry(entry []byte) {
+	binary.LittleEndian.PutUint32(entry, crc32.Checksum(entry[logChecksumLen:], castagnoli))
+}
+
+// openLogEntry returns the events part of a sealed entry, or false if the checksum
+// does not match.
+func openLogEntry(entry []byte) (string, bool) {
+	if len(entry) < logChecksumLen ||
+		binary.LittleEndian.Uint32(entry) != crc32.Checksum(entry[logChecksumLen:], castagnoli) {
+		return "", false
+	}
+	return string(entry[logChecksumLen:]), true
 }

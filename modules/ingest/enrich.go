@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"hash"
 	"net/netip"
@@ -58,14 +59,17 @@ type clickRow struct {
 	visitorHash []byte
 }
 
-// enricher turns raw events into rows. It runs at ingest, never on the redirect path.
-type enricher struct {
+// Enricher turns raw events into rows. It runs at ingest, never on the redirect path;
+// build one per process (it holds the GeoIP database) and share it.
+type Enricher struct {
 	ua      *useragent.Parser
 	country func(netip.Addr) string
-	salts   *saltStore
+	salts   *Salts
+	close   func() error
 
 	// Most clicks come from a few thousand distinct user agents, and classifying one
-	// costs a dozen substring scans plus a parse: remember the answers, boundedly.
+	// costs a dozen substring scans plus a parse: remember the answers, boundedly
+	// (when full, the cache starts over).
 	uaMu    sync.Mutex
 	uaCache map[string]uaInfo
 }
@@ -73,7 +77,7 @@ type enricher struct {
 const uaCacheMax = 8192
 
 // classify is classifyUA through the cache.
-func (e *enricher) classify(ua string) uaInfo {
+func (e *Enricher) classify(ua string) uaInfo {
 	e.uaMu.Lock()
 	info, ok := e.uaCache[ua]
 	e.uaMu.Unlock()
@@ -90,16 +94,19 @@ func (e *enricher) classify(ua string) uaInfo {
 	return info
 }
 
-// newEnricher uses the embedded iploc data, or the .mmdb at geoDB when set. The
-// returned close function releases the database.
-func newEnricher(geoDB string, salts *saltStore) (*enricher, func() error, error) {
-	e := &enricher{ua: sharedUAParser(), country: iplocCountry, salts: salts}
+// NewEnricher uses the embedded iploc data, or the .mmdb at geoDB when set, and the
+// visitor salts of salts. Close releases the database.
+func NewEnricher(geoDB string, salts *Salts) (*Enricher, error) {
+	if salts == nil {
+		return nil, errors.New("ingest enricher: nil salt store")
+	}
+	e := &Enricher{ua: useragent.NewParser(), country: iplocCountry, salts: salts, close: func() error { return nil }}
 	if geoDB == "" {
-		return e, func() error { return nil }, nil
+		return e, nil
 	}
 	r, err := geoip2.Open(geoDB)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open GeoIP database %s: %w", geoDB, err)
+		return nil, fmt.Errorf("open GeoIP database %s: %w", geoDB, err)
 	}
 	e.country = func(a netip.Addr) string {
 		c, err := r.Country(a)
@@ -108,8 +115,12 @@ func newEnricher(geoDB string, salts *saltStore) (*enricher, func() error, error
 		}
 		return cmpString(c.Country.ISOCode, c.RegisteredCountry.ISOCode)
 	}
-	return e, r.Close, nil
+	e.close = r.Close
+	return e, nil
 }
+
+// Close releases the GeoIP database, once no writer uses the enricher any more.
+func (e *Enricher) Close() error { return e.close() }
 
 func cmpString(a, b string) string {
 	if a != "" {
@@ -135,7 +146,7 @@ type rowBuf struct {
 
 // enrich builds one row per event into buf, growing it as needed. It fails only when
 // a visitor salt cannot be read.
-func (e *enricher) enrich(ctx context.Context, events []Event, buf *rowBuf) ([]clickRow, error) {
+func (e *Enricher) enrich(ctx context.Context, events []Event, buf *rowBuf) ([]clickRow, error) {
 	if cap(buf.rows) < len(events) {
 		buf.rows = make([]clickRow, len(events))
 	}
@@ -158,7 +169,7 @@ func (e *enricher) enrich(ctx context.Context, events []Event, buf *rowBuf) ([]c
 
 // row enriches one event; its visitor hash is written into hashBuf (capacity at least
 // sha256.Size).
-func (e *enricher) row(ev *Event, salt []byte, hasher *visitorHasher, hashBuf []byte) clickRow {
+func (e *Enricher) row(ev *Event, salt []byte, hasher *visitorHasher, hashBuf []byte) clickRow {
 	anon, addr := anonymizeIP(ev.IP)
 	ua := sanitize(strings.TrimSpace(ev.UserAgent), maxUserAgent)
 	info := e.classify(ua)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/medama-io/go-useragent"
 )
 
 const (
@@ -28,7 +29,7 @@ const (
 
 func TestClassifyUA(t *testing.T) {
 	t.Parallel()
-	p := sharedUAParser()
+	p := useragent.NewParser()
 	tests := []struct {
 		name, ua                       string
 		browser, os, device, botReason string
@@ -210,7 +211,7 @@ func TestVisitorHash(t *testing.T) {
 
 func TestRowEnrichment(t *testing.T) {
 	t.Parallel()
-	e := &enricher{ua: sharedUAParser(), country: iplocCountry}
+	e := &Enricher{ua: useragent.NewParser(), country: iplocCountry}
 	id := uuid.Must(uuid.NewV7())
 	now := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
 	salt := bytes.Repeat([]byte{9}, 32)
@@ -280,7 +281,7 @@ func FuzzRefererHost(f *testing.F) {
 }
 
 func FuzzUserAgent(f *testing.F) {
-	p := sharedUAParser()
+	p := useragent.NewParser()
 	for _, s := range []string{"", uaChromeWin, uaIPad, "curl/8", "Googlebot", "\xff\xfe", strings.Repeat("Mozilla ", 100)} {
 		f.Add(s)
 	}
@@ -370,7 +371,7 @@ func TestVisitorHasherReuse(t *testing.T) {
 // BenchmarkRowCPU is the consumer's own work per click without any I/O: enrich an
 // event and encode its row the way pgx.CopyFrom does, value by value.
 func BenchmarkRowCPU(b *testing.B) {
-	e := &enricher{ua: sharedUAParser(), country: iplocCountry}
+	e := &Enricher{ua: useragent.NewParser(), country: iplocCountry}
 	m := pgtype.NewMap()
 	oids := []uint32{pgtype.UUIDOID, pgtype.Int8OID, pgtype.TimestamptzOID,
 		pgtype.TextOID, pgtype.TextOID, pgtype.TextOID, pgtype.TextOID, pgtype.TextOID, pgtype.TextOID,

@@ -8,8 +8,8 @@ import (
 
 const metricNamespace = "hop_ingest"
 
-// writerMetrics describe the batch writer; the publisher's queue and the stream
-// consumer each own one, told apart by the constant label source="queue"|"stream".
+// writerMetrics describe a batch writer; the local log reader and the stream
+// services each own one, told apart by the constant label source="log"|"stream".
 type writerMetrics struct {
 	batchSize     prometheus.Histogram
 	batchDuration prometheus.Histogram
@@ -55,56 +55,93 @@ func (m *writerMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.batchSize, m.batchDuration, m.rows, m.rejected, m.errors}
 }
 
-// publisherMetrics count where clicks went on the redirect side.
-type publisherMetrics struct {
+// pipelineMetrics count where clicks went on the redirect side, and what the
+// readers had to skip or lost.
+type pipelineMetrics struct {
 	published   prometheus.Counter
 	fallback    prometheus.Counter
 	dropped     prometheus.Counter
 	breakerOpen prometheus.Gauge
-	queueLength prometheus.GaugeFunc
+	undecodable prometheus.Counter
+	resets      prometheus.Counter
 }
 
-func newPublisherMetrics(queueLen func() float64) *publisherMetrics {
-	return &publisherMetrics{
+func newPipelineMetrics() *pipelineMetrics {
+	return &pipelineMetrics{
 		published: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: metricNamespace, Name: "published_total",
 			Help: "Clicks acknowledged by Redis (XADD).",
 		}),
 		fallback: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: metricNamespace, Name: "fallback_total",
-			Help: "Clicks taken by the in-process queue to PostgreSQL because Redis is absent, failing or slow.",
+			Help: "Clicks fsync'd to the local click log because Redis is absent, failing or slow.",
 		}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: metricNamespace, Name: "dropped_total",
-			Help: "Clicks dropped because Redis failed and the in-process queue was full.",
+			Help: "Clicks dropped because neither Redis nor the local click log (full or its disk failing) could take them.",
 		}),
 		breakerOpen: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: metricNamespace, Name: "redis_breaker_open",
-			Help: "1 while the Redis circuit breaker is open and clicks bypass Redis.",
+			Help: "1 while the Redis circuit breaker is open and clicks go to the local click log.",
 		}),
-		queueLength: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: metricNamespace, Name: "queue_length",
-			Help: "Clicks waiting in the in-process queue.",
-		}, queueLen),
+		undecodable: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricNamespace, Name: "undecodable_total",
+			Help: "Stream or local log entries that could not be decoded; logged and skipped.",
+		}),
+		resets: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricNamespace, Name: "stream_resets_total",
+			Help: "Times Redis lost the click stream and its consumer group (restart without persistence, FLUSHALL).",
+		}),
 	}
 }
 
-func (m *publisherMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.published, m.fallback, m.dropped, m.breakerOpen, m.queueLength}
+func (m *pipelineMetrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.published, m.fallback, m.dropped, m.breakerOpen, m.undecodable, m.resets}
 }
 
-// consumerMetrics describe the Redis Stream as the consumer last saw it.
-type consumerMetrics struct {
+// logMetrics describe the local click log.
+type logMetrics struct {
+	fsyncs  prometheus.Counter
+	entries prometheus.Counter
+}
+
+func newLogMetrics() *logMetrics {
+	return &logMetrics{
+		fsyncs: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricNamespace, Name: "log_commits_total",
+			Help: "Group commits (one write and one fsync each) to the local click log.",
+		}),
+		entries: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricNamespace, Name: "log_entries_written_total",
+			Help: "Entries (up to 256 clicks each) written to the local click log.",
+		}),
+	}
+}
+
+func (m *logMetrics) collectors(l *clickLog) []prometheus.Collector {
+	return []prometheus.Collector{m.fsyncs, m.entries,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: metricNamespace, Name: "log_bytes",
+			Help: "Size of the local click log on disk.",
+		}, func() float64 { b, _ := l.usage(); return float64(b) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: metricNamespace, Name: "log_entries",
+			Help: "Entries in the local click log not yet truncated after their commit to PostgreSQL.",
+		}, func() float64 { _, n := l.usage(); return float64(n) }),
+	}
+}
+
+// streamMetrics describe the Redis Stream as the services last saw it.
+type streamMetrics struct {
 	streamLength prometheus.Gauge
 	lag          prometheus.Gauge
 	pending      prometheus.Gauge
-	undecodable  prometheus.Counter
 	trimmed      prometheus.Counter
 	claimed      prometheus.Counter
 }
 
-func newConsumerMetrics() *consumerMetrics {
-	return &consumerMetrics{
+func newStreamMetrics() *streamMetrics {
+	return &streamMetrics{
 		streamLength: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: metricNamespace, Name: "stream_length",
 			Help: "Entries in the clicks stream (XLEN).",
@@ -117,10 +154,6 @@ func newConsumerMetrics() *consumerMetrics {
 			Namespace: metricNamespace, Name: "pending",
 			Help: "Entries delivered to the consumer group but not yet acknowledged.",
 		}),
-		undecodable: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: metricNamespace, Name: "undecodable_total",
-			Help: "Stream entries that could not be decoded; logged and acknowledged.",
-		}),
 		trimmed: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: metricNamespace, Name: "trimmed_total",
 			Help: "Acknowledged entries removed from the stream by XTRIM MINID.",
@@ -132,8 +165,8 @@ func newConsumerMetrics() *consumerMetrics {
 	}
 }
 
-func (m *consumerMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.streamLength, m.lag, m.pending, m.undecodable, m.trimmed, m.claimed}
+func (m *streamMetrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.streamLength, m.lag, m.pending, m.trimmed, m.claimed}
 }
 
 // register registers every collector, or none: a nil reg keeps metrics private.

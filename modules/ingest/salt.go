@@ -16,16 +16,18 @@ import (
 // deleted so visitor hashes of those days can never be recomputed.
 const saltRetentionDays = 2
 
-// saltStore hands out the visitor salt of a UTC day. Salts live in visitor_salts so
-// every instance hashes a visitor alike; each instance caches them in memory.
-type saltStore struct {
+// Salts hands out the visitor salt of a UTC day. Salts live in visitor_salts so every
+// instance hashes a visitor alike; each instance caches them in memory. Build one per
+// process and share it.
+type Salts struct {
 	pool *pgxpool.Pool
 	mu   sync.Mutex
 	salt map[time.Time][]byte // keyed by UTC midnight
 }
 
-func newSaltStore(pool *pgxpool.Pool) *saltStore {
-	return &saltStore{pool: pool, salt: make(map[time.Time][]byte)}
+// NewSalts returns the salt store on pool.
+func NewSalts(pool *pgxpool.Pool) *Salts {
+	return &Salts{pool: pool, salt: make(map[time.Time][]byte)}
 }
 
 func utcDay(t time.Time) time.Time {
@@ -38,7 +40,7 @@ const (
 )
 
 // forDay returns the salt of t's UTC day, creating it when no instance has yet.
-func (s *saltStore) forDay(ctx context.Context, t time.Time) ([]byte, error) {
+func (s *Salts) forDay(ctx context.Context, t time.Time) ([]byte, error) {
 	day := utcDay(t)
 	s.mu.Lock()
 	b, ok := s.salt[day]
@@ -59,7 +61,7 @@ func (s *saltStore) forDay(ctx context.Context, t time.Time) ([]byte, error) {
 // load reads the day's salt, inserting a fresh one first if there is none. The
 // insert ignores conflicts and the second SELECT runs with a new snapshot, so
 // instances racing on the first click of a day all end up with the winner's salt.
-func (s *saltStore) load(ctx context.Context, day time.Time) ([]byte, error) {
+func (s *Salts) load(ctx context.Context, day time.Time) ([]byte, error) {
 	var b []byte
 	err := s.pool.QueryRow(ctx, selectSalt, day).Scan(&b)
 	if err == nil {
@@ -84,7 +86,7 @@ func (s *saltStore) load(ctx context.Context, day time.Time) ([]byte, error) {
 const deleteOldSalts = `DELETE FROM visitor_salts WHERE day < $1`
 
 // purge deletes salts older than the retention, in the database and in memory.
-func (s *saltStore) purge(ctx context.Context, now time.Time) (int64, error) {
+func (s *Salts) purge(ctx context.Context, now time.Time) (int64, error) {
 	cutoff := utcDay(now).AddDate(0, 0, -saltRetentionDays)
 	tag, err := s.pool.Exec(ctx, deleteOldSalts, cutoff)
 	if err != nil {

@@ -22,14 +22,18 @@ var clickColumns = []string{
 }
 
 // writer enriches events and writes them to click_logs idempotently. The stream
-// consumer and the publisher's in-process queue share it, so both paths give the
-// same rows and a click that took both paths is stored once.
+// services and the local log reader each have one over the same enricher, so both
+// paths give the same rows and a click that took both paths is stored once.
 type writer struct {
 	pool   *pgxpool.Pool
-	enr    *enricher
+	enr    *Enricher
 	logger *slog.Logger
 	m      *writerMetrics
 	bufs   sync.Pool // *rowBuf: a batch's rows, reused by the next batch
+}
+
+func newWriter(pool *pgxpool.Pool, enr *Enricher, source string, logger *slog.Logger) *writer {
+	return &writer{pool: pool, enr: enr, logger: logger, m: newWriterMetrics(source)}
 }
 
 // write stores events. It returns only once every row is committed (or was already
@@ -68,8 +72,8 @@ func (w *writer) writeOnce(ctx context.Context, events []Event) error {
 	case err == nil:
 		return nil
 	case pgCode(err) == "23505":
-		// A replayed batch (consumer died between commit and XACK, or the click
-		// also took the fallback path): insert only what is missing.
+		// A replayed batch (a crash between commit and XACK or log truncation, or a
+		// click that took both paths): insert only what is missing.
 		if err := w.insertIdempotent(ctx, rows); err != nil {
 			return fmt.Errorf("insert clicks idempotently: %w", err)
 		}

@@ -1,0 +1,375 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/rueidis"
+
+	"github.com/hop-dev/hop/internal/testenv"
+)
+
+// testLogger shows ingest's logs only with -v.
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// captureLogger records log lines for assertions.
+type captureLogger struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (c *captureLogger) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lines = append(c.lines, string(p))
+	return len(p), nil
+}
+
+func (c *captureLogger) all() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.lines...)
+}
+
+func countRows(t testing.TB, pool *pgxpool.Pool) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM click_logs").Scan(&n); err != nil {
+		t.Fatalf("count click_logs: %v", err)
+	}
+	return n
+}
+
+// waitRows waits for exactly n rows and checks there are no duplicate events.
+func waitRows(t testing.TB, pool *pgxpool.Pool, n int) {
+	t.Helper()
+	var got int
+	testenv.Eventually(t, 30*time.Second, fmt.Sprintf("%d rows in click_logs", n), func() bool {
+		got = countRows(t, pool)
+		if got > n {
+			t.Fatalf("click_logs has %d rows, want %d", got, n)
+		}
+		return got == n
+	})
+	var distinct int
+	if err := pool.QueryRow(context.Background(), "SELECT count(DISTINCT event_id) FROM click_logs").Scan(&distinct); err != nil {
+		t.Fatal(err)
+	}
+	if distinct != n {
+		t.Fatalf("click_logs has %d distinct events in %d rows", distinct, n)
+	}
+}
+
+func value(t testing.TB, c prometheus.Metric) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case m.Counter != nil:
+		return m.Counter.GetValue()
+	case m.Gauge != nil:
+		return m.Gauge.GetValue()
+	}
+	t.Fatalf("unsupported metric %v", c.Desc())
+	return 0
+}
+
+func newEvents(n int, linkID int64) []Event {
+	evs := make([]Event, n)
+	for i := range evs {
+		evs[i] = Event{
+			ID: uuid.Must(uuid.NewV7()), LinkID: linkID, Time: time.Now(),
+			IP: "203.0.113." + strconv.Itoa(i%250), UserAgent: uaChromeWin, Referer: "https://www.example.com/p",
+			AcceptLanguage: "en",
+		}
+	}
+	return evs
+}
+
+// publishAll publishes evs concurrently and returns once every Publish returned.
+func publishAll(ctx context.Context, p *Pipeline, evs []Event) {
+	var wg sync.WaitGroup
+	for i := range evs {
+		wg.Go(func() { p.Publish(ctx, evs[i]) })
+	}
+	wg.Wait()
+}
+
+// run starts r in the background and stops it when t ends, failing t if it errs.
+func run(t testing.TB, r service) context.CancelFunc {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// testRetry retries batch writes quickly.
+var testRetry = retryConfig{RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, WriteTimeout: 30 * time.Second}
+
+// health is the pipeline's health, failing t if it cannot tell.
+func health(t testing.TB, p *Pipeline) IngestHealth {
+	t.Helper()
+	h, err := p.Health(context.Background())
+	if err != nil {
+		t.Fatalf("Health: %v", err)
+	}
+	return h
+}
+
+// fastConfig is a pipeline config whose intervals are short, so tests do not wait on
+// defaults. Its XADD budget is generous: on a loaded machine a 50 ms budget sends some
+// clicks down the (correct, but other) local log path, and tests assert which path
+// each click took.
+func fastConfig(t testing.TB, prefix, name string) Config {
+	cfg := Config{Prefix: prefix, Name: name, DataDir: t.TempDir()}
+	retry := testRetry
+	cfg.svc.handoff.Timeout = time.Second
+	cfg.svc.probe.Interval = 20 * time.Millisecond
+	cfg.svc.log.ReopenInterval = 10 * time.Millisecond
+	cfg.svc.logReader = logReaderConfig{Linger: -1, Poll: 20 * time.Millisecond, TruncateInterval: -1,
+		RetryMin: retry.RetryMin, RetryMax: retry.RetryMax}
+	cfg.svc.reader = readerConfig{retryConfig: retry, Block: 50 * time.Millisecond}
+	cfg.svc.claimer = claimerConfig{retryConfig: retry, Interval: 50 * time.Millisecond, Idle: 100 * time.Millisecond}
+	cfg.svc.trimmer.Interval = 50 * time.Millisecond
+	return cfg
+}
+
+func newTestEnricher(t testing.TB, pool *pgxpool.Pool) *Enricher {
+	t.Helper()
+	e, err := NewEnricher("", NewSalts(pool))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+// mustPipeline builds a pipeline (rdb may be nil); it is not running until run(t, p).
+// Its log is closed when t ends, if Run has not closed it.
+func mustPipeline(t testing.TB, cfg Config, rdb rueidis.Client, pool *pgxpool.Pool) *Pipeline {
+	t.Helper()
+	p, err := New(cfg, rdb, pool, newTestEnricher(t, pool), nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.log.close() })
+	return p
+}
+
+func newTestWriter(t testing.TB, pool *pgxpool.Pool) *writer {
+	return newWriter(pool, newTestEnricher(t, pool), "test", testLogger(t))
+}
+
+// tcpProxy sits between a pool and PostgreSQL so a test can cut the database off.
+type tcpProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	down   bool
+	conns  map[net.Conn]struct{}
+}
+
+func startProxy(t testing.TB, target string) *tcpProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &tcpProxy{ln: ln, target: target, conns: make(map[net.Conn]struct{})}
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c)
+		}
+	}()
+	return p
+}
+
+func (p *tcpProxy) serve(c net.Conn) {
+	p.mu.Lock()
+	if p.down {
+		p.mu.Unlock()
+		c.Close()
+		return
+	}
+	p.mu.Unlock()
+	up, err := net.Dial("tcp", p.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p.mu.Lock()
+	if p.down {
+		p.mu.Unlock()
+		c.Close()
+		up.Close()
+		return
+	}
+	p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+	p.mu.Unlock()
+	go func() { io.Copy(up, c); up.Close(); c.Close() }()
+	io.Copy(c, up)
+	c.Close()
+	up.Close()
+}
+
+func (p *tcpProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = true
+	for c := range p.conns {
+		c.Close()
+		delete(p.conns, c)
+	}
+}
+
+func (p *tcpProxy) restore() {
+	p.mu.Lock()
+	p.down = false
+	p.mu.Unlock()
+}
+
+// proxiedPool is a pool to db's database through a proxy the test can cut.
+func proxiedPool(t testing.TB, db *testenv.DB) (*pgxpool.Pool, *tcpProxy) {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startProxy(t, net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port))))
+	host, port, _ := net.SplitHostPort(proxy.ln.Addr().String())
+	cfg.ConnConfig.Host = host
+	p, _ := strconv.Atoi(port)
+	cfg.ConnConfig.Port = uint16(p)
+	cfg.ConnConfig.ConnectTimeout = time.Second
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool, proxy
+}
+
+// redisServer is a private, disposable redis-server for fault tests, without
+// persistence: a restart comes back empty.
+type redisServer struct {
+	port string
+	cmd  *exec.Cmd
+}
+
+// newRedisServer starts a private redis-server on a port of its own, retrying with
+// another port if the one picked was taken meanwhile.
+func newRedisServer(t testing.TB) *redisServer {
+	t.Helper()
+	for range 5 {
+		s := &redisServer{port: freePort(t)}
+		if s.start(t) {
+			return s
+		}
+	}
+	t.Fatal("could not start a private redis-server")
+	return nil
+}
+
+func freePort(t testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+// start runs redis-server on s.port and reports whether it accepts connections.
+func (s *redisServer) start(t testing.TB) bool {
+	t.Helper()
+	cmd := exec.Command("redis-server", "--port", s.port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start redis-server (is it installed?): %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	s.cmd = cmd
+	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return false // the port was taken
+		default:
+		}
+		c, err := net.Dial("tcp", "127.0.0.1:"+s.port)
+		if err == nil {
+			c.Close()
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}
+
+// client connects to the private server; the client is closed when t ends.
+func (s *redisServer) client(t testing.TB) rueidis.Client {
+	t.Helper()
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{"127.0.0.1:" + s.port}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// kill stops the server by its PID and waits until its port is closed.
+func (s *redisServer) kill(t testing.TB) {
+	s.cmd.Process.Kill()
+	testenv.Eventually(t, 30*time.Second, "private redis-server gone", func() bool {
+		c, err := net.Dial("tcp", "127.0.0.1:"+s.port)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+}
+
+// restart starts the server again on the same port, empty.
+func (s *redisServer) restart(t testing.TB) {
+	t.Helper()
+	if !s.start(t) {
+		t.Fatalf("private redis-server did not come back on port %s", s.port)
+	}
+}

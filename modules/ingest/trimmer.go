@@ -1,0 +1,103 @@
+package ingest
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// trimmerConfig tunes the trimmer. Zero values take the defaults.
+type trimmerConfig struct {
+	// Interval is how often the stream is trimmed and its metrics refreshed
+	// (default 1s).
+	Interval time.Duration
+}
+
+// trimmer removes stream entries every group has acknowledged, refreshes the stream
+// metrics, and tells the ledger what the group has delivered.
+type trimmer struct {
+	cfg trimmerConfig
+	s   *stream
+}
+
+func newTrimmer(cfg trimmerConfig, s *stream) (*trimmer, error) {
+	cfg.Interval = cmp.Or(cfg.Interval, time.Second)
+	if cfg.Interval <= 0 {
+		return nil, errors.New("ingest trimmer: Interval must be positive")
+	}
+	return &trimmer{cfg: cfg, s: s}, nil
+}
+
+func (t *trimmer) Run(ctx context.Context) error {
+	tick := time.NewTicker(t.cfg.Interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			if err := t.runOnce(ctx); err != nil && ctx.Err() == nil {
+				t.s.logger.Warn("stream trim failed", "error", err)
+			}
+		}
+	}
+}
+
+func (t *trimmer) runOnce(ctx context.Context) error {
+	if _, err := t.s.health(ctx); err != nil {
+		return err
+	}
+	return t.trim(ctx)
+}
+
+// trim removes entries below the oldest one some group has not acknowledged: for each
+// group its smallest pending ID, or, with nothing pending, its last delivered ID.
+// Entries never delivered to a group are above its last delivered ID, so nothing a
+// group still needs is removed. "~" lets Redis trim whole nodes only, which trims
+// less, never more.
+func (t *trimmer) trim(ctx context.Context) error {
+	s := t.s
+	groups, err := s.groups(ctx)
+	if err != nil || len(groups) == 0 {
+		return err
+	}
+	var minID streamID
+	for i, g := range groups {
+		if g.name == groupName {
+			if id, ok := parseStreamID(g.lastDelivered); ok {
+				s.ledger.delivered(id)
+			}
+		}
+		idStr := g.lastDelivered
+		if g.pending > 0 {
+			arr, err := s.rdb.Do(ctx, s.rdb.B().Xpending().Key(s.key).Group(g.name).Build()).ToArray()
+			if err != nil {
+				return fmt.Errorf("XPENDING %s: %w", g.name, err)
+			}
+			if len(arr) < 2 {
+				return nil
+			}
+			if idStr, err = arr[1].ToString(); err != nil {
+				return nil // acknowledged meanwhile; try again next time
+			}
+		}
+		id, ok := parseStreamID(idStr)
+		if !ok {
+			return fmt.Errorf("group %s: unparseable stream ID %q", g.name, idStr)
+		}
+		if i == 0 || id.less(minID) {
+			minID = id
+		}
+	}
+	if minID == (streamID{}) {
+		return nil
+	}
+	n, err := s.rdb.Do(ctx, s.rdb.B().Xtrim().Key(s.key).Minid().Almost().Threshold(minID.String()).Build()).AsInt64()
+	if err != nil {
+		return fmt.Errorf("XTRIM MINID: %w", err)
+	}
+	s.m.trimmed.Add(float64(n))
+	return nil
+}
