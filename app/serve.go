@@ -135,7 +135,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 			}
 			return h, h.Err() // degraded while a transaction holds clicks back
 		},
-		"ingest":     func(ctx context.Context) (any, error) { return pipeline.Health(ctx) },
+		"ingest": func(ctx context.Context) (any, error) { return pipeline.Health(ctx) },
 	}}
 
 	e := newEcho(cfg, logger)
