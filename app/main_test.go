@@ -68,6 +68,7 @@ func testConfig(t testing.TB, db *testenv.DB, rdb *testenv.Redis) map[string]any
 	cfg := map[string]any{
 		"addr":                freeAddr(t),
 		"database_url":        db.URL,
+		"data_dir":            t.TempDir(),
 		"redis_url":           "",
 		"base_url":            "https://hop.test",
 		"api_key":             testAPIKey,
