@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // LockFile is the name of the lock file inside the data directory.
@@ -43,10 +44,21 @@ func Acquire(dir string) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("data directory lock: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	for wait := 0; ; wait++ {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		// A child forked by this process between fork and exec still shares the lock
+		// of a descriptor this process has just closed; when the holder is this very
+		// process, give such a child a moment to exec.
+		if errors.Is(err, syscall.EWOULDBLOCK) && holder(abs) == ownPID() && wait < 200 {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%s%s: %w; stop it first, or give this one another HOP_DATA_DIR", abs, holder(abs), ErrLocked)
+			return nil, &lockedError{dir: abs, holder: holder(abs)}
 		}
 		return nil, fmt.Errorf("data directory lock %s: %w", abs, err)
 	}
@@ -56,6 +68,18 @@ func Acquire(dir string) (*Lock, error) {
 	}
 	return &Lock{f: f, dir: abs}, nil
 }
+
+// lockedError says which directory and process; it matches ErrLocked.
+type lockedError struct{ dir, holder string }
+
+func (e *lockedError) Error() string {
+	return "data directory " + e.dir + " is in use by another hop process" + e.holder +
+		"; stop it first, or give this one another HOP_DATA_DIR"
+}
+
+func (e *lockedError) Is(target error) bool { return target == ErrLocked }
+
+func ownPID() string { return " (pid " + strconv.Itoa(os.Getpid()) + ")" }
 
 func holder(dir string) string {
 	b, err := os.ReadFile(filepath.Join(dir, LockFile))
