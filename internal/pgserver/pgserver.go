@@ -192,7 +192,7 @@ func (s *Server) initdb(ctx context.Context, noSync bool) error {
 	}
 	args := []string{"-D", tmp, "-U", User, "-E", "UTF8", "--no-locale", "--data-checksums",
 		"--auth-local=trust", "--auth-host=reject"}
-	if noSync {
+	if noSync || syncfs {
 		args = append(args, "--no-sync")
 	}
 	cmd := exec.CommandContext(ctx, initdb, args...)
@@ -215,8 +215,16 @@ func (s *Server) initdb(ctx context.Context, noSync bool) error {
 	if err != nil {
 		return fmt.Errorf("initdb: %w", err)
 	}
+	if syncfs && !noSync {
+		if err := syncFS(tmp); err != nil {
+			return fmt.Errorf("initdb: %w", err)
+		}
+	}
 	if err := os.Rename(tmp, s.pgdir); err != nil {
 		return fmt.Errorf("initdb: %w", err)
+	}
+	if syncfs && !noSync {
+		return syncFS(s.dir) // the rename
 	}
 	return nil
 }
@@ -280,15 +288,7 @@ func (s *Server) spawn() (*exec.Cmd, <-chan error, error) {
 	cmd.Dir = s.pgdir
 	cmd.Env = serverEnv()
 	cmd.Stdout, cmd.Stderr = s.log, s.log
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Credential: s.acct.credential(),
-		// Its own process group: a terminal's Ctrl-C reaches hop alone, and hop stops
-		// PostgreSQL only after draining.
-		Setpgid: true,
-		// If hop dies without stopping it (kill -9), the kernel asks for a fast
-		// shutdown; stopOrphan covers the rest.
-		Pdeathsig: syscall.SIGINT,
-	}
+	cmd.SysProcAttr = serverProcAttr(s.acct.credential())
 	if err := cmd.Start(); err != nil {
 		return nil, nil, fmt.Errorf("start postgres: %w", err)
 	}
