@@ -394,3 +394,37 @@ func randomName(t *testing.T) string {
 	}
 	return hex.EncodeToString(b)
 }
+
+// With nothing configured hop runs on its own: embedded PostgreSQL, no Redis.
+func TestDefaultsNeedNoServers(t *testing.T) {
+	t.Parallel()
+	c := defaultConfig()
+	if c.DatabaseURL != "" || c.RedisURL != "" || c.DataDir != "./hop-data" {
+		t.Fatalf("defaults: database_url %q, redis_url %q, data_dir %q", c.DatabaseURL, c.RedisURL, c.DataDir)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c.DataDir = " "
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "invalid setting data_dir (HOP_DATA_DIR)") {
+		t.Fatalf("empty data_dir: %v", err)
+	}
+}
+
+// Without PostgreSQL's binaries, hop says what to install or to set DATABASE_URL, and
+// creates nothing.
+func TestEmbeddedWithoutBinaries(t *testing.T) {
+	t.Parallel()
+	dir := embeddedDir(t)
+	cfg := embeddedConfig(t, dir, nil)
+	cfg["pg_binaries"] = t.TempDir()
+	_, err := runCLI(t, cfg, "serve")
+	for _, want := range []string{"no PostgreSQL server binaries found", "apt-get install postgresql", "DATABASE_URL"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("serve without binaries = %v, want it to mention %q", err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "pg")); !os.IsNotExist(err) {
+		t.Fatalf("a cluster directory was created: %v", err)
+	}
+}
