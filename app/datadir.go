@@ -63,6 +63,9 @@ func (d *dataDir) databaseURL(ctx context.Context) (string, error) {
 	}
 	if err := d.hold(); err != nil {
 		if errors.Is(err, datadir.ErrLocked) {
+			if !pgserver.Running(d.dir) {
+				return "", fmt.Errorf("data directory %s is in use by a hop process that runs no embedded PostgreSQL there: give this command the DATABASE_URL that hop uses", d.dir)
+			}
 			return pgserver.URL(d.dir), nil
 		}
 		return "", err

@@ -138,6 +138,16 @@ func dbURL(dir, db string) string {
 	return (&url.URL{Scheme: "postgres", User: url.User(User), Path: "/" + db, RawQuery: q.Encode()}).String()
 }
 
+// Running reports whether an embedded server has its socket in dir.
+func Running(dir string) bool {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	fi, err := os.Stat(socketPath(abs))
+	return err == nil && fi.Mode()&os.ModeSocket != 0
+}
+
 func socketPath(dir string) string { return filepath.Join(dir, ".s.PGSQL."+strconv.Itoa(port)) }
 
 // Stop shuts the server down: a fast shutdown (sessions end, a checkpoint is written),
@@ -198,7 +208,7 @@ func (s *Server) initdb(ctx context.Context, noSync bool) error {
 	cmd := exec.CommandContext(ctx, initdb, args...)
 	cmd.Dir = s.dir // the child's user may not be able to enter hop's working directory
 	cmd.Env = serverEnv()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.acct.credential(), Setpgid: true}
+	cmd.SysProcAttr = toolProcAttr(s.acct.credential())
 	out := &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Run(); err != nil {

@@ -33,3 +33,9 @@ func syncFS(dir string) error {
 func serverProcAttr(cred *syscall.Credential) *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGINT}
 }
+
+// toolProcAttr runs initdb: killed with hop, so that a hop killed during its first
+// start leaves no initdb writing into the scratch directory the next start removes.
+func toolProcAttr(cred *syscall.Credential) *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
