@@ -70,6 +70,15 @@ func restoreCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []str
 			return fmt.Errorf("restore: %w", err)
 		}
 		fmt.Fprintf(stdout, "restored %s into %s\n", file, redactURL(cfg.DatabaseURL))
+		epoch, err := pgserver.NeededEpoch(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+		if epoch > 0 {
+			return fmt.Errorf("restore: restored, but this server's transaction ids are behind those stored in the backup "+
+				"(a younger server than the one backed up): clicks would not be counted until it reaches epoch %d; "+
+				"restore into a server that has run more transactions, or see docs/operations.md", epoch)
+		}
 		return nil
 	}
 
@@ -85,6 +94,17 @@ func restoreCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []str
 	dbURL, err := cfg.data.databaseURL(ctx)
 	if err == nil {
 		err = pgserver.Restore(ctx, bin, dbURL, file)
+	}
+	var epoch uint32
+	if err == nil {
+		epoch, err = pgserver.NeededEpoch(ctx, dbURL)
+	}
+	if err == nil && epoch > 0 {
+		// The new cluster's transaction ids start low; move them past the backup's so
+		// the aggregator's watermark keeps meaning what it meant.
+		if err = cfg.data.Close(); err == nil {
+			err = pgserver.SetEpoch(ctx, pgserver.Config{Dir: cfg.DataDir, Binaries: bin}, epoch)
+		}
 	}
 	if err != nil {
 		// Leave the directory empty again, as it was, so the restore can be retried.

@@ -351,6 +351,10 @@ func TestEmbeddedBackupRestore(t *testing.T) {
 		}
 		h2 := startEmbedded(t, cfg2)
 		check(t, h2)
+		// Clicks after the restore are counted too (the new cluster's transaction ids
+		// were moved past the backup's, which the aggregator's watermark compares).
+		h2.click(t, a)
+		h2.waitStats(t, a, func(s map[string]any) bool { return s["total_clicks"] == float64(26) })
 		if err := h2.Stop(); err != nil {
 			t.Fatal(err)
 		}

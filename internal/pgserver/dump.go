@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -126,6 +127,82 @@ func syncDir(dir string) error {
 	defer d.Close()
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("backup: %w", err)
+	}
+	return nil
+}
+
+// NeededEpoch reports the transaction id epoch the cluster behind dbURL must reach so
+// that every new transaction id is above every xid8 value stored in its tables; 0 when
+// it is already there. hop's aggregator keeps a watermark of transaction ids: restored
+// into a younger cluster, new clicks would get ids below it and never be counted.
+func NeededEpoch(ctx context.Context, dbURL string) (uint32, error) {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return 0, fmt.Errorf("transaction ids: %w", err)
+	}
+	defer conn.Close(ctx)
+	const columnsSQL = `
+SELECT format('SELECT coalesce(max(%I)::text, ''0'') FROM %I.%I', a.attname, n.nspname, c.relname)
+FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE a.atttypid = 'xid8'::regtype AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')`
+	rows, err := conn.Query(ctx, columnsSQL)
+	if err != nil {
+		return 0, fmt.Errorf("transaction ids: %w", err)
+	}
+	queries, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, fmt.Errorf("transaction ids: %w", err)
+	}
+	var stored uint64
+	for _, q := range queries {
+		var s string
+		if err := conn.QueryRow(ctx, q).Scan(&s); err != nil {
+			return 0, fmt.Errorf("transaction ids: %w", err)
+		}
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("transaction ids: %q: %w", s, err)
+		}
+		stored = max(stored, v)
+	}
+	var cur string
+	if err := conn.QueryRow(ctx, `SELECT pg_current_xact_id()::text`).Scan(&cur); err != nil {
+		return 0, fmt.Errorf("transaction ids: %w", err)
+	}
+	current, err := strconv.ParseUint(cur, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("transaction ids: %q: %w", cur, err)
+	}
+	if current > stored {
+		return 0, nil
+	}
+	return uint32(stored>>32) + 1, nil
+}
+
+// SetEpoch moves the stopped embedded cluster in cfg.Dir to transaction id epoch
+// epoch with pg_resetwal, which is safe on a cleanly shut down cluster: only the upper
+// half of 64-bit transaction ids changes, never visibility.
+func SetEpoch(ctx context.Context, cfg Config, epoch uint32) error {
+	resetwal, err := cfg.Binaries.tool("pg_resetwal")
+	if err != nil {
+		return err
+	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return err
+	}
+	pgdir := filepath.Join(dir, "pg")
+	acct, err := serverAccount(pgdir)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, resetwal, "-e", strconv.FormatUint(uint64(epoch), 10), "-D", pgdir)
+	cmd.Dir = dir
+	cmd.Env = serverEnv()
+	cmd.SysProcAttr = toolProcAttr(acct.credential())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_resetwal: %s: %w", strings.TrimSpace(string(out)), err)
 	}
 	return nil
 }
