@@ -1,7 +1,12 @@
 # syntax=docker/dockerfile:1
-# hop: a static binary on distroless, running as non-root.
+# hop with its own PostgreSQL, in one image:
 #   docker build -t hop --build-arg VERSION=$(git describe --tags --always) .
-#   docker run -p 8080:8080 -e DATABASE_URL=... -e REDIS_URL=... -e HOP_API_KEY=... hop
+#   docker run -p 8080:8080 -v hop-data:/data --stop-timeout 30 hop
+# The first start creates the database in the volume and logs a generated API key once
+# (or pass -e HOP_API_KEY=...). The data survives `docker rm`; back it up with
+# `docker exec CONTAINER hop backup /data/hop.dump`. With -e DATABASE_URL=... (and
+# REDIS_URL=...) hop uses those servers instead: see docker-compose.yml.
+# scripts/image-check.sh runs the same steps on a machine without Docker.
 
 FROM golang:1.26 AS build
 WORKDIR /src
@@ -16,16 +21,32 @@ RUN --mount=type=cache,target=/go/pkg/mod \
       -ldflags "-s -w -X github.com/hop-dev/hop/app.Version=${VERSION}" \
       -o /out/hop .
 
-# static-debian12 has CA certificates and /etc/passwd, and no shell: `hop health`
-# replaces curl in the health check. Time zones and GeoIP data are embedded in hop.
-FROM gcr.io/distroless/static-debian12:nonroot
-COPY --from=build /out/hop /hop
+# Alpine, because its PostgreSQL package leaves LLVM (JIT, off in hop's tuning) to a
+# separate package: Debian's postgresql-15 alone pulls in some 400 MB. tini is PID 1 so
+# that SIGTERM reaches hop alone (hop stops PostgreSQL after draining) and strays are reaped.
+FROM alpine:3.21
+ARG PG_MAJOR=15
+# The server's directory is linked to one fixed path (checked here, so a package layout
+# change fails the build, not the first start); the hop user owns /data, which a new
+# named volume inherits.
+RUN apk add --no-cache "postgresql${PG_MAJOR}" "postgresql${PG_MAJOR}-client" tini \
+ && initdb="$(command -v initdb || echo "/usr/libexec/postgresql${PG_MAJOR}/initdb")" \
+ && bin="$(dirname "$(readlink -f "$initdb")")" \
+ && for t in initdb postgres pg_dump pg_restore; do test -x "$bin/$t" || { echo "no $t in $bin" >&2; exit 1; }; done \
+ && ln -s "$bin" /usr/local/lib/hop-pg \
+ && adduser -D -H -u 10001 -s /sbin/nologin hop \
+ && mkdir -p /data && chown hop:hop /data && chmod 700 /data
+COPY --from=build /out/hop /usr/local/bin/hop
 # Defaults only; every setting can be overridden by its environment variable
 # (see config.yaml), or mount another file here.
 COPY config.yaml /etc/hop/config.yaml
-ENV HOP_CONFIG=/etc/hop/config.yaml
+ENV HOP_CONFIG=/etc/hop/config.yaml \
+    HOP_DATA_DIR=/data \
+    HOP_PG_BINARIES=/usr/local/lib/hop-pg
+VOLUME /data
 EXPOSE 8080
-USER nonroot:nonroot
-HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["/hop", "health"]
-ENTRYPOINT ["/hop"]
+USER hop:hop
+# The first start runs initdb before hop answers: allow for it.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["hop", "health"]
+ENTRYPOINT ["/sbin/tini", "--", "hop"]
 CMD ["serve"]

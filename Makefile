@@ -17,7 +17,7 @@ build: ## build the static binary into bin/hop
 services: ## make sure local PostgreSQL and Redis are running (starts them if needed)
 	@bash scripts/ensure-services.sh
 
-run: services build ## run hop on :8080 against local PostgreSQL and Redis
+run: build ## run hop on :8080 with its embedded PostgreSQL in ./hop-data (needs PostgreSQL's binaries, no server)
 	./$(BIN) serve
 
 test: services ## run every test with the race detector, then each fuzz target briefly (5,000 inputs)

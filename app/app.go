@@ -25,10 +25,13 @@ Usage:
   hop [--config FILE] apikey list
   hop [--config FILE] apikey revoke ID
   hop [--config FILE] health [--url URL]  check a running server; exit 0 when healthy
+  hop [--config FILE] backup FILE       dump the database to FILE (pg_dump custom format)
+  hop [--config FILE] restore FILE      load FILE into an empty data directory, or into DATABASE_URL
   hop version
 
 Configuration: config.yaml (or --config / HOP_CONFIG), then environment variables
-(HOP_ADDR, DATABASE_URL, REDIS_URL, HOP_BASE_URL, ...); see config.yaml.
+(HOP_ADDR, HOP_DATA_DIR, DATABASE_URL, REDIS_URL, HOP_BASE_URL, ...); see config.yaml.
+Without DATABASE_URL hop runs its own PostgreSQL in HOP_DATA_DIR (default ./hop-data).
 `
 
 // errUsage is returned for a bad command line; the message has been printed already.
@@ -37,7 +40,7 @@ var errUsage = errors.New("invalid usage (see hop --help)")
 // Run runs the hop command line: args are the arguments without the program name,
 // getenv reads the environment (only HOP_CONFIG and terminal hints; settings themselves
 // are read through envconfig), stdout receives command output and stderr the logs.
-func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("hop", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
@@ -76,6 +79,14 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	logger := newLogger(cfg, stderr, getenv)
+	// Commands close their connections before returning; only then may the embedded
+	// PostgreSQL stop and the data directory be released.
+	cfg.data = newDataDir(cfg, logger)
+	defer func() {
+		if cerr := cfg.data.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
 
 	switch cmd {
 	case "serve":
@@ -89,6 +100,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return apikeyCmd(ctx, cfg, logger, rest, stdout, stderr)
 	case "health":
 		return healthCmd(ctx, cfg, rest, stdout, stderr)
+	case "backup":
+		return backupCmd(ctx, cfg, rest, stdout)
+	case "restore":
+		return restoreCmd(ctx, cfg, logger, rest, stdout)
 	}
 	fmt.Fprintf(stderr, "hop: unknown command %q\n\n%s", cmd, usage)
 	return errUsage

@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +29,7 @@ const DevSlugSecret = "hop-dev-secret-change-me"
 type Config struct {
 	Addr              string        `yaml:"addr" envconfig:"HOP_ADDR"`
 	DatabaseURL       string        `yaml:"database_url" envconfig:"DATABASE_URL"`
+	PGBinaries        string        `yaml:"pg_binaries" envconfig:"HOP_PG_BINARIES"`
 	CreateDatabase    bool          `yaml:"create_database" envconfig:"HOP_CREATE_DATABASE"`
 	RedisURL          string        `yaml:"redis_url" envconfig:"REDIS_URL"`
 	RedisPrefix       string        `yaml:"redis_prefix" envconfig:"HOP_REDIS_PREFIX"`
@@ -51,15 +53,14 @@ type Config struct {
 	LogLevel          string        `yaml:"log_level" envconfig:"HOP_LOG_LEVEL"`
 
 	trusted []netip.Prefix
+	data    *dataDir // the data directory and embedded PostgreSQL of this run; set by Run
 }
 
 // defaultConfig holds the defaults documented in config.yaml.
 func defaultConfig() Config {
 	return Config{
 		Addr:              ":8080",
-		DatabaseURL:       "postgres://postgres@127.0.0.1:5432/hop?sslmode=disable",
 		CreateDatabase:    true,
-		RedisURL:          "redis://127.0.0.1:6379/0",
 		RedisPrefix:       "hop:",
 		DataDir:           "./hop-data",
 		BaseURL:           "http://localhost:8080",
@@ -107,8 +108,13 @@ func (c *Config) Validate() error {
 	if c.Addr == "" {
 		return bad("addr (HOP_ADDR)", "must not be empty, e.g. :8080")
 	}
-	if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil || c.DatabaseURL == "" {
-		return bad("database_url (DATABASE_URL)", "not a PostgreSQL URL like postgres://user@host:5432/hop")
+	if c.DatabaseURL != "" {
+		if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil {
+			return bad("database_url (DATABASE_URL)", "not a PostgreSQL URL like postgres://user@host:5432/hop (or empty for the embedded PostgreSQL)")
+		}
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		return bad("data_dir (HOP_DATA_DIR)", "must not be empty, e.g. ./hop-data")
 	}
 	if c.RedisURL != "" {
 		if _, err := rueidis.ParseURL(c.RedisURL); err != nil {
@@ -196,10 +202,12 @@ func (c Config) LogValue() slog.Value {
 	}
 	return slog.GroupValue(
 		slog.String("addr", c.Addr),
-		slog.String("database_url", redactURL(c.DatabaseURL)),
+		slog.String("database_url", cmp.Or(redactURL(c.DatabaseURL), "(embedded)")),
+		slog.String("pg_binaries", c.PGBinaries),
 		slog.Bool("create_database", c.CreateDatabase),
 		slog.String("redis_url", redactURL(c.RedisURL)),
 		slog.String("redis_prefix", c.RedisPrefix),
+		slog.String("data_dir", c.DataDir),
 		slog.String("base_url", c.BaseURL),
 		slog.String("slug_secret", mask(c.SlugSecret)),
 		slog.Int("slug_min_length", c.SlugMinLength),

@@ -13,10 +13,21 @@ import (
 	"github.com/redis/rueidis"
 )
 
-// openDB connects to PostgreSQL, creating the configured database first when it does not
-// exist and create_database is on, so `make run` works on a fresh machine.
+// openDB connects to PostgreSQL: DATABASE_URL, creating its database first when it does
+// not exist and create_database is on, or, when DATABASE_URL is empty, hop's embedded
+// PostgreSQL in the data directory (see dataDir.databaseURL).
 func openDB(ctx context.Context, cfg Config, logger *slog.Logger) (*pgxpool.Pool, error) {
-	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	dbURL := cfg.DatabaseURL
+	if dbURL == "" {
+		if cfg.data == nil {
+			return nil, errors.New("embedded PostgreSQL: no data directory set up (run through app.Run)")
+		}
+		var err error
+		if dbURL, err = cfg.data.databaseURL(ctx); err != nil {
+			return nil, err
+		}
+	}
+	pcfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
 		return nil, fmt.Errorf("database_url: %w", err)
 	}
@@ -39,7 +50,7 @@ func openDB(ctx context.Context, cfg Config, logger *slog.Logger) (*pgxpool.Pool
 	}
 	if err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("postgres at %s is unreachable: %w", redactURL(cfg.DatabaseURL), err)
+		return nil, fmt.Errorf("postgres at %s is unreachable: %w", redactURL(dbURL), err)
 	}
 	return pool, nil
 }

@@ -41,6 +41,11 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		logger.Warn("HOP_SLUG_SECRET is the development default: set your own secret before going to production; generated slugs depend on it")
 	}
 
+	// One hop per data directory, whatever the mode: it holds the local click log and,
+	// without DATABASE_URL, the embedded PostgreSQL, which Run stops after this returns.
+	if err := cfg.data.hold(); err != nil {
+		return err
+	}
 	pool, err := openDB(ctx, cfg, logger)
 	if err != nil {
 		return err

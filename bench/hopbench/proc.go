@@ -127,6 +127,7 @@ func startHop(ctx context.Context, c *config, name, dbURL, prefix string, port i
 		"HOP_ADDR="+addr,
 		"HOP_BASE_URL=http://"+addr,
 		"DATABASE_URL="+dbURL,
+		"HOP_DATA_DIR="+filepath.Join(c.tmp, "hop-data-"+name),
 		"HOP_CREATE_DATABASE=true",
 		"REDIS_URL="+c.redisURL,
 		"HOP_REDIS_PREFIX="+prefix,

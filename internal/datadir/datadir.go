@@ -1,0 +1,106 @@
+// Package datadir guards hop's local state directory (HOP_DATA_DIR: the embedded
+// PostgreSQL and the local click log) so that only one hop process uses it at a time.
+// The guard is an flock on DIR/hop.lock: the kernel drops it when the process ends,
+// however it ends, so a kill -9 never leaves a stale lock behind.
+package datadir
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// LockFile is the name of the lock file inside the data directory.
+const LockFile = "hop.lock"
+
+// ErrLocked means another process holds the data directory.
+var ErrLocked = errors.New("data directory is in use by another hop process")
+
+// Lock is a held data directory. Release it with Close; the process's end releases it too.
+type Lock struct {
+	f   *os.File
+	dir string
+}
+
+// Acquire creates dir if needed (mode 0700) and locks it for this process without
+// waiting. When another process holds it, the error wraps ErrLocked and names that
+// process's pid.
+func Acquire(dir string) (*Lock, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	// os.OpenFile sets O_CLOEXEC, so child processes (PostgreSQL) never inherit the lock
+	// and an orphaned child cannot keep the directory locked after hop is gone.
+	f, err := os.OpenFile(filepath.Join(abs, LockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("data directory lock: %w", err)
+	}
+	for wait := 0; ; wait++ {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		// A child forked by this process between fork and exec still shares the lock
+		// of a descriptor this process has just closed; when the holder is this very
+		// process, give such a child a moment to exec.
+		if errors.Is(err, syscall.EWOULDBLOCK) && holder(abs) == ownPID() && wait < 200 {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, &lockedError{dir: abs, holder: holder(abs)}
+		}
+		return nil, fmt.Errorf("data directory lock %s: %w", abs, err)
+	}
+	// The pid is only for the message a second process prints.
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return &Lock{f: f, dir: abs}, nil
+}
+
+// lockedError says which directory and process; it matches ErrLocked.
+type lockedError struct{ dir, holder string }
+
+func (e *lockedError) Error() string {
+	return "data directory " + e.dir + " is in use by another hop process" + e.holder +
+		"; stop it first, or give this one another HOP_DATA_DIR"
+}
+
+func (e *lockedError) Is(target error) bool { return target == ErrLocked }
+
+func ownPID() string { return " (pid " + strconv.Itoa(os.Getpid()) + ")" }
+
+func holder(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, LockFile))
+	if err != nil {
+		return ""
+	}
+	if pid := strings.TrimSpace(string(b)); pid != "" {
+		return " (pid " + pid + ")"
+	}
+	return ""
+}
+
+// Dir is the absolute path of the locked directory.
+func (l *Lock) Dir() string { return l.dir }
+
+// Close releases the lock.
+func (l *Lock) Close() error {
+	if l == nil || l.f == nil {
+		return nil
+	}
+	err := l.f.Close() // closing the only descriptor releases the flock
+	l.f = nil
+	return err
+}
