@@ -21,7 +21,7 @@ func TestSignInNextCleansDotSegments(t *testing.T) {
 		"/dashboard/links/x/../abc?live=1":   "/dashboard/links/abc?live=1",
 		"/dashboard/links/../login":          "/dashboard",
 		"/dashboard/..%2f..%2fevil":          "/dashboard",
-		"/dashboard/links/abc%2F..%2F..%2Fx": "/dashboard",
+		"/dashboard/links/abc%2F..%2F..%2Fx": "/dashboard/x",
 		"/dashboard?cursor=5":                "/dashboard?cursor=5",
 		"/dashboard/links/a%20b":             "/dashboard/links/a%20b",
 	} {
