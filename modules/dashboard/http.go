@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"context"
 	"errors"
 	"mime"
 	"net/http"
@@ -59,6 +60,9 @@ func (h *Handler) htmlErrors(next echo.HandlerFunc) echo.HandlerFunc {
 		err := next(c)
 		if err == nil {
 			return nil
+		}
+		if c.Request().Context().Err() != nil && errors.Is(err, context.Canceled) {
+			return err // the client has gone: nothing to render, nothing failed here
 		}
 		status, msg := http.StatusInternalServerError, "Something went wrong on our side. It has been logged; please try again."
 		var p *problem.Error
