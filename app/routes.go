@@ -63,7 +63,7 @@ func routes(e *echo.Echo, cfg Config, reg *prometheus.Registry, s server, logger
 	s.stats.Routes(api)
 
 	// Web UI: its own session sign-in, CSRF checks and security headers.
-	s.dashboard.Register(e, middleware.RequestID(), requestLog(logger), textParams)
+	s.dashboard.Register(e, textParams, middleware.RequestID(), requestLog(logger))
 
 	// Redirects: the hot path, rate limited per client IP.
 	s.redirect.Register(e, s.linkLimit.Middleware())

@@ -275,6 +275,11 @@ func TestBadBytesAre400NamingTheParameter(t *testing.T) {
 			t.Errorf("%s %s: detail %q does not name %s", tc.method, tc.path, p["detail"], tc.param)
 		}
 	}
+	// The dashboard shows it as a page.
+	r := h.do(t, http.MethodGet, "/dashboard/links/a%00b", nil)
+	if r.Status != http.StatusBadRequest || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/html") {
+		t.Errorf("dashboard page with a NUL slug: %d %s", r.Status, r.Header.Get("Content-Type"))
+	}
 	if strings.Contains(h.logs.String(), `"level":"ERROR"`) {
 		t.Fatalf("bad input logged as an error:\n%s", h.logs)
 	}
