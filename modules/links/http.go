@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -183,8 +182,9 @@ func (h *Handler) bulk(c echo.Context) error {
 		Failed  int          `json:"failed"`
 		Results []bulkResult `json:"results"`
 	}{Results: make([]bulkResult, len(req.Links))}
-	// Validate everything, hash the passwords in parallel, then insert in request
-	// order; past the budget the remaining items are answered as not created.
+	// Validate everything, then insert in request order while the passwords are
+	// hashed in parallel ahead of the inserts; past the budget the remaining items
+	// are answered as not created.
 	deadline := h.now().Add(h.bulkBudget)
 	late := func() bool { return !h.now().Before(deadline) }
 	items := make([]newLink, len(req.Links))
@@ -196,16 +196,16 @@ func (h *Handler) bulk(c echo.Context) error {
 			passwords = append(passwords, r.Password)
 		}
 	}
-	hashes, err := hashPasswords(ctx, passwords, late)
-	if err != nil {
-		return err
-	}
+	hctx, stop := context.WithTimeout(ctx, h.bulkBudget)
+	hashes := hashPasswords(hctx, passwords, late)
+	defer hashes.wait()
+	defer stop()
 	for i, r := range req.Links {
 		if errs[i] != nil {
 			continue
 		}
 		if r.Password != "" {
-			if items[i].PasswordHash = hashes[r.Password]; items[i].PasswordHash == "" {
+			if items[i].PasswordHash = hashes.get(hctx, r.Password); items[i].PasswordHash == "" {
 				errs[i] = errOutOfTime
 				continue
 			}
@@ -499,45 +499,65 @@ func hashPassword(pw string) (string, error) {
 // errOutOfTime answers the bulk items left when the bulk budget has run out.
 var errOutOfTime = problem.New(http.StatusServiceUnavailable, "bulk-out-of-time", "not created: the request ran out of time before this link; send it again")
 
-// hashPasswords hashes each distinct password once, on as many goroutines as there
-// are CPUs: bcrypt is deliberately slow, and a bulk of 1,000 protected links hashed one
-// after another outlasts the server's write timeout. A link shares its hash with the
-// links of the same request that have the same password. Once late reports true no
-// more hashing starts; passwords not hashed are missing from the map.
-func hashPasswords(ctx context.Context, passwords []string, late func() bool) (map[string]string, error) {
-	hashes := make(map[string]string, len(passwords))
-	var distinct []string
+// hashPasswords starts hashing each distinct password once, in order of first use, on
+// as many goroutines as there are CPUs: bcrypt is deliberately slow, and a bulk of
+// 1,000 protected links hashed one after another outlasts the server's write timeout.
+// Links of one request with the same password share its hash. Once ctx ends or late
+// reports true no more hashing starts.
+func hashPasswords(ctx context.Context, passwords []string, late func() bool) *hashing {
+	hs := &hashing{jobs: make(map[string]*hashJob, len(passwords))}
+	var order []*hashJob
 	for _, pw := range passwords {
-		if _, ok := hashes[pw]; !ok {
-			hashes[pw] = ""
-			distinct = append(distinct, pw)
+		if _, ok := hs.jobs[pw]; !ok {
+			j := &hashJob{pw: pw, done: make(chan struct{})}
+			hs.jobs[pw] = j
+			order = append(order, j)
 		}
 	}
-	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(runtime.GOMAXPROCS(0))
-	for _, pw := range distinct {
-		g.Go(func() error {
-			if gctx.Err() != nil || late() {
+	hs.g.SetLimit(runtime.GOMAXPROCS(0))
+	hs.started = make(chan struct{})
+	go func() {
+		defer close(hs.started)
+		for _, j := range order {
+			hs.g.Go(func() error {
+				defer close(j.done)
+				if ctx.Err() == nil && !late() {
+					j.hash, _ = hashPassword(j.pw) // validated already
+				}
 				return nil
-			}
-			hash, err := hashPassword(pw)
-			if err != nil {
-				return err
-			}
-			mu.Lock()
-			hashes[pw] = hash
-			mu.Unlock()
-			return nil
-		})
+			})
+		}
+	}()
+	return hs
+}
+
+// hashing is the passwords of one bulk request being hashed.
+type hashing struct {
+	jobs    map[string]*hashJob
+	g       errgroup.Group
+	started chan struct{}
+}
+
+type hashJob struct {
+	pw, hash string
+	done     chan struct{}
+}
+
+// get waits for pw's hash; "" when it was not made in time.
+func (hs *hashing) get(ctx context.Context, pw string) string {
+	j := hs.jobs[pw]
+	select {
+	case <-j.done:
+		return j.hash
+	case <-ctx.Done():
+		return ""
 	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("hash passwords: %w", err)
-	}
-	return hashes, nil
+}
+
+// wait returns once no hashing runs any more.
+func (hs *hashing) wait() {
+	<-hs.started
+	_ = hs.g.Wait()
 }
 
 // CheckPassword reports whether pw matches a link's password hash.
