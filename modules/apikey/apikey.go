@@ -262,12 +262,14 @@ func (s *Store) lookup(ctx context.Context, key string) (int64, error) {
 	err := s.pool.QueryRow(ctx, verifyKey, want[:]).Scan(&id, &got)
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && subtle.ConstantTimeCompare(want[:], got) != 1) {
 		s.cache.refuse(want, time.Now(), gen)
+		s.cache.saw(want, false)
 		return 0, ErrUnauthorized
 	}
 	if err != nil {
 		return 0, fmt.Errorf("verify api key: %w", err)
 	}
 	s.cache.put(want, id, gen)
+	s.cache.saw(want, true)
 	s.touch(ctx, id)
 	return id, nil
 }
@@ -304,10 +306,11 @@ func (s *Store) Middleware(fails Throttle) echo.MiddlewareFunc {
 }
 
 // Authenticate returns the id of the request's key. A request without a key is
-// ErrUnauthorized. A key this instance knows to be live passes at once; any other key
-// is refused with ErrTooManyFailures (and Retry-After) while the client address
-// (c.RealIP) is over its failure limit, before anything is looked up, and each
-// refusal counts against that limit. fails may be nil: no limit.
+// ErrUnauthorized. A key this instance knows to be live passes at once. A key it has
+// never found live is refused with ErrTooManyFailures (and Retry-After) while the
+// client address (c.RealIP) is over its failure limit, before anything is looked up,
+// so a client sharing an address with a guesser keeps working; each refusal counts
+// against that limit. fails may be nil: no limit.
 func (s *Store) Authenticate(c echo.Context, fails Throttle) (int64, error) {
 	hdr := c.Response().Header()
 	key := FromRequest(c.Request())
@@ -321,7 +324,7 @@ func (s *Store) Authenticate(c echo.Context, fails Throttle) (int64, error) {
 		return id, nil
 	}
 	client := c.RealIP()
-	if fails != nil {
+	if fails != nil && !s.cache.seen([32]byte(hashKey(key))) {
 		if retry, over := fails.Over(ctx, client); over {
 			hdr.Set("Retry-After", strconv.Itoa(int(retry/time.Second)))
 			return 0, ErrTooManyFailures

@@ -27,6 +27,10 @@ type verified struct {
 	gen  uint64 // bumped by every change, so a lookup that raced a change is not kept
 	ids  map[[32]byte]int64
 	bad  map[[32]byte]time.Time // refused keys and until when they stay refused
+	// good holds keys found live by a lookup, listener or not. It only spares them
+	// the failed-authentication limit (they are still looked up when ids cannot
+	// answer), so it needs no coherence: a key refused later is dropped from it.
+	good map[[32]byte]struct{}
 }
 
 // maxVerified bounds each map; it starts over when full. refusedFor bounds how long a
@@ -35,6 +39,28 @@ const (
 	maxVerified = 1024
 	refusedFor  = time.Minute
 )
+
+// seen reports whether key hash h was found live by an earlier lookup.
+func (v *verified) seen(h [32]byte) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	_, ok := v.good[h]
+	return ok
+}
+
+// saw records whether a lookup found key hash h live.
+func (v *verified) saw(h [32]byte, live bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !live {
+		delete(v.good, h)
+		return
+	}
+	if v.good == nil || len(v.good) >= maxVerified {
+		v.good = make(map[[32]byte]struct{})
+	}
+	v.good[h] = struct{}{}
+}
 
 // refused reports whether key hash h was refused by a lookup less than refusedFor ago.
 func (v *verified) refused(h [32]byte, now time.Time) bool {

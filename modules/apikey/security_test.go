@@ -110,6 +110,40 @@ func TestFailedAuthLimitedPerAddress(t *testing.T) {
 
 // A wrong key sent again and again is looked up once while the listener runs, and a
 // key stored after it was refused is accepted once the insert's notice arrives.
+// Without the change listener (no key is cached) a key found live before still
+// passes from an address over its failure limit; once revoked it no longer does.
+func TestKnownKeyPassesLimitWithoutListener(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	k, good, err := s.Create(ctx, "good")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := guarded(s, &countingThrottle{limit: 2})
+	if rec := call(e, good, "198.51.100.7:1"); rec.Code != http.StatusOK {
+		t.Fatalf("good key: %d", rec.Code)
+	}
+	for i := range 3 {
+		call(e, fmt.Sprintf("hop_guess%032d", i), "198.51.100.7:1")
+	}
+	if rec := call(e, "hop_guess_more_000000000000000000000000", "198.51.100.7:1"); rec.Code != http.StatusTooManyRequests {
+		t.Fatalf("guess over the limit: %d", rec.Code)
+	}
+	if rec := call(e, good, "198.51.100.7:1"); rec.Code != http.StatusOK {
+		t.Fatalf("known key from the limited address: %d", rec.Code)
+	}
+	if err := s.Revoke(ctx, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if rec := call(e, good, "198.51.100.7:1"); rec.Code != http.StatusUnauthorized {
+		t.Fatalf("revoked key: %d, want 401", rec.Code)
+	}
+	if rec := call(e, good, "198.51.100.7:1"); rec.Code != http.StatusTooManyRequests {
+		t.Fatalf("revoked key again: %d, want 429", rec.Code)
+	}
+}
+
 func TestWrongKeysRememberedBriefly(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
