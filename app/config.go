@@ -18,10 +18,12 @@ import (
 	"github.com/redis/rueidis"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/hop-dev/hop/modules/apikey"
 	"github.com/hop-dev/hop/modules/ratelimit"
 )
 
-// DevSlugSecret is the slug secret used when none is configured; hop warns about it.
+// DevSlugSecret is the slug secret earlier versions used when none was configured,
+// which every such hop shares; hop warns when it is configured.
 const DevSlugSecret = "hop-dev-secret-change-me"
 
 // Config is every setting of hop. Values come from the defaults below, then config.yaml,
@@ -48,6 +50,8 @@ type Config struct {
 	SpoolMaxBytes     int64         `yaml:"spool_max_bytes" envconfig:"HOP_SPOOL_MAX_BYTES"`
 	ConsumerName      string        `yaml:"consumer_name" envconfig:"HOP_CONSUMER_NAME"`
 	CORSOrigins       []string      `yaml:"cors_origins" envconfig:"HOP_CORS_ORIGINS"`
+	MaxConnections    int           `yaml:"max_connections" envconfig:"HOP_MAX_CONNECTIONS"`
+	MetricsToken      string        `yaml:"metrics_token" envconfig:"HOP_METRICS_TOKEN"`
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout" envconfig:"HOP_SHUTDOWN_TIMEOUT"`
 	LogFormat         string        `yaml:"log_format" envconfig:"HOP_LOG_FORMAT"`
 	LogLevel          string        `yaml:"log_level" envconfig:"HOP_LOG_LEVEL"`
@@ -55,6 +59,11 @@ type Config struct {
 	trusted []netip.Prefix
 	data    *dataDir // the data directory and embedded PostgreSQL of this run; set by Run
 }
+
+// defaultMaxConnections caps open client connections for a 2 GiB machine: an idle
+// keep-alive connection holds about 15 KiB, one sending a full body about 64 KiB more,
+// so the cap keeps connections within a few hundred MiB at worst.
+const defaultMaxConnections = 4096
 
 // defaultConfig holds the defaults documented in config.yaml.
 func defaultConfig() Config {
@@ -64,7 +73,6 @@ func defaultConfig() Config {
 		RedisPrefix:       "hop:",
 		DataDir:           "./hop-data",
 		BaseURL:           "http://localhost:8080",
-		SlugSecret:        DevSlugSecret,
 		SlugMinLength:     6,
 		RateLimitRedirect: "10-S",
 		RateLimitAPI:      "600-M",
@@ -72,6 +80,7 @@ func defaultConfig() Config {
 		IngestBatchSize:   5000,
 		SpoolMaxBytes:     1 << 30,
 		ShutdownTimeout:   10 * time.Second,
+		MaxConnections:    defaultMaxConnections,
 		LogLevel:          "info",
 	}
 }
@@ -129,14 +138,15 @@ func (c *Config) Validate() error {
 		return bad("base_url (HOP_BASE_URL)", "must be an origin like https://hop.example, got %q", c.BaseURL)
 	}
 	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
-	if c.SlugSecret == "" {
-		return bad("slug_secret (HOP_SLUG_SECRET)", "must not be empty")
-	}
 	if c.SlugMinLength < 1 || c.SlugMinLength > 32 {
 		return bad("slug_min_length (HOP_SLUG_MIN_LENGTH)", "must be 1 to 32, got %d", c.SlugMinLength)
 	}
-	if c.APIKey != "" && len(c.APIKey) < 16 {
-		return bad("api_key (HOP_API_KEY)", "must be at least 16 characters")
+	if c.APIKey != "" && len(c.APIKey) < apikey.MinLength {
+		return bad("api_key (HOP_API_KEY)", "must be at least %d characters (it is %d); a short key can be guessed. Generate one with: openssl rand -base64 32",
+			apikey.MinLength, len(c.APIKey))
+	}
+	if c.MaxConnections < 1 {
+		return bad("max_connections (HOP_MAX_CONNECTIONS)", "must be at least 1, got %d", c.MaxConnections)
 	}
 	c.trusted = c.trusted[:0]
 	for _, s := range c.TrustedProxies {
@@ -222,6 +232,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Int64("spool_max_bytes", c.SpoolMaxBytes),
 		slog.String("consumer_name", c.ConsumerName),
 		slog.Any("cors_origins", c.CORSOrigins),
+		slog.Int("max_connections", c.MaxConnections),
+		slog.String("metrics_token", mask(c.MetricsToken)),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.String("log_format", c.LogFormat),
 		slog.String("log_level", c.LogLevel),

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -15,54 +17,33 @@ import (
 	"github.com/hop-dev/hop/internal/problem"
 )
 
-// Server limits. readTimeout and writeTimeout are set per request by deadlines.
+// Server limits.
 const (
 	bodyLimit      = "64K"
 	readHeaderTime = 5 * time.Second
-	readTimeout    = 15 * time.Second // to send a request body
+	readTimeout    = 15 * time.Second // to send a whole request, body included
 	writeTimeout   = 60 * time.Second // to take a response; CSV exports stream for a while
 	idleTimeout    = 120 * time.Second
 	maxHeaderBytes = 64 << 10
 )
 
-// deadlines gives a request read seconds to send its body and write seconds to take
-// its response, per request rather than as the server's ReadTimeout and WriteTimeout,
-// which arm two more connection timers for every request. A request without a body
-// needs no read deadline (its headers, bounded by ReadHeaderTimeout, are all of it),
-// and a redirect answer (see redirectAnswer) needs no write deadline: it is a few
-// kilobytes, which the socket buffer takes whole. A redirect needs neither; the
-// timers cost 1.5% of the CPU per redirect. A redirect does not stop for a client going
-// away either (its click counts once it is answered, and a cache miss is one primary-key
-// lookup), so quiet (httpconn.Quiet) spares its connection net/http's background read.
-func deadlines(read, write time.Duration, quiet func(*http.Request)) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			body := c.Request().ContentLength != 0 // -1: chunked, length unknown
-			small := redirectAnswer(c)
-			if !body && small {
-				quiet(c.Request())
-				return next(c)
-			}
-			rc := http.NewResponseController(c.Response())
-			now := time.Now()
-			if body {
-				_ = rc.SetReadDeadline(now.Add(read))
-			}
-			if !small {
-				_ = rc.SetWriteDeadline(now.Add(write))
-			}
-			return next(c)
-		}
+// newServer returns the HTTP server for h with hop's timeouts, which bound how long a
+// slow or stalled client can hold a connection.
+func newServer(h http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTime,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 }
 
-// redirectAnswer reports requests whose response is a redirect, a QR code, a password
-// form or a problem: a few kilobytes at most.
-func redirectAnswer(c echo.Context) bool {
-	m := c.Request().Method
-	p := c.Path()
-	return (m == http.MethodGet || m == http.MethodHead) && (p == "/:slug" || p == "/:slug/qr")
-}
+// statusClientGone is recorded (never sent) for requests whose client left before the
+// answer, as nginx does: they are not failures of hop.
+const statusClientGone = 499
 
 // newEcho returns an Echo instance with hop's error handler and client IP policy.
 func newEcho(cfg Config, logger *slog.Logger) *echo.Echo {
@@ -103,6 +84,12 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 		if c.Response().Committed {
 			return
 		}
+		if clientGone(c, err) {
+			// Nobody reads an answer, and nothing failed here.
+			logger.Debug("client left before the answer", "method", c.Request().Method, "route", c.Path(), "err", err)
+			c.Response().Status = statusClientGone
+			return
+		}
 		body := problemBody{Type: "about:blank"}
 		var p *problem.Error
 		var he *echo.HTTPError
@@ -140,6 +127,13 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 	}
 }
 
+// clientGone reports whether err comes of the request's client having left: its
+// context is cancelled and err is that cancellation (not, say, a read timeout, which
+// also ends the context but is answered with 408).
+func clientGone(c echo.Context, err error) bool {
+	return c.Request().Context().Err() != nil && errors.Is(err, context.Canceled)
+}
+
 func httpErrorDetail(he *echo.HTTPError) string {
 	switch he.Code {
 	case http.StatusNotFound:
@@ -175,6 +169,32 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 func prefixToIPNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
+
+// textParams refuses query and path parameters PostgreSQL cannot store as text (NUL
+// bytes, invalid UTF-8) with a 400 naming the parameter, before any handler passes
+// them to a query.
+func textParams(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		for i, name := range c.ParamNames() {
+			if v := c.ParamValues()[i]; !validText(v) {
+				return problem.Invalid("%s: must be UTF-8 text without NUL bytes", name)
+			}
+		}
+		for name, vs := range c.QueryParams() {
+			if !validText(name) {
+				return problem.Invalid("query parameter names must be UTF-8 text without NUL bytes")
+			}
+			for _, v := range vs {
+				if !validText(v) {
+					return problem.Invalid("%s: must be UTF-8 text without NUL bytes", name)
+				}
+			}
+		}
+		return next(c)
+	}
+}
+
+func validText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
 
 // unlessNotFound runs mw only on matched routes: Echo sends unmatched paths through a
 // group's middleware via a catch-all route, and those should answer 404, not 401.

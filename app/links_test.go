@@ -248,8 +248,8 @@ func TestAPIKeys(t *testing.T) {
 	if err := Run(t.Context(), []string{"--config", cfgPath, "apikey", "list"}, func(string) string { return "" }, &list, &errOut); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(list.String(), "ci script") || !strings.Contains(list.String(), key[:12]) || strings.Contains(list.String(), key) {
-		t.Fatalf("apikey list should show name and prefix, never the key:\n%s", list.String())
+	if !strings.Contains(list.String(), "ci script") || !strings.Contains(list.String(), key[:8]) || strings.Contains(list.String(), key[:9]) {
+		t.Fatalf("apikey list should show name and an 8-character prefix, never more of the key:\n%s", list.String())
 	}
 	var id string
 	for _, line := range strings.Split(list.String(), "\n") {

@@ -21,7 +21,7 @@ import (
 	"github.com/hop-dev/hop/internal/testenv"
 )
 
-const testAPIKey = "hop_test_key_0123456789abcdef"
+const testAPIKey = "hop_test_key_0123456789abcdef0123456789"
 
 // instance is a hop server started through Run for one test.
 type instance struct {

@@ -1,10 +1,13 @@
 package app
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
 	"fmt"
 	"maps"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +15,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/hop-dev/hop/internal/problem"
+	"github.com/hop-dev/hop/modules/apikey"
 )
 
 // unmatchedRoute labels requests no route matched, so scanners probing random paths
@@ -213,4 +221,59 @@ func (p *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(p.newConns, float64(s.NewConnsCount()))
 	counter(p.lifetimeDestroys, float64(s.MaxLifetimeDestroyCount()))
 	counter(p.idleDestroys, float64(s.MaxIdleDestroyCount()))
+}
+
+// metricsEvery is how often /metrics may gather: scrapes, however frequent, read the
+// pool, the process and every collector at most once a second.
+const metricsEvery = time.Second
+
+// cachedGatherer gathers from g at most once per metricsEvery and serves the last
+// result meanwhile. The families are only read by the encoder, never changed.
+type cachedGatherer struct {
+	g   prometheus.Gatherer
+	now func() time.Time
+
+	mu  sync.Mutex
+	at  time.Time
+	mfs []*dto.MetricFamily
+	err error
+}
+
+// Gather implements prometheus.Gatherer.
+func (c *cachedGatherer) Gather() ([]*dto.MetricFamily, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now := c.now(); c.at.IsZero() || now.Sub(c.at) >= metricsEvery {
+		c.mfs, c.err = c.g.Gather()
+		c.at = now
+	}
+	return c.mfs, c.err
+}
+
+var errMetricsToken = problem.New(http.StatusUnauthorized, "unauthorized", "/metrics needs Authorization: Bearer with the metrics token (HOP_METRICS_TOKEN)")
+
+// metricsHandler serves reg's metrics from a cached gatherer. With a token set, a
+// request must send it as a Bearer token; wrong tokens count against the client's
+// failed-authentication limit like wrong API keys.
+func metricsHandler(reg *prometheus.Registry, token string, fails apikey.Throttle) echo.HandlerFunc {
+	serve := echo.WrapHandler(promhttp.HandlerFor(&cachedGatherer{g: reg, now: time.Now}, promhttp.HandlerOpts{Registry: reg}))
+	if token == "" {
+		return serve
+	}
+	want := sha256.Sum256([]byte(token))
+	return func(c echo.Context) error {
+		ctx, client := c.Request().Context(), c.RealIP()
+		if retry, over := fails.Over(ctx, client); over {
+			c.Response().Header().Set("Retry-After", strconv.Itoa(int(retry/time.Second)))
+			return apikey.ErrTooManyFailures
+		}
+		v := c.Request().Header.Get("Authorization")
+		got := sha256.Sum256([]byte(strings.TrimSpace(strings.TrimPrefix(v, "Bearer "))))
+		if !strings.HasPrefix(v, "Bearer ") || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			fails.Hit(ctx, client)
+			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="hop-metrics"`)
+			return errMetricsToken
+		}
+		return serve(c)
+	}
 }

@@ -7,9 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/hop-dev/hop/internal/httpconn"
 	"github.com/hop-dev/hop/modules/apikey"
 	"github.com/hop-dev/hop/modules/dashboard"
 	"github.com/hop-dev/hop/modules/links"
@@ -30,12 +28,12 @@ type server struct {
 	dashboard *dashboard.Handler
 	apiLimit  *ratelimit.Limiter
 	linkLimit *ratelimit.Limiter
+	authFails *ratelimit.Limiter // failed authentications per client address
 }
 
 // routes lists every route of hop in one place.
 func routes(e *echo.Echo, cfg Config, reg *prometheus.Registry, s server, logger *slog.Logger) {
 	e.Use(mustHTTPMetrics(reg)) // outermost: counts every request, by route template
-	e.Use(deadlines(readTimeout, writeTimeout, httpconn.Quiet))
 	if len(cfg.CORSOrigins) > 0 {
 		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
 			AllowOrigins: cfg.CORSOrigins,
@@ -44,25 +42,28 @@ func routes(e *echo.Echo, cfg Config, reg *prometheus.Registry, s server, logger
 		}))
 	}
 
-	// Operations: never authenticated, never rate limited.
+	// Operations: never rate limited. /health shows details only with an API key, and
+	// /metrics needs HOP_METRICS_TOKEN when it is set.
 	e.GET("/health", s.health.handle)
 	e.HEAD("/health", s.health.handle)
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
+	e.GET("/metrics", metricsHandler(reg, cfg.MetricsToken, s.authFails))
 	e.GET("/openapi.json", serveOpenAPI)
 
-	// Management API: request log, body limit, API key, per-key rate limit.
+	// Management API: request log, body limit, API key (failures limited per client
+	// address), per-key rate limit, text-only parameters.
 	api := e.Group("",
 		unlessNotFound(middleware.RequestID()),
 		unlessNotFound(requestLog(logger)),
 		unlessNotFound(middleware.BodyLimit(bodyLimit)),
-		unlessNotFound(s.keys.Middleware()),
+		unlessNotFound(s.keys.Middleware(s.authFails)),
 		unlessNotFound(s.apiLimit.Middleware()),
+		unlessNotFound(textParams),
 	)
 	s.links.Routes(api)
 	s.stats.Routes(api)
 
 	// Web UI: its own session sign-in, CSRF checks and security headers.
-	s.dashboard.Register(e, middleware.RequestID(), requestLog(logger))
+	s.dashboard.Register(e, textParams, middleware.RequestID(), requestLog(logger))
 
 	// Redirects: the hot path, rate limited per client IP.
 	s.redirect.Register(e, s.linkLimit.Middleware())

@@ -17,9 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/rueidis"
+	"golang.org/x/net/netutil"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/hop-dev/hop/internal/httpconn"
 	"github.com/hop-dev/hop/migrations"
 	"github.com/hop-dev/hop/modules/apikey"
 	"github.com/hop-dev/hop/modules/dashboard"
@@ -38,7 +38,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	logger.Info("starting hop", "version", Version, "config", cfg)
 	tuneGC(getenv)
 	if cfg.SlugSecret == DevSlugSecret {
-		logger.Warn("HOP_SLUG_SECRET is the development default: set your own secret before going to production; generated slugs depend on it")
+		logger.Warn("HOP_SLUG_SECRET is the old development default, which every such hop shares: generated slugs can be decoded back to link ids. Unset it to use a generated secret, or set your own")
 	}
 
 	// One hop per data directory, whatever the mode: it holds the local click log and,
@@ -84,7 +84,17 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newPoolCollector(pool))
 
-	linkStore, err := links.NewStore(pool, cfg.SlugSecret, cfg.SlugMinLength)
+	slugSecret := cfg.SlugSecret
+	if slugSecret == "" {
+		var generated bool
+		if slugSecret, generated, err = links.StoredSlugSecret(ctx, pool); err != nil {
+			return err
+		}
+		if generated {
+			logger.Info("generated a random slug secret and stored it in the database (HOP_SLUG_SECRET is unset)")
+		}
+	}
+	linkStore, err := links.NewStore(pool, slugSecret, cfg.SlugMinLength)
 	if err != nil {
 		return err
 	}
@@ -105,7 +115,26 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	if err != nil {
 		return err
 	}
-	rd, err := redirect.New(redirect.Config{RedisPrefix: cfg.RedisPrefix, BaseURL: cfg.BaseURL, TrustedProxies: cfg.trusted}, rdb, linkStore, pipeline, reg, logger)
+	// Limits on failed attempts guard work far slower than a Redis round trip (bcrypt,
+	// a key lookup), so they wait longer for Redis than the redirect limiter does
+	// before counting in memory.
+	limiter := func(name, rate string) (*ratelimit.Limiter, error) {
+		return ratelimit.New(ratelimit.Config{Name: name, Rate: rate, Prefix: cfg.RedisPrefix + "rl:", Timeout: 250 * time.Millisecond}, rdb, reg, logger)
+	}
+	pwLink, err := limiter("password-link", "5-M") // wrong passwords per link, from all addresses
+	if err != nil {
+		return err
+	}
+	pwClient, err := limiter("password-client", "10-M") // wrong passwords per address, on all links
+	if err != nil {
+		return err
+	}
+	authFails, err := limiter("auth-failures", "20-M") // wrong API keys and metrics tokens per address
+	if err != nil {
+		return err
+	}
+	rd, err := redirect.New(redirect.Config{RedisPrefix: cfg.RedisPrefix, BaseURL: cfg.BaseURL, TrustedProxies: cfg.trusted,
+		LinkAttempts: pwLink, ClientAttempts: pwClient}, rdb, linkStore, pipeline, reg, logger)
 	if err != nil {
 		return err
 	}
@@ -132,7 +161,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		return err
 	}
 
-	hc := &health{pool: pool, rdb: rdb, checks: map[string]check{
+	hc := &health{pool: pool, rdb: rdb, authorized: withKey(keys, authFails), now: time.Now, checks: map[string]check{
 		"aggregator": func(ctx context.Context) (any, error) {
 			h, err := agg.Health(ctx)
 			if err != nil {
@@ -153,20 +182,16 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		redirect:  rd,
 		apiLimit:  apiLimit,
 		linkLimit: redirectLimit,
+		authFails: authFails,
 	}, logger)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	srv := &http.Server{
-		Handler:           e,
-		ConnContext:       httpconn.ConnContext,
-		ReadHeaderTimeout: readHeaderTime, // readTimeout and writeTimeout: see deadlines
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	// Past the cap, new connections wait in the kernel's backlog until one closes.
+	ln = netutil.LimitListener(ln, cfg.MaxConnections)
+	srv := newServer(e, logger)
 
 	// Each stage has its own context, cancelled when the stage before it has finished,
 	// so ingest flushes only after the last request, and so on.
@@ -178,7 +203,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 
 	g.Go(func() error {
 		logger.Info("listening", "addr", ln.Addr().String(), "base_url", cfg.BaseURL)
-		if err := srv.Serve(httpconn.Listen(ln)); !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)
 		}
 		return nil

@@ -2,6 +2,8 @@
 // only as SHA-256 hashes with a short visible prefix. A key is checked in PostgreSQL,
 // or in a cache that PostgreSQL empties on every change (see Watch), so revoking one
 // takes effect at once on the revoking instance and within milliseconds on the others.
+// Failed attempts are limited per client address before PostgreSQL is asked, and
+// wrong keys are remembered briefly, so guessing keys costs the database nothing.
 package apikey
 
 import (
@@ -14,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,15 +31,28 @@ import (
 
 // Errors.
 var (
-	ErrNotFound     = errors.New("api key not found")
-	ErrUnauthorized = problem.New(http.StatusUnauthorized, "unauthorized", "a valid API key is required: send Authorization: Bearer KEY or X-Api-Key: KEY")
+	ErrNotFound        = errors.New("api key not found")
+	ErrUnauthorized    = problem.New(http.StatusUnauthorized, "unauthorized", "a valid API key is required: send Authorization: Bearer KEY or X-Api-Key: KEY")
+	ErrTooManyFailures = problem.New(http.StatusTooManyRequests, "rate-limited", "too many failed authentications from this address; retry after the number of seconds in Retry-After")
 )
+
+// MinLength is the shortest key hop accepts, HOP_API_KEY included; generated keys are
+// 36 characters.
+const MinLength = 32
 
 const (
 	keyPrefix     = "hop_"
-	visiblePrefix = 12 // "hop_" + 8 characters, shown in listings
+	maxLength     = 256
+	visiblePrefix = 8 // characters of a key shown in listings: "hop_" and 4 more
 	touchEvery    = time.Minute
 )
+
+// Throttle limits failed authentications per client address; ratelimit.Limiter
+// implements it. Over is asked before a key is looked up, Hit after each failure.
+type Throttle interface {
+	Over(ctx context.Context, client string) (retry time.Duration, over bool)
+	Hit(ctx context.Context, client string) (retry time.Duration, ok bool)
+}
 
 // Key describes a stored key; the key itself is never stored.
 type Key struct {
@@ -140,9 +156,21 @@ func (s *Store) Revoke(ctx context.Context, id int64) error {
 
 const bootstrapLock = 7_011_001 // advisory lock id for first-start key generation
 
-// Bootstrap makes sure the service can be managed: a configured key is stored (idempotent),
-// and if no key exists at all a new one is generated and returned so the caller can show
-// it once. Instances starting together agree through an advisory lock.
+const (
+	insertConfiguredKey = `INSERT INTO api_keys (name, prefix, key_hash, bootstrap) VALUES ('HOP_API_KEY', $1, $2, true)
+ON CONFLICT (key_hash) DO UPDATE SET bootstrap = true
+RETURNING revoked_at IS NOT NULL`
+	revokeOtherBootstrapKeys = `UPDATE api_keys SET revoked_at = now()
+WHERE bootstrap AND revoked_at IS NULL AND key_hash <> $1
+RETURNING id, name, prefix`
+	insertGeneratedKey = `INSERT INTO api_keys (name, prefix, key_hash, bootstrap) VALUES ('generated at first start', $1, $2, true)`
+)
+
+// Bootstrap makes sure the service can be managed. A configured key (HOP_API_KEY) is
+// stored and becomes the only bootstrap key: the previous configured key, and the key
+// generated at first start, are revoked, and each revocation is logged. Without a
+// configured key, if no key exists at all a new one is generated and returned so the
+// caller can show it once. Instances starting together agree through an advisory lock.
 func (s *Store) Bootstrap(ctx context.Context, configured string) (generated string, err error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -152,10 +180,25 @@ func (s *Store) Bootstrap(ctx context.Context, configured string) (generated str
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", bootstrapLock); err != nil {
 		return "", fmt.Errorf("bootstrap api key: %w", err)
 	}
+	var revoked []Key
 	if configured != "" {
-		if _, err := tx.Exec(ctx, `INSERT INTO api_keys (name, prefix, key_hash) VALUES ('HOP_API_KEY', $1, $2) ON CONFLICT (key_hash) DO NOTHING`,
-			prefixOf(configured), hashKey(configured)); err != nil {
+		var isRevoked bool
+		if err := tx.QueryRow(ctx, insertConfiguredKey, prefixOf(configured), hashKey(configured)).Scan(&isRevoked); err != nil {
 			return "", fmt.Errorf("store HOP_API_KEY: %w", err)
+		}
+		if isRevoked {
+			s.logger.Warn("HOP_API_KEY has been revoked and is refused; set a new value")
+		}
+		rows, err := tx.Query(ctx, revokeOtherBootstrapKeys, hashKey(configured))
+		if err != nil {
+			return "", fmt.Errorf("revoke previous bootstrap keys: %w", err)
+		}
+		revoked, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Key, error) {
+			var k Key
+			return k, r.Scan(&k.ID, &k.Name, &k.Prefix)
+		})
+		if err != nil {
+			return "", fmt.Errorf("revoke previous bootstrap keys: %w", err)
 		}
 	} else {
 		var exists bool
@@ -164,8 +207,7 @@ func (s *Store) Bootstrap(ctx context.Context, configured string) (generated str
 		}
 		if !exists {
 			generated = generate()
-			if _, err := tx.Exec(ctx, `INSERT INTO api_keys (name, prefix, key_hash) VALUES ('generated at first start', $1, $2)`,
-				prefixOf(generated), hashKey(generated)); err != nil {
+			if _, err := tx.Exec(ctx, insertGeneratedKey, prefixOf(generated), hashKey(generated)); err != nil {
 				return "", fmt.Errorf("store generated api key: %w", err)
 			}
 		}
@@ -173,34 +215,61 @@ func (s *Store) Bootstrap(ctx context.Context, configured string) (generated str
 	if err := tx.Commit(ctx); err != nil {
 		return "", fmt.Errorf("bootstrap api key: %w", err)
 	}
+	if len(revoked) > 0 {
+		s.cache.changed()
+	}
+	for _, k := range revoked {
+		s.logger.Warn("revoked the previous bootstrap API key: HOP_API_KEY is now the only one", "key_id", k.ID, "name", k.Name, "prefix", k.Prefix)
+	}
 	return generated, nil
 }
 
 const verifyKey = `SELECT id, key_hash FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL`
 
 // Verify returns the id of the live key key; ErrUnauthorized otherwise. Keys verified
-// while Watch runs are remembered until any key changes (see verified).
+// while Watch runs are remembered until any key changes, and wrong keys for a minute
+// or until any key changes (see verified).
 func (s *Store) Verify(ctx context.Context, key string) (int64, error) {
-	if len(key) < 16 || len(key) > 256 {
-		return 0, ErrUnauthorized // no key of ours looks like this: skip the lookup
-	}
-	want := hashKey(key)
-	if id, ok := s.cache.get([32]byte(want)); ok {
+	if id, ok := s.known(key); ok {
 		s.touch(ctx, id)
 		return id, nil
+	}
+	return s.lookup(ctx, key)
+}
+
+// known returns the id of a key verified earlier and still live, without a lookup.
+func (s *Store) known(key string) (int64, bool) {
+	if len(key) < MinLength || len(key) > maxLength {
+		return 0, false
+	}
+	return s.cache.get([32]byte(hashKey(key)))
+}
+
+// lookup checks a key not known to be live: refused at once when it cannot be a key
+// or was refused a moment ago, else looked up in PostgreSQL.
+func (s *Store) lookup(ctx context.Context, key string) (int64, error) {
+	if len(key) < MinLength || len(key) > maxLength {
+		return 0, ErrUnauthorized // no key of ours looks like this
+	}
+	want := [32]byte(hashKey(key))
+	if s.cache.refused(want, time.Now()) {
+		return 0, ErrUnauthorized
 	}
 	gen := s.cache.generation()
 	s.lookups.Add(1)
 	var id int64
 	var got []byte
-	err := s.pool.QueryRow(ctx, verifyKey, want).Scan(&id, &got)
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && subtle.ConstantTimeCompare(want, got) != 1) {
+	err := s.pool.QueryRow(ctx, verifyKey, want[:]).Scan(&id, &got)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && subtle.ConstantTimeCompare(want[:], got) != 1) {
+		s.cache.refuse(want, time.Now(), gen)
+		s.cache.saw(want, false)
 		return 0, ErrUnauthorized
 	}
 	if err != nil {
 		return 0, fmt.Errorf("verify api key: %w", err)
 	}
-	s.cache.put([32]byte(want), id, gen)
+	s.cache.put(want, id, gen)
+	s.cache.saw(want, true)
 	s.touch(ctx, id)
 	return id, nil
 }
@@ -213,7 +282,7 @@ func (s *Store) touch(ctx context.Context, id int64) {
 		return
 	}
 	s.touched.Store(id, now)
-	if _, err := s.pool.Exec(ctx, `UPDATE api_keys SET last_used_at = now() WHERE id = $1`, id); err != nil {
+	if _, err := s.pool.Exec(ctx, `UPDATE api_keys SET last_used_at = now() WHERE id = $1`, id); err != nil && ctx.Err() == nil {
 		s.logger.Warn("record api key use", "key_id", id, "err", err)
 	}
 }
@@ -221,24 +290,54 @@ func (s *Store) touch(ctx context.Context, id int64) {
 // ContextKey is the echo.Context key under which Middleware stores the key id.
 const ContextKey = "api_key_id"
 
-// Middleware rejects requests without a valid key with 401 problem JSON.
-func (s *Store) Middleware() echo.MiddlewareFunc {
+// Middleware rejects requests without a valid key with 401 problem JSON, and clients
+// with too many failures with 429 (see Authenticate). fails may be nil: no limit.
+func (s *Store) Middleware(fails Throttle) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			key := FromRequest(c.Request())
-			if key == "" {
-				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="hop"`)
-				return ErrUnauthorized
-			}
-			id, err := s.Verify(c.Request().Context(), key)
+			id, err := s.Authenticate(c, fails)
 			if err != nil {
-				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="hop", error="invalid_token"`)
 				return err
 			}
 			c.Set(ContextKey, id)
 			return next(c)
 		}
 	}
+}
+
+// Authenticate returns the id of the request's key. A request without a key is
+// ErrUnauthorized. A key this instance knows to be live passes at once. A key it has
+// never found live is refused with ErrTooManyFailures (and Retry-After) while the
+// client address (c.RealIP) is over its failure limit, before anything is looked up,
+// so a client sharing an address with a guesser keeps working; each refusal counts
+// against that limit. fails may be nil: no limit.
+func (s *Store) Authenticate(c echo.Context, fails Throttle) (int64, error) {
+	hdr := c.Response().Header()
+	key := FromRequest(c.Request())
+	if key == "" {
+		hdr.Set("WWW-Authenticate", `Bearer realm="hop"`)
+		return 0, ErrUnauthorized
+	}
+	ctx := c.Request().Context()
+	if id, ok := s.known(key); ok {
+		s.touch(ctx, id)
+		return id, nil
+	}
+	client := c.RealIP()
+	if fails != nil && !s.cache.seen([32]byte(hashKey(key))) {
+		if retry, over := fails.Over(ctx, client); over {
+			hdr.Set("Retry-After", strconv.Itoa(int(retry/time.Second)))
+			return 0, ErrTooManyFailures
+		}
+	}
+	id, err := s.lookup(ctx, key)
+	if errors.Is(err, ErrUnauthorized) {
+		hdr.Set("WWW-Authenticate", `Bearer realm="hop", error="invalid_token"`)
+		if fails != nil {
+			fails.Hit(ctx, client)
+		}
+	}
+	return id, err
 }
 
 // FromRequest returns the key sent as "Authorization: Bearer KEY" or "X-Api-Key: KEY".

@@ -9,25 +9,80 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// changeChannel is notified by a trigger on api_keys when a key is revoked, deleted or
-// rehashed (migration 00005).
+// changeChannel is notified by a trigger on api_keys when a key is added, revoked,
+// deleted or rehashed (migrations 00005 and 00012).
 const changeChannel = "hop_api_keys"
 
 // verified remembers the keys this instance has verified, so an API request does not
-// need a PostgreSQL round trip for its key. It is used only while Watch listens on
+// need a PostgreSQL round trip for its key, and the wrong keys it has refused, so a
+// client repeating one does not either. It is used only while Watch listens on
 // changeChannel: every notice, and every loss or start of the listener, empties it, so
 // a key revoked anywhere — through any instance or by SQL — is refused everywhere as
-// soon as the notice arrives (milliseconds), and at once on the revoking instance.
-// Without a listener every request reads PostgreSQL, as before.
+// soon as the notice arrives (milliseconds), and at once on the revoking instance, and
+// a key added anywhere is accepted as soon as it is stored. Without a listener every
+// request reads PostgreSQL, as before.
 type verified struct {
 	mu   sync.Mutex
 	live bool   // a listener is connected
 	gen  uint64 // bumped by every change, so a lookup that raced a change is not kept
 	ids  map[[32]byte]int64
+	bad  map[[32]byte]time.Time // refused keys and until when they stay refused
+	// good holds keys found live by a lookup, listener or not. It only spares them
+	// the failed-authentication limit (they are still looked up when ids cannot
+	// answer), so it needs no coherence: a key refused later is dropped from it.
+	good map[[32]byte]struct{}
 }
 
-// maxVerified bounds the cache; it starts over when full.
-const maxVerified = 1024
+// maxVerified bounds each map; it starts over when full. refusedFor bounds how long a
+// wrong key is remembered: a change notice normally clears it first.
+const (
+	maxVerified = 1024
+	refusedFor  = time.Minute
+)
+
+// seen reports whether key hash h was found live by an earlier lookup.
+func (v *verified) seen(h [32]byte) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	_, ok := v.good[h]
+	return ok
+}
+
+// saw records whether a lookup found key hash h live.
+func (v *verified) saw(h [32]byte, live bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !live {
+		delete(v.good, h)
+		return
+	}
+	if v.good == nil || len(v.good) >= maxVerified {
+		v.good = make(map[[32]byte]struct{})
+	}
+	v.good[h] = struct{}{}
+}
+
+// refused reports whether key hash h was refused by a lookup less than refusedFor ago.
+func (v *verified) refused(h [32]byte, now time.Time) bool {
+	v.mu.Lock()
+	until, ok := v.bad[h]
+	v.mu.Unlock()
+	return ok && now.Before(until)
+}
+
+// refuse remembers a key hash refused by a lookup that started at generation gen,
+// unless a change came in meanwhile or no listener is connected.
+func (v *verified) refuse(h [32]byte, now time.Time, gen uint64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.live || gen != v.gen {
+		return
+	}
+	if v.bad == nil || len(v.bad) >= maxVerified {
+		v.bad = make(map[[32]byte]time.Time)
+	}
+	v.bad[h] = now.Add(refusedFor)
+}
 
 func (v *verified) get(h [32]byte) (int64, bool) {
 	v.mu.Lock()
@@ -63,6 +118,7 @@ func (v *verified) reset(live bool) {
 	v.live = live
 	v.gen++
 	clear(v.ids)
+	clear(v.bad)
 	v.mu.Unlock()
 }
 
@@ -71,6 +127,7 @@ func (v *verified) changed() {
 	v.mu.Lock()
 	v.gen++
 	clear(v.ids)
+	clear(v.bad)
 	v.mu.Unlock()
 }
 

@@ -217,17 +217,18 @@ func (h *Handler) Register(e *echo.Echo, mw ...echo.MiddlewareFunc) {
 		chain := append([]echo.MiddlewareFunc{h.htmlErrors, h.headers}, mw...)
 		return append(append(chain, h.htmlErrors), own...)
 	}
-	login := with(h.guardPost)
+	login := with(h.guardPost(maxLogin))
 	if h.login != nil {
 		login = append(login, h.login)
 	}
 	e.GET(staticPrefix+"*", h.serveStatic, with()...)
 	e.GET("/dashboard/login", h.loginForm, with()...)
 	e.POST("/dashboard/login", h.loginSubmit, login...)
-	e.POST("/dashboard/logout", h.logout, with(h.guardPost, h.authenticated, h.checkCSRF)...)
+	// Signed-in forms are read only once the session is known.
+	e.POST("/dashboard/logout", h.logout, with(h.authenticated, h.guardPost(maxForm), h.checkCSRF)...)
 	e.GET("/dashboard", h.overview, with(h.authenticated)...)
 	e.GET("/dashboard/", h.slashRedirect, with()...)
-	e.POST("/dashboard/links", h.createLink, with(h.guardPost, h.authenticated, h.checkCSRF)...)
+	e.POST("/dashboard/links", h.createLink, with(h.authenticated, h.guardPost(maxForm), h.checkCSRF)...)
 	e.GET("/dashboard/links/:slug", h.linkPage, with(h.authenticated)...)
 	e.RouteNotFound("/dashboard/*", h.notFound, with()...)
 }

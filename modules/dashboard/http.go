@@ -1,9 +1,12 @@
 package dashboard
 
 import (
+	"context"
 	"errors"
+	"mime"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -15,7 +18,8 @@ const (
 	cookieName = "hop_session"
 	cookiePath = "/dashboard"
 	ctxSession = "dashboard_session"
-	maxForm    = 64 << 10
+	maxForm    = 64 << 10 // a signed-in form: a link's URL may be 8 KiB
+	maxLogin   = 4 << 10  // the sign-in form, read before anyone is known
 	maxKeyLen  = 512
 	pageSize   = 20
 	refreshSec = 10
@@ -25,7 +29,8 @@ const (
 var (
 	errForbiddenOrigin = problem.New(http.StatusForbidden, "cross-origin-form", "this form was not sent from this site")
 	errBadCSRF         = problem.New(http.StatusForbidden, "csrf", "the form has expired or did not come from this page; reload the page and try again")
-	errFormTooLarge    = problem.New(http.StatusRequestEntityTooLarge, "body-too-large", "the form is larger than 64 KiB")
+	errFormTooLarge    = problem.New(http.StatusRequestEntityTooLarge, "body-too-large", "the form is too large")
+	errFormType        = problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type", "forms must be sent as application/x-www-form-urlencoded")
 )
 
 // contentSecurityPolicy allows only the dashboard's own CSS, JS and images (the QR code
@@ -56,6 +61,9 @@ func (h *Handler) htmlErrors(next echo.HandlerFunc) echo.HandlerFunc {
 		if err == nil {
 			return nil
 		}
+		if c.Request().Context().Err() != nil && errors.Is(err, context.Canceled) {
+			return err // the client has gone: nothing to render, nothing failed here
+		}
 		status, msg := http.StatusInternalServerError, "Something went wrong on our side. It has been logged; please try again."
 		var p *problem.Error
 		var he *echo.HTTPError
@@ -84,28 +92,38 @@ func (h *Handler) htmlErrors(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// guardPost protects every form submission: it bounds and parses the body, and refuses
-// a cross-site Origin (or, without Origin, Referer). Together with the SameSite=Strict
+// guardPost protects every form submission: it refuses a cross-site Origin (or,
+// without Origin, Referer), then reads the body, which must be an urlencoded form of
+// at most limit bytes (no upload is ever spooled). Together with the SameSite=Strict
 // cookie and the CSRF token this stops forged forms, the sign-in form included.
-func (h *Handler) guardPost(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		r := c.Request()
-		if o := r.Header.Get("Origin"); o != "" {
-			if !h.sameHost(o, r.Host) {
+func (h *Handler) guardPost(limit int64) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			r := c.Request()
+			if o := r.Header.Get("Origin"); o != "" {
+				if !h.sameHost(o, r.Host) {
+					return errForbiddenOrigin
+				}
+			} else if ref := r.Header.Get("Referer"); ref != "" && !h.sameHost(ref, r.Host) {
 				return errForbiddenOrigin
 			}
-		} else if ref := r.Header.Get("Referer"); ref != "" && !h.sameHost(ref, r.Host) {
-			return errForbiddenOrigin
-		}
-		r.Body = http.MaxBytesReader(c.Response(), r.Body, maxForm)
-		if err := r.ParseForm(); err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				return errFormTooLarge
+			if mt, _, err := mime.ParseMediaType(r.Header.Get(echo.HeaderContentType)); err != nil || mt != echo.MIMEApplicationForm {
+				return errFormType
 			}
-			return problem.Invalid("the form could not be read")
+			tooLarge := errFormTooLarge.With("the form is larger than %d KiB", limit>>10)
+			if r.ContentLength > limit {
+				return tooLarge
+			}
+			r.Body = http.MaxBytesReader(c.Response(), r.Body, limit)
+			if err := r.ParseForm(); err != nil {
+				var mbe *http.MaxBytesError
+				if errors.As(err, &mbe) {
+					return tooLarge
+				}
+				return problem.Invalid("the form could not be read")
+			}
+			return next(c)
 		}
-		return next(c)
 	}
 }
 
@@ -190,14 +208,10 @@ func (h *Handler) clearCookie(c echo.Context) {
 }
 
 // safeNext returns where to go after signing in: next when it is a dashboard path on
-// this site, else the overview. It never yields another origin.
+// this site, else the overview. It never yields another origin, nor a path that
+// browsers resolve outside the dashboard: dot segments, plain or escaped (%2e%2e), are
+// cleaned away before the path is checked.
 func safeNext(next string) string {
-	if next != "/dashboard" && !strings.HasPrefix(next, "/dashboard/") && !strings.HasPrefix(next, "/dashboard?") {
-		return "/dashboard"
-	}
-	if strings.Contains(next, "//") || strings.HasPrefix(next, "/dashboard/login") {
-		return "/dashboard"
-	}
 	for i := 0; i < len(next); i++ {
 		// Printable ASCII only (a request URI is escaped) and no backslash, which
 		// some browsers read as a slash.
@@ -205,10 +219,19 @@ func safeNext(next string) string {
 			return "/dashboard"
 		}
 	}
-	if u, err := url.Parse(next); err != nil || u.Scheme != "" || u.Host != "" {
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || strings.Contains(next, "//") {
 		return "/dashboard"
 	}
-	return next
+	p := path.Clean(u.Path) // decoded, so %2e%2e is cleaned as ..
+	if p != "/dashboard" && !strings.HasPrefix(p, "/dashboard/") || strings.HasPrefix(p, "/dashboard/login") {
+		return "/dashboard"
+	}
+	clean := (&url.URL{Path: p, RawQuery: u.RawQuery}).String()
+	if strings.Contains(clean, "//") {
+		return "/dashboard"
+	}
+	return clean
 }
 
 // loginPage is the data of the sign-in page.

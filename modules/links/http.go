@@ -9,12 +9,15 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/hop-dev/hop/internal/problem"
 )
@@ -27,16 +30,24 @@ type Invalidator interface {
 
 // Handler serves the /links management API.
 type Handler struct {
-	store   *Store
-	baseURL string
-	cache   Invalidator
-	logger  *slog.Logger
-	now     func() time.Time
+	store      *Store
+	baseURL    string
+	own        []string // hop's own host names, which no link may point to
+	cache      Invalidator
+	logger     *slog.Logger
+	now        func() time.Time
+	bulkBudget time.Duration
 }
+
+// bulkBudget is how long a bulk create may work before it answers with what it has
+// done: well inside the server's 60 s write timeout, so the client always gets its
+// per-item results.
+const bulkBudget = 40 * time.Second
 
 // NewHandler returns the API handler; baseURL is the public origin used in short_url.
 func NewHandler(store *Store, baseURL string, cache Invalidator, logger *slog.Logger) *Handler {
-	return &Handler{store: store, baseURL: strings.TrimRight(baseURL, "/"), cache: cache, logger: logger.With("module", "links"), now: time.Now}
+	return &Handler{store: store, baseURL: strings.TrimRight(baseURL, "/"), own: []string{ownHost(baseURL)},
+		cache: cache, logger: logger.With("module", "links"), now: time.Now, bulkBudget: bulkBudget}
 }
 
 // Routes registers the management routes on g, which the app guards with API keys.
@@ -62,9 +73,14 @@ type createRequest struct {
 	RedirectStatus int        `json:"redirect_status"`
 }
 
+// validateCreate checks a create request; the password is checked but left to the
+// caller to hash.
 func (h *Handler) validateCreate(r createRequest) (newLink, error) {
 	n := newLink{URL: r.URL, Slug: r.Slug, ExpiresAt: r.ExpiresAt, MaxClicks: r.MaxClicks, RedirectStatus: r.RedirectStatus}
 	if err := validateURL(r.URL); err != nil {
+		return n, err
+	}
+	if err := notOwnHost(r.URL, h.own); err != nil {
 		return n, err
 	}
 	if r.Slug != "" {
@@ -94,11 +110,9 @@ func (h *Handler) validateCreate(r createRequest) (newLink, error) {
 	}
 	n.Tags = tags
 	if r.Password != "" {
-		hash, err := hashPassword(r.Password)
-		if err != nil {
+		if err := validatePassword(r.Password); err != nil {
 			return n, err
 		}
-		n.PasswordHash = hash
 	}
 	return n, nil
 }
@@ -121,6 +135,15 @@ func (h *Handler) createOne(ctx context.Context, req createRequest) (Link, error
 	if err != nil {
 		return Link{}, err
 	}
+	if req.Password != "" {
+		if n.PasswordHash, err = hashPassword(req.Password); err != nil {
+			return Link{}, err
+		}
+	}
+	return h.insert(ctx, n)
+}
+
+func (h *Handler) insert(ctx context.Context, n newLink) (Link, error) {
 	l, err := h.store.create(ctx, n)
 	if err != nil {
 		return Link{}, err
@@ -159,18 +182,58 @@ func (h *Handler) bulk(c echo.Context) error {
 		Failed  int          `json:"failed"`
 		Results []bulkResult `json:"results"`
 	}{Results: make([]bulkResult, len(req.Links))}
+	// Validate everything, then insert in request order while the passwords are
+	// hashed in parallel ahead of the inserts; past the budget the remaining items
+	// are answered as not created.
+	deadline := h.now().Add(h.bulkBudget)
+	late := func() bool { return !h.now().Before(deadline) }
+	items := make([]newLink, len(req.Links))
+	errs := make([]error, len(req.Links))
+	var passwords []string
 	for i, r := range req.Links {
-		l, err := h.createOne(ctx, r)
+		items[i], errs[i] = h.validateCreate(r)
+		if errs[i] == nil && r.Password != "" {
+			passwords = append(passwords, r.Password)
+		}
+	}
+	hctx, stop := context.WithTimeout(ctx, h.bulkBudget)
+	hashes := hashPasswords(hctx, passwords, late)
+	defer hashes.wait()
+	defer stop()
+	for i, r := range req.Links {
+		if errs[i] != nil {
+			continue
+		}
+		if r.Password != "" {
+			if items[i].PasswordHash = hashes.get(hctx, r.Password); items[i].PasswordHash == "" {
+				errs[i] = errOutOfTime
+				continue
+			}
+		}
+		if late() {
+			errs[i] = errOutOfTime
+			continue
+		}
+		var l Link
+		if l, errs[i] = h.insert(ctx, items[i]); errs[i] == nil {
+			out.Created++
+			out.Results[i] = bulkResult{Index: i, Status: http.StatusCreated, Link: &l}
+		}
+	}
+	for i, err := range errs {
 		var p *problem.Error
 		switch {
 		case err == nil:
-			out.Created++
-			out.Results[i] = bulkResult{Index: i, Status: http.StatusCreated, Link: &l}
 		case errors.As(err, &p):
 			out.Failed++
 			out.Results[i] = bulkResult{Index: i, Status: p.Status, Error: p.Detail}
+		case ctx.Err() != nil:
+			return err // the client is gone
 		default:
-			return err
+			// The items before were created: answer them rather than fail the lot.
+			h.logger.Error("bulk create", "index", i, "err", err)
+			out.Failed++
+			out.Results[i] = bulkResult{Index: i, Status: http.StatusInternalServerError, Error: "not created: an internal error occurred; it has been logged"}
 		}
 	}
 	status := http.StatusCreated
@@ -353,6 +416,11 @@ func (h *Handler) parsePatch(raw map[string]json.RawMessage) (linkPatch, error) 
 		}
 		p.MaxClicks = &n
 	}
+	if p.URL != nil {
+		if err := notOwnHost(*p.URL, h.own); err != nil {
+			return p, err
+		}
+	}
 	if _, ok := raw["password"]; ok {
 		var pw *string
 		if err := field("password", &pw); err != nil {
@@ -428,10 +496,76 @@ func hashPassword(pw string) (string, error) {
 	return string(b), nil
 }
 
+// errOutOfTime answers the bulk items left when the bulk budget has run out.
+var errOutOfTime = problem.New(http.StatusServiceUnavailable, "bulk-out-of-time", "not created: the request ran out of time before this link; send it again")
+
+// hashPasswords starts hashing each distinct password once, in order of first use, on
+// as many goroutines as there are CPUs: bcrypt is deliberately slow, and a bulk of
+// 1,000 protected links hashed one after another outlasts the server's write timeout.
+// Links of one request with the same password share its hash. Once ctx ends or late
+// reports true no more hashing starts.
+func hashPasswords(ctx context.Context, passwords []string, late func() bool) *hashing {
+	hs := &hashing{jobs: make(map[string]*hashJob, len(passwords))}
+	var order []*hashJob
+	for _, pw := range passwords {
+		if _, ok := hs.jobs[pw]; !ok {
+			j := &hashJob{pw: pw, done: make(chan struct{})}
+			hs.jobs[pw] = j
+			order = append(order, j)
+		}
+	}
+	hs.g.SetLimit(runtime.GOMAXPROCS(0))
+	hs.started = make(chan struct{})
+	go func() {
+		defer close(hs.started)
+		for _, j := range order {
+			hs.g.Go(func() error {
+				defer close(j.done)
+				if ctx.Err() == nil && !late() {
+					j.hash, _ = hashPassword(j.pw) // validated already
+				}
+				return nil
+			})
+		}
+	}()
+	return hs
+}
+
+// hashing is the passwords of one bulk request being hashed.
+type hashing struct {
+	jobs    map[string]*hashJob
+	g       errgroup.Group
+	started chan struct{}
+}
+
+type hashJob struct {
+	pw, hash string
+	done     chan struct{}
+}
+
+// get waits for pw's hash; "" when it was not made in time.
+func (hs *hashing) get(ctx context.Context, pw string) string {
+	j := hs.jobs[pw]
+	select {
+	case <-j.done:
+		return j.hash
+	case <-ctx.Done():
+		return ""
+	}
+}
+
+// wait returns once no hashing runs any more.
+func (hs *hashing) wait() {
+	<-hs.started
+	_ = hs.g.Wait()
+}
+
 // CheckPassword reports whether pw matches a link's password hash.
 func CheckPassword(hash, pw string) bool {
 	return bcrypt.CompareHashAndPassword([]byte(hash), []byte(pw)) == nil
 }
+
+var errBodyTimeout = problem.New(http.StatusRequestTimeout, "body-timeout", "the request body did not arrive in time")
 
 var errUnsupportedMedia = problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type", "the request body must be JSON (Content-Type: application/json)")
 
@@ -463,6 +597,8 @@ func jsonProblem(err error) error {
 	switch {
 	case errors.As(err, &he), errors.As(err, &mbe):
 		return problem.New(http.StatusRequestEntityTooLarge, "body-too-large", "the request body is larger than the limit")
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return errBodyTimeout
 	case errors.Is(err, io.EOF):
 		return problem.Invalid("the request body is empty; send a JSON object")
 	case errors.Is(err, io.ErrUnexpectedEOF):

@@ -1,10 +1,14 @@
 package links
 
 import (
+	"context"
+	crand "crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/sqids/sqids-go"
 )
 
@@ -35,4 +39,30 @@ func (s *slugger) slug(id int64) (string, error) {
 		return "", fmt.Errorf("encode slug: %w", err)
 	}
 	return slug, nil
+}
+
+const (
+	insertSlugSecret = `INSERT INTO instance_secrets (name, value) VALUES ('slug_secret', $1) ON CONFLICT (name) DO NOTHING`
+	selectSlugSecret = `SELECT value FROM instance_secrets WHERE name = 'slug_secret'`
+)
+
+// StoredSlugSecret returns the slug secret kept in the database for when
+// HOP_SLUG_SECRET is unset, making a random one at first start: without a secret of
+// its own an instance would shuffle the alphabet like every other hop, and its slugs
+// would decode back to the link ids. Instances starting together keep the first one
+// written. Existing slugs are stored, so a new secret changes only future slugs.
+func StoredSlugSecret(ctx context.Context, pool *pgxpool.Pool) (secret string, generated bool, err error) {
+	b := make([]byte, 32)
+	if _, err := crand.Read(b); err != nil {
+		return "", false, fmt.Errorf("generate slug secret: %w", err)
+	}
+	tag, err := pool.Exec(ctx, insertSlugSecret, hex.EncodeToString(b))
+	if err != nil {
+		return "", false, fmt.Errorf("store slug secret: %w", err)
+	}
+	// A separate statement, so it sees a secret another instance committed meanwhile.
+	if err := pool.QueryRow(ctx, selectSlugSecret).Scan(&secret); err != nil {
+		return "", false, fmt.Errorf("read slug secret: %w", err)
+	}
+	return secret, tag.RowsAffected() == 1, nil
 }

@@ -18,7 +18,7 @@ const (
 	maxSlugLength = 64
 	maxTags       = 20
 	maxTagLength  = 64
-	minPassword   = 4
+	minPassword   = 8
 	maxPassword   = 72 // bcrypt's limit
 )
 
@@ -60,6 +60,33 @@ func validateURL(raw string) error {
 	}
 	if u.Opaque != "" || u.Host == "" || u.Hostname() == "" {
 		return problem.Invalid("url must have a host")
+	}
+	return nil
+}
+
+// ownHost returns the lowercased host name of an origin such as hop's base URL, the
+// form notOwnHost compares; "" if it has none.
+func ownHost(origin string) string {
+	u, err := url.Parse(origin)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+}
+
+// notOwnHost refuses a target on one of hop's own hosts: following it would come back
+// to hop, a redirect loop that counts a click on every turn. Hosts are compared by
+// name whatever the scheme and port, since a proxy may serve hop on several.
+func notOwnHost(raw string, own []string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil // validateURL reports it
+	}
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	for _, o := range own {
+		if o != "" && host == o {
+			return problem.Invalid("url points to this hop itself (%s), which would redirect in a loop", host)
+		}
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ package ratelimit
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -179,6 +180,52 @@ func (l *Limiter) Middleware() echo.MiddlewareFunc {
 			return l.problem
 		}
 	}
+}
+
+// Hit counts one hit for key outside the middleware, for limits on outcomes rather
+// than requests (wrong passwords, failed sign-ins). ok is false when key is over its
+// limit; retry is then how long until its window ends. A disabled limiter allows all.
+func (l *Limiter) Hit(ctx context.Context, key string) (retry time.Duration, ok bool) {
+	if l.off {
+		return 0, true
+	}
+	lc, err := l.lim.Get(ctx, key)
+	if err != nil || !lc.Reached {
+		return 0, true
+	}
+	l.limited.Inc()
+	return retryAfter(lc), false
+}
+
+// Over reports, without counting, whether key has used up its limit, so a caller can
+// refuse before doing the work a hit would stand for.
+func (l *Limiter) Over(ctx context.Context, key string) (retry time.Duration, over bool) {
+	if l.off {
+		return 0, false
+	}
+	lc, err := l.lim.Peek(ctx, key)
+	if err != nil || lc.Remaining > 0 {
+		return 0, false
+	}
+	l.limited.Inc()
+	return retryAfter(lc), true
+}
+
+// Undo takes back one hit of key's current window, for an attempt that turned out not
+// to count (a right password). It never gives more than was taken.
+func (l *Limiter) Undo(ctx context.Context, key string) {
+	if l.off {
+		return
+	}
+	if lc, err := l.lim.Peek(ctx, key); err != nil || lc.Remaining >= lc.Limit {
+		return
+	}
+	_, _ = l.lim.Increment(ctx, key, -1)
+}
+
+// retryAfter is the wait until lc's window ends, at least a second.
+func retryAfter(lc limiter.Context) time.Duration {
+	return time.Duration(max(lc.Reset-time.Now().Unix(), 1)) * time.Second
 }
 
 // ParseRate parses a rate setting: LIMIT-PERIOD with a limit of at least 1 and a

@@ -16,15 +16,22 @@ import (
 // The window starts at the first hit: a key without a TTL gets one of ARGV[2] ms.
 // Checking PTTL instead of "count == increment" also heals a key that lost its TTL,
 // which would otherwise lock a client out forever. An increment of 0 is a peek: it
-// reads without creating the key, so one script serves every Store method.
+// reads without creating the key, so one script serves every Store method. A negative
+// increment takes back hits of the current window only: it never creates a key nor
+// goes below zero, so a refund cannot grant extra hits in a later window.
 const countScript = `
 local n = tonumber(ARGV[1])
-if n == 0 then
+if n <= 0 then
 	local v = redis.call("GET", KEYS[1])
 	if not v then
 		return {0, 0}
 	end
-	return {tonumber(v), redis.call("PTTL", KEYS[1])}
+	v = tonumber(v)
+	if n < 0 then
+		v = math.max(v + n, 0)
+		redis.call("SET", KEYS[1], v, "KEEPTTL")
+	end
+	return {v, redis.call("PTTL", KEYS[1])}
 end
 local count = redis.call("INCRBY", KEYS[1], n)
 local ttl = redis.call("PTTL", KEYS[1])

@@ -36,14 +36,21 @@ const (
 // decoding and rueidis' locking on every hit; Redis' invalidation messages (delivered
 // to Invalidated) clear it exactly when rueidis' own cache is cleared. Without Redis the
 // map alone caches, with TTLs. Redis failing never fails a resolve: PostgreSQL answers.
+//
+// A fill of the map is versioned: it is kept only if no invalidation came in since its
+// lookup started, checked and stored under fillMu, which every invalidation also takes,
+// so a lookup that read a link just before a PATCH or DELETE can never put the old
+// target back after that change dropped it.
 type cache struct {
-	rdb    rueidis.Client // nil: local map only
-	prefix string
-	finder Finder
+	rdb           rueidis.Client // nil: local map only
+	prefix        string
+	finder        Finder
+	lookupTimeout time.Duration // bound on one PostgreSQL lookup
 
 	local   sync.Map // slug -> localEntry
 	localN  atomic.Int64
 	gen     atomic.Uint64 // bumped by every invalidation; a fill racing one is dropped
+	fillMu  sync.Mutex    // orders fills after the invalidations they raced
 	metrics *metrics
 }
 
@@ -68,8 +75,8 @@ func (c *cache) resolve(ctx context.Context, slug string) (target, error) {
 	}
 	gen := c.gen.Load()
 	t, err := c.resolveRedis(ctx, slug)
-	if err == nil && c.gen.Load() == gen {
-		c.remember(slug, t, now+int64(hotTTL))
+	if err == nil {
+		c.fillLocal(slug, t, now+int64(hotTTL), gen)
 	}
 	return t, err
 }
@@ -103,14 +110,26 @@ func (c *cache) resolveRedis(ctx context.Context, slug string) (target, error) {
 }
 
 func (c *cache) load(ctx context.Context, slug string) (target, error) {
-	l, err := c.finder.FindBySlug(ctx, slug)
+	l, err := c.find(ctx, slug)
 	if errors.Is(err, links.ErrNotFound) {
 		return target{state: stateNotFound}, nil
 	}
 	if err != nil {
-		return target{}, fmt.Errorf("resolve %q: %w", slug, err)
+		return target{}, err
 	}
 	return targetOf(l), nil
+}
+
+// find reads a link from PostgreSQL within lookupTimeout, and no longer than its
+// client waits: a stalled database must not pile up requests.
+func (c *cache) find(ctx context.Context, slug string) (links.Link, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.lookupTimeout)
+	defer cancel()
+	l, err := c.finder.FindBySlug(ctx, slug)
+	if err != nil && !errors.Is(err, links.ErrNotFound) {
+		return l, fmt.Errorf("resolve %q: %w", slug, err)
+	}
+	return l, err
 }
 
 func ttlOf(t target) time.Duration {
@@ -144,12 +163,38 @@ func (c *cache) fill(ctx context.Context, slug string, t target, onlyIfAbsent bo
 
 func (c *cache) resolveLocal(ctx context.Context, slug string, now int64) (target, error) {
 	c.metrics.cacheMisses.Inc()
+	gen := c.gen.Load()
 	t, err := c.load(ctx, slug)
 	if err != nil {
 		return t, err
 	}
-	c.remember(slug, t, now+int64(ttlOf(t)))
+	c.fillLocal(slug, t, now+int64(ttlOf(t)), gen)
 	return t, nil
+}
+
+// fillLocal keeps t, looked up from generation gen on, unless an invalidation has
+// come in since.
+func (c *cache) fillLocal(slug string, t target, expires int64, gen uint64) {
+	c.fillMu.Lock()
+	defer c.fillMu.Unlock()
+	if c.gen.Load() == gen {
+		c.remember(slug, t, expires)
+	}
+}
+
+// drop forgets slug, or every slug when all is set, and fails every fill in flight.
+func (c *cache) drop(all bool, slugs ...string) {
+	c.fillMu.Lock()
+	defer c.fillMu.Unlock()
+	c.gen.Add(1)
+	if all {
+		c.local.Clear()
+		c.localN.Store(0)
+		return
+	}
+	for _, s := range slugs {
+		c.local.Delete(s)
+	}
 }
 
 func (c *cache) remember(slug string, t target, expires int64) {
@@ -164,25 +209,25 @@ func (c *cache) remember(slug string, t target, expires int64) {
 // invalidated receives Redis' client-side caching invalidations (rueidis'
 // OnInvalidations): the keys that changed, or nil when everything must go.
 func (c *cache) invalidated(msgs []rueidis.RedisMessage) {
-	c.gen.Add(1)
 	if msgs == nil {
-		c.local.Clear()
-		c.localN.Store(0)
+		c.drop(true)
 		return
 	}
 	p := c.prefix + "link:"
+	slugs := make([]string, 0, len(msgs))
 	for _, m := range msgs {
 		if k, err := m.ToString(); err == nil && strings.HasPrefix(k, p) {
-			c.local.Delete(k[len(p):])
+			slugs = append(slugs, k[len(p):])
 		}
 	}
+	c.drop(false, slugs...)
 }
 
 // Invalidate makes every instance see the current state of slug: it re-reads the link
 // and overwrites the Redis entry, which makes Redis tell every tracking client to drop
 // its local copy.
 func (c *cache) Invalidate(ctx context.Context, slug string) error {
-	c.local.Delete(slug)
+	c.drop(false, slug)
 	if c.rdb == nil {
 		return nil
 	}
@@ -207,8 +252,6 @@ func (c *cache) Invalidate(ctx context.Context, slug string) error {
 	if err != nil || v != t.encode() {
 		expires = now + int64(ownChangeTTL)
 	}
-	if c.gen.Load() == gen {
-		c.remember(slug, t, expires)
-	}
+	c.fillLocal(slug, t, expires, gen)
 	return nil
 }

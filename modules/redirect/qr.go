@@ -23,7 +23,7 @@ const (
 // like the redirect, and showing a code is not a click.
 func (h *Handler) qr(c echo.Context) error {
 	slug := c.Param("slug")
-	if _, err := h.resolve(c.Request().Context(), slug); err != nil {
+	if _, err := h.resolve(c, slug); err != nil {
 		return err
 	}
 	size := defaultQRSize

@@ -255,6 +255,40 @@ func TestStatsValidationAndErrors(t *testing.T) {
 	}
 }
 
+// Years PostgreSQL cannot take (year 0 was 22008, a 500) are a 400 naming the
+// parameter; the extreme dates allowed answer, in the farthest zones too.
+func TestStatsBadDatesAre400(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	seedLink(t, b)
+	for target, detail := range map[string]string{
+		"/links/s/clicks.csv?start=0000-01-01&end=0000-01-10": "end: 0000-01-10 is outside",
+		"/links/s/clicks.csv?start=0000-01-01":                "start: 0000-01-01 is outside",
+		"/links/s/stats?start=0000-01-01&end=0000-01-10":      "end: 0000-01-10 is outside",
+		"/stats?start=1969-12-31&end=1970-01-01":              "start: 1969-12-31 is outside",
+		"/links/s/clicks.csv?start=9999-12-25&end=9999-12-31": "end: 9999-12-31 is outside",
+	} {
+		rec := b.get(t, target)
+		var p struct{ Detail string }
+		_ = json.Unmarshal(rec.Body.Bytes(), &p)
+		if rec.Code != 400 || !strings.Contains(p.Detail, detail) {
+			t.Errorf("%s: %d %q, want 400 mentioning %q", target, rec.Code, p.Detail, detail)
+		}
+	}
+	// The extreme dates answer, in the farthest zones too.
+	for _, target := range []string{
+		"/links/s/clicks.csv?start=1970-01-01&end=1970-01-02&tz=Pacific/Kiritimati",
+		"/links/s/clicks.csv?start=9999-12-20&end=9999-12-30&tz=Pacific/Pago_Pago",
+		"/links/s/stats?start=9999-12-20&end=9999-12-30&tz=Pacific/Kiritimati",
+		"/links/s/stats?start=1970-01-01&end=1970-01-02",
+		"/stats?start=9999-12-20&end=9999-12-30&tz=Pacific/Pago_Pago",
+	} {
+		if rec := b.get(t, target); rec.Code != 200 {
+			t.Errorf("%s: status %d: %s", target, rec.Code, rec.Body)
+		}
+	}
+}
+
 func TestOverview(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

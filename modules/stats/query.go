@@ -41,6 +41,25 @@ func (q rangeQuery) bounds() (from, to time.Time) {
 	return from, to
 }
 
+// Dates outside these bounds are refused: PostgreSQL has no year 0, and a range's end
+// in a far zone must still be a four-digit year.
+var (
+	minDate = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxDate = time.Date(9999, 12, 30, 0, 0, 0, 0, time.UTC)
+)
+
+// parseDate parses the date parameter name, a YYYY-MM-DD from 1970-01-01 to 9999-12-30.
+func parseDate(name, s string) (time.Time, error) {
+	d, err := time.Parse(dateLayout, s)
+	if err != nil {
+		return d, problem.Invalid("%s: %q is not a date in YYYY-MM-DD form", name, s)
+	}
+	if d.Before(minDate) || d.After(maxDate) {
+		return d, problem.Invalid("%s: %s is outside %s to %s", name, s, minDate.Format(dateLayout), maxDate.Format(dateLayout))
+	}
+	return d, nil
+}
+
 // parseRange validates the query parameters shared by the stats endpoints. Dates are
 // inclusive YYYY-MM-DD; the default range is the 30 days ending today in tz (UTC by
 // default). Every invalid parameter is a 400 naming it; nothing is silently replaced.
@@ -59,14 +78,14 @@ func parseRange(v url.Values, now time.Time) (rangeQuery, error) {
 	var err error
 	q.end = today
 	if s := v.Get("end"); s != "" {
-		if q.end, err = time.Parse(dateLayout, s); err != nil {
-			return q, problem.Invalid("end: %q is not a date in YYYY-MM-DD form", s)
+		if q.end, err = parseDate("end", s); err != nil {
+			return q, err
 		}
 	}
 	q.start = q.end.AddDate(0, 0, -(defaultDays - 1))
 	if s := v.Get("start"); s != "" {
-		if q.start, err = time.Parse(dateLayout, s); err != nil {
-			return q, problem.Invalid("start: %q is not a date in YYYY-MM-DD form", s)
+		if q.start, err = parseDate("start", s); err != nil {
+			return q, err
 		}
 	}
 	if q.start.After(q.end) {
