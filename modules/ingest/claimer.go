@@ -39,18 +39,11 @@ func newClaimer(cfg claimerConfig, s *stream) (*claimer, error) {
 }
 
 func (c *claimer) Run(ctx context.Context) error {
-	t := time.NewTicker(c.cfg.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			if err := c.runOnce(ctx); err != nil && ctx.Err() == nil {
-				c.s.logger.Warn("claiming idle clicks failed", "error", err)
-			}
+	return every(ctx, c.cfg.Interval, func(ctx context.Context) {
+		if err := c.runOnce(ctx); err != nil && ctx.Err() == nil {
+			c.s.logger.Warn("claiming idle clicks failed", "error", err)
 		}
-	}
+	})
 }
 
 // runOnce claims and writes every entry idle longer than Idle, page by page.

@@ -290,16 +290,7 @@ func newProbe(cfg probeConfig, h *handoff) (*probeService, error) {
 }
 
 func (s *probeService) Run(ctx context.Context) error {
-	t := time.NewTicker(s.cfg.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			s.runOnce(ctx)
-		}
-	}
+	return every(ctx, s.cfg.Interval, s.runOnce)
 }
 
 func (s *probeService) runOnce(ctx context.Context) { s.h.probe(ctx) }

@@ -31,18 +31,11 @@ func newTrimmer(cfg trimmerConfig, s *stream) (*trimmer, error) {
 }
 
 func (t *trimmer) Run(ctx context.Context) error {
-	tick := time.NewTicker(t.cfg.Interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-			if err := t.runOnce(ctx); err != nil && ctx.Err() == nil {
-				t.s.logger.Warn("stream trim failed", "error", err)
-			}
+	return every(ctx, t.cfg.Interval, func(ctx context.Context) {
+		if err := t.runOnce(ctx); err != nil && ctx.Err() == nil {
+			t.s.logger.Warn("stream trim failed", "error", err)
 		}
-	}
+	})
 }
 
 func (t *trimmer) runOnce(ctx context.Context) error {
