@@ -129,7 +129,7 @@ func startHop(ctx context.Context, c *config, name, dbURL, prefix string, port i
 		"DATABASE_URL="+dbURL,
 		"HOP_DATA_DIR="+filepath.Join(c.tmp, "hop-data-"+name),
 		"HOP_CREATE_DATABASE=true",
-		"REDIS_URL="+c.redisURL,
+		"REDIS_URL="+c.hopRedisURL(),
 		"HOP_REDIS_PREFIX="+prefix,
 		"HOP_RATE_LIMIT_REDIRECT=off",
 		"HOP_RATE_LIMIT_API=off",
@@ -328,4 +328,13 @@ func (s *sampler) finish() (maxRSSkB, maxLag, maxPending int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.maxRSS, s.maxLag, s.maxPend
+}
+
+// hopRedisURL is the Redis hop runs with: none with BENCH_NO_REDIS=1, so the local
+// click log is the stream (the bench keeps its own Redis client for cleanup).
+func (c *config) hopRedisURL() string {
+	if os.Getenv("BENCH_NO_REDIS") == "1" {
+		return ""
+	}
+	return c.redisURL
 }
