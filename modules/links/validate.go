@@ -1,6 +1,7 @@
 package links
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -60,6 +61,18 @@ func validateURL(raw string) error {
 	}
 	if u.Opaque != "" || u.Host == "" || u.Hostname() == "" {
 		return problem.Invalid("url must have a host")
+	}
+	return nil
+}
+
+// validateExpiredURL checks a link's expired_url like its target, naming the field.
+func validateExpiredURL(raw string) error {
+	if err := validateURL(raw); err != nil {
+		var p *problem.Error
+		if errors.As(err, &p) {
+			return problem.Invalid("expired_url: %s", strings.TrimPrefix(p.Detail, "url "))
+		}
+		return err
 	}
 	return nil
 }

@@ -14,13 +14,18 @@ import (
 	"github.com/hop-dev/hop/modules/links"
 )
 
-// Finder loads a link by slug from the system of record; links.Store implements it.
-type Finder interface {
+// Store is the system of record of links; links.Store implements it.
+type Store interface {
+	// FindBySlug loads a link, deleted or not; links.ErrNotFound if there is none.
 	FindBySlug(ctx context.Context, slug string) (links.Link, error)
+	// TakeClick counts one click against the link's max_clicks, atomically across
+	// instances: false once the limit is reached.
+	TakeClick(ctx context.Context, id int64) (bool, error)
 }
 
 // Cache TTLs. Live entries are invalidated on change, so they can live long; links with
-// a click limit are refreshed often because total_clicks changes without an edit.
+// a click limit are refreshed more often because clicks_used changes without an edit
+// (it only decides whether a used-up link can be answered without asking PostgreSQL).
 const (
 	liveTTL      = 10 * time.Minute
 	limitedTTL   = 5 * time.Second
@@ -39,7 +44,7 @@ const (
 type cache struct {
 	rdb    rueidis.Client // nil: local map only
 	prefix string
-	finder Finder
+	finder Store
 
 	local   sync.Map // slug -> localEntry
 	localN  atomic.Int64
@@ -79,6 +84,7 @@ func (c *cache) resolveRedis(ctx context.Context, slug string) (target, error) {
 	resp := c.rdb.DoCache(rctx, c.rdb.B().Get().Key(c.key(slug)).Cache(), liveTTL)
 	cancel()
 	v, err := resp.ToString()
+	malformed := false
 	if err == nil {
 		if t, ok := decodeTarget(v); ok {
 			if resp.IsCacheHit() {
@@ -88,6 +94,7 @@ func (c *cache) resolveRedis(ctx context.Context, slug string) (target, error) {
 			}
 			return t, nil
 		}
+		malformed = true // written by another version of hop: replace it
 	} else if !rueidis.IsRedisNil(err) {
 		// Redis is failing: answer from PostgreSQL without caching.
 		c.metrics.cacheErrors.Inc()
@@ -98,7 +105,7 @@ func (c *cache) resolveRedis(ctx context.Context, slug string) (target, error) {
 	if err != nil {
 		return t, err
 	}
-	c.fill(ctx, slug, t, true)
+	c.fill(ctx, slug, t, !malformed)
 	return t, nil
 }
 
@@ -159,6 +166,16 @@ func (c *cache) remember(slug string, t target, expires int64) {
 		c.localN.Store(0)
 	}
 	c.local.Store(slug, localEntry{t: t, expires: expires})
+}
+
+// usedUp remembers that the link's limit is reached, so this instance answers the
+// next visitors without asking PostgreSQL; gen is the generation read before the
+// click was refused, so an edit (a raised limit) since then is never overwritten.
+func (c *cache) usedUp(slug string, t target, gen uint64) {
+	t.clicksUsed = t.maxClicks
+	if c.gen.Load() == gen {
+		c.remember(slug, t, time.Now().UnixNano()+int64(limitedTTL))
+	}
 }
 
 // invalidated receives Redis' client-side caching invalidations (rueidis'
