@@ -55,11 +55,11 @@ var noStore = []string{"no-store"}
 
 // Errors rendered as problems (or as pages, for browsers).
 var (
-	errNotFound      = problem.New(http.StatusNotFound, "link-not-found", "no link has this slug")
-	errGone          = problem.New(http.StatusGone, "link-gone", "this link was deleted")
-	errExpired       = problem.New(http.StatusGone, "link-expired", "this link has expired")
-	errLimitReached  = problem.New(http.StatusGone, "link-limit-reached", "this link has reached its click limit")
-	errLimitDown     = problem.New(http.StatusServiceUnavailable, "click-limit-unavailable", "this link's click limit cannot be checked right now; try again in a moment")
+	errNotFound     = problem.New(http.StatusNotFound, "link-not-found", "no link has this slug")
+	errGone         = problem.New(http.StatusGone, "link-gone", "this link was deleted")
+	errExpired      = problem.New(http.StatusGone, "link-expired", "this link has expired")
+	errLimitReached = problem.New(http.StatusGone, "link-limit-reached", "this link has reached its click limit")
+	errLimitDown    = problem.New(http.StatusServiceUnavailable, "click-limit-unavailable", "this link's click limit cannot be checked right now; try again in a moment")
 )
 
 // wrongPassword is shown above the form after a wrong password.
