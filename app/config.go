@@ -44,6 +44,10 @@ type Config struct {
 	IngestBatchSize   int           `yaml:"ingest_batch_size" envconfig:"HOP_INGEST_BATCH_SIZE"`
 	ConsumerName      string        `yaml:"consumer_name" envconfig:"HOP_CONSUMER_NAME"`
 	CORSOrigins       []string      `yaml:"cors_origins" envconfig:"HOP_CORS_ORIGINS"`
+	RootRedirect      string        `yaml:"root_redirect" envconfig:"HOP_ROOT_REDIRECT"`
+	NotFoundRedirect  string        `yaml:"not_found_redirect" envconfig:"HOP_NOT_FOUND_REDIRECT"`
+	ExpiredRedirect   string        `yaml:"expired_redirect" envconfig:"HOP_EXPIRED_REDIRECT"`
+	RobotsAllow       bool          `yaml:"robots_allow" envconfig:"HOP_ROBOTS_ALLOW"`
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout" envconfig:"HOP_SHUTDOWN_TIMEOUT"`
 	LogFormat         string        `yaml:"log_format" envconfig:"HOP_LOG_FORMAT"`
 	LogLevel          string        `yaml:"log_level" envconfig:"HOP_LOG_LEVEL"`
@@ -164,6 +168,23 @@ func (c *Config) Validate() error {
 	if c.IngestBatchSize < 1 || c.IngestBatchSize > 100_000 {
 		return bad("ingest_batch_size (HOP_INGEST_BATCH_SIZE)", "must be 1 to 100000")
 	}
+	for _, f := range []struct {
+		setting string
+		value   *string
+	}{
+		{"root_redirect (HOP_ROOT_REDIRECT)", &c.RootRedirect},
+		{"not_found_redirect (HOP_NOT_FOUND_REDIRECT)", &c.NotFoundRedirect},
+		{"expired_redirect (HOP_EXPIRED_REDIRECT)", &c.ExpiredRedirect},
+	} {
+		*f.value = strings.TrimSpace(*f.value)
+		if *f.value == "" {
+			continue
+		}
+		u, err := url.Parse(*f.value)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.ContainsAny(*f.value, " \t\r\n") {
+			return bad(f.setting, "must be an absolute http(s) URL like https://example.com/, or empty for hop's own page; got %q", *f.value)
+		}
+	}
 	if c.ShutdownTimeout < time.Second {
 		return bad("shutdown_timeout (HOP_SHUTDOWN_TIMEOUT)", "must be at least 1s")
 	}
@@ -206,6 +227,10 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("ingest_batch_size", c.IngestBatchSize),
 		slog.String("consumer_name", c.ConsumerName),
 		slog.Any("cors_origins", c.CORSOrigins),
+		slog.String("root_redirect", c.RootRedirect),
+		slog.String("not_found_redirect", c.NotFoundRedirect),
+		slog.String("expired_redirect", c.ExpiredRedirect),
+		slog.Bool("robots_allow", c.RobotsAllow),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.String("log_format", c.LogFormat),
 		slog.String("log_level", c.LogLevel),

@@ -61,7 +61,7 @@ func deadlines(read, write time.Duration, quiet func(*http.Request)) echo.Middle
 func redirectAnswer(c echo.Context) bool {
 	m := c.Request().Method
 	p := c.Path()
-	return (m == http.MethodGet || m == http.MethodHead) && (p == "/:slug" || p == "/:slug/qr")
+	return (m == http.MethodGet || m == http.MethodHead) && (p == "/:slug" || p == "/:slug/" || p == "/:slug/qr")
 }
 
 // newEcho returns an Echo instance with hop's error handler and client IP policy.
