@@ -134,11 +134,11 @@ func (h *Handler) Register(e *echo.Echo, mw ...echo.MiddlewareFunc) {
 	e.HEAD("/robots.txt", h.robotsTxt)
 	e.GET("/favicon.ico", h.favicon)
 	e.HEAD("/favicon.ico", h.favicon)
-	for _, p := range []string{"/:slug", "/:slug/"} {
-		e.GET(p, h.redirect, mw...)
-		e.HEAD(p, h.redirect, mw...)
-		e.POST(p, h.unlock, mw...)
-	}
+	e.GET("/:slug", h.redirect, mw...)
+	e.HEAD("/:slug", h.redirect, mw...)
+	e.POST("/:slug", h.unlock, mw...)
+	e.GET("/:slug/", h.redirect, mw...)
+	e.HEAD("/:slug/", h.redirect, mw...)
 	e.GET("/:slug/qr", h.qr, mw...)
 }
 
