@@ -166,10 +166,11 @@ func BenchmarkRedirect(b *testing.B) {
 	for _, mode := range []struct {
 		name  string
 		redis bool
-	}{{"rueidis-client-cache", true}, {"local-cache", false}} {
+		query string
+	}{{"rueidis-client-cache", true, ""}, {"local-cache", false, ""}, {"local-cache-forward-query", false, "?utm_source=newsletter&utm_medium=email&utm_campaign=spring"}} {
 		b.Run(mode.name, func(b *testing.B) {
 			f := setup(b, mode.redis)
-			req := httptest.NewRequest(http.MethodGet, "/"+f.slug, nil)
+			req := httptest.NewRequest(http.MethodGet, "/"+f.slug+mode.query, nil)
 			req.Header.Set("User-Agent", "Mozilla/5.0")
 			rec := httptest.NewRecorder()
 			f.e.ServeHTTP(rec, req) // warm the cache
