@@ -20,7 +20,7 @@ type Link struct {
 	ExpiresAt      *time.Time `json:"expires_at"`
 	MaxClicks      *int64     `json:"max_clicks"`
 	Status         string     `json:"status"`      // StatusActive, StatusExpired or StatusLimitReached, at read time
-	ClicksUsed     int64      `json:"clicks_used"` // what max_clicks counts; see clicksUsedColumn
+	ClicksUsed     int64      `json:"clicks_used"` // what max_clicks counts; see apiColumns
 	ForwardQuery   bool       `json:"forward_query"`
 	ExpiredURL     *string    `json:"expired_url"` // where an expired or used-up link goes instead of 410
 	HasPassword    bool       `json:"has_password"`

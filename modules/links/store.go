@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/hop-dev/hop/internal/problem"
@@ -34,15 +35,19 @@ func NewStore(pool *pgxpool.Pool, slugSecret string, slugMinLength int) (*Store,
 // bots (from the daily rollups): what a new limit starts counting from.
 const recordedClicks = `(links.total_clicks + coalesce((SELECT sum(d.bot_clicks) FROM daily_stats d WHERE d.link_id = links.id), 0))::bigint`
 
-// clicksUsedColumn is clicks_used as the API reports it. While a link has a limit the
-// redirect counts every click it answers in clicks_used, exactly; without one nothing
-// is counted on the redirect path (it stays free of writes), so the recorded clicks
-// stand in for it.
-const clicksUsedColumn = `CASE WHEN max_clicks IS NULL THEN ` + recordedClicks + ` ELSE clicks_used END`
-
+// linkColumns are what scanLink reads, as the redirect needs them: clicks_used is the
+// counter, which only means something while the link has a limit.
 const linkColumns = `id, slug, original_url, redirect_status, expires_at, max_clicks,
 	coalesce(password_hash, ''), tags, total_clicks, created_at, updated_at, deleted_at,
-	` + clicksUsedColumn + `, forward_query, expired_url`
+	clicks_used, forward_query, expired_url`
+
+// apiColumns are linkColumns with clicks_used as the API reports it. While a link has
+// a limit the redirect counts every click it answers in clicks_used, exactly; without
+// one nothing is counted on the redirect path (it stays free of writes), so the clicks
+// recorded so far stand in for it.
+const apiColumns = `id, slug, original_url, redirect_status, expires_at, max_clicks,
+	coalesce(password_hash, ''), tags, total_clicks, created_at, updated_at, deleted_at,
+	CASE WHEN max_clicks IS NULL THEN ` + recordedClicks + ` ELSE clicks_used END, forward_query, expired_url`
 
 func scanLink(row pgx.Row) (Link, error) {
 	var l Link
@@ -74,7 +79,7 @@ type newLink struct {
 const insertLink = `INSERT INTO links (id, slug, original_url, redirect_status, expires_at, max_clicks, password_hash, tags, forward_query, expired_url)
 VALUES (coalesce($1, nextval(pg_get_serial_sequence('links', 'id'))), $2, $3, $4, $5, $6, nullif($7, ''), coalesce($8::text[], '{}'), $9, $10)
 ON CONFLICT (slug) DO NOTHING
-RETURNING ` + linkColumns
+RETURNING ` + apiColumns
 
 const nextLinkID = `SELECT nextval(pg_get_serial_sequence('links', 'id'))`
 
@@ -119,7 +124,8 @@ func (s *Store) create(ctx context.Context, n newLink) (Link, error) {
 const selectLinkBySlug = `SELECT ` + linkColumns + ` FROM links WHERE slug = $1`
 
 // FindBySlug returns the link with this slug, deleted or not; ErrNotFound if there is
-// none. Callers decide what a deleted link means (the redirect answers 410).
+// none. Callers decide what a deleted link means (the redirect answers 410). It is the
+// redirect's lookup: ClicksUsed is the raw counter, 0 for a link without a limit.
 func (s *Store) FindBySlug(ctx context.Context, slug string) (Link, error) {
 	l, err := scanLink(s.pool.QueryRow(ctx, selectLinkBySlug, slug))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -131,11 +137,16 @@ func (s *Store) FindBySlug(ctx context.Context, slug string) (Link, error) {
 	return l, nil
 }
 
-// get returns a live link; ErrNotFound or ErrGone otherwise.
+const selectAPILinkBySlug = `SELECT ` + apiColumns + ` FROM links WHERE slug = $1`
+
+// get returns a live link as the API shows it; ErrNotFound or ErrGone otherwise.
 func (s *Store) get(ctx context.Context, slug string) (Link, error) {
-	l, err := s.FindBySlug(ctx, slug)
+	l, err := scanLink(s.pool.QueryRow(ctx, selectAPILinkBySlug, slug))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Link{}, ErrNotFound
+	}
 	if err != nil {
-		return Link{}, err
+		return Link{}, fmt.Errorf("select link: %w", err)
 	}
 	if l.DeletedAt != nil {
 		return Link{}, ErrGone
@@ -152,7 +163,7 @@ type listQuery struct {
 	Status string // "" or one of the Status constants
 }
 
-const listLinks = `SELECT ` + linkColumns + ` FROM links
+const listLinks = `SELECT ` + apiColumns + ` FROM links
 WHERE deleted_at IS NULL
   AND ($1::bigint = 0 OR id < $1)
   AND ($2::text = '' OR slug ILIKE '%' || $2 || '%' ESCAPE '\' OR original_url ILIKE '%' || $2 || '%' ESCAPE '\')
@@ -220,7 +231,7 @@ const updateLink = `UPDATE links SET
 	expired_url     = CASE WHEN $11 THEN $12 ELSE expired_url END,
 	updated_at      = now()
 WHERE slug = $1 AND deleted_at IS NULL
-RETURNING ` + linkColumns
+RETURNING ` + apiColumns
 
 func (s *Store) update(ctx context.Context, slug string, p linkPatch) (Link, error) {
 	var expires *time.Time
@@ -264,16 +275,32 @@ RETURNING clicks_used`
 
 // TakeClick counts one click of link id against its max_clicks: true if the click may
 // be answered with the target, false if the limit is reached (or the link is gone).
+// A failure before the statement reached PostgreSQL (no connection could be opened)
+// is tried again twice, briefly: it took nothing, and the visitor is waiting.
 func (s *Store) TakeClick(ctx context.Context, id int64) (bool, error) {
-	var used int64
-	err := s.pool.QueryRow(ctx, takeClick, id).Scan(&used)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
+	for attempt := 1; ; attempt++ {
+		var used int64
+		err := s.pool.QueryRow(ctx, takeClick, id).Scan(&used)
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, pgx.ErrNoRows):
+			return false, nil
+		case attempt < 3 && notSent(err):
+			select {
+			case <-time.After(time.Duration(attempt) * 20 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+			}
+		}
 		return false, fmt.Errorf("take click: %w", err)
 	}
-	return true, nil
+}
+
+// notSent reports whether err happened before anything reached the server.
+func notSent(err error) bool {
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce) || pgconn.SafeToRetry(err)
 }
 
 const deleteLink = `UPDATE links SET deleted_at = now(), updated_at = now() WHERE slug = $1 AND deleted_at IS NULL`

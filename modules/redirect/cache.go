@@ -32,8 +32,12 @@ const (
 	negativeTTL  = 30 * time.Second
 	hotTTL       = 10 * time.Second       // bound on a hot entry's life; invalidations normally end it first
 	ownChangeTTL = 200 * time.Millisecond // an own change shown before Redis' invalidation arrives
-	redisTimeout = 50 * time.Millisecond
-	localMax     = 100_000
+	redisTimeout = 50 * time.Millisecond  // on the redirect path: PostgreSQL answers instead
+	// invalidateTimeout bounds Invalidate's Redis calls. It runs after an edit, off the
+	// redirect path, and a failure leaves other instances on the old link (a limit
+	// not enforced, a target not changed) until the entry expires: worth waiting for.
+	invalidateTimeout = 2 * time.Second
+	localMax          = 100_000
 )
 
 // cache resolves slugs: a map of decoded targets in front of rueidis' server-assisted
@@ -105,7 +109,7 @@ func (c *cache) resolveRedis(ctx context.Context, slug string) (target, error) {
 	if err != nil {
 		return t, err
 	}
-	c.fill(ctx, slug, t, !malformed)
+	c.fill(ctx, slug, t, !malformed, redisTimeout)
 	return t, nil
 }
 
@@ -132,8 +136,8 @@ func ttlOf(t target) time.Duration {
 
 // fill stores t in Redis. Fills after a miss use NX so they never overwrite a newer
 // value written by Invalidate between our read of PostgreSQL and this write.
-func (c *cache) fill(ctx context.Context, slug string, t target, onlyIfAbsent bool) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), redisTimeout)
+func (c *cache) fill(ctx context.Context, slug string, t target, onlyIfAbsent bool, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	set := c.rdb.B().Set().Key(c.key(slug)).Value(t.encode())
 	var cmd rueidis.Completed
@@ -207,7 +211,7 @@ func (c *cache) Invalidate(ctx context.Context, slug string) error {
 	if err != nil {
 		return err
 	}
-	if err := c.fill(ctx, slug, t, false); err != nil {
+	if err := c.fill(ctx, slug, t, false, invalidateTimeout); err != nil {
 		return err
 	}
 	// This instance must read its own change at once, but Redis' invalidation of its
@@ -216,7 +220,7 @@ func (c *cache) Invalidate(ctx context.Context, slug string) error {
 	// already has the new value; if not, the new value is served from the map only
 	// until the invalidation on its way has cleared the stale one.
 	gen := c.gen.Add(1)
-	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	rctx, cancel := context.WithTimeout(ctx, invalidateTimeout)
 	v, err := c.rdb.DoCache(rctx, c.rdb.B().Get().Key(c.key(slug)).Cache(), liveTTL).ToString()
 	cancel()
 	now := time.Now().UnixNano()

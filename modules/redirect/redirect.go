@@ -86,6 +86,7 @@ type Handler struct {
 	fallbacks Fallbacks
 	robots    []byte
 	pages     *pageSet
+	takes     [64]chan struct{} // see takeClick
 	logger    *slog.Logger
 	metrics   *metrics
 	now       func() time.Time
@@ -101,7 +102,7 @@ func New(cfg Config, rdb rueidis.Client, store Store, pub Publisher, reg prometh
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{
+	h := &Handler{
 		cache:     &cache{rdb: rdb, prefix: cfg.RedisPrefix, finder: store, metrics: m},
 		store:     store,
 		pub:       pub,
@@ -113,7 +114,11 @@ func New(cfg Config, rdb rueidis.Client, store Store, pub Publisher, reg prometh
 		logger:    logger.With("module", "redirect"),
 		metrics:   m,
 		now:       time.Now,
-	}, nil
+	}
+	for i := range h.takes {
+		h.takes[i] = make(chan struct{}, 1)
+	}
+	return h, nil
 }
 
 // Invalidated takes Redis' client-side caching invalidation messages; the app passes it
@@ -191,9 +196,11 @@ func (h *Handler) follow(c echo.Context, slug string, t target) error {
 	if r.Method != http.MethodHead {
 		if t.maxClicks != 0 {
 			gen := h.cache.gen.Load()
-			ok, err := h.store.TakeClick(r.Context(), t.id)
+			ok, err := h.takeClick(r.Context(), t.id)
 			if err != nil {
-				h.logger.Error("take click", "slug", slug, "err", err)
+				if r.Context().Err() == nil { // a visitor who left is not an error
+					h.logger.Error("take click", "slug", slug, "err", err)
+				}
 				return h.failed(c, errLimitDown)
 			}
 			if !ok {
@@ -224,6 +231,22 @@ func (h *Handler) follow(c echo.Context, slug string, t target) error {
 	c.Response().WriteHeader(status)
 	h.metrics.redirectsByStatus[status].Inc()
 	return nil
+}
+
+// takeClick takes one click of a limited link, one take per link at a time in this
+// instance. PostgreSQL queues concurrent takes on the link's row lock anyway, each
+// holding a pool connection while it waits; queueing here instead keeps one busy
+// limited link from holding every connection of the pool. Links share the stripes by
+// id, so the memory is fixed; two links sharing one only take turns.
+func (h *Handler) takeClick(ctx context.Context, id int64) (bool, error) {
+	stripe := h.takes[uint64(id)%uint64(len(h.takes))]
+	select {
+	case stripe <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	defer func() { <-stripe }()
+	return h.store.TakeClick(ctx, id)
 }
 
 // unavailable answers a slug that cannot be followed: the link's expired_url or the
