@@ -32,6 +32,7 @@ const (
 	negativeTTL  = 30 * time.Second
 	hotTTL       = 10 * time.Second       // bound on a hot entry's life; invalidations normally end it first
 	ownChangeTTL = 200 * time.Millisecond // an own change shown before Redis' invalidation arrives
+	untrackedTTL = time.Second            // an answer no invalidation can reach
 	redisTimeout = 50 * time.Millisecond  // on the redirect path: PostgreSQL answers instead
 	// invalidateTimeout bounds Invalidate's Redis calls. It runs after an edit, off the
 	// redirect path, and a failure leaves other instances on the old link (a limit
@@ -76,14 +77,22 @@ func (c *cache) resolve(ctx context.Context, slug string) (target, error) {
 		return c.resolveLocal(ctx, slug, now)
 	}
 	gen := c.gen.Load()
-	t, err := c.resolveRedis(ctx, slug)
+	t, tracked, err := c.resolveRedis(ctx, slug)
 	if err == nil && c.gen.Load() == gen {
-		c.remember(slug, t, now+int64(hotTTL))
+		// An answer read past a failing Redis is not tracked: no invalidation would
+		// reach it, so it is kept only briefly.
+		ttl := hotTTL
+		if !tracked {
+			ttl = untrackedTTL
+		}
+		c.remember(slug, t, now+int64(ttl))
 	}
 	return t, err
 }
 
-func (c *cache) resolveRedis(ctx context.Context, slug string) (target, error) {
+// resolveRedis reads slug through rueidis' client-side cache. tracked is false when
+// Redis failed and PostgreSQL answered: Redis will not tell this instance of a change.
+func (c *cache) resolveRedis(ctx context.Context, slug string) (t target, tracked bool, err error) {
 	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	resp := c.rdb.DoCache(rctx, c.rdb.B().Get().Key(c.key(slug)).Cache(), liveTTL)
 	cancel()
@@ -96,21 +105,23 @@ func (c *cache) resolveRedis(ctx context.Context, slug string) (target, error) {
 			} else {
 				c.metrics.cacheRedis.Inc()
 			}
-			return t, nil
+			return t, true, nil
 		}
 		malformed = true // written by another version of hop: replace it
 	} else if !rueidis.IsRedisNil(err) {
 		// Redis is failing: answer from PostgreSQL without caching.
 		c.metrics.cacheErrors.Inc()
-		return c.load(ctx, slug)
+		t, err := c.load(ctx, slug)
+		return t, false, err
 	}
 	c.metrics.cacheMisses.Inc()
-	t, err := c.load(ctx, slug)
+	t, err = c.load(ctx, slug)
 	if err != nil {
-		return t, err
+		return t, false, err
 	}
+	// The GET that missed registered tracking: later changes reach this instance.
 	c.fill(ctx, slug, t, !malformed, redisTimeout)
-	return t, nil
+	return t, true, nil
 }
 
 func (c *cache) load(ctx context.Context, slug string) (target, error) {
