@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X github.com/hop-dev/hop/app.Version=$(VERSION)
 FUZZTIME ?= 30s
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-short fuzz fuzz-short lint bench docker services
+.PHONY: help build run test test-short fuzz fuzz-short lint bench docker services chromium
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -20,7 +20,10 @@ services: ## make sure local PostgreSQL and Redis are running (starts them if ne
 run: build ## run hop on :8080 with its embedded PostgreSQL in ./hop-data (needs PostgreSQL's binaries, no server)
 	./$(BIN) serve
 
-test: services ## run every test with the race detector, then each fuzz target briefly (5,000 inputs)
+chromium: ## make sure headless Chromium is installed for the browser tests (apt-get install chromium if missing)
+	@bash scripts/ensure-chromium.sh
+
+test: services chromium ## run every test with the race detector, then each fuzz target briefly (5,000 inputs)
 	$(GO) test -race -count=1 ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5000x
 

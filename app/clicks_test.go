@@ -6,8 +6,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/hop-dev/hop/internal/testenv"
 )
 
 // waitStats polls the link's stats until cond holds (the aggregator runs every 200 ms in
@@ -109,16 +107,15 @@ func TestClicksCountedEndToEnd(t *testing.T) {
 	}
 }
 
-// A link with max_clicks stops redirecting once the aggregated count reaches it.
+// A link with max_clicks stops redirecting at once when the limit is reached, bots
+// counting like people, while its stats still keep the two apart.
 func TestMaxClicks(t *testing.T) {
 	t.Parallel()
 	h := startHop(t, nil)
 	slug := h.createLink(t, map[string]any{"url": "https://example.com/limited", "max_clicks": 3})["slug"].(string)
-	for range 3 {
-		mustStatus(t, h.do(t, http.MethodGet, "/"+slug, nil, "User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"), http.StatusFound)
+	for _, ua := range []string{"Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0", "curl/8.5.0", "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"} {
+		mustStatus(t, h.do(t, http.MethodGet, "/"+slug, nil, "User-Agent", ua), http.StatusFound)
 	}
-	h.waitStats(t, slug, func(s map[string]any) bool { return s["total_clicks"] == float64(3) })
-	testenv.Eventually(t, 15*time.Second, "the link to answer 410 after reaching max_clicks", func() bool {
-		return h.do(t, http.MethodGet, "/"+slug, nil).Status == http.StatusGone
-	})
+	mustProblem(t, h.do(t, http.MethodGet, "/"+slug, nil, "User-Agent", "curl/8.5.0"), http.StatusGone)
+	h.waitStats(t, slug, func(s map[string]any) bool { return s["total_clicks"] == float64(2) && s["bot_clicks"] == float64(1) })
 }

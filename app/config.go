@@ -52,6 +52,10 @@ type Config struct {
 	CORSOrigins       []string      `yaml:"cors_origins" envconfig:"HOP_CORS_ORIGINS"`
 	MaxConnections    int           `yaml:"max_connections" envconfig:"HOP_MAX_CONNECTIONS"`
 	MetricsToken      string        `yaml:"metrics_token" envconfig:"HOP_METRICS_TOKEN"`
+	RootRedirect      string        `yaml:"root_redirect" envconfig:"HOP_ROOT_REDIRECT"`
+	NotFoundRedirect  string        `yaml:"not_found_redirect" envconfig:"HOP_NOT_FOUND_REDIRECT"`
+	ExpiredRedirect   string        `yaml:"expired_redirect" envconfig:"HOP_EXPIRED_REDIRECT"`
+	RobotsAllow       bool          `yaml:"robots_allow" envconfig:"HOP_ROBOTS_ALLOW"`
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout" envconfig:"HOP_SHUTDOWN_TIMEOUT"`
 	LogFormat         string        `yaml:"log_format" envconfig:"HOP_LOG_FORMAT"`
 	LogLevel          string        `yaml:"log_level" envconfig:"HOP_LOG_LEVEL"`
@@ -187,6 +191,23 @@ func (c *Config) Validate() error {
 	if c.SpoolMaxBytes < 1<<20 {
 		return bad("spool_max_bytes (HOP_SPOOL_MAX_BYTES)", "must be at least 1048576 (1 MiB), got %d", c.SpoolMaxBytes)
 	}
+	for _, f := range []struct {
+		setting string
+		value   *string
+	}{
+		{"root_redirect (HOP_ROOT_REDIRECT)", &c.RootRedirect},
+		{"not_found_redirect (HOP_NOT_FOUND_REDIRECT)", &c.NotFoundRedirect},
+		{"expired_redirect (HOP_EXPIRED_REDIRECT)", &c.ExpiredRedirect},
+	} {
+		*f.value = strings.TrimSpace(*f.value)
+		if *f.value == "" {
+			continue
+		}
+		u, err := url.Parse(*f.value)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.ContainsAny(*f.value, " \t\r\n") {
+			return bad(f.setting, "must be an absolute http(s) URL like https://example.com/, or empty for hop's own page; got %q", *f.value)
+		}
+	}
 	if c.ShutdownTimeout < time.Second {
 		return bad("shutdown_timeout (HOP_SHUTDOWN_TIMEOUT)", "must be at least 1s")
 	}
@@ -234,6 +255,10 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("cors_origins", c.CORSOrigins),
 		slog.Int("max_connections", c.MaxConnections),
 		slog.String("metrics_token", mask(c.MetricsToken)),
+		slog.String("root_redirect", c.RootRedirect),
+		slog.String("not_found_redirect", c.NotFoundRedirect),
+		slog.String("expired_redirect", c.ExpiredRedirect),
+		slog.Bool("robots_allow", c.RobotsAllow),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.String("log_format", c.LogFormat),
 		slog.String("log_level", c.LogLevel),

@@ -39,8 +39,11 @@ func TestMetricsLabelRedirectsByRouteTemplate(t *testing.T) {
 	}
 	mustStatus(t, h.do(t, http.MethodHead, "/"+slug, nil), http.StatusFound)
 	mustProblem(t, h.do(t, http.MethodGet, "/zqxUnknownSlug9", nil), http.StatusNotFound)
-	// Nothing matches "/", whatever it answers: its label must be "unmatched", not "/".
-	root := h.do(t, http.MethodGet, "/", nil)
+	// Nothing matches "/a/b/c", whatever it answers: its label must be "unmatched".
+	unmatched := h.do(t, http.MethodGet, "/a/b/c", nil)
+	mustStatus(t, h.do(t, http.MethodGet, "/", nil), http.StatusOK)
+	mustStatus(t, h.do(t, http.MethodGet, "/robots.txt", nil), http.StatusOK)
+	mustStatus(t, h.do(t, http.MethodGet, "/favicon.ico", nil), http.StatusOK)
 	mustProblem(t, h.do(t, http.MethodGet, "/links/"+slug, nil), http.StatusUnauthorized)
 
 	r := h.do(t, http.MethodGet, "/metrics", nil)
@@ -48,14 +51,20 @@ func TestMetricsLabelRedirectsByRouteTemplate(t *testing.T) {
 	body := string(r.Body)
 
 	for series, want := range map[string]string{
-		`hop_http_requests_total{method="GET",route="/:slug",status="302"}`:                             "3",
-		`hop_http_requests_total{method="HEAD",route="/:slug",status="302"}`:                            "1",
-		`hop_http_requests_total{method="GET",route="/:slug",status="404"}`:                             "1",
-		fmt.Sprintf(`hop_http_requests_total{method="GET",route="unmatched",status="%d"}`, root.Status): "1",
-		`hop_http_requests_total{method="GET",route="/links/:slug",status="401"}`:                       "1",
-		`hop_http_requests_total{method="POST",route="/links",status="201"}`:                            "1",
-		`hop_http_request_duration_seconds_count{method="GET",route="/:slug"}`:                          "4",
-		`hop_http_request_duration_seconds_bucket{method="GET",route="/:slug",le="+Inf"}`:               "4",
+		`hop_http_requests_total{method="GET",route="/:slug",status="302"}`:                                  "3",
+		`hop_http_requests_total{method="HEAD",route="/:slug",status="302"}`:                                 "1",
+		`hop_http_requests_total{method="GET",route="/:slug",status="404"}`:                                  "1",
+		fmt.Sprintf(`hop_http_requests_total{method="GET",route="unmatched",status="%d"}`, unmatched.Status): "1",
+		`hop_http_requests_total{method="GET",route="/",status="200"}`:                                       "1",
+		`hop_http_requests_total{method="GET",route="/robots.txt",status="200"}`:                             "1",
+		`hop_http_requests_total{method="GET",route="/favicon.ico",status="200"}`:                            "1",
+		// robots.txt, favicon.ico and / are not redirect answers; the one unknown slug is.
+		`hop_redirects_total{status="404"}`:                                               "1",
+		`hop_redirects_total{status="302"}`:                                               "4", // 3 GET, 1 HEAD
+		`hop_http_requests_total{method="GET",route="/links/:slug",status="401"}`:         "1",
+		`hop_http_requests_total{method="POST",route="/links",status="201"}`:              "1",
+		`hop_http_request_duration_seconds_count{method="GET",route="/:slug"}`:            "4",
+		`hop_http_request_duration_seconds_bucket{method="GET",route="/:slug",le="+Inf"}`: "4",
 	} {
 		if got := metricValue(body, series); got != want {
 			t.Errorf("%s = %q, want %s", series, got, want)

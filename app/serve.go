@@ -134,7 +134,9 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		return err
 	}
 	rd, err := redirect.New(redirect.Config{RedisPrefix: cfg.RedisPrefix, BaseURL: cfg.BaseURL, TrustedProxies: cfg.trusted,
-		LinkAttempts: pwLink, ClientAttempts: pwClient}, rdb, linkStore, pipeline, reg, logger)
+		LinkAttempts: pwLink, ClientAttempts: pwClient,
+		Fallbacks:   redirect.Fallbacks{Root: cfg.RootRedirect, NotFound: cfg.NotFoundRedirect, Expired: cfg.ExpiredRedirect},
+		RobotsAllow: cfg.RobotsAllow}, rdb, linkStore, pipeline, reg, logger)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,5 @@
--- GET /{slug} for random slugs from $BENCH_SLUGS (one per line) with browser headers.
+-- GET /{slug} for random slugs from $BENCH_SLUGS (one per line) with browser headers;
+-- half the requests carry a utm_* query string, which hop forwards to the target.
 -- Usage: BENCH_SLUGS=slugs.txt wrk -t2 -c64 -d10s --latency -s bench/redirect.lua http://127.0.0.1:PORT
 package.path = os.getenv("BENCH_LUA_DIR") .. "/?.lua;" .. package.path
 require("common")
@@ -28,7 +29,9 @@ function init(args)
       }
       local ref = referers[(i + j) % #referers + 1]
       if ref then h["Referer"] = ref end
-      table.insert(reqs, wrk.format("GET", "/" .. slug, h))
+      local path = "/" .. slug
+      if (i + j) % 2 == 0 then path = path .. "?utm_source=newsletter&utm_medium=email&utm_campaign=launch" end
+      table.insert(reqs, wrk.format("GET", path, h))
     end
   end
 end

@@ -71,17 +71,28 @@ type createRequest struct {
 	Password       string     `json:"password"`
 	Tags           []string   `json:"tags"`
 	RedirectStatus int        `json:"redirect_status"`
+	ForwardQuery   *bool      `json:"forward_query"` // nil: true
+	ExpiredURL     *string    `json:"expired_url"`
 }
 
 // validateCreate checks a create request; the password is checked but left to the
 // caller to hash.
 func (h *Handler) validateCreate(r createRequest) (newLink, error) {
-	n := newLink{URL: r.URL, Slug: r.Slug, ExpiresAt: r.ExpiresAt, MaxClicks: r.MaxClicks, RedirectStatus: r.RedirectStatus}
+	n := newLink{URL: r.URL, Slug: r.Slug, ExpiresAt: r.ExpiresAt, MaxClicks: r.MaxClicks, RedirectStatus: r.RedirectStatus, ForwardQuery: true}
 	if err := validateURL(r.URL); err != nil {
 		return n, err
 	}
 	if err := notOwnHost(r.URL, h.own); err != nil {
 		return n, err
+	}
+	if r.ForwardQuery != nil {
+		n.ForwardQuery = *r.ForwardQuery
+	}
+	if r.ExpiredURL != nil && *r.ExpiredURL != "" {
+		if err := validateExpiredURL(*r.ExpiredURL); err != nil {
+			return n, err
+		}
+		n.ExpiredURL = r.ExpiredURL
 	}
 	if r.Slug != "" {
 		if err := validateSlug(r.Slug); err != nil {
@@ -252,7 +263,13 @@ func (h *Handler) list(c echo.Context) error {
 		}
 		limit = n
 	}
-	links, next, err := h.List(c.Request().Context(), limit, c.QueryParam("cursor"), c.QueryParam("q"), c.QueryParam("tag"))
+	status := c.QueryParam("status")
+	switch status {
+	case "", StatusActive, StatusExpired, StatusLimitReached:
+	default:
+		return problem.Invalid("status must be one of %s, %s, %s", StatusActive, StatusExpired, StatusLimitReached)
+	}
+	links, next, err := h.listPage(c.Request().Context(), limit, c.QueryParam("cursor"), listQuery{Q: c.QueryParam("q"), Tag: c.QueryParam("tag"), Status: status})
 	if err != nil {
 		return err
 	}
@@ -271,10 +288,17 @@ func (h *Handler) list(c echo.Context) error {
 // page, q matches slug or URL, tag is one tag. next is "" on the last page. Bad
 // input is a 400 problem.
 func (h *Handler) List(ctx context.Context, limit int, cursor, q, tag string) (links []Link, next string, err error) {
+	return h.listPage(ctx, limit, cursor, listQuery{Q: q, Tag: tag})
+}
+
+// listPage is List with every filter of GET /links; lq's Limit and Before come from limit
+// and cursor.
+func (h *Handler) listPage(ctx context.Context, limit int, cursor string, lq listQuery) (links []Link, next string, err error) {
 	if limit < 1 || limit > 100 {
 		return nil, "", problem.Invalid("limit must be an integer from 1 to 100")
 	}
-	lq := listQuery{Limit: limit, Q: q, Tag: tag}
+	q, tag := lq.Q, lq.Tag
+	lq.Limit = limit
 	if cursor != "" {
 		if lq.Before, err = decodeCursor(cursor); err != nil {
 			return nil, "", err
@@ -327,7 +351,8 @@ func (h *Handler) get(c echo.Context) error {
 }
 
 // patchable lists the fields PATCH accepts; anything else is refused.
-var patchable = map[string]bool{"url": true, "expires_at": true, "max_clicks": true, "password": true, "tags": true, "redirect_status": true}
+var patchable = map[string]bool{"url": true, "expires_at": true, "max_clicks": true, "password": true, "tags": true, "redirect_status": true,
+	"forward_query": true, "expired_url": true}
 
 func (h *Handler) update(c echo.Context) error {
 	var raw map[string]json.RawMessage
@@ -335,7 +360,7 @@ func (h *Handler) update(c echo.Context) error {
 		return err
 	}
 	if len(raw) == 0 {
-		return problem.Invalid("the body must change at least one of url, expires_at, max_clicks, password, tags, redirect_status")
+		return problem.Invalid("the body must change at least one of url, expires_at, max_clicks, password, tags, redirect_status, forward_query, expired_url")
 	}
 	for k := range raw {
 		if !patchable[k] {
@@ -435,6 +460,31 @@ func (h *Handler) parsePatch(raw map[string]json.RawMessage) (linkPatch, error) 
 		}
 		p.PasswordHash = &hash
 	}
+	if m, ok := raw["forward_query"]; ok {
+		var fq bool
+		if isNull(m) {
+			return p, problem.Invalid("forward_query cannot be null; send true or false")
+		}
+		if err := field("forward_query", &fq); err != nil {
+			return p, err
+		}
+		p.ForwardQuery = &fq
+	}
+	if _, ok := raw["expired_url"]; ok {
+		var u *string
+		if err := field("expired_url", &u); err != nil {
+			return p, err
+		}
+		if u != nil && *u == "" {
+			u = nil
+		}
+		if u != nil {
+			if err := validateExpiredURL(*u); err != nil {
+				return p, err
+			}
+		}
+		p.ExpiredURL = &u
+	}
 	if m, ok := raw["tags"]; ok {
 		var tags []string
 		if !isNull(m) {
@@ -482,6 +532,7 @@ func (h *Handler) invalidate(ctx context.Context, slug string) {
 
 func (h *Handler) present(l Link) Link {
 	l.ShortURL = h.baseURL + "/" + l.Slug
+	l.Status = statusAt(l, h.now())
 	return l
 }
 

@@ -19,6 +19,10 @@ type Link struct {
 	RedirectStatus int        `json:"redirect_status"`
 	ExpiresAt      *time.Time `json:"expires_at"`
 	MaxClicks      *int64     `json:"max_clicks"`
+	Status         string     `json:"status"`      // StatusActive, StatusExpired or StatusLimitReached, at read time
+	ClicksUsed     int64      `json:"clicks_used"` // what max_clicks counts; see apiColumns
+	ForwardQuery   bool       `json:"forward_query"`
+	ExpiredURL     *string    `json:"expired_url"` // where an expired or used-up link goes instead of 410
 	HasPassword    bool       `json:"has_password"`
 	Tags           []string   `json:"tags"`
 	TotalClicks    int64      `json:"total_clicks"`
@@ -27,6 +31,24 @@ type Link struct {
 
 	PasswordHash string     `json:"-"`
 	DeletedAt    *time.Time `json:"-"`
+}
+
+// A link's status as the API reports and filters it. Deleted links are not listed.
+const (
+	StatusActive       = "active"
+	StatusExpired      = "expired"       // past expires_at (takes precedence over the limit)
+	StatusLimitReached = "limit_reached" // clicks_used has reached max_clicks
+)
+
+// statusAt is l's status at now.
+func statusAt(l Link, now time.Time) string {
+	switch {
+	case l.ExpiresAt != nil && !now.Before(*l.ExpiresAt):
+		return StatusExpired
+	case l.MaxClicks != nil && l.ClicksUsed >= *l.MaxClicks:
+		return StatusLimitReached
+	}
+	return StatusActive
 }
 
 // Errors returned by the store and handlers; each renders as its problem response.

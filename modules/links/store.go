@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/hop-dev/hop/internal/problem"
@@ -30,14 +31,30 @@ func NewStore(pool *pgxpool.Pool, slugSecret string, slugMinLength int) (*Store,
 	return &Store{pool: pool, slug: s}, nil
 }
 
+// recordedClicks is every click of a link recorded so far, humans (total_clicks) and
+// bots (from the daily rollups): what a new limit starts counting from.
+const recordedClicks = `(links.total_clicks + coalesce((SELECT sum(d.bot_clicks) FROM daily_stats d WHERE d.link_id = links.id), 0))::bigint`
+
+// linkColumns are what scanLink reads, as the redirect needs them: clicks_used is the
+// counter, which only means something while the link has a limit.
 const linkColumns = `id, slug, original_url, redirect_status, expires_at, max_clicks,
-	coalesce(password_hash, ''), tags, total_clicks, created_at, updated_at, deleted_at`
+	coalesce(password_hash, ''), tags, total_clicks, created_at, updated_at, deleted_at,
+	clicks_used, forward_query, expired_url`
+
+// apiColumns are linkColumns with clicks_used as the API reports it. While a link has
+// a limit the redirect counts every click it answers in clicks_used, exactly; without
+// one nothing is counted on the redirect path (it stays free of writes), so the clicks
+// recorded so far stand in for it.
+const apiColumns = `id, slug, original_url, redirect_status, expires_at, max_clicks,
+	coalesce(password_hash, ''), tags, total_clicks, created_at, updated_at, deleted_at,
+	CASE WHEN max_clicks IS NULL THEN ` + recordedClicks + ` ELSE clicks_used END, forward_query, expired_url`
 
 func scanLink(row pgx.Row) (Link, error) {
 	var l Link
 	var status int16
 	err := row.Scan(&l.ID, &l.Slug, &l.OriginalURL, &status, &l.ExpiresAt, &l.MaxClicks,
-		&l.PasswordHash, &l.Tags, &l.TotalClicks, &l.CreatedAt, &l.UpdatedAt, &l.DeletedAt)
+		&l.PasswordHash, &l.Tags, &l.TotalClicks, &l.CreatedAt, &l.UpdatedAt, &l.DeletedAt,
+		&l.ClicksUsed, &l.ForwardQuery, &l.ExpiredURL)
 	l.RedirectStatus = int(status)
 	l.HasPassword = l.PasswordHash != ""
 	if l.Tags == nil {
@@ -55,12 +72,14 @@ type newLink struct {
 	MaxClicks      *int64
 	PasswordHash   string
 	Tags           []string
+	ForwardQuery   bool
+	ExpiredURL     *string
 }
 
-const insertLink = `INSERT INTO links (id, slug, original_url, redirect_status, expires_at, max_clicks, password_hash, tags)
-VALUES (coalesce($1, nextval(pg_get_serial_sequence('links', 'id'))), $2, $3, $4, $5, $6, nullif($7, ''), coalesce($8::text[], '{}'))
+const insertLink = `INSERT INTO links (id, slug, original_url, redirect_status, expires_at, max_clicks, password_hash, tags, forward_query, expired_url)
+VALUES (coalesce($1, nextval(pg_get_serial_sequence('links', 'id'))), $2, $3, $4, $5, $6, nullif($7, ''), coalesce($8::text[], '{}'), $9, $10)
 ON CONFLICT (slug) DO NOTHING
-RETURNING ` + linkColumns
+RETURNING ` + apiColumns
 
 const nextLinkID = `SELECT nextval(pg_get_serial_sequence('links', 'id'))`
 
@@ -69,7 +88,7 @@ const nextLinkID = `SELECT nextval(pg_get_serial_sequence('links', 'id'))`
 // word, is skipped and the next id is tried.
 func (s *Store) create(ctx context.Context, n newLink) (Link, error) {
 	if n.Slug != "" {
-		l, err := scanLink(s.pool.QueryRow(ctx, insertLink, nil, n.Slug, n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags))
+		l, err := scanLink(s.pool.QueryRow(ctx, insertLink, nil, n.Slug, n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags, n.ForwardQuery, n.ExpiredURL))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return Link{}, ErrSlugTaken
 		}
@@ -90,7 +109,7 @@ func (s *Store) create(ctx context.Context, n newLink) (Link, error) {
 		if reserved[strings.ToLower(slug)] {
 			continue
 		}
-		l, err := scanLink(s.pool.QueryRow(ctx, insertLink, id, slug, n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags))
+		l, err := scanLink(s.pool.QueryRow(ctx, insertLink, id, slug, n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags, n.ForwardQuery, n.ExpiredURL))
 		if errors.Is(err, pgx.ErrNoRows) {
 			continue // a custom slug took this one
 		}
@@ -105,7 +124,8 @@ func (s *Store) create(ctx context.Context, n newLink) (Link, error) {
 const selectLinkBySlug = `SELECT ` + linkColumns + ` FROM links WHERE slug = $1`
 
 // FindBySlug returns the link with this slug, deleted or not; ErrNotFound if there is
-// none. Callers decide what a deleted link means (the redirect answers 410).
+// none. Callers decide what a deleted link means (the redirect answers 410). It is the
+// redirect's lookup: ClicksUsed is the raw counter, 0 for a link without a limit.
 func (s *Store) FindBySlug(ctx context.Context, slug string) (Link, error) {
 	l, err := scanLink(s.pool.QueryRow(ctx, selectLinkBySlug, slug))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -117,11 +137,16 @@ func (s *Store) FindBySlug(ctx context.Context, slug string) (Link, error) {
 	return l, nil
 }
 
-// get returns a live link; ErrNotFound or ErrGone otherwise.
+const selectAPILinkBySlug = `SELECT ` + apiColumns + ` FROM links WHERE slug = $1`
+
+// get returns a live link as the API shows it; ErrNotFound or ErrGone otherwise.
 func (s *Store) get(ctx context.Context, slug string) (Link, error) {
-	l, err := s.FindBySlug(ctx, slug)
+	l, err := scanLink(s.pool.QueryRow(ctx, selectAPILinkBySlug, slug))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Link{}, ErrNotFound
+	}
 	if err != nil {
-		return Link{}, err
+		return Link{}, fmt.Errorf("select link: %w", err)
 	}
 	if l.DeletedAt != nil {
 		return Link{}, ErrGone
@@ -135,18 +160,24 @@ type listQuery struct {
 	Before int64 // id cursor; 0 = from the newest
 	Q      string
 	Tag    string
+	Status string // "" or one of the Status constants
 }
 
-const listLinks = `SELECT ` + linkColumns + ` FROM links
+const listLinks = `SELECT ` + apiColumns + ` FROM links
 WHERE deleted_at IS NULL
   AND ($1::bigint = 0 OR id < $1)
   AND ($2::text = '' OR slug ILIKE '%' || $2 || '%' ESCAPE '\' OR original_url ILIKE '%' || $2 || '%' ESCAPE '\')
   AND ($3::text = '' OR tags @> ARRAY[$3::text])
+  AND CASE $5::text
+      WHEN 'active' THEN (expires_at IS NULL OR expires_at > now()) AND (max_clicks IS NULL OR clicks_used < max_clicks)
+      WHEN 'expired' THEN expires_at <= now()
+      WHEN 'limit_reached' THEN (expires_at IS NULL OR expires_at > now()) AND clicks_used >= max_clicks
+      ELSE true END
 ORDER BY id DESC
 LIMIT $4`
 
 func (s *Store) list(ctx context.Context, q listQuery) ([]Link, error) {
-	rows, err := s.pool.Query(ctx, listLinks, q.Before, escapeLike(q.Q), q.Tag, q.Limit)
+	rows, err := s.pool.Query(ctx, listLinks, q.Before, escapeLike(q.Q), q.Tag, q.Limit, q.Status)
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
 	}
@@ -184,6 +215,8 @@ type linkPatch struct {
 	MaxClicks      **int64
 	PasswordHash   *string // "" clears
 	Tags           *[]string
+	ForwardQuery   *bool
+	ExpiredURL     **string // set to nil pointer to clear
 }
 
 const updateLink = `UPDATE links SET
@@ -191,11 +224,14 @@ const updateLink = `UPDATE links SET
 	redirect_status = coalesce($3, redirect_status),
 	expires_at      = CASE WHEN $4 THEN $5 ELSE expires_at END,
 	max_clicks      = CASE WHEN $6 THEN $7 ELSE max_clicks END,
+	clicks_used     = CASE WHEN $6 AND $7::bigint IS NOT NULL AND max_clicks IS NULL THEN ` + recordedClicks + ` ELSE clicks_used END,
 	password_hash   = CASE WHEN $8::text IS NULL THEN password_hash ELSE nullif($8, '') END,
 	tags            = coalesce($9, tags),
+	forward_query   = coalesce($10, forward_query),
+	expired_url     = CASE WHEN $11 THEN $12 ELSE expired_url END,
 	updated_at      = now()
 WHERE slug = $1 AND deleted_at IS NULL
-RETURNING ` + linkColumns
+RETURNING ` + apiColumns
 
 func (s *Store) update(ctx context.Context, slug string, p linkPatch) (Link, error) {
 	var expires *time.Time
@@ -211,8 +247,13 @@ func (s *Store) update(ctx context.Context, slug string, p linkPatch) (Link, err
 		v := int16(*p.RedirectStatus)
 		status = &v
 	}
+	var expiredURL *string
+	if p.ExpiredURL != nil {
+		expiredURL = *p.ExpiredURL
+	}
 	l, err := scanLink(s.pool.QueryRow(ctx, updateLink, slug, p.URL, status,
-		p.ExpiresAt != nil, expires, p.MaxClicks != nil, maxClicks, p.PasswordHash, p.Tags))
+		p.ExpiresAt != nil, expires, p.MaxClicks != nil, maxClicks, p.PasswordHash, p.Tags,
+		p.ForwardQuery, p.ExpiredURL != nil, expiredURL))
 	if errors.Is(err, pgx.ErrNoRows) {
 		if _, err := s.get(ctx, slug); err != nil {
 			return Link{}, err
@@ -223,6 +264,43 @@ func (s *Store) update(ctx context.Context, slug string, p linkPatch) (Link, err
 		return Link{}, fmt.Errorf("update link: %w", err)
 	}
 	return l, nil
+}
+
+// takeClick counts one click against a link's limit if the limit allows it. The row
+// lock makes concurrent takes, from any number of instances, queue on the one row, so
+// exactly max_clicks of them succeed. A link whose limit was removed counts the click.
+const takeClick = `UPDATE links SET clicks_used = clicks_used + 1
+WHERE id = $1 AND deleted_at IS NULL AND (max_clicks IS NULL OR clicks_used < max_clicks)
+RETURNING clicks_used`
+
+// TakeClick counts one click of link id against its max_clicks: true if the click may
+// be answered with the target, false if the limit is reached (or the link is gone).
+// A failure before the statement reached PostgreSQL (no connection could be opened)
+// is tried again twice, briefly: it took nothing, and the visitor is waiting.
+func (s *Store) TakeClick(ctx context.Context, id int64) (bool, error) {
+	for attempt := 1; ; attempt++ {
+		var used int64
+		err := s.pool.QueryRow(ctx, takeClick, id).Scan(&used)
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, pgx.ErrNoRows):
+			return false, nil
+		case attempt < 3 && notSent(err):
+			select {
+			case <-time.After(time.Duration(attempt) * 20 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+			}
+		}
+		return false, fmt.Errorf("take click: %w", err)
+	}
+}
+
+// notSent reports whether err happened before anything reached the server.
+func notSent(err error) bool {
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce) || pgconn.SafeToRetry(err)
 }
 
 const deleteLink = `UPDATE links SET deleted_at = now(), updated_at = now() WHERE slug = $1 AND deleted_at IS NULL`

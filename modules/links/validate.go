@@ -1,6 +1,7 @@
 package links
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -87,6 +88,18 @@ func notOwnHost(raw string, own []string) error {
 		if o != "" && host == o {
 			return problem.Invalid("url points to this hop itself (%s), which would redirect in a loop", host)
 		}
+	}
+	return nil
+}
+
+// validateExpiredURL checks a link's expired_url like its target, naming the field.
+func validateExpiredURL(raw string) error {
+	if err := validateURL(raw); err != nil {
+		var p *problem.Error
+		if errors.As(err, &p) {
+			return problem.Invalid("expired_url: %s", strings.TrimPrefix(p.Detail, "url "))
+		}
+		return err
 	}
 	return nil
 }

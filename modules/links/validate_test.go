@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -129,4 +130,41 @@ func FuzzValidateSlug(f *testing.F) {
 			t.Fatalf("accepted slug %q", s)
 		}
 	})
+}
+
+func TestStatusAt(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	past, future := now.Add(-time.Second), now.Add(time.Second)
+	two := int64(2)
+	cases := []struct {
+		l    Link
+		want string
+	}{
+		{Link{}, StatusActive},
+		{Link{ExpiresAt: &future}, StatusActive},
+		{Link{ExpiresAt: &now}, StatusExpired},
+		{Link{ExpiresAt: &past, MaxClicks: &two, ClicksUsed: 2}, StatusExpired},
+		{Link{MaxClicks: &two, ClicksUsed: 1}, StatusActive},
+		{Link{MaxClicks: &two, ClicksUsed: 2}, StatusLimitReached},
+		{Link{ClicksUsed: 99}, StatusActive},
+	}
+	for _, c := range cases {
+		if got := statusAt(c.l, now); got != c.want {
+			t.Errorf("statusAt(%+v) = %s, want %s", c.l, got, c.want)
+		}
+	}
+}
+
+func TestValidateExpiredURL(t *testing.T) {
+	t.Parallel()
+	if err := validateExpiredURL("https://example.com/over?x=1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"javascript:alert(1)", "/relative", "https://exa mple.com", "ftp://x.example"} {
+		err := validateExpiredURL(bad)
+		if err == nil || !strings.HasPrefix(err.Error(), "expired_url") {
+			t.Errorf("validateExpiredURL(%q) = %v, want an error naming expired_url", bad, err)
+		}
+	}
 }

@@ -14,21 +14,31 @@ import (
 	"github.com/hop-dev/hop/modules/links"
 )
 
-// Finder loads a link by slug from the system of record; links.Store implements it.
-type Finder interface {
+// Store is the system of record of links; links.Store implements it.
+type Store interface {
+	// FindBySlug loads a link, deleted or not; links.ErrNotFound if there is none.
 	FindBySlug(ctx context.Context, slug string) (links.Link, error)
+	// TakeClick counts one click against the link's max_clicks, atomically across
+	// instances: false once the limit is reached.
+	TakeClick(ctx context.Context, id int64) (bool, error)
 }
 
 // Cache TTLs. Live entries are invalidated on change, so they can live long; links with
-// a click limit are refreshed often because total_clicks changes without an edit.
+// a click limit are refreshed more often because clicks_used changes without an edit
+// (it only decides whether a used-up link can be answered without asking PostgreSQL).
 const (
 	liveTTL      = 10 * time.Minute
 	limitedTTL   = 5 * time.Second
 	negativeTTL  = 30 * time.Second
 	hotTTL       = 10 * time.Second       // bound on a hot entry's life; invalidations normally end it first
 	ownChangeTTL = 200 * time.Millisecond // an own change shown before Redis' invalidation arrives
-	redisTimeout = 50 * time.Millisecond
-	localMax     = 100_000
+	untrackedTTL = time.Second            // an answer no invalidation can reach
+	redisTimeout = 50 * time.Millisecond  // on the redirect path: PostgreSQL answers instead
+	// invalidateTimeout bounds Invalidate's Redis calls. It runs after an edit, off the
+	// redirect path, and a failure leaves other instances on the old link (a limit
+	// not enforced, a target not changed) until the entry expires: worth waiting for.
+	invalidateTimeout = 2 * time.Second
+	localMax          = 100_000
 )
 
 // cache resolves slugs: a map of decoded targets in front of rueidis' server-assisted
@@ -44,7 +54,7 @@ const (
 type cache struct {
 	rdb           rueidis.Client // nil: local map only
 	prefix        string
-	finder        Finder
+	finder        Store
 	lookupTimeout time.Duration // bound on one PostgreSQL lookup
 
 	local   sync.Map // slug -> localEntry
@@ -74,18 +84,27 @@ func (c *cache) resolve(ctx context.Context, slug string) (target, error) {
 		return c.resolveLocal(ctx, slug, now)
 	}
 	gen := c.gen.Load()
-	t, err := c.resolveRedis(ctx, slug)
+	t, tracked, err := c.resolveRedis(ctx, slug)
 	if err == nil {
-		c.fillLocal(slug, t, now+int64(hotTTL), gen)
+		// An answer read past a failing Redis is not tracked: no invalidation would
+		// reach it, so it is kept only briefly.
+		ttl := hotTTL
+		if !tracked {
+			ttl = untrackedTTL
+		}
+		c.fillLocal(slug, t, now+int64(ttl), gen)
 	}
 	return t, err
 }
 
-func (c *cache) resolveRedis(ctx context.Context, slug string) (target, error) {
+// resolveRedis reads slug through rueidis' client-side cache. tracked is false when
+// Redis failed and PostgreSQL answered: Redis will not tell this instance of a change.
+func (c *cache) resolveRedis(ctx context.Context, slug string) (t target, tracked bool, err error) {
 	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	resp := c.rdb.DoCache(rctx, c.rdb.B().Get().Key(c.key(slug)).Cache(), liveTTL)
 	cancel()
 	v, err := resp.ToString()
+	malformed := false
 	if err == nil {
 		if t, ok := decodeTarget(v); ok {
 			if resp.IsCacheHit() {
@@ -93,20 +112,23 @@ func (c *cache) resolveRedis(ctx context.Context, slug string) (target, error) {
 			} else {
 				c.metrics.cacheRedis.Inc()
 			}
-			return t, nil
+			return t, true, nil
 		}
+		malformed = true // written by another version of hop: replace it
 	} else if !rueidis.IsRedisNil(err) {
 		// Redis is failing: answer from PostgreSQL without caching.
 		c.metrics.cacheErrors.Inc()
-		return c.load(ctx, slug)
+		t, err := c.load(ctx, slug)
+		return t, false, err
 	}
 	c.metrics.cacheMisses.Inc()
-	t, err := c.load(ctx, slug)
+	t, err = c.load(ctx, slug)
 	if err != nil {
-		return t, err
+		return t, false, err
 	}
-	c.fill(ctx, slug, t, true)
-	return t, nil
+	// The GET that missed registered tracking: later changes reach this instance.
+	c.fill(ctx, slug, t, !malformed, redisTimeout)
+	return t, true, nil
 }
 
 func (c *cache) load(ctx context.Context, slug string) (target, error) {
@@ -144,8 +166,8 @@ func ttlOf(t target) time.Duration {
 
 // fill stores t in Redis. Fills after a miss use NX so they never overwrite a newer
 // value written by Invalidate between our read of PostgreSQL and this write.
-func (c *cache) fill(ctx context.Context, slug string, t target, onlyIfAbsent bool) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), redisTimeout)
+func (c *cache) fill(ctx context.Context, slug string, t target, onlyIfAbsent bool, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	set := c.rdb.B().Set().Key(c.key(slug)).Value(t.encode())
 	var cmd rueidis.Completed
@@ -206,6 +228,14 @@ func (c *cache) remember(slug string, t target, expires int64) {
 	c.local.Store(slug, localEntry{t: t, expires: expires})
 }
 
+// usedUp remembers that the link's limit is reached, so this instance answers the
+// next visitors without asking PostgreSQL; gen is the generation read before the
+// click was refused, so an edit (a raised limit) since then is never overwritten.
+func (c *cache) usedUp(slug string, t target, gen uint64) {
+	t.clicksUsed = t.maxClicks
+	c.fillLocal(slug, t, time.Now().UnixNano()+int64(limitedTTL), gen)
+}
+
 // invalidated receives Redis' client-side caching invalidations (rueidis'
 // OnInvalidations): the keys that changed, or nil when everything must go.
 func (c *cache) invalidated(msgs []rueidis.RedisMessage) {
@@ -235,7 +265,7 @@ func (c *cache) Invalidate(ctx context.Context, slug string) error {
 	if err != nil {
 		return err
 	}
-	if err := c.fill(ctx, slug, t, false); err != nil {
+	if err := c.fill(ctx, slug, t, false, invalidateTimeout); err != nil {
 		return err
 	}
 	// This instance must read its own change at once, but Redis' invalidation of its
@@ -244,7 +274,7 @@ func (c *cache) Invalidate(ctx context.Context, slug string) error {
 	// already has the new value; if not, the new value is served from the map only
 	// until the invalidation on its way has cleared the stale one.
 	gen := c.gen.Add(1)
-	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	rctx, cancel := context.WithTimeout(ctx, invalidateTimeout)
 	v, err := c.rdb.DoCache(rctx, c.rdb.B().Get().Key(c.key(slug)).Cache(), liveTTL).ToString()
 	cancel()
 	now := time.Now().UnixNano()

@@ -1,6 +1,7 @@
 package redirect
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -11,16 +12,20 @@ import (
 	"github.com/hop-dev/hop/internal/problem"
 )
 
-// newEcho returns an Echo whose error handler answers a problem's status, as the app's does.
+// newEcho returns an Echo whose error handler answers a problem's status and type as
+// problem JSON, as the app's does.
 func newEcho() *echo.Echo {
 	e := echo.New()
 	e.HTTPErrorHandler = func(err error, c echo.Context) {
 		var p *problem.Error
-		if errors.As(err, &p) {
-			_ = c.NoContent(p.Status)
-			return
+		if !errors.As(err, &p) {
+			p = &problem.Error{Status: 500}
 		}
-		_ = c.NoContent(500)
+		c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
+		c.Response().WriteHeader(p.Status)
+		if c.Request().Method != "HEAD" {
+			_ = json.NewEncoder(c.Response()).Encode(map[string]any{"type": p.Type, "status": p.Status, "detail": p.Detail})
+		}
 	}
 	return e
 }

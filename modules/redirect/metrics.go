@@ -24,7 +24,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		redirects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hop_redirects_total",
-			Help: "Redirect responses by HTTP status.",
+			Help: "Answers of the redirect routes by HTTP status, fallback redirects (302) included; robots.txt and favicon.ico are not counted.",
 		}, []string{"status"}),
 		redirectsByStatus: map[int]prometheus.Counter{},
 		cacheHits:         cacheLookups.WithLabelValues("hit"),
@@ -32,7 +32,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		cacheMisses:       cacheLookups.WithLabelValues("miss"),
 		cacheErrors:       cacheLookups.WithLabelValues("error"),
 	}
-	for _, s := range []int{301, 302, 303, 307, 308} {
+	for _, s := range []int{301, 302, 303, 307, 308, 404, 410, 500, 503} {
 		m.redirectsByStatus[s] = m.redirects.WithLabelValues(strconv.Itoa(s))
 	}
 	for _, c := range []prometheus.Collector{m.redirects, cacheLookups} {
@@ -41,4 +41,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// redirectsFailed is the counter of an error answer's status.
+func (m *metrics) redirectsFailed(status int) prometheus.Counter {
+	if c, ok := m.redirectsByStatus[status]; ok {
+		return c
+	}
+	return m.redirects.WithLabelValues(strconv.Itoa(status))
 }

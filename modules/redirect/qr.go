@@ -19,12 +19,23 @@ const (
 )
 
 // qr answers GET /{slug}/qr: a QR code of the short URL, PNG by default or SVG with
-// ?format=svg, sized by ?size= (PNG pixels). Unknown and deleted slugs answer 404/410
-// like the redirect, and showing a code is not a click.
+// ?format=svg, sized by ?size= (PNG pixels). Unknown, deleted, expired and used-up
+// links answer 404/410 problems like the redirect, and showing a code is not a click.
 func (h *Handler) qr(c echo.Context) error {
 	slug := c.Param("slug")
-	if _, err := h.resolve(c, slug); err != nil {
-		return err
+	_, o, err := h.resolve(c.Request().Context(), slug)
+	if err != nil {
+		return h.lookupFailed(c, err)
+	}
+	switch o {
+	case notFound:
+		return errNotFound
+	case deleted:
+		return errGone
+	case expired:
+		return errExpired
+	case limitReached:
+		return errLimitReached
 	}
 	size := defaultQRSize
 	if v := c.QueryParam("size"); v != "" {

@@ -1,14 +1,16 @@
 // Package redirect answers GET /{slug}: the hot path of hop. It resolves the slug
 // through a client-side cache, checks expiry, limits and passwords, hands a click event
-// to ingest — answering only once that hand-off is durable — and sends the 3xx.
-// Nothing here logs per request except errors.
+// to ingest — answering only once that hand-off is durable — and sends the 3xx. It
+// also serves what visitors meet around the links: hop's own pages for unknown, gone
+// and protected links (or the configured fallback redirects), /, robots.txt and the
+// favicon. Nothing here logs per request except errors.
 package redirect
 
 import (
 	"cmp"
 	"context"
 	"errors"
-	"html/template"
+	"fmt"
 	"log/slog"
 	"mime"
 	"net"
@@ -42,6 +44,14 @@ type Attempts interface {
 	Undo(ctx context.Context, key string)
 }
 
+// Fallbacks are where visitors are redirected (302) instead of seeing hop's own page;
+// an empty field shows the page. A link's own expired_url comes before Expired.
+type Fallbacks struct {
+	Root     string // GET /
+	NotFound string // unknown slugs
+	Expired  string // deleted, expired and used-up links
+}
+
 // Config configures the redirect handler.
 type Config struct {
 	RedisPrefix    string         // key prefix shared with the rest of hop
@@ -57,19 +67,38 @@ type Config struct {
 	// LinkAttempts limits wrong passwords per link from all addresses together, and
 	// ClientAttempts per client address. Nil: no limit.
 	LinkAttempts, ClientAttempts Attempts
+	Fallbacks                    Fallbacks // of the default (today: only) domain
+	RobotsAllow                  bool      // robots.txt lets crawlers follow short links
 }
 
 // noStore is shared by every response; net/http only reads header values.
 var noStore = []string{"no-store"}
 
-// Errors rendered as problems.
+// Errors rendered as problems (or as pages, for browsers).
 var (
-	errNotFound    = problem.New(http.StatusNotFound, "link-not-found", "no link has this slug")
-	errGone        = problem.New(http.StatusGone, "link-gone", "this link was deleted or has expired")
-	errUnavailable = problem.New(http.StatusServiceUnavailable, "lookup-timeout", "the link could not be looked up in time; retry in a moment")
-	errFormType    = problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type", "the password form must be sent as application/x-www-form-urlencoded")
-	errFormSize    = problem.New(http.StatusRequestEntityTooLarge, "body-too-large", "the password form is larger than 4 KiB")
-	errFormBad     = problem.Invalid("the password form could not be read")
+	errNotFound     = problem.New(http.StatusNotFound, "link-not-found", "no link has this slug")
+	errGone         = problem.New(http.StatusGone, "link-gone", "this link was deleted")
+	errExpired      = problem.New(http.StatusGone, "link-expired", "this link has expired")
+	errLimitReached = problem.New(http.StatusGone, "link-limit-reached", "this link has reached its click limit")
+	errLimitDown    = problem.New(http.StatusServiceUnavailable, "click-limit-unavailable", "this link's click limit cannot be checked right now; try again in a moment")
+	errUnavailable  = problem.New(http.StatusServiceUnavailable, "lookup-timeout", "the link could not be looked up in time; retry in a moment")
+	errFormType     = problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type", "the password form must be sent as application/x-www-form-urlencoded")
+	errFormSize     = problem.New(http.StatusRequestEntityTooLarge, "body-too-large", "the password form is larger than 4 KiB")
+	errFormBad      = problem.Invalid("the password form could not be read")
+)
+
+// wrongPassword is shown above the form after a wrong password.
+const wrongPassword = "Wrong password. Try again."
+
+// outcome is what resolving a slug found.
+type outcome byte
+
+const (
+	found outcome = iota
+	notFound
+	deleted
+	expired
+	limitReached
 )
 
 // maxForm bounds the password form's body; it holds one password of at most 72 bytes.
@@ -77,39 +106,54 @@ const maxForm = 4 << 10
 
 // Handler serves redirects.
 type Handler struct {
-	cache    *cache
-	finder   Finder
-	pub      Publisher
-	trusted  []netip.Prefix
-	baseURL  string
-	logger   *slog.Logger
-	metrics  *metrics
-	now      func() time.Time
-	checks   chan struct{} // password checks running; its capacity is the bound
-	linkTry  Attempts
-	clientTr Attempts
+	cache     *cache
+	store     Store
+	pub       Publisher
+	trusted   []netip.Prefix
+	baseURL   string
+	fallbacks Fallbacks
+	robots    []byte
+	pages     *pageSet
+	takes     [64]chan struct{} // see takeClick
+	logger    *slog.Logger
+	metrics   *metrics
+	now       func() time.Time
+	checks    chan struct{} // password checks running; its capacity is the bound
+	linkTry   Attempts
+	clientTr  Attempts
 }
 
 // New returns a redirect handler. rdb may be nil (no Redis: in-process cache).
-func New(cfg Config, rdb rueidis.Client, finder Finder, pub Publisher, reg prometheus.Registerer, logger *slog.Logger) (*Handler, error) {
+func New(cfg Config, rdb rueidis.Client, store Store, pub Publisher, reg prometheus.Registerer, logger *slog.Logger) (*Handler, error) {
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{
-		cache: &cache{rdb: rdb, prefix: cfg.RedisPrefix, finder: finder, metrics: m,
+	pages, err := parsePages()
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{
+		cache: &cache{rdb: rdb, prefix: cfg.RedisPrefix, finder: store, metrics: m,
 			lookupTimeout: cmp.Or(cfg.LookupTimeout, 2*time.Second)},
-		finder:   finder,
-		pub:      pub,
-		trusted:  cfg.TrustedProxies,
-		baseURL:  strings.TrimRight(cfg.BaseURL, "/"),
-		logger:   logger.With("module", "redirect"),
-		metrics:  m,
-		now:      time.Now,
-		checks:   make(chan struct{}, cmp.Or(cfg.PasswordChecks, max(1, runtime.GOMAXPROCS(0)/2))),
-		linkTry:  cfg.LinkAttempts,
-		clientTr: cfg.ClientAttempts,
-	}, nil
+		store:     store,
+		pub:       pub,
+		trusted:   cfg.TrustedProxies,
+		baseURL:   strings.TrimRight(cfg.BaseURL, "/"),
+		fallbacks: cfg.Fallbacks,
+		robots:    robotsTxt(cfg.RobotsAllow),
+		pages:     pages,
+		logger:    logger.With("module", "redirect"),
+		metrics:   m,
+		now:       time.Now,
+		checks:    make(chan struct{}, cmp.Or(cfg.PasswordChecks, max(1, runtime.GOMAXPROCS(0)/2))),
+		linkTry:   cfg.LinkAttempts,
+		clientTr:  cfg.ClientAttempts,
+	}
+	for i := range h.takes {
+		h.takes[i] = make(chan struct{}, 1)
+	}
+	return h, nil
 }
 
 // Invalidated takes Redis' client-side caching invalidation messages; the app passes it
@@ -121,83 +165,195 @@ func (h *Handler) Invalidate(ctx context.Context, slug string) error {
 	return h.cache.Invalidate(ctx, slug)
 }
 
-// Register adds the redirect routes; mw (the rate limiter) applies to them only.
+// Register adds the visitor routes; mw (the rate limiter) applies to the slug routes.
+// /{slug}/ is the same as /{slug}: people add the slash when they type a link.
 func (h *Handler) Register(e *echo.Echo, mw ...echo.MiddlewareFunc) {
+	e.GET("/", h.root)
+	e.HEAD("/", h.root)
+	e.GET("/robots.txt", h.robotsTxt)
+	e.HEAD("/robots.txt", h.robotsTxt)
+	e.GET("/favicon.ico", h.favicon)
+	e.HEAD("/favicon.ico", h.favicon)
 	e.GET("/:slug", h.redirect, mw...)
 	e.HEAD("/:slug", h.redirect, mw...)
 	e.POST("/:slug", h.unlock, mw...)
+	e.GET("/:slug/", h.redirect, mw...)
+	e.HEAD("/:slug/", h.redirect, mw...)
 	e.GET("/:slug/qr", h.qr, mw...)
 }
 
+// fallbacksFor is the one place that picks a request's fallbacks, so that branded
+// domains can each have their own.
+func (h *Handler) fallbacksFor(*http.Request) Fallbacks { return h.fallbacks }
+
 func (h *Handler) redirect(c echo.Context) error {
 	slug := c.Param("slug")
-	t, err := h.resolve(c, slug)
+	t, o, err := h.resolve(c.Request().Context(), slug)
 	if err != nil {
-		return err
+		return h.lookupFailed(c, err)
+	}
+	if o != found {
+		return h.unavailable(c, o, t)
 	}
 	if t.password {
 		return h.passwordForm(c, slug, http.StatusOK, "")
 	}
-	return h.follow(c, t)
+	return h.follow(c, slug, t)
 }
 
-// resolve maps a slug to a followable target or the problem to answer. A lookup
-// that outlasts its timeout is a 503 with Retry-After; one abandoned by its client
-// returns the context's error, which the app does not count as a failure.
-func (h *Handler) resolve(c echo.Context, slug string) (target, error) {
+// resolve maps a slug to its target and what it found. Only a failing lookup is an
+// error; see lookupFailed for how to answer it.
+func (h *Handler) resolve(ctx context.Context, slug string) (target, outcome, error) {
 	if !links.ValidSlugSyntax(slug) {
-		h.metrics.redirects.WithLabelValues("404").Inc()
-		return target{}, errNotFound
+		return target{}, notFound, nil
 	}
-	t, err := h.cache.resolve(c.Request().Context(), slug)
+	t, err := h.cache.resolve(ctx, slug)
 	if err != nil {
-		return t, h.lookupFailed(c, err)
+		return t, found, err
 	}
 	switch {
 	case t.state == stateNotFound:
-		h.metrics.redirects.WithLabelValues("404").Inc()
-		return t, errNotFound
-	case t.state == stateGone || t.expired(h.now()):
-		h.metrics.redirects.WithLabelValues("410").Inc()
-		return t, errGone
+		return t, notFound, nil
+	case t.state == stateGone:
+		return t, deleted, nil
+	case t.expired(h.now()):
+		return t, expired, nil
+	case t.usedUp():
+		return t, limitReached, nil
 	}
-	return t, nil
+	return t, found, nil
 }
 
-// lookupFailed counts a failed lookup and returns what to answer: a 503 with
-// Retry-After when PostgreSQL was too slow, the context's error when the client left.
+// lookupFailed answers a failed lookup: a 503 with Retry-After when PostgreSQL was
+// too slow, the context's error when the client left (which the app does not count
+// as a failure), else the error; as a page for browsers (see failed).
 func (h *Handler) lookupFailed(c echo.Context, err error) error {
-	switch {
-	case c.Request().Context().Err() != nil:
+	if c.Request().Context().Err() != nil {
 		h.metrics.redirects.WithLabelValues("499").Inc()
 		return err
-	case errors.Is(err, context.DeadlineExceeded):
-		h.metrics.redirects.WithLabelValues("503").Inc()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
 		c.Response().Header().Set("Retry-After", "1")
 		p := *errUnavailable
 		p.Err = err // logged, never shown
-		return &p
+		err = &p
 	}
-	h.metrics.redirects.WithLabelValues("500").Inc()
-	return err
+	return h.failed(c, err)
 }
 
-// follow records the click (not for HEAD) and answers with the link's status.
-func (h *Handler) follow(c echo.Context, t target) error {
+// follow answers with the target in the link's status, after taking the click from
+// the link's limit and handing it to ingest. HEAD only looks: it takes and records
+// nothing.
+func (h *Handler) follow(c echo.Context, slug string, t target) error {
 	r := c.Request()
+	if r.Method != http.MethodHead {
+		if t.maxClicks != 0 {
+			gen := h.cache.gen.Load()
+			ok, err := h.takeClick(r.Context(), t.id)
+			if err != nil {
+				if r.Context().Err() == nil { // a visitor who left is not an error
+					h.logger.Error("take click", "slug", slug, "err", err)
+				}
+				return h.failed(c, errLimitDown)
+			}
+			if !ok {
+				h.cache.usedUp(slug, t, gen)
+				return h.unavailable(c, limitReached, t)
+			}
+		}
+		h.pub.Publish(r.Context(), h.event(c, t))
+	}
+	location := t.location
+	if t.forward && r.URL.RawQuery != "" {
+		location = []string{forwardQuery(t.url, r.URL.RawQuery)}
+	}
+	if r.Method == http.MethodPost && prefersHTML(r.Header.Get("Accept")) {
+		// After the password form a browser is sent on by a page, not a 303: a
+		// redirect answering a form is checked against the form page's CSP
+		// form-action, which cannot name the target without showing it to anyone who
+		// opens the form.
+		return h.continuePage(c, location[0])
+	}
 	status := t.status
 	if r.Method == http.MethodPost {
 		status = http.StatusSeeOther // after the password form: GET the target
 	}
-	if r.Method != http.MethodHead {
-		h.pub.Publish(r.Context(), h.event(c, t))
-	}
 	hdr := c.Response().Header()
-	hdr["Location"] = t.location
+	hdr["Location"] = location
 	hdr["Cache-Control"] = noStore
 	c.Response().WriteHeader(status)
 	h.metrics.redirectsByStatus[status].Inc()
 	return nil
+}
+
+// takeClick takes one click of a limited link, one take per link at a time in this
+// instance. PostgreSQL queues concurrent takes on the link's row lock anyway, each
+// holding a pool connection while it waits; queueing here instead keeps one busy
+// limited link from holding every connection of the pool. Links share the stripes by
+// id, so the memory is fixed; two links sharing one only take turns.
+func (h *Handler) takeClick(ctx context.Context, id int64) (bool, error) {
+	stripe := h.takes[uint64(id)%uint64(len(h.takes))]
+	select {
+	case stripe <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	defer func() { <-stripe }()
+	return h.store.TakeClick(ctx, id)
+}
+
+// unavailable answers a slug that cannot be followed: the link's expired_url or the
+// fallback redirect if there is one, else hop's page for browsers and a problem for
+// everyone else.
+func (h *Handler) unavailable(c echo.Context, o outcome, t target) error {
+	fb := h.fallbacksFor(c.Request())
+	var to string
+	var err *problem.Error
+	switch o {
+	case notFound:
+		to, err = fb.NotFound, errNotFound
+	case deleted:
+		to, err = fb.Expired, errGone
+	case expired:
+		to, err = cmp.Or(t.expiredURL, fb.Expired), errExpired
+	case limitReached:
+		to, err = cmp.Or(t.expiredURL, fb.Expired), errLimitReached
+	default:
+		return fmt.Errorf("redirect: unexpected outcome %d", o)
+	}
+	if to != "" {
+		return h.fallback(c, to)
+	}
+	return h.failed(c, err)
+}
+
+// fallback sends the visitor elsewhere with a 302 that is not a click of any link.
+func (h *Handler) fallback(c echo.Context, to string) error {
+	hdr := c.Response().Header()
+	hdr.Set("Location", to)
+	hdr["Cache-Control"] = noStore
+	c.Response().WriteHeader(http.StatusFound)
+	h.metrics.redirectsByStatus[http.StatusFound].Inc()
+	return nil
+}
+
+// failed answers err: as hop's page when a browser asks, else as the problem it is
+// (rendered by the app's error handler).
+func (h *Handler) failed(c echo.Context, err error) error {
+	var p *problem.Error
+	ok := errors.As(err, &p)
+	if !ok {
+		p = &problem.Error{Status: http.StatusInternalServerError, Title: http.StatusText(http.StatusInternalServerError),
+			Detail: "something went wrong on our side; it has been logged"}
+	}
+	h.metrics.redirectsFailed(p.Status).Inc()
+	if !prefersHTML(c.Request().Header.Get("Accept")) {
+		return err
+	}
+	if !ok {
+		h.logger.Error("redirect failed", "method", c.Request().Method, "err", err)
+	}
+	return h.errorPage(c, p.Status, p)
 }
 
 func (h *Handler) event(c echo.Context, t target) ingest.Event {
@@ -245,16 +401,19 @@ func (h *Handler) peerTrusted(remoteAddr string) bool {
 // gives its attempt back.
 func (h *Handler) unlock(c echo.Context) error {
 	slug := c.Param("slug")
-	t, err := h.resolve(c, slug)
+	t, o, err := h.resolve(c.Request().Context(), slug)
 	if err != nil {
-		return err
+		return h.lookupFailed(c, err)
+	}
+	if o != found {
+		return h.unavailable(c, o, t)
 	}
 	if !t.password {
-		return h.follow(c, t)
+		return h.follow(c, slug, t)
 	}
 	pw, err := readPassword(c)
 	if err != nil {
-		return err
+		return h.failed(c, err)
 	}
 	select {
 	case h.checks <- struct{}{}:
@@ -282,7 +441,7 @@ func (h *Handler) unlock(c echo.Context) error {
 		return h.lookupFailed(c, err)
 	}
 	if !links.CheckPassword(l.PasswordHash, pw) {
-		return h.passwordForm(c, slug, http.StatusUnauthorized, "Wrong password.")
+		return h.passwordForm(c, slug, http.StatusUnauthorized, wrongPassword)
 	}
 	if h.clientTr != nil {
 		h.clientTr.Undo(ctx, client)
@@ -290,7 +449,7 @@ func (h *Handler) unlock(c echo.Context) error {
 	if h.linkTry != nil {
 		h.linkTry.Undo(ctx, link)
 	}
-	return h.follow(c, t)
+	return h.follow(c, slug, t)
 }
 
 // readPassword reads the password from the form body only: a password in the query
@@ -320,29 +479,4 @@ func readPassword(c echo.Context) (string, error) {
 func (h *Handler) tooMany(c echo.Context, slug string, retry time.Duration, msg string) error {
 	c.Response().Header().Set("Retry-After", strconv.Itoa(max(int(retry/time.Second), 1)))
 	return h.passwordForm(c, slug, http.StatusTooManyRequests, msg)
-}
-
-var passwordPage = template.Must(template.New("pw").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>Protected link</title>
-<style>body{font:16px system-ui,sans-serif;max-width:24rem;margin:15vh auto;padding:0 1rem}input,button{font:inherit;padding:.5rem;width:100%;box-sizing:border-box;margin:.25rem 0}.err{color:#b00020}</style>
-</head><body><h1>This link is protected</h1>
-{{if .Error}}<p class="err">{{.Error}}</p>{{end}}
-<form method="post" action="/{{.Slug}}"><label for="pw">Password</label>
-<input id="pw" name="password" type="password" autocomplete="current-password" required autofocus>
-<button type="submit">Continue</button></form></body></html>`))
-
-func (h *Handler) passwordForm(c echo.Context, slug string, status int, msg string) error {
-	hdr := c.Response().Header()
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
-	hdr.Set("X-Frame-Options", "DENY")
-	hdr.Set("X-Content-Type-Options", "nosniff")
-	hdr.Set("Referrer-Policy", "same-origin")
-	hdr.Set(echo.HeaderContentType, echo.MIMETextHTMLCharsetUTF8)
-	c.Response().WriteHeader(status)
-	if c.Request().Method == http.MethodHead {
-		return nil
-	}
-	return passwordPage.Execute(c.Response(), struct{ Slug, Error string }{slug, msg})
 }

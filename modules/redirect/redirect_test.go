@@ -21,7 +21,9 @@ func TestTargetRoundTrip(t *testing.T) {
 	t.Parallel()
 	for _, tg := range []target{
 		{state: stateLive, id: 7, status: 301, url: "https://example.com/a|b?c=d"},
-		{state: stateLive, id: 1 << 40, status: 302, expiresAt: 1893456000, maxClicks: 10, totalClicks: 3, password: true, url: "http://x.y"},
+		{state: stateLive, id: 1 << 40, status: 302, expiresAt: 1893456000, maxClicks: 10, clicksUsed: 3, password: true, url: "http://x.y"},
+		{state: stateLive, id: 9, status: 307, forward: true, expiredURL: "https://after.example/a|b", url: "https://x.y/?q|r"},
+		{state: stateLive, id: 9, status: 308, password: true, forward: true, expiredURL: "", url: "https://x.y/"},
 		{state: stateGone},
 		{state: stateNotFound},
 	} {
@@ -33,7 +35,9 @@ func TestTargetRoundTrip(t *testing.T) {
 			t.Fatalf("round trip of %+v gave %+v, %v", tg, got, ok)
 		}
 	}
-	for _, bad := range []string{"", "L", "L|1|2|3", "L|x|302|0|0|0|0|https://a", "L|1|302|0|0|0|0|", "Q"} {
+	for _, bad := range []string{"", "L", "L|1|2|3", "L|x|302|0|0|0|--|0|https://a", "L|1|302|0|0|0|--|0|", "Q",
+		"L|1|302|0|0|0|0|https://a", // an older hop's format
+		"L|1|302|0|0|0|xx|0|https://a", "L|1|302|0|0|0|--|99|https://a", "L|1|302|0|0|0|--|-1|https://a", "L|1|302|0|0|0|--|9|https://a"} {
 		if _, ok := decodeTarget(bad); ok {
 			t.Fatalf("decodeTarget(%q) accepted garbage", bad)
 		}
@@ -41,7 +45,8 @@ func TestTargetRoundTrip(t *testing.T) {
 }
 
 func FuzzDecodeTarget(f *testing.F) {
-	f.Add("L|1|302|0|0|0|0|https://a.example")
+	f.Add("L|1|302|0|0|0|-q|0|https://a.example")
+	f.Add("L|1|302|0|5|2|pq|19|https://b.example/xhttps://a.example")
 	f.Add("G")
 	f.Fuzz(func(t *testing.T, v string) {
 		tg, ok := decodeTarget(v)
@@ -53,22 +58,26 @@ func FuzzDecodeTarget(f *testing.F) {
 	})
 }
 
-func TestExpired(t *testing.T) {
+func TestExpiredAndUsedUp(t *testing.T) {
 	t.Parallel()
 	now := time.Unix(1000, 0)
 	cases := []struct {
-		t    target
-		want bool
+		t             target
+		expired, used bool
 	}{
-		{target{}, false},
-		{target{expiresAt: 1001}, false},
-		{target{expiresAt: 1000}, true},
-		{target{maxClicks: 5, totalClicks: 4}, false},
-		{target{maxClicks: 5, totalClicks: 5}, true},
+		{target{}, false, false},
+		{target{expiresAt: 1001}, false, false},
+		{target{expiresAt: 1000}, true, false},
+		{target{maxClicks: 5, clicksUsed: 4}, false, false},
+		{target{maxClicks: 5, clicksUsed: 5}, false, true},
+		{target{clicksUsed: 5}, false, false},
 	}
 	for _, c := range cases {
-		if got := c.t.expired(now); got != c.want {
-			t.Errorf("%+v.expired = %v, want %v", c.t, got, c.want)
+		if got := c.t.expired(now); got != c.expired {
+			t.Errorf("%+v.expired = %v, want %v", c.t, got, c.expired)
+		}
+		if got := c.t.usedUp(); got != c.used {
+			t.Errorf("%+v.usedUp = %v, want %v", c.t, got, c.used)
 		}
 	}
 }
@@ -157,10 +166,11 @@ func BenchmarkRedirect(b *testing.B) {
 	for _, mode := range []struct {
 		name  string
 		redis bool
-	}{{"rueidis-client-cache", true}, {"local-cache", false}} {
+		query string
+	}{{"rueidis-client-cache", true, ""}, {"local-cache", false, ""}, {"local-cache-forward-query", false, "?utm_source=newsletter&utm_medium=email&utm_campaign=spring"}} {
 		b.Run(mode.name, func(b *testing.B) {
 			f := setup(b, mode.redis)
-			req := httptest.NewRequest(http.MethodGet, "/"+f.slug, nil)
+			req := httptest.NewRequest(http.MethodGet, "/"+f.slug+mode.query, nil)
 			req.Header.Set("User-Agent", "Mozilla/5.0")
 			rec := httptest.NewRecorder()
 			f.e.ServeHTTP(rec, req) // warm the cache

@@ -55,6 +55,10 @@ func (g *gatedFinder) FindBySlug(ctx context.Context, slug string) (links.Link, 
 	return l, err
 }
 
+func (g *gatedFinder) TakeClick(ctx context.Context, id int64) (bool, error) {
+	return g.store.TakeClick(ctx, id)
+}
+
 type pwFixture struct {
 	e     *echo.Echo
 	h     *Handler

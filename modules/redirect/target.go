@@ -20,22 +20,25 @@ const (
 // target is what the redirect needs of a link, small enough to cache and to decode
 // without allocating.
 type target struct {
-	state       state
-	id          int64
-	status      int
-	expiresAt   int64 // unix seconds, 0 = never
-	maxClicks   int64 // 0 = unlimited
-	totalClicks int64
-	password    bool
-	url         string
-	location    []string // {url}, the Location header value, made once per cache fill
+	state      state
+	id         int64
+	status     int
+	expiresAt  int64 // unix seconds, 0 = never
+	maxClicks  int64 // 0 = unlimited
+	clicksUsed int64 // as of the cache fill: it only grows, so a limit reached here stays reached
+	password   bool
+	forward    bool   // forward the incoming query string
+	expiredURL string // where the link goes once expired or used up; "" = 410
+	url        string
+	location   []string // {url}, the Location header value, made once per cache fill
 }
 
 func targetOf(l links.Link) target {
 	if l.DeletedAt != nil {
 		return target{state: stateGone}
 	}
-	t := target{state: stateLive, id: l.ID, status: l.RedirectStatus, totalClicks: l.TotalClicks, password: l.HasPassword, url: l.OriginalURL, location: []string{l.OriginalURL}}
+	t := target{state: stateLive, id: l.ID, status: l.RedirectStatus, clicksUsed: l.ClicksUsed, password: l.HasPassword,
+		forward: l.ForwardQuery, url: l.OriginalURL, location: []string{l.OriginalURL}}
 	if l.ExpiresAt != nil {
 		t.expiresAt = l.ExpiresAt.Unix()
 		if t.expiresAt <= 0 {
@@ -45,21 +48,30 @@ func targetOf(l links.Link) target {
 	if l.MaxClicks != nil {
 		t.maxClicks = *l.MaxClicks
 	}
+	if l.ExpiredURL != nil {
+		t.expiredURL = *l.ExpiredURL
+	}
 	return t
 }
 
-// encode renders t as the cached value: "L|id|status|expires|max|total|pw|url", or
-// just the state letter for gone and unknown slugs. The URL is last so it may contain '|'.
+// encode renders t as the cached value:
+// "L|id|status|expires|max|used|flags|len(expired_url)|expired_url url", or just the
+// state letter for gone and unknown slugs. flags is "pq" with '-' for an unset flag
+// (password, query forwarding). Both URLs may contain '|': the first is length-prefixed
+// and the target is last.
 func (t target) encode() string {
 	if t.state != stateLive {
 		return string(t.state)
 	}
-	pw := "0"
+	flags := [2]byte{'-', '-'}
 	if t.password {
-		pw = "1"
+		flags[0] = 'p'
+	}
+	if t.forward {
+		flags[1] = 'q'
 	}
 	var b strings.Builder
-	b.Grow(len(t.url) + 64)
+	b.Grow(len(t.url) + len(t.expiredURL) + 80)
 	b.WriteString("L|")
 	b.WriteString(strconv.FormatInt(t.id, 10))
 	b.WriteByte('|')
@@ -69,16 +81,20 @@ func (t target) encode() string {
 	b.WriteByte('|')
 	b.WriteString(strconv.FormatInt(t.maxClicks, 10))
 	b.WriteByte('|')
-	b.WriteString(strconv.FormatInt(t.totalClicks, 10))
+	b.WriteString(strconv.FormatInt(t.clicksUsed, 10))
 	b.WriteByte('|')
-	b.WriteString(pw)
+	b.Write(flags[:])
 	b.WriteByte('|')
+	b.WriteString(strconv.Itoa(len(t.expiredURL)))
+	b.WriteByte('|')
+	b.WriteString(t.expiredURL)
 	b.WriteString(t.url)
 	return b.String()
 }
 
-// decodeTarget parses a cached value; ok is false for anything malformed, which the
-// caller treats as a miss. Substrings share the value's memory: no allocation.
+// decodeTarget parses a cached value; ok is false for anything malformed (including
+// values cached by an older hop), which the caller treats as a miss. Substrings share
+// the value's memory.
 func decodeTarget(v string) (t target, ok bool) {
 	if v == "G" || v == "N" {
 		return target{state: state(v[0])}, true
@@ -87,7 +103,7 @@ func decodeTarget(v string) (t target, ok bool) {
 		return t, false
 	}
 	rest := v[2:]
-	var fields [6]string
+	var fields [7]string
 	for i := range fields {
 		j := strings.IndexByte(rest, '|')
 		if j < 0 {
@@ -109,18 +125,36 @@ func decodeTarget(v string) (t target, ok bool) {
 	if t.maxClicks, err = strconv.ParseInt(fields[3], 10, 64); err != nil {
 		return t, false
 	}
-	if t.totalClicks, err = strconv.ParseInt(fields[4], 10, 64); err != nil {
+	if t.clicksUsed, err = strconv.ParseInt(fields[4], 10, 64); err != nil {
 		return t, false
 	}
-	t.password = fields[5] == "1"
-	t.url = rest
-	t.location = []string{rest}
+	switch fields[5] {
+	case "--":
+	case "p-":
+		t.password = true
+	case "-q":
+		t.forward = true
+	case "pq":
+		t.password, t.forward = true, true
+	default:
+		return t, false
+	}
+	n, err := strconv.Atoi(fields[6])
+	if err != nil || n < 0 || n > len(rest) {
+		return t, false
+	}
+	t.expiredURL, t.url = rest[:n], rest[n:]
+	t.location = []string{t.url}
 	return t, t.url != ""
 }
 
-// expired reports whether the link can no longer be followed at now: past its expiry
-// or its click limit (total_clicks as last aggregated, so the limit may be passed by
-// the clicks of one aggregation interval).
+// expired reports whether the link is past its expiry at now.
 func (t target) expired(now time.Time) bool {
-	return (t.expiresAt != 0 && now.Unix() >= t.expiresAt) || (t.maxClicks != 0 && t.totalClicks >= t.maxClicks)
+	return t.expiresAt != 0 && now.Unix() >= t.expiresAt
+}
+
+// usedUp reports whether the link's click limit was reached when it was cached. A link
+// not used up here may still be: the redirect takes each click from PostgreSQL.
+func (t target) usedUp() bool {
+	return t.maxClicks != 0 && t.clicksUsed >= t.maxClicks
 }
