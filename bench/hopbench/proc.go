@@ -210,7 +210,7 @@ type ingestHealth struct {
 
 func (h *hop) ingest(ctx context.Context) (ingestHealth, error) {
 	ih := ingestHealth{Lag: -1}
-	code, b, err := httpGet(ctx, h.url+"/health", "")
+	code, b, err := httpGet(ctx, h.url+"/health", apiKey) // details need a key
 	if err != nil {
 		return ih, err
 	}
