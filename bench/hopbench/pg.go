@@ -134,7 +134,7 @@ func waitDrained(ctx context.Context, h *hop, pool *pgxpool.Pool, since time.Tim
 	deadline := since.Add(timeout)
 	for {
 		ih, err := h.ingest(ctx)
-		if err == nil && ih.Lag == 0 && ih.Pending == 0 {
+		if err == nil && ih.drained() {
 			break
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {

@@ -203,9 +203,20 @@ func httpGet(ctx context.Context, u, key string) (int, []byte, error) {
 
 // ingestHealth is checks.ingest.details of GET /health.
 type ingestHealth struct {
-	StreamLength int64 `json:"stream_length"`
-	Pending      int64 `json:"pending"`
-	Lag          int64 `json:"lag"`
+	StreamLength int64  `json:"stream_length"`
+	Pending      int64  `json:"pending"`
+	Lag          int64  `json:"lag"`
+	Mode         string `json:"mode"`        // "stream" with Redis, "log" without
+	LogEntries   int64  `json:"log_entries"` // local log entries not yet in PostgreSQL
+}
+
+// drained says ingest holds nothing unwritten: the stream's group has caught up, and
+// the local click log (the stream without Redis, the fallback with it) is empty.
+func (ih ingestHealth) drained() bool {
+	if ih.Mode == "log" {
+		return ih.LogEntries == 0
+	}
+	return ih.Lag == 0 && ih.Pending == 0 && ih.LogEntries == 0
 }
 
 func (h *hop) ingest(ctx context.Context) (ingestHealth, error) {
