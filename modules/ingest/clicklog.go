@@ -76,13 +76,11 @@ type clickLog struct {
 	openErr  error
 	openedAt time.Time
 
-	// Group commit, as in handoff: running, the filling batch, full batches, a kick.
+	// Group commit, as in handoff: running and the queue, under gmu.
 	gmu     sync.Mutex
 	running bool
-	filling *batch
-	full    []*batch
-	kick    chan struct{}
-	bufs    sync.Pool
+	batchQueue
+	bufs sync.Pool
 
 	appended chan struct{} // a token after each commit, for the log reader
 }
@@ -116,7 +114,7 @@ func openClickLog(cfg logConfig, m *logMetrics, logger *slog.Logger) (*clickLog,
 		return nil, fmt.Errorf("local click log %s: %w", cfg.Dir, errLogLocked)
 	}
 	l := &clickLog{cfg: cfg, m: m, logger: logger, lockFile: lf,
-		kick: make(chan struct{}, 1), appended: make(chan struct{}, 1)}
+		batchQueue: batchQueue{kick: make(chan struct{}, 1)}, appended: make(chan struct{}, 1)}
 	l.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 	l.mu.Lock()
 	err = l.reopenLocked()
@@ -183,24 +181,13 @@ func (l *clickLog) append(ev *Event) error {
 		l.commit([]*batch{b})
 		return b.err
 	}
-	b := l.filling
-	if b == nil {
-		b = l.newBatch()
-		l.filling = b
+	if l.filling == nil {
+		l.filling = l.newBatch()
 	}
-	*b.entry = appendEvent(*b.entry, ev)
-	b.n++
-	kick := b.n == 1
-	if b.n == maxPerEntry {
-		l.full = append(l.full, b)
-		l.filling, kick = nil, true
-	}
+	b, kick := l.joinLocked(ev)
 	l.gmu.Unlock()
 	if kick {
-		select {
-		case l.kick <- struct{}{}:
-		default:
-		}
+		l.wake()
 	}
 	<-b.done
 	return b.err

@@ -68,13 +68,10 @@ type handoff struct {
 	bufs   sync.Pool // *[]byte stream entry buffers, empty
 
 	// Under mu: running tells publish whether the sender will take its event (Run
-	// clears it before stopping the sender), filling is the batch new events join,
-	// full holds batches that reached maxPerEntry, oldest first. kick wakes the sender.
+	// clears it before stopping the sender), and the group-commit queue.
 	mu      sync.Mutex
 	running bool
-	filling *batch
-	full    []*batch
-	kick    chan struct{}
+	batchQueue
 
 	// Circuit breaker: consecutive failures open it; the probe closes it.
 	failures atomic.Int64
@@ -86,7 +83,7 @@ func newHandoff(cfg handoffConfig, rdb rueidis.Client, led *ledger, m *pipelineM
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	h := &handoff{cfg: cfg, rdb: rdb, ledger: led, m: m, logger: logger, kick: make(chan struct{}, 1)}
+	h := &handoff{cfg: cfg, rdb: rdb, ledger: led, m: m, logger: logger, batchQueue: batchQueue{kick: make(chan struct{}, 1)}}
 	h.bufs.New = func() any { b := make([]byte, 0, 512); return &b }
 	return h, nil
 }
@@ -100,6 +97,38 @@ type batch struct {
 	since time.Time     // when its first event arrived
 	done  chan struct{} // closed once err is set
 	err   error
+}
+
+// batchQueue is the group-commit queue that the stream hand-off and the local log
+// share: filling is the batch new events join, full holds batches that reached
+// maxPerEntry, oldest first, and kick wakes the sender. Its owner's mutex guards it.
+type batchQueue struct {
+	filling *batch
+	full    []*batch
+	kick    chan struct{}
+}
+
+// joinLocked adds ev to the filling batch, which the owner has started when there
+// was none, and reports whether the sender must be woken (the batch's first event, or
+// it filled up). The owner's mutex is held; call wake after releasing it.
+func (q *batchQueue) joinLocked(ev *Event) (b *batch, kick bool) {
+	b = q.filling
+	*b.entry = appendEvent(*b.entry, ev)
+	b.n++
+	kick = b.n == 1
+	if b.n == maxPerEntry {
+		q.full = append(q.full, b)
+		q.filling, kick = nil, true
+	}
+	return b, kick
+}
+
+// wake nudges the sender unless a wake-up is pending already.
+func (q *batchQueue) wake() {
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
 }
 
 // maxPerEntry bounds the clicks in one stream or log entry.
@@ -118,27 +147,20 @@ func (h *handoff) publish(ev *Event) error {
 		*bp = appendEvent(*bp, ev)
 		return h.xadd(time.Now().Add(h.cfg.Timeout), bp, 1)
 	}
-	b := h.filling
-	if b == nil {
-		b = &batch{entry: h.bufs.Get().(*[]byte), since: time.Now(), done: make(chan struct{})}
-		h.filling = b
+	if h.filling == nil {
+		h.filling = h.newBatch()
 	}
-	*b.entry = appendEvent(*b.entry, ev)
-	b.n++
-	kick := b.n == 1
-	if b.n == maxPerEntry {
-		h.full = append(h.full, b)
-		h.filling, kick = nil, true
-	}
+	b, kick := h.joinLocked(ev)
 	h.mu.Unlock()
 	if kick {
-		select {
-		case h.kick <- struct{}{}:
-		default: // the sender has a wake-up pending already
-		}
+		h.wake()
 	}
 	<-b.done
 	return b.err
+}
+
+func (h *handoff) newBatch() *batch {
+	return &batch{entry: h.bufs.Get().(*[]byte), since: time.Now(), done: make(chan struct{})}
 }
 
 // Run sends batches until ctx ends, then the batches already joined: after it
