@@ -59,6 +59,9 @@ type Config struct {
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout" envconfig:"HOP_SHUTDOWN_TIMEOUT"`
 	LogFormat         string        `yaml:"log_format" envconfig:"HOP_LOG_FORMAT"`
 	LogLevel          string        `yaml:"log_level" envconfig:"HOP_LOG_LEVEL"`
+	// WebhookAllowPrivate lets webhook URLs reach loopback, private and link-local
+	// addresses (tests, private networks); off, they are refused at creation and dial.
+	WebhookAllowPrivate bool `yaml:"webhook_allow_private" envconfig:"HOP_WEBHOOK_ALLOW_PRIVATE"`
 
 	trusted []netip.Prefix
 	data    *dataDir // the data directory and embedded PostgreSQL of this run; set by Run

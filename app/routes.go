@@ -11,9 +11,11 @@ import (
 	"github.com/hop-dev/hop/modules/apikey"
 	"github.com/hop-dev/hop/modules/dashboard"
 	"github.com/hop-dev/hop/modules/links"
+	"github.com/hop-dev/hop/modules/live"
 	"github.com/hop-dev/hop/modules/ratelimit"
 	"github.com/hop-dev/hop/modules/redirect"
 	"github.com/hop-dev/hop/modules/stats"
+	"github.com/hop-dev/hop/modules/webhooks"
 )
 
 type echoContext = echo.Context
@@ -29,6 +31,8 @@ type server struct {
 	apiLimit  *ratelimit.Limiter
 	linkLimit *ratelimit.Limiter
 	authFails *ratelimit.Limiter // failed authentications per client address
+	live      *live.Feed
+	webhooks  *webhooks.Service
 }
 
 // routes lists every route of hop in one place.
@@ -61,6 +65,8 @@ func routes(e *echo.Echo, cfg Config, reg *prometheus.Registry, s server, logger
 	)
 	s.links.Routes(api)
 	s.stats.Routes(api)
+	s.live.Routes(api)
+	s.webhooks.Routes(api)
 
 	// Web UI: its own session sign-in, CSRF checks and security headers.
 	s.dashboard.Register(e, textParams, middleware.RequestID(), requestLog(logger))

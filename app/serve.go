@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"runtime/debug"
 	"sync/atomic"
@@ -25,9 +26,11 @@ import (
 	"github.com/hop-dev/hop/modules/dashboard"
 	"github.com/hop-dev/hop/modules/ingest"
 	"github.com/hop-dev/hop/modules/links"
+	"github.com/hop-dev/hop/modules/live"
 	"github.com/hop-dev/hop/modules/ratelimit"
 	"github.com/hop-dev/hop/modules/redirect"
 	"github.com/hop-dev/hop/modules/stats"
+	"github.com/hop-dev/hop/modules/webhooks"
 )
 
 // serve runs the server and its loops until ctx ends, then drains in dependency order:
@@ -163,6 +166,18 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		return err
 	}
 
+	// The live feed and webhooks tail click_logs; the feed's wake-ups (a commit
+	// notification, or its poll) also wake the webhook deliveries.
+	feed, err := live.New(live.Config{Domain: baseHost(cfg.BaseURL)}, pool, reg, logger)
+	if err != nil {
+		return err
+	}
+	hooks, err := webhooks.New(ctx, webhooks.Config{AllowPrivate: cfg.WebhookAllowPrivate, Domain: baseHost(cfg.BaseURL)}, pool, reg, logger)
+	if err != nil {
+		return err
+	}
+	feed.OnWake(hooks.Wake)
+
 	hc := &health{pool: pool, rdb: rdb, authorized: withKey(keys, authFails), now: time.Now, checks: map[string]check{
 		"aggregator": func(ctx context.Context) (any, error) {
 			h, err := agg.Health(ctx)
@@ -185,6 +200,8 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		apiLimit:  apiLimit,
 		linkLimit: redirectLimit,
 		authFails: authFails,
+		live:      feed,
+		webhooks:  hooks,
 	}, logger)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -231,6 +248,14 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	})
 	g.Go(func() error {
 		return keys.Watch(gctx)
+	})
+	// Both end when shutdown starts: live streams never go idle, so the server's
+	// drain would wait for them; an interrupted delivery stays pending and is resent.
+	g.Go(func() error {
+		return feed.Run(gctx)
+	})
+	g.Go(func() error {
+		return hooks.Run(gctx)
 	})
 
 	// The stages above end in order; if one fails early, gctx ends and the rest drain.
@@ -290,4 +315,14 @@ func tuneGC(getenv func(string) string) {
 	if getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(64 << 20)
 	}
+}
+
+// baseHost is the host of the public origin, shown as the domain of clicks on links
+// of the default domain.
+func baseHost(base string) string {
+	u, err := url.Parse(base)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
 }

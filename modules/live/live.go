@@ -1,0 +1,454 @@
+// Package live streams clicks as they happen over Server-Sent Events. Its Feed tails
+// click_logs, which every ingest path (the Redis stream and the local click log) ends
+// in, by a commit-safe cursor, and wakes on the hop_clicks notification PostgreSQL
+// delivers after each ingest commit, so a click answered by any instance reaches the
+// clients of every instance, in both modes.
+package live
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config tunes the feed; zero values take the defaults.
+type Config struct {
+	// Domain is the host shown in each click's "domain" (the default short domain).
+	Domain string
+	// Heartbeat is the interval of the keep-alive comment (default 15s).
+	Heartbeat time.Duration
+	// Buffer is how many events one client may have waiting before it is cut off
+	// (default 256).
+	Buffer int
+	// Resume is how far back Last-Event-ID may reach (default 10m).
+	Resume time.Duration
+	// Poll is the longest wait between two reads when no notification comes (default 1s).
+	Poll time.Duration
+	// WriteTimeout bounds one write to a client (default 10s).
+	WriteTimeout time.Duration
+	// Page is how many clicks one read takes (default 1000).
+	Page int
+}
+
+func (c *Config) defaults() {
+	c.Heartbeat = cmp.Or(c.Heartbeat, 15*time.Second)
+	c.Buffer = cmp.Or(c.Buffer, 256)
+	c.Resume = cmp.Or(c.Resume, 10*time.Minute)
+	c.Poll = cmp.Or(c.Poll, time.Second)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, 10*time.Second)
+	c.Page = cmp.Or(c.Page, 1000)
+}
+
+// position orders clicks: by the inserting transaction, then by event id. A position
+// is final once its xid is below the horizon, so nothing can appear before it later.
+type position struct {
+	xid   uint64
+	event uuid.UUID
+}
+
+func (p position) less(q position) bool {
+	if p.xid != q.xid {
+		return p.xid < q.xid
+	}
+	return string(p.event[:]) < string(q.event[:])
+}
+
+// click is one event, encoded once and shared by every client that receives it.
+type click struct {
+	pos    position
+	linkID int64
+	bot    bool
+	data   []byte
+}
+
+// clickJSON is the data of a click event: never the IP or the visitor hash.
+type clickJSON struct {
+	ID        uuid.UUID `json:"id"`
+	Slug      string    `json:"slug"`
+	Domain    string    `json:"domain"`
+	ClickedAt time.Time `json:"clicked_at"`
+	Country   string    `json:"country"`
+	Referer   string    `json:"referer"`
+	Browser   string    `json:"browser"`
+	OS        string    `json:"os"`
+	Device    string    `json:"device"`
+	Bot       bool      `json:"bot"`
+	BotReason string    `json:"bot_reason"`
+}
+
+// filter selects the clicks one client receives.
+type filter struct {
+	linkID int64 // 0: every link
+	bots   bool
+}
+
+func (f filter) match(c *click) bool {
+	return (f.linkID == 0 || c.linkID == f.linkID) && (f.bots || !c.bot)
+}
+
+// sub is one connected client. The feed sends without blocking; a client whose
+// buffer is full is cut off (cut closed) rather than allowed to hold memory.
+type sub struct {
+	f   filter
+	ch  chan *click
+	cut chan struct{}
+}
+
+// Feed tails click_logs and fans clicks out to subscribed clients.
+type Feed struct {
+	cfg    Config
+	pool   *pgxpool.Pool
+	logger *slog.Logger
+
+	wake chan struct{}
+
+	mu      sync.Mutex
+	pos     position // every click at or before pos has been published
+	started bool
+	subs    map[*sub]struct{}
+	onWake  []func()
+	ready   chan struct{}
+
+	clients prometheus.Gauge
+	cuts    prometheus.Counter
+	events  prometheus.Counter
+}
+
+// New returns a feed; Run tails the database.
+func New(cfg Config, pool *pgxpool.Pool, reg prometheus.Registerer, logger *slog.Logger) (*Feed, error) {
+	cfg.defaults()
+	if cfg.Buffer < 1 || cfg.Page < 1 {
+		return nil, fmt.Errorf("live: Buffer %d and Page %d must be positive", cfg.Buffer, cfg.Page)
+	}
+	f := &Feed{
+		cfg: cfg, pool: pool, logger: logger.With("module", "live"),
+		wake: make(chan struct{}, 1), subs: map[*sub]struct{}{}, ready: make(chan struct{}),
+		clients: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hop_live_clients", Help: "Clients connected to the live click feed."}),
+		cuts:    prometheus.NewCounter(prometheus.CounterOpts{Name: "hop_live_clients_cut_total", Help: "Live clients disconnected because they fell a whole buffer behind."}),
+		events:  prometheus.NewCounter(prometheus.CounterOpts{Name: "hop_live_events_total", Help: "Clicks read by the live feed."}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{f.clients, f.cuts, f.events} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("live: register metrics: %w", err)
+			}
+		}
+	}
+	return f, nil
+}
+
+// OnWake registers fn to be called whenever clicks may have been committed (a
+// notification arrived, or the poll interval passed). Call before Run.
+func (f *Feed) OnWake(fn func()) { f.onWake = append(f.onWake, fn) }
+
+// Run tails click_logs until ctx ends.
+func (f *Feed) Run(ctx context.Context) error {
+	go f.listen(ctx)
+	poll := time.NewTicker(f.cfg.Poll)
+	defer poll.Stop()
+	for {
+		if err := f.runOnce(ctx); err != nil && ctx.Err() == nil {
+			f.logger.Warn("reading new clicks failed", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			f.closeAll()
+			return nil
+		case <-f.wake:
+		case <-poll.C:
+			for _, fn := range f.onWake {
+				fn()
+			}
+		}
+	}
+}
+
+// listen holds one connection that LISTENs to hop_clicks and turns notifications into
+// wake-ups. After a lost connection it wakes once, since notifications were missed.
+func (f *Feed) listen(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := f.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		f.logger.Warn("listening for clicks failed; polling until it works again", "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (f *Feed) listenOnce(ctx context.Context) error {
+	conn, err := f.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN hop_clicks"); err != nil {
+		conn.Conn().Close(context.Background()) //nolint:errcheck // the pool drops it
+		return fmt.Errorf("listen: %w", err)
+	}
+	f.signal()
+	for {
+		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+			// The connection still listens; never give it back to the pool like that.
+			conn.Conn().Close(context.Background()) //nolint:errcheck // the pool drops it
+			return fmt.Errorf("wait for notification: %w", err)
+		}
+		f.signal()
+	}
+}
+
+func (f *Feed) signal() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+	for _, fn := range f.onWake {
+		fn()
+	}
+}
+
+// horizonSQL returns the lowest xid that may still commit rows into click_logs (the
+// same rule as the stats aggregator's): the lowest xid still running or prepared in
+// this database, else the first xid not yet assigned. Rows below it are final, so a
+// cursor that only passes rows below it never skips a late commit.
+const horizonSQL = `
+WITH open AS (
+    SELECT backend_xid AS xid FROM pg_stat_activity
+    WHERE datname = current_database() AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()
+    UNION ALL
+    SELECT transaction FROM pg_prepared_xacts WHERE database = current_database()
+)
+SELECT COALESCE((SELECT min(x) FROM pg_snapshot_xip(s) x WHERE x::xid IN (SELECT xid FROM open)),
+                pg_snapshot_xmax(s))::text
+FROM pg_current_snapshot() s`
+
+// readSQL reads clicks after a position and below the horizon, in position order.
+// $4/$5 optionally narrow to one link and to human clicks.
+const readSQL = `
+SELECT c.xid::text, c.event_id, c.link_id, l.slug, c.clicked_at, c.country, c.referer_host,
+       c.browser, c.os, c.device, c.is_bot, c.bot_reason
+FROM click_logs c JOIN links l ON l.id = c.link_id
+WHERE c.xid >= $1::text::xid8 AND (c.xid, c.event_id) > ($1::text::xid8, $2::uuid)
+  AND c.xid < $3::text::xid8
+  AND ($4::bigint = 0 OR c.link_id = $4) AND ($5 OR NOT c.is_bot)
+ORDER BY c.xid, c.event_id
+LIMIT $6`
+
+func (f *Feed) horizon(ctx context.Context) (uint64, error) {
+	var s string
+	if err := f.pool.QueryRow(ctx, horizonSQL).Scan(&s); err != nil {
+		return 0, fmt.Errorf("read horizon: %w", err)
+	}
+	return strconv.ParseUint(s, 10, 64)
+}
+
+// read returns up to Page clicks in (from, below-horizon) that pass fl.
+func (f *Feed) read(ctx context.Context, from position, below uint64, fl filter) ([]*click, error) {
+	rows, err := f.pool.Query(ctx, readSQL, strconv.FormatUint(from.xid, 10), from.event,
+		strconv.FormatUint(below, 10), fl.linkID, fl.bots, f.cfg.Page)
+	if err != nil {
+		return nil, fmt.Errorf("read clicks: %w", err)
+	}
+	var out []*click
+	for rows.Next() {
+		var (
+			xid string
+			j   clickJSON
+			id  int64
+		)
+		if err := rows.Scan(&xid, &j.ID, &id, &j.Slug, &j.ClickedAt, &j.Country, &j.Referer,
+			&j.Browser, &j.OS, &j.Device, &j.Bot, &j.BotReason); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("scan click: %w", err)
+		}
+		x, err := strconv.ParseUint(xid, 10, 64)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("parse xid %q: %w", xid, err)
+		}
+		j.Domain = f.cfg.Domain
+		j.ClickedAt = j.ClickedAt.UTC()
+		data, err := json.Marshal(j)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("encode click: %w", err)
+		}
+		out = append(out, &click{pos: position{x, j.ID}, linkID: id, bot: j.Bot, data: data})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read clicks: %w", err)
+	}
+	return out, nil
+}
+
+// runOnce publishes every click committed since the last call.
+func (f *Feed) runOnce(ctx context.Context) error {
+	for {
+		h, err := f.horizon(ctx)
+		if err != nil {
+			return err
+		}
+		f.mu.Lock()
+		from, started := f.pos, f.started
+		f.mu.Unlock()
+		if !started {
+			// Live clients start from now; older clicks are read per client on resume.
+			f.mu.Lock()
+			f.pos, f.started = position{xid: h}, true
+			f.mu.Unlock()
+			close(f.ready)
+			return nil
+		}
+		if h <= from.xid && from.event == (uuid.UUID{}) {
+			return nil
+		}
+		clicks, err := f.read(ctx, from, h, filter{bots: true})
+		if err != nil {
+			return err
+		}
+		end := position{xid: h}
+		if len(clicks) == f.cfg.Page {
+			end = clicks[len(clicks)-1].pos
+		}
+		f.publish(clicks, end)
+		f.events.Add(float64(len(clicks)))
+		if len(clicks) < f.cfg.Page {
+			return nil
+		}
+	}
+}
+
+// publish hands clicks to every matching client and moves the feed to end, in one
+// step under the lock, so a client registering in between sees each click once.
+func (f *Feed) publish(clicks []*click, end position) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range clicks {
+		for s := range f.subs {
+			if !s.f.match(c) {
+				continue
+			}
+			select {
+			case s.ch <- c:
+			default:
+				f.dropLocked(s)
+				f.cuts.Inc()
+			}
+		}
+	}
+	if f.pos.less(end) {
+		f.pos = end
+	}
+}
+
+func (f *Feed) dropLocked(s *sub) {
+	if _, ok := f.subs[s]; ok {
+		delete(f.subs, s)
+		close(s.cut)
+		f.clients.Dec()
+	}
+}
+
+func (f *Feed) closeAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for s := range f.subs {
+		f.dropLocked(s)
+	}
+}
+
+// errStopped means the feed is not running (yet, or any more).
+var errStopped = errors.New("live feed is not running")
+
+// subscribe registers a client. With from set, it first writes the clicks after from
+// (through write) and registers only once it has caught up with the feed, so the
+// client sees every click once and in order.
+func (f *Feed) subscribe(ctx context.Context, fl filter, from *position, write func(*click) error) (*sub, error) {
+	select {
+	case <-f.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	s := &sub{f: fl, ch: make(chan *click, f.cfg.Buffer), cut: make(chan struct{})}
+	for {
+		f.mu.Lock()
+		cur := f.pos
+		if from == nil || !from.less(cur) {
+			f.subs[s] = struct{}{}
+			f.clients.Inc()
+			f.mu.Unlock()
+			return s, nil
+		}
+		f.mu.Unlock()
+		// Clicks in (from, cur] are final and published: read them from the database.
+		// A page ends at cur, inclusive: read below cur.xid+1 and stop at cur.
+		clicks, err := f.read(ctx, *from, cur.xid+1, fl)
+		if err != nil {
+			return nil, err
+		}
+		next := cur
+		for _, c := range clicks {
+			if cur.less(c.pos) {
+				break
+			}
+			if err := write(c); err != nil {
+				return nil, err
+			}
+			next = c.pos
+		}
+		if len(clicks) < f.cfg.Page || cur.less(clicks[len(clicks)-1].pos) {
+			next = cur
+		}
+		from = &next
+	}
+}
+
+func (f *Feed) unsubscribe(s *sub) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.dropLocked(s)
+}
+
+// resumeSQL finds a recent click by its event id. UUIDv7 ids carry their time, so the
+// search is a narrow range of clicked_at (BRIN-indexed) rather than the whole table.
+const resumeSQL = `
+SELECT xid::text FROM click_logs
+WHERE event_id = $1 AND clicked_at >= $2 AND clicked_at < $3 AND clicked_at >= $4`
+
+// resumeFrom returns the position of the click with this id, if it is within the
+// resume window; ok is false otherwise (the client then starts from now).
+func (f *Feed) resumeFrom(ctx context.Context, id uuid.UUID, now time.Time) (position, bool, error) {
+	if id.Version() != 7 {
+		return position{}, false, nil
+	}
+	sec, nsec := id.Time().UnixTime()
+	at := time.Unix(sec, nsec)
+	var xid string
+	err := f.pool.QueryRow(ctx, resumeSQL, id, at.Add(-time.Minute), at.Add(time.Minute), now.Add(-f.cfg.Resume)).Scan(&xid)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return position{}, false, nil
+	}
+	if err != nil {
+		return position{}, false, fmt.Errorf("find last event: %w", err)
+	}
+	x, err := strconv.ParseUint(xid, 10, 64)
+	if err != nil {
+		return position{}, false, fmt.Errorf("parse xid %q: %w", xid, err)
+	}
+	return position{x, id}, true, nil
+}
