@@ -4,10 +4,13 @@
 -- PostgreSQL delivers it only after the transaction commits, to every instance that
 -- listens, so a click ingested by one instance wakes the readers of all of them.
 -- A statement trigger costs one call per batch, not per row, and covers every writer.
+-- The payload is the committing transaction's xid: a reader whose horizon is still
+-- below it (an older transaction, such as an aggregator tick, is still open) knows to
+-- look again shortly rather than wait for the next notification.
 -- +goose StatementBegin
 CREATE FUNCTION hop_clicks_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('hop_clicks', '');
+    PERFORM pg_notify('hop_clicks', pg_current_xact_id()::text);
     RETURN NULL;
 END
 $$;

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -111,7 +112,8 @@ type Feed struct {
 	pool   *pgxpool.Pool
 	logger *slog.Logger
 
-	wake chan struct{}
+	wake     chan struct{}
+	notified atomic.Uint64 // the highest xid a notification said committed clicks
 
 	mu      sync.Mutex
 	pos     position // every click at or before pos has been published
@@ -157,15 +159,36 @@ func (f *Feed) Run(ctx context.Context) error {
 	go f.listen(ctx)
 	poll := time.NewTicker(f.cfg.Poll)
 	defer poll.Stop()
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	behind := time.Duration(0)
 	for {
-		if err := f.runOnce(ctx); err != nil && ctx.Err() == nil {
+		n, err := f.runOnce(ctx)
+		if err != nil && ctx.Err() == nil {
 			f.logger.Warn("reading new clicks failed", "error", err)
+		}
+		if n > 0 {
+			for _, fn := range f.onWake {
+				fn()
+			}
+		}
+		// Committed clicks are still above the horizon while an older transaction
+		// (an aggregator tick, say) is open: look again soon, backing off to the poll.
+		f.mu.Lock()
+		held := f.started && f.notified.Load() >= f.pos.xid
+		f.mu.Unlock()
+		if held {
+			behind = min(max(2*behind, 10*time.Millisecond), f.cfg.Poll)
+			retry.Reset(behind)
+		} else {
+			behind = 0
 		}
 		select {
 		case <-ctx.Done():
 			f.closeAll()
 			return nil
 		case <-f.wake:
+		case <-retry.C:
 		case <-poll.C:
 			for _, fn := range f.onWake {
 				fn()
@@ -203,10 +226,15 @@ func (f *Feed) listenOnce(ctx context.Context) error {
 	}
 	f.signal()
 	for {
-		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
 			// The connection still listens; never give it back to the pool like that.
 			conn.Conn().Close(context.Background()) //nolint:errcheck // the pool drops it
 			return fmt.Errorf("wait for notification: %w", err)
+		}
+		if x, err := strconv.ParseUint(n.Payload, 10, 64); err == nil {
+			for old := f.notified.Load(); x > old && !f.notified.CompareAndSwap(old, x); old = f.notified.Load() {
+			}
 		}
 		f.signal()
 	}
@@ -296,12 +324,14 @@ func (f *Feed) read(ctx context.Context, from position, below uint64, fl filter)
 	return out, nil
 }
 
-// runOnce publishes every click committed since the last call.
-func (f *Feed) runOnce(ctx context.Context) error {
+// runOnce publishes every click committed since the last call and returns how many
+// it read.
+func (f *Feed) runOnce(ctx context.Context) (int, error) {
+	total := 0
 	for {
 		h, err := f.horizon(ctx)
 		if err != nil {
-			return err
+			return total, err
 		}
 		f.mu.Lock()
 		from, started := f.pos, f.started
@@ -312,15 +342,16 @@ func (f *Feed) runOnce(ctx context.Context) error {
 			f.pos, f.started = position{xid: h}, true
 			f.mu.Unlock()
 			close(f.ready)
-			return nil
+			return 0, nil
 		}
 		if h <= from.xid && from.event == (uuid.UUID{}) {
-			return nil
+			return total, nil
 		}
 		clicks, err := f.read(ctx, from, h, filter{bots: true})
 		if err != nil {
-			return err
+			return total, err
 		}
+		total += len(clicks)
 		end := position{xid: h}
 		if len(clicks) == f.cfg.Page {
 			end = clicks[len(clicks)-1].pos
@@ -328,7 +359,7 @@ func (f *Feed) runOnce(ctx context.Context) error {
 		f.publish(clicks, end)
 		f.events.Add(float64(len(clicks)))
 		if len(clicks) < f.cfg.Page {
-			return nil
+			return total, nil
 		}
 	}
 }
