@@ -487,7 +487,7 @@ func exampleBody(d apiDoc, op operation) (contentType string, body []byte) {
 // to management operations must answer the documented 401 problem.
 func TestOpenAPIMatchesRunningServer(t *testing.T) {
 	t.Parallel()
-	h := startHop(t, nil)
+	h := startHop(t, allowPrivate) // the documented webhook example names a host not resolved here
 	d := loadAPIDoc(t)
 
 	served := h.do(t, http.MethodGet, "/openapi.json", nil)
@@ -499,6 +499,13 @@ func TestOpenAPIMatchesRunningServer(t *testing.T) {
 	const slug = "oapi-Link_1"
 	h.createLink(t, map[string]any{"url": "https://example.com/openapi", "slug": slug, "tags": []string{"docs"}})
 
+	// A webhook on a local receiver with one delivery fills {id} and {delivery}.
+	hook := h.createWebhook(t, newReceiver(t), nil)
+	hookID := fmt.Sprint(hook["id"])
+	ping := h.api(t, http.MethodPost, "/webhooks/"+hookID+"/test", nil)
+	mustStatus(t, ping, http.StatusOK)
+	deliveryID := fmt.Sprint(ping.JSON(t)["id"])
+
 	ops := d.operations()
 	// Deleting goes last: the other operations need the link.
 	slices.SortStableFunc(ops, func(a, b operation) int {
@@ -507,6 +514,7 @@ func TestOpenAPIMatchesRunningServer(t *testing.T) {
 	for _, op := range ops {
 		name := op.Method + " " + op.Path
 		target := strings.ReplaceAll(op.Path, "{slug}", url.PathEscape(slug))
+		target = strings.NewReplacer("{id}", hookID, "{delivery}", deliveryID).Replace(target)
 		target = otherParam.ReplaceAllString(target, "placeholder")
 		ct, body := exampleBody(d, op)
 		sec, hasSec := op.Op["security"].([]any)
@@ -590,6 +598,9 @@ func send(t *testing.T, req *http.Request) response {
 		t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
 	}
 	defer resp.Body.Close()
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		return response{Status: resp.StatusCode, Header: resp.Header} // a stream never ends
+	}
 	var b bytes.Buffer
 	if _, err := b.ReadFrom(resp.Body); err != nil {
 		t.Fatal(err)

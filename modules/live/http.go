@@ -14,8 +14,11 @@ import (
 	"github.com/hop-dev/hop/internal/problem"
 )
 
-// ErrNotFound is returned for a live stream of a link that does not exist.
-var ErrNotFound = problem.New(http.StatusNotFound, "link-not-found", "no such link")
+// Errors for the live stream of one link.
+var (
+	ErrNotFound = problem.New(http.StatusNotFound, "link-not-found", "no such link")
+	ErrGone     = problem.New(http.StatusGone, "link-gone", "this link was deleted")
+)
 
 // Routes registers GET /live and GET /links/{slug}/live on g (already authenticated).
 func (f *Feed) Routes(g *echo.Group) {
@@ -31,19 +34,23 @@ func (f *Feed) handleAll(c echo.Context) error {
 	return f.stream(c, fl)
 }
 
-const linkIDSQL = `SELECT id FROM links WHERE slug = $1 AND deleted_at IS NULL`
+const linkIDSQL = `SELECT id, deleted_at IS NOT NULL FROM links WHERE slug = $1`
 
 func (f *Feed) handleLink(c echo.Context) error {
 	fl, err := parseFilter(c)
 	if err != nil {
 		return err
 	}
-	err = f.pool.QueryRow(c.Request().Context(), linkIDSQL, c.Param("slug")).Scan(&fl.linkID)
+	var deleted bool
+	err = f.pool.QueryRow(c.Request().Context(), linkIDSQL, c.Param("slug")).Scan(&fl.linkID, &deleted)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ErrNotFound.With("no link %q", c.Param("slug"))
 	}
 	if err != nil {
 		return fmt.Errorf("find link: %w", err)
+	}
+	if deleted {
+		return ErrGone.With("link %q was deleted", c.Param("slug"))
 	}
 	return f.stream(c, fl)
 }
