@@ -119,14 +119,7 @@ func (f *Feed) stream(c echo.Context, fl filter) error {
 		return nil //nolint:nilerr // the client left; nothing to answer
 	}
 	buf := make([]byte, 0, 512)
-	write := func(cl *click) error {
-		buf = append(buf[:0], "event: click\nid: "...)
-		buf = append(buf, cl.pos.event.String()...)
-		buf = append(buf, "\ndata: "...)
-		buf = append(buf, cl.data...)
-		buf = append(buf, "\n\n"...)
-		return send(buf)
-	}
+	write := func(cl *click) error { return send(appendEvent(buf[:0], cl)) }
 	s, err := f.subscribe(ctx, fl, from, write)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -141,22 +134,45 @@ func (f *Feed) stream(c echo.Context, fl filter) error {
 	}
 	beat := time.NewTicker(f.cfg.Heartbeat)
 	defer beat.Stop()
+	batch := make([]*click, 0, 64)
 	for {
+		var changed <-chan struct{}
+		batch, changed, err = f.take(s, cap(batch), batch[:0])
+		if err != nil {
+			// Cut off (a whole ring behind: it reconnects with Last-Event-ID and
+			// resumes from the database) or the feed stopped.
+			return nil //nolint:nilerr // the stream has started; the client sees it end
+		}
+		if len(batch) > 0 {
+			buf = buf[:0]
+			for _, cl := range batch {
+				buf = appendEvent(buf, cl)
+			}
+			if err := send(buf); err != nil {
+				return nil //nolint:nilerr // the client left or stalled past the write deadline
+			}
+		}
+		clear(batch)
+		if len(batch) == cap(batch) {
+			continue // more may be waiting
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-s.cut:
-			// Drain nothing more: the client fell a whole buffer behind. It reconnects
-			// with Last-Event-ID and resumes from the database.
-			return nil
-		case cl := <-s.ch:
-			if err := write(cl); err != nil {
-				return nil //nolint:nilerr // the client left or stalled past the write deadline
-			}
+		case <-changed:
 		case <-beat.C:
 			if err := send([]byte(": heartbeat\n\n")); err != nil {
 				return nil //nolint:nilerr // as above
 			}
 		}
 	}
+}
+
+// appendEvent appends cl as a Server-Sent Event.
+func appendEvent(b []byte, cl *click) []byte {
+	b = append(b, "event: click\nid: "...)
+	b = append(b, cl.pos.event.String()...)
+	b = append(b, "\ndata: "...)
+	b = append(b, cl.data...)
+	return append(b, "\n\n"...)
 }

@@ -29,8 +29,8 @@ type Config struct {
 	Domain string
 	// Heartbeat is the interval of the keep-alive comment (default 15s).
 	Heartbeat time.Duration
-	// Buffer is how many events one client may have waiting before it is cut off
-	// (default 256).
+	// Buffer is how many recent events the feed keeps for its clients, shared by all
+	// of them; a client that falls this far behind is cut off (default 4096).
 	Buffer int
 	// Resume is how far back Last-Event-ID may reach (default 10m).
 	Resume time.Duration
@@ -44,7 +44,7 @@ type Config struct {
 
 func (c *Config) defaults() {
 	c.Heartbeat = cmp.Or(c.Heartbeat, 15*time.Second)
-	c.Buffer = cmp.Or(c.Buffer, 256)
+	c.Buffer = cmp.Or(c.Buffer, 4096)
 	c.Resume = cmp.Or(c.Resume, 10*time.Minute)
 	c.Poll = cmp.Or(c.Poll, time.Second)
 	c.WriteTimeout = cmp.Or(c.WriteTimeout, 10*time.Second)
@@ -98,12 +98,12 @@ func (f filter) match(c *click) bool {
 	return (f.linkID == 0 || c.linkID == f.linkID) && (f.bots || !c.bot)
 }
 
-// sub is one connected client. The feed sends without blocking; a client whose
-// buffer is full is cut off (cut closed) rather than allowed to hold memory.
+// sub is one connected client: where it is in the feed's ring of recent events.
+// Clients share the ring, so a client costs the same memory however far behind it is;
+// one that falls a whole ring behind is cut off.
 type sub struct {
-	f   filter
-	ch  chan *click
-	cut chan struct{}
+	f    filter
+	next uint64 // sequence number of the next event to look at
 }
 
 // Feed tails click_logs and fans clicks out to subscribed clients.
@@ -118,7 +118,11 @@ type Feed struct {
 	mu      sync.Mutex
 	pos     position // every click at or before pos has been published
 	started bool
-	subs    map[*sub]struct{}
+	stopped bool
+	ring    []*click      // recent events; event number i is at ring[i%len(ring)]
+	head    uint64        // number of events published so far
+	changed chan struct{} // closed (and replaced) when events are published or the feed stops
+	subs    int
 	onWake  []func()
 	ready   chan struct{}
 
@@ -130,14 +134,17 @@ type Feed struct {
 // New returns a feed; Run tails the database.
 func New(cfg Config, pool *pgxpool.Pool, reg prometheus.Registerer, logger *slog.Logger) (*Feed, error) {
 	cfg.defaults()
-	if cfg.Buffer < 1 || cfg.Page < 1 {
-		return nil, fmt.Errorf("live: Buffer %d and Page %d must be positive", cfg.Buffer, cfg.Page)
+	// One read publishes up to Page events at once: a smaller ring would cut off
+	// clients that keep up.
+	if cfg.Page < 1 || cfg.Buffer < cfg.Page {
+		return nil, fmt.Errorf("live: Page %d must be positive and Buffer %d at least Page", cfg.Page, cfg.Buffer)
 	}
 	f := &Feed{
 		cfg: cfg, pool: pool, logger: logger.With("module", "live"),
-		wake: make(chan struct{}, 1), subs: map[*sub]struct{}{}, ready: make(chan struct{}),
+		wake: make(chan struct{}, 1), ready: make(chan struct{}),
+		ring: make([]*click, cfg.Buffer), changed: make(chan struct{}),
 		clients: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hop_live_clients", Help: "Clients connected to the live click feed."}),
-		cuts:    prometheus.NewCounter(prometheus.CounterOpts{Name: "hop_live_clients_cut_total", Help: "Live clients disconnected because they fell a whole buffer behind."}),
+		cuts:    prometheus.NewCounter(prometheus.CounterOpts{Name: "hop_live_clients_cut_total", Help: "Live clients disconnected because they fell a whole ring of recent events behind."}),
 		events:  prometheus.NewCounter(prometheus.CounterOpts{Name: "hop_live_events_total", Help: "Clicks read by the live feed."}),
 	}
 	if reg != nil {
@@ -364,43 +371,55 @@ func (f *Feed) runOnce(ctx context.Context) (int, error) {
 	}
 }
 
-// publish hands clicks to every matching client and moves the feed to end, in one
-// step under the lock, so a client registering in between sees each click once.
+// publish appends clicks to the ring and moves the feed to end, in one step under the
+// lock, so a client registering in between sees each click once.
 func (f *Feed) publish(clicks []*click, end position) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, c := range clicks {
-		for s := range f.subs {
-			if !s.f.match(c) {
-				continue
-			}
-			select {
-			case s.ch <- c:
-			default:
-				f.dropLocked(s)
-				f.cuts.Inc()
-			}
-		}
+		f.ring[f.head%uint64(len(f.ring))] = c
+		f.head++
 	}
 	if f.pos.less(end) {
 		f.pos = end
 	}
-}
-
-func (f *Feed) dropLocked(s *sub) {
-	if _, ok := f.subs[s]; ok {
-		delete(f.subs, s)
-		close(s.cut)
-		f.clients.Dec()
+	if len(clicks) > 0 {
+		close(f.changed)
+		f.changed = make(chan struct{})
 	}
 }
 
 func (f *Feed) closeAll() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for s := range f.subs {
-		f.dropLocked(s)
+	f.stopped = true
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// errCut means the client fell a whole ring behind.
+var errCut = errors.New("live client fell too far behind")
+
+// take returns up to max events for s that arrived since its last take, and a channel
+// closed when more arrive. It fails with errCut when events s has not seen were
+// overwritten, and errStopped once the feed has stopped.
+func (f *Feed) take(s *sub, max int, out []*click) ([]*click, <-chan struct{}, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopped {
+		return out, nil, errStopped
 	}
+	size := uint64(len(f.ring))
+	if f.head > size && s.next < f.head-size {
+		f.cuts.Inc()
+		return out, nil, errCut
+	}
+	for ; s.next < f.head && len(out) < max; s.next++ {
+		if c := f.ring[s.next%size]; s.f.match(c) {
+			out = append(out, c)
+		}
+	}
+	return out, f.changed, nil
 }
 
 // errStopped means the feed is not running (yet, or any more).
@@ -415,12 +434,13 @@ func (f *Feed) subscribe(ctx context.Context, fl filter, from *position, write f
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	s := &sub{f: fl, ch: make(chan *click, f.cfg.Buffer), cut: make(chan struct{})}
+	s := &sub{f: fl}
 	for {
 		f.mu.Lock()
 		cur := f.pos
 		if from == nil || !from.less(cur) {
-			f.subs[s] = struct{}{}
+			s.next = f.head
+			f.subs++
 			f.clients.Inc()
 			f.mu.Unlock()
 			return s, nil
@@ -449,10 +469,11 @@ func (f *Feed) subscribe(ctx context.Context, fl filter, from *position, write f
 	}
 }
 
-func (f *Feed) unsubscribe(s *sub) {
+func (f *Feed) unsubscribe(*sub) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.dropLocked(s)
+	f.subs--
+	f.clients.Dec()
 }
 
 // resumeSQL finds a recent click by its event id. UUIDv7 ids carry their time, so the
