@@ -79,7 +79,10 @@ func lastEventID(r *http.Request) (uuid.UUID, bool) {
 		return uuid.UUID{}, false
 	}
 	id, err := uuid.Parse(v)
-	return id, err == nil
+	if err != nil {
+		return uuid.UUID{}, false
+	}
+	return id, true
 }
 
 // stream writes the event stream until the client leaves, falls a buffer behind, or
