@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -267,4 +269,46 @@ func TestLiveAcrossInstances(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The dashboard's pages reach the feed with their session, under /dashboard/ where
+// the session cookie goes; without a session it is a 401 problem.
+func TestLiveWithDashboardSession(t *testing.T) {
+	t.Parallel()
+	h := startHop(t, nil)
+	slug := h.createLink(t, map[string]any{"url": "https://example.com/dash-live"})["slug"].(string)
+	mustProblem(t, h.do(t, http.MethodGet, "/dashboard/live", nil), http.StatusUnauthorized)
+
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar}
+	form := url.Values{"api_key": {h.Key}}
+	req, _ := http.NewRequest(http.MethodPost, h.URL+"/dashboard/login", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", h.URL)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, h.URL+"/dashboard/links/"+slug+"/live", nil)
+	resp, err = client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("with a session: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() && sc.Text() != ": live" {
+	}
+	h.liveClick(t, slug, firefoxUA)
+	for sc.Scan() {
+		if sc.Text() == "event: click" {
+			return
+		}
+	}
+	t.Fatalf("stream ended without the click: %v", sc.Err())
 }

@@ -70,6 +70,10 @@ func routes(e *echo.Echo, cfg Config, reg *prometheus.Registry, s server, logger
 
 	// Web UI: its own session sign-in, CSRF checks and security headers.
 	s.dashboard.Register(e, textParams, middleware.RequestID(), requestLog(logger))
+	// The live feed for the dashboard's pages, under /dashboard/ where its session
+	// cookie goes: /dashboard/live and /dashboard/links/{slug}/live.
+	// (Middleware per route: a group's own would answer every unknown /dashboard/ path.)
+	s.live.Routes(e.Group("/dashboard"), middleware.RequestID(), s.dashboard.SessionOnly, textParams)
 
 	// Redirects: the hot path, rate limited per client IP.
 	s.redirect.Register(e, s.linkLimit.Middleware())

@@ -20,10 +20,11 @@ var (
 	ErrGone     = problem.New(http.StatusGone, "link-gone", "this link was deleted")
 )
 
-// Routes registers GET /live and GET /links/{slug}/live on g (already authenticated).
-func (f *Feed) Routes(g *echo.Group) {
-	g.GET("/live", f.handleAll)
-	g.GET("/links/:slug/live", f.handleLink)
+// Routes registers GET /live and GET /links/{slug}/live on g, behind mw (which
+// authenticates, when g does not).
+func (f *Feed) Routes(g *echo.Group, mw ...echo.MiddlewareFunc) {
+	g.GET("/live", f.handleAll, mw...)
+	g.GET("/links/:slug/live", f.handleLink, mw...)
 }
 
 func (f *Feed) handleAll(c echo.Context) error {
