@@ -138,7 +138,7 @@ func (f *Feed) stream(c echo.Context, fl filter) error {
 	}
 	beat := time.NewTicker(f.cfg.Heartbeat)
 	defer beat.Stop()
-	batch := make([]*click, 0, 64)
+	batch := make([]*click, 0, 256) // events per write and flush
 	for {
 		var changed <-chan struct{}
 		batch, changed, err = f.take(s, cap(batch), batch[:0])

@@ -171,6 +171,9 @@ func (s *Service) step(ctx context.Context, id int64) (bool, error) {
 		if errors.Is(err, ErrNoDelivery) {
 			return false, nil
 		}
+		if errors.Is(err, errSkipped) {
+			return true, nil
+		}
 	}
 	if err != nil {
 		return false, err
@@ -199,10 +202,12 @@ SELECT COALESCE((SELECT min(x) FROM pg_snapshot_xip(s) x WHERE x::xid IN (SELECT
                 pg_snapshot_xmax(s))::text
 FROM pg_current_snapshot() s`
 
-	// cutSQL bounds one read to about Window raw clicks, whatever the filters.
+	// cutSQL bounds one read to about Window raw clicks, whatever the filters. The
+	// output is named apart from the column: ORDER BY xid would otherwise sort by the
+	// text (the whole window) instead of walking click_logs_xid_idx.
 	cutSQL = `
-SELECT xid::text FROM click_logs WHERE xid >= $1::text::xid8 AND xid < $2::text::xid8
-ORDER BY xid OFFSET $3 LIMIT 1`
+SELECT c.xid::text AS cut FROM click_logs c WHERE c.xid >= $1::text::xid8 AND c.xid < $2::text::xid8
+ORDER BY c.xid OFFSET $3 LIMIT 1`
 
 	batchSQL = `
 SELECT c.xid::text, c.event_id, l.slug, c.clicked_at, c.country, c.referer_host, c.browser,
@@ -220,6 +225,9 @@ LIMIT $7`
 UPDATE webhooks SET cursor_xid = $2::text::xid8, cursor_event = $3
 WHERE id = $1 AND cursor_xid = $4::text::xid8 AND cursor_event = $5`
 )
+
+// errSkipped means a window of clicks held none for the webhook and was passed over.
+var errSkipped = errors.New("no clicks for this webhook in the window")
 
 // Event is one click as a webhook receives it. The id never changes across retries:
 // receivers deduplicate by it.
@@ -269,7 +277,8 @@ func (s *Service) nextBatch(ctx context.Context, w Webhook) (Delivery, error) {
 		if end, err = parseXID(cut); err != nil {
 			return Delivery{}, err
 		}
-		end = max(end, w.cursor.xid+1) // one transaction larger than Window is read whole
+		end++ // the cut's transaction is read whole, so a window is never empty
+
 	}
 	var tags []string
 	if w.Tags != nil {
@@ -314,6 +323,9 @@ func (s *Service) nextBatch(ctx context.Context, w Webhook) (Delivery, error) {
 		// meanwhile (another instance, or an answer that just came).
 		if _, err := s.pool.Exec(ctx, skipSQL, w.ID, to.xidText(), to.event, w.cursor.xidText(), w.cursor.event); err != nil {
 			return Delivery{}, fmt.Errorf("skip clicks: %w", err)
+		}
+		if to.xid < h {
+			return Delivery{}, errSkipped // more clicks wait beyond the window
 		}
 		return Delivery{}, ErrNoDelivery
 	}

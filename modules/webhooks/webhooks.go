@@ -59,7 +59,8 @@ type Config struct {
 	GiveUp time.Duration
 	// Poll is the longest wait between two looks for work (default 1s).
 	Poll time.Duration
-	// Window is how many raw clicks one read scans at most (default 10,000).
+	// Window is how many raw clicks one read scans at most (default 1,000): the cost
+	// of a batch for a webhook whose filters match few clicks.
 	Window int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -75,7 +76,7 @@ func (c *Config) defaults() {
 	c.RetryMax = cmp.Or(c.RetryMax, time.Hour)
 	c.GiveUp = cmp.Or(c.GiveUp, 24*time.Hour)
 	c.Poll = cmp.Or(c.Poll, time.Second)
-	c.Window = cmp.Or(c.Window, 10_000)
+	c.Window = cmp.Or(c.Window, 1000)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
