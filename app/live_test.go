@@ -240,6 +240,17 @@ func TestLiveResumeWithoutGaps(t *testing.T) {
 	}
 	mustProblem(t, h.api(t, http.MethodGet, "/links/nope-nope/live", nil), http.StatusNotFound)
 	mustProblem(t, h.do(t, http.MethodGet, "/live", nil), http.StatusUnauthorized)
+
+	// Open streams end when hop shuts down; they do not hold the drain until its timeout
+	// (which would make Stop return the server's shutdown error).
+	if err := h.Stop(); err != nil {
+		t.Fatalf("stop with an open stream: %v", err)
+	}
+	select {
+	case <-r.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stream did not end when hop stopped")
+	}
 }
 
 // A click answered by instance A reaches a client connected to instance B, with and
