@@ -89,7 +89,7 @@ func TestHealthReportsComponents(t *testing.T) {
 	if err := Run(t.Context(), []string{"health", "--url", h.URL}, func(string) string { return "" }, &out, &out); err != nil {
 		t.Fatalf("hop health: %v (%s)", err, out.String())
 	}
-	if err := Run(t.Context(), []string{"health", "--url", "http://" + freeAddr(t)}, func(string) string { return "" }, &out, &out); err == nil {
+	if err := Run(t.Context(), []string{"health", "--url", "http://127.0.0.1:1"}, func(string) string { return "" }, &out, &out); err == nil {
 		t.Fatal("hop health succeeded with nothing listening")
 	}
 }
@@ -104,8 +104,8 @@ func TestShutdownUnderLoadLosesNothing(t *testing.T) {
 	h := startWith(t, db, rdb, cfg)
 	slug := h.createLink(t, map[string]any{"url": "https://example.com/term"})["slug"].(string)
 
-	stopLoad := h.loadRedirects(slug, 16)
-	time.Sleep(1500 * time.Millisecond)
+	answered, stopLoad := h.loadRedirectsCounting(slug, 16)
+	testenv.Eventually(t, 30*time.Second, "load under way", func() bool { return answered.Load() >= 500 })
 	start := time.Now()
 	if err := h.Stop(); err != nil {
 		t.Fatalf("Run returned %v after SIGTERM", err)
@@ -118,10 +118,9 @@ func TestShutdownUnderLoadLosesNothing(t *testing.T) {
 	t.Logf("answered %d redirects; shutdown took %s", n, took)
 
 	// Anything still in the stream is durable in Redis; a restart ingests it.
-	cfg["addr"] = freeAddr(t)
 	h2 := startWith(t, db, rdb, cfg)
 	h2.waitStats(t, slug, func(s map[string]any) bool { return s["total_clicks"].(float64) >= float64(n) })
-	time.Sleep(500 * time.Millisecond)
+	h2.waitSettled(t)
 	var raw int64
 	if err := db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM click_logs").Scan(&raw); err != nil {
 		t.Fatal(err)
@@ -170,7 +169,9 @@ func TestMultipleInstances(t *testing.T) {
 	c.waitStats(t, slug, func(s map[string]any) bool {
 		return s["total_clicks"].(float64)+s["bot_clicks"].(float64) >= 3*perInstance
 	})
-	time.Sleep(600 * time.Millisecond)
+	for _, h := range hs {
+		h.waitSettled(t)
+	}
 	s := c.waitStats(t, slug, func(map[string]any) bool { return true })
 	if s["total_clicks"] != float64(3*(perInstance-2)) || s["bot_clicks"] != float64(6) {
 		t.Fatalf("counted %v humans, %v bots; want %d and 6", s["total_clicks"], s["bot_clicks"], 3*(perInstance-2))
