@@ -117,6 +117,7 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	// Past the cap, new connections wait in the kernel's backlog until one closes.
 	s.ln = netutil.LimitListener(ln, cfg.MaxConnections)
 
+	describe := describer() // the one error table, for the modules that render problems themselves
 	keys := apikey.NewStore(pool, logger)
 	s.keys = keys
 	generated, err := keys.Bootstrap(ctx, cfg.APIKey)
@@ -183,7 +184,7 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	rd, err := redirect.New(redirect.Config{RedisPrefix: cfg.RedisPrefix, BaseURL: cfg.BaseURL, TrustedProxies: cfg.trusted,
 		LinkAttempts: pwLink, ClientAttempts: pwClient,
 		Fallbacks:   redirect.Fallbacks{Root: cfg.RootRedirect, NotFound: cfg.NotFoundRedirect, Expired: cfg.ExpiredRedirect},
-		RobotsAllow: cfg.RobotsAllow}, rdb, linkStore, s.pipeline, reg, logger)
+		RobotsAllow: cfg.RobotsAllow, Describe: describe}, rdb, linkStore, s.pipeline, reg, logger)
 	if err != nil {
 		return s, err
 	}
@@ -198,13 +199,13 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		return s, err
 	}
 
-	linkHandler := links.NewHandler(linkStore, cfg.BaseURL, rd, logger)
+	linkHandler := links.NewHandler(linkStore, cfg.BaseURL, rd, describe, logger)
 	statsHandler := stats.NewHandler(stats.HandlerConfig{HeldBytes: heldStatsBytes()}, pool, reg, logger)
 	loginLimit, err := ratelimit.New(ratelimit.Config{Name: "login", Rate: "10-M", Prefix: cfg.RedisPrefix + "rl:login:"}, rdb, reg, logger)
 	if err != nil {
 		return s, err
 	}
-	dash, err := dashboard.New(dashboard.Config{BaseURL: cfg.BaseURL, LoginLimit: loginLimit.Middleware()},
+	dash, err := dashboard.New(dashboard.Config{BaseURL: cfg.BaseURL, LoginLimit: loginLimit.Middleware(), Describe: describe},
 		dashLinks{linkHandler}, dashStats{statsHandler}, keys, pool, logger)
 	if err != nil {
 		return s, err
@@ -226,7 +227,7 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	if err != nil {
 		return s, err
 	}
-	s.echo = newEcho(cfg, logger)
+	s.echo = newEcho(cfg, describe, logger)
 	routes(s.echo, cfg, reg, server{
 		health:    hc,
 		keys:      keys,
