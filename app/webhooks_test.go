@@ -368,7 +368,6 @@ func TestWebhookSurvivesKill9(t *testing.T) {
 		t.Fatalf("all %d events were delivered before the kill; the test proves nothing", before)
 	}
 
-	cfg["addr"] = freeAddr(t)
 	h2, _ := startProcess(t, db, rdb, cfg)
 	_ = h2
 	testenv.Eventually(t, 60*time.Second, "every event received after the restart", func() bool { return r.distinct() >= n })

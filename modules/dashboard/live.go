@@ -2,15 +2,12 @@ package dashboard
 
 import (
 	"errors"
-	"net/http"
 
 	"github.com/labstack/echo/v4"
-
-	"github.com/hop-dev/hop/internal/problem"
 )
 
-// errSignedOut answers API routes served to the dashboard's own pages without a session.
-var errSignedOut = problem.New(http.StatusUnauthorized, "unauthorized", "sign in to the dashboard first")
+// ErrSignedOut answers API routes served to the dashboard's own pages without a session.
+var ErrSignedOut = errors.New("no dashboard session")
 
 // SessionOnly guards API routes that the dashboard's pages call with their session
 // (the live click feed, mounted under /dashboard/ where the session cookie is sent):
@@ -20,7 +17,7 @@ func (h *Handler) SessionOnly(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		s, err := h.currentSession(c)
 		if errors.Is(err, errNoSession) {
-			return errSignedOut
+			return ErrSignedOut
 		}
 		if err != nil {
 			return err

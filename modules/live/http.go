@@ -16,8 +16,8 @@ import (
 
 // Errors for the live stream of one link.
 var (
-	ErrNotFound = problem.New(http.StatusNotFound, "link-not-found", "no such link")
-	ErrGone     = problem.New(http.StatusGone, "link-gone", "this link was deleted")
+	ErrNotFound = errors.New("link not found")
+	ErrGone     = errors.New("link deleted")
 )
 
 // Routes registers GET /live and GET /links/{slug}/live on g, behind mw (which
@@ -45,13 +45,13 @@ func (f *Feed) handleLink(c echo.Context) error {
 	var deleted bool
 	err = f.pool.QueryRow(c.Request().Context(), linkIDSQL, c.Param("slug")).Scan(&fl.linkID, &deleted)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return ErrNotFound.With("no link %q", c.Param("slug"))
+		return problem.With(ErrNotFound, "no link %q", c.Param("slug"))
 	}
 	if err != nil {
 		return fmt.Errorf("find link: %w", err)
 	}
 	if deleted {
-		return ErrGone.With("link %q was deleted", c.Param("slug"))
+		return problem.With(ErrGone, "link %q was deleted", c.Param("slug"))
 	}
 	return f.stream(c, fl)
 }

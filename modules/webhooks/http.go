@@ -42,10 +42,10 @@ func decodeCreate(r io.Reader) (createRequest, error) {
 	dec := json.NewDecoder(io.LimitReader(r, 64<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return req, ErrInvalid.With("body must be a JSON object with url, links, tags, domain and include_bots: %v", err)
+		return req, problem.With(ErrInvalid, "body must be a JSON object with url, links, tags, domain and include_bots: %v", err)
 	}
 	if req.URL == "" {
-		return req, ErrInvalid.With("url is required")
+		return req, problem.With(ErrInvalid, "url is required")
 	}
 	if _, err := parseURL(req.URL); err != nil {
 		return req, err
@@ -55,11 +55,11 @@ func decodeCreate(r io.Reader) (createRequest, error) {
 			return nil
 		}
 		if len(*list) == 0 || len(*list) > max {
-			return ErrInvalid.With("%s must be null or a list of 1 to %d items", name, max)
+			return problem.With(ErrInvalid, "%s must be null or a list of 1 to %d items", name, max)
 		}
 		for _, v := range *list {
 			if v == "" || len(v) > 200 || strings.ContainsAny(v, "\x00\r\n") {
-				return ErrInvalid.With("%s has an empty or malformed item", name)
+				return problem.With(ErrInvalid, "%s has an empty or malformed item", name)
 			}
 		}
 		return nil
@@ -73,7 +73,7 @@ func decodeCreate(r io.Reader) (createRequest, error) {
 	if req.Domain != nil {
 		d := strings.ToLower(strings.TrimSpace(*req.Domain))
 		if d == "" || len(d) > 253 || strings.ContainsAny(d, "/:@ \x00") {
-			return req, ErrInvalid.With("domain must be null or a host name")
+			return req, problem.With(ErrInvalid, "domain must be null or a host name")
 		}
 		req.Domain = &d
 	}
@@ -124,10 +124,10 @@ func (s *Service) handleList(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"webhooks": hooks})
 }
 
-func parseID(v string, notFound *problem.Error) (int64, error) {
+func parseID(v string, notFound error) (int64, error) {
 	id, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || id <= 0 {
-		return 0, notFound.With("no such id %q", v)
+		return 0, problem.With(notFound, "no such id %q", v)
 	}
 	return id, nil
 }

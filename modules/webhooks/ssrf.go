@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hop-dev/hop/internal/problem"
 )
 
 // blockedPrefixes are ranges no webhook may reach unless private addresses are
@@ -55,23 +57,23 @@ type guard struct {
 // and no fragment.
 func parseURL(raw string) (*url.URL, error) {
 	if len(raw) > 2048 {
-		return nil, ErrInvalid.With("url is longer than 2048 characters")
+		return nil, problem.With(ErrInvalid, "url is longer than 2048 characters")
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, ErrInvalid.With("url is not a valid URL")
+		return nil, problem.With(ErrInvalid, "url is not a valid URL")
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, ErrInvalid.With("url must be http or https")
+		return nil, problem.With(ErrInvalid, "url must be http or https")
 	}
 	if u.Hostname() == "" || u.Opaque != "" {
-		return nil, ErrInvalid.With("url must have a host")
+		return nil, problem.With(ErrInvalid, "url must have a host")
 	}
 	if u.User != nil {
-		return nil, ErrInvalid.With("url must not carry credentials")
+		return nil, problem.With(ErrInvalid, "url must not carry credentials")
 	}
 	if u.Fragment != "" || strings.ContainsAny(raw, " \t\r\n") {
-		return nil, ErrInvalid.With("url must not have a fragment or spaces")
+		return nil, problem.With(ErrInvalid, "url must not have a fragment or spaces")
 	}
 	return u, nil
 }
@@ -94,12 +96,12 @@ func (g guard) check(ctx context.Context, raw string) (*url.URL, error) {
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		if addrs, err = g.resolver.LookupNetIP(ctx, "ip", host); err != nil {
-			return nil, ErrInvalid.With("url host %q does not resolve", host)
+			return nil, problem.With(ErrInvalid, "url host %q does not resolve", host)
 		}
 	}
 	for _, ip := range addrs {
 		if blocked(ip) {
-			return nil, ErrForbiddenURL.With("url host %q resolves to %s, a loopback, private, link-local or metadata address (set HOP_WEBHOOK_ALLOW_PRIVATE=true to allow)", host, ip)
+			return nil, problem.With(ErrForbiddenURL, "url host %q resolves to %s, a loopback, private, link-local or metadata address (set HOP_WEBHOOK_ALLOW_PRIVATE=true to allow)", host, ip)
 		}
 	}
 	return u, nil

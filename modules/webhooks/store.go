@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/hop-dev/hop/internal/problem"
 )
 
 // Webhook is a subscription as the API shows it.
@@ -131,7 +133,7 @@ func (s *Service) linkIDs(ctx context.Context, slugs []string) ([]int64, error) 
 	for _, slug := range slugs {
 		id, ok := found[slug]
 		if !ok {
-			return nil, ErrInvalid.With("links: no link %q", slug)
+			return nil, problem.With(ErrInvalid, "links: no link %q", slug)
 		}
 		ids = append(ids, id)
 	}

@@ -26,16 +26,14 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/hop-dev/hop/internal/problem"
 )
 
 // Sentinel errors of the module.
 var (
-	ErrNotFound     = problem.New(http.StatusNotFound, "webhook-not-found", "no such webhook")
-	ErrInvalid      = problem.New(http.StatusBadRequest, "invalid-webhook", "invalid webhook")
-	ErrForbiddenURL = problem.New(http.StatusBadRequest, "webhook-url-forbidden", "webhook URL resolves to a forbidden address")
-	ErrNoDelivery   = problem.New(http.StatusNotFound, "delivery-not-found", "no such delivery")
+	ErrNotFound     = errors.New("webhook not found")
+	ErrInvalid      = errors.New("invalid webhook")
+	ErrForbiddenURL = errors.New("webhook URL resolves to a forbidden address")
+	ErrNoDelivery   = errors.New("delivery not found")
 )
 
 // Config tunes delivery; zero values take the defaults.
