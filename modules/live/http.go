@@ -122,8 +122,8 @@ func (f *Feed) stream(c echo.Context, fl filter) error {
 	if err := send([]byte("retry: 2000\n\n")); err != nil {
 		return nil //nolint:nilerr // the client left; nothing to answer
 	}
-	buf := make([]byte, 0, 512)
-	write := func(cl *click) error { return send(appendEvent(buf[:0], cl)) }
+	write := func(cl *click) error { return send(cl.frame) }
+	var buf []byte
 	s, err := f.subscribe(ctx, fl, from, write)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -150,7 +150,7 @@ func (f *Feed) stream(c echo.Context, fl filter) error {
 		if len(batch) > 0 {
 			buf = buf[:0]
 			for _, cl := range batch {
-				buf = appendEvent(buf, cl)
+				buf = append(buf, cl.frame...)
 			}
 			if err := send(buf); err != nil {
 				return nil //nolint:nilerr // the client left or stalled past the write deadline
@@ -170,13 +170,4 @@ func (f *Feed) stream(c echo.Context, fl filter) error {
 			}
 		}
 	}
-}
-
-// appendEvent appends cl as a Server-Sent Event.
-func appendEvent(b []byte, cl *click) []byte {
-	b = append(b, "event: click\nid: "...)
-	b = append(b, cl.pos.event.String()...)
-	b = append(b, "\ndata: "...)
-	b = append(b, cl.data...)
-	return append(b, "\n\n"...)
 }

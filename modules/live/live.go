@@ -65,12 +65,13 @@ func (p position) less(q position) bool {
 	return string(p.event[:]) < string(q.event[:])
 }
 
-// click is one event, encoded once and shared by every client that receives it.
+// click is one event, framed once and shared by every client that receives it: a
+// client's cost per click is a filter check and a copy.
 type click struct {
 	pos    position
 	linkID int64
 	bot    bool
-	data   []byte
+	frame  []byte // "event: click\nid: …\ndata: …\n\n"
 }
 
 // clickJSON is the data of a click event: never the IP or the visitor hash.
@@ -323,7 +324,13 @@ func (f *Feed) read(ctx context.Context, from position, below uint64, fl filter)
 			rows.Close()
 			return nil, fmt.Errorf("encode click: %w", err)
 		}
-		out = append(out, &click{pos: position{x, j.ID}, linkID: id, bot: j.Bot, data: data})
+		frame := make([]byte, 0, len(data)+64)
+		frame = append(frame, "event: click\nid: "...)
+		frame = append(frame, j.ID.String()...)
+		frame = append(frame, "\ndata: "...)
+		frame = append(frame, data...)
+		frame = append(frame, "\n\n"...)
+		out = append(out, &click{pos: position{x, j.ID}, linkID: id, bot: j.Bot, frame: frame})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read clicks: %w", err)
