@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -127,6 +128,9 @@ type Feed struct {
 	onWake  []func()
 	ready   chan struct{}
 
+	slugMu    sync.Mutex
+	slugCache map[int64]string // link id -> slug
+
 	clients prometheus.Gauge
 	cuts    prometheus.Counter
 	events  prometheus.Counter
@@ -143,7 +147,7 @@ func New(cfg Config, pool *pgxpool.Pool, reg prometheus.Registerer, logger *slog
 	f := &Feed{
 		cfg: cfg, pool: pool, logger: logger.With("module", "live"),
 		wake: make(chan struct{}, 1), ready: make(chan struct{}),
-		ring: make([]*click, cfg.Buffer), changed: make(chan struct{}),
+		ring: make([]*click, cfg.Buffer), changed: make(chan struct{}), slugCache: map[int64]string{},
 		clients: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hop_live_clients", Help: "Clients connected to the live click feed."}),
 		cuts:    prometheus.NewCounter(prometheus.CounterOpts{Name: "hop_live_clients_cut_total", Help: "Live clients disconnected because they fell a whole ring of recent events behind."}),
 		events:  prometheus.NewCounter(prometheus.CounterOpts{Name: "hop_live_events_total", Help: "Clicks read by the live feed."}),
@@ -274,16 +278,59 @@ SELECT COALESCE((SELECT min(x) FROM pg_snapshot_xip(s) x WHERE x::xid IN (SELECT
 FROM pg_current_snapshot() s`
 
 // readSQL reads clicks after a position and below the horizon, in position order.
-// $4/$5 optionally narrow to one link and to human clicks.
+// $4/$5 optionally narrow to one link and to human clicks. Slugs come from the slug
+// cache, not a join: the read touches click_logs only.
 const readSQL = `
-SELECT c.xid::text, c.event_id, c.link_id, l.slug, c.clicked_at, c.country, c.referer_host,
+SELECT c.xid::text, c.event_id, c.link_id, c.clicked_at, c.country, c.referer_host,
        c.browser, c.os, c.device, c.is_bot, c.bot_reason
-FROM click_logs c JOIN links l ON l.id = c.link_id
+FROM click_logs c
 WHERE c.xid >= $1::text::xid8 AND (c.xid, c.event_id) > ($1::text::xid8, $2::uuid)
   AND c.xid < $3::text::xid8
   AND ($4::bigint = 0 OR c.link_id = $4) AND ($5 OR NOT c.is_bot)
 ORDER BY c.xid, c.event_id
 LIMIT $6`
+
+const slugsSQL = `SELECT id, slug FROM links WHERE id = ANY($1)`
+
+// maxSlugs bounds the slug cache; past it the cache starts over.
+const maxSlugs = 100_000
+
+// slugs returns the slugs of ids, from the cache or, for ids it lacks, PostgreSQL. A
+// link's slug never changes, so a cached one is never stale.
+func (f *Feed) slugs(ctx context.Context, ids []int64) (map[int64]string, error) {
+	f.slugMu.Lock()
+	defer f.slugMu.Unlock()
+	if len(f.slugCache)+len(ids) > maxSlugs {
+		f.slugCache = map[int64]string{}
+	}
+	var missing []int64
+	for _, id := range ids {
+		if _, ok := f.slugCache[id]; !ok && !slices.Contains(missing, id) {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		rows, err := f.pool.Query(ctx, slugsSQL, missing)
+		if err != nil {
+			return nil, fmt.Errorf("read slugs: %w", err)
+		}
+		for rows.Next() {
+			var (
+				id   int64
+				slug string
+			)
+			if err := rows.Scan(&id, &slug); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("read slugs: %w", err)
+			}
+			f.slugCache[id] = slug
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("read slugs: %w", err)
+		}
+	}
+	return f.slugCache, nil
+}
 
 func (f *Feed) horizon(ctx context.Context) (uint64, error) {
 	var s string
@@ -300,28 +347,52 @@ func (f *Feed) read(ctx context.Context, from position, below uint64, fl filter)
 	if err != nil {
 		return nil, fmt.Errorf("read clicks: %w", err)
 	}
-	var out []*click
+	type row struct {
+		xid    uint64
+		linkID int64
+		j      clickJSON
+	}
+	var read []row
 	for rows.Next() {
 		var (
 			xid string
-			j   clickJSON
-			id  int64
+			r   row
 		)
-		if err := rows.Scan(&xid, &j.ID, &id, &j.Slug, &j.ClickedAt, &j.Country, &j.Referer,
-			&j.Browser, &j.OS, &j.Device, &j.Bot, &j.BotReason); err != nil {
+		if err := rows.Scan(&xid, &r.j.ID, &r.linkID, &r.j.ClickedAt, &r.j.Country, &r.j.Referer,
+			&r.j.Browser, &r.j.OS, &r.j.Device, &r.j.Bot, &r.j.BotReason); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("scan click: %w", err)
 		}
-		x, err := strconv.ParseUint(xid, 10, 64)
-		if err != nil {
+		if r.xid, err = strconv.ParseUint(xid, 10, 64); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("parse xid %q: %w", xid, err)
 		}
+		read = append(read, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read clicks: %w", err)
+	}
+	if len(read) == 0 {
+		return nil, nil
+	}
+	ids := make([]int64, len(read))
+	for i, r := range read {
+		ids[i] = r.linkID
+	}
+	slugs, err := f.slugs(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*click, 0, len(read))
+	f.slugMu.Lock()
+	defer f.slugMu.Unlock()
+	for _, r := range read {
+		j := r.j
+		j.Slug = slugs[r.linkID]
 		j.Domain = f.cfg.Domain
 		j.ClickedAt = j.ClickedAt.UTC()
 		data, err := json.Marshal(j)
 		if err != nil {
-			rows.Close()
 			return nil, fmt.Errorf("encode click: %w", err)
 		}
 		frame := make([]byte, 0, len(data)+64)
@@ -330,10 +401,7 @@ func (f *Feed) read(ctx context.Context, from position, below uint64, fl filter)
 		frame = append(frame, "\ndata: "...)
 		frame = append(frame, data...)
 		frame = append(frame, "\n\n"...)
-		out = append(out, &click{pos: position{x, j.ID}, linkID: id, bot: j.Bot, frame: frame})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read clicks: %w", err)
+		out = append(out, &click{pos: position{r.xid, j.ID}, linkID: r.linkID, bot: j.Bot, frame: frame})
 	}
 	return out, nil
 }
