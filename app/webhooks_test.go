@@ -257,7 +257,8 @@ func TestWebhookReceiverRecovers(t *testing.T) {
 	}
 }
 
-// A webhook filtered by tag gets only that tag's clicks (and no bots unless asked).
+// A webhook filtered by tag gets only that tag's clicks (and no bots unless asked);
+// one filtered by link gets only that link's, bots included when asked.
 func TestWebhookTagFilter(t *testing.T) {
 	t.Parallel()
 	h := startHop(t, allowPrivate)
@@ -265,6 +266,8 @@ func TestWebhookTagFilter(t *testing.T) {
 	wh := h.createWebhook(t, r, map[string]any{"tags": []string{"promo"}})
 	a := h.createLink(t, map[string]any{"url": "https://example.com/a", "tags": []string{"promo", "x"}})["slug"].(string)
 	b := h.createLink(t, map[string]any{"url": "https://example.com/b", "tags": []string{"other"}})["slug"].(string)
+	rb := newReceiver(t)
+	whb := h.createWebhook(t, rb, map[string]any{"links": []string{a}, "include_bots": true})
 	for range 5 {
 		h.liveClick(t, a, firefoxUA)
 		h.liveClick(t, b, firefoxUA)
@@ -272,8 +275,13 @@ func TestWebhookTagFilter(t *testing.T) {
 	h.liveClick(t, a, botUA)
 	testenv.Eventually(t, 30*time.Second, "the webhook's cursor past every click", func() bool {
 		return count(t, h.DB, "SELECT count(*) FROM click_logs") == 11 &&
-			count(t, h.DB, fmt.Sprintf("SELECT count(*) FROM click_logs WHERE xid >= (SELECT cursor_xid FROM webhooks WHERE id = %v)", wh["id"])) == 0
+			count(t, h.DB, fmt.Sprintf("SELECT count(*) FROM click_logs WHERE xid >= (SELECT min(cursor_xid) FROM webhooks WHERE id IN (%v, %v))", wh["id"], whb["id"])) == 0
 	})
+	rb.mu.Lock()
+	if len(rb.ids) != 6 || rb.slugs[a] != 6 {
+		t.Errorf("the link-filtered webhook received %d events: %v; want 6 of %s, the bot included", len(rb.ids), rb.slugs, a)
+	}
+	rb.mu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.ids) != 5 || r.slugs[a] != 5 || r.slugs[b] != 0 {
