@@ -112,6 +112,9 @@ func (s *Service) runOnce(ctx context.Context, conn **pgxpool.Conn, owned map[in
 		if running {
 			continue // let its worker finish before giving the webhook up
 		}
+		s.mu.Lock()
+		delete(s.ahead, id)
+		s.mu.Unlock()
 		if mine {
 			if _, err := (*conn).Exec(ctx, unlockSQL, lockBase|id); err != nil {
 				return fmt.Errorf("unlock webhook: %w", err)
@@ -251,20 +254,68 @@ type Payload struct {
 	Events []Event `json:"events"`
 }
 
+// readAhead is what one read of a window found for a webhook beyond the batch it
+// made: the next batches come from it while the cursor is where the last one left it,
+// so a window is read (and sorted) once per ReadAhead events rather than per batch.
+type readAhead struct {
+	after  position   // valid while the webhook's cursor is here
+	events []Event    // in position order
+	pos    []position // of each event
+	end    position   // where the cursor goes once every event is delivered
+}
+
 // nextBatch makes the webhook's next batch from clicks committed after its cursor:
 // up to BatchSize events, or fewer once the oldest has waited BatchWait. It returns
 // ErrNoDelivery when there is nothing to send yet.
 func (s *Service) nextBatch(ctx context.Context, w Webhook) (Delivery, error) {
+	s.mu.Lock()
+	ra, ok := s.ahead[w.ID]
+	delete(s.ahead, w.ID)
+	s.mu.Unlock()
+	if !ok || ra.after != w.cursor {
+		var err error
+		if ra, err = s.read(ctx, w); err != nil {
+			return Delivery{}, err
+		}
+	}
+	n := min(len(ra.events), s.cfg.BatchSize)
+	to := ra.end
+	if n < len(ra.events) {
+		to = ra.pos[n-1]
+	}
+	if n < s.cfg.BatchSize {
+		if wait := ra.events[0].ClickedAt.Add(s.cfg.BatchWait).Sub(s.cfg.Now()); wait > 0 {
+			s.wakeIn(wait)
+			return Delivery{}, ErrNoDelivery
+		}
+	}
+	body, err := json.Marshal(Payload{Events: ra.events[:n]})
+	if err != nil {
+		return Delivery{}, fmt.Errorf("encode batch: %w", err)
+	}
+	d, err := s.insertDelivery(ctx, w.ID, "events", body, n, &to)
+	if err == nil && n < len(ra.events) && d.to != nil && *d.to == to {
+		s.mu.Lock()
+		s.ahead[w.ID] = readAhead{after: to, events: ra.events[n:], pos: ra.pos[n:], end: ra.end}
+		s.mu.Unlock()
+	}
+	return d, err
+}
+
+// read reads the window after the webhook's cursor: up to ReadAhead events that pass
+// its filters. A window without any moves the cursor past it and returns errSkipped
+// (more clicks wait beyond it) or ErrNoDelivery.
+func (s *Service) read(ctx context.Context, w Webhook) (readAhead, error) {
 	var hs string
 	if err := s.pool.QueryRow(ctx, horizonSQL).Scan(&hs); err != nil {
-		return Delivery{}, fmt.Errorf("read horizon: %w", err)
+		return readAhead{}, fmt.Errorf("read horizon: %w", err)
 	}
 	h, err := parseXID(hs)
 	if err != nil {
-		return Delivery{}, err
+		return readAhead{}, err
 	}
 	if h <= w.cursor.xid && w.cursor.event == (uuid.UUID{}) {
-		return Delivery{}, ErrNoDelivery
+		return readAhead{}, ErrNoDelivery
 	}
 	end := h
 	var cut string
@@ -272,75 +323,67 @@ func (s *Service) nextBatch(ctx context.Context, w Webhook) (Delivery, error) {
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 	case err != nil:
-		return Delivery{}, fmt.Errorf("bound read: %w", err)
+		return readAhead{}, fmt.Errorf("bound read: %w", err)
 	default:
 		if end, err = parseXID(cut); err != nil {
-			return Delivery{}, err
+			return readAhead{}, err
 		}
 		end++ // the cut's transaction is read whole, so a window is never empty
-
 	}
 	var tags []string
 	if w.Tags != nil {
 		tags = w.Tags
 	}
+	limit := s.cfg.BatchSize * readAheadBatches
 	rows, err := s.pool.Query(ctx, batchSQL, w.cursor.xidText(), w.cursor.event, strconv.FormatUint(end, 10),
-		w.linkIDs, tags, w.IncludeBots, s.cfg.BatchSize)
+		w.linkIDs, tags, w.IncludeBots, limit)
 	if err != nil {
-		return Delivery{}, fmt.Errorf("read clicks: %w", err)
+		return readAhead{}, fmt.Errorf("read clicks: %w", err)
 	}
-	var (
-		events []Event
-		last   position
-	)
+	ra := readAhead{after: w.cursor}
 	for rows.Next() {
 		var (
 			e   = Event{Type: "click", Domain: s.cfg.Domain}
 			xid string
+			p   position
 		)
 		if err := rows.Scan(&xid, &e.ID, &e.Slug, &e.ClickedAt, &e.Country, &e.Referer, &e.Browser,
 			&e.OS, &e.Device, &e.Bot, &e.BotReason); err != nil {
 			rows.Close()
-			return Delivery{}, fmt.Errorf("scan click: %w", err)
+			return readAhead{}, fmt.Errorf("scan click: %w", err)
 		}
-		if last.xid, err = parseXID(xid); err != nil {
+		if p.xid, err = parseXID(xid); err != nil {
 			rows.Close()
-			return Delivery{}, err
+			return readAhead{}, err
 		}
-		last.event = e.ID
+		p.event = e.ID
 		e.ClickedAt = e.ClickedAt.UTC()
-		events = append(events, e)
+		ra.events = append(ra.events, e)
+		ra.pos = append(ra.pos, p)
 	}
 	if err := rows.Err(); err != nil {
-		return Delivery{}, fmt.Errorf("read clicks: %w", err)
+		return readAhead{}, fmt.Errorf("read clicks: %w", err)
 	}
-	to := position{xid: end}
-	if len(events) == s.cfg.BatchSize {
-		to = last
+	ra.end = position{xid: end}
+	if len(ra.events) == limit {
+		ra.end = ra.pos[len(ra.pos)-1]
 	}
-	if len(events) == 0 {
+	if len(ra.events) == 0 {
 		// Nothing in the window is for this webhook: skip it, unless the cursor moved
 		// meanwhile (another instance, or an answer that just came).
-		if _, err := s.pool.Exec(ctx, skipSQL, w.ID, to.xidText(), to.event, w.cursor.xidText(), w.cursor.event); err != nil {
-			return Delivery{}, fmt.Errorf("skip clicks: %w", err)
+		if _, err := s.pool.Exec(ctx, skipSQL, w.ID, ra.end.xidText(), ra.end.event, w.cursor.xidText(), w.cursor.event); err != nil {
+			return readAhead{}, fmt.Errorf("skip clicks: %w", err)
 		}
-		if to.xid < h {
-			return Delivery{}, errSkipped // more clicks wait beyond the window
+		if ra.end.xid < h {
+			return readAhead{}, errSkipped // more clicks wait beyond the window
 		}
-		return Delivery{}, ErrNoDelivery
+		return readAhead{}, ErrNoDelivery
 	}
-	if len(events) < s.cfg.BatchSize {
-		if wait := events[0].ClickedAt.Add(s.cfg.BatchWait).Sub(s.cfg.Now()); wait > 0 {
-			s.wakeIn(wait)
-			return Delivery{}, ErrNoDelivery
-		}
-	}
-	body, err := json.Marshal(Payload{Events: events})
-	if err != nil {
-		return Delivery{}, fmt.Errorf("encode batch: %w", err)
-	}
-	return s.insertDelivery(ctx, w.ID, "events", body, len(events), &to)
+	return ra, nil
 }
+
+// readAheadBatches is how many batches one read of a window may make.
+const readAheadBatches = 10
 
 // send POSTs body, signed, and returns the HTTP status (0 when there was no answer).
 func (s *Service) send(ctx context.Context, w Webhook, deliveryID int64, body []byte) (int, time.Duration, error) {

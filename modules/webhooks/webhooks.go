@@ -94,9 +94,10 @@ type Service struct {
 
 	wake chan struct{}
 
-	mu   sync.Mutex
-	busy map[int64]bool
-	wg   sync.WaitGroup
+	mu    sync.Mutex
+	busy  map[int64]bool
+	ahead map[int64]readAhead // per webhook: events read beyond its last batch
+	wg    sync.WaitGroup
 
 	results *prometheus.CounterVec
 	latency prometheus.Histogram
@@ -125,7 +126,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool, reg prometheus.Reg
 	s := &Service{
 		cfg: cfg, pool: pool, logger: logger.With("module", "webhooks"), guard: g,
 		client: g.client(cfg.Timeout), aead: aead,
-		wake: make(chan struct{}, 1), busy: map[int64]bool{},
+		wake: make(chan struct{}, 1), busy: map[int64]bool{}, ahead: map[int64]readAhead{},
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hop_webhook_attempts_total", Help: "Webhook delivery attempts by result (ok, failed)."}, []string{"result"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hop_webhook_attempt_seconds", Help: "Time receivers took to answer a delivery.", Buckets: prometheus.DefBuckets}),
 	}
