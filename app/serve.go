@@ -23,6 +23,7 @@ import (
 	"github.com/hop-dev/hop/migrations"
 	"github.com/hop-dev/hop/modules/apikey"
 	"github.com/hop-dev/hop/modules/dashboard"
+	"github.com/hop-dev/hop/modules/idempotency"
 	"github.com/hop-dev/hop/modules/ingest"
 	"github.com/hop-dev/hop/modules/links"
 	"github.com/hop-dev/hop/modules/ratelimit"
@@ -174,6 +175,8 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		"ingest": func(ctx context.Context) (any, error) { return pipeline.Health(ctx) },
 	}}
 
+	idem := idempotency.New(idempotency.Config{}, pool, logger)
+
 	e := newEcho(cfg, logger)
 	routes(e, cfg, reg, server{
 		health:    hc,
@@ -185,6 +188,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		apiLimit:  apiLimit,
 		linkLimit: redirectLimit,
 		authFails: authFails,
+		idem:      idem,
 	}, logger)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -231,6 +235,9 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	})
 	g.Go(func() error {
 		return keys.Watch(gctx)
+	})
+	g.Go(func() error {
+		return idem.Run(gctx)
 	})
 
 	// The stages above end in order; if one fails early, gctx ends and the rest drain.

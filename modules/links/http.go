@@ -73,6 +73,9 @@ type createRequest struct {
 	RedirectStatus int        `json:"redirect_status"`
 	ForwardQuery   *bool      `json:"forward_query"` // nil: true
 	ExpiredURL     *string    `json:"expired_url"`
+	Title          *string    `json:"title"`
+	CreatedAt      *time.Time `json:"created_at"`      // imports keep the source's date
+	ImportedClicks *int64     `json:"imported_clicks"` // the source's click total
 }
 
 // validateCreate checks a create request; the password is checked but left to the
@@ -105,7 +108,10 @@ func (h *Handler) validateCreate(r createRequest) (newLink, error) {
 	if err := validateStatus(n.RedirectStatus); err != nil {
 		return n, err
 	}
-	if r.ExpiresAt != nil {
+	if err := h.validateImported(r, &n); err != nil {
+		return n, err
+	}
+	if r.ExpiresAt != nil && r.CreatedAt == nil {
 		if err := validateExpiry(*r.ExpiresAt, h.now()); err != nil {
 			return n, err
 		}
@@ -126,6 +132,34 @@ func (h *Handler) validateCreate(r createRequest) (newLink, error) {
 		}
 	}
 	return n, nil
+}
+
+// validateImported checks the fields a link brings from elsewhere: title, created_at
+// and imported_clicks. A link with its own creation date may already have expired at
+// its source, so its expiry need only follow its creation.
+func (h *Handler) validateImported(r createRequest, n *newLink) error {
+	if r.Title != nil && *r.Title != "" {
+		if err := validateTitle(*r.Title); err != nil {
+			return err
+		}
+		n.Title = r.Title
+	}
+	if r.CreatedAt != nil {
+		if r.CreatedAt.After(h.now().Add(maxClockSkew)) {
+			return problem.Invalid("created_at must not be in the future")
+		}
+		if r.ExpiresAt != nil && !r.ExpiresAt.After(*r.CreatedAt) {
+			return problem.Invalid("expires_at must be after created_at")
+		}
+		n.CreatedAt = r.CreatedAt
+	}
+	if r.ImportedClicks != nil {
+		if *r.ImportedClicks < 0 {
+			return problem.Invalid("imported_clicks must not be negative")
+		}
+		n.ImportedClicks = *r.ImportedClicks
+	}
+	return nil
 }
 
 func (h *Handler) create(c echo.Context) error {
@@ -188,6 +222,9 @@ func (h *Handler) bulk(c echo.Context) error {
 		return problem.Invalid("a bulk request holds at most %d links, got %d", maxBulk, len(req.Links))
 	}
 	ctx := c.Request().Context()
+	if c.QueryParam("dry_run") == "true" {
+		return h.bulkDryRun(c, req.Links)
+	}
 	out := struct {
 		Created int          `json:"created"`
 		Failed  int          `json:"failed"`
@@ -252,6 +289,47 @@ func (h *Handler) bulk(c echo.Context) error {
 		status = http.StatusMultiStatus
 	}
 	return c.JSON(status, out)
+}
+
+// bulkDryRun answers what a bulk create would do, changing nothing: each item is
+// validated, and a custom slug that is taken (or repeats an earlier item's) is a 409.
+// Items that would be created are answered 201 without a link.
+func (h *Handler) bulkDryRun(c echo.Context, reqs []createRequest) error {
+	out := struct {
+		DryRun  bool         `json:"dry_run"`
+		Created int          `json:"created"`
+		Failed  int          `json:"failed"`
+		Results []bulkResult `json:"results"`
+	}{DryRun: true, Results: make([]bulkResult, len(reqs))}
+	var slugs []string
+	for _, r := range reqs {
+		if r.Slug != "" {
+			slugs = append(slugs, r.Slug)
+		}
+	}
+	taken, err := h.store.takenSlugs(c.Request().Context(), slugs)
+	if err != nil {
+		return err
+	}
+	for i, r := range reqs {
+		res := bulkResult{Index: i, Status: http.StatusCreated}
+		var p *problem.Error
+		if _, err := h.validateCreate(r); errors.As(err, &p) {
+			res.Status, res.Error = p.Status, p.Detail
+		} else if r.Slug != "" && taken[r.Slug] {
+			res.Status, res.Error = ErrSlugTaken.Status, ErrSlugTaken.Detail
+		}
+		if res.Status == http.StatusCreated {
+			out.Created++
+			if r.Slug != "" {
+				taken[r.Slug] = true
+			}
+		} else {
+			out.Failed++
+		}
+		out.Results[i] = res
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
 func (h *Handler) list(c echo.Context) error {
