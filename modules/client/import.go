@@ -45,6 +45,7 @@ type ImportOptions struct {
 	Retries    int            // attempts per batch after a failed request; default 5
 	RetryWait  time.Duration  // first wait between attempts, doubling; default 500 ms
 	Progress   func(rows int) // called as rows are done (from several goroutines, never at once)
+	OnRetry    func(err error) // called before a batch is sent again
 }
 
 // Outcome is what happened (or, in a dry run, would happen) to one row.
@@ -327,6 +328,9 @@ func (im *importer) send(ctx context.Context, reqs []LinkRequest) (BulkAnswer, e
 		retry := !errors.As(err, &ae) || ae.Status >= 500 || ae.Status == http.StatusConflict || ae.Status == http.StatusTooManyRequests
 		if !retry || attempt > im.o.Retries || ctx.Err() != nil {
 			return ans, fmt.Errorf("bulk create (%d links): %w", len(reqs), err)
+		}
+		if im.o.OnRetry != nil {
+			im.o.OnRetry(err)
 		}
 		select {
 		case <-time.After(wait):

@@ -159,10 +159,12 @@ func (s *Store) serve(c echo.Context, next echo.HandlerFunc, owner int64, key st
 	}
 	status := c.Response().Status
 	// Answers of a server-side failure are not kept: the client should retry, and the
-	// retry should run. A client that left gets nothing, so its retry runs too.
+	// retry should run. Nor is a request that ended without an answer (its client left
+	// before anything was done). An answer is kept even when its client has left since:
+	// what it created stays created, and the retry must be told so, not create again.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if status >= 500 || !c.Response().Committed || ctx.Err() != nil {
+	if status >= 500 || !c.Response().Committed {
 		if _, err := s.pool.Exec(sctx, release, owner, key); err != nil {
 			s.logger.Error("release idempotency key", "err", err)
 		}

@@ -248,6 +248,7 @@ func (h *Handler) bulk(c echo.Context) error {
 	hashes := hashPasswords(hctx, passwords, late)
 	defer hashes.wait()
 	defer stop()
+	var ready []int // validated, hashed and in time: inserted together
 	for i, r := range req.Links {
 		if errs[i] != nil {
 			continue
@@ -262,10 +263,21 @@ func (h *Handler) bulk(c echo.Context) error {
 			errs[i] = errOutOfTime
 			continue
 		}
-		var l Link
-		if l, errs[i] = h.insert(ctx, items[i]); errs[i] == nil {
+		ready = append(ready, i)
+	}
+	if err := h.insertMany(ctx, items, ready, errs, out.Results); err != nil {
+		if ctx.Err() != nil {
+			return err // the client is gone
+		}
+		// Nothing of the batch was committed: every ready item failed alike; one log line.
+		h.logger.Error("bulk create", "links", len(ready), "err", err)
+		for _, i := range ready {
+			errs[i] = errBulkInternal
+		}
+	}
+	for i := range out.Results {
+		if errs[i] == nil && out.Results[i].Link != nil {
 			out.Created++
-			out.Results[i] = bulkResult{Index: i, Status: http.StatusCreated, Link: &l}
 		}
 	}
 	for i, err := range errs {
@@ -330,6 +342,34 @@ func (h *Handler) bulkDryRun(c echo.Context, reqs []createRequest) error {
 		out.Results[i] = res
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// insertMany creates items[i] for each i in ready in one transaction, recording each
+// result in results[i] or its error in errs[i], then drops the new slugs from the
+// redirect caches, several at a time, since each drop may be a few Redis round trips.
+func (h *Handler) insertMany(ctx context.Context, items []newLink, ready []int, errs []error, results []bulkResult) error {
+	if len(ready) == 0 {
+		return nil
+	}
+	batch := make([]newLink, len(ready))
+	for k, i := range ready {
+		batch[k] = items[i]
+	}
+	links, lerrs, err := h.store.createMany(ctx, batch)
+	if err != nil {
+		return err
+	}
+	var g errgroup.Group
+	g.SetLimit(16)
+	for k, i := range ready {
+		if errs[i] = lerrs[k]; errs[i] != nil {
+			continue
+		}
+		l := h.present(links[k])
+		results[i] = bulkResult{Index: i, Status: http.StatusCreated, Link: &l}
+		g.Go(func() error { h.invalidate(ctx, l.Slug); return nil })
+	}
+	return g.Wait()
 }
 
 func (h *Handler) list(c echo.Context) error {
@@ -624,6 +664,9 @@ func hashPassword(pw string) (string, error) {
 	}
 	return string(b), nil
 }
+
+// errBulkInternal answers the items of a bulk create whose insert failed in PostgreSQL.
+var errBulkInternal = problem.New(http.StatusInternalServerError, "", "not created: an internal error occurred; it has been logged")
 
 // errOutOfTime answers the bulk items left when the bulk budget has run out.
 var errOutOfTime = problem.New(http.StatusServiceUnavailable, "bulk-out-of-time", "not created: the request ran out of time before this link; send it again")

@@ -126,6 +126,85 @@ func (s *Store) create(ctx context.Context, n newLink) (Link, error) {
 	return Link{}, errors.New("insert link: no free generated slug after 100 attempts")
 }
 
+const nextLinkIDs = `SELECT nextval(pg_get_serial_sequence('links', 'id')) FROM generate_series(1, $1)`
+
+// createMany inserts links as create does, all in one transaction and one round trip
+// (a pipelined batch): a bulk create of 1,000 links is one commit, not 1,000. errs[i]
+// is ErrSlugTaken for a custom slug that is taken, by another link or by an earlier
+// item of this call. A generated slug that collides with a custom one is created
+// afterwards through create, which tries the next id.
+func (s *Store) createMany(ctx context.Context, items []newLink) (links []Link, errs []error, err error) {
+	links, errs = make([]Link, len(items)), make([]error, len(items))
+	ids := make([]*int64, len(items))
+	slugs := make([]string, len(items))
+	var generated []int
+	for i, n := range items {
+		slugs[i] = n.Slug
+		if n.Slug == "" {
+			generated = append(generated, i)
+		}
+	}
+	for len(generated) > 0 {
+		rows, err := s.pool.Query(ctx, nextLinkIDs, len(generated))
+		if err != nil {
+			return nil, nil, fmt.Errorf("next link ids: %w", err)
+		}
+		next, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return nil, nil, fmt.Errorf("next link ids: %w", err)
+		}
+		var again []int
+		for k, i := range generated {
+			slug, err := s.slug.slug(next[k])
+			if err != nil {
+				return nil, nil, err
+			}
+			if reserved[strings.ToLower(slug)] {
+				again = append(again, i)
+				continue
+			}
+			ids[i], slugs[i] = &next[k], slug
+		}
+		generated = again
+	}
+
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("insert links: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	b := &pgx.Batch{}
+	for i, n := range items {
+		b.Queue(insertLink, ids[i], slugs[i], n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags, n.ForwardQuery, n.ExpiredURL, n.Title, n.CreatedAt, n.ImportedClicks)
+	}
+	br := tx.SendBatch(ctx, b)
+	var retry []int
+	for i, n := range items {
+		l, err := scanLink(br.QueryRow())
+		switch {
+		case errors.Is(err, pgx.ErrNoRows) && n.Slug == "":
+			retry = append(retry, i)
+		case errors.Is(err, pgx.ErrNoRows):
+			errs[i] = ErrSlugTaken
+		case err != nil:
+			br.Close()
+			return nil, nil, fmt.Errorf("insert links: %w", err)
+		default:
+			links[i] = l
+		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, nil, fmt.Errorf("insert links: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, nil, fmt.Errorf("insert links: %w", err)
+	}
+	for _, i := range retry {
+		links[i], errs[i] = s.create(ctx, items[i])
+	}
+	return links, errs, nil
+}
+
 const selectLinkBySlug = `SELECT ` + linkColumns + ` FROM links WHERE slug = $1`
 
 // FindBySlug returns the link with this slug, deleted or not; ErrNotFound if there is
