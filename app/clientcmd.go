@@ -163,7 +163,9 @@ func importCmd(ctx context.Context, ce clientEnv, args []string) error {
 
 	progress, done := importProgress(ce.stderr, len(rows), *dryRun)
 	sum, err := c.Import(ctx, rows, client.ImportOptions{DryRun: *dryRun, OnConflict: *onConflict, BatchSize: *batch, Progress: progress,
-		OnRetry: func(err error) { fmt.Fprintf(ce.stderr, "sending a batch again (safe: it carries its Idempotency-Key): %v\n", err) }})
+		OnRetry: func(err error) {
+			fmt.Fprintf(ce.stderr, "sending a batch again (safe: it carries its Idempotency-Key): %v\n", err)
+		}})
 	done()
 	for _, b := range bad {
 		sum.Outcomes = append(sum.Outcomes, client.Outcome{Line: b.Line, Action: client.Failed, Reason: b.Reason})

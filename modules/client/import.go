@@ -39,12 +39,12 @@ const (
 // ImportOptions tune Import.
 type ImportOptions struct {
 	DryRun     bool
-	OnConflict string         // OnConflictSkip (default), OnConflictRename or OnConflictFail
-	BatchSize  int            // links per bulk request, 1-1000; default 1000
-	Workers    int            // bulk requests in flight; default 4
-	Retries    int            // attempts per batch after a failed request; default 5
-	RetryWait  time.Duration  // first wait between attempts, doubling; default 500 ms
-	Progress   func(rows int) // called as rows are done (from several goroutines, never at once)
+	OnConflict string          // OnConflictSkip (default), OnConflictRename or OnConflictFail
+	BatchSize  int             // links per bulk request, 1-1000; default 1000
+	Workers    int             // bulk requests in flight; default 4
+	Retries    int             // attempts per batch after a failed request; default 5
+	RetryWait  time.Duration   // first wait between attempts, doubling; default 500 ms
+	Progress   func(rows int)  // called as rows are done (from several goroutines, never at once)
 	OnRetry    func(err error) // called before a batch is sent again
 }
 
