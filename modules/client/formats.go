@@ -139,7 +139,6 @@ func readCSV(data []byte, cols columns) ([]Row, []RowError, error) {
 		if err == io.EOF {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
@@ -152,6 +151,7 @@ func readCSV(data []byte, cols columns) ([]Row, []RowError, error) {
 			}
 			return rows, bad, fmt.Errorf("read CSV: %w", err)
 		}
+		line, _ := cr.FieldPos(0)
 		get := func(i int) string {
 			if i < 0 || i >= len(rec) {
 				return ""
