@@ -159,10 +159,10 @@ func TestCandidateStaysWithinSlugLength(t *testing.T) {
 func TestBatchKeyFollowsContent(t *testing.T) {
 	a := []LinkRequest{{URL: "https://a.test/", Slug: "abc"}}
 	b := []LinkRequest{{URL: "https://a.test/", Slug: "abd"}}
-	if batchKey(a, false) != batchKey([]LinkRequest{{URL: "https://a.test/", Slug: "abc"}}, false) {
+	if batchKey(a) != batchKey([]LinkRequest{{URL: "https://a.test/", Slug: "abc"}}) {
 		t.Error("the same batch has two keys")
 	}
-	if batchKey(a, false) == batchKey(b, false) || batchKey(a, false) == batchKey(a, true) {
+	if batchKey(a) == batchKey(b) {
 		t.Error("different batches share a key")
 	}
 }

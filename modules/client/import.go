@@ -102,6 +102,9 @@ func (c *Client) Import(ctx context.Context, rows []Row, o ImportOptions) (Summa
 	if o.Workers <= 0 {
 		o.Workers = 4
 	}
+	if o.OnConflict == OnConflictFail && !o.DryRun {
+		o.Workers = 1 // so that nothing after the first conflict is sent
+	}
 	if o.Retries <= 0 {
 		o.Retries = 5
 	}
@@ -116,14 +119,16 @@ func (c *Client) Import(ctx context.Context, rows []Row, o ImportOptions) (Summa
 	g.SetLimit(o.Workers)
 	for start := 0; start < len(rows); start += o.BatchSize {
 		end := min(start+o.BatchSize, len(rows))
-		if im.stopped.Load() {
-			for i := start; i < end; i++ {
-				im.out[i].Action, im.out[i].Reason = Skipped, "not sent: an earlier row's slug was taken (--on-conflict fail)"
+		g.Go(func() error {
+			if im.stopped.Load() {
+				for i := start; i < end; i++ {
+					im.out[i].Action, im.out[i].Reason = Skipped, "not sent: an earlier row's slug was taken (--on-conflict fail)"
+				}
+				im.progress(end - start)
+				return nil
 			}
-			im.progress(end - start)
-			continue
-		}
-		g.Go(func() error { return im.batch(gctx, rows[start:end], im.out[start:end]) })
+			return im.batch(gctx, rows[start:end], im.out[start:end])
+		})
 	}
 	err := g.Wait()
 	s := Summary{Outcomes: im.out}
@@ -317,7 +322,12 @@ func (im *importer) sameLink(ctx context.Context, slug string, r LinkRequest) (b
 // answered. Retrying is safe because the key makes the server answer a repeat from
 // its record.
 func (im *importer) send(ctx context.Context, reqs []LinkRequest) (BulkAnswer, error) {
-	key := batchKey(reqs, im.o.DryRun)
+	key := ""
+	if !im.o.DryRun {
+		// A dry run creates nothing, so there is nothing to replay; a key would only
+		// answer a later dry run from a state that has moved on since.
+		key = batchKey(reqs)
+	}
 	wait := im.o.RetryWait
 	for attempt := 1; ; attempt++ {
 		ans, err := im.c.Bulk(ctx, reqs, key, im.o.DryRun)
@@ -343,11 +353,8 @@ func (im *importer) send(ctx context.Context, reqs []LinkRequest) (BulkAnswer, e
 
 // batchKey is the Idempotency-Key of a batch: a hash of exactly what is sent, so the
 // same batch always has the same key and a different one never does.
-func batchKey(reqs []LinkRequest, dryRun bool) string {
+func batchKey(reqs []LinkRequest) string {
 	h := sha256.New()
-	if dryRun {
-		io.WriteString(h, "dry-run\n")
-	}
 	_ = json.NewEncoder(h).Encode(reqs)
 	return "hop-import-" + hex.EncodeToString(h.Sum(nil))[:40]
 }
