@@ -248,12 +248,36 @@ func (h *Handler) bulk(c echo.Context) error {
 	hashes := hashPasswords(hctx, passwords, late)
 	defer hashes.wait()
 	defer stop()
-	var ready []int // validated, hashed and in time: inserted together
+	// Items are inserted in chunks, each in one transaction: every run of items that
+	// need no password hash goes in together, so a bulk without passwords is one
+	// commit. An item with a password closes the chunk before it, since its hash may
+	// take a while, and the budget is checked again after each chunk.
+	var chunk []int
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		if err := h.insertMany(ctx, items, chunk, errs, out.Results); err != nil {
+			if ctx.Err() != nil {
+				return err // the client is gone
+			}
+			// Nothing of the chunk was committed: its items failed alike; one log line.
+			h.logger.Error("bulk create", "links", len(chunk), "err", err)
+			for _, i := range chunk {
+				errs[i] = errBulkInternal
+			}
+		}
+		chunk = chunk[:0]
+		return nil
+	}
 	for i, r := range req.Links {
 		if errs[i] != nil {
 			continue
 		}
 		if r.Password != "" {
+			if err := flush(); err != nil {
+				return err
+			}
 			if items[i].PasswordHash = hashes.get(hctx, r.Password); items[i].PasswordHash == "" {
 				errs[i] = errOutOfTime
 				continue
@@ -263,17 +287,10 @@ func (h *Handler) bulk(c echo.Context) error {
 			errs[i] = errOutOfTime
 			continue
 		}
-		ready = append(ready, i)
+		chunk = append(chunk, i)
 	}
-	if err := h.insertMany(ctx, items, ready, errs, out.Results); err != nil {
-		if ctx.Err() != nil {
-			return err // the client is gone
-		}
-		// Nothing of the batch was committed: every ready item failed alike; one log line.
-		h.logger.Error("bulk create", "links", len(ready), "err", err)
-		for _, i := range ready {
-			errs[i] = errBulkInternal
-		}
+	if err := flush(); err != nil {
+		return err
 	}
 	for i := range out.Results {
 		if errs[i] == nil && out.Results[i].Link != nil {
