@@ -216,6 +216,26 @@ func TestImportConflictPolicies(t *testing.T) {
 	})
 }
 
+// A slug asked for before it existed is cached as unknown, on every instance; once a
+// bulk create (an import) makes it, it redirects at once.
+func TestImportedSlugRedirectsAtOnce(t *testing.T) {
+	t.Parallel()
+	h := startHop(t, nil)
+	other := startWith(t, h.DB, h.Redis, testConfig(t, h.DB, h.Redis))
+	for _, in := range []*instance{h, other} {
+		mustProblem(t, in.do(t, http.MethodGet, "/was-unknown", nil), http.StatusNotFound)
+	}
+	file := writeFile(t, "neg.csv", "url,slug\nhttps://example.com/known,was-unknown\n")
+	h.mustCLI(t, "import", "--from", "csv", file)
+	r := h.do(t, http.MethodGet, "/was-unknown", nil)
+	if r.Status != http.StatusFound || r.Header.Get("Location") != "https://example.com/known" {
+		t.Fatalf("the importing instance answers %d %s", r.Status, r.Header.Get("Location"))
+	}
+	testenv.Eventually(t, 5*time.Second, "the other instance to see the new link", func() bool {
+		return other.do(t, http.MethodGet, "/was-unknown", nil).Status == http.StatusFound
+	})
+}
+
 func TestImportRerunCreatesNothing(t *testing.T) {
 	t.Parallel()
 	h := startHop(t, nil)

@@ -376,17 +376,43 @@ func (h *Handler) insertMany(ctx context.Context, items []newLink, ready []int, 
 	if err != nil {
 		return err
 	}
-	var g errgroup.Group
-	g.SetLimit(16)
+	var created []Link
 	for k, i := range ready {
 		if errs[i] = lerrs[k]; errs[i] != nil {
 			continue
 		}
+		created = append(created, links[k])
 		l := h.present(links[k])
 		results[i] = bulkResult{Index: i, Status: http.StatusCreated, Link: &l}
+	}
+	h.invalidateNew(ctx, created)
+	return nil
+}
+
+// ManyInvalidator is an Invalidator that also takes the links of a bulk create at
+// once (the redirect module: one Redis round trip instead of a few per link).
+type ManyInvalidator interface {
+	Created(ctx context.Context, links []Link) error
+}
+
+// invalidateNew drops new links' slugs from redirect caches (they may be cached as
+// unknown): all at once when the cache can, else several at a time.
+func (h *Handler) invalidateNew(ctx context.Context, created []Link) {
+	if len(created) == 0 || h.cache == nil {
+		return
+	}
+	if mi, ok := h.cache.(ManyInvalidator); ok {
+		if err := mi.Created(ctx, created); err != nil {
+			h.logger.Warn("invalidate redirect cache", "links", len(created), "err", err)
+		}
+		return
+	}
+	var g errgroup.Group
+	g.SetLimit(16)
+	for _, l := range created {
 		g.Go(func() error { h.invalidate(ctx, l.Slug); return nil })
 	}
-	return g.Wait()
+	_ = g.Wait()
 }
 
 func (h *Handler) list(c echo.Context) error {
