@@ -31,6 +31,7 @@ type server struct {
 	linkLimit *ratelimit.Limiter
 	authFails *ratelimit.Limiter // failed authentications per client address
 	idem      *idempotency.Store
+	openapi   echo.HandlerFunc // GET /openapi.json
 }
 
 // bodyLimits bounds request bodies: bulkBodyLimit for POST /links/bulk (1,000 links
@@ -64,7 +65,7 @@ func routes(e *echo.Echo, cfg Config, reg *prometheus.Registry, s server, logger
 	e.GET("/health", s.health.handle)
 	e.HEAD("/health", s.health.handle)
 	e.GET("/metrics", metricsHandler(reg, cfg.MetricsToken, s.authFails))
-	e.GET("/openapi.json", serveOpenAPI)
+	e.GET("/openapi.json", s.openapi)
 
 	// Management API: request log, body limit, API key (failures limited per client
 	// address), per-key rate limit, text-only parameters.

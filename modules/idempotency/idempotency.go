@@ -31,10 +31,11 @@ const (
 	ReplayedHeader = "Idempotent-Replayed"
 )
 
-// Errors answered instead of running the request.
+// Errors answered instead of running the request; app's error table gives them
+// statuses (422, 409 and 400).
 var (
-	ErrMismatch   = problem.New(http.StatusUnprocessableEntity, "idempotency-key-reused", "this Idempotency-Key was used with a different request; use a new key for a new request")
-	ErrInProgress = problem.New(http.StatusConflict, "idempotency-key-in-progress", "a request with this Idempotency-Key is still being answered; retry shortly")
+	ErrMismatch   = errors.New("idempotency key reused with another request")
+	ErrInProgress = errors.New("idempotency key in progress")
 	ErrBadKey     = problem.Invalid("Idempotency-Key must be 1 to %d printable ASCII characters", maxKeyLength)
 )
 

@@ -23,11 +23,16 @@ func setup(t *testing.T) (st *Store, e *echo.Echo, runs *atomic.Int64, fail *ato
 	db := testenv.NewDB(t)
 	st = New(Config{}, db.Pool, slog.New(slog.DiscardHandler))
 	e = echo.New()
+	// The statuses app's error table gives this module's errors.
 	e.HTTPErrorHandler = func(err error, c echo.Context) {
-		var p *problem.Error
 		status := http.StatusInternalServerError
-		if errors.As(err, &p) {
-			status = p.Status
+		switch {
+		case errors.Is(err, ErrMismatch):
+			status = http.StatusUnprocessableEntity
+		case errors.Is(err, ErrInProgress):
+			status = http.StatusConflict
+		case errors.Is(err, problem.ErrInvalid):
+			status = http.StatusBadRequest
 		}
 		_ = c.JSON(status, map[string]string{"detail": err.Error()})
 	}
