@@ -2,7 +2,10 @@ package client
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -194,4 +197,24 @@ func FuzzRead(f *testing.F) {
 			}
 		}
 	})
+}
+
+// An import that stops (the server gone) reports every row it did not settle as
+// failed, so the summary adds up and the user knows to run it again.
+func TestImportStoppedReportsUnsentRows(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"down for maintenance"}`))
+	}))
+	defer srv.Close()
+	rows := []Row{{Line: 2, Req: LinkRequest{URL: "https://a.test/"}}, {Line: 3, Req: LinkRequest{URL: "https://b.test/"}}}
+	var retries int
+	s, err := New(srv.URL, "k", nil).Import(context.Background(), rows, ImportOptions{Retries: 2, RetryWait: time.Millisecond, OnRetry: func(error) { retries++ }})
+	if err == nil || !strings.Contains(err.Error(), "Service Unavailable: down for maintenance") {
+		t.Fatalf("err %v", err)
+	}
+	if retries != 2 || s.Failed != 2 || s.Created+s.Skipped+s.Renamed != 0 || s.Outcomes[1].Reason != "not sent or not answered: the import stopped; run it again to resume" {
+		t.Fatalf("%d retries, summary %+v", retries, s)
+	}
 }

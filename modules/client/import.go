@@ -131,6 +131,15 @@ func (c *Client) Import(ctx context.Context, rows []Row, o ImportOptions) (Summa
 		})
 	}
 	err := g.Wait()
+	if err != nil {
+		// Rows of batches that did not finish: running the import again sends them,
+		// and answers the rest from the server's records.
+		for i := range im.out {
+			if im.out[i].Action == "" {
+				im.out[i].Action, im.out[i].Reason = Failed, "not sent or not answered: the import stopped; run it again to resume"
+			}
+		}
+	}
 	s := Summary{Outcomes: im.out}
 	s.count()
 	return s, err
