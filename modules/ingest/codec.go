@@ -13,13 +13,20 @@ import (
 // Stream entries carry one field whose value is one or more Events (a group commit
 // puts every click waiting at that moment in one entry), each in a compact binary form:
 //
-//	version byte (1) | 16-byte event id | varint link id | varint unix microseconds |
-//	uvarint-length-prefixed IP, Country, UserAgent, Referer, AcceptLanguage
+//	version byte (1 or 2) | 16-byte event id | varint link id | varint unix microseconds |
+//	uvarint-length-prefixed IP, Country, UserAgent, Referer, AcceptLanguage |
+//	version 2 only: uvarint-length-prefixed UTMSource, UTMMedium, UTMCampaign
 //
 // Microseconds are PostgreSQL's timestamp precision, so nothing is lost on the way.
+// Each event carries its own version, so one entry may mix both. An event without
+// campaign parameters — most clicks — is still written as version 1: entries a
+// previous hop wrote (in a stream or a local click log) decode as before, and a
+// previous hop still running beside this one during a rolling upgrade decodes every
+// click but the campaign-tagged ones.
 const (
-	codecVersion = 1
-	streamField  = "e"
+	codecVersion1 = 1
+	codecVersion2 = 2
+	streamField   = "e"
 	// maxEncodedString bounds each string field on the wire: a hostile user agent or
 	// referer cannot bloat the stream. Enrichment truncates further.
 	maxEncodedString = 4096
@@ -29,18 +36,33 @@ var errBadEncoding = errors.New("undecodable event")
 
 // appendEvent appends the wire form of ev to dst.
 func appendEvent(dst []byte, ev *Event) []byte {
-	dst = append(dst, codecVersion)
+	campaign := ev.UTMSource != "" || ev.UTMMedium != "" || ev.UTMCampaign != ""
+	if campaign {
+		dst = append(dst, codecVersion2)
+	} else {
+		dst = append(dst, codecVersion1)
+	}
 	dst = append(dst, ev.ID[:]...)
 	dst = binary.AppendVarint(dst, ev.LinkID)
 	dst = binary.AppendVarint(dst, ev.Time.UnixMicro())
 	for _, s := range [...]string{ev.IP, ev.Country, ev.UserAgent, ev.Referer, ev.AcceptLanguage} {
-		if len(s) > maxEncodedString {
-			s = truncateUTF8(s, maxEncodedString)
+		dst = appendString(dst, s)
+	}
+	if campaign {
+		for _, s := range [...]string{ev.UTMSource, ev.UTMMedium, ev.UTMCampaign} {
+			dst = appendString(dst, s)
 		}
-		dst = binary.AppendUvarint(dst, uint64(len(s)))
-		dst = append(dst, s...)
 	}
 	return dst
+}
+
+// appendString appends s, bounded, with its length in front.
+func appendString(dst []byte, s string) []byte {
+	if len(s) > maxEncodedString {
+		s = truncateUTF8(s, maxEncodedString)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
 }
 
 // decodeEvent parses exactly one event in the wire form written by appendEvent.
@@ -72,8 +94,14 @@ func appendEvents(dst []Event, b string) ([]Event, error) {
 // decodeOne parses the first event of b and returns what follows it.
 func decodeOne(b string) (Event, string, error) {
 	var ev Event
-	if len(b) < 1+16 || b[0] != codecVersion {
+	if len(b) < 1+16 || (b[0] != codecVersion1 && b[0] != codecVersion2) {
 		return ev, "", errBadEncoding
+	}
+	fields := [...]*string{&ev.IP, &ev.Country, &ev.UserAgent, &ev.Referer, &ev.AcceptLanguage,
+		&ev.UTMSource, &ev.UTMMedium, &ev.UTMCampaign}
+	strs := fields[:5]
+	if b[0] == codecVersion2 {
+		strs = fields[:]
 	}
 	copy(ev.ID[:], b[1:17])
 	rest := b[17:]
@@ -89,7 +117,7 @@ func decodeOne(b string) (Event, string, error) {
 	rest = rest[n:]
 	ev.LinkID = link
 	ev.Time = time.UnixMicro(micros).UTC()
-	for _, dst := range [...]*string{&ev.IP, &ev.Country, &ev.UserAgent, &ev.Referer, &ev.AcceptLanguage} {
+	for _, dst := range strs {
 		l, n := uvarint(rest)
 		if n <= 0 || l > uint64(len(rest)-n) {
 			return Event{}, "", errBadEncoding
