@@ -123,11 +123,17 @@ func startHop(ctx context.Context, c *config, name, dbURL, prefix string, port i
 		env = append(env, kv)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	hopDB, dataDir := dbURL, filepath.Join(c.tmp, "hop-data-"+name)
+	if c.embedded {
+		// The embedded server's URL names its data directory as the socket's host:
+		// hop gets that directory and no DATABASE_URL, and starts the server itself.
+		hopDB, dataDir = "", embeddedDir(dbURL)
+	}
 	env = append(env,
 		"HOP_ADDR="+addr,
 		"HOP_BASE_URL=http://"+addr,
-		"DATABASE_URL="+dbURL,
-		"HOP_DATA_DIR="+filepath.Join(c.tmp, "hop-data-"+name),
+		"DATABASE_URL="+hopDB,
+		"HOP_DATA_DIR="+dataDir,
 		"HOP_CREATE_DATABASE=true",
 		"REDIS_URL="+c.hopRedisURL(),
 		"HOP_REDIS_PREFIX="+prefix,
@@ -164,7 +170,24 @@ func startHop(ctx context.Context, c *config, name, dbURL, prefix string, port i
 
 func dbName(u string) string {
 	pu, _ := url.Parse(u)
+	if dir := pu.Query().Get("host"); strings.HasPrefix(dir, "/") {
+		return strings.TrimPrefix(pu.Path, "/") + " (embedded in " + dir + ")"
+	}
 	return strings.TrimPrefix(pu.Path, "/")
+}
+
+// embeddedDir is the data directory of an embedded server's URL (its socket's host).
+func embeddedDir(dbURL string) string {
+	pu, _ := url.Parse(dbURL)
+	return pu.Query().Get("host")
+}
+
+// databaseMode names the PostgreSQL hop runs on, for the report's header.
+func (c *config) databaseMode() string {
+	if c.embedded {
+		return "embedded (no DATABASE_URL; its own server in a fresh HOP_DATA_DIR, read through its Unix socket)"
+	}
+	return "external, " + c.pgURL
 }
 
 var client = &http.Client{
