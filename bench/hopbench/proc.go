@@ -318,6 +318,7 @@ func procStatus(pid int) (rss, hwm int64) {
 type sampler struct {
 	mu      sync.Mutex
 	maxRSS  int64 // kB
+	maxTree int64 // kB, PSS of hop and its descendants (the embedded PostgreSQL)
 	maxLag  int64
 	maxPend int64
 	stop    chan struct{}
@@ -333,8 +334,12 @@ func startSampler(ctx context.Context, h *hop, withLag bool) *sampler {
 		n := 0
 		for {
 			rss, _ := procStatus(h.pid())
+			var tree int64
+			if n%5 == 0 { // walking /proc costs more: once a second
+				tree = treePSS(h.pid())
+			}
 			s.mu.Lock()
-			s.maxRSS = max(s.maxRSS, rss)
+			s.maxRSS, s.maxTree = max(s.maxRSS, rss), max(s.maxTree, tree)
 			s.mu.Unlock()
 			if withLag && n%2 == 0 {
 				if ih, err := h.ingest(ctx); err == nil {
@@ -354,6 +359,58 @@ func startSampler(ctx context.Context, h *hop, withLag bool) *sampler {
 		}
 	}()
 	return s
+}
+
+// tree is the peak PSS of hop with its descendants seen by a finished sampler, in kB.
+func (s *sampler) tree() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxTree
+}
+
+// treePSS sums the proportional set size (kB) of pid and every process descending from
+// it: hop with its embedded PostgreSQL, postmaster and backends. PSS splits shared pages
+// (PostgreSQL's shared buffers) between the processes mapping them, so the sum counts
+// them once, where summed RSS would count them per backend.
+func treePSS(pid int) int64 {
+	children := map[int][]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the command, which is in parentheses and may hold spaces.
+		i := strings.LastIndexByte(string(b), ')')
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		if pp, err := strconv.Atoi(f[1]); err == nil {
+			children[pp] = append(children[pp], p)
+		}
+	}
+	var total int64
+	for queue := []int{pid}; len(queue) > 0; queue = queue[1:] {
+		p := queue[0]
+		queue = append(queue, children[p]...)
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", p))
+		if err != nil {
+			continue
+		}
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "Pss:"); ok {
+				n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				total += n
+				break
+			}
+		}
+	}
+	return total
 }
 
 func (s *sampler) finish() (maxRSSkB, maxLag, maxPending int64) {
