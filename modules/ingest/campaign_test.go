@@ -81,7 +81,8 @@ func TestCampaignCodecRoundTrip(t *testing.T) {
 }
 
 // A stream entry written by the previous hop is stored like any other click, with
-// NULL campaign columns, beside a campaign-tagged click of this version.
+// NULL campaign columns, beside a campaign-tagged click of this version, whose
+// campaigns travel in the entry's campaign field.
 func TestOldStreamEntryStoredBesideCampaignClick(t *testing.T) {
 	t.Parallel()
 	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
@@ -115,4 +116,72 @@ func TestOldStreamEntryStoredBesideCampaignClick(t *testing.T) {
 	if got := value(t, p.m.undecodable); got != 0 {
 		t.Errorf("undecodable = %v, want 0", got)
 	}
+	// The campaign click took the stream (its campaigns in their own field), not the log.
+	if pub, fb := value(t, p.m.published), value(t, p.m.fallback); pub != 1 || fb != 0 {
+		t.Errorf("published %v, fallback %v; want 1 and 0", pub, fb)
+	}
+}
+
+// A stream entry holds version-1 events only, exactly as the previous hop wrote them,
+// so a previous hop consuming beside this one during a rolling upgrade decodes every
+// click; the campaigns travel beside them and come back whole.
+func TestStreamEntriesStayReadableByOldHops(t *testing.T) {
+	t.Parallel()
+	buf := []byte(nil)
+	q := batchQueue{split: true, filling: &batch{entry: &buf}}
+	evs := []Event{oldEvent(), oldEvent(), oldEvent()}
+	evs[0].UTMSource, evs[0].UTMMedium, evs[0].UTMCampaign = "news", "email", "launch"
+	evs[2].UTMCampaign = "spring"
+	for i := range evs {
+		q.joinLocked(&evs[i])
+	}
+	b := q.filling
+	var old []byte
+	for range evs {
+		o := oldEvent()
+		old = appendEvent(old, &o)
+	}
+	if string(*b.entry) != string(old) {
+		t.Fatalf("stream entry %q, want the previous hop's form %q", *b.entry, old)
+	}
+	got, err := appendEvents(nil, string(*b.entry))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := applyCampaigns(got, string(b.campaigns)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range evs {
+		if got[i] != evs[i] {
+			t.Errorf("event %d = %+v, want %+v", i, got[i], evs[i])
+		}
+	}
+	// A corrupt campaign field sets nothing.
+	plain, _ := appendEvents(nil, string(*b.entry))
+	for _, bad := range []string{string(b.campaigns[:len(b.campaigns)-1]), "\x05\x00\x00\x00", "\x80"} {
+		if err := applyCampaigns(plain, bad); err == nil {
+			t.Errorf("applyCampaigns(%q) accepted garbage", bad)
+		}
+		if plain[0] != oldEvent() {
+			t.Errorf("applyCampaigns(%q) changed an event before failing", bad)
+		}
+	}
+}
+
+func FuzzApplyCampaigns(f *testing.F) {
+	ev := oldEvent()
+	ev.UTMSource = "news"
+	_, c := appendEventSplit(nil, nil, &ev, 1)
+	f.Add(string(c), uint8(2))
+	f.Add("\x00\x01a\x00\x00", uint8(1))
+	f.Fuzz(func(t *testing.T, campaigns string, n uint8) {
+		evs := make([]Event, n)
+		if err := applyCampaigns(evs, campaigns); err != nil {
+			for _, e := range evs {
+				if e != (Event{}) {
+					t.Fatalf("failed but set %+v", e)
+				}
+			}
+		}
+	})
 }

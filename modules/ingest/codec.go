@@ -18,15 +18,22 @@ import (
 //	version 2 only: uvarint-length-prefixed UTMSource, UTMMedium, UTMCampaign
 //
 // Microseconds are PostgreSQL's timestamp precision, so nothing is lost on the way.
-// Each event carries its own version, so one entry may mix both. An event without
-// campaign parameters — most clicks — is still written as version 1: entries a
-// previous hop wrote (in a stream or a local click log) decode as before, and a
-// previous hop still running beside this one during a rolling upgrade decodes every
-// click but the campaign-tagged ones.
+// Each event carries its own version, so one entry may mix both, and an event without
+// campaign parameters is always written as version 1: entries a previous hop wrote
+// decode as before.
+//
+// Stream entries never carry version 2, so that a previous hop still consuming beside
+// this one during a rolling upgrade decodes every entry (it would drop a whole entry
+// it cannot decode): their events are all version 1, and the campaign parameters of
+// the tagged ones travel in a second field, campaignField, which a previous hop
+// ignores. It holds, per tagged event, the uvarint index of the event in the entry,
+// then its three parameters length-prefixed. The local click log, read only by the
+// process that wrote it, uses version 2 inline.
 const (
 	codecVersion1 = 1
 	codecVersion2 = 2
 	streamField   = "e"
+	campaignField = "u"
 	// maxEncodedString bounds each string field on the wire: a hostile user agent or
 	// referer cannot bloat the stream. Enrichment truncates further.
 	maxEncodedString = 4096
@@ -54,6 +61,52 @@ func appendEvent(dst []byte, ev *Event) []byte {
 		}
 	}
 	return dst
+}
+
+// appendEventSplit appends ev as the i-th event of a stream entry: to events in
+// version 1 and, when it carries campaign parameters, to campaigns.
+func appendEventSplit(events, campaigns []byte, ev *Event, i int) ([]byte, []byte) {
+	bare := *ev
+	bare.UTMSource, bare.UTMMedium, bare.UTMCampaign = "", "", ""
+	events = appendEvent(events, &bare)
+	if ev.UTMSource != "" || ev.UTMMedium != "" || ev.UTMCampaign != "" {
+		campaigns = binary.AppendUvarint(campaigns, uint64(i))
+		for _, s := range [...]string{ev.UTMSource, ev.UTMMedium, ev.UTMCampaign} {
+			campaigns = appendString(campaigns, s)
+		}
+	}
+	return events, campaigns
+}
+
+// applyCampaigns sets the campaign parameters of an entry's events from its
+// campaignField. Nothing is set unless the whole field decodes.
+func applyCampaigns(events []Event, campaigns string) error {
+	type tagged struct {
+		i   int
+		utm [3]string
+	}
+	var all []tagged
+	for rest := campaigns; rest != ""; {
+		i, n := uvarint(rest)
+		if n <= 0 || i >= uint64(len(events)) {
+			return errBadEncoding
+		}
+		rest = rest[n:]
+		t := tagged{i: int(i)}
+		for k := range t.utm {
+			l, n := uvarint(rest)
+			if n <= 0 || l > uint64(len(rest)-n) {
+				return errBadEncoding
+			}
+			t.utm[k], rest = rest[n:n+int(l)], rest[n+int(l):]
+		}
+		all = append(all, t)
+	}
+	for _, t := range all {
+		ev := &events[t.i]
+		ev.UTMSource, ev.UTMMedium, ev.UTMCampaign = t.utm[0], t.utm[1], t.utm[2]
+	}
+	return nil
 }
 
 // appendString appends s, bounded, with its length in front.
