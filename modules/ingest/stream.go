@@ -190,14 +190,16 @@ func (s *stream) reportReset(ctx context.Context, cause string, sure bool) {
 	if res, err := s.rdb.Do(ctx, s.rdb.B().Xrange().Key(s.key).Start("-").End("+").Count(1).Build()).AsXRange(); err == nil && len(res) > 0 {
 		before, _ = parseStreamID(res[0].ID)
 	}
-	clicks, atLeast := s.ledger.lost(before)
-	if !sure && clicks == 0 {
+	kept, gone, atLeast, err := s.ledger.lost(before)
+	if !sure && kept == 0 && gone == 0 {
 		return
 	}
 	s.pm.resets.Inc()
-	s.logger.Error("Redis lost the click stream (restarted without persistence, or flushed): clicks it held that were not yet read are gone",
-		"estimated_clicks_lost", clicks, "estimate_is_lower_bound", atLeast,
-		"estimate", "clicks this instance published that the group never delivered", "cause", cause)
+	s.logger.Error("Redis lost the click stream (restarted without persistence, or flushed): clicks it held that were not yet read are gone, except those this instance still had",
+		"estimated_clicks_lost", gone, "estimate_is_lower_bound", atLeast, "clicks_recovered", kept,
+		"estimate", "clicks this instance published that the group never delivered and that it could not copy to its local click log",
+		"recovered", "clicks this instance published that the group never delivered, copied from memory to its local click log",
+		"cause", cause, "error", err)
 }
 
 // streamHealth is the stream as Redis reports it.
