@@ -275,18 +275,18 @@ func (h *handoff) xadd(deadline time.Time, entry *[]byte, n int) error {
 	return nil
 }
 
-// spillUndelivered copies the clicks of entries the group has not read yet to the
+// spillUndelivered copies the clicks of entries the group has not acknowledged to the
 // local click log: Redis is failing, and a Redis without persistence comes back
 // without them. Until Redis has failed, they live in its memory and the ledger's.
 func (h *handoff) spillUndelivered() {
 	kept, gone, err := h.ledger.spillAll()
 	if err != nil {
-		h.logger.Error("Redis failing: clicks published but not yet read could not be copied to the local click log; they are lost if Redis restarts without persistence",
+		h.logger.Error("Redis failing: clicks published but not yet acknowledged could not be copied to the local click log; they are lost if Redis restarts without persistence",
 			"clicks", gone, "error", err)
 		return
 	}
 	if kept > 0 {
-		h.logger.Warn("Redis failing: clicks published but not yet read copied to the local click log, in case Redis comes back without them", "clicks", kept)
+		h.logger.Warn("Redis failing: clicks published but not yet acknowledged copied to the local click log, in case Redis comes back without them", "clicks", kept)
 	}
 }
 

@@ -10,7 +10,7 @@ const (
 )
 
 // ledger remembers the stream entries this instance published that the consumer
-// group has not delivered yet, with their encoded clicks. A Redis without
+// group has not acknowledged yet, with their encoded clicks. A Redis without
 // persistence loses undelivered entries when it dies: when the stream turns out lost,
 // or as soon as Redis fails (it may come back empty), the ledger spills those clicks
 // to the local click log, from which they reach PostgreSQL. A click that reaches
@@ -56,15 +56,18 @@ func (l *ledger) add(id streamID, clicks int, payload []byte) {
 	l.bytes += len(p)
 }
 
-// delivered forgets the entries up to and including id: the group has read them.
-func (l *ledger) delivered(id streamID) {
+// acked forgets the entries the group has acknowledged: those below floor, and floor
+// itself when inclusive. Until then an entry is kept even once delivered: a reader
+// holding it uncommitted (PostgreSQL down) loses it if it dies, and Redis without
+// persistence would too.
+func (l *ledger) acked(floor streamID, inclusive bool) {
 	if l == nil {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	i := 0
-	for i < len(l.recs) && !id.less(l.recs[i].id) {
+	for i < len(l.recs) && (l.recs[i].id.less(floor) || inclusive && l.recs[i].id == floor) {
 		l.bytes -= len(l.recs[i].payload)
 		i++
 	}

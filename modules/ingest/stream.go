@@ -115,13 +115,7 @@ func (s *stream) read(ctx context.Context, id string, block time.Duration) ([]ru
 	if err != nil {
 		return nil, fmt.Errorf("read click stream: %w", err)
 	}
-	entries := res[s.key]
-	if len(entries) > 0 && id == ">" {
-		if last, ok := parseStreamID(entries[len(entries)-1].ID); ok {
-			s.ledger.delivered(last)
-		}
-	}
-	return entries, nil
+	return res[s.key], nil
 }
 
 // process writes entries to click_logs, retrying with backoff while PostgreSQL fails,
@@ -197,8 +191,8 @@ func (s *stream) reportReset(ctx context.Context, cause string, sure bool) {
 	s.pm.resets.Inc()
 	s.logger.Error("Redis lost the click stream (restarted without persistence, or flushed): clicks it held that were not yet read are gone, except those this instance still had",
 		"estimated_clicks_lost", gone, "estimate_is_lower_bound", atLeast, "clicks_recovered", kept,
-		"estimate", "clicks this instance published that the group never delivered and that it could not copy to its local click log",
-		"recovered", "clicks this instance published that the group never delivered, copied from memory to its local click log",
+		"estimate", "clicks this instance published that the group never acknowledged and that it could not copy to its local click log",
+		"recovered", "clicks this instance published that the group never acknowledged, copied from memory to its local click log",
 		"cause", cause, "error", err)
 }
 

@@ -16,7 +16,7 @@ type trimmerConfig struct {
 }
 
 // trimmer removes stream entries every group has acknowledged, refreshes the stream
-// metrics, and tells the ledger what the group has delivered.
+// metrics, and tells the ledger what the group has acknowledged.
 type trimmer struct {
 	cfg trimmerConfig
 	s   *stream
@@ -58,11 +58,6 @@ func (t *trimmer) trim(ctx context.Context) error {
 	}
 	var minID streamID
 	for i, g := range groups {
-		if g.name == groupName {
-			if id, ok := parseStreamID(g.lastDelivered); ok {
-				s.ledger.delivered(id)
-			}
-		}
 		idStr := g.lastDelivered
 		if g.pending > 0 {
 			arr, err := s.rdb.Do(ctx, s.rdb.B().Xpending().Key(s.key).Group(g.name).Build()).ToArray()
@@ -79,6 +74,11 @@ func (t *trimmer) trim(ctx context.Context) error {
 		id, ok := parseStreamID(idStr)
 		if !ok {
 			return fmt.Errorf("group %s: unparseable stream ID %q", g.name, idStr)
+		}
+		if g.name == groupName {
+			// Below the oldest pending entry (or up to the last delivered one, with
+			// none pending) every entry is acknowledged: committed to PostgreSQL.
+			s.ledger.acked(id, g.pending == 0)
 		}
 		if i == 0 || id.less(minID) {
 			minID = id
