@@ -259,7 +259,7 @@ func (h *handoff) xadd(deadline time.Time, entry *[]byte, n int) error {
 		if h.failures.Add(1) >= int64(h.cfg.BreakerThreshold) && h.open.CompareAndSwap(false, true) {
 			h.m.breakerOpen.Set(1)
 			h.logger.Warn("Redis failing, clicks go to the local click log until it answers again", "error", err)
-			h.spillUndelivered()
+			spillUndelivered(h.ledger, h.logger)
 		}
 		return err
 	}
@@ -277,16 +277,16 @@ func (h *handoff) xadd(deadline time.Time, entry *[]byte, n int) error {
 
 // spillUndelivered copies the clicks of entries the group has not acknowledged to the
 // local click log: Redis is failing, and a Redis without persistence comes back
-// without them. Until Redis has failed, they live in its memory and the ledger's.
-func (h *handoff) spillUndelivered() {
-	kept, gone, err := h.ledger.spillAll()
+// without them. Until Redis fails they live in its memory and the ledger's.
+func spillUndelivered(l *ledger, logger *slog.Logger) {
+	kept, gone, err := l.spillAll()
 	if err != nil {
-		h.logger.Error("Redis failing: clicks published but not yet acknowledged could not be copied to the local click log; they are lost if Redis restarts without persistence",
+		logger.Error("Redis failing: clicks published but not yet acknowledged could not be copied to the local click log; they are lost if Redis restarts without persistence",
 			"clicks", gone, "error", err)
 		return
 	}
 	if kept > 0 {
-		h.logger.Warn("Redis failing: clicks published but not yet acknowledged copied to the local click log, in case Redis comes back without them", "clicks", kept)
+		logger.Warn("Redis failing: clicks published but not yet acknowledged copied to the local click log, in case Redis comes back without them", "clicks", kept)
 	}
 }
 

@@ -34,6 +34,10 @@ func (t *trimmer) Run(ctx context.Context) error {
 	return every(ctx, t.cfg.Interval, func(ctx context.Context) {
 		if err := t.runOnce(ctx); err != nil && ctx.Err() == nil {
 			t.s.logger.Warn("stream trim failed", "error", err)
+			// Redis may be gone. With no clicks arriving (redirects failing too, say)
+			// the hand-off's breaker never opens, so this is where the clicks the
+			// group has not acknowledged are made safe.
+			spillUndelivered(t.s.ledger, t.s.logger)
 		}
 	})
 }
