@@ -66,7 +66,10 @@ func allScenarios() []scenario {
 			inject: func(e *env) error {
 				e.redis.kill()
 				e.pg.stopImmediate()
-				e.sleep(e.phase / 2)
+				// hop notices a dead Redis at once when its reader was waiting on it, else
+				// within about 2s (the trimmer's interval and timeout), and then copies what
+				// Redis held unacknowledged to disk; a hop killed sooner loses those.
+				e.sleep(max(e.phase/2, 2500*time.Millisecond))
 				e.hops[0].kill9()
 				return nil
 			},

@@ -354,6 +354,7 @@ func (r *streamReader) Run(ctx context.Context) error {
 				return nil
 			}
 			r.s.logger.Warn("reading click stream failed, retrying", "error", err)
+			spillUndelivered(r.s.ledger, r.s.logger) // Redis may be gone, with them
 			sleep(ctx, bo.next())
 			continue
 		}

@@ -15,6 +15,9 @@ type trimmerConfig struct {
 	Interval time.Duration
 }
 
+// trimTimeout bounds one round of the trimmer.
+const trimTimeout = time.Second
+
 // trimmer removes stream entries every group has acknowledged, refreshes the stream
 // metrics, and tells the ledger what the group has acknowledged.
 type trimmer struct {
@@ -32,7 +35,11 @@ func newTrimmer(cfg trimmerConfig, s *stream) (*trimmer, error) {
 
 func (t *trimmer) Run(ctx context.Context) error {
 	return every(ctx, t.cfg.Interval, func(ctx context.Context) {
-		if err := t.runOnce(ctx); err != nil && ctx.Err() == nil {
+		// rueidis retries read-only commands while the context lives: without a
+		// deadline a dead Redis would hold this loop, and the spill below, forever.
+		rctx, cancel := context.WithTimeout(ctx, trimTimeout)
+		defer cancel()
+		if err := t.runOnce(rctx); err != nil && ctx.Err() == nil {
 			t.s.logger.Warn("stream trim failed", "error", err)
 			// Redis may be gone. With no clicks arriving (redirects failing too, say)
 			// the hand-off's breaker never opens, so this is where the clicks the
