@@ -64,8 +64,6 @@ func (ps *procs) killAll(grace time.Duration) {
 	wg.Wait()
 }
 
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
 func (p *proc) exited() bool {
 	select {
 	case <-p.done:
