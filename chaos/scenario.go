@@ -198,11 +198,12 @@ func runScenario(ctx context.Context, ps *procs, pg *pgCluster, hopBin, root str
 	}
 	e.sleep(opts.phase)
 	opts.verbose("%s: %d answered, healing", sc.name, e.load.answeredN.Load())
+	// Recovery counts from the start of the heal: a restart's start-up is part of it.
+	healed := time.Now()
+	atHeal := e.load.answeredN.Load()
 	if err := sc.heal(e); err != nil {
 		return res, fmt.Errorf("heal: %w", err)
 	}
-	healed := time.Now()
-	atHeal := e.load.answeredN.Load()
 	var (
 		recMu     sync.Mutex
 		recovered time.Duration
