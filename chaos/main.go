@@ -175,9 +175,9 @@ func migrateTemplate(ctx context.Context, pg *pgCluster, hopBin, tmp string) err
 // printTable writes one row per scenario.
 func printTable(w io.Writer, results []result) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tanswered\tstored\tcounted\tlost\tduplicated\tin flight (stored)\trecover s\t")
+	fmt.Fprintln(tw, "scenario\tanswered\tstored\tcounted\tlost\tduplicated\trecover s\tduring fault\tin flight (stored)\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d (%d)\t%.1f\t\n", r.name, r.answered, r.stored, r.counted, r.lost, r.dup, r.inFlight, r.extra, r.recover.Seconds())
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%.1f\t%d\t%d (%d)\t\n", r.name, r.answered, r.stored, r.counted, r.lost, r.dup, r.recover.Seconds(), r.during, r.inFlight, r.extra)
 	}
 	tw.Flush()
 	for _, r := range results {

@@ -196,11 +196,13 @@ func runScenario(ctx context.Context, ps *procs, pg *pgCluster, hopBin, root str
 	if err := sc.inject(e); err != nil {
 		return res, fmt.Errorf("inject: %w", err)
 	}
+	atInject := e.load.answeredN.Load()
 	e.sleep(opts.phase)
 	opts.verbose("%s: %d answered, healing", sc.name, e.load.answeredN.Load())
 	// Recovery counts from the start of the heal: a restart's start-up is part of it.
 	healed := time.Now()
 	atHeal := e.load.answeredN.Load()
+	during := atHeal - atInject
 	if err := sc.heal(e); err != nil {
 		return res, fmt.Errorf("heal: %w", err)
 	}
@@ -239,6 +241,7 @@ func runScenario(ctx context.Context, ps *procs, pg *pgCluster, hopBin, root str
 	if err != nil {
 		return res, err
 	}
+	res.during = during
 	recMu.Lock()
 	res.recover = recovered
 	recMu.Unlock()

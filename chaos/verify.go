@@ -11,6 +11,7 @@ import (
 type result struct {
 	name     string
 	answered int64 // redirects answered with a 3xx
+	during   int64 // of those, answered while the fault lasted
 	inFlight int64 // requests whose connection broke before the answer
 	stored   int64 // click_logs rows
 	counted  int64 // daily_stats clicks + bot_clicks
