@@ -19,7 +19,7 @@ func TestScenarios(t *testing.T) {
 	opts := options{phase: 700 * time.Millisecond, conns: 8, links: 5, drain: 30 * time.Second,
 		verbose: func(format string, args ...any) { t.Logf(format, args...) }}
 	var log bytes.Buffer
-	results, err := runAll(ctx, "..", allScenarios(), opts, false, &log)
+	results, err := runAll(ctx, "..", allScenarios(), opts, &log)
 	var table bytes.Buffer
 	printTable(&table, results)
 	t.Logf("\n%s%s", table.String(), log.String())

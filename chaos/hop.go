@@ -41,7 +41,6 @@ type hop struct {
 	p               *proc
 	starts          int
 	logPath         string
-	extraEnv        []string
 }
 
 func (h *hop) addr() string { return fmt.Sprintf("127.0.0.1:%d", h.port) }
@@ -69,7 +68,6 @@ func (h *hop) start() error {
 		"HOP_LOG_LEVEL=info",
 		"GOMAXPROCS=2",
 	)
-	env = append(env, h.extraEnv...)
 	fmt.Fprintf(logFile(h.logPath), "=== chaos: start %d of %s\n", h.starts, h.name)
 	p, err := h.ps.start(h.name, h.bin, []string{"serve"}, env, h.dir, h.logPath, nil)
 	if err != nil {
@@ -81,7 +79,7 @@ func (h *hop) start() error {
 		if p.exited() {
 			return fmt.Errorf("%s exited at start (%v):\n%s", h.name, p.err, p.tail(20))
 		}
-		if code, _, err := httpGet(context.Background(), h.base()+"/health", ""); err == nil && code == http.StatusOK {
+		if code, _, err := httpGet(context.Background(), h.base()+"/health"); err == nil && code == http.StatusOK {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -151,7 +149,7 @@ func httpDo(ctx context.Context, method, u string, body any) (int, []byte, error
 	return resp.StatusCode, b, err
 }
 
-func httpGet(ctx context.Context, u, _ string) (int, []byte, error) {
+func httpGet(ctx context.Context, u string) (int, []byte, error) {
 	return httpDo(ctx, http.MethodGet, u, nil)
 }
 
@@ -195,7 +193,7 @@ func (ih ingestHealth) drained() bool {
 // ingest reads checks.ingest.details from /health.
 func (h *hop) ingest(ctx context.Context) (ingestHealth, error) {
 	ih := ingestHealth{Lag: -1}
-	code, b, err := httpGet(ctx, h.base()+"/health", apiKey)
+	code, b, err := httpGet(ctx, h.base()+"/health") // details need the key, which httpDo sends
 	if err != nil {
 		return ih, err
 	}
@@ -217,7 +215,7 @@ func (h *hop) ingest(ctx context.Context) (ingestHealth, error) {
 
 // metric returns the sum of the samples of one metric family on /metrics.
 func (h *hop) metric(ctx context.Context, name string) (float64, error) {
-	_, b, err := httpGet(ctx, h.base()+"/metrics", "")
+	_, b, err := httpGet(ctx, h.base()+"/metrics")
 	if err != nil {
 		return 0, err
 	}

@@ -63,7 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stderr, "%s "+format+"\n", append([]any{time.Now().UTC().Format("15:04:05.000")}, args...)...)
 		}
 	}
-	results, err := runAll(ctx, *root, chosen, opts, *keep, stderr)
+	opts.keep, opts.keepOnFailure = *keep, true
+	results, err := runAll(ctx, *root, chosen, opts, stderr)
 	printTable(stdout, results)
 	if err != nil {
 		return err
@@ -100,9 +101,9 @@ func pick(names string) ([]scenario, error) {
 }
 
 // runAll builds hop, starts the private PostgreSQL cluster and runs each scenario.
-// Every process it started is ended and the scratch directory removed (unless keep)
-// whatever happens.
-func runAll(ctx context.Context, root string, chosen []scenario, opts options, keep bool, stderr io.Writer) (results []result, err error) {
+// Every process it started is ended whatever happens, and the scratch directory is
+// removed unless opts ask to keep it.
+func runAll(ctx context.Context, root string, chosen []scenario, opts options, stderr io.Writer) (results []result, err error) {
 	root, err = filepath.Abs(root)
 	if err != nil {
 		return nil, err
@@ -112,9 +113,15 @@ func runAll(ctx context.Context, root string, chosen []scenario, opts options, k
 		return nil, err
 	}
 	ps := &procs{}
+	failed := false
 	defer func() {
+		failed = failed || err != nil
 		ps.killAll(30 * time.Second)
-		if keep || err != nil {
+		if failed && !opts.keep {
+			// Without the directory, the logs' ends must explain the failure.
+			tails(stderr, tmp)
+		}
+		if opts.keep || failed && opts.keepOnFailure {
 			fmt.Fprintf(stderr, "chaos: logs and data kept in %s\n", tmp)
 			return
 		}
@@ -140,12 +147,23 @@ func runAll(ctx context.Context, root string, chosen []scenario, opts options, k
 		if err != nil {
 			return results, fmt.Errorf("scenario %s: %w", sc.name, err)
 		}
-		if !r.ok() && !keep {
-			keep = true // the logs explain the failure
-		}
+		failed = failed || !r.ok()
 		results = append(results, r)
 	}
 	return results, nil
+}
+
+// tails writes the last lines of every log under dir.
+func tails(w io.Writer, dir string) {
+	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".log") {
+			return nil
+		}
+		b, _ := os.ReadFile(path)
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		fmt.Fprintf(w, "--- %s (last lines)\n%s\n", path, strings.Join(lines[max(0, len(lines)-20):], "\n"))
+		return nil
+	})
 }
 
 // migrateTemplate creates chaos_tpl with hop's migrations applied; each scenario's

@@ -98,11 +98,13 @@ func allScenarios() []scenario {
 
 // options size a run.
 type options struct {
-	phase   time.Duration // load before the fault, during it, and after the heal
-	conns   int           // concurrent connections
-	links   int
-	drain   time.Duration // how long the pipeline may take to settle after the load
-	verbose func(format string, args ...any)
+	phase         time.Duration // load before the fault, during it, and after the heal
+	conns         int           // concurrent connections
+	links         int
+	drain         time.Duration // how long the pipeline may take to settle after the load
+	keep          bool          // keep the scratch directory
+	keepOnFailure bool          // keep it when a scenario fails
+	verbose       func(format string, args ...any)
 }
 
 // env is one scenario's world: its own database on the private cluster, its own
