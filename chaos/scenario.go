@@ -194,11 +194,11 @@ func runScenario(ctx context.Context, ps *procs, pg *pgCluster, hopBin, root str
 	}()
 
 	e.sleep(opts.phase)
-	opts.verbose("%s: %d answered, injecting the fault", sc.name, e.load.answeredN.Load())
+	atInject := e.load.answeredN.Load()
+	opts.verbose("%s: %d answered, injecting the fault", sc.name, atInject)
 	if err := sc.inject(e); err != nil {
 		return res, fmt.Errorf("inject: %w", err)
 	}
-	atInject := e.load.answeredN.Load()
 	e.sleep(opts.phase)
 	opts.verbose("%s: %d answered, healing", sc.name, e.load.answeredN.Load())
 	// Recovery counts from the start of the heal: a restart's start-up is part of it.
