@@ -16,7 +16,7 @@ func TestScenarios(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	opts := options{phase: 700 * time.Millisecond, conns: 8, links: 5, drain: 30 * time.Second,
+	opts := options{phase: 600 * time.Millisecond, conns: 8, links: 5, drain: 30 * time.Second,
 		verbose: func(format string, args ...any) { t.Logf(format, args...) }}
 	var log bytes.Buffer
 	results, err := runAll(ctx, "..", allScenarios(), opts, &log)

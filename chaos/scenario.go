@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -164,9 +163,10 @@ func runScenario(ctx context.Context, ps *procs, pg *pgCluster, hopBin, root str
 		e.hops = append(e.hops, h)
 	}
 	defer func() {
-		// Stop this scenario's processes now; the run's cleanup would too, later.
+		// Stop this scenario's processes now (the run's cleanup would too, later).
+		// Everything is verified by then: no need to wait for a graceful drain.
 		for _, h := range e.hops {
-			h.p.stop(syscall.SIGTERM, 30*time.Second)
+			h.p.kill()
 		}
 		if e.redis != nil {
 			e.redis.kill()
