@@ -26,6 +26,7 @@ import (
 	"github.com/hop-dev/hop/migrations"
 	"github.com/hop-dev/hop/modules/apikey"
 	"github.com/hop-dev/hop/modules/dashboard"
+	"github.com/hop-dev/hop/modules/idempotency"
 	"github.com/hop-dev/hop/modules/ingest"
 	"github.com/hop-dev/hop/modules/links"
 	"github.com/hop-dev/hop/modules/live"
@@ -58,6 +59,7 @@ type service struct {
 	pipeline *ingest.Pipeline
 	agg      *stats.Aggregator
 	keys     *apikey.Store
+	idem     *idempotency.Store
 	live     *live.Feed
 	webhooks *webhooks.Service
 	closers  []func() // run in reverse by close
@@ -242,6 +244,7 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	if err != nil {
 		return s, err
 	}
+	s.idem = idempotency.New(idempotency.Config{}, pool, logger)
 	s.echo = newEcho(cfg, describe, logger)
 	routes(s.echo, cfg, reg, server{
 		health:    hc,
@@ -254,6 +257,7 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		linkLimit: redirectLimit,
 		authFails: authFails,
 		openapi:   openapi,
+		idem:      s.idem,
 		live:      s.live,
 		webhooks:  s.webhooks,
 	}, logger)
@@ -303,6 +307,7 @@ func (s *service) run(ctx context.Context) error {
 	})
 	g.Go(func() error { return s.agg.Run(aggCtx) }) // step 3
 	g.Go(func() error { return s.keys.Watch(gctx) })
+	g.Go(func() error { return s.idem.Run(gctx) })
 	// Both end when shutdown starts: live streams never go idle, so step 1 would wait
 	// for them; an interrupted delivery stays pending and is resent.
 	g.Go(func() error { return s.live.Run(gctx) })
