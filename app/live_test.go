@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -14,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
+	"github.com/hop-dev/hop/internal/browsertest"
 	"github.com/hop-dev/hop/internal/testenv"
 )
 
@@ -301,6 +305,22 @@ func TestLiveWithDashboardSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	// The link's page carries the live panel, which loads its script.
+	resp, err = client.Get(h.URL + "/dashboard/links/" + slug)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), `data-live-src="/dashboard/links/`+slug+`/live"`) || !strings.Contains(string(page), `src="/dashboard/live.js"`) {
+		t.Fatalf("the link's page lacks the live panel:\n%.2000s", page)
+	}
+	js := h.do(t, http.MethodGet, "/dashboard/live.js", nil)
+	if js.Status != http.StatusOK || !strings.Contains(string(js.Body), "EventSource") {
+		t.Fatalf("live.js: %d", js.Status)
+	}
+	mustStatus(t, h.do(t, http.MethodGet, "/dashboard/live.js", nil, "If-None-Match", js.Header.Get("ETag")), http.StatusNotModified)
+
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, h.URL+"/dashboard/links/"+slug+"/live", nil)
@@ -322,4 +342,40 @@ func TestLiveWithDashboardSession(t *testing.T) {
 		}
 	}
 	t.Fatalf("stream ended without the click: %v", sc.Err())
+}
+
+// The live panel in Chromium: signed in, a link's page shows a click as it happens,
+// in the table of last clicks and in the per-minute chart, without a reload, and no
+// console error or CSP violation on the way.
+func TestLivePanelInChromium(t *testing.T) {
+	t.Parallel()
+	h := startHop(t, nil)
+	slug := h.createLink(t, map[string]any{"url": "https://example.com/panel"})["slug"].(string)
+	b := browsertest.New(t)
+	b.Run(t,
+		chromedp.Navigate(h.URL+"/dashboard/login"),
+		chromedp.WaitVisible(chromedp.CSS(`input[name="api_key"]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name="api_key"]`), h.Key),
+		chromedp.Submit(chromedp.CSS(`input[name="api_key"]`)),
+		chromedp.WaitVisible(chromedp.CSS(".live-panel")),
+		chromedp.Navigate(h.URL+"/dashboard/links/"+slug),
+		chromedp.WaitVisible(chromedp.CSS(".live-panel")),
+	)
+	testenv.Eventually(t, 30*time.Second, "the panel to connect", func() bool {
+		return browsertest.Value(t, b, chromedp.Text(chromedp.CSS(".live-status"))) == "Live"
+	})
+	h.liveClick(t, slug, firefoxUA)
+	h.liveClick(t, slug, botUA)
+	testenv.Eventually(t, 30*time.Second, "two rows in the panel", func() bool {
+		return browsertest.Value(t, b, chromedp.Evaluate[int](`document.querySelectorAll(".live-clicks tbody tr").length`)) == 2
+	})
+	testenv.Eventually(t, 30*time.Second, "the clicks in the per-minute chart", func() bool {
+		return browsertest.Value(t, b, chromedp.Evaluate[int](`Array.from(document.querySelectorAll(".live-chart rect")).filter(r => Number(r.getAttribute("height")) > 0).length`)) >= 1
+	})
+	if bars := browsertest.Value(t, b, chromedp.Evaluate[int](`document.querySelectorAll(".live-chart rect").length`)); bars != 60 {
+		t.Fatalf("%d bars, want 60", bars)
+	}
+	if p := b.Problems(); len(p) > 0 {
+		t.Fatalf("browser problems: %v", p)
+	}
 }

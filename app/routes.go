@@ -36,6 +36,7 @@ type server struct {
 	openapi   echo.HandlerFunc // GET /openapi.json
 	live      *live.Feed
 	webhooks  *webhooks.Service
+	liveJS    echo.HandlerFunc // GET /dashboard/live.js
 }
 
 // bodyLimits bounds request bodies: bulkBodyLimit for POST /links/bulk (1,000 links
@@ -93,6 +94,7 @@ func routes(e *echo.Echo, cfg Config, reg *prometheus.Registry, s server, logger
 	// cookie goes: /dashboard/live and /dashboard/links/{slug}/live.
 	// (Middleware per route: a group's own would answer every unknown /dashboard/ path.)
 	s.live.Routes(e.Group("/dashboard"), middleware.RequestID(), s.dashboard.SessionOnly, textParams)
+	e.GET("/dashboard/live.js", s.liveJS) // the live panel's script
 
 	// Redirects: the hot path, rate limited per client IP.
 	s.redirect.Register(e, s.linkLimit.Middleware())

@@ -227,6 +227,10 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		return s, err
 	}
 	s.live.OnWake(s.webhooks.Wake)
+	liveJS, err := dash.LiveScript()
+	if err != nil {
+		return s, err
+	}
 
 	agg, pipeline := s.agg, s.pipeline
 	hc := &health{pool: pool, rdb: rdb, authorized: withKey(keys, authFails), now: time.Now, checks: map[string]check{
@@ -260,6 +264,7 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		idem:      s.idem,
 		live:      s.live,
 		webhooks:  s.webhooks,
+		liveJS:    liveJS,
 	}, logger)
 	s.srv = newServer(s.echo, logger)
 	return s, nil
