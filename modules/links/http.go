@@ -62,96 +62,17 @@ func (h *Handler) Routes(g *echo.Group) {
 	g.GET("/tags", h.tags)
 }
 
-// createRequest is the body of POST /links.
-type createRequest struct {
-	URL            string     `json:"url"`
-	Slug           string     `json:"slug"`
-	ExpiresAt      *time.Time `json:"expires_at"`
-	MaxClicks      *int64     `json:"max_clicks"`
-	Password       string     `json:"password"`
-	Tags           []string   `json:"tags"`
-	RedirectStatus int        `json:"redirect_status"`
-	ForwardQuery   *bool      `json:"forward_query"` // nil: true
-	ExpiredURL     *string    `json:"expired_url"`
-}
-
-// validateCreate checks a create request; the password is checked but left to the
-// caller to hash.
-func (h *Handler) validateCreate(r createRequest) (newLink, error) {
-	n := newLink{URL: r.URL, Slug: r.Slug, ExpiresAt: r.ExpiresAt, MaxClicks: r.MaxClicks, RedirectStatus: r.RedirectStatus, ForwardQuery: true}
-	if err := validateURL(r.URL); err != nil {
-		return n, err
-	}
-	if err := notOwnHost(r.URL, h.own); err != nil {
-		return n, err
-	}
-	if r.ForwardQuery != nil {
-		n.ForwardQuery = *r.ForwardQuery
-	}
-	if r.ExpiredURL != nil && *r.ExpiredURL != "" {
-		if err := validateExpiredURL(*r.ExpiredURL); err != nil {
-			return n, err
-		}
-		n.ExpiredURL = r.ExpiredURL
-	}
-	if r.Slug != "" {
-		if err := validateSlug(r.Slug); err != nil {
-			return n, err
-		}
-	}
-	if n.RedirectStatus == 0 {
-		n.RedirectStatus = http.StatusFound
-	}
-	if err := validateStatus(n.RedirectStatus); err != nil {
-		return n, err
-	}
-	if r.ExpiresAt != nil {
-		if err := validateExpiry(*r.ExpiresAt, h.now()); err != nil {
-			return n, err
-		}
-	}
-	if r.MaxClicks != nil {
-		if err := validateMaxClicks(*r.MaxClicks); err != nil {
-			return n, err
-		}
-	}
-	tags, err := normalizeTags(r.Tags)
-	if err != nil {
-		return n, err
-	}
-	n.Tags = tags
-	if r.Password != "" {
-		if err := validatePassword(r.Password); err != nil {
-			return n, err
-		}
-	}
-	return n, nil
-}
-
 func (h *Handler) create(c echo.Context) error {
-	var req createRequest
+	var req NewLink
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	l, err := h.createOne(c.Request().Context(), req)
+	l, err := h.Create(c.Request().Context(), req)
 	if err != nil {
 		return err
 	}
 	c.Response().Header().Set(echo.HeaderLocation, "/links/"+l.Slug)
 	return c.JSON(http.StatusCreated, l)
-}
-
-func (h *Handler) createOne(ctx context.Context, req createRequest) (Link, error) {
-	n, err := h.validateCreate(req)
-	if err != nil {
-		return Link{}, err
-	}
-	if req.Password != "" {
-		if n.PasswordHash, err = hashPassword(req.Password); err != nil {
-			return Link{}, err
-		}
-	}
-	return h.insert(ctx, n)
 }
 
 func (h *Handler) insert(ctx context.Context, n newLink) (Link, error) {
@@ -176,7 +97,7 @@ type bulkResult struct {
 
 func (h *Handler) bulk(c echo.Context) error {
 	var req struct {
-		Links []createRequest `json:"links"`
+		Links []NewLink `json:"links"`
 	}
 	if err := decodeJSON(c, &req); err != nil {
 		return err
@@ -336,12 +257,6 @@ func (h *Handler) Get(ctx context.Context, slug string) (Link, error) {
 	return h.present(l), nil
 }
 
-// Create validates and creates a link as POST /links does, from a URL, an optional
-// custom slug and tags; validation failures and taken slugs are problems.
-func (h *Handler) Create(ctx context.Context, url, slug string, tags []string) (Link, error) {
-	return h.createOne(ctx, createRequest{URL: url, Slug: slug, Tags: tags})
-}
-
 func (h *Handler) get(c echo.Context) error {
 	l, err := h.Get(c.Request().Context(), c.Param("slug"))
 	if err != nil {
@@ -370,21 +285,21 @@ func (h *Handler) update(c echo.Context) error {
 			return problem.Invalid("unknown field %q", k)
 		}
 	}
-	p, err := h.parsePatch(raw)
+	p, err := parsePatch(raw)
 	if err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	l, err := h.store.update(ctx, c.Param("slug"), p)
+	l, err := h.Update(c.Request().Context(), c.Param("slug"), p)
 	if err != nil {
 		return err
 	}
-	h.invalidate(ctx, l.Slug)
-	return c.JSON(http.StatusOK, h.present(l))
+	return c.JSON(http.StatusOK, l)
 }
 
-func (h *Handler) parsePatch(raw map[string]json.RawMessage) (linkPatch, error) {
-	var p linkPatch
+// parsePatch decodes a PATCH body's fields, each with its JSON type checked and null
+// read as documented; Update validates the values.
+func parsePatch(raw map[string]json.RawMessage) (Patch, error) {
+	var p Patch
 	isNull := func(m json.RawMessage) bool { return string(m) == "null" }
 	field := func(name string, v any) error {
 		if err := json.Unmarshal(raw[name], v); err != nil {
@@ -400,20 +315,17 @@ func (h *Handler) parsePatch(raw map[string]json.RawMessage) (linkPatch, error) 
 		if err := field("url", &u); err != nil {
 			return p, err
 		}
-		if err := validateURL(u); err != nil {
-			return p, err
-		}
 		p.URL = &u
 	}
 	if m, ok := raw["redirect_status"]; ok {
-		var s int
-		if isNull(m) {
-			s = http.StatusFound
-		} else if err := field("redirect_status", &s); err != nil {
-			return p, err
-		}
-		if err := validateStatus(s); err != nil {
-			return p, err
+		var s int // null: 0, the default
+		if !isNull(m) {
+			if err := field("redirect_status", &s); err != nil {
+				return p, err
+			}
+			if s == 0 {
+				s = -1 // an explicit 0 is not a status: let validation refuse it
+			}
 		}
 		p.RedirectStatus = &s
 	}
@@ -422,11 +334,6 @@ func (h *Handler) parsePatch(raw map[string]json.RawMessage) (linkPatch, error) 
 		if err := field("expires_at", &t); err != nil {
 			return p, err
 		}
-		if t != nil {
-			if err := validateExpiry(*t, h.now()); err != nil {
-				return p, err
-			}
-		}
 		p.ExpiresAt = &t
 	}
 	if _, ok := raw["max_clicks"]; ok {
@@ -434,31 +341,17 @@ func (h *Handler) parsePatch(raw map[string]json.RawMessage) (linkPatch, error) 
 		if err := field("max_clicks", &n); err != nil {
 			return p, err
 		}
-		if n != nil {
-			if err := validateMaxClicks(*n); err != nil {
-				return p, err
-			}
-		}
 		p.MaxClicks = &n
-	}
-	if p.URL != nil {
-		if err := notOwnHost(*p.URL, h.own); err != nil {
-			return p, err
-		}
 	}
 	if _, ok := raw["password"]; ok {
 		var pw *string
 		if err := field("password", &pw); err != nil {
 			return p, err
 		}
-		hash := ""
-		if pw != nil && *pw != "" {
-			var err error
-			if hash, err = hashPassword(*pw); err != nil {
-				return p, err
-			}
+		if pw == nil {
+			pw = new(string)
 		}
-		p.PasswordHash = &hash
+		p.Password = pw
 	}
 	if m, ok := raw["forward_query"]; ok {
 		var fq bool
@@ -475,14 +368,6 @@ func (h *Handler) parsePatch(raw map[string]json.RawMessage) (linkPatch, error) 
 		if err := field("expired_url", &u); err != nil {
 			return p, err
 		}
-		if u != nil && *u == "" {
-			u = nil
-		}
-		if u != nil {
-			if err := validateExpiredURL(*u); err != nil {
-				return p, err
-			}
-		}
 		p.ExpiredURL = &u
 	}
 	if m, ok := raw["tags"]; ok {
@@ -492,22 +377,15 @@ func (h *Handler) parsePatch(raw map[string]json.RawMessage) (linkPatch, error) 
 				return p, err
 			}
 		}
-		tags, err := normalizeTags(tags)
-		if err != nil {
-			return p, err
-		}
 		p.Tags = &tags
 	}
 	return p, nil
 }
 
 func (h *Handler) delete(c echo.Context) error {
-	ctx := c.Request().Context()
-	slug := c.Param("slug")
-	if err := h.store.delete(ctx, slug); err != nil {
+	if err := h.Delete(c.Request().Context(), c.Param("slug")); err != nil {
 		return err
 	}
-	h.invalidate(ctx, slug)
 	return c.NoContent(http.StatusNoContent)
 }
 
