@@ -172,7 +172,7 @@ type linkPage struct {
 	Live       bool
 	LiveURL    string // toggles auto-refresh, keeping the range
 	QRURL      string // "" when the link answers no redirect, so has no usable QR code
-	Form       Range // the range form as submitted
+	Form       Range  // the range form as submitted
 }
 
 func (h *Handler) linkPage(c echo.Context) error {
