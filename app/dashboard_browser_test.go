@@ -174,6 +174,9 @@ func TestDashboardInChromium(t *testing.T) {
 	if got := listed(); got != slug {
 		t.Errorf("search for spring lists %q", got)
 	}
+	if w := browsertest.Value(t, b, chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); w > 1280 {
+		t.Errorf("the overview is %d px wide on a 1280 px screen", w)
+	}
 	b.Run(t, chromedp.Navigate(h.URL+"/dashboard"), chromedp.WaitVisible(chromedp.CSS(`table.links a.tag[href="/dashboard?tag=misc"]`)),
 		chromedp.Click(chromedp.CSS(`table.links a.tag[href="/dashboard?tag=misc"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`form.filters a[href="/dashboard"]`)))
@@ -216,20 +219,28 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 	mustStatus(t, h.api(t, http.MethodGet, "/links/other-link", nil), http.StatusGone)
 
-	// 390 px: every page fits, charts keep 11 px text, and focus is visible.
-	b.Run(t, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
-	for _, p := range append(dashPages(slug), "/dashboard/links/"+used) {
-		b.Run(t, chromedp.Navigate(h.URL+p), chromedp.WaitVisible(chromedp.CSS("h1")))
-		w := browsertest.Value(t, b, chromedp.Evaluate[int](`document.documentElement.scrollWidth`))
-		if w > 390 {
-			t.Errorf("%s is %d px wide on a 390 px screen", p, w)
+	// At 1280 and 390 px every page fits the screen, even with a long target and many
+	// tags, and charts keep 11 px text; then keyboard focus is visible.
+	h.createLink(t, map[string]any{"url": "https://example.com/" + strings.Repeat("a-very-long-path-segment/", 12) + "?q=" + strings.Repeat("x", 80),
+		"slug": "long-one", "tags": []string{"newsletter", "campaign-2026", "partners", "social", "launch"}, "max_clicks": 100000})
+	for _, vw := range []struct {
+		width int
+		opts  []chromedp.EmulateViewportOption
+	}{{1280, nil}, {390, []chromedp.EmulateViewportOption{chromedp.EmulateMobile}}} {
+		b.Run(t, chromedp.EmulateViewport(int64(vw.width), 844, vw.opts...))
+		for _, p := range append(dashPages(slug), "/dashboard/links/"+used, "/dashboard/links/long-one") {
+			b.Run(t, chromedp.Navigate(h.URL+p), chromedp.WaitVisible(chromedp.CSS("h1")))
+			w := browsertest.Value(t, b, chromedp.Evaluate[int](`document.documentElement.scrollWidth`))
+			if w > vw.width {
+				t.Errorf("%s is %d px wide on a %d px screen", p, w, vw.width)
+			}
+			// The smallest chart text as drawn: font-size times the SVG's scale.
+			px := browsertest.Value(t, b, chromedp.Evaluate[float64](`Math.min(1000, ...[...document.querySelectorAll(".chart svg")].filter(s => s.getBoundingClientRect().width > 0).map(s => s.getBoundingClientRect().width / s.viewBox.baseVal.width * parseFloat(s.getAttribute("font-size"))))`))
+			if px < 11 {
+				t.Errorf("%s draws chart text at %.1f px on a %d px screen", p, px, vw.width)
+			}
+			t.Logf("%d px: %s is %d px wide; smallest chart text %.1f px (1000: no chart)", vw.width, p, w, px)
 		}
-		// The smallest chart text as drawn: font-size times the SVG's scale.
-		px := browsertest.Value(t, b, chromedp.Evaluate[float64](`Math.min(1000, ...[...document.querySelectorAll(".chart svg")].filter(s => s.getBoundingClientRect().width > 0).map(s => s.getBoundingClientRect().width / s.viewBox.baseVal.width * parseFloat(s.getAttribute("font-size"))))`))
-		if px < 11 {
-			t.Errorf("%s draws chart text at %.1f px", p, px)
-		}
-		t.Logf("390 px: %s is %d px wide; smallest chart text %.1f px (1000: no chart)", p, w, px)
 	}
 	b.Run(t, chromedp.Navigate(h.URL+"/dashboard"), chromedp.WaitVisible(chromedp.CSS("h1")), chromedp.KeyEvent(kb.Tab))
 	focus := browsertest.Value(t, b, chromedp.Evaluate[string](`(e => e.className + " " + getComputedStyle(e).outlineStyle + " " + getComputedStyle(e).outlineWidth)(document.activeElement)`))

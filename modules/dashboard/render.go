@@ -29,6 +29,9 @@ var funcs = template.FuncMap{
 	"datetime": func(t time.Time) string {
 		return t.UTC().Format("2006-01-02 15:04 UTC")
 	},
+	"date": func(t time.Time) string {
+		return t.UTC().Format(time.DateOnly)
+	},
 	"join": strings.Join,
 	// status names a link's status for people; "" is a link from before statuses.
 	"status": func(s string) string {
