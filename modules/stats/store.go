@@ -155,7 +155,7 @@ func (s *store) linkStats(ctx context.Context, slug string, q rangeQuery, recent
 // daily totals over all links, the top $3 live links by human clicks, and hourly totals
 // over [$4, $5) for non-UTC daily series. Columns: kind, slug, a, b, c, d.
 //
-// It reads the totals that migration 00019's triggers keep beside the rollups, so its
+// It reads the totals that migration 00025's triggers keep beside the rollups, so its
 // cost does not grow with the number of links times days: daily_totals and
 // hourly_totals hold all links per day and hour, and a link's clicks over the range are
 // its monthly_stats for the whole months [$6, $7) plus its daily_stats for the days
