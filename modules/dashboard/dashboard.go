@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hop-dev/hop/internal/problem"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 )
@@ -40,6 +41,9 @@ type Config struct {
 	// LoginLimit, when set, runs on POST /dashboard/login only (for a rate limiter
 	// against key guessing). It may return errors; they render as HTML error pages.
 	LoginLimit echo.MiddlewareFunc
+	// Describe is app's error table: the status and words of a failure the dashboard
+	// shows as a page.
+	Describe problem.Describe
 }
 
 // Link is a short link as the dashboard shows it.
@@ -156,8 +160,9 @@ type TopLink struct {
 	Clicks int64
 }
 
-// LinkService reads, creates, edits and deletes links. Errors the user can fix (validation, a taken
-// slug, a bad cursor, an unknown slug) are *problem.Error values with a 4xx status;
+// LinkService reads, creates, edits and deletes links. Errors the user can fix
+// (validation, a taken slug, a bad cursor, an unknown slug) are errors app's error
+// table answers with a 4xx status;
 // the dashboard shows their detail. Anything else is an internal error.
 type LinkService interface {
 	List(ctx context.Context, q ListQuery) (LinkPage, error)
@@ -175,13 +180,14 @@ type StatsService interface {
 }
 
 // KeyVerifier checks an API key and returns its id. A wrong or revoked key is a
-// *problem.Error with a 4xx status (apikey.ErrUnauthorized); other errors are internal.
+// failure app's error table answers with a 4xx (apikey.ErrUnauthorized); other errors are internal.
 type KeyVerifier interface {
 	Verify(ctx context.Context, key string) (int64, error)
 }
 
 // Handler serves the dashboard.
 type Handler struct {
+	describe problem.Describe
 	links    LinkService
 	stats    StatsService
 	keys     KeyVerifier
@@ -224,6 +230,7 @@ func New(cfg Config, links LinkService, stats StatsService, keys KeyVerifier, po
 		logger = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{
+		describe: cfg.Describe,
 		links:    links,
 		stats:    stats,
 		keys:     keys,

@@ -1,7 +1,6 @@
 package dashboard
 
 import (
-	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -11,13 +10,13 @@ import (
 	"github.com/hop-dev/hop/internal/problem"
 )
 
-// userError returns the detail of a problem the user can fix (a 4xx), if err is one.
-func userError(err error) (*problem.Error, bool) {
-	var p *problem.Error
-	if errors.As(err, &p) && p.Status >= 400 && p.Status < 500 {
-		return p, true
+// userError returns the problem err is if the user can fix it (a 4xx).
+func (h *Handler) userError(err error) (problem.Problem, bool) {
+	if err == nil {
+		return problem.Problem{}, false
 	}
-	return nil, false
+	p := h.describe(err)
+	return p, p.Status >= 400 && p.Status < 500
 }
 
 // overviewPage is the data of /dashboard.
@@ -44,7 +43,7 @@ func (h *Handler) overview(c echo.Context) error {
 	p.Stats, p.Chart = o, newChart(o.Daily)
 
 	page, err := h.links.List(ctx, ListQuery{Limit: pageSize, Cursor: q.Get("cursor"), Q: p.Q, Tag: p.Tag})
-	if pe, ok := userError(err); ok {
+	if pe, ok := h.userError(err); ok {
 		p.ListError = pe.Detail // a bad cursor or an over-long query: say so, keep the page
 	} else if err != nil {
 		return err
@@ -104,7 +103,7 @@ func (h *Handler) createLink(c echo.Context) error {
 	if err == nil {
 		l, err = h.links.Create(c.Request().Context(), n)
 	}
-	if pe, ok := userError(err); ok {
+	if pe, ok := h.userError(err); ok {
 		form.Error = pe.Detail
 		return h.render(c, pe.Status, "new", view{Title: "New link", Data: formPage{Form: form}})
 	}
@@ -132,7 +131,7 @@ func (h *Handler) updateLink(c echo.Context) error {
 	if err == nil {
 		_, err = h.links.Update(ctx, l.Slug, e)
 	}
-	if pe, ok := userError(err); ok {
+	if pe, ok := h.userError(err); ok {
 		form.Error = pe.Detail
 		return h.render(c, pe.Status, "edit", view{Title: "Edit " + l.Slug, Data: formPage{Form: form, Link: l}})
 	}
@@ -195,7 +194,7 @@ func (h *Handler) linkPage(c echo.Context) error {
 		p.QRURL = "/" + url.PathEscape(l.Slug) + "/qr"
 	}
 	s, err := h.stats.LinkStats(ctx, l.Slug, p.Form)
-	if pe, ok := userError(err); ok && pe.Status == http.StatusBadRequest {
+	if pe, ok := h.userError(err); ok && pe.Status == http.StatusBadRequest {
 		// A bad range: say why and show the default range instead.
 		p.RangeError = pe.Detail
 		s, err = h.stats.LinkStats(ctx, l.Slug, Range{})
