@@ -152,8 +152,10 @@ func (s *store) linkStats(ctx context.Context, slug string, q rangeQuery, recent
 }
 
 // overviewSQL answers the /stats overview in one round trip: the number of live links,
-// daily totals over all links, the top $3 live links by human clicks, and hourly totals
-// over [$4, $5) for non-UTC daily series. Columns: kind, slug, a, b, c, d.
+// daily totals over all links, the top $3 live links by human clicks, hourly totals
+// over [$4, $5) for non-UTC daily series, and the campaign breakdowns over all links
+// (an index-only scan of dimension_stats_utm_day_idx; top-N is cut in Go).
+// Columns: kind, slug (a campaign row's value), a, b, c, d.
 //
 // It reads the totals that migration 00025's triggers keep beside the rollups, so its
 // cost does not grow with the number of links times days: daily_totals and
@@ -179,7 +181,16 @@ UNION ALL
  ORDER BY 3 DESC, 2 LIMIT $3)
 UNION ALL
 SELECT 3, '', extract(epoch FROM hour)::int8, clicks, bot_clicks, 0
-FROM hourly_totals WHERE hour >= $4 AND hour < $5`
+FROM hourly_totals WHERE hour >= $4 AND hour < $5
+UNION ALL
+SELECT 2, value, CASE dimension WHEN 'utm_source' THEN 0 WHEN 'utm_medium' THEN 1 ELSE 2 END::int8,
+       sum(clicks)::int8, 0, 0
+FROM dimension_stats
+WHERE dimension IN ('utm_source', 'utm_medium', 'utm_campaign') AND day BETWEEN $1::date AND $2::date
+GROUP BY dimension, value`
+
+// overviewDimensions names the campaign dimensions by their number in overviewSQL.
+var overviewDimensions = [...]string{"utm_source", "utm_medium", "utm_campaign"}
 
 // wholeMonths returns the whole UTC months inside the dates [start, end] as [from, to)
 // (first days of months); from == to == the day after end when there is none, so the
@@ -202,6 +213,7 @@ type rawOverview struct {
 	daily      []dayRow
 	rangeHours []hourRow
 	top        []TopLink
+	dimensions []dimensionRow // campaign breakdowns over every link
 }
 
 func (s *store) overview(ctx context.Context, q rangeQuery) (rawOverview, error) {
@@ -234,6 +246,11 @@ func (s *store) overview(ctx context.Context, q rangeQuery) (rawOverview, error)
 			r.rangeHours = append(r.rangeHours, hourRow{hour: time.Unix(a, 0), clicks: b, botClicks: c})
 		case kindTopLink:
 			r.top = append(r.top, TopLink{Slug: slug, Clicks: a})
+		case kindDimension:
+			if a < 0 || a >= int64(len(overviewDimensions)) {
+				return rawOverview{}, fmt.Errorf("overview: campaign dimension %d", a)
+			}
+			r.dimensions = append(r.dimensions, dimensionRow{dimension: overviewDimensions[a], value: slug, clicks: b})
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -279,7 +296,7 @@ func rawInt(fd pgconn.FieldDescription, b []byte) (int64, error) {
 	return strconv.ParseInt(string(b), 10, 64)
 }
 
-// dimensionName returns the constant for a dimension column value, so the five
+// dimensionName returns the constant for a dimension column value, so the eight
 // names are not allocated again for every row.
 func dimensionName(b []byte) string {
 	switch string(b) {
@@ -293,6 +310,12 @@ func dimensionName(b []byte) string {
 		return "os"
 	case "device":
 		return "device"
+	case "utm_source":
+		return "utm_source"
+	case "utm_medium":
+		return "utm_medium"
+	case "utm_campaign":
+		return "utm_campaign"
 	}
 	return string(b)
 }
