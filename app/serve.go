@@ -25,6 +25,7 @@ import (
 	"github.com/hop-dev/hop/migrations"
 	"github.com/hop-dev/hop/modules/apikey"
 	"github.com/hop-dev/hop/modules/dashboard"
+	"github.com/hop-dev/hop/modules/idempotency"
 	"github.com/hop-dev/hop/modules/ingest"
 	"github.com/hop-dev/hop/modules/links"
 	"github.com/hop-dev/hop/modules/ratelimit"
@@ -55,6 +56,7 @@ type service struct {
 	pipeline *ingest.Pipeline
 	agg      *stats.Aggregator
 	keys     *apikey.Store
+	idem     *idempotency.Store
 	closers  []func() // run in reverse by close
 }
 
@@ -230,6 +232,7 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	if err != nil {
 		return s, err
 	}
+	s.idem = idempotency.New(idempotency.Config{}, pool, logger)
 	s.echo = newEcho(cfg, describe, logger)
 	routes(s.echo, cfg, reg, server{
 		health:    hc,
@@ -242,6 +245,7 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		linkLimit: redirectLimit,
 		authFails: authFails,
 		openapi:   openapi,
+		idem:      s.idem,
 	}, logger)
 	s.srv = newServer(s.echo, logger)
 	return s, nil
@@ -289,6 +293,7 @@ func (s *service) run(ctx context.Context) error {
 	})
 	g.Go(func() error { return s.agg.Run(aggCtx) }) // step 3
 	g.Go(func() error { return s.keys.Watch(gctx) })
+	g.Go(func() error { return s.idem.Run(gctx) })
 
 	// If a step fails without returning, the ones after it must not wait forever.
 	go func() {

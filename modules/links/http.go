@@ -66,7 +66,8 @@ func (h *Handler) Routes(g *echo.Group) {
 
 // createFields are the fields a create takes; any other is refused by name.
 var createFields = map[string]bool{"url": true, "slug": true, "expires_at": true, "max_clicks": true, "password": true,
-	"tags": true, "redirect_status": true, "forward_query": true, "expired_url": true}
+	"tags": true, "redirect_status": true, "forward_query": true, "expired_url": true,
+	"title": true, "created_at": true, "imported_clicks": true}
 
 // UnmarshalJSON decodes a create request, refusing a field it does not take by name.
 func (r *NewLink) UnmarshalJSON(b []byte) error {
@@ -151,6 +152,9 @@ func (h *Handler) bulk(c echo.Context) error {
 		return problem.Invalid("a bulk request holds at most %d links, got %d", maxBulk, len(req.Links))
 	}
 	ctx := c.Request().Context()
+	if c.QueryParam("dry_run") == "true" {
+		return h.bulkDryRun(c, req.Links)
+	}
 	out := struct {
 		Created int          `json:"created"`
 		Failed  int          `json:"failed"`
@@ -174,11 +178,36 @@ func (h *Handler) bulk(c echo.Context) error {
 	hashes := hashPasswords(hctx, passwords, late)
 	defer hashes.wait()
 	defer stop()
+	// Items are inserted in chunks, each in one transaction: every run of items that
+	// need no password hash goes in together, so a bulk without passwords is one
+	// commit. An item with a password closes the chunk before it, since its hash may
+	// take a while, and the budget is checked again after each chunk.
+	var chunk []int
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		if err := h.insertMany(ctx, items, chunk, errs, out.Results); err != nil {
+			if ctx.Err() != nil {
+				return err // the client is gone
+			}
+			// Nothing of the chunk was committed: its items failed alike; one log line.
+			h.logger.Error("bulk create", "links", len(chunk), "err", err)
+			for _, i := range chunk {
+				errs[i] = errBulkInternal
+			}
+		}
+		chunk = chunk[:0]
+		return nil
+	}
 	for i, r := range req.Links {
 		if errs[i] != nil {
 			continue
 		}
 		if r.Password != "" {
+			if err := flush(); err != nil {
+				return err
+			}
 			if items[i].PasswordHash = hashes.get(hctx, r.Password); items[i].PasswordHash == "" {
 				errs[i] = ErrOutOfTime
 				continue
@@ -188,15 +217,22 @@ func (h *Handler) bulk(c echo.Context) error {
 			errs[i] = ErrOutOfTime
 			continue
 		}
-		var l Link
-		if l, errs[i] = h.insert(ctx, items[i]); errs[i] == nil {
+		chunk = append(chunk, i)
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	for i := range out.Results {
+		if errs[i] == nil && out.Results[i].Link != nil {
 			out.Created++
-			out.Results[i] = bulkResult{Index: i, Status: http.StatusCreated, Link: &l}
 		}
 	}
 	for i, err := range errs {
 		switch p := h.describe(err); {
 		case err == nil:
+		case errors.Is(err, errBulkInternal):
+			out.Failed++
+			out.Results[i] = bulkResult{Index: i, Status: http.StatusInternalServerError, Error: "not created: an internal error occurred; it has been logged"}
 		case p.Status < http.StatusInternalServerError || errors.Is(err, ErrOutOfTime):
 			out.Failed++
 			out.Results[i] = bulkResult{Index: i, Status: p.Status, Error: p.Detail}
@@ -214,6 +250,102 @@ func (h *Handler) bulk(c echo.Context) error {
 		status = http.StatusMultiStatus
 	}
 	return c.JSON(status, out)
+}
+
+// bulkDryRun answers what a bulk create would do, changing nothing: each item is
+// validated, and a custom slug that is taken (or repeats an earlier item's) is a 409.
+// Items that would be created are answered 201 without a link.
+func (h *Handler) bulkDryRun(c echo.Context, reqs []NewLink) error {
+	out := struct {
+		DryRun  bool         `json:"dry_run"`
+		Created int          `json:"created"`
+		Failed  int          `json:"failed"`
+		Results []bulkResult `json:"results"`
+	}{DryRun: true, Results: make([]bulkResult, len(reqs))}
+	var slugs []string
+	for _, r := range reqs {
+		if r.Slug != "" {
+			slugs = append(slugs, r.Slug)
+		}
+	}
+	taken, err := h.store.takenSlugs(c.Request().Context(), slugs)
+	if err != nil {
+		return err
+	}
+	for i, r := range reqs {
+		res := bulkResult{Index: i, Status: http.StatusCreated}
+		if _, err := h.validateCreate(r); err != nil {
+			p := h.describe(err)
+			res.Status, res.Error = p.Status, p.Detail
+		} else if r.Slug != "" && taken[r.Slug] {
+			p := h.describe(ErrSlugTaken)
+			res.Status, res.Error = p.Status, p.Detail
+		}
+		if res.Status == http.StatusCreated {
+			out.Created++
+			if r.Slug != "" {
+				taken[r.Slug] = true
+			}
+		} else {
+			out.Failed++
+		}
+		out.Results[i] = res
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// insertMany creates items[i] for each i in ready in one transaction, recording each
+// result in results[i] or its error in errs[i], then drops the new slugs from the
+// redirect caches, several at a time, since each drop may be a few Redis round trips.
+func (h *Handler) insertMany(ctx context.Context, items []newLink, ready []int, errs []error, results []bulkResult) error {
+	if len(ready) == 0 {
+		return nil
+	}
+	batch := make([]newLink, len(ready))
+	for k, i := range ready {
+		batch[k] = items[i]
+	}
+	links, lerrs, err := h.store.createMany(ctx, batch)
+	if err != nil {
+		return err
+	}
+	var created []Link
+	for k, i := range ready {
+		if errs[i] = lerrs[k]; errs[i] != nil {
+			continue
+		}
+		created = append(created, links[k])
+		l := h.present(links[k])
+		results[i] = bulkResult{Index: i, Status: http.StatusCreated, Link: &l}
+	}
+	h.invalidateNew(ctx, created)
+	return nil
+}
+
+// ManyInvalidator is an Invalidator that also takes the links of a bulk create at
+// once (the redirect module: one Redis round trip instead of a few per link).
+type ManyInvalidator interface {
+	Created(ctx context.Context, links []Link) error
+}
+
+// invalidateNew drops new links' slugs from redirect caches (they may be cached as
+// unknown): all at once when the cache can, else several at a time.
+func (h *Handler) invalidateNew(ctx context.Context, created []Link) {
+	if len(created) == 0 || h.cache == nil {
+		return
+	}
+	if mi, ok := h.cache.(ManyInvalidator); ok {
+		if err := mi.Created(ctx, created); err != nil {
+			h.logger.Warn("invalidate redirect cache", "links", len(created), "err", err)
+		}
+		return
+	}
+	var g errgroup.Group
+	g.SetLimit(16)
+	for _, l := range created {
+		g.Go(func() error { h.invalidate(ctx, l.Slug); return nil })
+	}
+	_ = g.Wait()
 }
 
 func (h *Handler) list(c echo.Context) error {
@@ -466,6 +598,10 @@ func hashPassword(pw string) (string, error) {
 	return string(b), nil
 }
 
+// errBulkInternal marks the items of a bulk create whose chunk failed in PostgreSQL;
+// the failure is logged once for the chunk.
+var errBulkInternal = errors.New("bulk insert failed")
+
 // hashPasswords starts hashing each distinct password once, in order of first use, on
 // as many goroutines as there are CPUs: bcrypt is deliberately slow, and a bulk of
 // 1,000 protected links hashed one after another outlasts the server's write timeout.
@@ -534,7 +670,7 @@ func CheckPassword(hash, pw string) bool {
 
 // decodeJSON reads exactly one JSON value into v, refusing other media types, trailing
 // data and oversized bodies, each with a problem that says why. Unknown fields are
-// refused by the request types themselves (see createRequest.UnmarshalJSON), which can
+// refused by the request types themselves (see NewLink.UnmarshalJSON), which can
 // name them.
 func decodeJSON(c echo.Context, v any) error {
 	mt, _, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"time"
+
+	"github.com/hop-dev/hop/internal/problem"
 )
 
 // NewLink is everything a link can be created with: the body of POST /links, and what
@@ -18,6 +20,9 @@ type NewLink struct {
 	RedirectStatus int        `json:"redirect_status"` // 0: 302
 	ForwardQuery   *bool      `json:"forward_query"`   // nil: true
 	ExpiredURL     *string    `json:"expired_url"`     // nil or "": none
+	Title          *string    `json:"title"`
+	CreatedAt      *time.Time `json:"created_at"`      // imports keep the source's date
+	ImportedClicks *int64     `json:"imported_clicks"` // the source's click total
 }
 
 // Patch is a partial update of a link, as PATCH /links/{slug} and the dashboard's edit
@@ -103,7 +108,10 @@ func (h *Handler) validateCreate(r NewLink) (newLink, error) {
 	if err := validateStatus(n.RedirectStatus); err != nil {
 		return n, err
 	}
-	if r.ExpiresAt != nil {
+	if err := h.validateImported(r, &n); err != nil {
+		return n, err
+	}
+	if r.ExpiresAt != nil && r.CreatedAt == nil {
 		if err := validateExpiry(*r.ExpiresAt, h.now()); err != nil {
 			return n, err
 		}
@@ -124,6 +132,34 @@ func (h *Handler) validateCreate(r NewLink) (newLink, error) {
 		}
 	}
 	return n, nil
+}
+
+// validateImported checks the fields a link brings from elsewhere: title, created_at
+// and imported_clicks. A link with its own creation date may already have expired at
+// its source, so its expiry need only follow its creation.
+func (h *Handler) validateImported(r NewLink, n *newLink) error {
+	if r.Title != nil && *r.Title != "" {
+		if err := validateTitle(*r.Title); err != nil {
+			return err
+		}
+		n.Title = r.Title
+	}
+	if r.CreatedAt != nil {
+		if r.CreatedAt.After(h.now().Add(maxClockSkew)) {
+			return problem.Invalid("created_at must not be in the future")
+		}
+		if r.ExpiresAt != nil && !r.ExpiresAt.After(*r.CreatedAt) {
+			return problem.Invalid("expires_at must be after created_at")
+		}
+		n.CreatedAt = r.CreatedAt
+	}
+	if r.ImportedClicks != nil {
+		if *r.ImportedClicks < 0 {
+			return problem.Invalid("imported_clicks must not be negative")
+		}
+		n.ImportedClicks = *r.ImportedClicks
+	}
+	return nil
 }
 
 // validatePatch checks p and turns it into what the store applies, hashing a new
