@@ -207,7 +207,10 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	if err != nil {
 		return s, err
 	}
-	dash, err := dashboard.New(dashboard.Config{BaseURL: cfg.BaseURL, LoginLimit: loginLimit.Middleware(), Describe: describe},
+	// Without a configured public origin the default one is a guess: the dashboard shows
+	// short URLs on the origin it is visited on instead.
+	dash, err := dashboard.New(dashboard.Config{BaseURL: cfg.BaseURL, BaseURLFromRequest: cfg.BaseURL == defaultConfig().BaseURL,
+		LoginLimit: loginLimit.Middleware(), Describe: describe},
 		dashLinks{linkHandler}, dashStats{statsHandler}, keys, pool, logger)
 	if err != nil {
 		return s, err
