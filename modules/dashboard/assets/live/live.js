@@ -7,6 +7,12 @@ document.addEventListener("DOMContentLoaded", function () {
     var status = panel.querySelector(".live-status");
     var tbody = panel.querySelector(".live-clicks tbody");
     var ns = "http://www.w3.org/2000/svg";
+    // Styled here, not in style.css: the panel brings its own look (CSSOM, allowed by
+    // the dashboard's CSP, unlike style attributes in markup).
+    svg.style.width = "100%";
+    svg.style.height = "auto";
+    svg.style.display = "block";
+    svg.parentNode.style.margin = "0";
     var perMinute = {}; // minute (ms since epoch) -> clicks
     var minute = 60000;
 
@@ -31,6 +37,7 @@ document.addEventListener("DOMContentLoaded", function () {
         var h = Math.round((n / max) * 110);
         var r = document.createElementNS(ns, "rect");
         r.setAttribute("class", "bar");
+        r.style.fill = "var(--accent)";
         r.setAttribute("x", String(i * 10 + 1));
         r.setAttribute("y", String(115 - h));
         r.setAttribute("width", "8");
