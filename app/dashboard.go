@@ -6,6 +6,7 @@ import (
 	"github.com/hop-dev/hop/modules/dashboard"
 	"github.com/hop-dev/hop/modules/links"
 	"github.com/hop-dev/hop/modules/stats"
+	"github.com/hop-dev/hop/modules/webhooks"
 )
 
 // dashLinks adapts the links API handler to the dashboard's LinkService.
@@ -90,4 +91,65 @@ func dashDays(ds []stats.DayStats) []dashboard.Day {
 		out[i] = dashboard.Day{Date: d.Date, Clicks: d.Clicks, UniqueVisitors: d.UniqueVisitors}
 	}
 	return out
+}
+
+// dashWebhooks adapts the webhooks service to the dashboard's WebhookService.
+type dashWebhooks struct{ s *webhooks.Service }
+
+func (a dashWebhooks) List(ctx context.Context) ([]dashboard.Webhook, error) {
+	ws, err := a.s.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]dashboard.Webhook, len(ws))
+	for i, w := range ws {
+		out[i] = dashWebhook(w)
+	}
+	return out, nil
+}
+
+func (a dashWebhooks) Get(ctx context.Context, id int64) (dashboard.Webhook, error) {
+	w, err := a.s.Get(ctx, id)
+	return dashWebhook(w), err
+}
+
+func (a dashWebhooks) Create(ctx context.Context, n dashboard.NewWebhook) (dashboard.Webhook, error) {
+	w, err := a.s.Create(ctx, webhooks.NewWebhook{URL: n.URL, Links: n.Links, Tags: n.Tags, IncludeBots: n.IncludeBots})
+	return dashWebhook(w), err
+}
+
+func (a dashWebhooks) Delete(ctx context.Context, id int64) error { return a.s.Delete(ctx, id) }
+
+func (a dashWebhooks) Deliveries(ctx context.Context, id int64, limit int) ([]dashboard.Delivery, error) {
+	ds, err := a.s.Deliveries(ctx, id, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]dashboard.Delivery, len(ds))
+	for i, d := range ds {
+		out[i] = dashDelivery(d)
+	}
+	return out, nil
+}
+
+func (a dashWebhooks) Ping(ctx context.Context, id int64) (dashboard.Delivery, error) {
+	d, err := a.s.Ping(ctx, id)
+	return dashDelivery(d), err
+}
+
+func (a dashWebhooks) Retry(ctx context.Context, id, delivery int64) (dashboard.Delivery, error) {
+	d, err := a.s.Retry(ctx, id, delivery)
+	return dashDelivery(d), err
+}
+
+func dashWebhook(w webhooks.Webhook) dashboard.Webhook {
+	return dashboard.Webhook{ID: w.ID, URL: w.URL, Secret: w.Secret, Links: w.Links, Tags: w.Tags,
+		IncludeBots: w.IncludeBots, Disabled: w.Disabled, DisabledAt: w.DisabledAt, FailingSince: w.FailingSince,
+		CreatedAt: w.CreatedAt}
+}
+
+func dashDelivery(d webhooks.Delivery) dashboard.Delivery {
+	return dashboard.Delivery{ID: d.ID, Kind: d.Kind, Status: d.Status, Events: d.Events, Attempts: d.Attempts,
+		HTTPStatus: d.HTTPStatus, LatencyMS: d.LatencyMS, Error: d.Error, CreatedAt: d.CreatedAt,
+		LastAttemptAt: d.LastAttemptAt, NextAttemptAt: d.NextAttemptAt}
 }

@@ -44,6 +44,8 @@ type Config struct {
 	// Describe is app's error table: the status and words of a failure the dashboard
 	// shows as a page.
 	Describe problem.Describe
+	// Webhooks, when set, adds the webhook management pages under /dashboard/webhooks.
+	Webhooks WebhookService
 }
 
 // Link is a short link as the dashboard shows it.
@@ -192,6 +194,7 @@ type Handler struct {
 	describe problem.Describe
 	links    LinkService
 	stats    StatsService
+	webhooks WebhookService // nil: no webhook pages
 	keys     KeyVerifier
 	sessions *sessionStore
 	pages    map[string]*template.Template
@@ -235,6 +238,7 @@ func New(cfg Config, links LinkService, stats StatsService, keys KeyVerifier, po
 		describe: cfg.Describe,
 		links:    links,
 		stats:    stats,
+		webhooks: cfg.Webhooks,
 		keys:     keys,
 		sessions: &sessionStore{pool: pool},
 		ttl:      cmp.Or(cfg.SessionTTL, DefaultSessionTTL),
@@ -286,5 +290,8 @@ func (h *Handler) Register(e *echo.Echo, mw ...echo.MiddlewareFunc) {
 	e.POST("/dashboard/links/:slug", h.updateLink, with(h.authenticated, h.guardPost(maxForm), h.checkCSRF)...)
 	e.GET("/dashboard/links/:slug/delete", h.deletePage, with(h.authenticated)...)
 	e.POST("/dashboard/links/:slug/delete", h.deleteLink, with(h.authenticated, h.guardPost(maxForm), h.checkCSRF)...)
+	if h.webhooks != nil {
+		h.registerWebhooks(e, with)
+	}
 	e.RouteNotFound("/dashboard/*", h.notFound, with()...)
 }
