@@ -69,11 +69,15 @@ func (a dashStats) LinkStats(ctx context.Context, slug string, r dashboard.Range
 	return dashboard.LinkStats{Start: s.Start, End: s.End, TZ: s.TZ,
 		TotalClicks: s.TotalClicks, UniqueVisitors: s.UniqueVisitors, BotClicks: s.BotClicks, Daily: dashDays(s.Daily),
 		Countries: s.Countries, Referers: s.Referers, Browsers: s.Browsers, OS: s.OS, Devices: s.Devices,
-		UTMSources: s.UTMSources, UTMMediums: s.UTMMediums, UTMCampaigns: s.UTMCampaigns}, nil
+		UTMSources: s.UTMSources, UTMMediums: s.UTMMediums, UTMCampaigns: s.UTMCampaigns, Hourly: dashHours(s.Hourly)}, nil
 }
 
 func (a dashStats) Overview(ctx context.Context, r dashboard.Range) (dashboard.Overview, error) {
 	o, err := a.h.Overview(ctx, r.Start, r.End, r.TZ, r.Limit)
+	if err != nil {
+		return dashboard.Overview{}, err
+	}
+	hours, err := a.h.RecentHours(ctx, 24)
 	if err != nil {
 		return dashboard.Overview{}, err
 	}
@@ -82,7 +86,15 @@ func (a dashStats) Overview(ctx context.Context, r dashboard.Range) (dashboard.O
 		top[i] = dashboard.TopLink{Slug: t.Slug, Clicks: t.Clicks}
 	}
 	return dashboard.Overview{Start: o.Start, End: o.End, TZ: o.TZ, TotalClicks: o.TotalClicks,
-		UniqueVisitors: o.UniqueVisitors, BotClicks: o.BotClicks, Links: o.Links, Daily: dashDays(o.Daily), TopLinks: top}, nil
+		UniqueVisitors: o.UniqueVisitors, BotClicks: o.BotClicks, Links: o.Links, Daily: dashDays(o.Daily), TopLinks: top, Hourly: dashHours(hours)}, nil
+}
+
+func dashHours(hs []stats.HourStats) []dashboard.Hour {
+	out := make([]dashboard.Hour, len(hs))
+	for i, h := range hs {
+		out[i] = dashboard.Hour{Hour: h.Hour, Clicks: h.Clicks, BotClicks: h.BotClicks}
+	}
+	return out
 }
 
 func dashDays(ds []stats.DayStats) []dashboard.Day {

@@ -130,6 +130,14 @@ type Day struct {
 	UniqueVisitors int64
 }
 
+// Hour is one hour of an hourly series: its start (RFC 3339, in the range's zone),
+// human clicks and bot clicks.
+type Hour struct {
+	Hour      string
+	Clicks    int64
+	BotClicks int64
+}
+
 // LinkStats is one link's analytics over a range. Breakdown maps hold the top values
 // plus "other".
 type LinkStats struct {
@@ -145,6 +153,9 @@ type LinkStats struct {
 	Devices        map[string]int64
 	// Campaign parameters of the short link's query; "(none)" counts clicks without.
 	UTMSources, UTMMediums, UTMCampaigns map[string]int64
+	// Hourly is the last 24 hours or more, oldest first, the current hour last; the
+	// dashboard charts the last 24.
+	Hourly []Hour
 }
 
 // Overview is every link together over a range.
@@ -156,6 +167,8 @@ type Overview struct {
 	Links          int64
 	Daily          []Day
 	TopLinks       []TopLink
+	// Hourly is every link's last 24 hours or more (UTC), as LinkStats.Hourly.
+	Hourly []Hour
 }
 
 // TopLink is one entry of the overview's top links.
