@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"os"
 	"runtime"
 	"strconv"
@@ -20,12 +21,25 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hop-dev/hop/internal/problem"
+	"github.com/hop-dev/hop/modules/domains"
 )
 
-// Invalidator drops a slug from every instance's redirect cache. The redirect module
-// implements it; links calls it after every change a redirect must see at once.
+// Invalidator drops a domain's slug from every instance's redirect cache. The
+// redirect module implements it; links calls it after every change a redirect must
+// see at once.
 type Invalidator interface {
-	Invalidate(ctx context.Context, slug string) error
+	InvalidateLink(ctx context.Context, domainID int64, slug string) error
+}
+
+// Domains names the short domains links live on; domains.Registry implements it.
+type Domains interface {
+	// Find returns the live domain with host ("" is the default domain), or
+	// domains.ErrNotFound.
+	Find(ctx context.Context, host string) (domains.Domain, error)
+	// ByID returns the domain with id.
+	ByID(ctx context.Context, id int64) (domains.Domain, error)
+	// Hosts lists every domain's host: hop's own names.
+	Hosts() []string
 }
 
 // Handler serves the /links management API.
@@ -34,6 +48,7 @@ type Handler struct {
 	baseURL    string
 	own        []string // hop's own host names, which no link may point to
 	cache      Invalidator
+	domains    Domains // nil: one domain, the host of baseURL
 	logger     *slog.Logger
 	now        func() time.Time
 	bulkBudget time.Duration
@@ -48,6 +63,36 @@ const bulkBudget = 40 * time.Second
 func NewHandler(store *Store, baseURL string, cache Invalidator, logger *slog.Logger) *Handler {
 	return &Handler{store: store, baseURL: strings.TrimRight(baseURL, "/"), own: []string{ownHost(baseURL)},
 		cache: cache, logger: logger.With("module", "links"), now: time.Now, bulkBudget: bulkBudget}
+}
+
+// WithDomains makes h serve links on every domain of d rather than on baseURL's host
+// alone.
+func (h *Handler) WithDomains(d Domains) *Handler {
+	h.domains = d
+	return h
+}
+
+// domainID returns the id of the domain host names ("" is the default domain).
+func (h *Handler) domainID(ctx context.Context, host string) (int64, error) {
+	if h.domains == nil {
+		if host == "" || strings.EqualFold(host, h.own[0]) {
+			return defaultDomainID, nil
+		}
+		return 0, domains.ErrNotFound
+	}
+	d, err := h.domains.Find(ctx, host)
+	if err != nil {
+		return 0, err
+	}
+	return d.ID, nil
+}
+
+// ownHosts are the names no link may point to: hop's own, on every domain.
+func (h *Handler) ownHosts() []string {
+	if h.domains == nil {
+		return h.own
+	}
+	return append(h.domains.Hosts(), h.own...)
 }
 
 // Routes registers the management routes on g, which the app guards with API keys.
@@ -66,6 +111,7 @@ func (h *Handler) Routes(g *echo.Group) {
 type createRequest struct {
 	URL            string     `json:"url"`
 	Slug           string     `json:"slug"`
+	Domain         string     `json:"domain"` // host; "" = the default domain
 	ExpiresAt      *time.Time `json:"expires_at"`
 	MaxClicks      *int64     `json:"max_clicks"`
 	Password       string     `json:"password"`
@@ -82,7 +128,7 @@ func (h *Handler) validateCreate(r createRequest) (newLink, error) {
 	if err := validateURL(r.URL); err != nil {
 		return n, err
 	}
-	if err := notOwnHost(r.URL, h.own); err != nil {
+	if err := notOwnHost(r.URL, h.ownHosts()); err != nil {
 		return n, err
 	}
 	if r.ForwardQuery != nil {
@@ -137,13 +183,20 @@ func (h *Handler) create(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	c.Response().Header().Set(echo.HeaderLocation, "/links/"+l.Slug)
+	loc := "/links/" + l.Slug
+	if d, err := h.domainID(c.Request().Context(), ""); err == nil && d != l.DomainID {
+		loc += "?domain=" + url.QueryEscape(l.Domain)
+	}
+	c.Response().Header().Set(echo.HeaderLocation, loc)
 	return c.JSON(http.StatusCreated, l)
 }
 
 func (h *Handler) createOne(ctx context.Context, req createRequest) (Link, error) {
 	n, err := h.validateCreate(req)
 	if err != nil {
+		return Link{}, err
+	}
+	if n.DomainID, err = h.createDomain(ctx, req.Domain); err != nil {
 		return Link{}, err
 	}
 	if req.Password != "" {
@@ -154,14 +207,23 @@ func (h *Handler) createOne(ctx context.Context, req createRequest) (Link, error
 	return h.insert(ctx, n)
 }
 
+// createDomain is the domain a link is created on: an unknown one is a 400.
+func (h *Handler) createDomain(ctx context.Context, host string) (int64, error) {
+	id, err := h.domainID(ctx, host)
+	if errors.Is(err, domains.ErrNotFound) {
+		return 0, problem.Invalid("domain %q is not a domain of this hop (see GET /domains)", host)
+	}
+	return id, err
+}
+
 func (h *Handler) insert(ctx context.Context, n newLink) (Link, error) {
 	l, err := h.store.create(ctx, n)
 	if err != nil {
 		return Link{}, err
 	}
 	// The slug may sit in the negative cache from an earlier 404.
-	h.invalidate(ctx, l.Slug)
-	return h.present(l), nil
+	h.invalidate(ctx, l.DomainID, l.Slug)
+	return h.present(ctx, l), nil
 }
 
 const maxBulk = 1000
@@ -203,6 +265,9 @@ func (h *Handler) bulk(c echo.Context) error {
 	var passwords []string
 	for i, r := range req.Links {
 		items[i], errs[i] = h.validateCreate(r)
+		if errs[i] == nil {
+			items[i].DomainID, errs[i] = h.createDomain(ctx, r.Domain)
+		}
 		if errs[i] == nil && r.Password != "" {
 			passwords = append(passwords, r.Password)
 		}
@@ -269,7 +334,14 @@ func (h *Handler) list(c echo.Context) error {
 	default:
 		return problem.Invalid("status must be one of %s, %s, %s", StatusActive, StatusExpired, StatusLimitReached)
 	}
-	links, next, err := h.listPage(c.Request().Context(), limit, c.QueryParam("cursor"), listQuery{Q: c.QueryParam("q"), Tag: c.QueryParam("tag"), Status: status})
+	lq := listQuery{Q: c.QueryParam("q"), Tag: c.QueryParam("tag"), Status: status}
+	if host := c.QueryParam("domain"); host != "" {
+		var err error
+		if lq.Domain, err = h.domainID(c.Request().Context(), host); err != nil {
+			return err
+		}
+	}
+	links, next, err := h.listPage(c.Request().Context(), limit, c.QueryParam("cursor"), lq)
 	if err != nil {
 		return err
 	}
@@ -318,7 +390,7 @@ func (h *Handler) listPage(ctx context.Context, limit int, cursor string, lq lis
 		next = encodeCursor(links[len(links)-1].ID)
 	}
 	for i := range links {
-		links[i] = h.present(links[i])
+		links[i] = h.present(ctx, links[i])
 	}
 	if links == nil {
 		links = []Link{}
@@ -326,14 +398,23 @@ func (h *Handler) listPage(ctx context.Context, limit int, cursor string, lq lis
 	return links, next, nil
 }
 
-// Get returns the live link with this slug and its short URL; ErrNotFound or ErrGone
-// otherwise.
+// Get returns the live link with this slug on the default domain and its short URL;
+// ErrNotFound or ErrGone otherwise.
 func (h *Handler) Get(ctx context.Context, slug string) (Link, error) {
-	l, err := h.store.get(ctx, slug)
+	return h.GetIn(ctx, "", slug)
+}
+
+// GetIn is Get on the domain with host ("" is the default domain).
+func (h *Handler) GetIn(ctx context.Context, host, slug string) (Link, error) {
+	d, err := h.domainID(ctx, host)
 	if err != nil {
 		return Link{}, err
 	}
-	return h.present(l), nil
+	l, err := h.store.get(ctx, d, slug)
+	if err != nil {
+		return Link{}, err
+	}
+	return h.present(ctx, l), nil
 }
 
 // Create validates and creates a link as POST /links does, from a URL, an optional
@@ -343,7 +424,7 @@ func (h *Handler) Create(ctx context.Context, url, slug string, tags []string) (
 }
 
 func (h *Handler) get(c echo.Context) error {
-	l, err := h.Get(c.Request().Context(), c.Param("slug"))
+	l, err := h.GetIn(c.Request().Context(), c.QueryParam("domain"), c.Param("slug"))
 	if err != nil {
 		return err
 	}
@@ -375,12 +456,16 @@ func (h *Handler) update(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	l, err := h.store.update(ctx, c.Param("slug"), p)
+	d, err := h.domainID(ctx, c.QueryParam("domain"))
 	if err != nil {
 		return err
 	}
-	h.invalidate(ctx, l.Slug)
-	return c.JSON(http.StatusOK, h.present(l))
+	l, err := h.store.update(ctx, d, c.Param("slug"), p)
+	if err != nil {
+		return err
+	}
+	h.invalidate(ctx, l.DomainID, l.Slug)
+	return c.JSON(http.StatusOK, h.present(ctx, l))
 }
 
 func (h *Handler) parsePatch(raw map[string]json.RawMessage) (linkPatch, error) {
@@ -442,7 +527,7 @@ func (h *Handler) parsePatch(raw map[string]json.RawMessage) (linkPatch, error) 
 		p.MaxClicks = &n
 	}
 	if p.URL != nil {
-		if err := notOwnHost(*p.URL, h.own); err != nil {
+		if err := notOwnHost(*p.URL, h.ownHosts()); err != nil {
 			return p, err
 		}
 	}
@@ -504,10 +589,14 @@ func (h *Handler) parsePatch(raw map[string]json.RawMessage) (linkPatch, error) 
 func (h *Handler) delete(c echo.Context) error {
 	ctx := c.Request().Context()
 	slug := c.Param("slug")
-	if err := h.store.delete(ctx, slug); err != nil {
+	d, err := h.domainID(ctx, c.QueryParam("domain"))
+	if err != nil {
 		return err
 	}
-	h.invalidate(ctx, slug)
+	if err := h.store.delete(ctx, d, slug); err != nil {
+		return err
+	}
+	h.invalidate(ctx, d, slug)
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -521,17 +610,24 @@ func (h *Handler) tags(c echo.Context) error {
 
 // invalidate drops the slug from redirect caches. A failure only delays the change
 // until the cache entry expires, so it is logged, not returned.
-func (h *Handler) invalidate(ctx context.Context, slug string) {
+func (h *Handler) invalidate(ctx context.Context, domainID int64, slug string) {
 	if h.cache == nil {
 		return
 	}
-	if err := h.cache.Invalidate(ctx, slug); err != nil {
-		h.logger.Warn("invalidate redirect cache", "slug", slug, "err", err)
+	if err := h.cache.InvalidateLink(ctx, domainID, slug); err != nil {
+		h.logger.Warn("invalidate redirect cache", "slug", slug, "domain_id", domainID, "err", err)
 	}
 }
 
-func (h *Handler) present(l Link) Link {
-	l.ShortURL = h.baseURL + "/" + l.Slug
+// present fills what the API derives: the domain's host, the short URL on the
+// domain's base URL, and the status.
+func (h *Handler) present(ctx context.Context, l Link) Link {
+	l.Domain, l.ShortURL = h.own[0], h.baseURL+"/"+l.Slug
+	if h.domains != nil {
+		if d, err := h.domains.ByID(ctx, l.DomainID); err == nil {
+			l.Domain, l.ShortURL = d.Host, d.BaseURL+"/"+l.Slug
+		}
+	}
 	l.Status = statusAt(l, h.now())
 	return l
 }
