@@ -10,6 +10,7 @@ import (
 
 	"github.com/hop-dev/hop/modules/apikey"
 	"github.com/hop-dev/hop/modules/dashboard"
+	"github.com/hop-dev/hop/modules/domains"
 	"github.com/hop-dev/hop/modules/links"
 	"github.com/hop-dev/hop/modules/ratelimit"
 	"github.com/hop-dev/hop/modules/redirect"
@@ -23,6 +24,7 @@ type server struct {
 	health    *health
 	keys      *apikey.Store
 	links     *links.Handler
+	domains   *domains.Handler
 	stats     *stats.Handler
 	redirect  *redirect.Handler
 	dashboard *dashboard.Handler
@@ -60,6 +62,7 @@ func routes(e *echo.Echo, cfg Config, reg *prometheus.Registry, s server, logger
 		unlessNotFound(textParams),
 	)
 	s.links.Routes(api)
+	s.domains.Routes(api)
 	s.stats.Routes(api)
 
 	// Web UI: its own session sign-in, CSRF checks and security headers.

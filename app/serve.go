@@ -23,6 +23,7 @@ import (
 	"github.com/hop-dev/hop/migrations"
 	"github.com/hop-dev/hop/modules/apikey"
 	"github.com/hop-dev/hop/modules/dashboard"
+	"github.com/hop-dev/hop/modules/domains"
 	"github.com/hop-dev/hop/modules/ingest"
 	"github.com/hop-dev/hop/modules/links"
 	"github.com/hop-dev/hop/modules/ratelimit"
@@ -133,8 +134,16 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	if err != nil {
 		return err
 	}
+	// Short domains: the default one from HOP_BASE_URL, branded ones from the database,
+	// held in memory for the redirect.
+	domainStore := domains.NewStore(pool)
+	domainRegistry, err := domains.NewRegistry(ctx, domains.Config{BaseURL: cfg.BaseURL,
+		RootRedirect: cfg.RootRedirect, NotFoundRedirect: cfg.NotFoundRedirect, ExpiredRedirect: cfg.ExpiredRedirect}, domainStore, logger)
+	if err != nil {
+		return err
+	}
 	rd, err := redirect.New(redirect.Config{RedisPrefix: cfg.RedisPrefix, BaseURL: cfg.BaseURL, TrustedProxies: cfg.trusted,
-		LinkAttempts: pwLink, ClientAttempts: pwClient,
+		LinkAttempts: pwLink, ClientAttempts: pwClient, Domains: domainRegistry,
 		Fallbacks:   redirect.Fallbacks{Root: cfg.RootRedirect, NotFound: cfg.NotFoundRedirect, Expired: cfg.ExpiredRedirect},
 		RobotsAllow: cfg.RobotsAllow}, rdb, linkStore, pipeline, reg, logger)
 	if err != nil {
@@ -151,8 +160,8 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		return err
 	}
 
-	linkHandler := links.NewHandler(linkStore, cfg.BaseURL, rd, logger)
-	statsHandler := stats.NewHandler(stats.HandlerConfig{HeldBytes: heldStatsBytes()}, pool, reg, logger)
+	linkHandler := links.NewHandler(linkStore, cfg.BaseURL, rd, logger).WithDomains(domainRegistry)
+	statsHandler := stats.NewHandler(stats.HandlerConfig{HeldBytes: heldStatsBytes(), Domains: domainRegistry}, pool, reg, logger)
 	loginLimit, err := ratelimit.New(ratelimit.Config{Name: "login", Rate: "10-M", Prefix: cfg.RedisPrefix + "rl:login:"}, rdb, reg, logger)
 	if err != nil {
 		return err
@@ -179,6 +188,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		health:    hc,
 		keys:      keys,
 		links:     linkHandler,
+		domains:   domains.NewHandler(domainStore, domainRegistry),
 		stats:     statsHandler,
 		dashboard: dash,
 		redirect:  rd,
@@ -231,6 +241,9 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	})
 	g.Go(func() error {
 		return keys.Watch(gctx)
+	})
+	g.Go(func() error {
+		return domainRegistry.Run(gctx)
 	})
 
 	// The stages above end in order; if one fails early, gctx ends and the rest drain.
