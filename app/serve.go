@@ -138,7 +138,8 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	// held in memory for the redirect.
 	domainStore := domains.NewStore(pool)
 	domainRegistry, err := domains.NewRegistry(ctx, domains.Config{BaseURL: cfg.BaseURL,
-		RootRedirect: cfg.RootRedirect, NotFoundRedirect: cfg.NotFoundRedirect, ExpiredRedirect: cfg.ExpiredRedirect}, domainStore, logger)
+		RootRedirect: cfg.RootRedirect, NotFoundRedirect: cfg.NotFoundRedirect, ExpiredRedirect: cfg.ExpiredRedirect,
+		Redis: rdb, RedisPrefix: cfg.RedisPrefix}, domainStore, logger)
 	if err != nil {
 		return err
 	}
@@ -149,7 +150,10 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	if err != nil {
 		return err
 	}
-	invalidated := rd.Invalidated
+	invalidated := func(m []rueidis.RedisMessage) {
+		rd.Invalidated(m)
+		domainRegistry.Invalidated(m)
+	}
 	onInvalidate.Store(&invalidated)
 	redirectLimit, err := ratelimit.New(ratelimit.Config{Name: "redirect", Rate: cfg.RateLimitRedirect, Prefix: cfg.RedisPrefix + "rl:redirect:"}, rdb, reg, logger)
 	if err != nil {

@@ -71,7 +71,7 @@ func (h *Handler) Add(ctx context.Context, host, baseURL string, root, notFound,
 	if err != nil {
 		return Domain{}, err
 	}
-	return out, h.reg.Refresh(ctx)
+	return out, h.reg.changed(ctx)
 }
 
 func (h *Handler) create(c echo.Context) error {
@@ -177,7 +177,7 @@ func (h *Handler) update(c echo.Context) error {
 	if _, err := h.store.update(ctx, host, p); err != nil {
 		return err
 	}
-	if err := h.reg.Refresh(ctx); err != nil {
+	if err := h.reg.changed(ctx); err != nil {
 		return err
 	}
 	d, err := h.one(ctx, host)
@@ -197,7 +197,7 @@ func (h *Handler) Remove(ctx context.Context, host string) error {
 	if err := h.store.Delete(ctx, norm); err != nil {
 		return err
 	}
-	return h.reg.Refresh(ctx)
+	return h.reg.changed(ctx)
 }
 
 func (h *Handler) delete(c echo.Context) error {

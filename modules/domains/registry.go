@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/redis/rueidis"
 )
 
 // Config configures the registry.
@@ -21,6 +23,11 @@ type Config struct {
 	// changed through another instance is served here. Default 2 s. Changes made
 	// through this instance are loaded at once.
 	Refresh time.Duration
+	// Redis, when set, carries changes to every instance at once: each instance reads
+	// the key RedisPrefix+"domains" through rueidis' client-side cache, a change
+	// writes it, and Redis' invalidation of it (passed to Invalidated) wakes a reload.
+	Redis       rueidis.Client
+	RedisPrefix string
 }
 
 // Registry holds the live domains in memory for the redirect's hot path and the
@@ -31,6 +38,7 @@ type Registry struct {
 	cfg       Config
 	snap      atomic.Pointer[snapshot]
 	reloading sync.Mutex // one reload at a time, so an older read never replaces a newer
+	wake      chan struct{}
 	logger    *slog.Logger
 }
 
@@ -50,7 +58,7 @@ func NewRegistry(ctx context.Context, cfg Config, store *Store, logger *slog.Log
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Registry{store: store, cfg: cfg, logger: logger.With("module", "domains")}
+	r := &Registry{store: store, cfg: cfg, wake: make(chan struct{}, 1), logger: logger.With("module", "domains")}
 	if err := store.SyncDefault(ctx, requestHost(u.Hostname()), cfg.BaseURL); err != nil {
 		return nil, err
 	}
@@ -64,6 +72,7 @@ func NewRegistry(ctx context.Context, cfg Config, store *Store, logger *slog.Log
 func (r *Registry) Refresh(ctx context.Context) error {
 	r.reloading.Lock()
 	defer r.reloading.Unlock()
+	r.track(ctx)
 	ds, err := r.store.load(ctx)
 	if err != nil {
 		return err
@@ -84,6 +93,55 @@ func (r *Registry) Refresh(ctx context.Context) error {
 	return nil
 }
 
+// redisTimeout bounds the registry's Redis calls; a failure leaves other instances
+// to their next periodic reload.
+const redisTimeout = time.Second
+
+// track reads the change key through the client-side cache, before the domains are
+// read, so a change written after that read is announced to this instance.
+func (r *Registry) track(ctx context.Context) {
+	if r.cfg.Redis == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	defer cancel()
+	c := r.cfg.Redis
+	if err := c.DoCache(ctx, c.B().Get().Key(r.cfg.RedisPrefix+"domains").Cache(), time.Hour).Error(); err != nil && !rueidis.IsRedisNil(err) {
+		r.logger.Warn("track domain changes", "err", err)
+	}
+}
+
+// changed tells every instance that the domains changed, then reloads this one's.
+func (r *Registry) changed(ctx context.Context) error {
+	if c := r.cfg.Redis; c != nil {
+		rctx, cancel := context.WithTimeout(ctx, redisTimeout)
+		err := c.Do(rctx, c.B().Incr().Key(r.cfg.RedisPrefix+"domains").Build()).Error()
+		cancel()
+		if err != nil {
+			r.logger.Warn("announce domain change; other instances see it within their refresh", "err", err)
+		}
+	}
+	return r.Refresh(ctx)
+}
+
+// Invalidated takes Redis' client-side caching invalidations (the app passes every
+// one); the domains' key among them, or nil (everything), wakes a reload. It runs on
+// rueidis' reader, so it only signals.
+func (r *Registry) Invalidated(msgs []rueidis.RedisMessage) {
+	hit := msgs == nil
+	for _, m := range msgs {
+		if k, err := m.ToString(); err == nil && k == r.cfg.RedisPrefix+"domains" {
+			hit = true
+		}
+	}
+	if hit {
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // withConfig gives the default domain its configured origin and fallbacks.
 func (r *Registry) withConfig(d Domain) Domain {
 	d.BaseURL = r.cfg.BaseURL
@@ -101,9 +159,10 @@ func (r *Registry) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if err := r.Refresh(ctx); err != nil && ctx.Err() == nil {
-				r.logger.Warn("reload domains", "err", err)
-			}
+		case <-r.wake:
+		}
+		if err := r.Refresh(ctx); err != nil && ctx.Err() == nil {
+			r.logger.Warn("reload domains", "err", err)
 		}
 	}
 }
