@@ -1,8 +1,10 @@
 package domains
 
 import (
+	"errors"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 
@@ -24,7 +26,16 @@ func NormalizeHost(raw string) (string, error) {
 	if len(s) > 4*maxHost { // bound the work on absurd input before IDNA mapping
 		return "", problem.Invalid("host is longer than %d characters", maxHost)
 	}
+	if !utf8.ValidString(s) {
+		return "", problem.Invalid("host is not valid UTF-8")
+	}
 	h, err := idna.Lookup.ToASCII(s)
+	if err == nil { // what is stored must name itself: ToASCII of it changes nothing
+		var again string
+		if again, err = idna.Lookup.ToASCII(h); err == nil && again != h {
+			err = errors.New("unstable")
+		}
+	}
 	if err != nil || h == "" {
 		return "", problem.Invalid("host %q is not a DNS name like go.example.com", raw)
 	}
@@ -83,7 +94,15 @@ func requestHost(h string) string {
 	h = strings.TrimSuffix(h, ".")
 	for i := 0; i < len(h); i++ {
 		if c := h[i]; c >= 'A' && c <= 'Z' {
-			return strings.ToLower(h)
+			// ASCII only: stored hosts are ASCII (punycode), and other bytes must not
+			// be rewritten into something that matches one.
+			b := []byte(h)
+			for j := i; j < len(b); j++ {
+				if b[j] >= 'A' && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
 		}
 	}
 	return h

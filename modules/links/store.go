@@ -136,7 +136,7 @@ func (s *Store) create(ctx context.Context, n newLink) (Link, error) {
 	return Link{}, errors.New("insert link: no free generated slug after 100 attempts")
 }
 
-const selectLinkBySlug = `SELECT ` + linkColumns + ` FROM links WHERE domain_id = $1 AND slug = $2`
+const selectLinkBySlug = `SELECT ` + linkColumns + ` FROM links WHERE slug = $2 AND domain_id = $1`
 
 // FindBySlug returns the link with this slug on the default domain, deleted or not;
 // ErrNotFound if there is none. See FindInDomain.
