@@ -87,7 +87,11 @@ func createLinksOn(ctx context.Context, h *hop, n int, domain string) ([]string,
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			body, _ := json.Marshal(map[string]any{"url": fmt.Sprintf("https://example.com/landing/%d?utm_source=bench", i), "domain": domain})
+			req := map[string]any{"url": fmt.Sprintf("https://example.com/landing/%d?utm_source=bench", i)}
+			if domain != "" {
+				req["domain"] = domain
+			}
+			body, _ := json.Marshal(req)
 			code, b, err := httpDo(ctx, "POST", h.url+"/links", apiKey, "", bytes.NewReader(body))
 			if err != nil || code != 201 {
 				errs[i] = fmt.Errorf("POST /links: %d %s %v", code, b, err)
