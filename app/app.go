@@ -40,8 +40,7 @@ Without DATABASE_URL hop runs its own PostgreSQL in HOP_DATA_DIR (default ./hop-
 var errUsage = errors.New("invalid usage (see hop --help)")
 
 // Run runs the hop command line: args are the arguments without the program name,
-// getenv reads the environment (only HOP_CONFIG and terminal hints; settings themselves
-// are read through envconfig), stdout receives command output and stderr the logs.
+// getenv reads the environment (HOP_CONFIG, every setting, terminal hints), stdout receives command output and stderr the logs.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("hop", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -76,7 +75,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			path = "config.yaml"
 		}
 	}
-	cfg, err := loadConfig(path, required)
+	cfg, err := loadConfig(path, required, getenv)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,8 +15,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/kelseyhightower/envconfig"
 	"github.com/redis/rueidis"
+	"github.com/sethvargo/go-envconfig"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/hop-dev/hop/modules/apikey"
@@ -29,36 +30,36 @@ const DevSlugSecret = "hop-dev-secret-change-me"
 // Config is every setting of hop. Values come from the defaults below, then config.yaml,
 // then environment variables, then Validate.
 type Config struct {
-	Addr              string        `yaml:"addr" envconfig:"HOP_ADDR"`
-	DatabaseURL       string        `yaml:"database_url" envconfig:"DATABASE_URL"`
-	PGBinaries        string        `yaml:"pg_binaries" envconfig:"HOP_PG_BINARIES"`
-	CreateDatabase    bool          `yaml:"create_database" envconfig:"HOP_CREATE_DATABASE"`
-	RedisURL          string        `yaml:"redis_url" envconfig:"REDIS_URL"`
-	RedisPrefix       string        `yaml:"redis_prefix" envconfig:"HOP_REDIS_PREFIX"`
-	DataDir           string        `yaml:"data_dir" envconfig:"HOP_DATA_DIR"`
-	BaseURL           string        `yaml:"base_url" envconfig:"HOP_BASE_URL"`
-	SlugSecret        string        `yaml:"slug_secret" envconfig:"HOP_SLUG_SECRET"`
-	SlugMinLength     int           `yaml:"slug_min_length" envconfig:"HOP_SLUG_MIN_LENGTH"`
-	APIKey            string        `yaml:"api_key" envconfig:"HOP_API_KEY"`
-	TrustedProxies    []string      `yaml:"trusted_proxies" envconfig:"HOP_TRUSTED_PROXIES"`
-	RateLimitRedirect string        `yaml:"rate_limit_redirect" envconfig:"HOP_RATE_LIMIT_REDIRECT"`
-	RateLimitAPI      string        `yaml:"rate_limit_api" envconfig:"HOP_RATE_LIMIT_API"`
-	AggregateInterval time.Duration `yaml:"aggregate_interval" envconfig:"HOP_AGGREGATE_INTERVAL"`
-	RetentionDays     int           `yaml:"retention_days" envconfig:"HOP_RETENTION_DAYS"`
-	GeoIPDB           string        `yaml:"geoip_db" envconfig:"HOP_GEOIP_DB"`
-	IngestBatchSize   int           `yaml:"ingest_batch_size" envconfig:"HOP_INGEST_BATCH_SIZE"`
-	SpoolMaxBytes     int64         `yaml:"spool_max_bytes" envconfig:"HOP_SPOOL_MAX_BYTES"`
-	ConsumerName      string        `yaml:"consumer_name" envconfig:"HOP_CONSUMER_NAME"`
-	CORSOrigins       []string      `yaml:"cors_origins" envconfig:"HOP_CORS_ORIGINS"`
-	MaxConnections    int           `yaml:"max_connections" envconfig:"HOP_MAX_CONNECTIONS"`
-	MetricsToken      string        `yaml:"metrics_token" envconfig:"HOP_METRICS_TOKEN"`
-	RootRedirect      string        `yaml:"root_redirect" envconfig:"HOP_ROOT_REDIRECT"`
-	NotFoundRedirect  string        `yaml:"not_found_redirect" envconfig:"HOP_NOT_FOUND_REDIRECT"`
-	ExpiredRedirect   string        `yaml:"expired_redirect" envconfig:"HOP_EXPIRED_REDIRECT"`
-	RobotsAllow       bool          `yaml:"robots_allow" envconfig:"HOP_ROBOTS_ALLOW"`
-	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout" envconfig:"HOP_SHUTDOWN_TIMEOUT"`
-	LogFormat         string        `yaml:"log_format" envconfig:"HOP_LOG_FORMAT"`
-	LogLevel          string        `yaml:"log_level" envconfig:"HOP_LOG_LEVEL"`
+	Addr              string        `yaml:"addr" env:"HOP_ADDR"`
+	DatabaseURL       string        `yaml:"database_url" env:"DATABASE_URL"`
+	PGBinaries        string        `yaml:"pg_binaries" env:"HOP_PG_BINARIES"`
+	CreateDatabase    bool          `yaml:"create_database" env:"HOP_CREATE_DATABASE"`
+	RedisURL          string        `yaml:"redis_url" env:"REDIS_URL"`
+	RedisPrefix       string        `yaml:"redis_prefix" env:"HOP_REDIS_PREFIX"`
+	DataDir           string        `yaml:"data_dir" env:"HOP_DATA_DIR"`
+	BaseURL           string        `yaml:"base_url" env:"HOP_BASE_URL"`
+	SlugSecret        string        `yaml:"slug_secret" env:"HOP_SLUG_SECRET"`
+	SlugMinLength     int           `yaml:"slug_min_length" env:"HOP_SLUG_MIN_LENGTH"`
+	APIKey            string        `yaml:"api_key" env:"HOP_API_KEY"`
+	TrustedProxies    []string      `yaml:"trusted_proxies" env:"HOP_TRUSTED_PROXIES"`
+	RateLimitRedirect string        `yaml:"rate_limit_redirect" env:"HOP_RATE_LIMIT_REDIRECT"`
+	RateLimitAPI      string        `yaml:"rate_limit_api" env:"HOP_RATE_LIMIT_API"`
+	AggregateInterval time.Duration `yaml:"aggregate_interval" env:"HOP_AGGREGATE_INTERVAL"`
+	RetentionDays     int           `yaml:"retention_days" env:"HOP_RETENTION_DAYS"`
+	GeoIPDB           string        `yaml:"geoip_db" env:"HOP_GEOIP_DB"`
+	IngestBatchSize   int           `yaml:"ingest_batch_size" env:"HOP_INGEST_BATCH_SIZE"`
+	SpoolMaxBytes     int64         `yaml:"spool_max_bytes" env:"HOP_SPOOL_MAX_BYTES"`
+	ConsumerName      string        `yaml:"consumer_name" env:"HOP_CONSUMER_NAME"`
+	CORSOrigins       []string      `yaml:"cors_origins" env:"HOP_CORS_ORIGINS"`
+	MaxConnections    int           `yaml:"max_connections" env:"HOP_MAX_CONNECTIONS"`
+	MetricsToken      string        `yaml:"metrics_token" env:"HOP_METRICS_TOKEN"`
+	RootRedirect      string        `yaml:"root_redirect" env:"HOP_ROOT_REDIRECT"`
+	NotFoundRedirect  string        `yaml:"not_found_redirect" env:"HOP_NOT_FOUND_REDIRECT"`
+	ExpiredRedirect   string        `yaml:"expired_redirect" env:"HOP_EXPIRED_REDIRECT"`
+	RobotsAllow       bool          `yaml:"robots_allow" env:"HOP_ROBOTS_ALLOW"`
+	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout" env:"HOP_SHUTDOWN_TIMEOUT"`
+	LogFormat         string        `yaml:"log_format" env:"HOP_LOG_FORMAT"`
+	LogLevel          string        `yaml:"log_level" env:"HOP_LOG_LEVEL"`
 
 	trusted []netip.Prefix
 	data    *dataDir // the data directory and embedded PostgreSQL of this run; set by Run
@@ -89,8 +90,9 @@ func defaultConfig() Config {
 	}
 }
 
-// loadConfig reads path (optional unless required) then the environment, and validates.
-func loadConfig(path string, required bool) (Config, error) {
+// loadConfig reads path (optional unless required) then the environment through getenv
+// (an empty value counts as unset), and validates.
+func loadConfig(path string, required bool, getenv func(string) string) (Config, error) {
 	cfg := defaultConfig()
 	b, err := os.ReadFile(path)
 	switch {
@@ -104,7 +106,11 @@ func loadConfig(path string, required bool) (Config, error) {
 	default:
 		return cfg, fmt.Errorf("config file: %w", err)
 	}
-	if err := envconfig.Process("", &cfg); err != nil {
+	env := envconfig.LookuperFunc(func(k string) (string, bool) {
+		v := getenv(k)
+		return v, v != ""
+	})
+	if err := envconfig.ProcessWith(context.Background(), &envconfig.Config{Target: &cfg, Lookuper: env, DefaultOverwrite: true}); err != nil {
 		return cfg, fmt.Errorf("environment: %w", err)
 	}
 	if err := cfg.Validate(); err != nil {

@@ -55,7 +55,7 @@ func startProcess(t testing.TB, db *testenv.DB, rdb *testenv.Redis, cfg map[stri
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	h = &instance{
-		URL: "http://" + cfg["addr"].(string), Key: testAPIKey, DB: db, Redis: rdb, Config: cfg, logs: logs,
+		Key: testAPIKey, DB: db, Redis: rdb, Config: cfg, logs: logs,
 		stop: func() { _ = cmd.Process.Signal(syscall.SIGTERM) },
 		done: done,
 	}
@@ -70,20 +70,7 @@ func startProcess(t testing.TB, db *testenv.DB, rdb *testenv.Redis, cfg map[stri
 			t.Errorf("hop process: %v\nlogs:\n%s", err, logs)
 		}
 	})
-	testenv.Eventually(t, 60*time.Second, "hop process healthy", func() bool {
-		select {
-		case err := <-done:
-			done <- err
-			t.Fatalf("hop process exited during start-up: %v\nlogs:\n%s", err, logs)
-		default:
-		}
-		resp, err := http.Get(h.URL + "/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	awaitServing(t, h, 60*time.Second)
 	return h, kill
 }
 
@@ -176,7 +163,6 @@ func TestKilledProcessLosesNoClicks(t *testing.T) {
 			before := count(t, db, "SELECT count(*) FROM click_logs")
 
 			cfg["consumer_name"] = tc.next
-			cfg["addr"] = freeAddr(t)
 			h2, _ := startProcess(t, db, rdb, cfg)
 			restarted := time.Since(killedAt)
 

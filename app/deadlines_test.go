@@ -17,7 +17,7 @@ import (
 // the read timeout instead of holding the connection, and gets a 408.
 func TestSlowBodyIsCutOff(t *testing.T) {
 	t.Parallel()
-	e := newEcho(Config{}, slog.New(slog.DiscardHandler))
+	e := newEcho(Config{}, describer(), slog.New(slog.DiscardHandler))
 	e.POST("/links", func(c echo.Context) error {
 		if _, err := io.Copy(io.Discard, c.Request().Body); err != nil {
 			return echo.NewHTTPError(http.StatusRequestTimeout, "the request body did not arrive in time")

@@ -60,7 +60,7 @@ func startEmbedded(t *testing.T, cfg map[string]any) *instance {
 	t.Helper()
 	path := writeConfig(t, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &instance{URL: "http://" + cfg["addr"].(string), Key: testAPIKey, Config: cfg, logs: &syncBuffer{}, stop: cancel, done: make(chan error, 1)}
+	h := &instance{Key: testAPIKey, Config: cfg, logs: &syncBuffer{}, stop: cancel, done: make(chan error, 1)}
 	go func() {
 		h.done <- Run(ctx, []string{"--config", path, "serve"}, func(string) string { return "" }, io.Discard, h.logs)
 	}()
@@ -69,20 +69,7 @@ func startEmbedded(t *testing.T, cfg map[string]any) *instance {
 			t.Errorf("hop stopped with error: %v\nlogs:\n%s", err, h.logs)
 		}
 	})
-	testenv.Eventually(t, 3*time.Minute, "embedded hop healthy", func() bool {
-		select {
-		case err := <-h.done:
-			h.done <- err
-			t.Fatalf("hop exited during start-up: %v\nlogs:\n%s", err, h.logs)
-		default:
-		}
-		resp, err := http.Get(h.URL + "/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	awaitServing(t, h, 3*time.Minute) // allows for initdb on a loaded machine
 	return h
 }
 
@@ -179,7 +166,6 @@ func TestEmbeddedFirstStartAndRestart(t *testing.T) {
 		t.Fatalf("PostgreSQL still running after hop stopped: %v", pids)
 	}
 
-	cfg["addr"] = freeAddr(t)
 	h2 := startEmbedded(t, cfg)
 	if strings.Contains(h2.logs.String(), "creating the embedded PostgreSQL cluster") {
 		t.Fatal("restart created the cluster again")
@@ -215,7 +201,6 @@ func TestEmbeddedKilledProcess(t *testing.T) {
 	n := stopLoad()
 	first := postmasters(t, pgdir)
 
-	cfg["addr"] = freeAddr(t)
 	h2, _ := startProcess(t, nil, rdb, cfg)
 	if pms := postmasters(t, pgdir); len(pms) != 1 {
 		t.Fatalf("postmasters on the data directory after restart: %v, want exactly one", pms)
@@ -260,7 +245,6 @@ func TestEmbeddedSecondInstanceRefused(t *testing.T) {
 	startEmbedded(t, cfg)
 
 	second := maps.Clone(cfg)
-	second["addr"] = freeAddr(t)
 	_, err := runCLI(t, second, "serve")
 	want := "data directory " + dir + " is in use by another hop process (pid " + strconv.Itoa(os.Getpid()) + ")"
 	if err == nil || !strings.Contains(err.Error(), want) {

@@ -45,13 +45,14 @@ func newServer(h http.Handler, logger *slog.Logger) *http.Server {
 // answer, as nginx does: they are not failures of hop.
 const statusClientGone = 499
 
-// newEcho returns an Echo instance with hop's error handler and client IP policy.
-func newEcho(cfg Config, logger *slog.Logger) *echo.Echo {
+// newEcho returns an Echo instance with hop's error handler (answering from describe,
+// the error table) and client IP policy.
+func newEcho(cfg Config, describe problem.Describe, logger *slog.Logger) *echo.Echo {
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
 	e.Logger.SetOutput(discard{})
-	e.HTTPErrorHandler = errorHandler(logger)
+	e.HTTPErrorHandler = errorHandler(describe, logger)
 	e.IPExtractor = ipExtractor(cfg)
 	return e
 }
@@ -79,7 +80,7 @@ type problemBody struct {
 
 // errorHandler renders every error as application/problem+json. Unknown errors are
 // logged and answered with a generic 500 so driver messages never leak.
-func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
+func errorHandler(describe problem.Describe, logger *slog.Logger) echo.HTTPErrorHandler {
 	return func(err error, c echo.Context) {
 		if c.Response().Committed {
 			return
@@ -90,27 +91,8 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 			c.Response().Status = statusClientGone
 			return
 		}
-		body := problemBody{Type: "about:blank"}
-		var p *problem.Error
-		var he *echo.HTTPError
-		switch {
-		case errors.As(err, &p):
-			body.Status, body.Title, body.Detail = p.Status, p.Title, p.Detail
-			if p.Type != "" {
-				body.Type = p.Type
-			}
-		case errors.As(err, &he):
-			body.Status = he.Code
-			body.Title = http.StatusText(he.Code)
-			body.Detail = httpErrorDetail(he)
-		default:
-			body.Status = http.StatusInternalServerError
-			body.Title = http.StatusText(http.StatusInternalServerError)
-			body.Detail = "an internal error occurred; it has been logged"
-		}
-		if body.Title == "" {
-			body.Title = http.StatusText(body.Status)
-		}
+		p := describe(err)
+		body := problemBody{Type: p.Type, Title: p.Title, Status: p.Status, Detail: p.Detail}
 		if body.Status >= 500 {
 			logger.Error("request failed", "method", c.Request().Method, "route", c.Path(), "status", body.Status, "err", err,
 				"request_id", c.Response().Header().Get(echo.HeaderXRequestID))

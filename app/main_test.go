@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -52,21 +51,49 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t testing.TB) string {
+// awaitServing waits until the hop behind h has reported the address it bound (Run logs
+// "listening" with it, so tests listen on :0 and never guess a free port) and answers
+// /health with 200. It fails the test if hop exits first.
+func awaitServing(t testing.TB, h *instance, within time.Duration) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	testenv.Eventually(t, within, "hop listening and healthy", func() bool {
+		select {
+		case err := <-h.done:
+			h.done <- err
+			t.Fatalf("hop exited during start-up: %v\nlogs:\n%s", err, h.logs)
+		default:
+		}
+		if h.URL == "" {
+			addr := listeningAddr(h.logs.String())
+			if addr == "" {
+				return false
+			}
+			h.URL = "http://" + addr
+		}
+		resp, err := http.Get(h.URL + "/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// listeningAddr finds the address in Run's JSON "listening" log line, if it is there yet.
+func listeningAddr(logs string) string {
+	for line := range strings.Lines(logs) {
+		var rec struct{ Msg, Addr string }
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" {
+			return rec.Addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return ""
 }
 
 // testConfig is the config of a test instance on its own database and Redis prefix.
 func testConfig(t testing.TB, db *testenv.DB, rdb *testenv.Redis) map[string]any {
 	cfg := map[string]any{
-		"addr":                freeAddr(t),
+		"addr":                "127.0.0.1:0",
 		"data_dir":            t.TempDir(),
 		"database_url":        db.URL,
 		"redis_url":           "",
@@ -76,7 +103,7 @@ func testConfig(t testing.TB, db *testenv.DB, rdb *testenv.Redis) map[string]any
 		"rate_limit_api":      "off",
 		"aggregate_interval":  "200ms",
 		"log_format":          "json",
-		"log_level":           "warn",
+		"log_level":           "info", // Run reports its bound address in the "listening" line
 		"shutdown_timeout":    "10s",
 	}
 	if rdb != nil {
@@ -103,7 +130,7 @@ func startWith(t testing.TB, db *testenv.DB, rdb *testenv.Redis, cfg map[string]
 	t.Helper()
 	path := writeConfig(t, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &instance{URL: "http://" + cfg["addr"].(string), Key: testAPIKey, DB: db, Redis: rdb, Config: cfg, logs: &syncBuffer{}, stop: cancel, done: make(chan error, 1)}
+	h := &instance{Key: testAPIKey, DB: db, Redis: rdb, Config: cfg, logs: &syncBuffer{}, stop: cancel, done: make(chan error, 1)}
 	go func() {
 		h.done <- Run(ctx, []string{"--config", path, "serve"}, func(string) string { return "" }, io.Discard, h.logs)
 	}()
@@ -112,26 +139,8 @@ func startWith(t testing.TB, db *testenv.DB, rdb *testenv.Redis, cfg map[string]
 			t.Errorf("hop stopped with error: %v\nlogs:\n%s", err, h.logs)
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case err := <-h.done:
-			h.done <- err
-			t.Fatalf("hop exited during start-up: %v\nlogs:\n%s", err, h.logs)
-		default:
-		}
-		resp, err := http.Get(h.URL + "/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return h
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("hop did not become healthy\nlogs:\n%s", h.logs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	awaitServing(t, h, 30*time.Second)
+	return h
 }
 
 // Stop cancels Run (like SIGTERM) and waits for it; safe to call twice.
@@ -208,7 +217,9 @@ func (h *instance) do(t testing.TB, method, path string, body any, headers ...st
 	if err != nil {
 		t.Fatal(err)
 	}
-	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	got := response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	checkResponse(t, req, got)
+	return got
 }
 
 // api sends an authenticated management request.
@@ -270,7 +281,14 @@ func writeConfig(t testing.TB, cfg map[string]any) string {
 // until the returned stop is called; stop waits for them and returns how many
 // redirects were answered with a 302. Refused requests (the server is gone) are retried.
 func (h *instance) loadRedirects(slug string, clients int) (stop func() int64) {
-	var answered atomic.Int64
+	_, stop = h.loadRedirectsCounting(slug, clients)
+	return stop
+}
+
+// loadRedirectsCounting is loadRedirects that also shows the running count, so a test
+// can wait for load to be under way instead of sleeping.
+func (h *instance) loadRedirectsCounting(slug string, clients int) (answered *atomic.Int64, stop func() int64) {
+	answered = new(atomic.Int64)
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	client := &http.Client{CheckRedirect: noRedirect.CheckRedirect, Timeout: 5 * time.Second}
@@ -296,7 +314,7 @@ func (h *instance) loadRedirects(slug string, clients int) (stop func() int64) {
 			}
 		})
 	}
-	return func() int64 {
+	return answered, func() int64 {
 		close(done)
 		wg.Wait()
 		return answered.Load()

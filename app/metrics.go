@@ -3,6 +3,7 @@ package app
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -18,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/hop-dev/hop/internal/problem"
 	"github.com/hop-dev/hop/modules/apikey"
 )
 
@@ -250,7 +250,8 @@ func (c *cachedGatherer) Gather() ([]*dto.MetricFamily, error) {
 	return c.mfs, c.err
 }
 
-var errMetricsToken = problem.New(http.StatusUnauthorized, "unauthorized", "/metrics needs Authorization: Bearer with the metrics token (HOP_METRICS_TOKEN)")
+// errMetricsToken is an unauthorized request for /metrics (see app's error table).
+var errMetricsToken = errors.New("no valid metrics token")
 
 // metricsHandler serves reg's metrics from a cached gatherer. With a token set, a
 // request must send it as a Bearer token; wrong tokens count against the client's

@@ -13,7 +13,6 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/hop-dev/hop/internal/problem"
 	"github.com/hop-dev/hop/internal/testenv"
 )
 
@@ -98,9 +97,9 @@ func TestMetricsStatusOfReturnedErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEcho(defaultConfig(), slog.New(slog.DiscardHandler))
+	e := newEcho(defaultConfig(), describer(), slog.New(slog.DiscardHandler))
 	e.Use(m.middleware())
-	e.GET("/teapot/:id", func(echo.Context) error { return problem.New(http.StatusTeapot, "teapot", "short and stout") })
+	e.GET("/teapot/:id", func(echo.Context) error { return echo.NewHTTPError(http.StatusTeapot, "short and stout") })
 	e.GET("/boom", func(echo.Context) error { return errors.New("driver says no") })
 
 	for _, tc := range []struct {

@@ -31,6 +31,7 @@ type server struct {
 	apiLimit  *ratelimit.Limiter
 	linkLimit *ratelimit.Limiter
 	authFails *ratelimit.Limiter // failed authentications per client address
+	openapi   echo.HandlerFunc   // GET /openapi.json
 }
 
 // routes lists every route of hop in one place.
@@ -49,7 +50,7 @@ func routes(e *echo.Echo, cfg Config, reg *prometheus.Registry, s server, logger
 	e.GET("/health", s.health.handle)
 	e.HEAD("/health", s.health.handle)
 	e.GET("/metrics", metricsHandler(reg, cfg.MetricsToken, s.authFails))
-	e.GET("/openapi.json", serveOpenAPI)
+	e.GET("/openapi.json", s.openapi)
 
 	// Management API: request log, body limit, API key (failures limited per client
 	// address), per-key rate limit, text-only parameters.

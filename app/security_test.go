@@ -115,7 +115,6 @@ func TestChangingAPIKeyRevokesPrevious(t *testing.T) {
 		t.Fatal(err)
 	}
 	const newKey = "hop_rotated_key_0123456789abcdef0123"
-	cfg["addr"] = freeAddr(t)
 	cfg["api_key"] = newKey
 	second := startWith(t, db, nil, cfg)
 	mustProblem(t, second.do(t, http.MethodGet, "/links", nil, "Authorization", "Bearer "+testAPIKey), http.StatusUnauthorized)
@@ -144,7 +143,6 @@ func TestSlugSecretGeneratedAndStored(t *testing.T) {
 	if err := first.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	cfg["addr"] = freeAddr(t)
 	second := startWith(t, db, nil, cfg)
 	mustStatus(t, second.do(t, http.MethodGet, "/"+slug, nil), http.StatusFound)
 	var again string

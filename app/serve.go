@@ -11,9 +11,11 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"slices"
 	"sync/atomic"
 	"time"
 
+	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/rueidis"
@@ -31,29 +33,66 @@ import (
 	"github.com/hop-dev/hop/modules/stats"
 )
 
-// serve runs the server and its loops until ctx ends, then drains in dependency order:
-// stop accepting requests and finish in-flight ones, flush the click hand-off and log,
-// let the ingest readers commit their batches, run a final aggregation, close Redis and
-// the pool.
+// serve runs hop until ctx ends: build wires everything, run serves and drains, and
+// close releases what build opened.
 func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(string) string) error {
+	s, err := build(ctx, cfg, logger, getenv)
+	if s != nil {
+		defer s.close()
+	}
+	if err != nil {
+		return err
+	}
+	return s.run(ctx)
+}
+
+// service is a built hop: every part wired, the listener bound, nothing running yet.
+type service struct {
+	cfg      Config
+	logger   *slog.Logger
+	echo     *echo.Echo
+	ln       net.Listener
+	srv      *http.Server
+	pipeline *ingest.Pipeline
+	agg      *stats.Aggregator
+	keys     *apikey.Store
+	domains  *domains.Registry
+	closers  []func() // run in reverse by close
+}
+
+// Addr is the address the service listens on (the bound port when cfg.Addr asks for :0).
+func (s *service) Addr() string { return s.ln.Addr().String() }
+
+// close releases what build opened, last opened first.
+func (s *service) close() {
+	for _, c := range slices.Backward(s.closers) {
+		c()
+	}
+}
+
+// build opens the data directory, PostgreSQL (migrated) and Redis, binds the listener
+// and wires every module and route. On error it returns what it had built so far, for
+// the caller to close.
+func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(string) string) (*service, error) {
 	logger.Info("starting hop", "version", Version, "config", cfg)
 	tuneGC(getenv)
 	if cfg.SlugSecret == DevSlugSecret {
 		logger.Warn("HOP_SLUG_SECRET is the old development default, which every such hop shares: generated slugs can be decoded back to link ids. Unset it to use a generated secret, or set your own")
 	}
+	s := &service{cfg: cfg, logger: logger}
 
 	// One hop per data directory, whatever the mode: it holds the local click log and,
 	// without DATABASE_URL, the embedded PostgreSQL, which Run stops after this returns.
 	if err := cfg.data.hold(); err != nil {
-		return err
+		return s, err
 	}
 	pool, err := openDB(ctx, cfg, logger)
 	if err != nil {
-		return err
+		return s, err
 	}
-	defer pool.Close()
+	s.closers = append(s.closers, pool.Close)
 	if err := migrations.Up(ctx, pool, logger.With("module", "migrations")); err != nil {
-		return err
+		return s, err
 	}
 	// The redirect cache is built after the client, so invalidations reach it through
 	// this hook; before it is set there is nothing to invalidate.
@@ -64,18 +103,28 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		}
 	})
 	if err != nil {
-		return err
+		return s, err
 	}
 	if rdb != nil {
-		defer rdb.Close()
+		s.closers = append(s.closers, rdb.Close)
 	} else {
 		logger.Warn("running without Redis: the local click log is the click stream and caches are per instance", "data_dir", cfg.DataDir)
 	}
+	// Bound before the modules are built: the consumer name takes the actual port.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return s, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	s.closers = append(s.closers, func() { ln.Close() })
+	// Past the cap, new connections wait in the kernel's backlog until one closes.
+	s.ln = netutil.LimitListener(ln, cfg.MaxConnections)
 
+	describe := describer() // the one error table, for the modules that render problems themselves
 	keys := apikey.NewStore(pool, logger)
+	s.keys = keys
 	generated, err := keys.Bootstrap(ctx, cfg.APIKey)
 	if err != nil {
-		return err
+		return s, err
 	}
 	if generated != "" {
 		logger.Warn("NO API KEY EXISTED: GENERATED ONE. It is shown only this once; store it now, or create keys with `hop apikey create --name NAME`",
@@ -89,7 +138,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	if slugSecret == "" {
 		var generated bool
 		if slugSecret, generated, err = links.StoredSlugSecret(ctx, pool); err != nil {
-			return err
+			return s, err
 		}
 		if generated {
 			logger.Info("generated a random slug secret and stored it in the database (HOP_SLUG_SECRET is unset)")
@@ -97,24 +146,24 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	}
 	linkStore, err := links.NewStore(pool, slugSecret, cfg.SlugMinLength)
 	if err != nil {
-		return err
+		return s, err
 	}
 	// One enricher (one GeoIP database) and one salt store for every ingest writer.
 	enricher, err := ingest.NewEnricher(cfg.GeoIPDB, ingest.NewSalts(pool))
 	if err != nil {
-		return err
+		return s, err
 	}
-	defer enricher.Close()
-	pipeline, err := ingest.New(ingest.Config{
-		Prefix: cfg.RedisPrefix, Name: consumerName(cfg), DataDir: cfg.DataDir, SpoolMaxBytes: cfg.SpoolMaxBytes,
+	s.closers = append(s.closers, func() { enricher.Close() })
+	s.pipeline, err = ingest.New(ingest.Config{
+		Prefix: cfg.RedisPrefix, Name: consumerName(cfg, ln.Addr()), DataDir: cfg.DataDir, SpoolMaxBytes: cfg.SpoolMaxBytes,
 		BatchSize: cfg.IngestBatchSize, ShutdownTimeout: cfg.ShutdownTimeout,
 	}, rdb, pool, enricher, reg, logger)
 	if err != nil {
-		return err
+		return s, err
 	}
-	agg, err := stats.NewAggregator(stats.AggregatorConfig{Interval: cfg.AggregateInterval, RetentionDays: cfg.RetentionDays}, pool, reg, logger)
+	s.agg, err = stats.NewAggregator(stats.AggregatorConfig{Interval: cfg.AggregateInterval, RetentionDays: cfg.RetentionDays}, pool, reg, logger)
 	if err != nil {
-		return err
+		return s, err
 	}
 	// Limits on failed attempts guard work far slower than a Redis round trip (bcrypt,
 	// a key lookup), so they wait longer for Redis than the redirect limiter does
@@ -124,15 +173,15 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	}
 	pwLink, err := limiter("password-link", "5-M") // wrong passwords per link, from all addresses
 	if err != nil {
-		return err
+		return s, err
 	}
 	pwClient, err := limiter("password-client", "10-M") // wrong passwords per address, on all links
 	if err != nil {
-		return err
+		return s, err
 	}
 	authFails, err := limiter("auth-failures", "20-M") // wrong API keys and metrics tokens per address
 	if err != nil {
-		return err
+		return s, err
 	}
 	// Short domains: the default one from HOP_BASE_URL, branded ones from the database,
 	// held in memory for the redirect.
@@ -141,14 +190,15 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		RootRedirect: cfg.RootRedirect, NotFoundRedirect: cfg.NotFoundRedirect, ExpiredRedirect: cfg.ExpiredRedirect,
 		Redis: rdb, RedisPrefix: cfg.RedisPrefix}, domainStore, logger)
 	if err != nil {
-		return err
+		return s, err
 	}
+	s.domains = domainRegistry
 	rd, err := redirect.New(redirect.Config{RedisPrefix: cfg.RedisPrefix, BaseURL: cfg.BaseURL, TrustedProxies: cfg.trusted,
 		LinkAttempts: pwLink, ClientAttempts: pwClient, Domains: domainRegistry,
 		Fallbacks:   redirect.Fallbacks{Root: cfg.RootRedirect, NotFound: cfg.NotFoundRedirect, Expired: cfg.ExpiredRedirect},
-		RobotsAllow: cfg.RobotsAllow}, rdb, linkStore, pipeline, reg, logger)
+		RobotsAllow: cfg.RobotsAllow, Describe: describe}, rdb, linkStore, s.pipeline, reg, logger)
 	if err != nil {
-		return err
+		return s, err
 	}
 	invalidated := func(m []rueidis.RedisMessage) {
 		rd.Invalidated(m)
@@ -157,25 +207,26 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	onInvalidate.Store(&invalidated)
 	redirectLimit, err := ratelimit.New(ratelimit.Config{Name: "redirect", Rate: cfg.RateLimitRedirect, Prefix: cfg.RedisPrefix + "rl:redirect:"}, rdb, reg, logger)
 	if err != nil {
-		return err
+		return s, err
 	}
 	apiLimit, err := ratelimit.New(ratelimit.Config{Name: "api", Rate: cfg.RateLimitAPI, Prefix: cfg.RedisPrefix + "rl:api:", Key: apiKeyOrIP}, rdb, reg, logger)
 	if err != nil {
-		return err
+		return s, err
 	}
 
-	linkHandler := links.NewHandler(linkStore, cfg.BaseURL, rd, logger).WithDomains(domainRegistry)
+	linkHandler := links.NewHandler(linkStore, cfg.BaseURL, rd, describe, logger).WithDomains(domainRegistry)
 	statsHandler := stats.NewHandler(stats.HandlerConfig{HeldBytes: heldStatsBytes(), Domains: domainRegistry}, pool, reg, logger)
 	loginLimit, err := ratelimit.New(ratelimit.Config{Name: "login", Rate: "10-M", Prefix: cfg.RedisPrefix + "rl:login:"}, rdb, reg, logger)
 	if err != nil {
-		return err
+		return s, err
 	}
-	dash, err := dashboard.New(dashboard.Config{BaseURL: cfg.BaseURL, LoginLimit: loginLimit.Middleware()},
+	dash, err := dashboard.New(dashboard.Config{BaseURL: cfg.BaseURL, LoginLimit: loginLimit.Middleware(), Describe: describe},
 		dashLinks{linkHandler}, dashStats{statsHandler}, keys, pool, logger)
 	if err != nil {
-		return err
+		return s, err
 	}
 
+	agg, pipeline := s.agg, s.pipeline
 	hc := &health{pool: pool, rdb: rdb, authorized: withKey(keys, authFails), now: time.Now, checks: map[string]check{
 		"aggregator": func(ctx context.Context) (any, error) {
 			h, err := agg.Health(ctx)
@@ -187,8 +238,12 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		"ingest": func(ctx context.Context) (any, error) { return pipeline.Health(ctx) },
 	}}
 
-	e := newEcho(cfg, logger)
-	routes(e, cfg, reg, server{
+	openapi, err := openAPIHandler()
+	if err != nil {
+		return s, err
+	}
+	s.echo = newEcho(cfg, describe, logger)
+	routes(s.echo, cfg, reg, server{
 		health:    hc,
 		keys:      keys,
 		links:     linkHandler,
@@ -199,64 +254,62 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		apiLimit:  apiLimit,
 		linkLimit: redirectLimit,
 		authFails: authFails,
+		openapi:   openapi,
 	}, logger)
+	s.srv = newServer(s.echo, logger)
+	return s, nil
+}
 
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
-	}
-	// Past the cap, new connections wait in the kernel's backlog until one closes.
-	ln = netutil.LimitListener(ln, cfg.MaxConnections)
-	srv := newServer(e, logger)
-
-	// Each stage has its own context, cancelled when the stage before it has finished,
-	// so ingest flushes only after the last request, and so on.
+// run serves until ctx ends, then shuts down in dependency order, each step starting
+// when the one before it has finished:
+//  1. stop accepting requests and finish the in-flight ones;
+//  2. flush the click hand-off and log, and let the ingest readers commit their batches;
+//  3. run a final aggregation.
+//
+// Redis and the pool are closed afterwards by close.
+func (s *service) run(ctx context.Context) error {
+	cfg, logger := s.cfg, s.logger
 	g, gctx := errgroup.WithContext(ctx)
+	// The later steps run on their own contexts, detached from gctx, so they keep
+	// working after the server stops and are cancelled only when their turn comes.
 	ingestCtx, stopIngest := context.WithCancel(context.WithoutCancel(gctx))
 	aggCtx, stopAgg := context.WithCancel(context.WithoutCancel(gctx))
 	defer stopIngest()
 	defer stopAgg()
 
 	g.Go(func() error {
-		logger.Info("listening", "addr", ln.Addr().String(), "base_url", cfg.BaseURL)
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		logger.Info("listening", "addr", s.Addr(), "base_url", cfg.BaseURL)
+		if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)
 		}
 		return nil
 	})
-	g.Go(func() error {
+	g.Go(func() error { // step 1, then step 2 begins
 		<-gctx.Done()
 		logger.Info("shutting down: draining requests")
 		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 		defer cancel()
-		err := srv.Shutdown(sctx)
+		err := s.srv.Shutdown(sctx)
 		stopIngest()
 		if err != nil {
 			return fmt.Errorf("http shutdown: %w", err)
 		}
 		return nil
 	})
-	g.Go(func() error {
+	g.Go(func() error { // step 2, then step 3 begins
 		defer stopAgg()
-		return pipeline.Run(ingestCtx)
+		return s.pipeline.Run(ingestCtx)
 	})
-	g.Go(func() error {
-		return agg.Run(aggCtx)
-	})
-	g.Go(func() error {
-		return keys.Watch(gctx)
-	})
-	g.Go(func() error {
-		return domainRegistry.Run(gctx)
-	})
+	g.Go(func() error { return s.agg.Run(aggCtx) }) // step 3
+	g.Go(func() error { return s.keys.Watch(gctx) })
+	g.Go(func() error { return s.domains.Run(gctx) })
 
-	// The stages above end in order; if one fails early, gctx ends and the rest drain.
+	// If a step fails without returning, the ones after it must not wait forever.
 	go func() {
 		<-gctx.Done()
-		// Make sure no stage waits forever when an earlier one fails without returning.
 		time.AfterFunc(cfg.ShutdownTimeout+5*time.Second, func() { stopIngest(); stopAgg() })
 	}()
-	err = g.Wait()
+	err := g.Wait()
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
@@ -274,14 +327,14 @@ func apiKeyOrIP(c echoContext) string {
 }
 
 // consumerName is this instance's stable name in the consumer group: the configured
-// one, else hostname and listen port, so instances sharing a host do not share a name
+// one, else hostname and bound port, so instances sharing a host do not share a name
 // (and each other's pending entries) while a restarted instance keeps its own.
-func consumerName(cfg Config) string {
+func consumerName(cfg Config, bound net.Addr) string {
 	if cfg.ConsumerName != "" {
 		return cfg.ConsumerName
 	}
 	host, _ := os.Hostname()
-	_, port, _ := net.SplitHostPort(cfg.Addr)
+	_, port, _ := net.SplitHostPort(bound.String())
 	return cmp.Or(host, "hop") + ":" + cmp.Or(port, "0")
 }
 

@@ -81,7 +81,7 @@ func TestVisitorPagesAndFallbacks(t *testing.T) {
 			}
 		}
 	}
-	time.Sleep(600 * time.Millisecond) // three aggregator ticks: the fallbacks' clicks, if any, would show
+	f.waitSettled(t) // the fallbacks' clicks, had any been captured, would be counted now
 	for _, slug := range []string{used, own} {
 		s := f.waitStats(t, slug, func(s map[string]any) bool { return s["total_clicks"] == float64(1) })
 		if s["bot_clicks"] != float64(0) {

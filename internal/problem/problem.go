@@ -1,60 +1,59 @@
-// Package problem is hop's error vocabulary for HTTP: an error that knows the RFC 9457
-// problem response it should become. Modules declare their sentinel errors with it so
-// the one HTTP error handler in app can render every failure the same way.
+// Package problem is the vocabulary modules share for failures a client must hear about.
+// Modules declare plain sentinel errors and attach a client-facing detail with With;
+// app's one error table turns each sentinel into an RFC 9457 problem (status, type,
+// title, detail), and hands modules that render problems themselves (a page, a bulk
+// item's result) that table as a Describe function.
 package problem
 
 import (
 	"errors"
 	"fmt"
-	"net/http"
 )
 
-// Error is an error with the HTTP status and problem type it maps to.
-type Error struct {
+// Kinds of failure that are not one module's business: the table in app maps them.
+var (
+	ErrInvalid          = errors.New("invalid request")        // input the client must correct
+	ErrTooLarge         = errors.New("request body too large") // a body over its limit
+	ErrUnsupportedMedia = errors.New("unsupported media type") // a body in a media type the route does not take
+	ErrBodyTimeout      = errors.New("request body did not arrive in time")
+)
+
+// Problem is the RFC 9457 description of a failure, as app's table assigns it.
+type Problem struct {
 	Status int    // HTTP status code
-	Type   string // problem type URI; "about:blank" when empty
-	Title  string // short summary; the status text when empty
+	Type   string // problem type URI; "about:blank" for an unknown failure
+	Title  string // short summary (the status text)
 	Detail string // human-readable explanation of this occurrence
-	Err    error  // underlying cause, never shown to clients
 }
 
-func (e *Error) Error() string {
-	if e.Err != nil {
-		return e.Detail + ": " + e.Err.Error()
+// Describe maps an error to the problem a client is shown.
+type Describe func(error) Problem
+
+// detailed is an error of a kind (a sentinel) with a detail meant for the client.
+type detailed struct {
+	kind error
+	msg  string
+}
+
+func (d *detailed) Error() string { return d.msg }
+func (d *detailed) Unwrap() error { return d.kind }
+
+// With returns an error of the given kind whose detail, shown to the client, is the
+// formatted message; errors.Is(err, kind) holds.
+func With(kind error, format string, args ...any) error {
+	return &detailed{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
+
+// Invalid is With(ErrInvalid, ...): input that fails validation, saying why.
+func Invalid(format string, args ...any) error {
+	return With(ErrInvalid, format, args...)
+}
+
+// DetailOf returns the client-facing detail err carries, if it has one.
+func DetailOf(err error) (string, bool) {
+	var d *detailed
+	if errors.As(err, &d) {
+		return d.msg, true
 	}
-	return e.Detail
-}
-
-func (e *Error) Unwrap() error { return e.Err }
-
-// Is matches sentinel problems by status and type, so a sentinel declared with New
-// matches a copy of it carrying a more specific detail (see With).
-func (e *Error) Is(target error) bool {
-	var t *Error
-	if !errors.As(target, &t) {
-		return false
-	}
-	return t == e || (t.Status == e.Status && t.Type != "" && t.Type == e.Type)
-}
-
-// New returns a problem with the given status, type slug and detail. typ is a short
-// slug such as "slug-taken"; it becomes the problem's type URI.
-func New(status int, typ, detail string) *Error {
-	t := ""
-	if typ != "" {
-		t = "https://hop.dev/problems/" + typ
-	}
-	return &Error{Status: status, Type: t, Title: http.StatusText(status), Detail: detail}
-}
-
-// With returns a copy of e with a more specific detail; errors.Is(copy, e) holds.
-func (e *Error) With(format string, args ...any) *Error {
-	c := *e
-	c.Detail = fmt.Sprintf(format, args...)
-	return &c
-}
-
-// Invalid is a 400 problem for input that fails validation.
-func Invalid(format string, args ...any) *Error {
-	return New(http.StatusBadRequest, "invalid-request", fmt.Sprintf(format, args...))
+	return "", false
 }

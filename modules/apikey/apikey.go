@@ -25,15 +25,13 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
-
-	"github.com/hop-dev/hop/internal/problem"
 )
 
 // Errors.
 var (
 	ErrNotFound        = errors.New("api key not found")
-	ErrUnauthorized    = problem.New(http.StatusUnauthorized, "unauthorized", "a valid API key is required: send Authorization: Bearer KEY or X-Api-Key: KEY")
-	ErrTooManyFailures = problem.New(http.StatusTooManyRequests, "rate-limited", "too many failed authentications from this address; retry after the number of seconds in Retry-After")
+	ErrUnauthorized    = errors.New("no valid API key")
+	ErrTooManyFailures = errors.New("too many failed authentications")
 )
 
 // MinLength is the shortest key hop accepts, HOP_API_KEY included; generated keys are

@@ -16,7 +16,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/hop-dev/hop/internal/problem"
+	"github.com/hop-dev/hop/internal/problem/problemtest"
 	"github.com/hop-dev/hop/internal/testenv"
 )
 
@@ -46,14 +46,8 @@ func (c *countingThrottle) Hit(_ context.Context, client string) (time.Duration,
 
 func guarded(s *Store, fails Throttle) *echo.Echo {
 	e := echo.New()
-	e.HTTPErrorHandler = func(err error, c echo.Context) {
-		var p *problem.Error
-		if errors.As(err, &p) {
-			_ = c.NoContent(p.Status)
-			return
-		}
-		_ = c.NoContent(http.StatusInternalServerError)
-	}
+	e.HTTPErrorHandler = problemtest.ErrorHandler(problemtest.Describe(map[error]string{
+		ErrUnauthorized: "401 unauthorized", ErrTooManyFailures: "429 rate-limited"}))
 	e.GET("/links", func(c echo.Context) error { return c.NoContent(http.StatusOK) }, s.Middleware(fails))
 	return e
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hop-dev/hop/internal/problem"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 )
@@ -37,6 +38,9 @@ type Config struct {
 	// LoginLimit, when set, runs on POST /dashboard/login only (for a rate limiter
 	// against key guessing). It may return errors; they render as HTML error pages.
 	LoginLimit echo.MiddlewareFunc
+	// Describe is app's error table: the status and words of a failure the dashboard
+	// shows as a page.
+	Describe problem.Describe
 }
 
 // Link is a short link as the dashboard shows it.
@@ -121,7 +125,7 @@ type TopLink struct {
 }
 
 // LinkService reads and creates links. Errors the user can fix (validation, a taken
-// slug, a bad cursor, an unknown slug) are *problem.Error values with a 4xx status;
+// slug, a bad cursor, an unknown slug) are errors app's error table answers with a 4xx status;
 // the dashboard shows their detail. Anything else is an internal error.
 type LinkService interface {
 	List(ctx context.Context, q ListQuery) (LinkPage, error)
@@ -137,13 +141,14 @@ type StatsService interface {
 }
 
 // KeyVerifier checks an API key and returns its id. A wrong or revoked key is a
-// *problem.Error with a 4xx status (apikey.ErrUnauthorized); other errors are internal.
+// failure app's error table answers with a 4xx (apikey.ErrUnauthorized); other errors are internal.
 type KeyVerifier interface {
 	Verify(ctx context.Context, key string) (int64, error)
 }
 
 // Handler serves the dashboard.
 type Handler struct {
+	describe problem.Describe
 	links    LinkService
 	stats    StatsService
 	keys     KeyVerifier
@@ -184,6 +189,7 @@ func New(cfg Config, links LinkService, stats StatsService, keys KeyVerifier, po
 		logger = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{
+		describe: cfg.Describe,
 		links:    links,
 		stats:    stats,
 		keys:     keys,

@@ -20,6 +20,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/hop-dev/hop/internal/problem"
+	"github.com/hop-dev/hop/internal/problem/problemtest"
 	"github.com/hop-dev/hop/internal/testenv"
 )
 
@@ -53,6 +54,9 @@ func setup(t *testing.T, cfg Config) *bundle {
 	}
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = "http://hop.test"
+	}
+	if cfg.Describe == nil {
+		cfg.Describe = testDescribe
 	}
 	b := &bundle{t: t, pool: db.Pool, links: newFakeLinks(cfg.BaseURL), stats: &fakeStats{}, keyID: keyID}
 	b.h, err = New(cfg, b.links, b.stats, fakeKeys{goodKey: keyID}, db.Pool, nil)
@@ -183,7 +187,15 @@ func wantContains(t *testing.T, body string, subs ...string) {
 // fakeKeys accepts the keys it maps to ids, like apikey.Store.Verify.
 type fakeKeys map[string]int64
 
-var errUnauthorized = problem.New(http.StatusUnauthorized, "unauthorized", "a valid API key is required")
+// The fakes' failures, and app's error table for them.
+var (
+	errUnauthorized = errors.New("a valid API key is required")
+	errNotFound     = errors.New("no link has this slug")
+	errSlugTaken    = errors.New("this slug is taken")
+	testDescribe    = problemtest.Describe(map[error]string{
+		errUnauthorized: "401 unauthorized", errNotFound: "404 link-not-found", errSlugTaken: "409 slug-taken",
+		ErrForbiddenOrigin: "403 cross-origin-form", ErrBadCSRF: "403 csrf"})
+)
 
 func (f fakeKeys) Verify(_ context.Context, key string) (int64, error) {
 	if id, ok := f[key]; ok {
@@ -248,7 +260,7 @@ func (f *fakeLinks) Get(_ context.Context, slug string) (Link, error) {
 			return l, nil
 		}
 	}
-	return Link{}, problem.New(http.StatusNotFound, "link-not-found", "no link has this slug")
+	return Link{}, errNotFound
 }
 
 func (f *fakeLinks) Create(ctx context.Context, n NewLink) (Link, error) {
@@ -262,7 +274,7 @@ func (f *fakeLinks) Create(ctx context.Context, n NewLink) (Link, error) {
 		f.mu.Unlock()
 	}
 	if _, err := f.Get(ctx, n.Slug); err == nil {
-		return Link{}, problem.New(http.StatusConflict, "slug-taken", "this slug is taken")
+		return Link{}, errSlugTaken
 	}
 	l := Link{Slug: n.Slug, OriginalURL: n.URL, Tags: n.Tags}
 	if l.Tags == nil {

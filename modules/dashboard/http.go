@@ -25,12 +25,12 @@ const (
 	refreshSec = 10
 )
 
-// Problems the dashboard answers with itself; they render as HTML error pages.
+// Errors the dashboard answers with itself; they render as HTML error pages, with the
+// status and words of app's error table.
 var (
-	errForbiddenOrigin = problem.New(http.StatusForbidden, "cross-origin-form", "this form was not sent from this site")
-	errBadCSRF         = problem.New(http.StatusForbidden, "csrf", "the form has expired or did not come from this page; reload the page and try again")
-	errFormTooLarge    = problem.New(http.StatusRequestEntityTooLarge, "body-too-large", "the form is too large")
-	errFormType        = problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type", "forms must be sent as application/x-www-form-urlencoded")
+	ErrForbiddenOrigin = errors.New("form sent from another site")
+	ErrBadCSRF         = errors.New("form token missing or expired")
+	errFormType        = problem.With(problem.ErrUnsupportedMedia, "forms must be sent as application/x-www-form-urlencoded")
 )
 
 // contentSecurityPolicy allows only the dashboard's own CSS, JS and images (the QR code
@@ -65,10 +65,9 @@ func (h *Handler) htmlErrors(next echo.HandlerFunc) echo.HandlerFunc {
 			return err // the client has gone: nothing to render, nothing failed here
 		}
 		status, msg := http.StatusInternalServerError, "Something went wrong on our side. It has been logged; please try again."
-		var p *problem.Error
 		var he *echo.HTTPError
-		switch {
-		case errors.As(err, &p) && p.Status < 500:
+		switch p := h.describe(err); {
+		case p.Status < 500 && p.Type != "about:blank":
 			status, msg = p.Status, p.Detail
 		case errors.As(err, &he) && he.Code < 500:
 			status, msg = he.Code, http.StatusText(he.Code)
@@ -102,15 +101,15 @@ func (h *Handler) guardPost(limit int64) echo.MiddlewareFunc {
 			r := c.Request()
 			if o := r.Header.Get("Origin"); o != "" {
 				if !h.sameHost(o, r.Host) {
-					return errForbiddenOrigin
+					return ErrForbiddenOrigin
 				}
 			} else if ref := r.Header.Get("Referer"); ref != "" && !h.sameHost(ref, r.Host) {
-				return errForbiddenOrigin
+				return ErrForbiddenOrigin
 			}
 			if mt, _, err := mime.ParseMediaType(r.Header.Get(echo.HeaderContentType)); err != nil || mt != echo.MIMEApplicationForm {
 				return errFormType
 			}
-			tooLarge := errFormTooLarge.With("the form is larger than %d KiB", limit>>10)
+			tooLarge := problem.With(problem.ErrTooLarge, "the form is larger than %d KiB", limit>>10)
 			if r.ContentLength > limit {
 				return tooLarge
 			}
@@ -187,7 +186,7 @@ func (h *Handler) checkCSRF(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		s, ok := c.Get(ctxSession).(session)
 		if !ok || !s.validCSRF(c.Request().PostForm.Get("csrf")) {
-			return errBadCSRF
+			return ErrBadCSRF
 		}
 		return next(c)
 	}
@@ -265,8 +264,7 @@ func (h *Handler) loginSubmit(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	id, err := h.keys.Verify(ctx, key)
-	var p *problem.Error
-	if errors.As(err, &p) && p.Status < 500 {
+	if err != nil && h.describe(err).Status < 500 {
 		return fail("This API key is not valid or has been revoked.")
 	}
 	if err != nil {

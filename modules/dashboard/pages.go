@@ -1,7 +1,6 @@
 package dashboard
 
 import (
-	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -11,13 +10,13 @@ import (
 	"github.com/hop-dev/hop/internal/problem"
 )
 
-// userError returns the detail of a problem the user can fix (a 4xx), if err is one.
-func userError(err error) (*problem.Error, bool) {
-	var p *problem.Error
-	if errors.As(err, &p) && p.Status >= 400 && p.Status < 500 {
-		return p, true
+// userError returns the problem err is if the user can fix it (a 4xx).
+func (h *Handler) userError(err error) (problem.Problem, bool) {
+	if err == nil {
+		return problem.Problem{}, false
 	}
-	return nil, false
+	p := h.describe(err)
+	return p, p.Status >= 400 && p.Status < 500
 }
 
 // linkForm is the "new link" form as submitted, shown again with its error.
@@ -54,7 +53,7 @@ func (h *Handler) renderOverview(c echo.Context, status int, form linkForm) erro
 	p.Stats, p.Chart = o, newChart(o.Daily)
 
 	page, err := h.links.List(ctx, ListQuery{Limit: pageSize, Cursor: q.Get("cursor"), Q: p.Q, Tag: p.Tag})
-	if pe, ok := userError(err); ok {
+	if pe, ok := h.userError(err); ok {
 		p.ListError = pe.Detail // a bad cursor or an over-long query: say so, keep the page
 	} else if err != nil {
 		return err
@@ -89,7 +88,7 @@ func (h *Handler) createLink(c echo.Context) error {
 	f := c.Request().PostForm
 	form := linkForm{URL: strings.TrimSpace(f.Get("url")), Slug: strings.TrimSpace(f.Get("slug")), Tags: f.Get("tags")}
 	l, err := h.links.Create(c.Request().Context(), NewLink{URL: form.URL, Slug: form.Slug, Tags: parseTags(form.Tags)})
-	if pe, ok := userError(err); ok {
+	if pe, ok := h.userError(err); ok {
 		form.Error = pe.Detail
 		return h.renderOverview(c, pe.Status, form)
 	}
@@ -129,7 +128,7 @@ func (h *Handler) linkPage(c echo.Context) error {
 		Form:    Range{Start: q.Get("start"), End: q.Get("end"), TZ: q.Get("tz")},
 	}
 	s, err := h.stats.LinkStats(ctx, l.Slug, p.Form)
-	if pe, ok := userError(err); ok && pe.Status == http.StatusBadRequest {
+	if pe, ok := h.userError(err); ok && pe.Status == http.StatusBadRequest {
 		// A bad range: say why and show the default range instead.
 		p.RangeError = pe.Detail
 		s, err = h.stats.LinkStats(ctx, l.Slug, Range{})

@@ -6,10 +6,8 @@ package domains
 
 import (
 	"encoding/json"
-	"net/http"
+	"errors"
 	"time"
-
-	"github.com/hop-dev/hop/internal/problem"
 )
 
 // DefaultID is the id of the default domain; links created before domains existed,
@@ -53,10 +51,11 @@ func (d Domain) MarshalJSON() ([]byte, error) {
 		d.Default, d.Links, d.CreatedAt, d.UpdatedAt})
 }
 
-// Errors returned by the store, the registry and the handlers.
+// Errors returned by the store, the registry and the handlers; app's error table says
+// how each is answered.
 var (
-	ErrNotFound      = problem.New(http.StatusNotFound, "domain-not-found", "no domain has this host")
-	ErrHostTaken     = problem.New(http.StatusConflict, "domain-exists", "a domain with this host exists already")
-	ErrHasLinks      = problem.New(http.StatusConflict, "domain-has-links", "the domain still has links; delete them first")
-	ErrDefaultDomain = problem.New(http.StatusConflict, "default-domain", "the default domain is configured by HOP_BASE_URL and HOP_*_REDIRECT; it cannot be changed or removed here")
+	ErrNotFound      = errors.New("domain not found")
+	ErrHostTaken     = errors.New("domain host taken")
+	ErrHasLinks      = errors.New("domain has links")
+	ErrDefaultDomain = errors.New("default domain is configured")
 )

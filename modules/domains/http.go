@@ -65,7 +65,7 @@ func (h *Handler) Add(ctx context.Context, host, baseURL string, root, notFound,
 		return Domain{}, err
 	}
 	if d.Host == h.reg.Default().Host {
-		return Domain{}, ErrHostTaken.With("%s is the default domain (HOP_BASE_URL)", d.Host)
+		return Domain{}, problem.With(ErrHostTaken, "%s is the default domain (HOP_BASE_URL)", d.Host)
 	}
 	out, err := h.store.Create(ctx, d)
 	if err != nil {
@@ -207,14 +207,12 @@ func (h *Handler) delete(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
-var errUnsupportedMedia = problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type", "the request body must be JSON (Content-Type: application/json)")
-
 // decodeJSON reads exactly one JSON value into v, refusing other media types, unknown
 // fields and trailing data.
 func decodeJSON(c echo.Context, v any) error {
 	mt, _, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))
 	if err != nil || (mt != echo.MIMEApplicationJSON && !strings.HasSuffix(mt, "+json")) {
-		return errUnsupportedMedia
+		return problem.With(problem.ErrUnsupportedMedia, "the request body must be JSON (Content-Type: application/json)")
 	}
 	dec := json.NewDecoder(c.Request().Body)
 	dec.DisallowUnknownFields()
@@ -222,7 +220,7 @@ func decodeJSON(c echo.Context, v any) error {
 		var mbe *http.MaxBytesError
 		var he *echo.HTTPError
 		if errors.As(err, &mbe) || errors.As(err, &he) {
-			return problem.New(http.StatusRequestEntityTooLarge, "body-too-large", "the request body is larger than the limit")
+			return problem.With(problem.ErrTooLarge, "the request body is larger than the limit")
 		}
 		return problem.Invalid("malformed JSON body: %s", strings.TrimPrefix(err.Error(), "json: "))
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/hop-dev/hop/internal/problem"
 )
 
 // Config configures the registry.
@@ -200,7 +202,7 @@ func (r *Registry) Find(ctx context.Context, host string) (Domain, error) {
 	if d, ok := r.snap.Load().byHost[h]; ok {
 		return d, nil
 	}
-	return Domain{}, ErrNotFound.With("no domain has the host %q (see GET /domains)", h)
+	return Domain{}, problem.With(ErrNotFound, "no domain has the host %q (see GET /domains)", h)
 }
 
 // ByID returns the domain with id, reloading once if this instance does not know it.

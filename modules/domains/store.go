@@ -8,6 +8,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/hop-dev/hop/internal/problem"
 )
 
 // Store keeps domains in PostgreSQL.
@@ -149,7 +151,7 @@ func (s *Store) Delete(ctx context.Context, host string) error {
 		return fmt.Errorf("count domain links: %w", err)
 	}
 	if live > 0 {
-		return ErrHasLinks.With("the domain still has %d links; delete them first", live)
+		return problem.With(ErrHasLinks, "the domain still has %d links; delete them first", live)
 	}
 	stmt := purgeDomain
 	if all > 0 {

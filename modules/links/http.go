@@ -48,7 +48,8 @@ type Handler struct {
 	baseURL    string
 	own        []string // hop's own host names, which no link may point to
 	cache      Invalidator
-	domains    Domains // nil: one domain, the host of baseURL
+	domains    Domains          // nil: one domain, the host of baseURL
+	describe   problem.Describe // app's error table
 	logger     *slog.Logger
 	now        func() time.Time
 	bulkBudget time.Duration
@@ -60,9 +61,10 @@ type Handler struct {
 const bulkBudget = 40 * time.Second
 
 // NewHandler returns the API handler; baseURL is the public origin used in short_url.
-func NewHandler(store *Store, baseURL string, cache Invalidator, logger *slog.Logger) *Handler {
+// describe is app's error table, for the per-item results of a bulk create.
+func NewHandler(store *Store, baseURL string, cache Invalidator, describe problem.Describe, logger *slog.Logger) *Handler {
 	return &Handler{store: store, baseURL: strings.TrimRight(baseURL, "/"), own: []string{ownHost(baseURL)},
-		cache: cache, logger: logger.With("module", "links"), now: time.Now, bulkBudget: bulkBudget}
+		cache: cache, describe: describe, logger: logger.With("module", "links"), now: time.Now, bulkBudget: bulkBudget}
 }
 
 // WithDomains makes h serve links on every domain of d rather than on baseURL's host
@@ -119,6 +121,48 @@ type createRequest struct {
 	RedirectStatus int        `json:"redirect_status"`
 	ForwardQuery   *bool      `json:"forward_query"` // nil: true
 	ExpiredURL     *string    `json:"expired_url"`
+}
+
+// createFields are the fields a create takes; any other is refused by name.
+var createFields = map[string]bool{"url": true, "slug": true, "domain": true, "expires_at": true, "max_clicks": true, "password": true,
+	"tags": true, "redirect_status": true, "forward_query": true, "expired_url": true}
+
+// UnmarshalJSON decodes a create request, refusing a field it does not take by name.
+func (r *createRequest) UnmarshalJSON(b []byte) error {
+	if err := knownFields(b, createFields); err != nil {
+		return err
+	}
+	type plain createRequest // without this method
+	return json.Unmarshal(b, (*plain)(r))
+}
+
+// bulkRequest is the body of POST /links/bulk.
+type bulkRequest struct {
+	Links []createRequest `json:"links"`
+}
+
+// UnmarshalJSON decodes a bulk request, refusing a field it does not take by name.
+func (r *bulkRequest) UnmarshalJSON(b []byte) error {
+	if err := knownFields(b, map[string]bool{"links": true}); err != nil {
+		return err
+	}
+	type plain bulkRequest
+	return json.Unmarshal(b, (*plain)(r))
+}
+
+// knownFields refuses a JSON object with a field outside known, naming it. Other
+// malformations are left to the decoding that follows, which reports them.
+func knownFields(b []byte, known map[string]bool) error {
+	var raw map[string]json.RawMessage
+	if json.Unmarshal(b, &raw) != nil {
+		return nil
+	}
+	for k := range raw {
+		if !known[k] {
+			return problem.Invalid("unknown field %q", k)
+		}
+	}
+	return nil
 }
 
 // validateCreate checks a create request; the password is checked but left to the
@@ -237,9 +281,7 @@ type bulkResult struct {
 }
 
 func (h *Handler) bulk(c echo.Context) error {
-	var req struct {
-		Links []createRequest `json:"links"`
-	}
+	var req bulkRequest
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
@@ -282,12 +324,12 @@ func (h *Handler) bulk(c echo.Context) error {
 		}
 		if r.Password != "" {
 			if items[i].PasswordHash = hashes.get(hctx, r.Password); items[i].PasswordHash == "" {
-				errs[i] = errOutOfTime
+				errs[i] = ErrOutOfTime
 				continue
 			}
 		}
 		if late() {
-			errs[i] = errOutOfTime
+			errs[i] = ErrOutOfTime
 			continue
 		}
 		var l Link
@@ -297,10 +339,9 @@ func (h *Handler) bulk(c echo.Context) error {
 		}
 	}
 	for i, err := range errs {
-		var p *problem.Error
-		switch {
+		switch p := h.describe(err); {
 		case err == nil:
-		case errors.As(err, &p):
+		case p.Status < http.StatusInternalServerError || errors.Is(err, ErrOutOfTime):
 			out.Failed++
 			out.Results[i] = bulkResult{Index: i, Status: p.Status, Error: p.Detail}
 		case ctx.Err() != nil:
@@ -643,9 +684,6 @@ func hashPassword(pw string) (string, error) {
 	return string(b), nil
 }
 
-// errOutOfTime answers the bulk items left when the bulk budget has run out.
-var errOutOfTime = problem.New(http.StatusServiceUnavailable, "bulk-out-of-time", "not created: the request ran out of time before this link; send it again")
-
 // hashPasswords starts hashing each distinct password once, in order of first use, on
 // as many goroutines as there are CPUs: bcrypt is deliberately slow, and a bulk of
 // 1,000 protected links hashed one after another outlasts the server's write timeout.
@@ -712,19 +750,16 @@ func CheckPassword(hash, pw string) bool {
 	return bcrypt.CompareHashAndPassword([]byte(hash), []byte(pw)) == nil
 }
 
-var errBodyTimeout = problem.New(http.StatusRequestTimeout, "body-timeout", "the request body did not arrive in time")
-
-var errUnsupportedMedia = problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type", "the request body must be JSON (Content-Type: application/json)")
-
-// decodeJSON reads exactly one JSON value into v, refusing other media types, unknown
-// fields, trailing data and oversized bodies, each with a problem that says why.
+// decodeJSON reads exactly one JSON value into v, refusing other media types, trailing
+// data and oversized bodies, each with a problem that says why. Unknown fields are
+// refused by the request types themselves (see createRequest.UnmarshalJSON), which can
+// name them.
 func decodeJSON(c echo.Context, v any) error {
 	mt, _, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))
 	if err != nil || (mt != echo.MIMEApplicationJSON && !strings.HasSuffix(mt, "+json")) {
-		return errUnsupportedMedia
+		return problem.With(problem.ErrUnsupportedMedia, "the request body must be JSON (Content-Type: application/json)")
 	}
 	dec := json.NewDecoder(c.Request().Body)
-	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonProblem(err)
 	}
@@ -741,19 +776,20 @@ func jsonProblem(err error) error {
 	var he *echo.HTTPError
 	var mbe *http.MaxBytesError
 	var syn *json.SyntaxError
+	if _, ok := problem.DetailOf(err); ok {
+		return err // already says what is wrong, e.g. an unknown field
+	}
 	switch {
 	case errors.As(err, &he), errors.As(err, &mbe):
-		return problem.New(http.StatusRequestEntityTooLarge, "body-too-large", "the request body is larger than the limit")
+		return problem.With(problem.ErrTooLarge, "the request body is larger than the limit")
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return errBodyTimeout
+		return problem.With(problem.ErrBodyTimeout, "the request body did not arrive in time")
 	case errors.Is(err, io.EOF):
 		return problem.Invalid("the request body is empty; send a JSON object")
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return problem.Invalid("malformed JSON: the body ends early")
 	case errors.As(err, &syn):
 		return problem.Invalid("malformed JSON at byte %d: %s", syn.Offset, syn.Error())
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return problem.Invalid("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
 	}
 	return problem.Invalid("%s", jsonTypeError(err))
 }

@@ -4,10 +4,8 @@
 package links
 
 import (
-	"net/http"
+	"errors"
 	"time"
-
-	"github.com/hop-dev/hop/internal/problem"
 )
 
 // Link is a short link as stored and as returned by the API.
@@ -53,9 +51,11 @@ func statusAt(l Link, now time.Time) string {
 	return StatusActive
 }
 
-// Errors returned by the store and handlers; each renders as its problem response.
+// Errors returned by the store and handlers; app's error table says how each is answered.
 var (
-	ErrNotFound  = problem.New(http.StatusNotFound, "link-not-found", "no link has this slug")
-	ErrGone      = problem.New(http.StatusGone, "link-gone", "this link was deleted")
-	ErrSlugTaken = problem.New(http.StatusConflict, "slug-taken", "this slug is taken (slugs of deleted links are never reused)")
+	ErrNotFound  = errors.New("link not found")
+	ErrGone      = errors.New("link deleted")
+	ErrSlugTaken = errors.New("slug taken")
+	// ErrOutOfTime answers the bulk items left when the bulk budget has run out.
+	ErrOutOfTime = errors.New("bulk request out of time")
 )

@@ -3,7 +3,6 @@ package links
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,7 +16,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/hop-dev/hop/internal/problem"
+	"github.com/hop-dev/hop/internal/problem/problemtest"
 	"github.com/hop-dev/hop/internal/testenv"
 )
 
@@ -45,16 +44,11 @@ func newAPI(t *testing.T, inv Invalidator) apiFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := NewHandler(store, "https://Hop.Example:8443", inv, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	describe := problemtest.Describe(map[error]string{ErrNotFound: "404 link-not-found", ErrGone: "410 link-gone",
+		ErrSlugTaken: "409 slug-taken", ErrOutOfTime: "503 bulk-out-of-time"})
+	h := NewHandler(store, "https://Hop.Example:8443", inv, describe, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	e := echo.New()
-	e.HTTPErrorHandler = func(err error, c echo.Context) {
-		var p *problem.Error
-		if errors.As(err, &p) {
-			_ = c.JSON(p.Status, map[string]any{"status": p.Status, "detail": p.Detail})
-			return
-		}
-		_ = c.JSON(http.StatusInternalServerError, map[string]any{"detail": err.Error()})
-	}
+	e.HTTPErrorHandler = problemtest.ErrorHandler(describe)
 	h.Routes(e.Group(""))
 	return apiFixture{e: e, h: h, store: store, db: db}
 }

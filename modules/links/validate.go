@@ -2,7 +2,6 @@ package links
 
 import (
 	"errors"
-	"fmt"
 	"net/url"
 	"strings"
 	"time"
@@ -51,7 +50,11 @@ func validateURL(raw string) error {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return problem.Invalid("url is not a valid URL: %s", strings.TrimPrefix(err.Error(), "parse "+fmt.Sprintf("%q", raw)+": "))
+		msg := err.Error()
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			msg = ue.Err.Error() // without the URL, which the client sent
+		}
+		return problem.Invalid("url is not a valid URL: %s", msg)
 	}
 	if u.Scheme == "" {
 		return problem.Invalid("url must be absolute (start with http:// or https://)")
@@ -95,9 +98,8 @@ func notOwnHost(raw string, own []string) error {
 // validateExpiredURL checks a link's expired_url like its target, naming the field.
 func validateExpiredURL(raw string) error {
 	if err := validateURL(raw); err != nil {
-		var p *problem.Error
-		if errors.As(err, &p) {
-			return problem.Invalid("expired_url: %s", strings.TrimPrefix(p.Detail, "url "))
+		if d, ok := problem.DetailOf(err); ok {
+			return problem.Invalid("expired_url: %s", strings.TrimPrefix(d, "url "))
 		}
 		return err
 	}

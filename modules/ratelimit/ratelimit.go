@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -36,9 +35,9 @@ const (
 	cooldown = time.Second
 )
 
-// ErrLimited is the problem returned, with a detail naming the limit, when a client
-// is over its limit. errors.Is(err, ErrLimited) matches every such error.
-var ErrLimited = problem.New(http.StatusTooManyRequests, "rate-limited", "too many requests")
+// ErrLimited is returned, with a detail naming the limit, when a client is over its
+// limit. errors.Is(err, ErrLimited) matches every such error.
+var ErrLimited = errors.New("rate limited")
 
 // Canonical header names, assigned to the header map directly to skip
 // re-canonicalising them on every request.
@@ -73,8 +72,8 @@ type Limiter struct {
 	off     bool
 	lim     *limiter.Limiter
 	key     func(echo.Context) string
-	limit   []string       // X-RateLimit-Limit value, the same on every response
-	problem *problem.Error // returned over the limit; never mutated
+	limit   []string // X-RateLimit-Limit value, the same on every response
+	problem error    // returned over the limit; never mutated
 	limited prometheus.Counter
 }
 
@@ -124,7 +123,7 @@ func New(cfg Config, rdb rueidis.Client, reg prometheus.Registerer, logger *slog
 		l.key = echo.Context.RealIP
 	}
 	l.limit = []string{strconv.FormatInt(rate.Limit, 10)}
-	l.problem = ErrLimited.With("more than %d requests per %s from this client; retry after the number of seconds in Retry-After", rate.Limit, periodName(rate.Period))
+	l.problem = problem.With(ErrLimited, "more than %d requests per %s from this client; retry after the number of seconds in Retry-After", rate.Limit, periodName(rate.Period))
 
 	mem := memory.NewStoreWithOptions(limiter.StoreOptions{Prefix: cfg.Name, CleanUpInterval: limiter.DefaultCleanUpInterval})
 	var store limiter.Store = mem

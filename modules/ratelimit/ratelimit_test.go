@@ -1,10 +1,8 @@
 package ratelimit
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -19,7 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 
-	"github.com/hop-dev/hop/internal/problem"
+	"github.com/hop-dev/hop/internal/problem/problemtest"
 	"github.com/hop-dev/hop/internal/testenv"
 )
 
@@ -28,17 +26,7 @@ import (
 func newServer(l *Limiter, extractor echo.IPExtractor) *echo.Echo {
 	e := echo.New()
 	e.IPExtractor = extractor
-	e.HTTPErrorHandler = func(err error, c echo.Context) {
-		var p *problem.Error
-		if !errors.As(err, &p) {
-			p = &problem.Error{Status: http.StatusInternalServerError, Title: "Internal Server Error", Detail: err.Error()}
-		}
-		c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
-		c.Response().WriteHeader(p.Status)
-		_ = json.NewEncoder(c.Response()).Encode(map[string]any{
-			"type": cmp.Or(p.Type, "about:blank"), "title": p.Title, "status": p.Status, "detail": p.Detail,
-		})
-	}
+	e.HTTPErrorHandler = problemtest.ErrorHandler(problemtest.Describe(map[error]string{ErrLimited: "429 rate-limited"}))
 	e.GET("/:slug", func(c echo.Context) error { return c.String(http.StatusOK, "ok") }, l.Middleware())
 	return e
 }

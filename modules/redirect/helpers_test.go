@@ -1,32 +1,25 @@
 package redirect
 
 import (
-	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net/netip"
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/hop-dev/hop/internal/problem"
+	"github.com/hop-dev/hop/internal/problem/problemtest"
 )
+
+// testDescribe stands in for app's error table.
+var testDescribe = problemtest.Describe(map[error]string{
+	ErrNotFound: "404 link-not-found", ErrGone: "410 link-gone", ErrExpired: "410 link-expired",
+	ErrLimitReached: "410 link-limit-reached", ErrLimitDown: "503 click-limit-unavailable", ErrUnavailable: "503 lookup-timeout"})
 
 // newEcho returns an Echo whose error handler answers a problem's status and type as
 // problem JSON, as the app's does.
 func newEcho() *echo.Echo {
 	e := echo.New()
-	e.HTTPErrorHandler = func(err error, c echo.Context) {
-		var p *problem.Error
-		if !errors.As(err, &p) {
-			p = &problem.Error{Status: 500}
-		}
-		c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
-		c.Response().WriteHeader(p.Status)
-		if c.Request().Method != "HEAD" {
-			_ = json.NewEncoder(c.Response()).Encode(map[string]any{"type": p.Type, "status": p.Status, "detail": p.Detail})
-		}
-	}
+	e.HTTPErrorHandler = problemtest.ErrorHandler(testDescribe)
 	return e
 }
 

@@ -36,7 +36,7 @@ func instanceWithClient(t *testing.T, store *links.Store, prefix string) (*Handl
 		t.Fatal(err)
 	}
 	t.Cleanup(client.Close)
-	handler, err := New(Config{RedisPrefix: prefix}, client, store, &countingPublisher{}, prometheus.NewRegistry(), testLogger())
+	handler, err := New(Config{Describe: testDescribe, RedisPrefix: prefix}, client, store, &countingPublisher{}, prometheus.NewRegistry(), testLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

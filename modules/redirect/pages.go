@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -83,16 +84,17 @@ func (h *Handler) render(c echo.Context, status int, p page) error {
 }
 
 // errorPage shows a problem to a browser in words a visitor understands.
-func (h *Handler) errorPage(c echo.Context, status int, p *problem.Error) error {
+func (h *Handler) errorPage(c echo.Context, p problem.Problem, err error) error {
+	status := p.Status
 	pg := page{Code: strconv.Itoa(status) + " · " + http.StatusText(status)}
 	switch {
-	case p == errNotFound:
+	case errors.Is(err, ErrNotFound):
 		pg.Heading, pg.Message = "Link not found", "There is no link at this address. Check it for typos, or ask whoever shared it."
-	case p == errGone:
+	case errors.Is(err, ErrGone):
 		pg.Heading, pg.Message = "Link removed", "This link was removed by its owner and no longer leads anywhere."
-	case p == errExpired:
+	case errors.Is(err, ErrExpired):
 		pg.Heading, pg.Message = "Link expired", "This link has expired and no longer leads anywhere."
-	case p == errLimitReached:
+	case errors.Is(err, ErrLimitReached):
 		pg.Heading, pg.Message = "Link no longer available", "This link has been used as many times as its owner allowed."
 	case status >= 500:
 		pg.Heading, pg.Message = "Something went wrong", "This link cannot be opened right now. Please try again in a moment."

@@ -30,13 +30,13 @@ func (h *Handler) qr(c echo.Context) error {
 	}
 	switch o {
 	case notFound:
-		return errNotFound
+		return ErrNotFound
 	case deleted:
-		return errGone
+		return ErrGone
 	case expired:
-		return errExpired
+		return ErrExpired
 	case limitReached:
-		return errLimitReached
+		return ErrLimitReached
 	}
 	size := defaultQRSize
 	if v := c.QueryParam("size"); v != "" {

@@ -75,25 +75,28 @@ type Config struct {
 	// ClientAttempts per client address. Nil: no limit.
 	LinkAttempts, ClientAttempts Attempts
 	Fallbacks                    Fallbacks // of the default domain, when Domains is nil
+	RobotsAllow                  bool      // robots.txt lets crawlers follow short links
 	// Domains picks each request's domain by its Host (X-Forwarded-Host from a trusted
 	// proxy). Nil: one domain, the default, with BaseURL and Fallbacks.
-	Domains     Domains
-	RobotsAllow bool // robots.txt lets crawlers follow short links
+	Domains Domains
+	// Describe is app's error table: the status of a failure (for the metrics) and its
+	// words (for the page a browser is shown).
+	Describe problem.Describe
 }
 
 // noStore is shared by every response; net/http only reads header values.
 var noStore = []string{"no-store"}
 
-// Errors rendered as problems (or as pages, for browsers).
+// Errors rendered as problems (or as pages, for browsers); app's error table says how.
 var (
-	errNotFound     = problem.New(http.StatusNotFound, "link-not-found", "no link has this slug")
-	errGone         = problem.New(http.StatusGone, "link-gone", "this link was deleted")
-	errExpired      = problem.New(http.StatusGone, "link-expired", "this link has expired")
-	errLimitReached = problem.New(http.StatusGone, "link-limit-reached", "this link has reached its click limit")
-	errLimitDown    = problem.New(http.StatusServiceUnavailable, "click-limit-unavailable", "this link's click limit cannot be checked right now; try again in a moment")
-	errUnavailable  = problem.New(http.StatusServiceUnavailable, "lookup-timeout", "the link could not be looked up in time; retry in a moment")
-	errFormType     = problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type", "the password form must be sent as application/x-www-form-urlencoded")
-	errFormSize     = problem.New(http.StatusRequestEntityTooLarge, "body-too-large", "the password form is larger than 4 KiB")
+	ErrNotFound     = errors.New("link not found")
+	ErrGone         = errors.New("link deleted")
+	ErrExpired      = errors.New("link expired")
+	ErrLimitReached = errors.New("link click limit reached")
+	ErrLimitDown    = errors.New("click limit unavailable")
+	ErrUnavailable  = errors.New("link lookup timed out")
+	errFormType     = problem.With(problem.ErrUnsupportedMedia, "the password form must be sent as application/x-www-form-urlencoded")
+	errFormSize     = problem.With(problem.ErrTooLarge, "the password form is larger than 4 KiB")
 	errFormBad      = problem.Invalid("the password form could not be read")
 )
 
@@ -121,6 +124,7 @@ type Handler struct {
 	pub       Publisher
 	trusted   []netip.Prefix
 	baseURL   string
+	describe  problem.Describe
 	fallbacks Fallbacks
 	domains   Domains
 	robots    []byte
@@ -154,6 +158,7 @@ func New(cfg Config, rdb rueidis.Client, store Store, pub Publisher, reg prometh
 		fallbacks: cfg.Fallbacks,
 		domains:   cfg.Domains,
 		robots:    robotsTxt(cfg.RobotsAllow),
+		describe:  cfg.Describe,
 		pages:     pages,
 		logger:    logger.With("module", "redirect"),
 		metrics:   m,
@@ -290,9 +295,7 @@ func (h *Handler) lookupFailed(c echo.Context, err error) error {
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		c.Response().Header().Set("Retry-After", "1")
-		p := *errUnavailable
-		p.Err = err // logged, never shown
-		err = &p
+		err = fmt.Errorf("%w: %w", ErrUnavailable, err) // the cause is logged, never shown
 	}
 	return h.failed(c, err)
 }
@@ -310,7 +313,7 @@ func (h *Handler) follow(c echo.Context, slug linkKey, t target) error {
 				if r.Context().Err() == nil { // a visitor who left is not an error
 					h.logger.Error("take click", "slug", slug.slug, "domain_id", slug.domain, "err", err)
 				}
-				return h.failed(c, errLimitDown)
+				return h.failed(c, ErrLimitDown)
 			}
 			if !ok {
 				h.cache.usedUp(slug, t, gen)
@@ -364,16 +367,16 @@ func (h *Handler) takeClick(ctx context.Context, id int64) (bool, error) {
 func (h *Handler) unavailable(c echo.Context, o outcome, t target) error {
 	fb := h.fallbacksFor(c.Request())
 	var to string
-	var err *problem.Error
+	var err error
 	switch o {
 	case notFound:
-		to, err = fb.NotFound, errNotFound
+		to, err = fb.NotFound, ErrNotFound
 	case deleted:
-		to, err = fb.Expired, errGone
+		to, err = fb.Expired, ErrGone
 	case expired:
-		to, err = cmp.Or(t.expiredURL, fb.Expired), errExpired
+		to, err = cmp.Or(t.expiredURL, fb.Expired), ErrExpired
 	case limitReached:
-		to, err = cmp.Or(t.expiredURL, fb.Expired), errLimitReached
+		to, err = cmp.Or(t.expiredURL, fb.Expired), ErrLimitReached
 	default:
 		return fmt.Errorf("redirect: unexpected outcome %d", o)
 	}
@@ -396,20 +399,15 @@ func (h *Handler) fallback(c echo.Context, to string) error {
 // failed answers err: as hop's page when a browser asks, else as the problem it is
 // (rendered by the app's error handler).
 func (h *Handler) failed(c echo.Context, err error) error {
-	var p *problem.Error
-	ok := errors.As(err, &p)
-	if !ok {
-		p = &problem.Error{Status: http.StatusInternalServerError, Title: http.StatusText(http.StatusInternalServerError),
-			Detail: "something went wrong on our side; it has been logged"}
-	}
+	p := h.describe(err)
 	h.metrics.redirectsFailed(p.Status).Inc()
 	if !prefersHTML(c.Request().Header.Get("Accept")) {
 		return err
 	}
-	if !ok {
+	if p.Status >= http.StatusInternalServerError {
 		h.logger.Error("redirect failed", "method", c.Request().Method, "err", err)
 	}
-	return h.errorPage(c, p.Status, p)
+	return h.errorPage(c, p, err)
 }
 
 func (h *Handler) event(c echo.Context, t target) ingest.Event {

@@ -107,7 +107,7 @@ func setup(t testing.TB, withRedis bool) fixture {
 		`INSERT INTO links (slug, original_url) VALUES ('bench1', 'https://example.com/landing') RETURNING slug`).Scan(&slug); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{}
+	cfg := Config{Describe: testDescribe}
 	var h *Handler
 	pub := &countingPublisher{}
 	if withRedis {
@@ -153,7 +153,7 @@ func TestCFIPCountryOnlyFromTrustedProxy(t *testing.T) {
 	if ev := h.event(c, target{id: 1}); ev.Country != "" {
 		t.Fatalf("untrusted peer set country %q", ev.Country)
 	}
-	cfg := Config{TrustedProxies: mustPrefixes("203.0.113.0/24")}
+	cfg := Config{Describe: testDescribe, TrustedProxies: mustPrefixes("203.0.113.0/24")}
 	h.trusted = cfg.TrustedProxies
 	if ev := h.event(c, target{id: 1}); ev.Country != "NZ" {
 		t.Fatalf("trusted peer's country ignored: %q", ev.Country)

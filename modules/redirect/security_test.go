@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/hop-dev/hop/internal/problem"
 	"github.com/hop-dev/hop/internal/testenv"
 	"github.com/hop-dev/hop/modules/links"
 	"github.com/hop-dev/hop/modules/ratelimit"
@@ -97,12 +96,7 @@ func setupPassword(t *testing.T, cfg Config) pwFixture {
 	f.e = echo.New()
 	f.e.HTTPErrorHandler = func(err error, c echo.Context) {
 		f.errs <- err
-		var p *problem.Error
-		if errors.As(err, &p) {
-			_ = c.NoContent(p.Status)
-			return
-		}
-		_ = c.NoContent(http.StatusInternalServerError)
+		_ = c.NoContent(testDescribe(err).Status)
 	}
 	h.Register(f.e)
 	return f
@@ -131,7 +125,7 @@ func limiter(t *testing.T, name, rate string) *ratelimit.Limiter {
 // and other links are not affected.
 func TestPasswordAttemptsLimitedPerLink(t *testing.T) {
 	t.Parallel()
-	f := setupPassword(t, Config{LinkAttempts: limiter(t, "pw-link", "5-M"), ClientAttempts: limiter(t, "pw-ip", "10-M")})
+	f := setupPassword(t, Config{Describe: testDescribe, LinkAttempts: limiter(t, "pw-link", "5-M"), ClientAttempts: limiter(t, "pw-ip", "10-M")})
 	codes := map[int]int{}
 	for i := range 40 {
 		rec := f.submit("pw1", fmt.Sprintf("198.51.100.%d:1", i+1), fmt.Sprintf("guess-%04d", i))
@@ -157,7 +151,7 @@ func TestPasswordAttemptsLimitedPerLink(t *testing.T) {
 // not use it up.
 func TestPasswordAttemptsLimitedPerAddress(t *testing.T) {
 	t.Parallel()
-	f := setupPassword(t, Config{LinkAttempts: limiter(t, "pw-link", "5-M"), ClientAttempts: limiter(t, "pw-ip", "3-M")})
+	f := setupPassword(t, Config{Describe: testDescribe, LinkAttempts: limiter(t, "pw-link", "5-M"), ClientAttempts: limiter(t, "pw-ip", "3-M")})
 	const addr = "198.51.100.1:1"
 	for range 5 {
 		if rec := f.submit("pw4", addr, rightPassword); rec.Code != http.StatusSeeOther {
@@ -181,7 +175,7 @@ func TestPasswordAttemptsLimitedPerAddress(t *testing.T) {
 // at once with 429, without waiting, so bcrypt can never queue up behind redirects.
 func TestPasswordChecksBoundedPool(t *testing.T) {
 	t.Parallel()
-	f := setupPassword(t, Config{PasswordChecks: 1})
+	f := setupPassword(t, Config{Describe: testDescribe, PasswordChecks: 1})
 	// Warm the redirect cache so only the password check reads the store.
 	for _, slug := range []string{"pw1", "pw2"} {
 		if code, _ := location(f.e, slug); code != http.StatusOK {
@@ -210,7 +204,7 @@ func TestPasswordChecksBoundedPool(t *testing.T) {
 // the form is a small urlencoded body: anything else is refused before bcrypt.
 func TestPasswordOnlyFromSmallFormBody(t *testing.T) {
 	t.Parallel()
-	f := setupPassword(t, Config{})
+	f := setupPassword(t, Config{Describe: testDescribe})
 	req := httptest.NewRequest(http.MethodPost, "/pw1?password="+rightPassword, strings.NewReader(""))
 	req.Header.Set(echo.HeaderContentType, echo.MIMEApplicationForm)
 	rec := httptest.NewRecorder()
@@ -255,7 +249,7 @@ func TestPasswordOnlyFromSmallFormBody(t *testing.T) {
 // The password page is never sniffed as another type and leaks no referrer.
 func TestPasswordPageHeaders(t *testing.T) {
 	t.Parallel()
-	f := setupPassword(t, Config{})
+	f := setupPassword(t, Config{Describe: testDescribe})
 	rec := httptest.NewRecorder()
 	f.e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/pw1", nil))
 	if rec.Code != http.StatusOK || rec.Header().Get("X-Content-Type-Options") != "nosniff" || rec.Header().Get("Referrer-Policy") != "same-origin" {
@@ -289,7 +283,7 @@ func lockLinks(t *testing.T, db *testenv.DB) (waiting func() int) {
 // and leaves no query behind.
 func TestRedirectLookupTimesOut(t *testing.T) {
 	t.Parallel()
-	f := setupPassword(t, Config{LookupTimeout: 200 * time.Millisecond})
+	f := setupPassword(t, Config{Describe: testDescribe, LookupTimeout: 200 * time.Millisecond})
 	waiting := lockLinks(t, f.db)
 	rec := httptest.NewRecorder()
 	f.e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/not-cached", nil))
@@ -303,7 +297,7 @@ func TestRedirectLookupTimesOut(t *testing.T) {
 // (not a failure of hop) and PostgreSQL's query is cancelled.
 func TestRedirectLookupStopsWhenClientLeaves(t *testing.T) {
 	t.Parallel()
-	f := setupPassword(t, Config{LookupTimeout: time.Hour})
+	f := setupPassword(t, Config{Describe: testDescribe, LookupTimeout: time.Hour})
 	waiting := lockLinks(t, f.db)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
@@ -329,7 +323,7 @@ func TestRedirectLookupStopsWhenClientLeaves(t *testing.T) {
 // target back into the cache after the PATCH's invalidation dropped it.
 func TestLocalCacheFillRacingInvalidation(t *testing.T) {
 	t.Parallel()
-	f := setupPassword(t, Config{})
+	f := setupPassword(t, Config{Describe: testDescribe})
 	if _, err := f.db.Pool.Exec(t.Context(), `INSERT INTO links (slug, original_url) VALUES ('racy', 'https://old.example/')`); err != nil {
 		t.Fatal(err)
 	}

@@ -136,6 +136,9 @@ type visitors struct {
 }
 
 func newVisitors(t *testing.T, cfg Config, withRedis bool) visitors {
+	if cfg.Describe == nil {
+		cfg.Describe = testDescribe
+	}
 	t.Helper()
 	db := testenv.NewDB(t)
 	store, err := links.NewStore(db.Pool, "s", 6)
@@ -237,7 +240,7 @@ func checkPage(t *testing.T, rec *httptest.ResponseRecorder, status int, heading
 // Browsers get hop's pages with the right status; programs keep their problems.
 func TestVisitorPagesAndProblems(t *testing.T) {
 	t.Parallel()
-	v := newVisitors(t, Config{}, false)
+	v := newVisitors(t, Config{Describe: testDescribe}, false)
 	v.link(t, "gone1", "https://t.example/", map[string]any{"deleted_at": "2024-01-01T00:00:00Z"})
 	v.link(t, "old1", "https://t.example/", map[string]any{"expires_at": "2024-01-01T00:00:00Z"})
 	v.link(t, "used1", "https://t.example/", map[string]any{"max_clicks": 2, "clicks_used": 2})
@@ -282,7 +285,7 @@ func TestVisitorPagesAndProblems(t *testing.T) {
 func TestFallbackRedirects(t *testing.T) {
 	t.Parallel()
 	fb := Fallbacks{Root: "https://home.example/", NotFound: "https://home.example/404", Expired: "https://home.example/expired"}
-	v := newVisitors(t, Config{Fallbacks: fb}, false)
+	v := newVisitors(t, Config{Describe: testDescribe, Fallbacks: fb}, false)
 	v.link(t, "gone1", "https://t.example/", map[string]any{"deleted_at": "2024-01-01T00:00:00Z"})
 	v.link(t, "old1", "https://t.example/", map[string]any{"expires_at": "2024-01-01T00:00:00Z"})
 	v.link(t, "old2", "https://t.example/", map[string]any{"expires_at": "2024-01-01T00:00:00Z", "expired_url": "https://own.example/over"})
@@ -318,7 +321,7 @@ func TestFallbackRedirects(t *testing.T) {
 		t.Fatalf("clicks_used summed to %d (%v), want the 2 set up", used, err)
 	}
 	// Without fallbacks, / is hop's page and a link's expired_url still applies.
-	plain := newVisitors(t, Config{}, false)
+	plain := newVisitors(t, Config{Describe: testDescribe}, false)
 	plain.link(t, "used1", "https://t.example/", map[string]any{"max_clicks": 1, "clicks_used": 1, "expired_url": "https://own.example/used"})
 	if rec := do(plain.e, http.MethodGet, "/used1", curlAccept); rec.Code != 302 || rec.Header().Get("Location") != "https://own.example/used" {
 		t.Fatalf("expired_url without fallbacks: %d %v", rec.Code, rec.Header())
@@ -328,7 +331,7 @@ func TestFallbackRedirects(t *testing.T) {
 func TestQueryForwarding(t *testing.T) {
 	t.Parallel()
 	for _, withRedis := range []bool{false, true} {
-		v := newVisitors(t, Config{}, withRedis)
+		v := newVisitors(t, Config{Describe: testDescribe}, withRedis)
 		v.link(t, "fwd1", "https://t.example/land?a=1#top", nil)
 		v.link(t, "keep1", "https://t.example/keep?a=1", map[string]any{"forward_query": false})
 		cases := []struct{ method, path, want string }{
@@ -362,7 +365,7 @@ func TestExactClickLimit(t *testing.T) {
 	}{{"redis", true, 1}, {"no-redis", false, 1}, {"two-instances-redis", true, 2}, {"two-instances-no-redis", false, 2}} {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel()
-			cfg := Config{}
+			cfg := Config{Describe: testDescribe}
 			if mode.redis {
 				cfg.RedisPrefix = testenv.NewRedis(t).Prefix
 			}
@@ -432,7 +435,7 @@ func fire(routers []*echo.Echo, path string, n int) map[int]int {
 // A limited link whose limit cannot be checked is refused with 503, never followed.
 func TestClickLimitUnavailable(t *testing.T) {
 	t.Parallel()
-	v := newVisitors(t, Config{}, false)
+	v := newVisitors(t, Config{Describe: testDescribe}, false)
 	v.link(t, "lim1", "https://t.example/", map[string]any{"max_clicks": 5})
 	closed := testenv.NewDB(t)
 	down, err := links.NewStore(closed.Pool, "s", 6)
@@ -441,7 +444,7 @@ func TestClickLimitUnavailable(t *testing.T) {
 	}
 	closed.Pool.Close()
 	good, _ := links.NewStore(v.db.Pool, "s", 6)
-	h, err := New(Config{}, nil, splitStore{good, down}, v.pub, prometheus.NewRegistry(), testLogger())
+	h, err := New(Config{Describe: testDescribe}, nil, splitStore{good, down}, v.pub, prometheus.NewRegistry(), testLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,7 +471,7 @@ func (s splitStore) TakeClick(ctx context.Context, id int64) (bool, error) {
 
 func TestPasswordPages(t *testing.T) {
 	t.Parallel()
-	v := newVisitors(t, Config{}, false)
+	v := newVisitors(t, Config{Describe: testDescribe}, false)
 	hash, err := bcrypt.GenerateFromPassword([]byte("correct horse"), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
@@ -510,8 +513,8 @@ func TestPasswordPages(t *testing.T) {
 // robots.txt and favicon.ico come from hop; neither is a click or a redirect answer.
 func TestRobotsAndFavicon(t *testing.T) {
 	t.Parallel()
-	deny := newVisitors(t, Config{}, false)
-	allow := newVisitors(t, Config{RobotsAllow: true}, false)
+	deny := newVisitors(t, Config{Describe: testDescribe}, false)
+	allow := newVisitors(t, Config{Describe: testDescribe, RobotsAllow: true}, false)
 	rec := do(deny.e, http.MethodGet, "/robots.txt", "")
 	if rec.Code != 200 || rec.Body.String() != "User-agent: *\nDisallow: /\n" || rec.Header().Get("Content-Type") != "text/plain; charset=utf-8" {
 		t.Fatalf("default robots.txt: %d %q", rec.Code, rec.Body)

@@ -18,7 +18,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/hop-dev/hop/internal/problem"
+	"github.com/hop-dev/hop/internal/problem/problemtest"
 	"github.com/hop-dev/hop/internal/testenv"
 )
 
@@ -59,16 +59,18 @@ func newAggregator(t testing.TB, pool *pgxpool.Pool, cfg AggregatorConfig) *Aggr
 	return a
 }
 
-// problemErrorHandler renders errors the way the app does: *problem.Error as RFC 9457.
+// testDescribe stands in for app's error table.
+var testDescribe = problemtest.Describe(map[error]string{ErrNotFound: "404 link-not-found", ErrGone: "410 link-gone"})
+
+// problemErrorHandler renders errors the way the app does, as RFC 9457.
 func problemErrorHandler(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
 	status, detail := http.StatusInternalServerError, "internal error"
-	var p *problem.Error
 	var he *echo.HTTPError
-	switch {
-	case errors.As(err, &p):
+	switch p := testDescribe(err); {
+	case p.Status != http.StatusInternalServerError:
 		status, detail = p.Status, p.Detail
 	case errors.As(err, &he):
 		status, detail = he.Code, fmt.Sprint(he.Message)

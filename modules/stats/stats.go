@@ -7,17 +7,13 @@
 // clicks as CSV.
 package stats
 
-import (
-	"net/http"
+import "errors"
 
-	"github.com/hop-dev/hop/internal/problem"
-)
-
-// Problems this package returns from its handlers.
+// Errors this package returns from its handlers; app's error table says how each is answered.
 var (
 	// ErrNotFound is returned for a slug that never existed.
-	ErrNotFound = problem.New(http.StatusNotFound, "link-not-found", "no link with this slug")
+	ErrNotFound = errors.New("link not found")
 	// ErrGone is returned for a deleted link: its slug stays reserved and its stats
 	// are no longer served, matching the redirect's 410.
-	ErrGone = problem.New(http.StatusGone, "link-gone", "the link was deleted")
+	ErrGone = errors.New("link deleted")
 )
