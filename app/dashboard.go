@@ -48,7 +48,8 @@ func (a dashStats) LinkStats(ctx context.Context, slug string, r dashboard.Range
 	}
 	return dashboard.LinkStats{Start: s.Start, End: s.End, TZ: s.TZ,
 		TotalClicks: s.TotalClicks, UniqueVisitors: s.UniqueVisitors, BotClicks: s.BotClicks, Daily: dashDays(s.Daily),
-		Countries: s.Countries, Referers: s.Referers, Browsers: s.Browsers, OS: s.OS, Devices: s.Devices}, nil
+		Countries: s.Countries, Referers: s.Referers, Browsers: s.Browsers, OS: s.OS, Devices: s.Devices,
+		UTMSources: s.UTMSources, UTMMediums: s.UTMMediums, UTMCampaigns: s.UTMCampaigns}, nil
 }
 
 func (a dashStats) Overview(ctx context.Context, r dashboard.Range) (dashboard.Overview, error) {

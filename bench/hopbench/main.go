@@ -6,6 +6,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -28,6 +29,7 @@ type config struct {
 	root, hopBin, bareBin, luaDir, resultsDir, tmp string
 	pgURL, redisURL                                string // maintenance database URL; Redis URL
 	quick, keep                                    bool
+	embedded                                       bool          // BENCH_EMBEDDED=1: hop on its embedded PostgreSQL
 	duration                                       time.Duration // wrk -d per run
 	runs, conns, threads                           int
 	redirectLinks                                  int
@@ -52,6 +54,7 @@ func main() {
 
 	c.quick = os.Getenv("BENCH_QUICK") == "1"
 	c.keep = os.Getenv("BENCH_KEEP") == "1"
+	c.embedded = os.Getenv("BENCH_EMBEDDED") == "1"
 	c.pgURL = envOr("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
 	c.redisURL = envOr("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 	c.runs = envInt("BENCH_RUNS", 3)
@@ -113,7 +116,8 @@ func run(ctx context.Context, c *config) error {
 	host, _ := os.Hostname()
 	fmt.Fprintf(out, "hop load benchmarks — %s on %s (%d CPUs), quick=%v\n", time.Now().Format(time.RFC3339), host, numCPU(), c.quick)
 	ver, _ := exec.Command(c.hopBin, "version").CombinedOutput()
-	fmt.Fprintf(out, "%s (%s); wrk -t%d -c%d -d%s; %d alternating runs per target\n\n", strings.TrimSpace(string(ver)), c.hopBin, c.threads, c.conns, c.duration, c.runs)
+	fmt.Fprintf(out, "%s (%s); wrk -t%d -c%d -d%s; %d alternating runs per target\n", strings.TrimSpace(string(ver)), c.hopBin, c.threads, c.conns, c.duration, c.runs)
+	fmt.Fprintf(out, "hop's PostgreSQL: %s; hop's Redis: %s\n\n", c.databaseMode(), cmp.Or(c.hopRedisURL(), "none (the local click log is the stream)"))
 
 	rep := &report{}
 	defer func() {

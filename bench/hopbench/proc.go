@@ -123,11 +123,17 @@ func startHop(ctx context.Context, c *config, name, dbURL, prefix string, port i
 		env = append(env, kv)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	hopDB, dataDir := dbURL, filepath.Join(c.tmp, "hop-data-"+name)
+	if c.embedded {
+		// The embedded server's URL names its data directory as the socket's host:
+		// hop gets that directory and no DATABASE_URL, and starts the server itself.
+		hopDB, dataDir = "", embeddedDir(dbURL)
+	}
 	env = append(env,
 		"HOP_ADDR="+addr,
 		"HOP_BASE_URL=http://"+addr,
-		"DATABASE_URL="+dbURL,
-		"HOP_DATA_DIR="+filepath.Join(c.tmp, "hop-data-"+name),
+		"DATABASE_URL="+hopDB,
+		"HOP_DATA_DIR="+dataDir,
 		"HOP_CREATE_DATABASE=true",
 		"REDIS_URL="+c.hopRedisURL(),
 		"HOP_REDIS_PREFIX="+prefix,
@@ -164,7 +170,24 @@ func startHop(ctx context.Context, c *config, name, dbURL, prefix string, port i
 
 func dbName(u string) string {
 	pu, _ := url.Parse(u)
+	if dir := pu.Query().Get("host"); strings.HasPrefix(dir, "/") {
+		return strings.TrimPrefix(pu.Path, "/") + " (embedded in " + dir + ")"
+	}
 	return strings.TrimPrefix(pu.Path, "/")
+}
+
+// embeddedDir is the data directory of an embedded server's URL (its socket's host).
+func embeddedDir(dbURL string) string {
+	pu, _ := url.Parse(dbURL)
+	return pu.Query().Get("host")
+}
+
+// databaseMode names the PostgreSQL hop runs on, for the report's header.
+func (c *config) databaseMode() string {
+	if c.embedded {
+		return "embedded (no DATABASE_URL; its own server in a fresh HOP_DATA_DIR, read through its Unix socket)"
+	}
+	return "external, " + c.pgURL
 }
 
 var client = &http.Client{
@@ -295,6 +318,7 @@ func procStatus(pid int) (rss, hwm int64) {
 type sampler struct {
 	mu      sync.Mutex
 	maxRSS  int64 // kB
+	maxTree int64 // kB, PSS of hop and its descendants (the embedded PostgreSQL)
 	maxLag  int64
 	maxPend int64
 	stop    chan struct{}
@@ -310,8 +334,12 @@ func startSampler(ctx context.Context, h *hop, withLag bool) *sampler {
 		n := 0
 		for {
 			rss, _ := procStatus(h.pid())
+			var tree int64
+			if n%5 == 0 { // walking /proc costs more: once a second
+				tree = treePSS(h.pid())
+			}
 			s.mu.Lock()
-			s.maxRSS = max(s.maxRSS, rss)
+			s.maxRSS, s.maxTree = max(s.maxRSS, rss), max(s.maxTree, tree)
 			s.mu.Unlock()
 			if withLag && n%2 == 0 {
 				if ih, err := h.ingest(ctx); err == nil {
@@ -331,6 +359,58 @@ func startSampler(ctx context.Context, h *hop, withLag bool) *sampler {
 		}
 	}()
 	return s
+}
+
+// tree is the peak PSS of hop with its descendants seen by a finished sampler, in kB.
+func (s *sampler) tree() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxTree
+}
+
+// treePSS sums the proportional set size (kB) of pid and every process descending from
+// it: hop with its embedded PostgreSQL, postmaster and backends. PSS splits shared pages
+// (PostgreSQL's shared buffers) between the processes mapping them, so the sum counts
+// them once, where summed RSS would count them per backend.
+func treePSS(pid int) int64 {
+	children := map[int][]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the command, which is in parentheses and may hold spaces.
+		i := strings.LastIndexByte(string(b), ')')
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		if pp, err := strconv.Atoi(f[1]); err == nil {
+			children[pp] = append(children[pp], p)
+		}
+	}
+	var total int64
+	for queue := []int{pid}; len(queue) > 0; queue = queue[1:] {
+		p := queue[0]
+		queue = append(queue, children[p]...)
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", p))
+		if err != nil {
+			continue
+		}
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "Pss:"); ok {
+				n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				total += n
+				break
+			}
+		}
+	}
+	return total
 }
 
 func (s *sampler) finish() (maxRSSkB, maxLag, maxPending int64) {

@@ -122,6 +122,7 @@ type redirectRun struct {
 	delta                        counts
 	drain                        drainResult
 	rssKB, lag, pending          int64
+	treeKB                       int64 // peak PSS of hop and its embedded PostgreSQL
 }
 
 func redirectBench(ctx context.Context, c *config, rep *report, h *hop, pool *pgxpool.Pool, slugFile string) error {
@@ -159,6 +160,7 @@ func redirectBench(ctx context.Context, c *config, rep *report, h *hop, pool *pg
 		run.hop, err = runWrk(ctx, c, "redirect.lua", h.url, c.duration, env...)
 		stopped := time.Now()
 		run.rssKB, run.lag, run.pending = s.finish()
+		run.treeKB = s.tree()
 		if err != nil {
 			return err
 		}

@@ -65,6 +65,16 @@ func (r *report) print(w io.Writer, c *config) {
 			fmt.Fprint(w, mb(run.rssKB))
 		}
 		fmt.Fprintln(w, "   (target <= 80 MB)")
+		if c.embedded {
+			fmt.Fprint(w, "peak PSS of hop plus its embedded PostgreSQL (postmaster and backends; sampled every second) per run: ")
+			for i, run := range r.redirect {
+				if i > 0 {
+					fmt.Fprint(w, ", ")
+				}
+				fmt.Fprint(w, mb(run.treeKB))
+			}
+			fmt.Fprintln(w)
+		}
 
 		fmt.Fprintf(w, "\nEvery answered redirect counted? (per hop run, after the stream drained and the aggregator caught up)\n\n")
 		fmt.Fprintf(w, "%-4s %10s %10s %10s %10s %10s %10s %9s %7s %9s %9s %8s  %s\n", "run", "wrk 3xx", "answered", "published", "click_logs",

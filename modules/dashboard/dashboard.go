@@ -105,6 +105,8 @@ type LinkStats struct {
 	Browsers       map[string]int64
 	OS             map[string]int64
 	Devices        map[string]int64
+	// Campaign parameters of the short link's query; "(none)" counts clicks without.
+	UTMSources, UTMMediums, UTMCampaigns map[string]int64
 }
 
 // Overview is every link together over a range.

@@ -262,6 +262,30 @@ func TestOverviewWithoutClicks(t *testing.T) {
 	wantContains(t, rec.Body.String(), "no clicks in this range yet", "No links.")
 }
 
+// Campaign breakdowns appear for a link shared with campaign parameters, and not for
+// one whose clicks carry none.
+func TestLinkPageShowsCampaignsWhenTagged(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	b.links.add(Link{Slug: "tagged", OriginalURL: "https://example.com/", CreatedAt: time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)})
+	b.stats.link = LinkStats{
+		Start: "2026-03-01", End: "2026-03-07", TZ: "UTC", TotalClicks: 10,
+		Daily:      days(7, func(int) int64 { return 0 }),
+		UTMSources: map[string]int64{"newsletter": 6, "(none)": 4},
+		UTMMediums: map[string]int64{"(none)": 10},
+	}
+	ck, _ := b.login()
+	rec := b.get("/dashboard/links/tagged", ck)
+	wantStatus(t, rec, http.StatusOK)
+	body := rec.Body.String()
+	wantContains(t, body, "<h3>Campaign sources</h3>", ">newsletter<", "60.0%")
+	for _, absent := range []string{"<h3>Campaign media</h3>", "<h3>Campaigns</h3>"} {
+		if strings.Contains(body, absent) {
+			t.Errorf("page shows %s for a breakdown without campaign values", absent)
+		}
+	}
+}
+
 func TestLinkPageShowsBreakdowns(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{})

@@ -144,6 +144,16 @@ func (h *Handler) linkPage(c echo.Context) error {
 		newBreakdown("Operating systems", s.OS),
 		newBreakdown("Devices", s.Devices),
 	}
+	// Campaign breakdowns only for links shared with campaign parameters: for the
+	// others they would be three cards of "(none)".
+	for _, c := range []struct {
+		title string
+		m     map[string]int64
+	}{{"Campaign sources", s.UTMSources}, {"Campaign media", s.UTMMediums}, {"Campaigns", s.UTMCampaigns}} {
+		if len(c.m) > 1 || (len(c.m) == 1 && c.m["(none)"] == 0) {
+			p.Breakdowns = append(p.Breakdowns, newBreakdown(c.title, c.m))
+		}
+	}
 	v := url.Values{}
 	for _, k := range []string{"start", "end", "tz"} {
 		if s := q.Get(k); s != "" {

@@ -26,6 +26,7 @@ import (
 // so every untrusted string is sanitised before it reaches a COPY.
 const (
 	maxReferer   = 1024
+	maxUTM       = 128 // the redirect bounds campaign parameters the same way
 	maxUserAgent = 512
 	maxHost      = 253
 	directHost   = "(direct)"
@@ -57,6 +58,8 @@ type clickRow struct {
 	isBot       bool
 	botReason   string
 	visitorHash []byte
+	// Campaign parameters; "" is stored as NULL.
+	utmSource, utmMedium, utmCampaign string
 }
 
 // Enricher turns raw events into rows. It runs at ingest, never on the redirect path;
@@ -192,6 +195,9 @@ func (e *Enricher) row(ev *Event, salt []byte, hasher *visitorHasher, hashBuf []
 		isBot:       info.botReason != "",
 		botReason:   info.botReason,
 		visitorHash: hasher.sum(hashBuf[:0], salt, ev.LinkID, ipKey, ua),
+		utmSource:   sanitize(ev.UTMSource, maxUTM),
+		utmMedium:   sanitize(ev.UTMMedium, maxUTM),
+		utmCampaign: sanitize(ev.UTMCampaign, maxUTM),
 	}
 }
 

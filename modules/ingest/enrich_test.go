@@ -215,12 +215,14 @@ func TestRowEnrichment(t *testing.T) {
 	id := uuid.Must(uuid.NewV7())
 	now := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
 	salt := bytes.Repeat([]byte{9}, 32)
-	r := e.row(&Event{ID: id, LinkID: 42, Time: now, IP: "8.8.8.8", UserAgent: "  " + uaIPhone + "\x00", Referer: "https://t.co/abc"}, salt, &visitorHasher{}, make([]byte, 0, 32))
+	r := e.row(&Event{ID: id, LinkID: 42, Time: now, IP: "8.8.8.8", UserAgent: "  " + uaIPhone + "\x00", Referer: "https://t.co/abc",
+		UTMSource: "news", UTMCampaign: strings.Repeat("x", 200) + "\x00"}, salt, &visitorHasher{}, make([]byte, 0, 32))
 	want := clickRow{
 		eventID: id, linkID: 42, clickedAt: now, ip: "8.8.8.0", country: "US",
 		referer: "https://t.co/abc", refererHost: "t.co", userAgent: uaIPhone,
 		browser: "Safari", os: "iOS", device: deviceMobile,
 		visitorHash: visitorHash(salt, 42, "8.8.8.8", uaIPhone),
+		utmSource:   "news", utmCampaign: strings.Repeat("x", maxUTM), // bounded again: the stream is not trusted
 	}
 	if !bytes.Equal(r.visitorHash, want.visitorHash) {
 		t.Errorf("visitor hash %x, want %x", r.visitorHash, want.visitorHash)

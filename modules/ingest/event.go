@@ -18,4 +18,10 @@ type Event struct {
 	UserAgent      string
 	Referer        string
 	AcceptLanguage string
+	// Campaign parameters of the redirect's query string, as the redirect normalised
+	// them (trimmed, lower-cased, bounded); "" when absent. The rest of the query is
+	// never captured.
+	UTMSource   string
+	UTMMedium   string
+	UTMCampaign string
 }

@@ -83,7 +83,7 @@ func newHandoff(cfg handoffConfig, rdb rueidis.Client, led *ledger, m *pipelineM
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	h := &handoff{cfg: cfg, rdb: rdb, ledger: led, m: m, logger: logger, batchQueue: batchQueue{kick: make(chan struct{}, 1)}}
+	h := &handoff{cfg: cfg, rdb: rdb, ledger: led, m: m, logger: logger, batchQueue: batchQueue{kick: make(chan struct{}, 1), split: true}}
 	h.bufs.New = func() any { b := make([]byte, 0, 512); return &b }
 	return h, nil
 }
@@ -92,11 +92,13 @@ func newHandoff(cfg handoffConfig, rdb rueidis.Client, led *ledger, m *pipelineM
 // concurrent clicks, encoded back to back, and the outcome for every click waiting on
 // it.
 type batch struct {
-	entry *[]byte       // pooled
-	n     int           // events in entry
-	since time.Time     // when its first event arrived
-	done  chan struct{} // closed once err is set
-	err   error
+	entry *[]byte // pooled
+	// campaigns is a stream entry's campaignField: nil until a tagged event joins.
+	campaigns []byte
+	n         int           // events in entry
+	since     time.Time     // when its first event arrived
+	done      chan struct{} // closed once err is set
+	err       error
 }
 
 // batchQueue is the group-commit queue that the stream hand-off and the local log
@@ -106,6 +108,9 @@ type batchQueue struct {
 	filling *batch
 	full    []*batch
 	kick    chan struct{}
+	// split puts campaign parameters in batch.campaigns (stream entries) instead of
+	// inline (local log entries); see codec.go.
+	split bool
 }
 
 // joinLocked adds ev to the filling batch, which the owner has started when there
@@ -113,7 +118,11 @@ type batchQueue struct {
 // it filled up). The owner's mutex is held; call wake after releasing it.
 func (q *batchQueue) joinLocked(ev *Event) (b *batch, kick bool) {
 	b = q.filling
-	*b.entry = appendEvent(*b.entry, ev)
+	if q.split {
+		*b.entry, b.campaigns = appendEventSplit(*b.entry, b.campaigns, ev, b.n)
+	} else {
+		*b.entry = appendEvent(*b.entry, ev)
+	}
 	b.n++
 	kick = b.n == 1
 	if b.n == maxPerEntry {
@@ -144,8 +153,9 @@ func (h *handoff) publish(ev *Event) error {
 	if !h.running {
 		h.mu.Unlock()
 		bp := h.bufs.Get().(*[]byte)
-		*bp = appendEvent(*bp, ev)
-		return h.xadd(time.Now().Add(h.cfg.Timeout), bp, 1)
+		var campaigns []byte
+		*bp, campaigns = appendEventSplit(*bp, nil, ev, 0)
+		return h.xadd(time.Now().Add(h.cfg.Timeout), bp, campaigns, 1)
 	}
 	if h.filling == nil {
 		h.filling = h.newBatch()
@@ -194,7 +204,7 @@ func (h *handoff) send(stop <-chan struct{}) {
 			return
 		}
 		last = b.n
-		b.err = h.xadd(b.since.Add(h.cfg.Timeout), b.entry, b.n)
+		b.err = h.xadd(b.since.Add(h.cfg.Timeout), b.entry, b.campaigns, b.n)
 		close(b.done)
 	}
 }
@@ -246,13 +256,18 @@ func (h *handoff) next(gather bool, timer *time.Timer, stop <-chan struct{}) *ba
 	}
 }
 
-// xadd appends entry, n encoded events, to the stream, waiting for Redis until
-// deadline. entry goes back to the pool unless the XADD failed: a timed-out command
-// may still be queued for writing, and it refers to entry without copying it.
-func (h *handoff) xadd(deadline time.Time, entry *[]byte, n int) error {
+// xadd appends entry, n encoded events, and their campaigns (none: nil) to the
+// stream, waiting for Redis until deadline. entry goes back to the pool unless the
+// XADD failed: a timed-out command may still be queued for writing, and it refers to
+// entry without copying it.
+func (h *handoff) xadd(deadline time.Time, entry *[]byte, campaigns []byte, n int) error {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	b := *entry
-	cmd := h.rdb.B().Xadd().Key(h.cfg.Key).Id("*").FieldValue().FieldValue(streamField, rueidis.BinaryString(b)).Build()
+	fv := h.rdb.B().Xadd().Key(h.cfg.Key).Id("*").FieldValue().FieldValue(streamField, rueidis.BinaryString(b))
+	if len(campaigns) > 0 {
+		fv = fv.FieldValue(campaignField, rueidis.BinaryString(campaigns))
+	}
+	cmd := fv.Build()
 	id, err := h.rdb.Do(ctx, cmd).ToString()
 	cancel()
 	if err != nil {

@@ -140,9 +140,15 @@ func (s *stream) process(ctx context.Context, entries []rueidis.XRangeEntry, cfg
 			continue // deleted from the stream while pending: nothing to write
 		}
 		var err error
+		start := len(events)
 		if events, err = appendEvents(events, e.FieldValues[streamField]); err != nil {
 			s.pm.undecodable.Inc()
 			s.logger.Error("undecodable click stream entry acknowledged and skipped", "id", e.ID, "error", err)
+		} else if u := e.FieldValues[campaignField]; u != "" {
+			if err := applyCampaigns(events[start:], u); err != nil {
+				// The clicks themselves decoded: they are stored, without campaigns.
+				s.logger.Error("undecodable campaigns of a click stream entry ignored", "id", e.ID, "error", err)
+			}
 		}
 	}
 	s.perEntry.Store(max(1, (int64(len(events))+int64(len(entries))-1)/int64(len(entries))))

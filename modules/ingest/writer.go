@@ -19,6 +19,7 @@ import (
 var clickColumns = []string{
 	"event_id", "link_id", "clicked_at", "ip", "country", "referer", "referer_host",
 	"user_agent", "browser", "os", "device", "is_bot", "bot_reason", "visitor_hash",
+	"utm_source", "utm_medium", "utm_campaign",
 }
 
 // writer enriches events and writes them to click_logs idempotently. The stream
@@ -87,10 +88,11 @@ func (w *writer) writeOnce(ctx context.Context, events []Event) error {
 
 const insertClicksUnnest = `
 INSERT INTO click_logs (event_id, link_id, clicked_at, ip, country, referer, referer_host,
-                        user_agent, browser, os, device, is_bot, bot_reason, visitor_hash)
+                        user_agent, browser, os, device, is_bot, bot_reason, visitor_hash,
+                        utm_source, utm_medium, utm_campaign)
 SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],
                      $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bool[],
-                     $13::text[], $14::bytea[])
+                     $13::text[], $14::bytea[], $15::text[], $16::text[], $17::text[])
 ON CONFLICT (link_id, clicked_at, event_id) DO NOTHING`
 
 func (w *writer) insertIdempotent(ctx context.Context, rows []clickRow) error {
@@ -103,6 +105,7 @@ func (w *writer) insertIdempotent(ctx context.Context, rows []clickRow) error {
 		uas, browsers, oses, devices, reasons = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		bots                                  = make([]bool, n)
 		hashes                                = make([][]byte, n)
+		sources, mediums, campaigns           = make([]pgtype.Text, n), make([]pgtype.Text, n), make([]pgtype.Text, n)
 	)
 	for i := range rows {
 		r := &rows[i]
@@ -110,16 +113,18 @@ func (w *writer) insertIdempotent(ctx context.Context, rows []clickRow) error {
 		ips[i], countries[i], referers[i], hosts[i] = r.ip, r.country, r.referer, r.refererHost
 		uas[i], browsers[i], oses[i], devices[i] = r.userAgent, r.browser, r.os, r.device
 		bots[i], reasons[i], hashes[i] = r.isBot, r.botReason, r.visitorHash
+		sources[i], mediums[i], campaigns[i] = nullText(r.utmSource), nullText(r.utmMedium), nullText(r.utmCampaign)
 	}
 	_, err := w.pool.Exec(ctx, insertClicksUnnest, ids, links, times, ips, countries, referers, hosts,
-		uas, browsers, oses, devices, bots, reasons, hashes)
+		uas, browsers, oses, devices, bots, reasons, hashes, sources, mediums, campaigns)
 	return err
 }
 
 const insertClick = `
 INSERT INTO click_logs (event_id, link_id, clicked_at, ip, country, referer, referer_host,
-                        user_agent, browser, os, device, is_bot, bot_reason, visitor_hash)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                        user_agent, browser, os, device, is_bot, bot_reason, visitor_hash,
+                        utm_source, utm_medium, utm_campaign)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
 ON CONFLICT (link_id, clicked_at, event_id) DO NOTHING`
 
 // insertEach is the slow path for a batch PostgreSQL rejected as invalid data: rows go
@@ -128,7 +133,8 @@ func (w *writer) insertEach(ctx context.Context, rows []clickRow) error {
 	for i := range rows {
 		r := &rows[i]
 		_, err := w.pool.Exec(ctx, insertClick, r.eventID, r.linkID, r.clickedAt, r.ip, r.country,
-			r.referer, r.refererHost, r.userAgent, r.browser, r.os, r.device, r.isBot, r.botReason, r.visitorHash)
+			r.referer, r.refererHost, r.userAgent, r.browser, r.os, r.device, r.isBot, r.botReason, r.visitorHash,
+			nullText(r.utmSource), nullText(r.utmMedium), nullText(r.utmCampaign))
 		if err == nil {
 			continue
 		}
@@ -160,7 +166,7 @@ func isDataError(err error) bool {
 type rowSource struct {
 	rows []clickRow
 	i    int
-	vals [14]any
+	vals [17]any
 }
 
 func (s *rowSource) Next() bool {
@@ -174,20 +180,22 @@ func (s *rowSource) Values() ([]any, error) {
 	// without allocating, where a string, time or [16]byte would be copied to the
 	// heap, thirteen allocations per row. pgx encodes them through its Valuer
 	// interfaces; a bare pointer would instead take its reflective dereference.
-	s.vals = [14]any{uuidValue{&r.eventID}, int8Value{&r.linkID}, timeValue{&r.clickedAt},
+	s.vals = [17]any{uuidValue{&r.eventID}, int8Value{&r.linkID}, timeValue{&r.clickedAt},
 		textValue{&r.ip}, textValue{&r.country}, textValue{&r.referer}, textValue{&r.refererHost},
 		textValue{&r.userAgent}, textValue{&r.browser}, textValue{&r.os}, textValue{&r.device},
-		r.isBot, textValue{&r.botReason}, bytesValue{&r.visitorHash}}
+		r.isBot, textValue{&r.botReason}, bytesValue{&r.visitorHash},
+		nullTextValue{&r.utmSource}, nullTextValue{&r.utmMedium}, nullTextValue{&r.utmCampaign}}
 	return s.vals[:], nil
 }
 
 // Column values for rowSource, each a pointer to a clickRow field.
 type (
-	uuidValue  struct{ p *uuid.UUID }
-	int8Value  struct{ p *int64 }
-	timeValue  struct{ p *time.Time }
-	textValue  struct{ p *string }
-	bytesValue struct{ p *[]byte }
+	uuidValue     struct{ p *uuid.UUID }
+	int8Value     struct{ p *int64 }
+	timeValue     struct{ p *time.Time }
+	textValue     struct{ p *string }
+	nullTextValue struct{ p *string } // "" is NULL
+	bytesValue    struct{ p *[]byte }
 )
 
 func (v uuidValue) UUIDValue() (pgtype.UUID, error) {
@@ -202,6 +210,10 @@ func (v timeValue) TimestamptzValue() (pgtype.Timestamptz, error) {
 func (v textValue) TextValue() (pgtype.Text, error) {
 	return pgtype.Text{String: *v.p, Valid: true}, nil
 }
+func (v nullTextValue) TextValue() (pgtype.Text, error) { return nullText(*v.p), nil }
+
+// nullText is s, or NULL when s is empty.
+func nullText(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
 
 // BytesValue returns nil, stored as NULL, for a row without a visitor hash.
 func (v bytesValue) BytesValue() ([]byte, error) { return *v.p, nil }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/hop-dev/hop/internal/testenv"
 )
@@ -34,10 +35,13 @@ func TestWriterStoresRowsExactly(t *testing.T) {
 	}
 	rows[1].botReason, rows[3].botReason = botHTTPClient, botEmpty
 	rows[2].visitorHash = nil
+	rows[0].utmSource, rows[0].utmMedium, rows[0].utmCampaign = "news", "email", "launch"
+	rows[3].utmCampaign = "spring"
 	read := func() []clickRow {
 		t.Helper()
 		res, err := db.Pool.Query(ctx, `SELECT event_id, link_id, clicked_at, ip, country, referer, referer_host,
-			user_agent, browser, os, device, is_bot, bot_reason, visitor_hash FROM click_logs ORDER BY clicked_at`)
+			user_agent, browser, os, device, is_bot, bot_reason, visitor_hash,
+			utm_source, utm_medium, utm_campaign FROM click_logs ORDER BY clicked_at`)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -45,10 +49,18 @@ func TestWriterStoresRowsExactly(t *testing.T) {
 		var got []clickRow
 		for res.Next() {
 			var r clickRow
+			var utm [3]pgtype.Text
 			if err := res.Scan(&r.eventID, &r.linkID, &r.clickedAt, &r.ip, &r.country, &r.referer, &r.refererHost,
-				&r.userAgent, &r.browser, &r.os, &r.device, &r.isBot, &r.botReason, &r.visitorHash); err != nil {
+				&r.userAgent, &r.browser, &r.os, &r.device, &r.isBot, &r.botReason, &r.visitorHash,
+				&utm[0], &utm[1], &utm[2]); err != nil {
 				t.Fatal(err)
 			}
+			for _, u := range utm {
+				if u.Valid && u.String == "" {
+					t.Fatalf("event %s: an empty campaign value stored as '' instead of NULL", r.eventID)
+				}
+			}
+			r.utmSource, r.utmMedium, r.utmCampaign = utm[0].String, utm[1].String, utm[2].String
 			r.clickedAt = r.clickedAt.UTC()
 			got = append(got, r)
 		}

@@ -424,6 +424,12 @@ func (h *Handler) event(c echo.Context, t target) ingest.Event {
 	if len(h.trusted) > 0 && h.peerTrusted(r.RemoteAddr) {
 		ev.Country = r.Header.Get("CF-IPCountry")
 	}
+	// Campaign parameters are kept whether or not the link forwards its query: they
+	// say how the visitor arrived, not where the visitor goes.
+	if r.URL.RawQuery != "" {
+		c := campaignOf(r.URL.RawQuery)
+		ev.UTMSource, ev.UTMMedium, ev.UTMCampaign = c.source, c.medium, c.name
+	}
 	return ev
 }
 

@@ -230,20 +230,22 @@ SELECT (SELECT xid FROM click_logs WHERE xid >= $1 AND xid < $2 ORDER BY xid LIM
 	// browsers, countries, referrers and visitors, and every rollup is derived from
 	// those counts: the raw rows are read and hashed once, not materialised and read
 	// again per rollup. Empty dimension values become "unknown" ("(direct)" for
-	// referers) after grouping, so "" and NULL meet in the rollups. Hours are binned
+	// referers, "(none)" for campaign parameters) after grouping, so "" and NULL meet
+	// in the rollups. Hours are binned
 	// from a UTC origin: the same hours as date_trunc('hour', clicked_at, 'UTC'),
 	// which is dearer because it looks the zone up for every row.
 	aggregateSQL = `
 WITH counted AS MATERIALIZED (
     SELECT link_id,
            date_bin('1 hour', clicked_at, '2000-01-01 00:00:00+00') AS hour,
-           is_bot, country, referer_host, browser, os, device, visitor_hash,
+           is_bot, country, referer_host, browser, os, device,
+           utm_source, utm_medium, utm_campaign, visitor_hash,
            GROUPING(visitor_hash) = 0 AS per_visitor,
            count(*) AS n
     FROM click_logs
     WHERE xid >= $1 AND xid < $2
     GROUP BY GROUPING SETS (
-        (link_id, hour, is_bot, country, referer_host, browser, os, device),
+        (link_id, hour, is_bot, country, referer_host, browser, os, device, utm_source, utm_medium, utm_campaign),
         (link_id, hour, is_bot, visitor_hash))
 ),
 fine AS (
@@ -253,6 +255,9 @@ fine AS (
            COALESCE(NULLIF(browser, ''), 'unknown') AS browser,
            COALESCE(NULLIF(os, ''), 'unknown') AS os,
            COALESCE(NULLIF(device, ''), 'unknown') AS device,
+           COALESCE(NULLIF(utm_source, ''), '(none)') AS utm_source,
+           COALESCE(NULLIF(utm_medium, ''), '(none)') AS utm_medium,
+           COALESCE(NULLIF(utm_campaign, ''), '(none)') AS utm_campaign,
            n
     FROM counted WHERE NOT per_visitor
 ),
@@ -298,7 +303,8 @@ dims AS (
     SELECT f.link_id, (f.hour AT TIME ZONE 'UTC')::date, v.dimension, v.value, sum(f.n)::int8
     FROM fine f
     CROSS JOIN LATERAL (VALUES ('country', f.country), ('referer', f.referer),
-        ('browser', f.browser), ('os', f.os), ('device', f.device)) AS v (dimension, value)
+        ('browser', f.browser), ('os', f.os), ('device', f.device), ('utm_source', f.utm_source),
+        ('utm_medium', f.utm_medium), ('utm_campaign', f.utm_campaign)) AS v (dimension, value)
     WHERE NOT f.is_bot
     GROUP BY 1, 2, 3, 4
     ORDER BY 1, 2, 3, 4

@@ -17,12 +17,15 @@ const csvLinkSQL = `SELECT id, deleted_at IS NOT NULL FROM links WHERE domain_id
 // from PostgreSQL as CSV with COPY. COPY takes no parameters, so the link id and bounds
 // are formatted in (an integer and two timestamps formatted here: nothing from the
 // request verbatim). Cells a spreadsheet would read as a formula get a leading
-// apostrophe. click_logs' unique key (link_id, clicked_at, event_id) finds the range.
+// apostrophe. Campaign columns are empty for clicks without the parameter. The
+// columns only ever grow at the end, so a reader by position keeps working.
+// click_logs' unique key (link_id, clicked_at, event_id) finds the range.
 const csvSelectSQL = `
 SELECT to_char(clicked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS time,
        %[4]s AS country, %[5]s AS referer, %[6]s AS browser, %[7]s AS os, %[8]s AS device,
        CASE WHEN is_bot THEN 'true' ELSE 'false' END AS is_bot,
-       %[9]s AS bot_reason, %[10]s AS ip
+       %[9]s AS bot_reason, %[10]s AS ip,
+       %[11]s AS utm_source, %[12]s AS utm_medium, %[13]s AS utm_campaign
 FROM click_logs
 WHERE link_id = %[1]d AND clicked_at >= '%[2]s' AND clicked_at < '%[3]s'
 ORDER BY clicked_at`
@@ -31,7 +34,8 @@ ORDER BY clicked_at`
 func csvSelect(linkID int64, from, to time.Time) string {
 	return fmt.Sprintf(csvSelectSQL, linkID, from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339),
 		safeCell("country"), safeCell("referer"), safeCell("browser"), safeCell("os"),
-		safeCell("device"), safeCell("bot_reason"), safeCell("ip"))
+		safeCell("device"), safeCell("bot_reason"), safeCell("ip"),
+		safeCell("COALESCE(utm_source, '')"), safeCell("COALESCE(utm_medium, '')"), safeCell("COALESCE(utm_campaign, '')"))
 }
 
 // safeCell neutralises CSV formula injection in column col.

@@ -115,10 +115,12 @@ type click struct {
 	browser, os, device, ip, botReason string
 	bot                                bool
 	visitor                            []byte
+	utmSource, utmMedium, utmCampaign  string // "" is NULL
 }
 
 var clickColumns = []string{"event_id", "link_id", "clicked_at", "ip", "country", "referer", "referer_host",
-	"user_agent", "browser", "os", "device", "is_bot", "bot_reason", "visitor_hash"}
+	"user_agent", "browser", "os", "device", "is_bot", "bot_reason", "visitor_hash",
+	"utm_source", "utm_medium", "utm_campaign"}
 
 type copier interface {
 	CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error)
@@ -136,9 +138,18 @@ func copyClicks(ctx context.Context, db copier, clicks []click) error {
 		pgx.CopyFromSlice(len(clicks), func(i int) ([]any, error) {
 			c := clicks[i]
 			return []any{uuid.New(), c.link, c.at, c.ip, c.country, c.referer, c.refHost, "test-agent",
-				c.browser, c.os, c.device, c.bot, c.botReason, c.visitor}, nil
+				c.browser, c.os, c.device, c.bot, c.botReason, c.visitor,
+				nullable(c.utmSource), nullable(c.utmMedium), nullable(c.utmCampaign)}, nil
 		}))
 	return err
+}
+
+// nullable is s, or NULL when s is empty.
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 func visitor(n int) []byte {
@@ -161,6 +172,10 @@ func randomClick(rng *rand.Rand, links []int64, base time.Time) click {
 		device:  pick("desktop", "mobile", "tablet", "other"),
 		ip:      "192.0.2.0",
 		visitor: visitor(rng.IntN(40)),
+		// Most clicks carry no campaign; the rest a few sources, mediums and names.
+		utmSource:   pick("", "", "", "news", "twitter"),
+		utmMedium:   pick("", "", "email", "social"),
+		utmCampaign: pick("", "", "launch", "spring"),
 	}
 	if rng.IntN(10) == 0 {
 		c.bot, c.botReason, c.device = true, "user-agent", "bot"
@@ -216,7 +231,9 @@ WITH raw AS (
            is_bot, visitor_hash,
            COALESCE(NULLIF(country, ''), 'unknown') AS country, COALESCE(NULLIF(referer_host, ''), '(direct)') AS referer,
            COALESCE(NULLIF(browser, ''), 'unknown') AS browser, COALESCE(NULLIF(os, ''), 'unknown') AS os,
-           COALESCE(NULLIF(device, ''), 'unknown') AS device
+           COALESCE(NULLIF(device, ''), 'unknown') AS device,
+           COALESCE(utm_source, '(none)') AS utm_source, COALESCE(utm_medium, '(none)') AS utm_medium,
+           COALESCE(utm_campaign, '(none)') AS utm_campaign
     FROM click_logs
 ),
 d AS (
@@ -231,7 +248,8 @@ h AS (
 x AS (
     SELECT link_id, day, v.dimension, v.value, count(*) AS clicks
     FROM raw CROSS JOIN LATERAL (VALUES ('country', country), ('referer', referer), ('browser', browser),
-        ('os', os), ('device', device)) v (dimension, value)
+        ('os', os), ('device', device), ('utm_source', utm_source), ('utm_medium', utm_medium),
+        ('utm_campaign', utm_campaign)) v (dimension, value)
     WHERE NOT is_bot GROUP BY 1, 2, 3, 4
 ),
 t AS (

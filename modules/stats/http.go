@@ -134,7 +134,26 @@ type LinkStats struct {
 	Browsers       map[string]int64 `json:"browsers"`
 	OS             map[string]int64 `json:"os"`
 	Devices        map[string]int64 `json:"devices"`
-	Hourly         []HourStats      `json:"hourly"`
+	Campaigns
+	Hourly []HourStats `json:"hourly"`
+}
+
+// Campaigns are the human clicks by the campaign parameters of their redirect's
+// query string (normalised: trimmed and lower-cased), top values plus "other" like
+// every breakdown; "(none)" counts the clicks without the parameter.
+type Campaigns struct {
+	UTMSources   map[string]int64 `json:"utm_sources"`
+	UTMMediums   map[string]int64 `json:"utm_mediums"`
+	UTMCampaigns map[string]int64 `json:"utm_campaigns"`
+}
+
+func newCampaigns() Campaigns {
+	return Campaigns{UTMSources: map[string]int64{}, UTMMediums: map[string]int64{}, UTMCampaigns: map[string]int64{}}
+}
+
+// add adds the campaign breakdowns among rows to by (keyed by dimension).
+func (c Campaigns) add(by map[string]map[string]int64) {
+	by["utm_source"], by["utm_medium"], by["utm_campaign"] = c.UTMSources, c.UTMMediums, c.UTMCampaigns
 }
 
 // DayStats is one date of a daily series.
@@ -194,31 +213,13 @@ func (h *Handler) shapeLinkStats(slug string, q rangeQuery, recentTo time.Time, 
 	s := LinkStats{
 		Slug: slug, Start: q.start.Format(dateLayout), End: q.end.Format(dateLayout), TZ: q.tz,
 		Countries: map[string]int64{}, Referers: map[string]int64{}, Browsers: map[string]int64{},
-		OS: map[string]int64{}, Devices: map[string]int64{},
+		OS: map[string]int64{}, Devices: map[string]int64{}, Campaigns: newCampaigns(),
 	}
 	s.Daily, s.TotalClicks, s.UniqueVisitors, s.BotClicks = dailySeries(q, raw.daily, raw.rangeHours)
 	byDimension := map[string]map[string]int64{"country": s.Countries, "referer": s.Referers,
 		"browser": s.Browsers, "os": s.OS, "device": s.Devices}
-	slices.SortFunc(raw.dimensions, func(a, b dimensionRow) int {
-		return cmp.Or(cmp.Compare(a.dimension, b.dimension), cmp.Compare(b.clicks, a.clicks), cmp.Compare(a.value, b.value))
-	})
-	rank, prev := 0, ""
-	for _, d := range raw.dimensions {
-		m := byDimension[d.dimension]
-		if m == nil || d.clicks == 0 {
-			continue // a value with no clicks in the range is not a value of it
-		}
-		// Rows are sorted by dimension, then clicks: the first limit of each are the top.
-		if d.dimension != prev {
-			rank, prev = 0, d.dimension
-		}
-		rank++
-		if rank <= q.limit {
-			m[d.value] += d.clicks
-		} else {
-			m["other"] += d.clicks // a real value "other" in the top merges with the bucket
-		}
-	}
+	s.Campaigns.add(byDimension)
+	breakdowns(raw.dimensions, q.limit, byDimension)
 	s.Hourly = make([]HourStats, 48)
 	hours := h.hourLabels(recentFrom, q.loc, len(s.Hourly))
 	for i := range s.Hourly {
@@ -230,6 +231,32 @@ func (h *Handler) shapeLinkStats(slug string, q rangeQuery, recentTo time.Time, 
 		}
 	}
 	return s
+}
+
+// breakdowns adds rows to the map of their dimension in by: the limit values with
+// the most clicks of each dimension, and the rest summed as "other". Rows of a
+// dimension not in by are skipped; rows is sorted in place.
+func breakdowns(rows []dimensionRow, limit int, by map[string]map[string]int64) {
+	slices.SortFunc(rows, func(a, b dimensionRow) int {
+		return cmp.Or(cmp.Compare(a.dimension, b.dimension), cmp.Compare(b.clicks, a.clicks), cmp.Compare(a.value, b.value))
+	})
+	rank, prev := 0, ""
+	for _, d := range rows {
+		m := by[d.dimension]
+		if m == nil || d.clicks == 0 {
+			continue // a value with no clicks in the range is not a value of it
+		}
+		// Rows are sorted by dimension, then clicks: the first limit of each are the top.
+		if d.dimension != prev {
+			rank, prev = 0, d.dimension
+		}
+		rank++
+		if rank <= limit {
+			m[d.value] += d.clicks
+		} else {
+			m["other"] += d.clicks // a real value "other" in the top merges with the bucket
+		}
+	}
 }
 
 // hourLabels are the RFC 3339 names of the n hours from from in loc. They change once
@@ -298,6 +325,7 @@ type Overview struct {
 	Links          int64      `json:"links"`
 	Daily          []DayStats `json:"daily"`
 	TopLinks       []TopLink  `json:"top_links"`
+	Campaigns
 }
 
 // TopLink is one entry of the overview's top links.
@@ -308,8 +336,9 @@ type TopLink struct {
 
 // overview answers GET /stats?start=&end=&tz=&limit=. links counts live links;
 // unique_visitors sums per-link daily uniques; top_links are the live links with the
-// most human clicks in the range (by UTC days), at most limit of them. Time zones are
-// handled as for a link's stats.
+// most human clicks in the range (by UTC days), at most limit of them; the campaign
+// breakdowns cover every link, by UTC days. Time zones are handled as for a link's
+// stats.
 func (h *Handler) overview(c echo.Context) error {
 	q, err := h.parseRangeIn(c)
 	if err != nil {
@@ -329,8 +358,11 @@ func (h *Handler) computeOverview(ctx context.Context, q rangeQuery) (Overview, 
 	}
 	o := Overview{
 		Start: q.start.Format(dateLayout), End: q.end.Format(dateLayout), TZ: q.tz,
-		Links: raw.links, TopLinks: raw.top,
+		Links: raw.links, TopLinks: raw.top, Campaigns: newCampaigns(),
 	}
+	by := map[string]map[string]int64{}
+	o.Campaigns.add(by)
+	breakdowns(raw.dimensions, q.limit, by)
 	if o.TopLinks == nil {
 		o.TopLinks = []TopLink{}
 	}

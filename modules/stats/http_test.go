@@ -45,13 +45,17 @@ func seedLink(t *testing.T, b *bundle) int64 {
 		return click{link: id, country: country, refHost: ref, browser: browser, os: os, device: device, visitor: visitor(v)}
 	}
 	at := func(c click, ts string) click { c.at = utc(ts); return c }
+	utm := func(c click, source, medium, campaign string) click {
+		c.utmSource, c.utmMedium, c.utmCampaign = source, medium, campaign
+		return c
+	}
 	insertClicks(t, b.pool, []click{
-		at(ua("US", "t.co", "Chrome", "Windows", "desktop", 1), "2025-03-10T08:00:00Z"),
-		at(ua("US", "t.co", "Chrome", "Windows", "desktop", 1), "2025-03-10T09:00:00Z"),
+		at(utm(ua("US", "t.co", "Chrome", "Windows", "desktop", 1), "news", "email", "launch"), "2025-03-10T08:00:00Z"),
+		at(utm(ua("US", "t.co", "Chrome", "Windows", "desktop", 1), "news", "social", ""), "2025-03-10T09:00:00Z"),
 		at(ua("DE", "(direct)", "Firefox", "Linux", "mobile", 2), "2025-03-10T10:00:00Z"),
-		at(click{link: id, bot: true, botReason: "user-agent", device: "bot", visitor: visitor(9)}, "2025-03-10T11:00:00Z"),
+		at(utm(click{link: id, bot: true, botReason: "user-agent", device: "bot", visitor: visitor(9)}, "news", "email", "launch"), "2025-03-10T11:00:00Z"),
 		at(ua("FR", "news.ycombinator.com", "Safari", "macOS", "desktop", 3), "2025-03-14T20:00:00Z"),
-		at(ua("JP", "t.co", "Safari", "iOS", "mobile", 4), "2025-03-14T21:00:00Z"),
+		at(utm(ua("JP", "t.co", "Safari", "iOS", "mobile", 4), "twitter", "social", "spring"), "2025-03-14T21:00:00Z"),
 		at(ua("US", "t.co", "Chrome", "Windows", "desktop", 1), "2025-01-01T00:00:00Z"),
 	})
 	drain(t, b.agg)
@@ -82,6 +86,12 @@ func TestLinkStats(t *testing.T) {
 		Browsers:  map[string]int64{"Chrome": 2, "Firefox": 1, "Safari": 2},
 		OS:        map[string]int64{"Windows": 2, "Linux": 1, "macOS": 1, "iOS": 1},
 		Devices:   map[string]int64{"desktop": 3, "mobile": 2},
+		// Humans only: the bot's campaign is not counted.
+		Campaigns: Campaigns{
+			UTMSources:   map[string]int64{"news": 2, "twitter": 1, "(none)": 2},
+			UTMMediums:   map[string]int64{"email": 1, "social": 2, "(none)": 2},
+			UTMCampaigns: map[string]int64{"launch": 1, "spring": 1, "(none)": 3},
+		},
 	}
 	hourly := got.Hourly
 	got.Hourly = nil
@@ -106,7 +116,7 @@ func TestLinkStats(t *testing.T) {
 		var skip json.RawMessage
 		_ = dec.Decode(&skip)
 	}
-	if got := strings.Join(keys, ","); got != "slug,start,end,tz,total_clicks,unique_visitors,bot_clicks,daily,countries,referers,browsers,os,devices,hourly" {
+	if got := strings.Join(keys, ","); got != "slug,start,end,tz,total_clicks,unique_visitors,bot_clicks,daily,countries,referers,browsers,os,devices,utm_sources,utm_mediums,utm_campaigns,hourly" {
 		t.Errorf("keys = %s", got)
 	}
 
@@ -136,9 +146,14 @@ func TestLinkStatsBreakdownLimit(t *testing.T) {
 		"browsers":  {"Chrome": 2, "other": 3}, // Chrome and Safari tie at 2: Chrome sorts first
 		"os":        {"Windows": 2, "other": 3},
 		"devices":   {"desktop": 3, "other": 2},
+		// "(none)" ties with "news" and "social" at 2 and sorts first.
+		"utm_sources":   {"(none)": 2, "other": 3},
+		"utm_mediums":   {"(none)": 2, "other": 3},
+		"utm_campaigns": {"(none)": 3, "other": 2},
 	}
 	for name, m := range map[string]map[string]int64{"countries": got.Countries, "referers": got.Referers,
-		"browsers": got.Browsers, "os": got.OS, "devices": got.Devices} {
+		"browsers": got.Browsers, "os": got.OS, "devices": got.Devices, "utm_sources": got.UTMSources,
+		"utm_mediums": got.UTMMediums, "utm_campaigns": got.UTMCampaigns} {
 		if !reflect.DeepEqual(m, want[name]) {
 			t.Errorf("%s = %v, want %v", name, m, want[name])
 		}
@@ -316,6 +331,12 @@ func TestOverview(t *testing.T) {
 			{Date: "2025-03-14", Clicks: 2, UniqueVisitors: 2},
 		},
 		TopLinks: []TopLink{{Slug: "s", Clicks: 5}, {Slug: "o", Clicks: 1}},
+		// Every link's clicks, the deleted one's included, as in the totals.
+		Campaigns: Campaigns{
+			UTMSources:   map[string]int64{"news": 2, "twitter": 1, "(none)": 4},
+			UTMMediums:   map[string]int64{"email": 1, "social": 2, "(none)": 4},
+			UTMCampaigns: map[string]int64{"launch": 1, "spring": 1, "(none)": 5},
+		},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("overview\n got %+v\nwant %+v", got, want)
@@ -327,6 +348,14 @@ func TestOverview(t *testing.T) {
 	// 2025-03-14 20:00 and 21:00 UTC are 03-15 in Tokyo.
 	if tokyo.TotalClicks != 2 || tokyo.Daily[0].Clicks != 2 || len(tokyo.TopLinks) != 0 {
 		t.Errorf("Tokyo overview = %+v", tokyo)
+	}
+	top := decode[Overview](t, b.get(t, "/stats?start=2025-03-10&end=2025-03-14&limit=1"))
+	if want := (Campaigns{UTMSources: map[string]int64{"(none)": 4, "other": 3}, UTMMediums: map[string]int64{"(none)": 4, "other": 3},
+		UTMCampaigns: map[string]int64{"(none)": 5, "other": 2}}); !reflect.DeepEqual(top.Campaigns, want) {
+		t.Errorf("limit=1 campaigns = %+v, want %+v", top.Campaigns, want)
+	}
+	if body := b.get(t, "/stats?start=2020-01-01&end=2020-01-01").Body.String(); !strings.Contains(body, `"utm_sources":{},"utm_mediums":{},"utm_campaigns":{}`) {
+		t.Errorf("empty overview campaigns not rendered as {}: %s", body)
 	}
 	if empty := decode[Overview](t, b.get(t, "/stats?start=2020-01-01&end=2020-01-01")); empty.TopLinks == nil || empty.TotalClicks != 0 {
 		t.Errorf("empty overview = %+v", empty)
@@ -341,7 +370,8 @@ func TestClicksCSV(t *testing.T) {
 		{link: id, at: utc("2025-03-10T08:00:00.123456Z"), country: "US", referer: "https://t.co/x", refHost: "t.co",
 			browser: "Chrome", os: "Windows", device: "desktop", ip: "192.0.2.0"},
 		{link: id, at: utc("2025-03-11T09:00:00Z"), referer: "=HYPERLINK(\"http://evil\")", browser: "+1", os: "-2",
-			device: "@bot", bot: true, botReason: "=cmd|' /C calc'!A0", ip: "2001:db8::"},
+			device: "@bot", bot: true, botReason: "=cmd|' /C calc'!A0", ip: "2001:db8::",
+			utmSource: "news", utmMedium: "email", utmCampaign: "=launch"},
 		{link: id, at: utc("2025-03-12T00:00:00Z"), country: "DE"}, // after end
 	})
 	rec := b.get(t, "/links/csv/clicks.csv?start=2025-03-10&end=2025-03-11")
@@ -359,9 +389,10 @@ func TestClicksCSV(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := [][]string{
-		{"time", "country", "referer", "browser", "os", "device", "is_bot", "bot_reason", "ip"},
-		{"2025-03-10T08:00:00.123456Z", "US", "https://t.co/x", "Chrome", "Windows", "desktop", "false", "", "192.0.2.0"},
-		{"2025-03-11T09:00:00.000000Z", "", `'=HYPERLINK("http://evil")`, "'+1", "'-2", "'@bot", "true", "'=cmd|' /C calc'!A0", "2001:db8::"},
+		{"time", "country", "referer", "browser", "os", "device", "is_bot", "bot_reason", "ip", "utm_source", "utm_medium", "utm_campaign"},
+		{"2025-03-10T08:00:00.123456Z", "US", "https://t.co/x", "Chrome", "Windows", "desktop", "false", "", "192.0.2.0", "", "", ""},
+		{"2025-03-11T09:00:00.000000Z", "", `'=HYPERLINK("http://evil")`, "'+1", "'-2", "'@bot", "true", "'=cmd|' /C calc'!A0", "2001:db8::",
+			"news", "email", "'=launch"},
 	}
 	if !reflect.DeepEqual(records, want) {
 		t.Errorf("csv\n got %q\nwant %q", records, want)

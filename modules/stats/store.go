@@ -169,33 +169,66 @@ func (s *store) linkStats(ctx context.Context, slug string, q rangeQuery, recent
 }
 
 // overviewSQL answers the /stats overview in one round trip: the number of live links,
-// daily totals over all links, the top $3 live links by human clicks, and hourly totals
-// over [$4, $5) for non-UTC daily series; with $6 <> 0 only the links of domain $6.
-// Columns: kind, slug, a, b, c, d.
+// daily totals over all links, the top $3 live links by human clicks, hourly totals
+// over [$4, $5) for non-UTC daily series, and the campaign breakdowns over all links
+// (an index-only scan of dimension_stats_utm_day_idx; top-N is cut in Go).
+// Columns: kind, slug (a campaign row's value), a, b, c, d.
 const overviewSQL = `
-SELECT 0, '', count(*)::int8, 0::int8, 0::int8, 0::int8 FROM links WHERE deleted_at IS NULL AND ($6::int8 = 0 OR domain_id = $6)
+SELECT 0, '', count(*)::int8, 0::int8, 0::int8, 0::int8 FROM links WHERE deleted_at IS NULL
 UNION ALL
 SELECT 1, '', (day - $1::date)::int8, sum(clicks)::int8, sum(unique_visitors)::int8, sum(bot_clicks)::int8
-FROM daily_stats WHERE day BETWEEN $1::date AND $2::date
-  AND ($6::int8 = 0 OR link_id IN (SELECT id FROM links WHERE domain_id = $6))
-GROUP BY day
+FROM daily_stats WHERE day BETWEEN $1::date AND $2::date GROUP BY day
 UNION ALL
 (SELECT 5, l.slug, sum(d.clicks)::int8, 0, 0, 0
  FROM daily_stats d JOIN links l ON l.id = d.link_id
- WHERE l.deleted_at IS NULL AND d.day BETWEEN $1::date AND $2::date AND ($6::int8 = 0 OR l.domain_id = $6)
+ WHERE l.deleted_at IS NULL AND d.day BETWEEN $1::date AND $2::date
  GROUP BY l.slug HAVING sum(d.clicks) > 0
  ORDER BY 3 DESC, 2 LIMIT $3)
 UNION ALL
 SELECT 3, '', extract(epoch FROM hour)::int8, sum(clicks)::int8, sum(bot_clicks)::int8, 0
-FROM hourly_stats WHERE hour >= $4 AND hour < $5
-  AND ($6::int8 = 0 OR link_id IN (SELECT id FROM links WHERE domain_id = $6))
-GROUP BY hour`
+FROM hourly_stats WHERE hour >= $4 AND hour < $5 GROUP BY hour
+UNION ALL
+SELECT 2, value, CASE dimension WHEN 'utm_source' THEN 0 WHEN 'utm_medium' THEN 1 ELSE 2 END::int8,
+       sum(clicks)::int8, 0, 0
+FROM dimension_stats
+WHERE dimension IN ('utm_source', 'utm_medium', 'utm_campaign') AND day BETWEEN $1::date AND $2::date
+GROUP BY dimension, value`
+
+// overviewDomainSQL is overviewSQL over the links of domain $6 only (/stats?domain=).
+// It is a statement of its own so the all-domains overview keeps its plans (the
+// campaign part an index-only scan, which a filter on link_id would end).
+const overviewDomainSQL = `
+WITH dl AS (SELECT id FROM links WHERE domain_id = $6)
+SELECT 0, '', count(*)::int8, 0::int8, 0::int8, 0::int8 FROM links WHERE deleted_at IS NULL AND domain_id = $6
+UNION ALL
+SELECT 1, '', (day - $1::date)::int8, sum(clicks)::int8, sum(unique_visitors)::int8, sum(bot_clicks)::int8
+FROM daily_stats WHERE day BETWEEN $1::date AND $2::date AND link_id IN (SELECT id FROM dl) GROUP BY day
+UNION ALL
+(SELECT 5, l.slug, sum(d.clicks)::int8, 0, 0, 0
+ FROM daily_stats d JOIN links l ON l.id = d.link_id
+ WHERE l.deleted_at IS NULL AND l.domain_id = $6 AND d.day BETWEEN $1::date AND $2::date
+ GROUP BY l.slug HAVING sum(d.clicks) > 0
+ ORDER BY 3 DESC, 2 LIMIT $3)
+UNION ALL
+SELECT 3, '', extract(epoch FROM hour)::int8, sum(clicks)::int8, sum(bot_clicks)::int8, 0
+FROM hourly_stats WHERE hour >= $4 AND hour < $5 AND link_id IN (SELECT id FROM dl) GROUP BY hour
+UNION ALL
+SELECT 2, value, CASE dimension WHEN 'utm_source' THEN 0 WHEN 'utm_medium' THEN 1 ELSE 2 END::int8,
+       sum(clicks)::int8, 0, 0
+FROM dimension_stats
+WHERE dimension IN ('utm_source', 'utm_medium', 'utm_campaign') AND day BETWEEN $1::date AND $2::date
+  AND link_id IN (SELECT id FROM dl)
+GROUP BY dimension, value`
+
+// overviewDimensions names the campaign dimensions by their number in overviewSQL.
+var overviewDimensions = [...]string{"utm_source", "utm_medium", "utm_campaign"}
 
 type rawOverview struct {
 	links      int64
 	daily      []dayRow
 	rangeHours []hourRow
 	top        []TopLink
+	dimensions []dimensionRow // campaign breakdowns over every link
 }
 
 func (s *store) overview(ctx context.Context, q rangeQuery) (rawOverview, error) {
@@ -203,7 +236,11 @@ func (s *store) overview(ctx context.Context, q rangeQuery) (rawOverview, error)
 	if q.utc() {
 		to = from
 	}
-	rows, err := s.pool.Query(ctx, overviewSQL, q.start, q.end, q.limit, from, to, q.domain)
+	sql, args := overviewSQL, []any{q.start, q.end, q.limit, from, to}
+	if q.domain != 0 {
+		sql, args = overviewDomainSQL, append(args, q.domain)
+	}
+	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return rawOverview{}, fmt.Errorf("query overview: %w", err)
 	}
@@ -227,6 +264,11 @@ func (s *store) overview(ctx context.Context, q rangeQuery) (rawOverview, error)
 			r.rangeHours = append(r.rangeHours, hourRow{hour: time.Unix(a, 0), clicks: b, botClicks: c})
 		case kindTopLink:
 			r.top = append(r.top, TopLink{Slug: slug, Clicks: a})
+		case kindDimension:
+			if a < 0 || a >= int64(len(overviewDimensions)) {
+				return rawOverview{}, fmt.Errorf("overview: campaign dimension %d", a)
+			}
+			r.dimensions = append(r.dimensions, dimensionRow{dimension: overviewDimensions[a], value: slug, clicks: b})
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -272,7 +314,7 @@ func rawInt(fd pgconn.FieldDescription, b []byte) (int64, error) {
 	return strconv.ParseInt(string(b), 10, 64)
 }
 
-// dimensionName returns the constant for a dimension column value, so the five
+// dimensionName returns the constant for a dimension column value, so the eight
 // names are not allocated again for every row.
 func dimensionName(b []byte) string {
 	switch string(b) {
@@ -286,6 +328,12 @@ func dimensionName(b []byte) string {
 		return "os"
 	case "device":
 		return "device"
+	case "utm_source":
+		return "utm_source"
+	case "utm_medium":
+		return "utm_medium"
+	case "utm_campaign":
+		return "utm_campaign"
 	}
 	return string(b)
 }
