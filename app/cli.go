@@ -180,7 +180,7 @@ func healthCmd(ctx context.Context, cfg Config, args []string, stdout, stderr io
 }
 
 // domainCmd runs `hop domain add|list|remove`, on the database directly like `hop
-// apikey`. Running servers see a change within their domain refresh (2 s).
+// apikey`; running servers hear of a change through Redis, or within their 2 s reload.
 func domainCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []string, stdout, stderr io.Writer) error {
 	const use = "usage: hop domain add HOST [--base-url URL] | list | remove HOST"
 	if len(args) == 0 {
@@ -194,9 +194,20 @@ func domainCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []stri
 	if err := migrations.Up(ctx, pool, nil); err != nil {
 		return err
 	}
+	// With Redis, running servers hear of a change at once, as through the API; without
+	// it (or when it is down) they see it within their 2 s reload.
+	rdb, err := openRedis(cfg, nil)
+	if err != nil {
+		logger.Warn("domain changes reach running servers within 2 s", "err", err)
+		rdb = nil
+	}
+	if rdb != nil {
+		defer rdb.Close()
+	}
 	store := domains.NewStore(pool)
 	reg, err := domains.NewRegistry(ctx, domains.Config{BaseURL: cfg.BaseURL,
-		RootRedirect: cfg.RootRedirect, NotFoundRedirect: cfg.NotFoundRedirect, ExpiredRedirect: cfg.ExpiredRedirect}, store, logger)
+		RootRedirect: cfg.RootRedirect, NotFoundRedirect: cfg.NotFoundRedirect, ExpiredRedirect: cfg.ExpiredRedirect,
+		Redis: rdb, RedisPrefix: cfg.RedisPrefix}, store, logger)
 	if err != nil {
 		return err
 	}

@@ -321,7 +321,8 @@ func TestDomainStats(t *testing.T) {
 func TestDomainCLI(t *testing.T) {
 	t.Parallel()
 	db := testenv.NewDB(t)
-	cfg := testConfig(t, db, nil)
+	rdb := testenv.NewRedis(t)
+	cfg := testConfig(t, db, rdb)
 	path := writeConfig(t, cfg)
 	run := func(args ...string) (string, error) {
 		var out, logs bytes.Buffer
