@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X github.com/hop-dev/hop/app.Version=$(VERSION)
 FUZZTIME ?= 30s
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-short fuzz fuzz-short lint bench docker services chromium
+.PHONY: help build run test test-short fuzz fuzz-short lint bench docker services chromium chaos
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ lint: ## gofmt check and go vet
 bench: services build ## micro-benchmarks and the load benchmarks in bench/ (prints figures)
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./modules/...
 	bash bench/run.sh
+
+chaos: ## crash and outage scenarios against real hop processes; CHAOS_FLAGS='-scenarios kill9-noredis -phase 2s' picks and sizes (-list names them)
+	$(GO) run ./chaos -root . $(CHAOS_FLAGS)
 
 docker: ## build the container image hop:$(VERSION)
 	docker build -t hop:$(VERSION) --build-arg VERSION=$(VERSION) .

@@ -31,6 +31,11 @@ Usage:
   hop [--config FILE] restore FILE      load FILE into an empty data directory, or into DATABASE_URL
   hop version
 
+Clients of a running hop (--url/--key or HOP_URL/HOP_KEY; see docs/cli.md):
+  hop import --from csv|yourls|shlink|kutt|bitly|hop [--dry-run] [--on-conflict skip|rename|fail] FILE
+  hop export [--format jsonl|csv] [--output FILE]
+  hop links create URL [--slug S] [--tag T]... | list | get SLUG | delete SLUG | stats SLUG
+
 Configuration: config.yaml (or --config / HOP_CONFIG), then environment variables
 (HOP_ADDR, HOP_DATA_DIR, DATABASE_URL, REDIS_URL, HOP_BASE_URL, ...); see config.yaml.
 Without DATABASE_URL hop runs its own PostgreSQL in HOP_DATA_DIR (default ./hop-data).
@@ -65,6 +70,16 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cmd == "version" {
 		fmt.Fprintln(stdout, "hop", Version)
 		return nil
+	}
+	// Clients of a running hop: no configuration or database of their own.
+	ce := clientEnv{getenv: getenv, stdout: stdout, stderr: stderr}
+	switch cmd {
+	case "import":
+		return importCmd(ctx, ce, rest)
+	case "export":
+		return exportCmd(ctx, ce, rest)
+	case "links":
+		return linksCmd(ctx, ce, rest)
 	}
 
 	path, required := *configPath, *configPath != ""

@@ -10,6 +10,7 @@ import (
 	"github.com/hop-dev/hop/modules/apikey"
 	"github.com/hop-dev/hop/modules/dashboard"
 	"github.com/hop-dev/hop/modules/domains"
+	"github.com/hop-dev/hop/modules/idempotency"
 	"github.com/hop-dev/hop/modules/links"
 	"github.com/hop-dev/hop/modules/ratelimit"
 	"github.com/hop-dev/hop/modules/redirect"
@@ -46,6 +47,8 @@ func problemTable() []problemKind {
 		{links.ErrNotFound, http.StatusNotFound, "link-not-found", linkNotFound},
 		{links.ErrGone, http.StatusGone, "link-gone", linkGone},
 		{links.ErrSlugTaken, http.StatusConflict, "slug-taken", "this slug is taken (slugs of deleted links are never reused)"},
+		{idempotency.ErrMismatch, http.StatusUnprocessableEntity, "idempotency-key-reused", "this Idempotency-Key was used with a different request; use a new key for a new request"},
+		{idempotency.ErrInProgress, http.StatusConflict, "idempotency-key-in-progress", "a request with this Idempotency-Key is still being answered; retry shortly"},
 		{links.ErrOutOfTime, http.StatusServiceUnavailable, "bulk-out-of-time", "not created: the request ran out of time before this link; send it again"},
 
 		{redirect.ErrNotFound, http.StatusNotFound, "link-not-found", linkNotFound},

@@ -20,6 +20,7 @@ import (
 // Server limits.
 const (
 	bodyLimit      = "64K"
+	bulkBodyLimit  = "10M" // 1,000 links of up to 8 KiB URLs, and their fields
 	readHeaderTime = 5 * time.Second
 	readTimeout    = 15 * time.Second // to send a whole request, body included
 	writeTimeout   = 60 * time.Second // to take a response; CSV exports stream for a while

@@ -11,6 +11,7 @@ import (
 	"github.com/hop-dev/hop/modules/apikey"
 	"github.com/hop-dev/hop/modules/dashboard"
 	"github.com/hop-dev/hop/modules/domains"
+	"github.com/hop-dev/hop/modules/idempotency"
 	"github.com/hop-dev/hop/modules/links"
 	"github.com/hop-dev/hop/modules/ratelimit"
 	"github.com/hop-dev/hop/modules/redirect"
@@ -31,7 +32,23 @@ type server struct {
 	apiLimit  *ratelimit.Limiter
 	linkLimit *ratelimit.Limiter
 	authFails *ratelimit.Limiter // failed authentications per client address
-	openapi   echo.HandlerFunc   // GET /openapi.json
+	idem      *idempotency.Store
+	openapi   echo.HandlerFunc // GET /openapi.json
+}
+
+// bodyLimits bounds request bodies: bulkBodyLimit for POST /links/bulk (1,000 links
+// with long URLs), bodyLimit everywhere else.
+func bodyLimits() echo.MiddlewareFunc {
+	isBulk := func(c echo.Context) bool { return c.Path() == "/links/bulk" }
+	small := middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: bodyLimit, Skipper: isBulk})
+	bulk := middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: bulkBodyLimit, Skipper: func(c echo.Context) bool { return !isBulk(c) }})
+	return func(next echo.HandlerFunc) echo.HandlerFunc { return small(bulk(next)) }
+}
+
+// apiKeyID is the id of the request's API key, set by the auth middleware.
+func apiKeyID(c echo.Context) (int64, bool) {
+	id, ok := c.Get(apikey.ContextKey).(int64)
+	return id, ok
 }
 
 // routes lists every route of hop in one place.
@@ -57,10 +74,11 @@ func routes(e *echo.Echo, cfg Config, reg *prometheus.Registry, s server, logger
 	api := e.Group("",
 		unlessNotFound(middleware.RequestID()),
 		unlessNotFound(requestLog(logger)),
-		unlessNotFound(middleware.BodyLimit(bodyLimit)),
+		unlessNotFound(bodyLimits()),
 		unlessNotFound(s.keys.Middleware(s.authFails)),
 		unlessNotFound(s.apiLimit.Middleware()),
 		unlessNotFound(textParams),
+		unlessNotFound(s.idem.Middleware(idempotency.PostPaths("/links", "/links/", "/links/bulk"), apiKeyID)),
 	)
 	s.links.Routes(api)
 	s.domains.Routes(api)

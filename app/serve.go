@@ -26,6 +26,7 @@ import (
 	"github.com/hop-dev/hop/modules/apikey"
 	"github.com/hop-dev/hop/modules/dashboard"
 	"github.com/hop-dev/hop/modules/domains"
+	"github.com/hop-dev/hop/modules/idempotency"
 	"github.com/hop-dev/hop/modules/ingest"
 	"github.com/hop-dev/hop/modules/links"
 	"github.com/hop-dev/hop/modules/ratelimit"
@@ -57,6 +58,7 @@ type service struct {
 	agg      *stats.Aggregator
 	keys     *apikey.Store
 	domains  *domains.Registry
+	idem     *idempotency.Store
 	closers  []func() // run in reverse by close
 }
 
@@ -242,6 +244,7 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	if err != nil {
 		return s, err
 	}
+	s.idem = idempotency.New(idempotency.Config{}, pool, logger)
 	s.echo = newEcho(cfg, describe, logger)
 	routes(s.echo, cfg, reg, server{
 		health:    hc,
@@ -255,6 +258,7 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		linkLimit: redirectLimit,
 		authFails: authFails,
 		openapi:   openapi,
+		idem:      s.idem,
 	}, logger)
 	s.srv = newServer(s.echo, logger)
 	return s, nil
@@ -303,6 +307,7 @@ func (s *service) run(ctx context.Context) error {
 	g.Go(func() error { return s.agg.Run(aggCtx) }) // step 3
 	g.Go(func() error { return s.keys.Watch(gctx) })
 	g.Go(func() error { return s.domains.Run(gctx) })
+	g.Go(func() error { return s.idem.Run(gctx) })
 
 	// If a step fails without returning, the ones after it must not wait forever.
 	go func() {

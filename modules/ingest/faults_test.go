@@ -122,9 +122,10 @@ func TestRedisAndPostgresDown(t *testing.T) {
 }
 
 // Redis restarted empty while clicks waited in the stream: the reset is counted and
-// logged at ERROR with the number of clicks this instance published that the group
-// never delivered; clicks published after the restart are not among them, and flow.
-func TestStreamResetCountedWithLoss(t *testing.T) {
+// logged at ERROR; the clicks this instance published that the group never delivered
+// are copied from memory to the local log and reach click_logs, as do the clicks
+// published after the restart. Nothing is lost while hop lives.
+func TestStreamResetRecoversUndelivered(t *testing.T) {
 	t.Parallel()
 	db := testenv.NewDB(t)
 	ctx := context.Background()
@@ -159,24 +160,66 @@ func TestStreamResetCountedWithLoss(t *testing.T) {
 	}
 
 	run(t, p)
-	waitRows(t, db.Pool, 30)
+	waitRows(t, db.Pool, 150)
 	if got := value(t, p.m.resets); got != 1 {
 		t.Fatalf("stream resets = %v, want 1", got)
 	}
 	var found bool
 	for _, line := range logs.all() {
 		var rec struct {
-			Level string `json:"level"`
-			Lost  int64  `json:"estimated_clicks_lost"`
+			Level     string `json:"level"`
+			Lost      *int64 `json:"estimated_clicks_lost"`
+			Recovered int64  `json:"clicks_recovered"`
 		}
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Level == "ERROR" && rec.Lost != 0 {
-			if rec.Lost != 120 {
-				t.Fatalf("estimated %d clicks lost, want 120: %s", rec.Lost, line)
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Level == "ERROR" && rec.Lost != nil {
+			if *rec.Lost != 0 || rec.Recovered != 120 {
+				t.Fatalf("logged %d clicks lost and %d recovered, want 0 and 120: %s", *rec.Lost, rec.Recovered, line)
 			}
 			found = true
 		}
 	}
 	if !found {
-		t.Fatalf("no ERROR line naming the clicks lost in:\n%v", logs.all())
+		t.Fatalf("no ERROR line naming the stream reset in:\n%v", logs.all())
+	}
+	if got := countRows(t, db.Pool); got != 150 {
+		t.Fatalf("click_logs has %d rows, want 150", got)
+	}
+}
+
+// Redis killed while clicks waited in the stream, and not back yet: once the breaker
+// opens, the clicks the group never read are copied to the local log, so a Redis that
+// then comes back empty loses none of them.
+func TestRedisKilledSpillsUndelivered(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	ctx := context.Background()
+	srv := newRedisServer(t)
+	p := mustPipeline(t, fastConfig(t, "", "c1"), srv.client(t), db.Pool)
+	if _, err := p.stream.ensureGroup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stopHandoff := run(t, p.handoff)
+	publishAll(ctx, p, newEvents(100, 1)) // published, never read
+	if got := value(t, p.m.published); got != 100 {
+		t.Fatalf("published = %v, want 100", got)
+	}
+	srv.kill(t)
+	// Redis down: these fail over to the log and open the breaker, which spills.
+	publishInRounds(ctx, p, newEvents(60, 2))
+	if got := value(t, p.m.fallback); got != 60 {
+		t.Fatalf("fallback = %v, want 60", got)
+	}
+	if _, entries := p.log.usage(); entries == 0 {
+		t.Fatal("the local log is empty after the breaker opened")
+	}
+	if got := len(readAll(t, p.log)); got != 160 {
+		t.Fatalf("local log holds %d clicks, want 160 (100 spilled + 60 fallen back)", got)
+	}
+	stopHandoff()
+	srv.restart(t) // empty
+	run(t, p)
+	waitRows(t, db.Pool, 160)
+	if got := countRows(t, db.Pool); got != 160 {
+		t.Fatalf("click_logs has %d rows, want 160", got)
 	}
 }

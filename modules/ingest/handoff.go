@@ -274,19 +274,35 @@ func (h *handoff) xadd(deadline time.Time, entry *[]byte, campaigns []byte, n in
 		if h.failures.Add(1) >= int64(h.cfg.BreakerThreshold) && h.open.CompareAndSwap(false, true) {
 			h.m.breakerOpen.Set(1)
 			h.logger.Warn("Redis failing, clicks go to the local click log until it answers again", "error", err)
+			spillUndelivered(h.ledger, h.logger)
 		}
 		return err
+	}
+	if sid, ok := parseStreamID(id); ok {
+		h.ledger.add(sid, n, b) // copies b, before it goes back to the pool
 	}
 	*entry = b[:0]
 	h.bufs.Put(entry)
 	if h.failures.Load() != 0 {
 		h.failures.Store(0)
 	}
-	if sid, ok := parseStreamID(id); ok {
-		h.ledger.add(sid, n)
-	}
 	h.m.published.Add(float64(n))
 	return nil
+}
+
+// spillUndelivered copies the clicks of entries the group has not acknowledged to the
+// local click log: Redis is failing, and a Redis without persistence comes back
+// without them. Until Redis fails they live in its memory and the ledger's.
+func spillUndelivered(l *ledger, logger *slog.Logger) {
+	kept, gone, err := l.spillAll()
+	if err != nil {
+		logger.Error("Redis failing: clicks published but not yet acknowledged could not be copied to the local click log; they are lost if Redis restarts without persistence",
+			"clicks", gone, "error", err)
+		return
+	}
+	if kept > 0 {
+		logger.Warn("Redis failing: clicks published but not yet acknowledged copied to the local click log, in case Redis comes back without them", "clicks", kept)
+	}
 }
 
 // probe closes an open breaker once Redis answers a PING within the timeout.

@@ -139,7 +139,7 @@ func New(cfg Config, rdb rueidis.Client, pool *pgxpool.Pool, enr *Enricher, reg 
 
 	var led *ledger
 	if rdb != nil {
-		led = new(ledger)
+		led = &ledger{spill: log.appendEntries}
 		s.handoff.Key = cfg.Prefix + "clicks"
 		s.handoff.Timeout = cmp.Or(s.handoff.Timeout, cfg.PublishTimeout)
 		h, err := newHandoff(s.handoff, rdb, led, p.m, logger)

@@ -2,68 +2,140 @@ package ingest
 
 import "sync"
 
-// maxLedger bounds the XADDs a ledger remembers; past it the oldest are forgotten
+// Bounds of what a ledger remembers; past either, the oldest records are forgotten
 // and a loss estimate becomes a lower bound.
-const maxLedger = 1 << 16
+const (
+	maxLedger      = 1 << 16
+	maxLedgerBytes = 32 << 20
+)
 
 // ledger remembers the stream entries this instance published that the consumer
-// group has not delivered yet, so that when Redis loses the stream hop can say how
-// many clicks went with it.
+// group has not acknowledged yet, with their encoded clicks. A Redis without
+// persistence loses undelivered entries when it dies: when the stream turns out lost,
+// or as soon as Redis fails (it may come back empty), the ledger spills those clicks
+// to the local click log, from which they reach PostgreSQL. A click that reaches
+// PostgreSQL both ways is written once: event_id is unique.
 type ledger struct {
 	mu        sync.Mutex
 	recs      []ledgerRec // in publishing order, which is stream ID order
-	forgotten bool        // records were dropped for the bound since the last loss
+	bytes     int
+	forgotten bool // records were dropped for the bounds since the last loss
+
+	// spill makes encoded stream entries durable in the local click log; nil keeps
+	// no payloads (counting only).
+	spill func(entries [][]byte) error
 }
 
 type ledgerRec struct {
-	id     streamID
-	clicks int
+	id      streamID
+	clicks  int
+	payload []byte // the entry's encoded clicks, owned by the ledger
 }
 
-func (l *ledger) add(id streamID, clicks int) {
+// add records an XADDed entry; payload is copied.
+func (l *ledger) add(id streamID, clicks int, payload []byte) {
 	if l == nil {
 		return
 	}
+	var p []byte
+	if l.spill != nil {
+		p = append([]byte(nil), payload...)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.recs) >= maxLedger {
-		l.recs = append(l.recs[:0], l.recs[len(l.recs)/2:]...)
+	if len(l.recs) >= maxLedger || l.bytes+len(p) > maxLedgerBytes {
+		half := len(l.recs) / 2
+		for _, r := range l.recs[:half] {
+			l.bytes -= len(r.payload)
+		}
+		clear(l.recs[:half])
+		l.recs = append(l.recs[:0], l.recs[half:]...)
 		l.forgotten = true
 	}
-	l.recs = append(l.recs, ledgerRec{id, clicks})
+	l.recs = append(l.recs, ledgerRec{id, clicks, p})
+	l.bytes += len(p)
 }
 
-// delivered forgets the entries up to and including id: the group has read them.
-func (l *ledger) delivered(id streamID) {
+// acked forgets the entries the group has acknowledged: those below floor, and floor
+// itself when inclusive. Until then an entry is kept even once delivered: a reader
+// holding it uncommitted (PostgreSQL down) loses it if it dies, and Redis without
+// persistence would too.
+func (l *ledger) acked(floor streamID, inclusive bool) {
 	if l == nil {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	i := 0
-	for i < len(l.recs) && !id.less(l.recs[i].id) {
+	for i < len(l.recs) && (l.recs[i].id.less(floor) || inclusive && l.recs[i].id == floor) {
+		l.bytes -= len(l.recs[i].payload)
 		i++
 	}
 	if i > 0 {
+		clear(l.recs[:i])
 		l.recs = append(l.recs[:0], l.recs[i:]...)
 	}
 }
 
-// lost returns and forgets the clicks of entries older than before, the first entry
-// of the stream Redis has now (zero when it is empty): those were never delivered
-// and are gone. atLeast says some records had been forgotten for the bound.
-func (l *ledger) lost(before streamID) (clicks int64, atLeast bool) {
-	if l == nil {
-		return 0, false
-	}
+// take removes the records older than before (all of them when before is zero).
+func (l *ledger) take(before streamID) []ledgerRec {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	i := 0
 	for i < len(l.recs) && (before == streamID{} || l.recs[i].id.less(before)) {
-		clicks += int64(l.recs[i].clicks)
+		l.bytes -= len(l.recs[i].payload)
 		i++
 	}
+	out := append([]ledgerRec(nil), l.recs[:i]...)
+	clear(l.recs[:i])
 	l.recs = append(l.recs[:0], l.recs[i:]...)
+	return out
+}
+
+// lost handles the entries older than before, the first entry of the stream Redis has
+// now (zero when it is empty): they were never delivered and Redis no longer has
+// them. It spills their clicks to the local log and returns how many it kept that
+// way and how many are gone (spilling failed). atLeast says records had been
+// forgotten for the bounds, so more may be gone.
+func (l *ledger) lost(before streamID) (kept, gone int64, atLeast bool, err error) {
+	if l == nil {
+		return 0, 0, false, nil
+	}
+	recs := l.take(before)
+	l.mu.Lock()
 	atLeast, l.forgotten = l.forgotten, false
-	return clicks, atLeast
+	l.mu.Unlock()
+	kept, gone, err = l.spillRecs(recs)
+	return kept, gone, atLeast, err
+}
+
+// spillAll spills every undelivered entry: Redis is failing, and if it comes back
+// without persistence they are gone. Should it come back with them, the reader
+// writes them again and PostgreSQL keeps one copy.
+func (l *ledger) spillAll() (kept, gone int64, err error) {
+	if l == nil {
+		return 0, 0, nil
+	}
+	return l.spillRecs(l.take(streamID{}))
+}
+
+func (l *ledger) spillRecs(recs []ledgerRec) (kept, gone int64, err error) {
+	var clicks int64
+	entries := make([][]byte, 0, len(recs))
+	for _, r := range recs {
+		clicks += int64(r.clicks)
+		if r.payload != nil {
+			entries = append(entries, r.payload)
+		}
+	}
+	if len(recs) == 0 {
+		return 0, 0, nil
+	}
+	if l.spill == nil || len(entries) != len(recs) {
+		return 0, clicks, nil
+	}
+	if err := l.spill(entries); err != nil {
+		return 0, clicks, err
+	}
+	return clicks, 0, nil
 }

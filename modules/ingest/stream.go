@@ -115,13 +115,7 @@ func (s *stream) read(ctx context.Context, id string, block time.Duration) ([]ru
 	if err != nil {
 		return nil, fmt.Errorf("read click stream: %w", err)
 	}
-	entries := res[s.key]
-	if len(entries) > 0 && id == ">" {
-		if last, ok := parseStreamID(entries[len(entries)-1].ID); ok {
-			s.ledger.delivered(last)
-		}
-	}
-	return entries, nil
+	return res[s.key], nil
 }
 
 // process writes entries to click_logs, retrying with backoff while PostgreSQL fails,
@@ -196,14 +190,16 @@ func (s *stream) reportReset(ctx context.Context, cause string, sure bool) {
 	if res, err := s.rdb.Do(ctx, s.rdb.B().Xrange().Key(s.key).Start("-").End("+").Count(1).Build()).AsXRange(); err == nil && len(res) > 0 {
 		before, _ = parseStreamID(res[0].ID)
 	}
-	clicks, atLeast := s.ledger.lost(before)
-	if !sure && clicks == 0 {
+	kept, gone, atLeast, err := s.ledger.lost(before)
+	if !sure && kept == 0 && gone == 0 {
 		return
 	}
 	s.pm.resets.Inc()
-	s.logger.Error("Redis lost the click stream (restarted without persistence, or flushed): clicks it held that were not yet read are gone",
-		"estimated_clicks_lost", clicks, "estimate_is_lower_bound", atLeast,
-		"estimate", "clicks this instance published that the group never delivered", "cause", cause)
+	s.logger.Error("Redis lost the click stream (restarted without persistence, or flushed): clicks it held that were not yet read are gone, except those this instance still had",
+		"estimated_clicks_lost", gone, "estimate_is_lower_bound", atLeast, "clicks_recovered", kept,
+		"estimate", "clicks this instance published that the group never acknowledged and that it could not copy to its local click log",
+		"recovered", "clicks this instance published that the group never acknowledged, copied from memory to its local click log",
+		"cause", cause, "error", err)
 }
 
 // streamHealth is the stream as Redis reports it.
@@ -364,6 +360,7 @@ func (r *streamReader) Run(ctx context.Context) error {
 				return nil
 			}
 			r.s.logger.Warn("reading click stream failed, retrying", "error", err)
+			spillUndelivered(r.s.ledger, r.s.logger) // Redis may be gone, with them
 			sleep(ctx, bo.next())
 			continue
 		}

@@ -15,8 +15,11 @@ type trimmerConfig struct {
 	Interval time.Duration
 }
 
+// trimTimeout bounds one round of the trimmer.
+const trimTimeout = time.Second
+
 // trimmer removes stream entries every group has acknowledged, refreshes the stream
-// metrics, and tells the ledger what the group has delivered.
+// metrics, and tells the ledger what the group has acknowledged.
 type trimmer struct {
 	cfg trimmerConfig
 	s   *stream
@@ -32,8 +35,16 @@ func newTrimmer(cfg trimmerConfig, s *stream) (*trimmer, error) {
 
 func (t *trimmer) Run(ctx context.Context) error {
 	return every(ctx, t.cfg.Interval, func(ctx context.Context) {
-		if err := t.runOnce(ctx); err != nil && ctx.Err() == nil {
+		// rueidis retries read-only commands while the context lives: without a
+		// deadline a dead Redis would hold this loop, and the spill below, forever.
+		rctx, cancel := context.WithTimeout(ctx, trimTimeout)
+		defer cancel()
+		if err := t.runOnce(rctx); err != nil && ctx.Err() == nil {
 			t.s.logger.Warn("stream trim failed", "error", err)
+			// Redis may be gone. With no clicks arriving (redirects failing too, say)
+			// the hand-off's breaker never opens, so this is where the clicks the
+			// group has not acknowledged are made safe.
+			spillUndelivered(t.s.ledger, t.s.logger)
 		}
 	})
 }
@@ -58,11 +69,6 @@ func (t *trimmer) trim(ctx context.Context) error {
 	}
 	var minID streamID
 	for i, g := range groups {
-		if g.name == groupName {
-			if id, ok := parseStreamID(g.lastDelivered); ok {
-				s.ledger.delivered(id)
-			}
-		}
 		idStr := g.lastDelivered
 		if g.pending > 0 {
 			arr, err := s.rdb.Do(ctx, s.rdb.B().Xpending().Key(s.key).Group(g.name).Build()).ToArray()
@@ -79,6 +85,11 @@ func (t *trimmer) trim(ctx context.Context) error {
 		id, ok := parseStreamID(idStr)
 		if !ok {
 			return fmt.Errorf("group %s: unparseable stream ID %q", g.name, idStr)
+		}
+		if g.name == groupName {
+			// Below the oldest pending entry (or up to the last delivered one, with
+			// none pending) every entry is acknowledged: committed to PostgreSQL.
+			s.ledger.acked(id, g.pending == 0)
 		}
 		if i == 0 || id.less(minID) {
 			minID = id

@@ -1,6 +1,7 @@
 package links
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -121,11 +122,15 @@ type createRequest struct {
 	RedirectStatus int        `json:"redirect_status"`
 	ForwardQuery   *bool      `json:"forward_query"` // nil: true
 	ExpiredURL     *string    `json:"expired_url"`
+	Title          *string    `json:"title"`
+	CreatedAt      *time.Time `json:"created_at"`      // imports keep the source's date
+	ImportedClicks *int64     `json:"imported_clicks"` // the source's click total
 }
 
 // createFields are the fields a create takes; any other is refused by name.
 var createFields = map[string]bool{"url": true, "slug": true, "domain": true, "expires_at": true, "max_clicks": true, "password": true,
-	"tags": true, "redirect_status": true, "forward_query": true, "expired_url": true}
+	"tags": true, "redirect_status": true, "forward_query": true, "expired_url": true,
+	"title": true, "created_at": true, "imported_clicks": true}
 
 // UnmarshalJSON decodes a create request, refusing a field it does not take by name.
 func (r *createRequest) UnmarshalJSON(b []byte) error {
@@ -195,7 +200,10 @@ func (h *Handler) validateCreate(r createRequest) (newLink, error) {
 	if err := validateStatus(n.RedirectStatus); err != nil {
 		return n, err
 	}
-	if r.ExpiresAt != nil {
+	if err := h.validateImported(r, &n); err != nil {
+		return n, err
+	}
+	if r.ExpiresAt != nil && r.CreatedAt == nil {
 		if err := validateExpiry(*r.ExpiresAt, h.now()); err != nil {
 			return n, err
 		}
@@ -216,6 +224,34 @@ func (h *Handler) validateCreate(r createRequest) (newLink, error) {
 		}
 	}
 	return n, nil
+}
+
+// validateImported checks the fields a link brings from elsewhere: title, created_at
+// and imported_clicks. A link with its own creation date may already have expired at
+// its source, so its expiry need only follow its creation.
+func (h *Handler) validateImported(r createRequest, n *newLink) error {
+	if r.Title != nil && *r.Title != "" {
+		if err := validateTitle(*r.Title); err != nil {
+			return err
+		}
+		n.Title = r.Title
+	}
+	if r.CreatedAt != nil {
+		if r.CreatedAt.After(h.now().Add(maxClockSkew)) {
+			return problem.Invalid("created_at must not be in the future")
+		}
+		if r.ExpiresAt != nil && !r.ExpiresAt.After(*r.CreatedAt) {
+			return problem.Invalid("expires_at must be after created_at")
+		}
+		n.CreatedAt = r.CreatedAt
+	}
+	if r.ImportedClicks != nil {
+		if *r.ImportedClicks < 0 {
+			return problem.Invalid("imported_clicks must not be negative")
+		}
+		n.ImportedClicks = *r.ImportedClicks
+	}
+	return nil
 }
 
 func (h *Handler) create(c echo.Context) error {
@@ -292,6 +328,9 @@ func (h *Handler) bulk(c echo.Context) error {
 		return problem.Invalid("a bulk request holds at most %d links, got %d", maxBulk, len(req.Links))
 	}
 	ctx := c.Request().Context()
+	if c.QueryParam("dry_run") == "true" {
+		return h.bulkDryRun(c, req.Links)
+	}
 	out := struct {
 		Created int          `json:"created"`
 		Failed  int          `json:"failed"`
@@ -318,11 +357,36 @@ func (h *Handler) bulk(c echo.Context) error {
 	hashes := hashPasswords(hctx, passwords, late)
 	defer hashes.wait()
 	defer stop()
+	// Items are inserted in chunks, each in one transaction: every run of items that
+	// need no password hash goes in together, so a bulk without passwords is one
+	// commit. An item with a password closes the chunk before it, since its hash may
+	// take a while, and the budget is checked again after each chunk.
+	var chunk []int
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		if err := h.insertMany(ctx, items, chunk, errs, out.Results); err != nil {
+			if ctx.Err() != nil {
+				return err // the client is gone
+			}
+			// Nothing of the chunk was committed: its items failed alike; one log line.
+			h.logger.Error("bulk create", "links", len(chunk), "err", err)
+			for _, i := range chunk {
+				errs[i] = errBulkInternal
+			}
+		}
+		chunk = chunk[:0]
+		return nil
+	}
 	for i, r := range req.Links {
 		if errs[i] != nil {
 			continue
 		}
 		if r.Password != "" {
+			if err := flush(); err != nil {
+				return err
+			}
 			if items[i].PasswordHash = hashes.get(hctx, r.Password); items[i].PasswordHash == "" {
 				errs[i] = ErrOutOfTime
 				continue
@@ -332,15 +396,22 @@ func (h *Handler) bulk(c echo.Context) error {
 			errs[i] = ErrOutOfTime
 			continue
 		}
-		var l Link
-		if l, errs[i] = h.insert(ctx, items[i]); errs[i] == nil {
+		chunk = append(chunk, i)
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	for i := range out.Results {
+		if errs[i] == nil && out.Results[i].Link != nil {
 			out.Created++
-			out.Results[i] = bulkResult{Index: i, Status: http.StatusCreated, Link: &l}
 		}
 	}
 	for i, err := range errs {
 		switch p := h.describe(err); {
 		case err == nil:
+		case errors.Is(err, errBulkInternal):
+			out.Failed++
+			out.Results[i] = bulkResult{Index: i, Status: http.StatusInternalServerError, Error: "not created: an internal error occurred; it has been logged"}
 		case p.Status < http.StatusInternalServerError || errors.Is(err, ErrOutOfTime):
 			out.Failed++
 			out.Results[i] = bulkResult{Index: i, Status: p.Status, Error: p.Detail}
@@ -358,6 +429,108 @@ func (h *Handler) bulk(c echo.Context) error {
 		status = http.StatusMultiStatus
 	}
 	return c.JSON(status, out)
+}
+
+// bulkDryRun answers what a bulk create would do, changing nothing: each item is
+// validated, and a custom slug that is taken (or repeats an earlier item's) is a 409.
+// Items that would be created are answered 201 without a link.
+func (h *Handler) bulkDryRun(c echo.Context, reqs []createRequest) error {
+	out := struct {
+		DryRun  bool         `json:"dry_run"`
+		Created int          `json:"created"`
+		Failed  int          `json:"failed"`
+		Results []bulkResult `json:"results"`
+	}{DryRun: true, Results: make([]bulkResult, len(reqs))}
+	ctx := c.Request().Context()
+	var ids []int64
+	var slugs []string
+	domainOf := make([]int64, len(reqs))
+	domainErr := make([]error, len(reqs))
+	for i, r := range reqs {
+		domainOf[i], domainErr[i] = h.createDomain(ctx, r.Domain)
+		if r.Slug != "" && domainErr[i] == nil {
+			ids, slugs = append(ids, domainOr(domainOf[i])), append(slugs, r.Slug)
+		}
+	}
+	taken, err := h.store.takenSlugs(ctx, ids, slugs)
+	if err != nil {
+		return err
+	}
+	for i, r := range reqs {
+		res := bulkResult{Index: i, Status: http.StatusCreated}
+		key := slugOn{domain: domainOr(domainOf[i]), slug: r.Slug}
+		if _, err := h.validateCreate(r); err != nil || domainErr[i] != nil {
+			p := h.describe(cmp.Or(err, domainErr[i]))
+			res.Status, res.Error = p.Status, p.Detail
+		} else if r.Slug != "" && taken[key] {
+			p := h.describe(ErrSlugTaken)
+			res.Status, res.Error = p.Status, p.Detail
+		}
+		if res.Status == http.StatusCreated {
+			out.Created++
+			if r.Slug != "" {
+				taken[key] = true
+			}
+		} else {
+			out.Failed++
+		}
+		out.Results[i] = res
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// insertMany creates items[i] for each i in ready in one transaction, recording each
+// result in results[i] or its error in errs[i], then drops the new slugs from the
+// redirect caches, several at a time, since each drop may be a few Redis round trips.
+func (h *Handler) insertMany(ctx context.Context, items []newLink, ready []int, errs []error, results []bulkResult) error {
+	if len(ready) == 0 {
+		return nil
+	}
+	batch := make([]newLink, len(ready))
+	for k, i := range ready {
+		batch[k] = items[i]
+	}
+	links, lerrs, err := h.store.createMany(ctx, batch)
+	if err != nil {
+		return err
+	}
+	var created []Link
+	for k, i := range ready {
+		if errs[i] = lerrs[k]; errs[i] != nil {
+			continue
+		}
+		created = append(created, links[k])
+		l := h.present(ctx, links[k])
+		results[i] = bulkResult{Index: i, Status: http.StatusCreated, Link: &l}
+	}
+	h.invalidateNew(ctx, created)
+	return nil
+}
+
+// ManyInvalidator is an Invalidator that also takes the links of a bulk create at
+// once (the redirect module: one Redis round trip instead of a few per link).
+type ManyInvalidator interface {
+	Created(ctx context.Context, links []Link) error
+}
+
+// invalidateNew drops new links' slugs from redirect caches (they may be cached as
+// unknown): all at once when the cache can, else several at a time.
+func (h *Handler) invalidateNew(ctx context.Context, created []Link) {
+	if len(created) == 0 || h.cache == nil {
+		return
+	}
+	if mi, ok := h.cache.(ManyInvalidator); ok {
+		if err := mi.Created(ctx, created); err != nil {
+			h.logger.Warn("invalidate redirect cache", "links", len(created), "err", err)
+		}
+		return
+	}
+	var g errgroup.Group
+	g.SetLimit(16)
+	for _, l := range created {
+		g.Go(func() error { h.invalidate(ctx, l.DomainID, l.Slug); return nil })
+	}
+	_ = g.Wait()
 }
 
 func (h *Handler) list(c echo.Context) error {
@@ -683,6 +856,10 @@ func hashPassword(pw string) (string, error) {
 	}
 	return string(b), nil
 }
+
+// errBulkInternal marks the items of a bulk create whose chunk failed in PostgreSQL;
+// the failure is logged once for the chunk.
+var errBulkInternal = errors.New("bulk insert failed")
 
 // hashPasswords starts hashing each distinct password once, in order of first use, on
 // as many goroutines as there are CPUs: bcrypt is deliberately slow, and a bulk of

@@ -27,6 +27,8 @@ type Link struct {
 	TotalClicks    int64      `json:"total_clicks"`
 	CreatedAt      time.Time  `json:"created_at"`
 	UpdatedAt      time.Time  `json:"updated_at"`
+	Title          *string    `json:"title"`
+	ImportedClicks int64      `json:"imported_clicks"` // counted by the shortener it came from; never in total_clicks
 
 	PasswordHash string     `json:"-"`
 	DomainID     int64      `json:"-"`

@@ -39,7 +39,7 @@ const recordedClicks = `(links.total_clicks + coalesce((SELECT sum(d.bot_clicks)
 // counter, which only means something while the link has a limit.
 const linkColumns = `id, slug, original_url, redirect_status, expires_at, max_clicks,
 	coalesce(password_hash, ''), tags, total_clicks, created_at, updated_at, deleted_at,
-	clicks_used, forward_query, expired_url, domain_id`
+	clicks_used, forward_query, expired_url, title, imported_clicks, domain_id`
 
 // apiColumns are linkColumns with clicks_used as the API reports it. While a link has
 // a limit the redirect counts every click it answers in clicks_used, exactly; without
@@ -47,14 +47,14 @@ const linkColumns = `id, slug, original_url, redirect_status, expires_at, max_cl
 // recorded so far stand in for it.
 const apiColumns = `id, slug, original_url, redirect_status, expires_at, max_clicks,
 	coalesce(password_hash, ''), tags, total_clicks, created_at, updated_at, deleted_at,
-	CASE WHEN max_clicks IS NULL THEN ` + recordedClicks + ` ELSE clicks_used END, forward_query, expired_url, domain_id`
+	CASE WHEN max_clicks IS NULL THEN ` + recordedClicks + ` ELSE clicks_used END, forward_query, expired_url, title, imported_clicks, domain_id`
 
 func scanLink(row pgx.Row) (Link, error) {
 	var l Link
 	var status int16
 	err := row.Scan(&l.ID, &l.Slug, &l.OriginalURL, &status, &l.ExpiresAt, &l.MaxClicks,
 		&l.PasswordHash, &l.Tags, &l.TotalClicks, &l.CreatedAt, &l.UpdatedAt, &l.DeletedAt,
-		&l.ClicksUsed, &l.ForwardQuery, &l.ExpiredURL, &l.DomainID)
+		&l.ClicksUsed, &l.ForwardQuery, &l.ExpiredURL, &l.Title, &l.ImportedClicks, &l.DomainID)
 	l.RedirectStatus = int(status)
 	l.HasPassword = l.PasswordHash != ""
 	if l.Tags == nil {
@@ -74,6 +74,9 @@ type newLink struct {
 	Tags           []string
 	ForwardQuery   bool
 	ExpiredURL     *string
+	Title          *string
+	CreatedAt      *time.Time // nil: now; set by imports to keep the source's date
+	ImportedClicks int64
 	DomainID       int64 // 0: the default domain
 }
 
@@ -91,8 +94,10 @@ func domainOr(id int64) int64 {
 
 // insertLink takes ids from the one links sequence whatever the domain, so generated
 // slugs are unique across all domains; a slug is unique per domain.
-const insertLink = `INSERT INTO links (id, slug, original_url, redirect_status, expires_at, max_clicks, password_hash, tags, forward_query, expired_url, domain_id)
-VALUES (coalesce($1, nextval(pg_get_serial_sequence('links', 'id'))), $2, $3, $4, $5, $6, nullif($7, ''), coalesce($8::text[], '{}'), $9, $10, $11)
+const insertLink = `INSERT INTO links (id, slug, original_url, redirect_status, expires_at, max_clicks, password_hash, tags, forward_query, expired_url,
+	title, created_at, imported_clicks, domain_id)
+VALUES (coalesce($1, nextval(pg_get_serial_sequence('links', 'id'))), $2, $3, $4, $5, $6, nullif($7, ''), coalesce($8::text[], '{}'), $9, $10,
+	$11, coalesce($12, now()), $13, $14)
 ON CONFLICT (domain_id, slug) DO NOTHING
 RETURNING ` + apiColumns
 
@@ -103,7 +108,7 @@ const nextLinkID = `SELECT nextval(pg_get_serial_sequence('links', 'id'))`
 // word, is skipped and the next id is tried.
 func (s *Store) create(ctx context.Context, n newLink) (Link, error) {
 	if n.Slug != "" {
-		l, err := scanLink(s.pool.QueryRow(ctx, insertLink, nil, n.Slug, n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags, n.ForwardQuery, n.ExpiredURL, domainOr(n.DomainID)))
+		l, err := scanLink(s.pool.QueryRow(ctx, insertLink, nil, n.Slug, n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags, n.ForwardQuery, n.ExpiredURL, n.Title, n.CreatedAt, n.ImportedClicks, domainOr(n.DomainID)))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return Link{}, ErrSlugTaken
 		}
@@ -124,7 +129,7 @@ func (s *Store) create(ctx context.Context, n newLink) (Link, error) {
 		if reserved[strings.ToLower(slug)] {
 			continue
 		}
-		l, err := scanLink(s.pool.QueryRow(ctx, insertLink, id, slug, n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags, n.ForwardQuery, n.ExpiredURL, domainOr(n.DomainID)))
+		l, err := scanLink(s.pool.QueryRow(ctx, insertLink, id, slug, n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags, n.ForwardQuery, n.ExpiredURL, n.Title, n.CreatedAt, n.ImportedClicks, domainOr(n.DomainID)))
 		if errors.Is(err, pgx.ErrNoRows) {
 			continue // a custom slug took this one
 		}
@@ -134,6 +139,85 @@ func (s *Store) create(ctx context.Context, n newLink) (Link, error) {
 		return l, nil
 	}
 	return Link{}, errors.New("insert link: no free generated slug after 100 attempts")
+}
+
+const nextLinkIDs = `SELECT nextval(pg_get_serial_sequence('links', 'id')) FROM generate_series(1, $1)`
+
+// createMany inserts links as create does, all in one transaction and one round trip
+// (a pipelined batch): a bulk create of 1,000 links is one commit, not 1,000. errs[i]
+// is ErrSlugTaken for a custom slug that is taken, by another link or by an earlier
+// item of this call. A generated slug that collides with a custom one is created
+// afterwards through create, which tries the next id.
+func (s *Store) createMany(ctx context.Context, items []newLink) (links []Link, errs []error, err error) {
+	links, errs = make([]Link, len(items)), make([]error, len(items))
+	ids := make([]*int64, len(items))
+	slugs := make([]string, len(items))
+	var generated []int
+	for i, n := range items {
+		slugs[i] = n.Slug
+		if n.Slug == "" {
+			generated = append(generated, i)
+		}
+	}
+	for len(generated) > 0 {
+		rows, err := s.pool.Query(ctx, nextLinkIDs, len(generated))
+		if err != nil {
+			return nil, nil, fmt.Errorf("next link ids: %w", err)
+		}
+		next, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return nil, nil, fmt.Errorf("next link ids: %w", err)
+		}
+		var again []int
+		for k, i := range generated {
+			slug, err := s.slug.slug(next[k])
+			if err != nil {
+				return nil, nil, err
+			}
+			if reserved[strings.ToLower(slug)] {
+				again = append(again, i)
+				continue
+			}
+			ids[i], slugs[i] = &next[k], slug
+		}
+		generated = again
+	}
+
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("insert links: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	b := &pgx.Batch{}
+	for i, n := range items {
+		b.Queue(insertLink, ids[i], slugs[i], n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags, n.ForwardQuery, n.ExpiredURL, n.Title, n.CreatedAt, n.ImportedClicks, domainOr(n.DomainID))
+	}
+	br := tx.SendBatch(ctx, b)
+	var retry []int
+	for i, n := range items {
+		l, err := scanLink(br.QueryRow())
+		switch {
+		case errors.Is(err, pgx.ErrNoRows) && n.Slug == "":
+			retry = append(retry, i)
+		case errors.Is(err, pgx.ErrNoRows):
+			errs[i] = ErrSlugTaken
+		case err != nil:
+			br.Close()
+			return nil, nil, fmt.Errorf("insert links: %w", err)
+		default:
+			links[i] = l
+		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, nil, fmt.Errorf("insert links: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, nil, fmt.Errorf("insert links: %w", err)
+	}
+	for _, i := range retry {
+		links[i], errs[i] = s.create(ctx, items[i])
+	}
+	return links, errs, nil
 }
 
 const selectLinkBySlug = `SELECT ` + linkColumns + ` FROM links WHERE slug = $2 AND domain_id = $1`
@@ -343,6 +427,39 @@ func (s *Store) delete(ctx context.Context, domainID int64, slug string) error {
 		return err
 	}
 	return nil
+}
+
+const selectTakenSlugs = `SELECT l.domain_id, l.slug FROM links l
+JOIN unnest($1::int8[], $2::text[]) AS q(domain_id, slug) ON l.domain_id = q.domain_id AND l.slug = q.slug`
+
+// slugOn is a slug on a domain: what is unique.
+type slugOn struct {
+	domain int64
+	slug   string
+}
+
+// takenSlugs returns which of the slugs (slugs[i] on domain domainIDs[i], 0 the
+// default) belong to a link, live or deleted (a deleted link's slug is never reused).
+// Bulk dry runs use it to report conflicts.
+func (s *Store) takenSlugs(ctx context.Context, domainIDs []int64, slugs []string) (map[slugOn]bool, error) {
+	ids := make([]int64, len(domainIDs))
+	for i, d := range domainIDs {
+		ids[i] = domainOr(d)
+	}
+	rows, err := s.pool.Query(ctx, selectTakenSlugs, ids, slugs)
+	if err != nil {
+		return nil, fmt.Errorf("select taken slugs: %w", err)
+	}
+	out := map[slugOn]bool{}
+	var k slugOn
+	_, err = pgx.ForEachRow(rows, []any{&k.domain, &k.slug}, func() error {
+		out[k] = true
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("select taken slugs: %w", err)
+	}
+	return out, nil
 }
 
 // TagCount is a tag with the number of live links carrying it.

@@ -20,6 +20,8 @@ const (
 	maxTagLength  = 64
 	minPassword   = 8
 	maxPassword   = 72 // bcrypt's limit
+	maxTitle      = 512
+	maxClockSkew  = 5 * time.Minute // an imported created_at may be this far ahead of hop's clock
 )
 
 // reserved are paths of hop itself; a link can never take one as its slug. Compared
@@ -165,6 +167,14 @@ func validateMaxClicks(n int64) error {
 func validatePassword(p string) error {
 	if len(p) < minPassword || len(p) > maxPassword {
 		return problem.Invalid("password must be %d to %d bytes long", minPassword, maxPassword)
+	}
+	return nil
+}
+
+// validateTitle checks a link's title: bounded printable text.
+func validateTitle(t string) error {
+	if len(t) > maxTitle || !utf8.ValidString(t) || strings.ContainsFunc(t, unicode.IsControl) {
+		return problem.Invalid("title must be at most %d bytes of printable text", maxTitle)
 	}
 	return nil
 }
