@@ -115,6 +115,24 @@ func TestDomainsSameSlugByHost(t *testing.T) {
 		t.Fatalf("bulk: %s", bulk.Body)
 	}
 
+	// A dry run checks slugs per domain too: bulk1 is taken on both, bulk9 on neither,
+	// and an unknown domain is refused.
+	dry := h.api(t, http.MethodPost, "/links/bulk?dry_run=true", map[string]any{"links": []map[string]any{
+		{"url": "https://bulk.example/4", "slug": "bulk1", "domain": "go.example.com"},
+		{"url": "https://bulk.example/5", "slug": "bulk9", "domain": "go.example.com"},
+		{"url": "https://bulk.example/6", "slug": "bulk9"},
+		{"url": "https://bulk.example/7", "slug": "bulk1"},
+		{"url": "https://bulk.example/8", "slug": "bulk8", "domain": "nowhere.example"},
+	}})
+	mustStatus(t, dry, http.StatusOK)
+	var statuses []int
+	for _, r := range dry.JSON(t)["results"].([]any) {
+		statuses = append(statuses, int(r.(map[string]any)["status"].(float64)))
+	}
+	if fmt.Sprint(statuses) != "[409 201 201 409 400]" {
+		t.Fatalf("dry run statuses %v, want [409 201 201 409 400]: %s", statuses, dry.Body)
+	}
+
 	// The list filters by domain; GET /domains counts live links.
 	list := h.api(t, http.MethodGet, "/links?domain=go.example.com", nil)
 	mustStatus(t, list, http.StatusOK)
