@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X github.com/hop-dev/hop/app.Version=$(VERSION)
 FUZZTIME ?= 30s
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-short fuzz fuzz-short lint bench docker services chromium chaos
+.PHONY: help build run test test-short fuzz fuzz-short lint bench docker services chromium chaos screenshots
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -26,6 +26,10 @@ chromium: ## make sure headless Chromium is installed for the browser tests (apt
 test: services chromium ## run every test with the race detector, then each fuzz target briefly (5,000 inputs)
 	$(GO) test -race -count=1 ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5000x
+
+screenshots: services chromium ## write docs/screenshots/*.png from a seeded demo instance in headless Chromium
+	@mkdir -p docs/screenshots
+	HOP_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^TestScreenshots$$' -v ./app/
 
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	@log=$$(mktemp); trap 'rm -f $$log' EXIT; n=0; for pkg in $$($(GO) list ./...); do \

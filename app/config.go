@@ -44,6 +44,7 @@ type Config struct {
 	TrustedProxies    []string      `yaml:"trusted_proxies" env:"HOP_TRUSTED_PROXIES"`
 	RateLimitRedirect string        `yaml:"rate_limit_redirect" env:"HOP_RATE_LIMIT_REDIRECT"`
 	RateLimitAPI      string        `yaml:"rate_limit_api" env:"HOP_RATE_LIMIT_API"`
+	RateLimitTimeout  time.Duration `yaml:"rate_limit_timeout" env:"HOP_RATE_LIMIT_TIMEOUT"`
 	AggregateInterval time.Duration `yaml:"aggregate_interval" env:"HOP_AGGREGATE_INTERVAL"`
 	RetentionDays     int           `yaml:"retention_days" env:"HOP_RETENTION_DAYS"`
 	GeoIPDB           string        `yaml:"geoip_db" env:"HOP_GEOIP_DB"`
@@ -81,6 +82,7 @@ func defaultConfig() Config {
 		SlugMinLength:     6,
 		RateLimitRedirect: "10-S",
 		RateLimitAPI:      "600-M",
+		RateLimitTimeout:  20 * time.Millisecond,
 		AggregateInterval: 2 * time.Second,
 		IngestBatchSize:   5000,
 		SpoolMaxBytes:     1 << 30,
@@ -180,6 +182,9 @@ func (c *Config) Validate() error {
 	if _, err := ratelimit.ParseRate(c.RateLimitAPI); err != nil {
 		return bad("rate_limit_api (HOP_RATE_LIMIT_API)", "%v", err)
 	}
+	if c.RateLimitTimeout < time.Millisecond || c.RateLimitTimeout > 5*time.Second {
+		return bad("rate_limit_timeout (HOP_RATE_LIMIT_TIMEOUT)", "must be between 1ms and 5s, got %s", c.RateLimitTimeout)
+	}
 	if c.AggregateInterval < 100*time.Millisecond || c.AggregateInterval > time.Hour {
 		return bad("aggregate_interval (HOP_AGGREGATE_INTERVAL)", "must be between 100ms and 1h, got %s", c.AggregateInterval)
 	}
@@ -252,6 +257,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("trusted_proxies", c.TrustedProxies),
 		slog.String("rate_limit_redirect", c.RateLimitRedirect),
 		slog.String("rate_limit_api", c.RateLimitAPI),
+		slog.Duration("rate_limit_timeout", c.RateLimitTimeout),
 		slog.Duration("aggregate_interval", c.AggregateInterval),
 		slog.Int("retention_days", c.RetentionDays),
 		slog.String("geoip_db", c.GeoIPDB),

@@ -29,13 +29,32 @@ func (a dashLinks) Get(ctx context.Context, slug string) (dashboard.Link, error)
 }
 
 func (a dashLinks) Create(ctx context.Context, n dashboard.NewLink) (dashboard.Link, error) {
-	l, err := a.h.Create(ctx, n.URL, n.Slug, n.Tags)
+	l, err := a.h.Create(ctx, links.NewLink{URL: n.URL, Slug: n.Slug, Tags: n.Tags, ExpiresAt: n.ExpiresAt,
+		MaxClicks: n.MaxClicks, Password: n.Password, RedirectStatus: n.RedirectStatus,
+		ForwardQuery: &n.ForwardQuery, ExpiredURL: &n.ExpiredURL})
 	return dashLink(l), err
 }
 
+// Update sets every field the edit form holds; the form always shows them all.
+func (a dashLinks) Update(ctx context.Context, slug string, e dashboard.LinkEdit) (dashboard.Link, error) {
+	expiredURL := &e.ExpiredURL
+	l, err := a.h.Update(ctx, slug, links.Patch{URL: &e.URL, RedirectStatus: &e.RedirectStatus,
+		ExpiresAt: &e.ExpiresAt, MaxClicks: &e.MaxClicks, Password: e.Password, Tags: &e.Tags,
+		ForwardQuery: &e.ForwardQuery, ExpiredURL: &expiredURL})
+	return dashLink(l), err
+}
+
+func (a dashLinks) Delete(ctx context.Context, slug string) error { return a.h.Delete(ctx, slug) }
+
 func dashLink(l links.Link) dashboard.Link {
-	return dashboard.Link{Slug: l.Slug, ShortURL: l.ShortURL, OriginalURL: l.OriginalURL, Tags: l.Tags,
-		TotalClicks: l.TotalClicks, HasPassword: l.HasPassword, ExpiresAt: l.ExpiresAt, CreatedAt: l.CreatedAt}
+	d := dashboard.Link{Slug: l.Slug, ShortURL: l.ShortURL, OriginalURL: l.OriginalURL, Tags: l.Tags,
+		TotalClicks: l.TotalClicks, HasPassword: l.HasPassword, ExpiresAt: l.ExpiresAt, CreatedAt: l.CreatedAt,
+		Status: l.Status, RedirectStatus: l.RedirectStatus, MaxClicks: l.MaxClicks, ClicksUsed: l.ClicksUsed,
+		ForwardQuery: l.ForwardQuery}
+	if l.ExpiredURL != nil {
+		d.ExpiredURL = *l.ExpiredURL
+	}
+	return d
 }
 
 // dashStats adapts the stats handler to the dashboard's StatsService.

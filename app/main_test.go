@@ -101,6 +101,7 @@ func testConfig(t testing.TB, db *testenv.DB, rdb *testenv.Redis) map[string]any
 		"api_key":             testAPIKey,
 		"rate_limit_redirect": "off",
 		"rate_limit_api":      "off",
+		"rate_limit_timeout":  "2s", // a loaded test machine must not turn shared limits into per-instance ones
 		"aggregate_interval":  "200ms",
 		"log_format":          "json",
 		"log_level":           "info", // Run reports its bound address in the "listening" line

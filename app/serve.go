@@ -207,22 +207,25 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		domainRegistry.Invalidated(m)
 	}
 	onInvalidate.Store(&invalidated)
-	redirectLimit, err := ratelimit.New(ratelimit.Config{Name: "redirect", Rate: cfg.RateLimitRedirect, Prefix: cfg.RedisPrefix + "rl:redirect:"}, rdb, reg, logger)
+	redirectLimit, err := ratelimit.New(ratelimit.Config{Name: "redirect", Rate: cfg.RateLimitRedirect, Prefix: cfg.RedisPrefix + "rl:redirect:", Timeout: cfg.RateLimitTimeout}, rdb, reg, logger)
 	if err != nil {
 		return s, err
 	}
-	apiLimit, err := ratelimit.New(ratelimit.Config{Name: "api", Rate: cfg.RateLimitAPI, Prefix: cfg.RedisPrefix + "rl:api:", Key: apiKeyOrIP}, rdb, reg, logger)
+	apiLimit, err := ratelimit.New(ratelimit.Config{Name: "api", Rate: cfg.RateLimitAPI, Prefix: cfg.RedisPrefix + "rl:api:", Key: apiKeyOrIP, Timeout: cfg.RateLimitTimeout}, rdb, reg, logger)
 	if err != nil {
 		return s, err
 	}
 
 	linkHandler := links.NewHandler(linkStore, cfg.BaseURL, rd, describe, logger).WithDomains(domainRegistry)
 	statsHandler := stats.NewHandler(stats.HandlerConfig{HeldBytes: heldStatsBytes(), Domains: domainRegistry}, pool, reg, logger)
-	loginLimit, err := ratelimit.New(ratelimit.Config{Name: "login", Rate: "10-M", Prefix: cfg.RedisPrefix + "rl:login:"}, rdb, reg, logger)
+	loginLimit, err := ratelimit.New(ratelimit.Config{Name: "login", Rate: "10-M", Prefix: cfg.RedisPrefix + "rl:login:", Timeout: cfg.RateLimitTimeout}, rdb, reg, logger)
 	if err != nil {
 		return s, err
 	}
-	dash, err := dashboard.New(dashboard.Config{BaseURL: cfg.BaseURL, LoginLimit: loginLimit.Middleware(), Describe: describe},
+	// Without a configured public origin the default one is a guess: the dashboard shows
+	// short URLs on the origin it is visited on instead.
+	dash, err := dashboard.New(dashboard.Config{BaseURL: cfg.BaseURL, BaseURLFromRequest: cfg.BaseURL == defaultConfig().BaseURL,
+		LoginLimit: loginLimit.Middleware(), Describe: describe},
 		dashLinks{linkHandler}, dashStats{statsHandler}, keys, pool, logger)
 	if err != nil {
 		return s, err

@@ -8,16 +8,27 @@ import (
 	"time"
 )
 
-// Chart geometry in SVG user units; the SVG scales to its container through viewBox.
-const (
-	chartWidth  = 720
-	chartHeight = 220
-	plotLeft    = 52
-	plotRight   = 8
-	plotTop     = 10
-	plotBottom  = 24
-	maxXLabels  = 7
+// chartGeometry is a chart's size and margins in SVG user units; the SVG scales to its
+// container through viewBox, text included.
+type chartGeometry struct {
+	width, height int
+	left, right   float64 // margins
+	top, bottom   float64
+	maxXLabels    int
+	fontSize      float64
+	class         string
+}
+
+// Two layouts of every chart: CSS shows the wide one on wide screens and the narrow
+// one below 700 px, where the wide one would shrink its 11 px text to 5 px. The narrow
+// one is drawn at about the size it is shown (a 390 px phone), with fewer labels.
+var (
+	wideChart   = chartGeometry{width: 720, height: 220, left: 52, right: 8, top: 10, bottom: 24, maxXLabels: 7, fontSize: 11, class: "wide"}
+	narrowChart = chartGeometry{width: 340, height: 190, left: 44, right: 6, top: 10, bottom: 26, maxXLabels: 4, fontSize: 12, class: "narrow"}
 )
+
+// maxXLabels is the wide layout's, which tests check.
+const maxXLabels = 7
 
 // chart is a daily series laid out for the template: bars for human clicks, a line for
 // unique visitors, and axis labels. It is computed here so the template only prints
@@ -34,6 +45,9 @@ type chart struct {
 	XLabels       []chartTick
 	Empty         bool
 	Summary       string // accessible description
+	FontSize      float64
+	Class         string
+	Narrow        *chart // the same series laid out for narrow screens
 }
 
 type chartBar struct {
@@ -42,17 +56,27 @@ type chartBar struct {
 }
 
 type chartTick struct {
-	Pos   float64 // y for YTicks, x for XLabels
-	Label string
+	Pos    float64 // y for YTicks, x for XLabels
+	Label  string
+	Anchor string // text-anchor of an x label: "" (middle), "start" or "end"
 }
 
-// newChart lays out days.
+// newChart lays out days in the wide layout, with the narrow one attached.
 func newChart(days []Day) chart {
+	c := layoutChart(days, wideChart)
+	n := layoutChart(days, narrowChart)
+	c.Narrow = &n
+	return c
+}
+
+// layoutChart lays out days in geometry g.
+func layoutChart(days []Day, g chartGeometry) chart {
 	c := chart{
-		Width: chartWidth, Height: chartHeight,
-		Left: plotLeft, Right: chartWidth - plotRight,
-		Top: plotTop, Bottom: chartHeight - plotBottom,
-		YLabelX: plotLeft - 6, XLabelY: chartHeight - 6,
+		Width: g.width, Height: g.height,
+		Left: g.left, Right: float64(g.width) - g.right,
+		Top: g.top, Bottom: float64(g.height) - g.bottom,
+		YLabelX: g.left - 6, XLabelY: float64(g.height) - 8,
+		FontSize: g.fontSize, Class: g.class,
 	}
 	var peak, total int64
 	for _, d := range days {
@@ -91,9 +115,25 @@ func newChart(days []Day) chart {
 	if !c.Empty {
 		c.Line = strings.Join(points, " ")
 	}
-	every := (len(days) + maxXLabels - 1) / maxXLabels
-	for i := 0; i < len(days); i += every {
+	// Labels spread evenly from the first day to the last, so the newest bar (today, in
+	// the default range) always has its date and labels never crowd each other.
+	n := min(len(days), g.maxXLabels)
+	for k := range n {
+		i := 0
+		if n > 1 {
+			i = int(math.Round(float64(k) * float64(len(days)-1) / float64(n-1)))
+		}
 		c.XLabels = append(c.XLabels, chartTick{Pos: round1(c.Left + float64(i)*slot + slot/2), Label: shortDate(days[i].Date)})
+	}
+	// The first and last labels are centred on their bars but must stay inside the SVG.
+	if len(c.XLabels) > 0 {
+		c.XLabels[0].Anchor = "start"
+		c.XLabels[0].Pos = round1(c.Left + slot/2 - min(slot/2, 6))
+		if len(c.XLabels) > 1 {
+			last := &c.XLabels[len(c.XLabels)-1]
+			last.Anchor = "end"
+			last.Pos = round1(c.Right - slot/2 + min(slot/2, 6))
+		}
 	}
 	return c
 }

@@ -35,6 +35,9 @@ type Config struct {
 	BaseURL string
 	// SessionTTL is how long a sign-in lasts; DefaultSessionTTL when zero.
 	SessionTTL time.Duration
+	// BaseURLFromRequest shows short URLs on the origin the dashboard is visited on,
+	// for when no public origin was configured and BaseURL is only a default.
+	BaseURLFromRequest bool
 	// LoginLimit, when set, runs on POST /dashboard/login only (for a rate limiter
 	// against key guessing). It may return errors; they render as HTML error pages.
 	LoginLimit echo.MiddlewareFunc
@@ -45,15 +48,28 @@ type Config struct {
 
 // Link is a short link as the dashboard shows it.
 type Link struct {
-	Slug        string
-	ShortURL    string
-	OriginalURL string
-	Tags        []string
-	TotalClicks int64
-	HasPassword bool
-	ExpiresAt   *time.Time
-	CreatedAt   time.Time
+	Slug           string
+	ShortURL       string
+	OriginalURL    string
+	Tags           []string
+	TotalClicks    int64
+	HasPassword    bool
+	ExpiresAt      *time.Time
+	CreatedAt      time.Time
+	Status         string // StatusActive, StatusExpired or StatusLimitReached
+	RedirectStatus int
+	MaxClicks      *int64
+	ClicksUsed     int64 // what MaxClicks counts
+	ForwardQuery   bool
+	ExpiredURL     string // "" when none
 }
+
+// A link's status, as the links module reports it.
+const (
+	StatusActive       = "active"
+	StatusExpired      = "expired"
+	StatusLimitReached = "limit_reached"
+)
 
 // ListQuery asks for one page of live links, newest first. Cursor is the opaque
 // NextCursor of the previous page; Q matches slug or URL; Tag filters by one tag.
@@ -70,11 +86,31 @@ type LinkPage struct {
 	NextCursor string
 }
 
-// NewLink is what the "new link" form submits. Empty Slug means generate one.
+// NewLink is what the "new link" form submits: every option a link is created with.
+// Empty Slug means generate one; zero values are the links module's defaults.
 type NewLink struct {
-	URL  string
-	Slug string
-	Tags []string
+	URL            string
+	Slug           string
+	Tags           []string
+	ExpiresAt      *time.Time
+	MaxClicks      *int64
+	Password       string
+	RedirectStatus int
+	ForwardQuery   bool
+	ExpiredURL     string
+}
+
+// LinkEdit is what the edit form submits: every setting of the link as it should be
+// from now on. Password is nil to keep the current one, "" to remove it.
+type LinkEdit struct {
+	URL            string
+	Tags           []string
+	ExpiresAt      *time.Time
+	MaxClicks      *int64
+	Password       *string
+	RedirectStatus int
+	ForwardQuery   bool
+	ExpiredURL     string
 }
 
 // Range is a stats range as the user entered it: inclusive YYYY-MM-DD dates and an
@@ -126,13 +162,16 @@ type TopLink struct {
 	Clicks int64
 }
 
-// LinkService reads and creates links. Errors the user can fix (validation, a taken
-// slug, a bad cursor, an unknown slug) are errors app's error table answers with a 4xx status;
+// LinkService reads, creates, edits and deletes links. Errors the user can fix
+// (validation, a taken slug, a bad cursor, an unknown slug) are errors app's error
+// table answers with a 4xx status;
 // the dashboard shows their detail. Anything else is an internal error.
 type LinkService interface {
 	List(ctx context.Context, q ListQuery) (LinkPage, error)
 	Get(ctx context.Context, slug string) (Link, error)
 	Create(ctx context.Context, n NewLink) (Link, error)
+	Update(ctx context.Context, slug string, e LinkEdit) (Link, error)
+	Delete(ctx context.Context, slug string) error
 }
 
 // StatsService reads analytics; errors follow the LinkService convention (a bad range
@@ -162,6 +201,8 @@ type Handler struct {
 	ttl      time.Duration
 	secure   bool     // session cookie Secure attribute
 	origins  []string // hosts accepted in Origin/Referer
+	base     string   // BaseURL without a trailing slash
+	fromReq  bool     // Config.BaseURLFromRequest
 	login    echo.MiddlewareFunc
 	logger   *slog.Logger
 	now      func() time.Time
@@ -199,6 +240,8 @@ func New(cfg Config, links LinkService, stats StatsService, keys KeyVerifier, po
 		ttl:      cmp.Or(cfg.SessionTTL, DefaultSessionTTL),
 		secure:   base.Scheme == "https",
 		origins:  []string{strings.ToLower(base.Host)},
+		base:     strings.TrimRight(cfg.BaseURL, "/"),
+		fromReq:  cfg.BaseURLFromRequest,
 		login:    cfg.LoginLimit,
 		logger:   logger.With("module", "dashboard"),
 		now:      time.Now,
@@ -237,6 +280,11 @@ func (h *Handler) Register(e *echo.Echo, mw ...echo.MiddlewareFunc) {
 	e.GET("/dashboard", h.overview, with(h.authenticated)...)
 	e.GET("/dashboard/", h.slashRedirect, with()...)
 	e.POST("/dashboard/links", h.createLink, with(h.authenticated, h.guardPost(maxForm), h.checkCSRF)...)
+	e.GET("/dashboard/new", h.newLinkPage, with(h.authenticated)...)
 	e.GET("/dashboard/links/:slug", h.linkPage, with(h.authenticated)...)
+	e.GET("/dashboard/links/:slug/edit", h.editPage, with(h.authenticated)...)
+	e.POST("/dashboard/links/:slug", h.updateLink, with(h.authenticated, h.guardPost(maxForm), h.checkCSRF)...)
+	e.GET("/dashboard/links/:slug/delete", h.deletePage, with(h.authenticated)...)
+	e.POST("/dashboard/links/:slug/delete", h.deleteLink, with(h.authenticated, h.guardPost(maxForm), h.checkCSRF)...)
 	e.RouteNotFound("/dashboard/*", h.notFound, with()...)
 }

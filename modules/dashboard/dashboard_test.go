@@ -216,14 +216,14 @@ func TestOverviewShowsTotalsChartAndLinks(t *testing.T) {
 	wantContains(t, body,
 		`data-total="clicks">12,345<`, `data-total="uniques">6,789<`, `data-total="bots">321<`, `data-total="links">42<`,
 		"2026-02-14 to 2026-03-15",
-		`<svg viewBox="0 0 720 220"`, `class="line"`, ">Feb 14<", // x axis label
+		`<svg class="wide" viewBox="0 0 720 220"`, `<svg class="narrow" viewBox="0 0 340 190"`, `class="line"`, ">Feb 14<", // x axis label
 		"2026-03-15: 290 clicks, 145 unique visitors", // the last bar's tooltip
 		`href="/dashboard/links/spring-sale"`, "9,000",
 		`href="/dashboard/links/linky"`, "https://example.com/y", // newest link first
 		`name="csrf"`, `action="/dashboard/links"`,
 	)
-	if n := strings.Count(body, `<rect class="bar"`); n != 30 {
-		t.Errorf("%d bars, want one per day (30)", n)
+	if n := strings.Count(body, `<rect class="bar"`); n != 60 {
+		t.Errorf("%d bars, want one per day (30) in each of the two layouts", n)
 	}
 	if strings.Contains(body, "linke<") {
 		t.Error("the first page shows more than 20 links")
@@ -316,8 +316,8 @@ func TestLinkPageShowsBreakdowns(t *testing.T) {
 		"<h3>Countries</h3>", "<h3>Referrers</h3>", "<h3>Browsers</h3>", "<h3>Operating systems</h3>", "<h3>Devices</h3>",
 		"news.ycombinator.com", "(direct)", "60.0%",
 	)
-	if n := strings.Count(body, `<rect class="bar"`); n != 7 {
-		t.Errorf("%d bars, want 7", n)
+	if n := strings.Count(body, `<rect class="bar"`); n != 14 {
+		t.Errorf("%d bars, want 7 in each of the two layouts", n)
 	}
 	// Largest first, "other" last.
 	de, us, other := strings.Index(body, ">DE<"), strings.Index(body, ">US<"), strings.Index(body, ">other<")

@@ -220,6 +220,12 @@ func (f *fakeLinks) add(l Link) {
 	if l.CreatedAt.IsZero() {
 		l.CreatedAt = testNow
 	}
+	if l.Status == "" {
+		l.Status = StatusActive
+	}
+	if l.RedirectStatus == 0 {
+		l.RedirectStatus = 302
+	}
 	f.links = append(f.links, l)
 }
 
@@ -276,12 +282,48 @@ func (f *fakeLinks) Create(ctx context.Context, n NewLink) (Link, error) {
 	if _, err := f.Get(ctx, n.Slug); err == nil {
 		return Link{}, errSlugTaken
 	}
-	l := Link{Slug: n.Slug, OriginalURL: n.URL, Tags: n.Tags}
+	l := Link{Slug: n.Slug, OriginalURL: n.URL, Tags: n.Tags, ExpiresAt: n.ExpiresAt, MaxClicks: n.MaxClicks,
+		HasPassword: n.Password != "", RedirectStatus: n.RedirectStatus, ForwardQuery: n.ForwardQuery, ExpiredURL: n.ExpiredURL}
 	if l.Tags == nil {
 		l.Tags = []string{}
 	}
 	f.add(l)
 	return f.Get(ctx, n.Slug)
+}
+
+// Update replaces every field, as the app's adapter does, refusing bad URLs like Create.
+func (f *fakeLinks) Update(_ context.Context, slug string, e LinkEdit) (Link, error) {
+	if u, err := url.Parse(e.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return Link{}, problem.Invalid("url must be an absolute http or https URL")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, l := range f.links {
+		if l.Slug != slug {
+			continue
+		}
+		l.OriginalURL, l.Tags, l.ExpiresAt, l.MaxClicks = e.URL, e.Tags, e.ExpiresAt, e.MaxClicks
+		l.RedirectStatus, l.ForwardQuery, l.ExpiredURL = e.RedirectStatus, e.ForwardQuery, e.ExpiredURL
+		if e.Password != nil {
+			l.HasPassword = *e.Password != ""
+		}
+		f.links[i] = l
+		return l, nil
+	}
+	return Link{}, errNotFound
+}
+
+// Delete removes the link; the fake does not keep deleted slugs reserved.
+func (f *fakeLinks) Delete(_ context.Context, slug string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, l := range f.links {
+		if l.Slug == slug {
+			f.links = slices.Delete(f.links, i, i+1)
+			return nil
+		}
+	}
+	return errNotFound
 }
 
 // fakeStats answers canned stats and records the ranges asked for. A range whose

@@ -19,12 +19,6 @@ func (h *Handler) userError(err error) (problem.Problem, bool) {
 	return p, p.Status >= 400 && p.Status < 500
 }
 
-// linkForm is the "new link" form as submitted, shown again with its error.
-type linkForm struct {
-	URL, Slug, Tags string
-	Error           string
-}
-
 // overviewPage is the data of /dashboard.
 type overviewPage struct {
 	Stats     Overview
@@ -34,17 +28,13 @@ type overviewPage struct {
 	Q, Tag    string
 	NextURL   string // the next page of the list; empty on the last
 	Form      linkForm
+	Deleted   string // the slug just deleted
 }
 
 func (h *Handler) overview(c echo.Context) error {
-	return h.renderOverview(c, http.StatusOK, linkForm{})
-}
-
-// renderOverview renders the overview with form as the "new link" form's state.
-func (h *Handler) renderOverview(c echo.Context, status int, form linkForm) error {
 	ctx := c.Request().Context()
 	q := c.QueryParams()
-	p := overviewPage{Q: q.Get("q"), Tag: q.Get("tag"), Form: form}
+	p := overviewPage{Q: q.Get("q"), Tag: q.Get("tag"), Form: newForm(), Deleted: q.Get("deleted")}
 
 	o, err := h.stats.Overview(ctx, Range{})
 	if err != nil {
@@ -59,6 +49,9 @@ func (h *Handler) renderOverview(c echo.Context, status int, form linkForm) erro
 		return err
 	}
 	p.Links = page.Links
+	for i := range p.Links {
+		p.Links[i].ShortURL = h.shortURL(c, p.Links[i])
+	}
 	if page.NextCursor != "" {
 		v := url.Values{"cursor": {page.NextCursor}}
 		if p.Q != "" {
@@ -69,7 +62,27 @@ func (h *Handler) renderOverview(c echo.Context, status int, form linkForm) erro
 		}
 		p.NextURL = "/dashboard?" + v.Encode()
 	}
-	return h.render(c, status, "overview", view{Title: "Overview", Data: p})
+	return h.render(c, http.StatusOK, "overview", view{Title: "Overview", Data: p})
+}
+
+// shortURL is l's short URL as this visitor can use it: on the origin the dashboard
+// is visited on when no public origin was configured (the default would be wrong for
+// anyone not on localhost:8080).
+func (h *Handler) shortURL(c echo.Context, l Link) string {
+	if !h.fromReq || !strings.HasPrefix(l.ShortURL, h.base+"/") {
+		return l.ShortURL
+	}
+	return c.Scheme() + "://" + c.Request().Host + strings.TrimPrefix(l.ShortURL, h.base)
+}
+
+// formPage is the data of the create and edit pages.
+type formPage struct {
+	Form linkForm
+	Link Link // edit: the link as it is
+}
+
+func (h *Handler) newLinkPage(c echo.Context) error {
+	return h.render(c, http.StatusOK, "new", view{Title: "New link", Data: formPage{Form: newForm()}})
 }
 
 // parseTags splits the form's comma-separated tags, dropping blanks; the link service
@@ -85,17 +98,65 @@ func parseTags(s string) []string {
 }
 
 func (h *Handler) createLink(c echo.Context) error {
-	f := c.Request().PostForm
-	form := linkForm{URL: strings.TrimSpace(f.Get("url")), Slug: strings.TrimSpace(f.Get("slug")), Tags: f.Get("tags")}
-	l, err := h.links.Create(c.Request().Context(), NewLink{URL: form.URL, Slug: form.Slug, Tags: parseTags(form.Tags)})
+	form, n, err := readForm(c.Request().PostForm)
+	var l Link
+	if err == nil {
+		l, err = h.links.Create(c.Request().Context(), n)
+	}
 	if pe, ok := h.userError(err); ok {
 		form.Error = pe.Detail
-		return h.renderOverview(c, pe.Status, form)
+		return h.render(c, pe.Status, "new", view{Title: "New link", Data: formPage{Form: form}})
 	}
 	if err != nil {
 		return err
 	}
 	return c.Redirect(http.StatusSeeOther, "/dashboard/links/"+url.PathEscape(l.Slug)+"?created=1")
+}
+
+func (h *Handler) editPage(c echo.Context) error {
+	l, err := h.links.Get(c.Request().Context(), c.Param("slug"))
+	if err != nil {
+		return err
+	}
+	return h.render(c, http.StatusOK, "edit", view{Title: "Edit " + l.Slug, Data: formPage{Form: editForm(l), Link: l}})
+}
+
+func (h *Handler) updateLink(c echo.Context) error {
+	ctx := c.Request().Context()
+	l, err := h.links.Get(ctx, c.Param("slug"))
+	if err != nil {
+		return err
+	}
+	form, e, err := readEditForm(c.Request().PostForm, l)
+	if err == nil {
+		_, err = h.links.Update(ctx, l.Slug, e)
+	}
+	if pe, ok := h.userError(err); ok {
+		form.Error = pe.Detail
+		return h.render(c, pe.Status, "edit", view{Title: "Edit " + l.Slug, Data: formPage{Form: form, Link: l}})
+	}
+	if err != nil {
+		return err
+	}
+	return c.Redirect(http.StatusSeeOther, "/dashboard/links/"+url.PathEscape(l.Slug)+"?saved=1")
+}
+
+// deletePage asks for confirmation: deleting is final, the slug is never reused.
+func (h *Handler) deletePage(c echo.Context) error {
+	l, err := h.links.Get(c.Request().Context(), c.Param("slug"))
+	if err != nil {
+		return err
+	}
+	l.ShortURL = h.shortURL(c, l)
+	return h.render(c, http.StatusOK, "delete", view{Title: "Delete " + l.Slug, Data: formPage{Link: l}})
+}
+
+func (h *Handler) deleteLink(c echo.Context) error {
+	slug := c.Param("slug")
+	if err := h.links.Delete(c.Request().Context(), slug); err != nil {
+		return err
+	}
+	return c.Redirect(http.StatusSeeOther, "/dashboard?deleted="+url.QueryEscape(slug))
 }
 
 // linkPage is the data of /dashboard/links/:slug.
@@ -106,10 +167,11 @@ type linkPage struct {
 	Breakdowns []breakdown
 	RangeError string
 	Created    bool
+	Saved      bool
 	Live       bool
 	LiveURL    string // toggles auto-refresh, keeping the range
-	QRURL      string
-	Form       Range // the range form as submitted
+	QRURL      string // "" when the link answers no redirect, so has no usable QR code
+	Form       Range  // the range form as submitted
 }
 
 func (h *Handler) linkPage(c echo.Context) error {
@@ -120,12 +182,16 @@ func (h *Handler) linkPage(c echo.Context) error {
 		return err // 404 and 410 render as error pages
 	}
 	q := c.QueryParams()
+	l.ShortURL = h.shortURL(c, l)
 	p := linkPage{
 		Link:    l,
 		Created: q.Get("created") == "1",
+		Saved:   q.Get("saved") == "1",
 		Live:    q.Get("live") == "1",
-		QRURL:   "/" + url.PathEscape(l.Slug) + "/qr?format=svg",
 		Form:    Range{Start: q.Get("start"), End: q.Get("end"), TZ: q.Get("tz")},
+	}
+	if l.Status == StatusActive || l.Status == "" {
+		p.QRURL = "/" + url.PathEscape(l.Slug) + "/qr"
 	}
 	s, err := h.stats.LinkStats(ctx, l.Slug, p.Form)
 	if pe, ok := h.userError(err); ok && pe.Status == http.StatusBadRequest {

@@ -22,14 +22,28 @@ const staticPrefix = "/dashboard/static/"
 
 // pageNames are the templates under assets/templates that are pages; layout.html
 // holds the layout and the partials every page may use.
-var pageNames = []string{"login", "overview", "link", "error"}
+var pageNames = []string{"login", "overview", "link", "new", "edit", "delete", "error"}
 
 var funcs = template.FuncMap{
 	"count": formatCount,
 	"datetime": func(t time.Time) string {
 		return t.UTC().Format("2006-01-02 15:04 UTC")
 	},
+	"date": func(t time.Time) string {
+		return t.UTC().Format(time.DateOnly)
+	},
 	"join": strings.Join,
+	// status names a link's status for people; "" is a link from before statuses.
+	"status": func(s string) string {
+		switch s {
+		case StatusExpired:
+			return "expired"
+		case StatusLimitReached:
+			return "limit reached"
+		}
+		return "active"
+	},
+	"deref": func(p *int64) int64 { return *p },
 }
 
 // loadPages parses every page once at start-up, so a broken template fails New, not

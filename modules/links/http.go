@@ -110,40 +110,23 @@ func (h *Handler) Routes(g *echo.Group) {
 	g.GET("/tags", h.tags)
 }
 
-// createRequest is the body of POST /links.
-type createRequest struct {
-	URL            string     `json:"url"`
-	Slug           string     `json:"slug"`
-	Domain         string     `json:"domain"` // host; "" = the default domain
-	ExpiresAt      *time.Time `json:"expires_at"`
-	MaxClicks      *int64     `json:"max_clicks"`
-	Password       string     `json:"password"`
-	Tags           []string   `json:"tags"`
-	RedirectStatus int        `json:"redirect_status"`
-	ForwardQuery   *bool      `json:"forward_query"` // nil: true
-	ExpiredURL     *string    `json:"expired_url"`
-	Title          *string    `json:"title"`
-	CreatedAt      *time.Time `json:"created_at"`      // imports keep the source's date
-	ImportedClicks *int64     `json:"imported_clicks"` // the source's click total
-}
-
 // createFields are the fields a create takes; any other is refused by name.
 var createFields = map[string]bool{"url": true, "slug": true, "domain": true, "expires_at": true, "max_clicks": true, "password": true,
 	"tags": true, "redirect_status": true, "forward_query": true, "expired_url": true,
 	"title": true, "created_at": true, "imported_clicks": true}
 
 // UnmarshalJSON decodes a create request, refusing a field it does not take by name.
-func (r *createRequest) UnmarshalJSON(b []byte) error {
+func (r *NewLink) UnmarshalJSON(b []byte) error {
 	if err := knownFields(b, createFields); err != nil {
 		return err
 	}
-	type plain createRequest // without this method
+	type plain NewLink // without this method
 	return json.Unmarshal(b, (*plain)(r))
 }
 
 // bulkRequest is the body of POST /links/bulk.
 type bulkRequest struct {
-	Links []createRequest `json:"links"`
+	Links []NewLink `json:"links"`
 }
 
 // UnmarshalJSON decodes a bulk request, refusing a field it does not take by name.
@@ -170,96 +153,12 @@ func knownFields(b []byte, known map[string]bool) error {
 	return nil
 }
 
-// validateCreate checks a create request; the password is checked but left to the
-// caller to hash.
-func (h *Handler) validateCreate(r createRequest) (newLink, error) {
-	n := newLink{URL: r.URL, Slug: r.Slug, ExpiresAt: r.ExpiresAt, MaxClicks: r.MaxClicks, RedirectStatus: r.RedirectStatus, ForwardQuery: true}
-	if err := validateURL(r.URL); err != nil {
-		return n, err
-	}
-	if err := notOwnHost(r.URL, h.ownHosts()); err != nil {
-		return n, err
-	}
-	if r.ForwardQuery != nil {
-		n.ForwardQuery = *r.ForwardQuery
-	}
-	if r.ExpiredURL != nil && *r.ExpiredURL != "" {
-		if err := validateExpiredURL(*r.ExpiredURL); err != nil {
-			return n, err
-		}
-		n.ExpiredURL = r.ExpiredURL
-	}
-	if r.Slug != "" {
-		if err := validateSlug(r.Slug); err != nil {
-			return n, err
-		}
-	}
-	if n.RedirectStatus == 0 {
-		n.RedirectStatus = http.StatusFound
-	}
-	if err := validateStatus(n.RedirectStatus); err != nil {
-		return n, err
-	}
-	if err := h.validateImported(r, &n); err != nil {
-		return n, err
-	}
-	if r.ExpiresAt != nil && r.CreatedAt == nil {
-		if err := validateExpiry(*r.ExpiresAt, h.now()); err != nil {
-			return n, err
-		}
-	}
-	if r.MaxClicks != nil {
-		if err := validateMaxClicks(*r.MaxClicks); err != nil {
-			return n, err
-		}
-	}
-	tags, err := normalizeTags(r.Tags)
-	if err != nil {
-		return n, err
-	}
-	n.Tags = tags
-	if r.Password != "" {
-		if err := validatePassword(r.Password); err != nil {
-			return n, err
-		}
-	}
-	return n, nil
-}
-
-// validateImported checks the fields a link brings from elsewhere: title, created_at
-// and imported_clicks. A link with its own creation date may already have expired at
-// its source, so its expiry need only follow its creation.
-func (h *Handler) validateImported(r createRequest, n *newLink) error {
-	if r.Title != nil && *r.Title != "" {
-		if err := validateTitle(*r.Title); err != nil {
-			return err
-		}
-		n.Title = r.Title
-	}
-	if r.CreatedAt != nil {
-		if r.CreatedAt.After(h.now().Add(maxClockSkew)) {
-			return problem.Invalid("created_at must not be in the future")
-		}
-		if r.ExpiresAt != nil && !r.ExpiresAt.After(*r.CreatedAt) {
-			return problem.Invalid("expires_at must be after created_at")
-		}
-		n.CreatedAt = r.CreatedAt
-	}
-	if r.ImportedClicks != nil {
-		if *r.ImportedClicks < 0 {
-			return problem.Invalid("imported_clicks must not be negative")
-		}
-		n.ImportedClicks = *r.ImportedClicks
-	}
-	return nil
-}
-
 func (h *Handler) create(c echo.Context) error {
-	var req createRequest
+	var req NewLink
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	l, err := h.createOne(c.Request().Context(), req)
+	l, err := h.Create(c.Request().Context(), req)
 	if err != nil {
 		return err
 	}
@@ -269,22 +168,6 @@ func (h *Handler) create(c echo.Context) error {
 	}
 	c.Response().Header().Set(echo.HeaderLocation, loc)
 	return c.JSON(http.StatusCreated, l)
-}
-
-func (h *Handler) createOne(ctx context.Context, req createRequest) (Link, error) {
-	n, err := h.validateCreate(req)
-	if err != nil {
-		return Link{}, err
-	}
-	if n.DomainID, err = h.createDomain(ctx, req.Domain); err != nil {
-		return Link{}, err
-	}
-	if req.Password != "" {
-		if n.PasswordHash, err = hashPassword(req.Password); err != nil {
-			return Link{}, err
-		}
-	}
-	return h.insert(ctx, n)
 }
 
 // createDomain is the domain a link is created on: an unknown one is a 400.
@@ -434,7 +317,7 @@ func (h *Handler) bulk(c echo.Context) error {
 // bulkDryRun answers what a bulk create would do, changing nothing: each item is
 // validated, and a custom slug that is taken (or repeats an earlier item's) is a 409.
 // Items that would be created are answered 201 without a link.
-func (h *Handler) bulkDryRun(c echo.Context, reqs []createRequest) error {
+func (h *Handler) bulkDryRun(c echo.Context, reqs []NewLink) error {
 	out := struct {
 		DryRun  bool         `json:"dry_run"`
 		Created int          `json:"created"`
@@ -631,12 +514,6 @@ func (h *Handler) GetIn(ctx context.Context, host, slug string) (Link, error) {
 	return h.present(ctx, l), nil
 }
 
-// Create validates and creates a link as POST /links does, from a URL, an optional
-// custom slug and tags; validation failures and taken slugs are problems.
-func (h *Handler) Create(ctx context.Context, url, slug string, tags []string) (Link, error) {
-	return h.createOne(ctx, createRequest{URL: url, Slug: slug, Tags: tags})
-}
-
 func (h *Handler) get(c echo.Context) error {
 	l, err := h.GetIn(c.Request().Context(), c.QueryParam("domain"), c.Param("slug"))
 	if err != nil {
@@ -665,25 +542,21 @@ func (h *Handler) update(c echo.Context) error {
 			return problem.Invalid("unknown field %q", k)
 		}
 	}
-	p, err := h.parsePatch(raw)
+	p, err := parsePatch(raw)
 	if err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	d, err := h.domainID(ctx, c.QueryParam("domain"))
+	l, err := h.UpdateIn(c.Request().Context(), c.QueryParam("domain"), c.Param("slug"), p)
 	if err != nil {
 		return err
 	}
-	l, err := h.store.update(ctx, d, c.Param("slug"), p)
-	if err != nil {
-		return err
-	}
-	h.invalidate(ctx, l.DomainID, l.Slug)
-	return c.JSON(http.StatusOK, h.present(ctx, l))
+	return c.JSON(http.StatusOK, l)
 }
 
-func (h *Handler) parsePatch(raw map[string]json.RawMessage) (linkPatch, error) {
-	var p linkPatch
+// parsePatch decodes a PATCH body's fields, each with its JSON type checked and null
+// read as documented; Update validates the values.
+func parsePatch(raw map[string]json.RawMessage) (Patch, error) {
+	var p Patch
 	isNull := func(m json.RawMessage) bool { return string(m) == "null" }
 	field := func(name string, v any) error {
 		if err := json.Unmarshal(raw[name], v); err != nil {
@@ -699,20 +572,17 @@ func (h *Handler) parsePatch(raw map[string]json.RawMessage) (linkPatch, error) 
 		if err := field("url", &u); err != nil {
 			return p, err
 		}
-		if err := validateURL(u); err != nil {
-			return p, err
-		}
 		p.URL = &u
 	}
 	if m, ok := raw["redirect_status"]; ok {
-		var s int
-		if isNull(m) {
-			s = http.StatusFound
-		} else if err := field("redirect_status", &s); err != nil {
-			return p, err
-		}
-		if err := validateStatus(s); err != nil {
-			return p, err
+		var s int // null: 0, the default
+		if !isNull(m) {
+			if err := field("redirect_status", &s); err != nil {
+				return p, err
+			}
+			if s == 0 {
+				s = -1 // an explicit 0 is not a status: let validation refuse it
+			}
 		}
 		p.RedirectStatus = &s
 	}
@@ -721,11 +591,6 @@ func (h *Handler) parsePatch(raw map[string]json.RawMessage) (linkPatch, error) 
 		if err := field("expires_at", &t); err != nil {
 			return p, err
 		}
-		if t != nil {
-			if err := validateExpiry(*t, h.now()); err != nil {
-				return p, err
-			}
-		}
 		p.ExpiresAt = &t
 	}
 	if _, ok := raw["max_clicks"]; ok {
@@ -733,31 +598,17 @@ func (h *Handler) parsePatch(raw map[string]json.RawMessage) (linkPatch, error) 
 		if err := field("max_clicks", &n); err != nil {
 			return p, err
 		}
-		if n != nil {
-			if err := validateMaxClicks(*n); err != nil {
-				return p, err
-			}
-		}
 		p.MaxClicks = &n
-	}
-	if p.URL != nil {
-		if err := notOwnHost(*p.URL, h.ownHosts()); err != nil {
-			return p, err
-		}
 	}
 	if _, ok := raw["password"]; ok {
 		var pw *string
 		if err := field("password", &pw); err != nil {
 			return p, err
 		}
-		hash := ""
-		if pw != nil && *pw != "" {
-			var err error
-			if hash, err = hashPassword(*pw); err != nil {
-				return p, err
-			}
+		if pw == nil {
+			pw = new(string)
 		}
-		p.PasswordHash = &hash
+		p.Password = pw
 	}
 	if m, ok := raw["forward_query"]; ok {
 		var fq bool
@@ -774,14 +625,6 @@ func (h *Handler) parsePatch(raw map[string]json.RawMessage) (linkPatch, error) 
 		if err := field("expired_url", &u); err != nil {
 			return p, err
 		}
-		if u != nil && *u == "" {
-			u = nil
-		}
-		if u != nil {
-			if err := validateExpiredURL(*u); err != nil {
-				return p, err
-			}
-		}
 		p.ExpiredURL = &u
 	}
 	if m, ok := raw["tags"]; ok {
@@ -791,26 +634,15 @@ func (h *Handler) parsePatch(raw map[string]json.RawMessage) (linkPatch, error) 
 				return p, err
 			}
 		}
-		tags, err := normalizeTags(tags)
-		if err != nil {
-			return p, err
-		}
 		p.Tags = &tags
 	}
 	return p, nil
 }
 
 func (h *Handler) delete(c echo.Context) error {
-	ctx := c.Request().Context()
-	slug := c.Param("slug")
-	d, err := h.domainID(ctx, c.QueryParam("domain"))
-	if err != nil {
+	if err := h.DeleteIn(c.Request().Context(), c.QueryParam("domain"), c.Param("slug")); err != nil {
 		return err
 	}
-	if err := h.store.delete(ctx, d, slug); err != nil {
-		return err
-	}
-	h.invalidate(ctx, d, slug)
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -929,7 +761,7 @@ func CheckPassword(hash, pw string) bool {
 
 // decodeJSON reads exactly one JSON value into v, refusing other media types, trailing
 // data and oversized bodies, each with a problem that says why. Unknown fields are
-// refused by the request types themselves (see createRequest.UnmarshalJSON), which can
+// refused by the request types themselves (see NewLink.UnmarshalJSON), which can
 // name them.
 func decodeJSON(c echo.Context, v any) error {
 	mt, _, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))

@@ -205,3 +205,49 @@ FROM generate_series(1, $1)`, batch); err != nil {
 	}
 	b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "rows/s")
 }
+
+// BenchmarkOverview times GET /stats (the overview a dashboard opens on) over 1,000
+// links × 365 days of rollups, one request at a time through the router: over the
+// whole year and over the default 30 days. It reports the median server time of the
+// runs (-v logs it); b.N requests each.
+func BenchmarkOverview(b *testing.B) {
+	db := testenv.NewDB(b)
+	ctx := context.Background()
+	const links, days = 1000, 365
+	last := time.Date(fixedNow.Year(), fixedNow.Month(), fixedNow.Day(), 0, 0, 0, 0, time.UTC)
+	first := last.AddDate(0, 0, -(days - 1))
+	start := time.Now()
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO links (slug, original_url)
+SELECT 'l' || lpad(i::text, 4, '0'), 'https://example.com/' || i FROM generate_series(0, $1 - 1) i`, links); err != nil {
+		b.Fatal(err)
+	}
+	for _, q := range strings.Split(seedRollupsSQL, ";\n\n") {
+		if _, err := db.Pool.Exec(ctx, q, first, last); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := db.Pool.Exec(ctx, "VACUUM ANALYZE"); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("seeded %d links × %d days of rollups in %s", links, days, time.Since(start).Round(time.Second))
+	env := setupPool(b, db.Pool)
+	for _, r := range []struct{ name, query string }{
+		{"365-days", fmt.Sprintf("?start=%s&end=%s", first.Format(dateLayout), last.Format(dateLayout))},
+		{"30-days", ""},
+	} {
+		b.Run(r.name, func(b *testing.B) {
+			var took []float64
+			for b.Loop() {
+				t0 := time.Now()
+				rec := httptest.NewRecorder()
+				env.e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/stats"+r.query, nil))
+				took = append(took, float64(time.Since(t0).Microseconds())/1000)
+				if rec.Code != http.StatusOK {
+					b.Fatalf("%d %s", rec.Code, rec.Body)
+				}
+			}
+			b.ReportMetric(median(took), "median-ms")
+			b.Logf("GET /stats%s: median %.1f ms of %d", r.query, median(took), len(took))
+		})
+	}
+}

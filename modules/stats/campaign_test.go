@@ -30,7 +30,8 @@ FROM generate_series(1, 500) l, generate_series(0, 59) d,
 		t.Fatal(err)
 	}
 	from, _ := q.bounds()
-	rows, err := b.pool.Query(ctx, "EXPLAIN "+overviewSQL, q.start, q.end, q.limit, from, from)
+	monthsFrom, monthsTo := wholeMonths(q.start, q.end)
+	rows, err := b.pool.Query(ctx, "EXPLAIN "+overviewSQL, q.start, q.end, q.limit, from, from, monthsFrom, monthsTo)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -173,20 +173,32 @@ func (s *store) linkStats(ctx context.Context, slug string, q rangeQuery, recent
 // over [$4, $5) for non-UTC daily series, and the campaign breakdowns over all links
 // (an index-only scan of dimension_stats_utm_day_idx; top-N is cut in Go).
 // Columns: kind, slug (a campaign row's value), a, b, c, d.
+//
+// It reads the totals that migration 00025's triggers keep beside the rollups, so its
+// cost does not grow with the number of links times days: daily_totals and
+// hourly_totals hold all links per day and hour, and a link's clicks over the range are
+// its monthly_stats for the whole months [$6, $7) plus its daily_stats for the days
+// before $6 and from $7 on (at most two partial months).
 const overviewSQL = `
 SELECT 0, '', count(*)::int8, 0::int8, 0::int8, 0::int8 FROM links WHERE deleted_at IS NULL
 UNION ALL
-SELECT 1, '', (day - $1::date)::int8, sum(clicks)::int8, sum(unique_visitors)::int8, sum(bot_clicks)::int8
-FROM daily_stats WHERE day BETWEEN $1::date AND $2::date GROUP BY day
+SELECT 1, '', (day - $1::date)::int8, clicks, unique_visitors, bot_clicks
+FROM daily_totals WHERE day BETWEEN $1::date AND $2::date
 UNION ALL
-(SELECT 5, l.slug, sum(d.clicks)::int8, 0, 0, 0
- FROM daily_stats d JOIN links l ON l.id = d.link_id
- WHERE l.deleted_at IS NULL AND d.day BETWEEN $1::date AND $2::date
- GROUP BY l.slug HAVING sum(d.clicks) > 0
+(SELECT 5, l.slug, t.clicks, 0, 0, 0
+ FROM (SELECT link_id, sum(clicks)::int8 AS clicks FROM (
+         SELECT link_id, clicks FROM monthly_stats WHERE month >= $6::date AND month < $7::date
+         UNION ALL
+         SELECT link_id, clicks FROM daily_stats WHERE day >= $1::date AND day < $6::date
+         UNION ALL
+         SELECT link_id, clicks FROM daily_stats WHERE day >= $7::date AND day <= $2::date) r
+       GROUP BY link_id HAVING sum(clicks) > 0) t
+ JOIN links l ON l.id = t.link_id
+ WHERE l.deleted_at IS NULL
  ORDER BY 3 DESC, 2 LIMIT $3)
 UNION ALL
-SELECT 3, '', extract(epoch FROM hour)::int8, sum(clicks)::int8, sum(bot_clicks)::int8, 0
-FROM hourly_stats WHERE hour >= $4 AND hour < $5 GROUP BY hour
+SELECT 3, '', extract(epoch FROM hour)::int8, clicks, bot_clicks, 0
+FROM hourly_totals WHERE hour >= $4 AND hour < $5
 UNION ALL
 SELECT 2, value, CASE dimension WHEN 'utm_source' THEN 0 WHEN 'utm_medium' THEN 1 ELSE 2 END::int8,
        sum(clicks)::int8, 0, 0
@@ -195,8 +207,8 @@ WHERE dimension IN ('utm_source', 'utm_medium', 'utm_campaign') AND day BETWEEN 
 GROUP BY dimension, value`
 
 // overviewDomainSQL is overviewSQL over the links of domain $6 only (/stats?domain=).
-// It is a statement of its own so the all-domains overview keeps its plans (the
-// campaign part an index-only scan, which a filter on link_id would end).
+// The totals tables hold all domains together, so it sums the domain's links' own
+// rollups: its cost grows with the domain's links times days, unlike overviewSQL's.
 const overviewDomainSQL = `
 WITH dl AS (SELECT id FROM links WHERE domain_id = $6)
 SELECT 0, '', count(*)::int8, 0::int8, 0::int8, 0::int8 FROM links WHERE deleted_at IS NULL AND domain_id = $6
@@ -223,6 +235,22 @@ GROUP BY dimension, value`
 // overviewDimensions names the campaign dimensions by their number in overviewSQL.
 var overviewDimensions = [...]string{"utm_source", "utm_medium", "utm_campaign"}
 
+// wholeMonths returns the whole UTC months inside the dates [start, end] as [from, to)
+// (first days of months); from == to == the day after end when there is none, so the
+// partial-month arms of overviewSQL then cover the range alone.
+func wholeMonths(start, end time.Time) (from, to time.Time) {
+	from = time.Date(start.Year(), start.Month(), 1, 0, 0, 0, 0, time.UTC)
+	if start.Day() != 1 {
+		from = from.AddDate(0, 1, 0)
+	}
+	after := time.Date(end.Year(), end.Month(), end.Day()+1, 0, 0, 0, 0, time.UTC)
+	to = time.Date(after.Year(), after.Month(), 1, 0, 0, 0, 0, time.UTC)
+	if !from.Before(to) {
+		return after, after
+	}
+	return from, to
+}
+
 type rawOverview struct {
 	links      int64
 	daily      []dayRow
@@ -236,11 +264,14 @@ func (s *store) overview(ctx context.Context, q rangeQuery) (rawOverview, error)
 	if q.utc() {
 		to = from
 	}
-	sql, args := overviewSQL, []any{q.start, q.end, q.limit, from, to}
+	var rows pgx.Rows
+	var err error
 	if q.domain != 0 {
-		sql, args = overviewDomainSQL, append(args, q.domain)
+		rows, err = s.pool.Query(ctx, overviewDomainSQL, q.start, q.end, q.limit, from, to, q.domain)
+	} else {
+		monthsFrom, monthsTo := wholeMonths(q.start, q.end)
+		rows, err = s.pool.Query(ctx, overviewSQL, q.start, q.end, q.limit, from, to, monthsFrom, monthsTo)
 	}
-	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return rawOverview{}, fmt.Errorf("query overview: %w", err)
 	}
