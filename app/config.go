@@ -61,6 +61,9 @@ type Config struct {
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout" env:"HOP_SHUTDOWN_TIMEOUT"`
 	LogFormat         string        `yaml:"log_format" env:"HOP_LOG_FORMAT"`
 	LogLevel          string        `yaml:"log_level" env:"HOP_LOG_LEVEL"`
+	// WebhookAllowPrivate lets webhook URLs reach loopback, private and link-local
+	// addresses (tests, private networks); off, they are refused at creation and dial.
+	WebhookAllowPrivate bool `yaml:"webhook_allow_private" env:"HOP_WEBHOOK_ALLOW_PRIVATE"`
 
 	trusted []netip.Prefix
 	data    *dataDir // the data directory and embedded PostgreSQL of this run; set by Run

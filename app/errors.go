@@ -12,9 +12,11 @@ import (
 	"github.com/hop-dev/hop/modules/domains"
 	"github.com/hop-dev/hop/modules/idempotency"
 	"github.com/hop-dev/hop/modules/links"
+	"github.com/hop-dev/hop/modules/live"
 	"github.com/hop-dev/hop/modules/ratelimit"
 	"github.com/hop-dev/hop/modules/redirect"
 	"github.com/hop-dev/hop/modules/stats"
+	"github.com/hop-dev/hop/modules/webhooks"
 )
 
 // problemKind is how one sentinel error is answered: its status, its problem type (a
@@ -66,11 +68,19 @@ func problemTable() []problemKind {
 		{stats.ErrNotFound, http.StatusNotFound, "link-not-found", linkNotFound},
 		{stats.ErrGone, http.StatusGone, "link-gone", linkGone},
 
+		{live.ErrNotFound, http.StatusNotFound, "link-not-found", linkNotFound},
+		{live.ErrGone, http.StatusGone, "link-gone", linkGone},
+		{webhooks.ErrNotFound, http.StatusNotFound, "webhook-not-found", "no webhook has this id"},
+		{webhooks.ErrNoDelivery, http.StatusNotFound, "delivery-not-found", "this webhook has no delivery with this id"},
+		{webhooks.ErrInvalid, http.StatusBadRequest, "invalid-webhook", "the webhook is invalid"},
+		{webhooks.ErrForbiddenURL, http.StatusBadRequest, "webhook-url-forbidden", "the webhook URL resolves to a loopback, private, link-local or metadata address (set HOP_WEBHOOK_ALLOW_PRIVATE=true to allow)"},
+
 		{apikey.ErrUnauthorized, http.StatusUnauthorized, "unauthorized", "a valid API key is required: send Authorization: Bearer KEY or X-Api-Key: KEY"},
 		{apikey.ErrTooManyFailures, http.StatusTooManyRequests, "rate-limited", "too many failed authentications from this address; retry after the number of seconds in Retry-After"},
 		{errMetricsToken, http.StatusUnauthorized, "unauthorized", "/metrics needs Authorization: Bearer with the metrics token (HOP_METRICS_TOKEN)"},
 		{ratelimit.ErrLimited, http.StatusTooManyRequests, "rate-limited", "too many requests"},
 
+		{dashboard.ErrSignedOut, http.StatusUnauthorized, "unauthorized", "sign in to the dashboard first"},
 		{dashboard.ErrForbiddenOrigin, http.StatusForbidden, "cross-origin-form", "this form was not sent from this site"},
 		{dashboard.ErrBadCSRF, http.StatusForbidden, "csrf", "the form has expired or did not come from this page; reload the page and try again"},
 	}

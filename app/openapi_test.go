@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime"
@@ -293,7 +294,7 @@ func exampleBody(op *openapi3.Operation) (contentType string, body []byte) {
 // Unauthenticated calls to management operations must answer the documented 401.
 func TestOpenAPIMatchesRunningServer(t *testing.T) {
 	t.Parallel()
-	h := startHop(t, nil)
+	h := startHop(t, allowPrivate) // the documented webhook example names a host not resolved here
 
 	served := h.do(t, http.MethodGet, "/openapi.json", nil)
 	mustStatus(t, served, http.StatusOK)
@@ -309,6 +310,13 @@ func TestOpenAPIMatchesRunningServer(t *testing.T) {
 	h.createLink(t, map[string]any{"url": "https://example.com/openapi", "slug": slug, "tags": []string{"docs"}})
 	// Operations on a domain name it by the placeholder below.
 	mustStatus(t, h.api(t, http.MethodPost, "/domains", map[string]any{"host": "placeholder"}), http.StatusCreated)
+
+	// A webhook on a local receiver with one delivery fills {id} and {delivery}.
+	hook := h.createWebhook(t, newReceiver(t), nil)
+	hookID := fmt.Sprint(hook["id"])
+	ping := h.api(t, http.MethodPost, "/webhooks/"+hookID+"/test", nil)
+	mustStatus(t, ping, http.StatusOK)
+	deliveryID := fmt.Sprint(ping.JSON(t)["id"])
 
 	type operation struct {
 		method, path string
@@ -334,6 +342,7 @@ func TestOpenAPIMatchesRunningServer(t *testing.T) {
 	for _, o := range ops {
 		name := o.method + " " + o.path
 		target := strings.ReplaceAll(o.path, "{slug}", url.PathEscape(slug))
+		target = strings.NewReplacer("{id}", hookID, "{delivery}", deliveryID).Replace(target)
 		target = otherParam.ReplaceAllString(target, "placeholder")
 		ct, body := exampleBody(o.op)
 		authed := !(o.op.Security != nil && len(*o.op.Security) == 0)

@@ -13,9 +13,11 @@ import (
 	"github.com/hop-dev/hop/modules/domains"
 	"github.com/hop-dev/hop/modules/idempotency"
 	"github.com/hop-dev/hop/modules/links"
+	"github.com/hop-dev/hop/modules/live"
 	"github.com/hop-dev/hop/modules/ratelimit"
 	"github.com/hop-dev/hop/modules/redirect"
 	"github.com/hop-dev/hop/modules/stats"
+	"github.com/hop-dev/hop/modules/webhooks"
 )
 
 type echoContext = echo.Context
@@ -34,6 +36,9 @@ type server struct {
 	authFails *ratelimit.Limiter // failed authentications per client address
 	idem      *idempotency.Store
 	openapi   echo.HandlerFunc // GET /openapi.json
+	live      *live.Feed
+	webhooks  *webhooks.Service
+	liveJS    echo.HandlerFunc // GET /dashboard/live.js
 }
 
 // bodyLimits bounds request bodies: bulkBodyLimit for POST /links/bulk (1,000 links
@@ -83,9 +88,16 @@ func routes(e *echo.Echo, cfg Config, reg *prometheus.Registry, s server, logger
 	s.links.Routes(api)
 	s.domains.Routes(api)
 	s.stats.Routes(api)
+	s.live.Routes(api)
+	s.webhooks.Routes(api)
 
 	// Web UI: its own session sign-in, CSRF checks and security headers.
 	s.dashboard.Register(e, textParams, middleware.RequestID(), requestLog(logger))
+	// The live feed for the dashboard's pages, under /dashboard/ where its session
+	// cookie goes: /dashboard/live and /dashboard/links/{slug}/live.
+	// (Middleware per route: a group's own would answer every unknown /dashboard/ path.)
+	s.live.Routes(e.Group("/dashboard"), middleware.RequestID(), s.dashboard.SessionOnly, textParams)
+	e.GET("/dashboard/live.js", s.liveJS) // the live panel's script
 
 	// Redirects: the hot path, rate limited per client IP.
 	s.redirect.Register(e, s.linkLimit.Middleware())

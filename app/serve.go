@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"runtime/debug"
 	"slices"
@@ -29,9 +30,11 @@ import (
 	"github.com/hop-dev/hop/modules/idempotency"
 	"github.com/hop-dev/hop/modules/ingest"
 	"github.com/hop-dev/hop/modules/links"
+	"github.com/hop-dev/hop/modules/live"
 	"github.com/hop-dev/hop/modules/ratelimit"
 	"github.com/hop-dev/hop/modules/redirect"
 	"github.com/hop-dev/hop/modules/stats"
+	"github.com/hop-dev/hop/modules/webhooks"
 )
 
 // serve runs hop until ctx ends: build wires everything, run serves and drains, and
@@ -59,6 +62,8 @@ type service struct {
 	keys     *apikey.Store
 	domains  *domains.Registry
 	idem     *idempotency.Store
+	live     *live.Feed
+	webhooks *webhooks.Service
 	closers  []func() // run in reverse by close
 }
 
@@ -231,6 +236,20 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		return s, err
 	}
 
+	// The live feed and webhooks tail click_logs; the feed's wake-ups (a commit
+	// notification, or its poll) also wake the webhook deliveries.
+	if s.live, err = live.New(live.Config{Domain: baseHost(cfg.BaseURL)}, pool, reg, logger); err != nil {
+		return s, err
+	}
+	if s.webhooks, err = webhooks.New(ctx, webhooks.Config{AllowPrivate: cfg.WebhookAllowPrivate, Domain: baseHost(cfg.BaseURL)}, pool, reg, logger); err != nil {
+		return s, err
+	}
+	s.live.OnWake(s.webhooks.Wake)
+	liveJS, err := dash.LiveScript()
+	if err != nil {
+		return s, err
+	}
+
 	agg, pipeline := s.agg, s.pipeline
 	hc := &health{pool: pool, rdb: rdb, authorized: withKey(keys, authFails), now: time.Now, checks: map[string]check{
 		"aggregator": func(ctx context.Context) (any, error) {
@@ -262,6 +281,9 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		authFails: authFails,
 		openapi:   openapi,
 		idem:      s.idem,
+		live:      s.live,
+		webhooks:  s.webhooks,
+		liveJS:    liveJS,
 	}, logger)
 	s.srv = newServer(s.echo, logger)
 	return s, nil
@@ -311,6 +333,10 @@ func (s *service) run(ctx context.Context) error {
 	g.Go(func() error { return s.keys.Watch(gctx) })
 	g.Go(func() error { return s.domains.Run(gctx) })
 	g.Go(func() error { return s.idem.Run(gctx) })
+	// Both end when shutdown starts: live streams never go idle, so step 1 would wait
+	// for them; an interrupted delivery stays pending and is resent.
+	g.Go(func() error { return s.live.Run(gctx) })
+	g.Go(func() error { return s.webhooks.Run(gctx) })
 
 	// If a step fails without returning, the ones after it must not wait forever.
 	go func() {
@@ -368,4 +394,14 @@ func tuneGC(getenv func(string) string) {
 	if getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(64 << 20)
 	}
+}
+
+// baseHost is the host of the public origin, shown as the domain of clicks on links
+// of the default domain.
+func baseHost(base string) string {
+	u, err := url.Parse(base)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
 }

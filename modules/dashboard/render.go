@@ -49,7 +49,7 @@ var funcs = template.FuncMap{
 // loadPages parses every page once at start-up, so a broken template fails New, not
 // a request.
 func loadPages() (map[string]*template.Template, error) {
-	base, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "assets/templates/layout.html")
+	base, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "assets/templates/layout.html", "assets/templates/live.html")
 	if err != nil {
 		return nil, fmt.Errorf("dashboard templates: %w", err)
 	}

@@ -1,0 +1,381 @@
+package app
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"slices"
+	"strings"
+
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/hop-dev/hop/internal/browsertest"
+	"github.com/hop-dev/hop/internal/testenv"
+)
+
+// sseEvent is one Server-Sent Event as a client parses it.
+type sseEvent struct {
+	Event, ID, Data string
+	At              time.Time // when the client read it
+}
+
+// sseStream is an open event stream; Events carries parsed events, and live is
+// closed once the server says the client is live (": live").
+type sseStream struct {
+	resp   *http.Response
+	events chan sseEvent
+	live   chan struct{}
+	done   chan struct{}
+	cancel context.CancelFunc
+}
+
+// openLive opens path (/live or /links/{slug}/live) with the API key, resuming after
+// lastID when set, and waits until the stream is live.
+func (h *instance) openLive(t testing.TB, path, lastID string) *sseStream {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+h.Key)
+	req.Header.Set("Accept", "text/event-stream")
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		cancel()
+		resp.Body.Close()
+		t.Fatalf("GET %s: status %d, content type %q", path, resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	s := &sseStream{resp: resp, events: make(chan sseEvent, 100_000), live: make(chan struct{}), done: make(chan struct{}), cancel: cancel}
+	go func() {
+		defer close(s.done)
+		sc := bufio.NewScanner(resp.Body)
+		var ev sseEvent
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case line == "":
+				if ev.Event != "" || ev.Data != "" {
+					ev.At = time.Now()
+					s.events <- ev
+				}
+				ev = sseEvent{}
+			case line == ": live":
+				close(s.live)
+			case strings.HasPrefix(line, "event: "):
+				ev.Event = strings.TrimPrefix(line, "event: ")
+			case strings.HasPrefix(line, "id: "):
+				ev.ID = strings.TrimPrefix(line, "id: ")
+			case strings.HasPrefix(line, "data: "):
+				ev.Data = strings.TrimPrefix(line, "data: ")
+			}
+		}
+	}()
+	t.Cleanup(s.Close)
+	select {
+	case <-s.live:
+	case <-s.done:
+		t.Fatalf("stream %s ended before it was live", path)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("stream %s never said it was live", path)
+	}
+	return s
+}
+
+// Close ends the stream.
+func (s *sseStream) Close() {
+	s.cancel()
+	s.resp.Body.Close()
+	<-s.done
+}
+
+// next returns n events, failing the test when they do not come within a bound.
+func (s *sseStream) next(t testing.TB, n int) []sseEvent {
+	t.Helper()
+	out := make([]sseEvent, 0, n)
+	deadline := time.After(30 * time.Second)
+	for len(out) < n {
+		select {
+		case ev := <-s.events:
+			out = append(out, ev)
+		case <-deadline:
+			t.Fatalf("got %d events, want %d", len(out), n)
+		}
+	}
+	return out
+}
+
+// liveClick sends one redirect and fails unless it is answered with a 302.
+func (h *instance) liveClick(t testing.TB, slug, ua string) time.Time {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, h.URL+"/"+slug, nil)
+	req.Header.Set("User-Agent", ua)
+	req.Header.Set("Referer", "https://news.example.org/item?id=1")
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("redirect status %d", resp.StatusCode)
+	}
+	return time.Now()
+}
+
+const (
+	firefoxUA = "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0"
+	botUA     = "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"
+)
+
+// p95 returns the 95th percentile of ds.
+func p95(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[(len(s)*95+99)/100-1]
+}
+
+// A click shows up on a connected stream, in both modes, with exactly the fields of
+// the contract and never the IP or visitor hash; ?bots=false leaves bots out. The p95
+// from the answered redirect to the event is logged.
+func TestLiveClickAppears(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"redis", "no-redis"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			h := startHop(t, func(cfg map[string]any) {
+				if mode == "no-redis" {
+					cfg["redis_url"] = ""
+				}
+			})
+			slug := h.createLink(t, map[string]any{"url": "https://example.com/live"})["slug"].(string)
+			all := h.openLive(t, "/live", "")
+			humans := h.openLive(t, "/links/"+slug+"/live?bots=false", "")
+
+			h.liveClick(t, slug, botUA)
+			const n = 40
+			var lat []time.Duration
+			for range n {
+				at := h.liveClick(t, slug, firefoxUA)
+				ev := humans.next(t, 1)[0]
+				lat = append(lat, ev.At.Sub(at))
+			}
+			evs := all.next(t, n+1)
+			var first map[string]any
+			if err := json.Unmarshal([]byte(evs[0].Data), &first); err != nil {
+				t.Fatal(err)
+			}
+			if evs[0].Event != "click" || first["id"] != evs[0].ID || first["bot"] != true || first["slug"] != slug {
+				t.Fatalf("first event %+v, data %v: want the bot click", evs[0], first)
+			}
+			var keys []string
+			for k := range first {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			want := []string{"bot", "bot_reason", "browser", "clicked_at", "country", "device", "domain", "id", "os", "referer", "slug"}
+			if !slices.Equal(keys, want) {
+				t.Fatalf("event fields %v, want %v", keys, want)
+			}
+			if first["domain"] != "hop.test" || first["referer"] != "news.example.org" {
+				t.Fatalf("domain %v, referer %v", first["domain"], first["referer"])
+			}
+			select {
+			case ev := <-humans.events:
+				t.Fatalf("?bots=false stream got an extra event %+v", ev)
+			default:
+			}
+			t.Logf("%s: live feed redirect->event over %d clicks: p95 %s, max %s", mode, n, p95(lat), slices.Max(lat))
+		})
+	}
+}
+
+// A client that reconnects with Last-Event-ID gets exactly the clicks it missed, in
+// order, then live ones; /links/{slug}/live of an unknown slug is a 404.
+func TestLiveResumeWithoutGaps(t *testing.T) {
+	t.Parallel()
+	h := startHop(t, nil)
+	slug := h.createLink(t, map[string]any{"url": "https://example.com/resume"})["slug"].(string)
+	s := h.openLive(t, "/live", "")
+	for range 5 {
+		h.liveClick(t, slug, firefoxUA)
+	}
+	seen := s.next(t, 5)
+	s.Close()
+	for range 7 {
+		h.liveClick(t, slug, firefoxUA)
+	}
+	// Wait until the 7 are stored, so the resume must read them from the database.
+	testenv.Eventually(t, 30*time.Second, "12 clicks stored", func() bool {
+		return count(t, h.DB, "SELECT count(*) FROM click_logs") == 12
+	})
+	r := h.openLive(t, "/live", seen[4].ID)
+	h.liveClick(t, slug, firefoxUA)
+	got := r.next(t, 8)
+	ids := map[string]bool{}
+	for _, ev := range seen {
+		ids[ev.ID] = true
+	}
+	for i, ev := range got {
+		if ids[ev.ID] {
+			t.Fatalf("event %d (%s) was seen before the reconnect", i, ev.ID)
+		}
+		ids[ev.ID] = true
+		if i > 0 && ev.ID <= got[i-1].ID {
+			t.Fatalf("events out of order: %s after %s", ev.ID, got[i-1].ID)
+		}
+	}
+	if n := count(t, h.DB, "SELECT count(DISTINCT event_id) FROM click_logs"); n != int64(len(ids)) {
+		t.Fatalf("%d distinct events seen, %d stored", len(ids), n)
+	}
+	mustProblem(t, h.api(t, http.MethodGet, "/links/nope-nope/live", nil), http.StatusNotFound)
+	mustProblem(t, h.do(t, http.MethodGet, "/live", nil), http.StatusUnauthorized)
+
+	// Open streams end when hop shuts down; they do not hold the drain until its timeout
+	// (which would make Stop return the server's shutdown error).
+	if err := h.Stop(); err != nil {
+		t.Fatalf("stop with an open stream: %v", err)
+	}
+	select {
+	case <-r.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stream did not end when hop stopped")
+	}
+}
+
+// A click answered by instance A reaches a client connected to instance B, with and
+// without Redis.
+func TestLiveAcrossInstances(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"redis", "no-redis"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			db := testenv.NewDB(t)
+			var rdb *testenv.Redis
+			if mode == "redis" {
+				rdb = testenv.NewRedis(t)
+			}
+			a := startWith(t, db, rdb, testConfig(t, db, rdb))
+			b := startWith(t, db, rdb, testConfig(t, db, rdb))
+			slug := a.createLink(t, map[string]any{"url": "https://example.com/multi"})["slug"].(string)
+			s := b.openLive(t, "/live", "")
+			for range 3 {
+				a.liveClick(t, slug, firefoxUA)
+			}
+			evs := s.next(t, 3)
+			for _, ev := range evs {
+				if !strings.Contains(ev.Data, fmt.Sprintf("%q:%q", "slug", slug)) {
+					t.Fatalf("event %+v is not a click of %s", ev, slug)
+				}
+			}
+		})
+	}
+}
+
+// The dashboard's pages reach the feed with their session, under /dashboard/ where
+// the session cookie goes; without a session it is a 401 problem.
+func TestLiveWithDashboardSession(t *testing.T) {
+	t.Parallel()
+	h := startHop(t, nil)
+	slug := h.createLink(t, map[string]any{"url": "https://example.com/dash-live"})["slug"].(string)
+	mustProblem(t, h.do(t, http.MethodGet, "/dashboard/live", nil), http.StatusUnauthorized)
+
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar}
+	form := url.Values{"api_key": {h.Key}}
+	req, _ := http.NewRequest(http.MethodPost, h.URL+"/dashboard/login", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", h.URL)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	// The link's page carries the live panel, which loads its script.
+	resp, err = client.Get(h.URL + "/dashboard/links/" + slug)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), `data-live-src="/dashboard/links/`+slug+`/live"`) || !strings.Contains(string(page), `src="/dashboard/live.js"`) {
+		t.Fatalf("the link's page lacks the live panel:\n%.2000s", page)
+	}
+	js := h.do(t, http.MethodGet, "/dashboard/live.js", nil)
+	if js.Status != http.StatusOK || !strings.Contains(string(js.Body), "EventSource") {
+		t.Fatalf("live.js: %d", js.Status)
+	}
+	mustStatus(t, h.do(t, http.MethodGet, "/dashboard/live.js", nil, "If-None-Match", js.Header.Get("ETag")), http.StatusNotModified)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, h.URL+"/dashboard/links/"+slug+"/live", nil)
+	resp, err = client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("with a session: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() && sc.Text() != ": live" {
+	}
+	h.liveClick(t, slug, firefoxUA)
+	for sc.Scan() {
+		if sc.Text() == "event: click" {
+			return
+		}
+	}
+	t.Fatalf("stream ended without the click: %v", sc.Err())
+}
+
+// The live panel in Chromium: signed in, a link's page shows a click as it happens,
+// in the table of last clicks and in the per-minute chart, without a reload, and no
+// console error or CSP violation on the way.
+func TestLivePanelInChromium(t *testing.T) {
+	t.Parallel()
+	h := startHop(t, nil)
+	slug := h.createLink(t, map[string]any{"url": "https://example.com/panel"})["slug"].(string)
+	b := browsertest.New(t)
+	b.Run(t,
+		chromedp.Navigate(h.URL+"/dashboard/login"),
+		chromedp.WaitVisible(chromedp.CSS(`input[name="api_key"]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name="api_key"]`), h.Key),
+		chromedp.Submit(chromedp.CSS(`input[name="api_key"]`)),
+		chromedp.WaitVisible(chromedp.CSS(".live-panel")),
+		chromedp.Navigate(h.URL+"/dashboard/links/"+slug),
+		chromedp.WaitVisible(chromedp.CSS(".live-panel")),
+	)
+	testenv.Eventually(t, 30*time.Second, "the panel to connect", func() bool {
+		return browsertest.Value(t, b, chromedp.Text(chromedp.CSS(".live-status"))) == "Live"
+	})
+	h.liveClick(t, slug, firefoxUA)
+	h.liveClick(t, slug, botUA)
+	testenv.Eventually(t, 30*time.Second, "two rows in the panel", func() bool {
+		return browsertest.Value(t, b, chromedp.Evaluate[int](`document.querySelectorAll(".live-clicks tbody tr").length`)) == 2
+	})
+	testenv.Eventually(t, 30*time.Second, "the clicks in the per-minute chart", func() bool {
+		return browsertest.Value(t, b, chromedp.Evaluate[int](`Array.from(document.querySelectorAll(".live-chart rect")).filter(r => Number(r.getAttribute("height")) > 0).length`)) >= 1
+	})
+	if bars := browsertest.Value(t, b, chromedp.Evaluate[int](`document.querySelectorAll(".live-chart rect").length`)); bars != 60 {
+		t.Fatalf("%d bars, want 60", bars)
+	}
+	if p := b.Problems(); len(p) > 0 {
+		t.Fatalf("browser problems: %v", p)
+	}
+}

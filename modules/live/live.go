@@ -1,0 +1,581 @@
+// Package live streams clicks as they happen over Server-Sent Events. Its Feed tails
+// click_logs, which every ingest path (the Redis stream and the local click log) ends
+// in, by a commit-safe cursor, and wakes on the hop_clicks notification PostgreSQL
+// delivers after each ingest commit, so a click answered by any instance reaches the
+// clients of every instance, in both modes.
+package live
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config tunes the feed; zero values take the defaults.
+type Config struct {
+	// Domain is the host shown in each click's "domain" (the default short domain).
+	Domain string
+	// Heartbeat is the interval of the keep-alive comment (default 15s).
+	Heartbeat time.Duration
+	// Buffer is how many recent events the feed keeps for its clients, shared by all
+	// of them; a client that falls this far behind is cut off (default 4096).
+	Buffer int
+	// Resume is how far back Last-Event-ID may reach (default 10m).
+	Resume time.Duration
+	// Poll is the longest wait between two reads when no notification comes (default 1s).
+	Poll time.Duration
+	// WriteTimeout bounds one write to a client (default 10s).
+	WriteTimeout time.Duration
+	// Page is how many clicks one read takes (default 1000).
+	Page int
+}
+
+func (c *Config) defaults() {
+	c.Heartbeat = cmp.Or(c.Heartbeat, 15*time.Second)
+	c.Buffer = cmp.Or(c.Buffer, 4096)
+	c.Resume = cmp.Or(c.Resume, 10*time.Minute)
+	c.Poll = cmp.Or(c.Poll, time.Second)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, 10*time.Second)
+	c.Page = cmp.Or(c.Page, 1000)
+}
+
+// position orders clicks: by the inserting transaction, then by event id. A position
+// is final once its xid is below the horizon, so nothing can appear before it later.
+type position struct {
+	xid   uint64
+	event uuid.UUID
+}
+
+func (p position) less(q position) bool {
+	if p.xid != q.xid {
+		return p.xid < q.xid
+	}
+	return string(p.event[:]) < string(q.event[:])
+}
+
+// click is one event, framed once and shared by every client that receives it: a
+// client's cost per click is a filter check and a copy.
+type click struct {
+	pos    position
+	linkID int64
+	bot    bool
+	frame  []byte // "event: click\nid: …\ndata: …\n\n"
+}
+
+// clickJSON is the data of a click event: never the IP or the visitor hash.
+type clickJSON struct {
+	ID        uuid.UUID `json:"id"`
+	Slug      string    `json:"slug"`
+	Domain    string    `json:"domain"`
+	ClickedAt time.Time `json:"clicked_at"`
+	Country   string    `json:"country"`
+	Referer   string    `json:"referer"`
+	Browser   string    `json:"browser"`
+	OS        string    `json:"os"`
+	Device    string    `json:"device"`
+	Bot       bool      `json:"bot"`
+	BotReason string    `json:"bot_reason"`
+}
+
+// filter selects the clicks one client receives.
+type filter struct {
+	linkID int64 // 0: every link
+	bots   bool
+}
+
+func (f filter) match(c *click) bool {
+	return (f.linkID == 0 || c.linkID == f.linkID) && (f.bots || !c.bot)
+}
+
+// sub is one connected client: where it is in the feed's ring of recent events.
+// Clients share the ring, so a client costs the same memory however far behind it is;
+// one that falls a whole ring behind is cut off.
+type sub struct {
+	f    filter
+	next uint64 // sequence number of the next event to look at
+}
+
+// Feed tails click_logs and fans clicks out to subscribed clients.
+type Feed struct {
+	cfg    Config
+	pool   *pgxpool.Pool
+	logger *slog.Logger
+
+	wake     chan struct{}
+	notified atomic.Uint64 // the highest xid a notification said committed clicks
+
+	mu      sync.Mutex
+	pos     position // every click at or before pos has been published
+	started bool
+	stopped bool
+	ring    []*click      // recent events; event number i is at ring[i%len(ring)]
+	head    uint64        // number of events published so far
+	changed chan struct{} // closed (and replaced) when events are published or the feed stops
+	subs    int
+	onWake  []func()
+	ready   chan struct{}
+
+	slugMu    sync.Mutex
+	slugCache map[int64]string // link id -> slug
+
+	clients prometheus.Gauge
+	cuts    prometheus.Counter
+	events  prometheus.Counter
+}
+
+// New returns a feed; Run tails the database.
+func New(cfg Config, pool *pgxpool.Pool, reg prometheus.Registerer, logger *slog.Logger) (*Feed, error) {
+	cfg.defaults()
+	// One read publishes up to Page events at once: a smaller ring would cut off
+	// clients that keep up.
+	if cfg.Page < 1 || cfg.Buffer < cfg.Page {
+		return nil, fmt.Errorf("live: Page %d must be positive and Buffer %d at least Page", cfg.Page, cfg.Buffer)
+	}
+	f := &Feed{
+		cfg: cfg, pool: pool, logger: logger.With("module", "live"),
+		wake: make(chan struct{}, 1), ready: make(chan struct{}),
+		ring: make([]*click, cfg.Buffer), changed: make(chan struct{}), slugCache: map[int64]string{},
+		clients: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hop_live_clients", Help: "Clients connected to the live click feed."}),
+		cuts:    prometheus.NewCounter(prometheus.CounterOpts{Name: "hop_live_clients_cut_total", Help: "Live clients disconnected because they fell a whole ring of recent events behind."}),
+		events:  prometheus.NewCounter(prometheus.CounterOpts{Name: "hop_live_events_total", Help: "Clicks read by the live feed."}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{f.clients, f.cuts, f.events} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("live: register metrics: %w", err)
+			}
+		}
+	}
+	return f, nil
+}
+
+// OnWake registers fn to be called whenever clicks may have been committed (a
+// notification arrived, or the poll interval passed). Call before Run.
+func (f *Feed) OnWake(fn func()) { f.onWake = append(f.onWake, fn) }
+
+// Run tails click_logs until ctx ends.
+func (f *Feed) Run(ctx context.Context) error {
+	go f.listen(ctx)
+	poll := time.NewTicker(f.cfg.Poll)
+	defer poll.Stop()
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	behind := time.Duration(0)
+	for {
+		n, err := f.runOnce(ctx)
+		if err != nil && ctx.Err() == nil {
+			f.logger.Warn("reading new clicks failed", "error", err)
+		}
+		if n > 0 {
+			for _, fn := range f.onWake {
+				fn()
+			}
+		}
+		// Committed clicks are still above the horizon while an older transaction
+		// (an aggregator tick, say) is open: look again soon, backing off to the poll.
+		f.mu.Lock()
+		held := f.started && f.notified.Load() >= f.pos.xid
+		f.mu.Unlock()
+		if held {
+			behind = min(max(2*behind, 10*time.Millisecond), f.cfg.Poll)
+			retry.Reset(behind)
+		} else {
+			behind = 0
+		}
+		select {
+		case <-ctx.Done():
+			f.closeAll()
+			return nil
+		case <-f.wake:
+		case <-retry.C:
+		case <-poll.C:
+			for _, fn := range f.onWake {
+				fn()
+			}
+		}
+	}
+}
+
+// listen holds one connection that LISTENs to hop_clicks and turns notifications into
+// wake-ups. After a lost connection it wakes once, since notifications were missed.
+func (f *Feed) listen(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := f.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		f.logger.Warn("listening for clicks failed; polling until it works again", "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (f *Feed) listenOnce(ctx context.Context) error {
+	conn, err := f.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN hop_clicks"); err != nil {
+		conn.Conn().Close(context.Background()) //nolint:errcheck // the pool drops it
+		return fmt.Errorf("listen: %w", err)
+	}
+	f.signal()
+	for {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
+			// The connection still listens; never give it back to the pool like that.
+			conn.Conn().Close(context.Background()) //nolint:errcheck // the pool drops it
+			return fmt.Errorf("wait for notification: %w", err)
+		}
+		if x, err := strconv.ParseUint(n.Payload, 10, 64); err == nil {
+			for old := f.notified.Load(); x > old && !f.notified.CompareAndSwap(old, x); old = f.notified.Load() {
+			}
+		}
+		f.signal()
+	}
+}
+
+func (f *Feed) signal() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+	for _, fn := range f.onWake {
+		fn()
+	}
+}
+
+// horizonSQL returns the lowest xid that may still commit rows into click_logs (the
+// same rule as the stats aggregator's): the lowest xid still running or prepared in
+// this database, else the first xid not yet assigned. Rows below it are final, so a
+// cursor that only passes rows below it never skips a late commit.
+const horizonSQL = `
+WITH open AS (
+    SELECT backend_xid AS xid FROM pg_stat_activity
+    WHERE datname = current_database() AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()
+    UNION ALL
+    SELECT transaction FROM pg_prepared_xacts WHERE database = current_database()
+)
+SELECT COALESCE((SELECT min(x) FROM pg_snapshot_xip(s) x WHERE x::xid IN (SELECT xid FROM open)),
+                pg_snapshot_xmax(s))::text
+FROM pg_current_snapshot() s`
+
+// readSQL reads clicks after a position and below the horizon, in position order.
+// $4/$5 optionally narrow to one link and to human clicks. Slugs come from the slug
+// cache, not a join: the read touches click_logs only.
+const readSQL = `
+SELECT c.xid::text, c.event_id, c.link_id, c.clicked_at, c.country, c.referer_host,
+       c.browser, c.os, c.device, c.is_bot, c.bot_reason
+FROM click_logs c
+WHERE c.xid >= $1::text::xid8 AND (c.xid, c.event_id) > ($1::text::xid8, $2::uuid)
+  AND c.xid < $3::text::xid8
+  AND ($4::bigint = 0 OR c.link_id = $4) AND ($5 OR NOT c.is_bot)
+ORDER BY c.xid, c.event_id
+LIMIT $6`
+
+const slugsSQL = `SELECT id, slug FROM links WHERE id = ANY($1)`
+
+// maxSlugs bounds the slug cache; past it the cache starts over.
+const maxSlugs = 100_000
+
+// slugs returns the slugs of ids, from the cache or, for ids it lacks, PostgreSQL. A
+// link's slug never changes, so a cached one is never stale.
+func (f *Feed) slugs(ctx context.Context, ids []int64) (map[int64]string, error) {
+	f.slugMu.Lock()
+	defer f.slugMu.Unlock()
+	if len(f.slugCache)+len(ids) > maxSlugs {
+		f.slugCache = map[int64]string{}
+	}
+	var missing []int64
+	for _, id := range ids {
+		if _, ok := f.slugCache[id]; !ok && !slices.Contains(missing, id) {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		rows, err := f.pool.Query(ctx, slugsSQL, missing)
+		if err != nil {
+			return nil, fmt.Errorf("read slugs: %w", err)
+		}
+		for rows.Next() {
+			var (
+				id   int64
+				slug string
+			)
+			if err := rows.Scan(&id, &slug); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("read slugs: %w", err)
+			}
+			f.slugCache[id] = slug
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("read slugs: %w", err)
+		}
+	}
+	return f.slugCache, nil
+}
+
+func (f *Feed) horizon(ctx context.Context) (uint64, error) {
+	var s string
+	if err := f.pool.QueryRow(ctx, horizonSQL).Scan(&s); err != nil {
+		return 0, fmt.Errorf("read horizon: %w", err)
+	}
+	return strconv.ParseUint(s, 10, 64)
+}
+
+// read returns up to Page clicks in (from, below-horizon) that pass fl.
+func (f *Feed) read(ctx context.Context, from position, below uint64, fl filter) ([]*click, error) {
+	rows, err := f.pool.Query(ctx, readSQL, strconv.FormatUint(from.xid, 10), from.event,
+		strconv.FormatUint(below, 10), fl.linkID, fl.bots, f.cfg.Page)
+	if err != nil {
+		return nil, fmt.Errorf("read clicks: %w", err)
+	}
+	type row struct {
+		xid    uint64
+		linkID int64
+		j      clickJSON
+	}
+	var read []row
+	for rows.Next() {
+		var (
+			xid string
+			r   row
+		)
+		if err := rows.Scan(&xid, &r.j.ID, &r.linkID, &r.j.ClickedAt, &r.j.Country, &r.j.Referer,
+			&r.j.Browser, &r.j.OS, &r.j.Device, &r.j.Bot, &r.j.BotReason); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("scan click: %w", err)
+		}
+		if r.xid, err = strconv.ParseUint(xid, 10, 64); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("parse xid %q: %w", xid, err)
+		}
+		read = append(read, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read clicks: %w", err)
+	}
+	if len(read) == 0 {
+		return nil, nil
+	}
+	ids := make([]int64, len(read))
+	for i, r := range read {
+		ids[i] = r.linkID
+	}
+	slugs, err := f.slugs(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*click, 0, len(read))
+	f.slugMu.Lock()
+	defer f.slugMu.Unlock()
+	for _, r := range read {
+		j := r.j
+		j.Slug = slugs[r.linkID]
+		j.Domain = f.cfg.Domain
+		j.ClickedAt = j.ClickedAt.UTC()
+		data, err := json.Marshal(j)
+		if err != nil {
+			return nil, fmt.Errorf("encode click: %w", err)
+		}
+		frame := make([]byte, 0, len(data)+64)
+		frame = append(frame, "event: click\nid: "...)
+		frame = append(frame, j.ID.String()...)
+		frame = append(frame, "\ndata: "...)
+		frame = append(frame, data...)
+		frame = append(frame, "\n\n"...)
+		out = append(out, &click{pos: position{r.xid, j.ID}, linkID: r.linkID, bot: j.Bot, frame: frame})
+	}
+	return out, nil
+}
+
+// runOnce publishes every click committed since the last call and returns how many
+// it read.
+func (f *Feed) runOnce(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		h, err := f.horizon(ctx)
+		if err != nil {
+			return total, err
+		}
+		f.mu.Lock()
+		from, started := f.pos, f.started
+		f.mu.Unlock()
+		if !started {
+			// Live clients start from now; older clicks are read per client on resume.
+			f.mu.Lock()
+			f.pos, f.started = position{xid: h}, true
+			f.mu.Unlock()
+			close(f.ready)
+			return 0, nil
+		}
+		if h <= from.xid && from.event == (uuid.UUID{}) {
+			return total, nil
+		}
+		clicks, err := f.read(ctx, from, h, filter{bots: true})
+		if err != nil {
+			return total, err
+		}
+		total += len(clicks)
+		end := position{xid: h}
+		if len(clicks) == f.cfg.Page {
+			end = clicks[len(clicks)-1].pos
+		}
+		f.publish(clicks, end)
+		f.events.Add(float64(len(clicks)))
+		if len(clicks) < f.cfg.Page {
+			return total, nil
+		}
+	}
+}
+
+// publish appends clicks to the ring and moves the feed to end, in one step under the
+// lock, so a client registering in between sees each click once.
+func (f *Feed) publish(clicks []*click, end position) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range clicks {
+		f.ring[f.head%uint64(len(f.ring))] = c
+		f.head++
+	}
+	if f.pos.less(end) {
+		f.pos = end
+	}
+	if len(clicks) > 0 {
+		close(f.changed)
+		f.changed = make(chan struct{})
+	}
+}
+
+func (f *Feed) closeAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stopped = true
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// errCut means the client fell a whole ring behind.
+var errCut = errors.New("live client fell too far behind")
+
+// take returns up to max events for s that arrived since its last take, and a channel
+// closed when more arrive. It fails with errCut when events s has not seen were
+// overwritten, and errStopped once the feed has stopped.
+func (f *Feed) take(s *sub, max int, out []*click) ([]*click, <-chan struct{}, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopped {
+		return out, nil, errStopped
+	}
+	size := uint64(len(f.ring))
+	if f.head > size && s.next < f.head-size {
+		f.cuts.Inc()
+		return out, nil, errCut
+	}
+	for ; s.next < f.head && len(out) < max; s.next++ {
+		if c := f.ring[s.next%size]; s.f.match(c) {
+			out = append(out, c)
+		}
+	}
+	return out, f.changed, nil
+}
+
+// errStopped means the feed is not running (yet, or any more).
+var errStopped = errors.New("live feed is not running")
+
+// subscribe registers a client. With from set, it first writes the clicks after from
+// (through write) and registers only once it has caught up with the feed, so the
+// client sees every click once and in order.
+func (f *Feed) subscribe(ctx context.Context, fl filter, from *position, write func(*click) error) (*sub, error) {
+	select {
+	case <-f.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	s := &sub{f: fl}
+	for {
+		f.mu.Lock()
+		cur := f.pos
+		if from == nil || !from.less(cur) {
+			s.next = f.head
+			f.subs++
+			f.clients.Inc()
+			f.mu.Unlock()
+			return s, nil
+		}
+		f.mu.Unlock()
+		// Clicks in (from, cur] are final and published: read them from the database.
+		// A page ends at cur, inclusive: read below cur.xid+1 and stop at cur.
+		clicks, err := f.read(ctx, *from, cur.xid+1, fl)
+		if err != nil {
+			return nil, err
+		}
+		next := cur
+		for _, c := range clicks {
+			if cur.less(c.pos) {
+				break
+			}
+			if err := write(c); err != nil {
+				return nil, err
+			}
+			next = c.pos
+		}
+		if len(clicks) < f.cfg.Page || cur.less(clicks[len(clicks)-1].pos) {
+			next = cur
+		}
+		from = &next
+	}
+}
+
+func (f *Feed) unsubscribe(*sub) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.subs--
+	f.clients.Dec()
+}
+
+// resumeSQL finds a recent click by its event id. UUIDv7 ids carry their time, so the
+// search is a narrow range of clicked_at (BRIN-indexed) rather than the whole table.
+const resumeSQL = `
+SELECT xid::text FROM click_logs
+WHERE event_id = $1 AND clicked_at >= $2 AND clicked_at < $3 AND clicked_at >= $4`
+
+// resumeFrom returns the position of the click with this id, if it is within the
+// resume window; ok is false otherwise (the client then starts from now).
+func (f *Feed) resumeFrom(ctx context.Context, id uuid.UUID, now time.Time) (position, bool, error) {
+	if id.Version() != 7 {
+		return position{}, false, nil
+	}
+	sec, nsec := id.Time().UnixTime()
+	at := time.Unix(sec, nsec)
+	var xid string
+	err := f.pool.QueryRow(ctx, resumeSQL, id, at.Add(-time.Minute), at.Add(time.Minute), now.Add(-f.cfg.Resume)).Scan(&xid)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return position{}, false, nil
+	}
+	if err != nil {
+		return position{}, false, fmt.Errorf("find last event: %w", err)
+	}
+	x, err := strconv.ParseUint(xid, 10, 64)
+	if err != nil {
+		return position{}, false, fmt.Errorf("parse xid %q: %w", xid, err)
+	}
+	return position{x, id}, true, nil
+}

@@ -1,0 +1,161 @@
+package live
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/hop-dev/hop/internal/testenv"
+)
+
+// setup runs a feed on a fresh database behind an Echo server; inflight counts the
+// stream handlers still running.
+func setup(t *testing.T, cfg Config) (f *Feed, db *testenv.DB, url string, inflight *atomic.Int64) {
+	t.Helper()
+	db = testenv.NewDB(t)
+	f, err := New(cfg, db.Pool, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = f.Run(ctx) }()
+	inflight = &atomic.Int64{}
+	e := echo.New()
+	g := e.Group("", func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			inflight.Add(1)
+			defer inflight.Add(-1)
+			return next(c)
+		}
+	})
+	f.Routes(g)
+	srv := httptest.NewServer(e)
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		srv.Close()
+	})
+	return f, db, srv.URL, inflight
+}
+
+func (f *Feed) subscribers() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.subs
+}
+
+// A client that stops reading is cut off (its write deadline passes), its handler
+// ends, and the feed goes on serving a client that reads: a stalled client holds its
+// socket buffers and a position in the shared ring, never the clicks it misses.
+func TestStalledClientIsCutOff(t *testing.T) {
+	t.Parallel()
+	f, db, url, inflight := setup(t, Config{Buffer: 2000, Page: 500, WriteTimeout: 300 * time.Millisecond, Heartbeat: time.Hour, Poll: 50 * time.Millisecond})
+	ctx := t.Context()
+	var linkID int64
+	if err := db.Pool.QueryRow(ctx, `INSERT INTO links (slug, original_url) VALUES ('stall', 'https://example.com') RETURNING id`).Scan(&linkID); err != nil {
+		t.Fatal(err)
+	}
+
+	// The stalled client: sends its request and never reads a byte.
+	stalled, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	_ = stalled.(*net.TCPConn).SetReadBuffer(4096)
+	if _, err := stalled.Write([]byte("GET /live HTTP/1.1\r\nHost: hop\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+
+	// The reading client counts click events.
+	resp, err := http.Get(url + "/live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got atomic.Int64
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if sc.Text() == "event: click" {
+				got.Add(1)
+			}
+		}
+	}()
+	testenv.Eventually(t, 10*time.Second, "two subscribers", func() bool { return f.subscribers() == 2 })
+
+	const n = 30_000
+	for i := 0; i < n; i += 5000 {
+		if _, err := db.Pool.Exec(ctx, `
+INSERT INTO click_logs (event_id, link_id, clicked_at, country, referer_host, user_agent, browser, os, device)
+SELECT gen_random_uuid(), $1, now(), 'DE', 'news.example.org', repeat('x', 200), 'Firefox', 'Linux', 'desktop'
+FROM generate_series(1, 5000)`, linkID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.Eventually(t, 30*time.Second, "the stalled client cut off and its handler ended", func() bool {
+		return f.subscribers() == 1 && inflight.Load() == 1
+	})
+	testenv.Eventually(t, 30*time.Second, "every click reached the reading client", func() bool { return got.Load() == n })
+	if c := testutil.ToFloat64(f.clients); c != 1 {
+		t.Fatalf("clients gauge %v, want 1", c)
+	}
+}
+
+// A client that falls a whole ring behind is cut off, counted, and the feed holds no
+// more events than the ring, however many are published.
+func TestClientARingBehindIsCut(t *testing.T) {
+	t.Parallel()
+	f, err := New(Config{Buffer: 100, Page: 10}, nil, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow, fast := &sub{f: filter{bots: true}}, &sub{f: filter{bots: true}}
+	var out []*click
+	for i := range 25 {
+		batch := make([]*click, 10)
+		for j := range batch {
+			batch[j] = &click{pos: position{xid: uint64(i*10 + j + 1)}}
+		}
+		f.publish(batch, batch[9].pos)
+		if out, _, err = f.take(fast, 1000, out[:0]); err != nil || len(out) != 10 {
+			t.Fatalf("fast client: %d events, %v", len(out), err)
+		}
+	}
+	if _, _, err := f.take(slow, 1000, nil); !errors.Is(err, errCut) {
+		t.Fatalf("slow client: %v, want errCut", err)
+	}
+	if c := testutil.ToFloat64(f.cuts); c != 1 || len(f.ring) != 100 || f.head != 250 {
+		t.Fatalf("cuts %v, ring %d, head %d", c, len(f.ring), f.head)
+	}
+}
+
+func FuzzLastEventID(f *testing.F) {
+	for _, s := range []string{"", "0193a7b2-6c1e-7cc3-9a52-3d1f0b2e4a11", "garbage", strings.Repeat("a", 100), "{0193a7b2-6c1e-7cc3-9a52-3d1f0b2e4a11}"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		r := httptest.NewRequest(http.MethodGet, "/live", nil)
+		r.Header.Set("Last-Event-ID", v)
+		id, ok := lastEventID(r)
+		if ok && id.String() == "" {
+			t.Fatal("accepted an empty id")
+		}
+		if !ok && id != [16]byte{} {
+			t.Fatal("rejected id is not zero")
+		}
+	})
+}

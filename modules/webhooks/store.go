@@ -1,0 +1,287 @@
+package webhooks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hop-dev/hop/internal/problem"
+)
+
+// Webhook is a subscription as the API shows it.
+type Webhook struct {
+	ID           int64      `json:"id"`
+	URL          string     `json:"url"`
+	Secret       string     `json:"secret,omitempty"` // only in the answer to create
+	Links        []string   `json:"links"`
+	Tags         []string   `json:"tags"`
+	Domain       *string    `json:"domain"`
+	IncludeBots  bool       `json:"include_bots"`
+	Disabled     bool       `json:"disabled"`
+	DisabledAt   *time.Time `json:"disabled_at"`
+	FailingSince *time.Time `json:"failing_since"`
+	CreatedAt    time.Time  `json:"created_at"`
+
+	linkIDs []int64
+	sealed  string
+	cursor  position
+}
+
+// Delivery is one batch (or ping) sent to a webhook.
+type Delivery struct {
+	ID            int64      `json:"id"`
+	Kind          string     `json:"kind"`
+	Status        string     `json:"status"`
+	Events        int        `json:"events"`
+	Attempts      int        `json:"attempts"`
+	HTTPStatus    *int       `json:"http_status"`
+	LatencyMS     *float64   `json:"latency_ms"`
+	Error         string     `json:"error"`
+	CreatedAt     time.Time  `json:"created_at"`
+	LastAttemptAt *time.Time `json:"last_attempt_at"`
+	NextAttemptAt *time.Time `json:"next_attempt_at"`
+	DeliveredAt   *time.Time `json:"delivered_at"`
+
+	webhookID int64
+	body      []byte
+	to        *position
+}
+
+// position orders clicks by inserting transaction, then event id (see live).
+type position struct {
+	xid   uint64
+	event uuid.UUID
+}
+
+func (p position) xidText() string { return strconv.FormatUint(p.xid, 10) }
+
+func parseXID(s string) (uint64, error) {
+	x, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parse xid %q: %w", s, err)
+	}
+	return x, nil
+}
+
+const webhookColumns = `id, url, secret, link_ids, COALESCE(link_slugs, '{}'), tags, domain, include_bots,
+       disabled_at, failing_since, created_at, cursor_xid::text, cursor_event`
+
+func scanWebhook(row pgx.Row) (Webhook, error) {
+	var (
+		w     Webhook
+		slugs []string
+		xid   string
+	)
+	err := row.Scan(&w.ID, &w.URL, &w.sealed, &w.linkIDs, &slugs, &w.Tags, &w.Domain, &w.IncludeBots,
+		&w.DisabledAt, &w.FailingSince, &w.CreatedAt, &xid, &w.cursor.event)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return w, ErrNotFound
+	}
+	if err != nil {
+		return w, fmt.Errorf("scan webhook: %w", err)
+	}
+	if w.linkIDs != nil {
+		w.Links = slugs
+	}
+	w.Disabled = w.DisabledAt != nil
+	if w.cursor.xid, err = parseXID(xid); err != nil {
+		return w, err
+	}
+	return w, nil
+}
+
+// insertSQL starts a webhook's cursor at the oldest transaction still running in the
+// cluster: it receives the clicks committed from about now on.
+const insertSQL = `
+INSERT INTO webhooks (url, secret, link_ids, link_slugs, tags, domain, include_bots, cursor_xid, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, pg_snapshot_xmin(pg_current_snapshot()), $8)
+RETURNING ` + webhookColumns
+
+func (s *Service) insert(ctx context.Context, w Webhook, slugs []string) (Webhook, error) {
+	return scanWebhook(s.pool.QueryRow(ctx, insertSQL, w.URL, w.sealed, w.linkIDs, slugs, w.Tags, w.Domain, w.IncludeBots, s.cfg.Now()))
+}
+
+const linkIDsSQL = `SELECT id, slug FROM links WHERE slug = ANY($1) AND deleted_at IS NULL`
+
+// linkIDs resolves slugs to link ids; every slug must exist.
+func (s *Service) linkIDs(ctx context.Context, slugs []string) ([]int64, error) {
+	rows, err := s.pool.Query(ctx, linkIDsSQL, slugs)
+	if err != nil {
+		return nil, fmt.Errorf("find links: %w", err)
+	}
+	found := map[string]int64{}
+	for rows.Next() {
+		var (
+			id   int64
+			slug string
+		)
+		if err := rows.Scan(&id, &slug); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("scan link: %w", err)
+		}
+		found[slug] = id
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("find links: %w", err)
+	}
+	ids := make([]int64, 0, len(slugs))
+	for _, slug := range slugs {
+		id, ok := found[slug]
+		if !ok {
+			return nil, problem.With(ErrInvalid, "links: no link %q", slug)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+const getSQL = `SELECT ` + webhookColumns + ` FROM webhooks WHERE id = $1`
+
+func (s *Service) get(ctx context.Context, id int64) (Webhook, error) {
+	return scanWebhook(s.pool.QueryRow(ctx, getSQL, id))
+}
+
+const listSQL = `SELECT ` + webhookColumns + ` FROM webhooks ORDER BY id`
+
+func (s *Service) list(ctx context.Context, activeOnly bool) ([]Webhook, error) {
+	rows, err := s.pool.Query(ctx, listSQL)
+	if err != nil {
+		return nil, fmt.Errorf("list webhooks: %w", err)
+	}
+	defer rows.Close()
+	out := []Webhook{}
+	for rows.Next() {
+		w, err := scanWebhook(rows)
+		if err != nil {
+			return nil, err
+		}
+		if !activeOnly || !w.Disabled {
+			out = append(out, w)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list webhooks: %w", err)
+	}
+	return out, nil
+}
+
+const deleteSQL = `DELETE FROM webhooks WHERE id = $1`
+
+func (s *Service) delete(ctx context.Context, id int64) error {
+	tag, err := s.pool.Exec(ctx, deleteSQL, id)
+	if err != nil {
+		return fmt.Errorf("delete webhook: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+const deliveryColumns = `id, webhook_id, kind, status, events, attempts, http_status, latency_ms, error,
+       created_at, last_attempt_at, CASE WHEN status = 'pending' THEN next_attempt_at END, delivered_at,
+       body, to_xid::text, to_event`
+
+func scanDelivery(row pgx.Row) (Delivery, error) {
+	var (
+		d     Delivery
+		xid   *string
+		event *uuid.UUID
+	)
+	err := row.Scan(&d.ID, &d.webhookID, &d.Kind, &d.Status, &d.Events, &d.Attempts, &d.HTTPStatus, &d.LatencyMS, &d.Error,
+		&d.CreatedAt, &d.LastAttemptAt, &d.NextAttemptAt, &d.DeliveredAt, &d.body, &xid, &event)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return d, ErrNoDelivery
+	}
+	if err != nil {
+		return d, fmt.Errorf("scan delivery: %w", err)
+	}
+	if xid != nil && event != nil {
+		x, err := parseXID(*xid)
+		if err != nil {
+			return d, err
+		}
+		d.to = &position{x, *event}
+	}
+	return d, nil
+}
+
+const deliveriesSQL = `SELECT ` + deliveryColumns + ` FROM webhook_deliveries WHERE webhook_id = $1 ORDER BY id DESC LIMIT $2`
+
+func (s *Service) deliveries(ctx context.Context, id int64, limit int) ([]Delivery, error) {
+	if _, err := s.get(ctx, id); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, deliveriesSQL, id, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list deliveries: %w", err)
+	}
+	defer rows.Close()
+	out := []Delivery{}
+	for rows.Next() {
+		d, err := scanDelivery(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list deliveries: %w", err)
+	}
+	return out, nil
+}
+
+const deliverySQL = `SELECT ` + deliveryColumns + ` FROM webhook_deliveries WHERE webhook_id = $1 AND id = $2`
+
+func (s *Service) delivery(ctx context.Context, webhookID, id int64) (Delivery, error) {
+	return scanDelivery(s.pool.QueryRow(ctx, deliverySQL, webhookID, id))
+}
+
+const headSQL = `SELECT ` + deliveryColumns + ` FROM webhook_deliveries
+WHERE webhook_id = $1 AND status = 'pending' AND kind = 'events'`
+
+// head returns the webhook's pending batch, or ErrNoDelivery.
+func (s *Service) head(ctx context.Context, webhookID int64) (Delivery, error) {
+	return scanDelivery(s.pool.QueryRow(ctx, headSQL, webhookID))
+}
+
+// insertDeliverySQL records a batch before it is sent: if hop dies mid-send, the
+// batch is still the head and is sent again. A concurrent insert (a second instance
+// that briefly believed it owned the webhook) yields to the first.
+const insertDeliverySQL = `
+INSERT INTO webhook_deliveries (webhook_id, kind, status, body, events, to_xid, to_event, created_at, next_attempt_at)
+VALUES ($1, $2, 'pending', $3, $4, $5::text::xid8, $6, $7, $7)
+ON CONFLICT (webhook_id) WHERE status = 'pending' AND kind = 'events' DO NOTHING
+RETURNING ` + deliveryColumns
+
+func (s *Service) insertDelivery(ctx context.Context, webhookID int64, kind string, body []byte, events int, to *position) (Delivery, error) {
+	var xid *string
+	var event *uuid.UUID
+	if to != nil {
+		x := to.xidText()
+		xid, event = &x, &to.event
+	}
+	d, err := scanDelivery(s.pool.QueryRow(ctx, insertDeliverySQL, webhookID, kind, body, events, xid, event, s.cfg.Now()))
+	if errors.Is(err, ErrNoDelivery) {
+		return s.head(ctx, webhookID)
+	}
+	return d, err
+}
+
+// advanceSQL moves a webhook's cursor forward only, so a late or repeated answer
+// never moves it back.
+const advanceSQL = `
+UPDATE webhooks SET cursor_xid = $2::text::xid8, cursor_event = $3
+WHERE id = $1 AND (cursor_xid, cursor_event) < ($2::text::xid8, $3::uuid)`
+
+func advance(ctx context.Context, tx pgx.Tx, id int64, to position) error {
+	if _, err := tx.Exec(ctx, advanceSQL, id, to.xidText(), to.event); err != nil {
+		return fmt.Errorf("advance webhook cursor: %w", err)
+	}
+	return nil
+}

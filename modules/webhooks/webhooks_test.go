@@ -1,0 +1,300 @@
+package webhooks
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/hop-dev/hop/internal/testenv"
+)
+
+// clock is an injected clock the test moves by hand.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
+}
+
+// bundle is what setup returns.
+type bundle struct {
+	s      *Service
+	db     *testenv.DB
+	clock  *clock
+	status atomic.Int64 // what the receiver answers
+	hits   atomic.Int64
+	url    string
+	linkID int64
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	b := &bundle{db: testenv.NewDB(t), clock: &clock{now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}}
+	b.status.Store(http.StatusInternalServerError)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.hits.Add(1)
+		w.WriteHeader(int(b.status.Load()))
+	}))
+	t.Cleanup(srv.Close)
+	b.url = srv.URL
+	s, err := New(t.Context(), Config{AllowPrivate: true, Now: b.clock.Now, Jitter: func() float64 { return 0.5 }},
+		b.db.Pool, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.s = s
+	if err := b.db.Pool.QueryRow(t.Context(), `INSERT INTO links (slug, original_url) VALUES ('hooked', 'https://example.com') RETURNING id`).Scan(&b.linkID); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// clicks inserts n clicks at the clock's time less a minute (older than BatchWait).
+func (b *bundle) clicks(t *testing.T, n int) {
+	t.Helper()
+	for range n {
+		id := uuid.Must(uuid.NewV7())
+		if _, err := b.db.Pool.Exec(t.Context(), `INSERT INTO click_logs (event_id, link_id, clicked_at) VALUES ($1, $2, $3)`,
+			id, b.linkID, b.clock.Now().Add(-time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (b *bundle) webhook(t *testing.T) Webhook {
+	t.Helper()
+	sealed, err := b.s.seal("whsec_test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := b.s.insert(t.Context(), Webhook{URL: b.url, sealed: sealed}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// A receiver that keeps failing is retried with exponential backoff (jitter fixed at
+// the middle here) capped at RetryMax; after GiveUp the batch is kept as failed, the
+// cursor moves past it and the webhook is disabled. A manual retry that succeeds
+// delivers the batch and enables the webhook again, and delivery goes on from there.
+func TestBackoffGiveUpDisableAndRetry(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	w := b.webhook(t)
+	b.clicks(t, 3)
+	start := b.clock.Now()
+
+	var delays []time.Duration
+	for i := 0; ; i++ {
+		if _, err := b.s.step(ctx, w.ID); err != nil {
+			t.Fatal(err)
+		}
+		d, err := b.s.head(ctx, w.ID)
+		if errors.Is(err, ErrNoDelivery) {
+			break // given up
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Attempts != i+1 || d.Events != 3 {
+			t.Fatalf("after step %d: %d attempts, %d events", i+1, d.Attempts, d.Events)
+		}
+		// Not due yet: nothing is sent.
+		hits := b.hits.Load()
+		if _, err := b.s.step(ctx, w.ID); err != nil || b.hits.Load() != hits {
+			t.Fatalf("a delivery that is not due was sent (%v)", err)
+		}
+		delays = append(delays, d.NextAttemptAt.Sub(b.clock.Now()))
+		b.clock.Set(*d.NextAttemptAt)
+	}
+	// Delays are 3/4 of 1s, 2s, 4s, ... capped at 1h.
+	for i, d := range delays {
+		want := time.Second << min(i, 20)
+		want = min(want, time.Hour) * 3 / 4
+		if d != want {
+			t.Fatalf("delay %d is %s, want %s (all: %v)", i+1, d, want, delays)
+		}
+	}
+	if b.clock.Now().Sub(start) < 24*time.Hour || b.clock.Now().Sub(start) > 25*time.Hour {
+		t.Fatalf("gave up after %s, want 24h", b.clock.Now().Sub(start))
+	}
+	got, err := b.s.get(ctx, w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := b.s.deliveries(ctx, w.ID, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Disabled || got.FailingSince == nil || len(ds) != 1 || ds[0].Status != "failed" || ds[0].Attempts != len(delays)+1 {
+		t.Fatalf("webhook %+v, deliveries %+v", got, ds)
+	}
+	// Disabled: new clicks are not sent.
+	b.clicks(t, 2)
+	hits := b.hits.Load()
+	if _, err := b.s.step(ctx, w.ID); err != nil || b.hits.Load() != hits {
+		t.Fatalf("a disabled webhook was sent to (%v)", err)
+	}
+
+	b.status.Store(http.StatusNoContent)
+	if ok, err := b.s.attempt(ctx, got, ds[0], true); !ok || err != nil {
+		t.Fatalf("manual retry: %v, %v", ok, err)
+	}
+	got, _ = b.s.get(ctx, w.ID)
+	d, _ := b.s.delivery(ctx, w.ID, ds[0].ID)
+	if got.Disabled || got.FailingSince != nil || d.Status != "delivered" || d.HTTPStatus == nil || *d.HTTPStatus != 204 {
+		t.Fatalf("after a successful retry: webhook %+v, delivery %+v", got, d)
+	}
+	// The 2 clicks made while disabled come next, once.
+	if more, err := b.s.step(ctx, w.ID); !more || err != nil {
+		t.Fatalf("step after re-enabling: %v, %v", more, err)
+	}
+	ds, _ = b.s.deliveries(ctx, w.ID, 10)
+	if len(ds) != 2 || ds[0].Status != "delivered" || ds[0].Events != 2 {
+		t.Fatalf("deliveries %+v", ds)
+	}
+	if more, err := b.s.step(ctx, w.ID); more || err != nil {
+		t.Fatalf("nothing more to send, got %v, %v", more, err)
+	}
+}
+
+// A batch holds at most BatchSize events; a partial batch waits BatchWait for more.
+func TestBatching(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.status.Store(http.StatusOK)
+	ctx := t.Context()
+	w := b.webhook(t)
+	b.clicks(t, 250)
+	var sizes []int
+	for {
+		more, err := b.s.step(ctx, w.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !more {
+			break
+		}
+	}
+	ds, _ := b.s.deliveries(ctx, w.ID, 10)
+	for _, d := range ds {
+		sizes = append(sizes, d.Events)
+	}
+	if len(sizes) != 3 || sizes[0] != 50 || sizes[1] != 100 || sizes[2] != 100 {
+		t.Fatalf("batch sizes (newest first) %v, want [50 100 100]", sizes)
+	}
+	// A fresh click waits for company until it is BatchWait old.
+	if _, err := b.db.Pool.Exec(ctx, `INSERT INTO click_logs (event_id, link_id, clicked_at) VALUES ($1, $2, $3)`,
+		uuid.Must(uuid.NewV7()), b.linkID, b.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if more, err := b.s.step(ctx, w.ID); more || err != nil {
+		t.Fatalf("a fresh click was sent at once: %v, %v", more, err)
+	}
+	b.clock.Set(b.clock.Now().Add(time.Second))
+	if more, err := b.s.step(ctx, w.ID); !more || err != nil {
+		t.Fatalf("a click BatchWait old was not sent: %v, %v", more, err)
+	}
+}
+
+func TestBlockedAddresses(t *testing.T) {
+	t.Parallel()
+	for _, a := range []string{"127.0.0.1", "127.8.9.1", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254",
+		"100.100.100.200", "0.0.0.0", "0.1.2.3", "224.0.0.1", "255.255.255.255", "::1", "::", "fe80::1", "fc00::1",
+		"fd00:ec2::254", "ff02::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "64:ff9b::a9fe:a9fe"} {
+		if !blocked(netip.MustParseAddr(a)) {
+			t.Errorf("%s is not blocked", a)
+		}
+	}
+	for _, a := range []string{"8.8.8.8", "93.184.216.34", "1.1.1.1", "2001:4860:4860::8888", "::ffff:8.8.8.8"} {
+		if blocked(netip.MustParseAddr(a)) {
+			t.Errorf("%s is blocked", a)
+		}
+	}
+}
+
+// The guard refuses blocked addresses at dial time too, whatever the URL's host said
+// when the webhook was created (DNS rebinding): here a receiver on loopback.
+func TestDialTimeGuard(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	g := guard{}
+	for _, u := range []string{srv.URL, strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)} {
+		resp, err := g.client(time.Second).Get(u)
+		if err == nil {
+			resp.Body.Close()
+			t.Fatalf("%s: dialed a loopback address", u)
+		}
+		if !errors.Is(err, ErrForbiddenURL) {
+			t.Fatalf("%s: %v, want ErrForbiddenURL", u, err)
+		}
+	}
+	if _, err := g.check(context.Background(), srv.URL); !errors.Is(err, ErrForbiddenURL) {
+		t.Fatalf("check %s: %v", srv.URL, err)
+	}
+	allowed := guard{allowPrivate: true}
+	resp, err := allowed.client(time.Second).Get(srv.URL)
+	if err != nil {
+		t.Fatalf("with private addresses allowed: %v", err)
+	}
+	resp.Body.Close()
+}
+
+func TestSignature(t *testing.T) {
+	t.Parallel()
+	got := Sign("whsec_abc", time.Unix(1733227200, 0), []byte(`{"events":[]}`))
+	// echo -n '1733227200.{"events":[]}' | openssl dgst -sha256 -hmac whsec_abc
+	const want = "t=1733227200,v1=b50fa6e9b0039c7739df89bdf576bb29e4f9dbd2fc61acf17436424b1854bbdd"
+	if got != want {
+		t.Fatalf("Sign = %q, want %q", got, want)
+	}
+}
+
+func FuzzDecodeCreate(f *testing.F) {
+	for _, s := range []string{
+		`{"url":"https://example.com/hook"}`,
+		`{"url":"https://example.com/hook","links":["a"],"tags":null,"domain":"Go.Example","include_bots":true}`,
+		`{"url":"ftp://x"}`, `{"url":"http://u:p@h/"}`, `{"links":[]}`, `[]`, `{"url":"http://[::1]:80/"}`, `{"url":"http://h/#f"}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		req, err := decodeCreate(strings.NewReader(body))
+		if err != nil {
+			return
+		}
+		u, err := parseURL(req.URL)
+		if err != nil {
+			t.Fatalf("accepted url %q: %v", req.URL, err)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.User != nil {
+			t.Fatalf("accepted %q", req.URL)
+		}
+		if req.Links != nil && len(*req.Links) == 0 {
+			t.Fatal("accepted an empty links list")
+		}
+	})
+}
