@@ -26,6 +26,7 @@ import (
 	"github.com/hop-dev/hop/migrations"
 	"github.com/hop-dev/hop/modules/apikey"
 	"github.com/hop-dev/hop/modules/dashboard"
+	"github.com/hop-dev/hop/modules/domains"
 	"github.com/hop-dev/hop/modules/idempotency"
 	"github.com/hop-dev/hop/modules/ingest"
 	"github.com/hop-dev/hop/modules/links"
@@ -59,6 +60,7 @@ type service struct {
 	pipeline *ingest.Pipeline
 	agg      *stats.Aggregator
 	keys     *apikey.Store
+	domains  *domains.Registry
 	idem     *idempotency.Store
 	live     *live.Feed
 	webhooks *webhooks.Service
@@ -188,14 +190,27 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	if err != nil {
 		return s, err
 	}
+	// Short domains: the default one from HOP_BASE_URL, branded ones from the database,
+	// held in memory for the redirect.
+	domainStore := domains.NewStore(pool)
+	domainRegistry, err := domains.NewRegistry(ctx, domains.Config{BaseURL: cfg.BaseURL,
+		RootRedirect: cfg.RootRedirect, NotFoundRedirect: cfg.NotFoundRedirect, ExpiredRedirect: cfg.ExpiredRedirect,
+		Redis: rdb, RedisPrefix: cfg.RedisPrefix}, domainStore, logger)
+	if err != nil {
+		return s, err
+	}
+	s.domains = domainRegistry
 	rd, err := redirect.New(redirect.Config{RedisPrefix: cfg.RedisPrefix, BaseURL: cfg.BaseURL, TrustedProxies: cfg.trusted,
-		LinkAttempts: pwLink, ClientAttempts: pwClient,
+		LinkAttempts: pwLink, ClientAttempts: pwClient, Domains: domainRegistry,
 		Fallbacks:   redirect.Fallbacks{Root: cfg.RootRedirect, NotFound: cfg.NotFoundRedirect, Expired: cfg.ExpiredRedirect},
 		RobotsAllow: cfg.RobotsAllow, Describe: describe}, rdb, linkStore, s.pipeline, reg, logger)
 	if err != nil {
 		return s, err
 	}
-	invalidated := rd.Invalidated
+	invalidated := func(m []rueidis.RedisMessage) {
+		rd.Invalidated(m)
+		domainRegistry.Invalidated(m)
+	}
 	onInvalidate.Store(&invalidated)
 	redirectLimit, err := ratelimit.New(ratelimit.Config{Name: "redirect", Rate: cfg.RateLimitRedirect, Prefix: cfg.RedisPrefix + "rl:redirect:", Timeout: cfg.RateLimitTimeout}, rdb, reg, logger)
 	if err != nil {
@@ -206,8 +221,8 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		return s, err
 	}
 
-	linkHandler := links.NewHandler(linkStore, cfg.BaseURL, rd, describe, logger)
-	statsHandler := stats.NewHandler(stats.HandlerConfig{HeldBytes: heldStatsBytes()}, pool, reg, logger)
+	linkHandler := links.NewHandler(linkStore, cfg.BaseURL, rd, describe, logger).WithDomains(domainRegistry)
+	statsHandler := stats.NewHandler(stats.HandlerConfig{HeldBytes: heldStatsBytes(), Domains: domainRegistry}, pool, reg, logger)
 	loginLimit, err := ratelimit.New(ratelimit.Config{Name: "login", Rate: "10-M", Prefix: cfg.RedisPrefix + "rl:login:", Timeout: cfg.RateLimitTimeout}, rdb, reg, logger)
 	if err != nil {
 		return s, err
@@ -257,6 +272,7 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		health:    hc,
 		keys:      keys,
 		links:     linkHandler,
+		domains:   domains.NewHandler(domainStore, domainRegistry),
 		stats:     statsHandler,
 		dashboard: dash,
 		redirect:  rd,
@@ -315,6 +331,7 @@ func (s *service) run(ctx context.Context) error {
 	})
 	g.Go(func() error { return s.agg.Run(aggCtx) }) // step 3
 	g.Go(func() error { return s.keys.Watch(gctx) })
+	g.Go(func() error { return s.domains.Run(gctx) })
 	g.Go(func() error { return s.idem.Run(gctx) })
 	// Both end when shutdown starts: live streams never go idle, so step 1 would wait
 	// for them; an interrupted delivery stays pending and is resent.
