@@ -24,6 +24,8 @@ Usage:
   hop [--config FILE] apikey create --name NAME   print a new API key (shown once)
   hop [--config FILE] apikey list
   hop [--config FILE] apikey revoke ID
+  hop [--config FILE] domain add HOST [--base-url URL]   add a branded short domain
+  hop [--config FILE] domain list | remove HOST
   hop [--config FILE] health [--url URL]  check a running server; exit 0 when healthy
   hop [--config FILE] backup FILE       dump the database to FILE (pg_dump custom format)
   hop [--config FILE] restore FILE      load FILE into an empty data directory, or into DATABASE_URL
@@ -112,6 +114,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return migrateCmd(ctx, cfg, logger, rest, stdout)
 	case "apikey":
 		return apikeyCmd(ctx, cfg, logger, rest, stdout, stderr)
+	case "domain":
+		return domainCmd(ctx, cfg, logger, rest, stdout, stderr)
 	case "health":
 		return healthCmd(ctx, cfg, rest, stdout, stderr)
 	case "backup":

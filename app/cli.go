@@ -16,6 +16,7 @@ import (
 
 	"github.com/hop-dev/hop/migrations"
 	"github.com/hop-dev/hop/modules/apikey"
+	"github.com/hop-dev/hop/modules/domains"
 )
 
 // migrateCmd runs `hop migrate up|down|status`.
@@ -174,6 +175,92 @@ func healthCmd(ctx context.Context, cfg Config, args []string, stdout, stderr io
 	fmt.Fprintln(stdout, body.Status)
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("health: %s answered %d (%s)", base, resp.StatusCode, body.Status)
+	}
+	return nil
+}
+
+// domainCmd runs `hop domain add|list|remove`, on the database directly like `hop
+// apikey`; running servers hear of a change through Redis, or within their 2 s reload.
+func domainCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []string, stdout, stderr io.Writer) error {
+	const use = "usage: hop domain add HOST [--base-url URL] | list | remove HOST"
+	if len(args) == 0 {
+		return errors.New(use)
+	}
+	pool, err := openDB(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := migrations.Up(ctx, pool, nil); err != nil {
+		return err
+	}
+	// With Redis, running servers hear of a change at once, as through the API; without
+	// it (or when it is down) they see it within their 2 s reload.
+	rdb, err := openRedis(cfg, nil)
+	if err != nil {
+		logger.Warn("domain changes reach running servers within 2 s", "err", err)
+		rdb = nil
+	}
+	if rdb != nil {
+		defer rdb.Close()
+	}
+	store := domains.NewStore(pool)
+	reg, err := domains.NewRegistry(ctx, domains.Config{BaseURL: cfg.BaseURL,
+		RootRedirect: cfg.RootRedirect, NotFoundRedirect: cfg.NotFoundRedirect, ExpiredRedirect: cfg.ExpiredRedirect,
+		Redis: rdb, RedisPrefix: cfg.RedisPrefix}, store, logger)
+	if err != nil {
+		return err
+	}
+	h := domains.NewHandler(store, reg)
+	switch args[0] {
+	case "add":
+		fs := flag.NewFlagSet("domain add", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		baseURL := fs.String("base-url", "", "public origin of the domain's short URLs (default https://HOST)")
+		// The host may come before or after the flag.
+		var host string
+		rest := args[1:]
+		if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+			host, rest = rest[0], rest[1:]
+		}
+		if err := fs.Parse(rest); err != nil {
+			return errUsage
+		}
+		if host == "" && fs.NArg() == 1 {
+			host = fs.Arg(0)
+		} else if fs.NArg() != 0 || host == "" {
+			return errors.New(use)
+		}
+		d, err := h.Add(ctx, host, *baseURL, "", "", "")
+		if err != nil {
+			return fmt.Errorf("domain add: %w", err)
+		}
+		fmt.Fprintf(stdout, "added domain %s (short URLs %s/...)\n", d.Host, d.BaseURL)
+	case "list":
+		ds, err := reg.List(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "HOST\tBASE URL\tLINKS\tDEFAULT")
+		for _, d := range ds {
+			def := ""
+			if d.Default {
+				def = "yes"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", d.Host, d.BaseURL, d.Links, def)
+		}
+		return tw.Flush()
+	case "remove":
+		if len(args) != 2 {
+			return errors.New(use)
+		}
+		if err := h.Remove(ctx, args[1]); err != nil {
+			return fmt.Errorf("domain remove: %w", err)
+		}
+		fmt.Fprintf(stdout, "removed domain %s\n", args[1])
+	default:
+		return fmt.Errorf("%s (unknown %q)", use, args[0])
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/hop-dev/hop/internal/problem"
 	"github.com/hop-dev/hop/modules/apikey"
 	"github.com/hop-dev/hop/modules/dashboard"
+	"github.com/hop-dev/hop/modules/domains"
 	"github.com/hop-dev/hop/modules/idempotency"
 	"github.com/hop-dev/hop/modules/links"
 	"github.com/hop-dev/hop/modules/live"
@@ -58,6 +59,11 @@ func problemTable() []problemKind {
 		{redirect.ErrLimitReached, http.StatusGone, "link-limit-reached", "this link has reached its click limit"},
 		{redirect.ErrLimitDown, http.StatusServiceUnavailable, "click-limit-unavailable", "this link's click limit cannot be checked right now; try again in a moment"},
 		{redirect.ErrUnavailable, http.StatusServiceUnavailable, "lookup-timeout", "the link could not be looked up in time; retry in a moment"},
+
+		{domains.ErrNotFound, http.StatusNotFound, "domain-not-found", "no domain has this host"},
+		{domains.ErrHostTaken, http.StatusConflict, "domain-exists", "a domain with this host exists already"},
+		{domains.ErrHasLinks, http.StatusConflict, "domain-has-links", "the domain still has links; delete them first"},
+		{domains.ErrDefaultDomain, http.StatusConflict, "default-domain", "the default domain is configured by HOP_BASE_URL and HOP_*_REDIRECT; it cannot be changed or removed here"},
 
 		{stats.ErrNotFound, http.StatusNotFound, "link-not-found", linkNotFound},
 		{stats.ErrGone, http.StatusGone, "link-gone", linkGone},

@@ -308,6 +308,8 @@ func TestOpenAPIMatchesRunningServer(t *testing.T) {
 
 	const slug = "oapi-Link_1"
 	h.createLink(t, map[string]any{"url": "https://example.com/openapi", "slug": slug, "tags": []string{"docs"}})
+	// Operations on a domain name it by the placeholder below.
+	mustStatus(t, h.api(t, http.MethodPost, "/domains", map[string]any{"host": "placeholder"}), http.StatusCreated)
 
 	// A webhook on a local receiver with one delivery fills {id} and {delivery}.
 	hook := h.createWebhook(t, newReceiver(t), nil)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hop-dev/hop/modules/apikey"
 	"github.com/hop-dev/hop/modules/dashboard"
+	"github.com/hop-dev/hop/modules/domains"
 	"github.com/hop-dev/hop/modules/idempotency"
 	"github.com/hop-dev/hop/modules/links"
 	"github.com/hop-dev/hop/modules/live"
@@ -26,6 +27,7 @@ type server struct {
 	health    *health
 	keys      *apikey.Store
 	links     *links.Handler
+	domains   *domains.Handler
 	stats     *stats.Handler
 	redirect  *redirect.Handler
 	dashboard *dashboard.Handler
@@ -84,6 +86,7 @@ func routes(e *echo.Echo, cfg Config, reg *prometheus.Registry, s server, logger
 		unlessNotFound(s.idem.Middleware(idempotency.PostPaths("/links", "/links/", "/links/bulk"), apiKeyID)),
 	)
 	s.links.Routes(api)
+	s.domains.Routes(api)
 	s.stats.Routes(api)
 	s.live.Routes(api)
 	s.webhooks.Routes(api)

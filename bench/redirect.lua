@@ -1,6 +1,6 @@
 -- GET /{slug} for random slugs from $BENCH_SLUGS (one per line) with browser headers;
 -- half the requests carry a utm_* query string, which hop forwards to the target.
--- Usage: BENCH_SLUGS=slugs.txt wrk -t2 -c64 -d10s --latency -s bench/redirect.lua http://127.0.0.1:PORT
+-- Usage: BENCH_SLUGS=slugs.txt [BENCH_HOST=go.example.com] wrk -t2 -c64 -d10s --latency -s bench/redirect.lua http://127.0.0.1:PORT
 package.path = os.getenv("BENCH_LUA_DIR") .. "/?.lua;" .. package.path
 require("common")
 
@@ -19,6 +19,8 @@ function init(args)
   counts = {}
   math.randomseed(os.time() * 1000 + (tid or 0))
   local slugs = read_lines(os.getenv("BENCH_SLUGS"))
+  -- BENCH_HOST: the short domain the links are on, sent as the Host header.
+  local host = os.getenv("BENCH_HOST")
   -- Pre-built requests: every slug with each browser profile.
   for i, slug in ipairs(slugs) do
     for j, ua in ipairs(agents) do
@@ -27,6 +29,7 @@ function init(args)
         ["Accept"] = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
         ["Accept-Language"] = "en-US,en;q=0.9",
       }
+      if host and host ~= "" then h["Host"] = host end
       local ref = referers[(i + j) % #referers + 1]
       if ref then h["Referer"] = ref end
       local path = "/" .. slug

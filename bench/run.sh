@@ -12,6 +12,7 @@
 #   BENCH_DATABASE_URL, BENCH_REDIS_URL                  (defaults: the local services)
 #   BENCH_HOP=path         hop binary (default bin/hop)
 #   BENCH_EMBEDDED=1       hop on its embedded PostgreSQL (no DATABASE_URL)   BENCH_NO_REDIS=1  hop without Redis
+#   BENCH_HOST=go.example.com  redirect links on this branded domain, requests with its Host
 # See bench/README.md.
 set -euo pipefail
 

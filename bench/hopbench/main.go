@@ -33,6 +33,7 @@ type config struct {
 	duration                                       time.Duration // wrk -d per run
 	runs, conns, threads                           int
 	redirectLinks                                  int
+	host                                           string // BENCH_HOST: the redirect links' branded domain
 	ingestDuration                                 time.Duration
 	backlog                                        int // clicks pre-filled for the consumer-only run
 	statsLinks, statsDays                          int
@@ -60,6 +61,7 @@ func main() {
 	c.conns = envInt("BENCH_CONNECTIONS", 64)
 	c.threads = envInt("BENCH_THREADS", 2)
 	c.redirectLinks = 100
+	c.host = os.Getenv("BENCH_HOST")
 	c.statsLinks, c.statsDays = 1000, 365
 	if c.quick {
 		c.duration = envDur("BENCH_DURATION", 3*time.Second)

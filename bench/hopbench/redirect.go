@@ -27,7 +27,13 @@ func mainBench(ctx context.Context, c *config, rep *report) error {
 	defer env.close()
 	h, pool := env.h, env.pool
 
-	slugs, err := createLinks(ctx, h, c.redirectLinks)
+	if c.host != "" {
+		body, _ := json.Marshal(map[string]any{"host": c.host})
+		if code, b, err := httpDo(ctx, "POST", h.url+"/domains", apiKey, "", bytes.NewReader(body)); err != nil || code != 201 {
+			return fmt.Errorf("POST /domains: %d %s %v", code, b, err)
+		}
+	}
+	slugs, err := createLinksOn(ctx, h, c.redirectLinks, c.host)
 	if err != nil {
 		return err
 	}
@@ -68,6 +74,11 @@ func mainBench(ctx context.Context, c *config, rep *report) error {
 
 // createLinks makes n links through the API and returns their slugs.
 func createLinks(ctx context.Context, h *hop, n int) ([]string, error) {
+	return createLinksOn(ctx, h, n, "")
+}
+
+// createLinksOn makes n links on domain ("" the default) and returns their slugs.
+func createLinksOn(ctx context.Context, h *hop, n int, domain string) ([]string, error) {
 	slugs := make([]string, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -76,7 +87,11 @@ func createLinks(ctx context.Context, h *hop, n int) ([]string, error) {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			body, _ := json.Marshal(map[string]any{"url": fmt.Sprintf("https://example.com/landing/%d?utm_source=bench", i)})
+			req := map[string]any{"url": fmt.Sprintf("https://example.com/landing/%d?utm_source=bench", i)}
+			if domain != "" {
+				req["domain"] = domain
+			}
+			body, _ := json.Marshal(req)
 			code, b, err := httpDo(ctx, "POST", h.url+"/links", apiKey, "", bytes.NewReader(body))
 			if err != nil || code != 201 {
 				errs[i] = fmt.Errorf("POST /links: %d %s %v", code, b, err)
@@ -116,17 +131,18 @@ func redirectBench(ctx context.Context, c *config, rep *report, h *hop, pool *pg
 		return err
 	}
 	defer bare.stop(5 * time.Second)
-	env := "BENCH_SLUGS=" + slugFile
+	// With BENCH_HOST both hop and bare get its Host header; hop picks the domain by it.
+	env := []string{"BENCH_SLUGS=" + slugFile, "BENCH_HOST=" + c.host}
 
 	warm := min(c.duration, 3*time.Second)
 	logf("redirect: warm-up %s each against hop and bare", warm)
-	if _, err := runWrk(ctx, c, "redirect.lua", h.url, warm, env); err != nil {
+	if _, err := runWrk(ctx, c, "redirect.lua", h.url, warm, env...); err != nil {
 		return err
 	}
 	if d := waitDrained(ctx, h, pool, time.Now(), -1, 2*time.Minute); !d.OK {
 		return fmt.Errorf("after warm-up: %s", d.Note)
 	}
-	if _, err := runWrk(ctx, c, "redirect.lua", bareURL, warm, env); err != nil {
+	if _, err := runWrk(ctx, c, "redirect.lua", bareURL, warm, env...); err != nil {
 		return err
 	}
 
@@ -141,7 +157,7 @@ func redirectBench(ctx context.Context, c *config, rep *report, h *hop, pool *pg
 			return err
 		}
 		s := startSampler(ctx, h, true)
-		run.hop, err = runWrk(ctx, c, "redirect.lua", h.url, c.duration, env)
+		run.hop, err = runWrk(ctx, c, "redirect.lua", h.url, c.duration, env...)
 		stopped := time.Now()
 		run.rssKB, run.lag, run.pending = s.finish()
 		run.treeKB = s.tree()
@@ -171,7 +187,7 @@ func redirectBench(ctx context.Context, c *config, rep *report, h *hop, pool *pg
 			i, run.hop.RPS, run.hop.P50, run.hop.P99, run.hop.count(300, 399), run.answered, run.delta.Raw, run.delta.Rollup,
 			run.drain.Ingest.Round(time.Millisecond), run.drain.Aggregate.Round(time.Millisecond), run.drain.Note)
 
-		run.bare, err = runWrk(ctx, c, "redirect.lua", bareURL, c.duration, env)
+		run.bare, err = runWrk(ctx, c, "redirect.lua", bareURL, c.duration, env...)
 		if err != nil {
 			return err
 		}

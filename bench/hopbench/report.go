@@ -30,8 +30,12 @@ func (r *report) print(w io.Writer, c *config) {
 	fmt.Fprintf(w, "\n%s\nRESULTS (figures only; targets from issues #3 and #4 shown for reference)\n%s\n", line, line)
 
 	if len(r.redirect) > 0 {
-		fmt.Fprintf(w, "\n1. Redirect throughput — wrk -t%d -c%d -d%s --latency, %d links, random slugs, browser User-Agents\n\n",
+		fmt.Fprintf(w, "\n1. Redirect throughput — wrk -t%d -c%d -d%s --latency, %d links, random slugs, browser User-Agents\n",
 			c.threads, c.conns, c.duration, c.redirectLinks)
+		if c.host != "" {
+			fmt.Fprintf(w, "   links on the branded domain %s, requests with Host: %s (bare gets the same header)\n", c.host, c.host)
+		}
+		fmt.Fprintln(w)
 		fmt.Fprintf(w, "%-4s %-5s %10s %9s %9s %9s %10s %7s %7s\n", "run", "target", "req/s", "p50", "p90", "p99", "3xx", "non-3xx", "sockerr")
 		var hopRPS, bareRPS, hopP99, bareP99, hopP50, bareP50, ratios []float64
 		for i, run := range r.redirect {

@@ -1,6 +1,7 @@
 package links
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"os"
 	"runtime"
 	"strconv"
@@ -20,12 +22,25 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hop-dev/hop/internal/problem"
+	"github.com/hop-dev/hop/modules/domains"
 )
 
-// Invalidator drops a slug from every instance's redirect cache. The redirect module
-// implements it; links calls it after every change a redirect must see at once.
+// Invalidator drops a domain's slug from every instance's redirect cache. The
+// redirect module implements it; links calls it after every change a redirect must
+// see at once.
 type Invalidator interface {
-	Invalidate(ctx context.Context, slug string) error
+	InvalidateLink(ctx context.Context, domainID int64, slug string) error
+}
+
+// Domains names the short domains links live on; domains.Registry implements it.
+type Domains interface {
+	// Find returns the live domain with host ("" is the default domain), or
+	// domains.ErrNotFound.
+	Find(ctx context.Context, host string) (domains.Domain, error)
+	// ByID returns the domain with id.
+	ByID(ctx context.Context, id int64) (domains.Domain, error)
+	// Hosts lists every domain's host: hop's own names.
+	Hosts() []string
 }
 
 // Handler serves the /links management API.
@@ -34,6 +49,7 @@ type Handler struct {
 	baseURL    string
 	own        []string // hop's own host names, which no link may point to
 	cache      Invalidator
+	domains    Domains          // nil: one domain, the host of baseURL
 	describe   problem.Describe // app's error table
 	logger     *slog.Logger
 	now        func() time.Time
@@ -52,6 +68,36 @@ func NewHandler(store *Store, baseURL string, cache Invalidator, describe proble
 		cache: cache, describe: describe, logger: logger.With("module", "links"), now: time.Now, bulkBudget: bulkBudget}
 }
 
+// WithDomains makes h serve links on every domain of d rather than on baseURL's host
+// alone.
+func (h *Handler) WithDomains(d Domains) *Handler {
+	h.domains = d
+	return h
+}
+
+// domainID returns the id of the domain host names ("" is the default domain).
+func (h *Handler) domainID(ctx context.Context, host string) (int64, error) {
+	if h.domains == nil {
+		if host == "" || strings.EqualFold(host, h.own[0]) {
+			return defaultDomainID, nil
+		}
+		return 0, domains.ErrNotFound
+	}
+	d, err := h.domains.Find(ctx, host)
+	if err != nil {
+		return 0, err
+	}
+	return d.ID, nil
+}
+
+// ownHosts are the names no link may point to: hop's own, on every domain.
+func (h *Handler) ownHosts() []string {
+	if h.domains == nil {
+		return h.own
+	}
+	return append(h.domains.Hosts(), h.own...)
+}
+
 // Routes registers the management routes on g, which the app guards with API keys.
 func (h *Handler) Routes(g *echo.Group) {
 	g.POST("/links", h.create)
@@ -65,7 +111,7 @@ func (h *Handler) Routes(g *echo.Group) {
 }
 
 // createFields are the fields a create takes; any other is refused by name.
-var createFields = map[string]bool{"url": true, "slug": true, "expires_at": true, "max_clicks": true, "password": true,
+var createFields = map[string]bool{"url": true, "slug": true, "domain": true, "expires_at": true, "max_clicks": true, "password": true,
 	"tags": true, "redirect_status": true, "forward_query": true, "expired_url": true,
 	"title": true, "created_at": true, "imported_clicks": true}
 
@@ -116,8 +162,21 @@ func (h *Handler) create(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	c.Response().Header().Set(echo.HeaderLocation, "/links/"+l.Slug)
+	loc := "/links/" + l.Slug
+	if d, err := h.domainID(c.Request().Context(), ""); err == nil && d != l.DomainID {
+		loc += "?domain=" + url.QueryEscape(l.Domain)
+	}
+	c.Response().Header().Set(echo.HeaderLocation, loc)
 	return c.JSON(http.StatusCreated, l)
+}
+
+// createDomain is the domain a link is created on: an unknown one is a 400.
+func (h *Handler) createDomain(ctx context.Context, host string) (int64, error) {
+	id, err := h.domainID(ctx, host)
+	if errors.Is(err, domains.ErrNotFound) {
+		return 0, problem.Invalid("domain %q is not a domain of this hop (see GET /domains)", host)
+	}
+	return id, err
 }
 
 func (h *Handler) insert(ctx context.Context, n newLink) (Link, error) {
@@ -126,8 +185,8 @@ func (h *Handler) insert(ctx context.Context, n newLink) (Link, error) {
 		return Link{}, err
 	}
 	// The slug may sit in the negative cache from an earlier 404.
-	h.invalidate(ctx, l.Slug)
-	return h.present(l), nil
+	h.invalidate(ctx, l.DomainID, l.Slug)
+	return h.present(ctx, l), nil
 }
 
 const maxBulk = 1000
@@ -170,6 +229,9 @@ func (h *Handler) bulk(c echo.Context) error {
 	var passwords []string
 	for i, r := range req.Links {
 		items[i], errs[i] = h.validateCreate(r)
+		if errs[i] == nil {
+			items[i].DomainID, errs[i] = h.createDomain(ctx, r.Domain)
+		}
 		if errs[i] == nil && r.Password != "" {
 			passwords = append(passwords, r.Password)
 		}
@@ -262,29 +324,35 @@ func (h *Handler) bulkDryRun(c echo.Context, reqs []NewLink) error {
 		Failed  int          `json:"failed"`
 		Results []bulkResult `json:"results"`
 	}{DryRun: true, Results: make([]bulkResult, len(reqs))}
+	ctx := c.Request().Context()
+	var ids []int64
 	var slugs []string
-	for _, r := range reqs {
-		if r.Slug != "" {
-			slugs = append(slugs, r.Slug)
+	domainOf := make([]int64, len(reqs))
+	domainErr := make([]error, len(reqs))
+	for i, r := range reqs {
+		domainOf[i], domainErr[i] = h.createDomain(ctx, r.Domain)
+		if r.Slug != "" && domainErr[i] == nil {
+			ids, slugs = append(ids, domainOr(domainOf[i])), append(slugs, r.Slug)
 		}
 	}
-	taken, err := h.store.takenSlugs(c.Request().Context(), slugs)
+	taken, err := h.store.takenSlugs(ctx, ids, slugs)
 	if err != nil {
 		return err
 	}
 	for i, r := range reqs {
 		res := bulkResult{Index: i, Status: http.StatusCreated}
-		if _, err := h.validateCreate(r); err != nil {
-			p := h.describe(err)
+		key := slugOn{domain: domainOr(domainOf[i]), slug: r.Slug}
+		if _, err := h.validateCreate(r); err != nil || domainErr[i] != nil {
+			p := h.describe(cmp.Or(err, domainErr[i]))
 			res.Status, res.Error = p.Status, p.Detail
-		} else if r.Slug != "" && taken[r.Slug] {
+		} else if r.Slug != "" && taken[key] {
 			p := h.describe(ErrSlugTaken)
 			res.Status, res.Error = p.Status, p.Detail
 		}
 		if res.Status == http.StatusCreated {
 			out.Created++
 			if r.Slug != "" {
-				taken[r.Slug] = true
+				taken[key] = true
 			}
 		} else {
 			out.Failed++
@@ -315,7 +383,7 @@ func (h *Handler) insertMany(ctx context.Context, items []newLink, ready []int, 
 			continue
 		}
 		created = append(created, links[k])
-		l := h.present(links[k])
+		l := h.present(ctx, links[k])
 		results[i] = bulkResult{Index: i, Status: http.StatusCreated, Link: &l}
 	}
 	h.invalidateNew(ctx, created)
@@ -343,7 +411,7 @@ func (h *Handler) invalidateNew(ctx context.Context, created []Link) {
 	var g errgroup.Group
 	g.SetLimit(16)
 	for _, l := range created {
-		g.Go(func() error { h.invalidate(ctx, l.Slug); return nil })
+		g.Go(func() error { h.invalidate(ctx, l.DomainID, l.Slug); return nil })
 	}
 	_ = g.Wait()
 }
@@ -363,7 +431,14 @@ func (h *Handler) list(c echo.Context) error {
 	default:
 		return problem.Invalid("status must be one of %s, %s, %s", StatusActive, StatusExpired, StatusLimitReached)
 	}
-	links, next, err := h.listPage(c.Request().Context(), limit, c.QueryParam("cursor"), listQuery{Q: c.QueryParam("q"), Tag: c.QueryParam("tag"), Status: status})
+	lq := listQuery{Q: c.QueryParam("q"), Tag: c.QueryParam("tag"), Status: status}
+	if host := c.QueryParam("domain"); host != "" {
+		var err error
+		if lq.Domain, err = h.domainID(c.Request().Context(), host); err != nil {
+			return err
+		}
+	}
+	links, next, err := h.listPage(c.Request().Context(), limit, c.QueryParam("cursor"), lq)
 	if err != nil {
 		return err
 	}
@@ -412,7 +487,7 @@ func (h *Handler) listPage(ctx context.Context, limit int, cursor string, lq lis
 		next = encodeCursor(links[len(links)-1].ID)
 	}
 	for i := range links {
-		links[i] = h.present(links[i])
+		links[i] = h.present(ctx, links[i])
 	}
 	if links == nil {
 		links = []Link{}
@@ -420,18 +495,27 @@ func (h *Handler) listPage(ctx context.Context, limit int, cursor string, lq lis
 	return links, next, nil
 }
 
-// Get returns the live link with this slug and its short URL; ErrNotFound or ErrGone
-// otherwise.
+// Get returns the live link with this slug on the default domain and its short URL;
+// ErrNotFound or ErrGone otherwise.
 func (h *Handler) Get(ctx context.Context, slug string) (Link, error) {
-	l, err := h.store.get(ctx, slug)
+	return h.GetIn(ctx, "", slug)
+}
+
+// GetIn is Get on the domain with host ("" is the default domain).
+func (h *Handler) GetIn(ctx context.Context, host, slug string) (Link, error) {
+	d, err := h.domainID(ctx, host)
 	if err != nil {
 		return Link{}, err
 	}
-	return h.present(l), nil
+	l, err := h.store.get(ctx, d, slug)
+	if err != nil {
+		return Link{}, err
+	}
+	return h.present(ctx, l), nil
 }
 
 func (h *Handler) get(c echo.Context) error {
-	l, err := h.Get(c.Request().Context(), c.Param("slug"))
+	l, err := h.GetIn(c.Request().Context(), c.QueryParam("domain"), c.Param("slug"))
 	if err != nil {
 		return err
 	}
@@ -462,7 +546,7 @@ func (h *Handler) update(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	l, err := h.Update(c.Request().Context(), c.Param("slug"), p)
+	l, err := h.UpdateIn(c.Request().Context(), c.QueryParam("domain"), c.Param("slug"), p)
 	if err != nil {
 		return err
 	}
@@ -556,7 +640,7 @@ func parsePatch(raw map[string]json.RawMessage) (Patch, error) {
 }
 
 func (h *Handler) delete(c echo.Context) error {
-	if err := h.Delete(c.Request().Context(), c.Param("slug")); err != nil {
+	if err := h.DeleteIn(c.Request().Context(), c.QueryParam("domain"), c.Param("slug")); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -572,17 +656,24 @@ func (h *Handler) tags(c echo.Context) error {
 
 // invalidate drops the slug from redirect caches. A failure only delays the change
 // until the cache entry expires, so it is logged, not returned.
-func (h *Handler) invalidate(ctx context.Context, slug string) {
+func (h *Handler) invalidate(ctx context.Context, domainID int64, slug string) {
 	if h.cache == nil {
 		return
 	}
-	if err := h.cache.Invalidate(ctx, slug); err != nil {
-		h.logger.Warn("invalidate redirect cache", "slug", slug, "err", err)
+	if err := h.cache.InvalidateLink(ctx, domainID, slug); err != nil {
+		h.logger.Warn("invalidate redirect cache", "slug", slug, "domain_id", domainID, "err", err)
 	}
 }
 
-func (h *Handler) present(l Link) Link {
-	l.ShortURL = h.baseURL + "/" + l.Slug
+// present fills what the API derives: the domain's host, the short URL on the
+// domain's base URL, and the status.
+func (h *Handler) present(ctx context.Context, l Link) Link {
+	l.Domain, l.ShortURL = h.own[0], h.baseURL+"/"+l.Slug
+	if h.domains != nil {
+		if d, err := h.domains.ByID(ctx, l.DomainID); err == nil {
+			l.Domain, l.ShortURL = d.Host, d.BaseURL+"/"+l.Slug
+		}
+	}
 	l.Status = statusAt(l, h.now())
 	return l
 }

@@ -12,6 +12,7 @@ import (
 type Link struct {
 	ID             int64      `json:"id"`
 	Slug           string     `json:"slug"`
+	Domain         string     `json:"domain"` // the host of the link's short domain
 	ShortURL       string     `json:"short_url"`
 	OriginalURL    string     `json:"original_url"`
 	RedirectStatus int        `json:"redirect_status"`
@@ -30,6 +31,7 @@ type Link struct {
 	ImportedClicks int64      `json:"imported_clicks"` // counted by the shortener it came from; never in total_clicks
 
 	PasswordHash string     `json:"-"`
+	DomainID     int64      `json:"-"`
 	DeletedAt    *time.Time `json:"-"`
 }
 

@@ -12,7 +12,8 @@ import (
 // the dashboard's form submits. Create validates it; zero values mean the defaults.
 type NewLink struct {
 	URL            string     `json:"url"`
-	Slug           string     `json:"slug"` // empty: generate one
+	Slug           string     `json:"slug"`   // empty: generate one
+	Domain         string     `json:"domain"` // host of a domain of this hop; empty: the default domain
 	ExpiresAt      *time.Time `json:"expires_at"`
 	MaxClicks      *int64     `json:"max_clicks"`
 	Password       string     `json:"password"` // plain; only its bcrypt hash is stored
@@ -45,6 +46,9 @@ func (h *Handler) Create(ctx context.Context, n NewLink) (Link, error) {
 	if err != nil {
 		return Link{}, err
 	}
+	if v.DomainID, err = h.createDomain(ctx, n.Domain); err != nil {
+		return Link{}, err
+	}
 	if n.Password != "" {
 		if v.PasswordHash, err = hashPassword(n.Password); err != nil {
 			return Link{}, err
@@ -53,28 +57,46 @@ func (h *Handler) Create(ctx context.Context, n NewLink) (Link, error) {
 	return h.insert(ctx, v)
 }
 
-// Update validates p and applies it to the live link with this slug, as PATCH
-// /links/{slug} does; every redirect cache drops the link at once.
+// Update validates p and applies it to the live link with this slug on the default
+// domain, as PATCH /links/{slug} does; every redirect cache drops the link at once.
 func (h *Handler) Update(ctx context.Context, slug string, p Patch) (Link, error) {
+	return h.UpdateIn(ctx, "", slug, p)
+}
+
+// UpdateIn is Update on the domain with host ("" is the default domain).
+func (h *Handler) UpdateIn(ctx context.Context, host, slug string, p Patch) (Link, error) {
+	d, err := h.domainID(ctx, host)
+	if err != nil {
+		return Link{}, err
+	}
 	lp, err := h.validatePatch(p)
 	if err != nil {
 		return Link{}, err
 	}
-	l, err := h.store.update(ctx, slug, lp)
+	l, err := h.store.update(ctx, d, slug, lp)
 	if err != nil {
 		return Link{}, err
 	}
-	h.invalidate(ctx, l.Slug)
-	return h.present(l), nil
+	h.invalidate(ctx, l.DomainID, l.Slug)
+	return h.present(ctx, l), nil
 }
 
-// Delete soft-deletes the live link with this slug, as DELETE /links/{slug} does: the
-// slug answers 410 from then on and is never reused.
+// Delete soft-deletes the live link with this slug on the default domain, as DELETE
+// /links/{slug} does: the slug answers 410 from then on and is never reused.
 func (h *Handler) Delete(ctx context.Context, slug string) error {
-	if err := h.store.delete(ctx, slug); err != nil {
+	return h.DeleteIn(ctx, "", slug)
+}
+
+// DeleteIn is Delete on the domain with host ("" is the default domain).
+func (h *Handler) DeleteIn(ctx context.Context, host, slug string) error {
+	d, err := h.domainID(ctx, host)
+	if err != nil {
 		return err
 	}
-	h.invalidate(ctx, slug)
+	if err := h.store.delete(ctx, d, slug); err != nil {
+		return err
+	}
+	h.invalidate(ctx, d, slug)
 	return nil
 }
 
@@ -85,7 +107,7 @@ func (h *Handler) validateCreate(r NewLink) (newLink, error) {
 	if err := validateURL(r.URL); err != nil {
 		return n, err
 	}
-	if err := notOwnHost(r.URL, h.own); err != nil {
+	if err := notOwnHost(r.URL, h.ownHosts()); err != nil {
 		return n, err
 	}
 	if r.ForwardQuery != nil {
@@ -198,7 +220,7 @@ func (h *Handler) validatePatch(p Patch) (linkPatch, error) {
 		lp.MaxClicks = p.MaxClicks
 	}
 	if p.URL != nil {
-		if err := notOwnHost(*p.URL, h.own); err != nil {
+		if err := notOwnHost(*p.URL, h.ownHosts()); err != nil {
 			return lp, err
 		}
 	}

@@ -23,7 +23,7 @@ import (
 // hookInvalidator runs after each link a handler stores.
 type hookInvalidator struct{ after func() }
 
-func (h hookInvalidator) Invalidate(context.Context, string) error {
+func (h hookInvalidator) InvalidateLink(context.Context, int64, string) error {
 	if h.after != nil {
 		h.after()
 	}

@@ -39,7 +39,7 @@ const recordedClicks = `(links.total_clicks + coalesce((SELECT sum(d.bot_clicks)
 // counter, which only means something while the link has a limit.
 const linkColumns = `id, slug, original_url, redirect_status, expires_at, max_clicks,
 	coalesce(password_hash, ''), tags, total_clicks, created_at, updated_at, deleted_at,
-	clicks_used, forward_query, expired_url, title, imported_clicks`
+	clicks_used, forward_query, expired_url, title, imported_clicks, domain_id`
 
 // apiColumns are linkColumns with clicks_used as the API reports it. While a link has
 // a limit the redirect counts every click it answers in clicks_used, exactly; without
@@ -47,14 +47,14 @@ const linkColumns = `id, slug, original_url, redirect_status, expires_at, max_cl
 // recorded so far stand in for it.
 const apiColumns = `id, slug, original_url, redirect_status, expires_at, max_clicks,
 	coalesce(password_hash, ''), tags, total_clicks, created_at, updated_at, deleted_at,
-	CASE WHEN max_clicks IS NULL THEN ` + recordedClicks + ` ELSE clicks_used END, forward_query, expired_url, title, imported_clicks`
+	CASE WHEN max_clicks IS NULL THEN ` + recordedClicks + ` ELSE clicks_used END, forward_query, expired_url, title, imported_clicks, domain_id`
 
 func scanLink(row pgx.Row) (Link, error) {
 	var l Link
 	var status int16
 	err := row.Scan(&l.ID, &l.Slug, &l.OriginalURL, &status, &l.ExpiresAt, &l.MaxClicks,
 		&l.PasswordHash, &l.Tags, &l.TotalClicks, &l.CreatedAt, &l.UpdatedAt, &l.DeletedAt,
-		&l.ClicksUsed, &l.ForwardQuery, &l.ExpiredURL, &l.Title, &l.ImportedClicks)
+		&l.ClicksUsed, &l.ForwardQuery, &l.ExpiredURL, &l.Title, &l.ImportedClicks, &l.DomainID)
 	l.RedirectStatus = int(status)
 	l.HasPassword = l.PasswordHash != ""
 	if l.Tags == nil {
@@ -77,13 +77,28 @@ type newLink struct {
 	Title          *string
 	CreatedAt      *time.Time // nil: now; set by imports to keep the source's date
 	ImportedClicks int64
+	DomainID       int64 // 0: the default domain
 }
 
+// defaultDomainID is the default domain's id (domains.DefaultID): links made before
+// domains existed, or without one, belong to it.
+const defaultDomainID int64 = 1
+
+// domainOr is id, or the default domain for 0.
+func domainOr(id int64) int64 {
+	if id == 0 {
+		return defaultDomainID
+	}
+	return id
+}
+
+// insertLink takes ids from the one links sequence whatever the domain, so generated
+// slugs are unique across all domains; a slug is unique per domain.
 const insertLink = `INSERT INTO links (id, slug, original_url, redirect_status, expires_at, max_clicks, password_hash, tags, forward_query, expired_url,
-	title, created_at, imported_clicks)
+	title, created_at, imported_clicks, domain_id)
 VALUES (coalesce($1, nextval(pg_get_serial_sequence('links', 'id'))), $2, $3, $4, $5, $6, nullif($7, ''), coalesce($8::text[], '{}'), $9, $10,
-	$11, coalesce($12, now()), $13)
-ON CONFLICT (slug) DO NOTHING
+	$11, coalesce($12, now()), $13, $14)
+ON CONFLICT (domain_id, slug) DO NOTHING
 RETURNING ` + apiColumns
 
 const nextLinkID = `SELECT nextval(pg_get_serial_sequence('links', 'id'))`
@@ -93,7 +108,7 @@ const nextLinkID = `SELECT nextval(pg_get_serial_sequence('links', 'id'))`
 // word, is skipped and the next id is tried.
 func (s *Store) create(ctx context.Context, n newLink) (Link, error) {
 	if n.Slug != "" {
-		l, err := scanLink(s.pool.QueryRow(ctx, insertLink, nil, n.Slug, n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags, n.ForwardQuery, n.ExpiredURL, n.Title, n.CreatedAt, n.ImportedClicks))
+		l, err := scanLink(s.pool.QueryRow(ctx, insertLink, nil, n.Slug, n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags, n.ForwardQuery, n.ExpiredURL, n.Title, n.CreatedAt, n.ImportedClicks, domainOr(n.DomainID)))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return Link{}, ErrSlugTaken
 		}
@@ -114,7 +129,7 @@ func (s *Store) create(ctx context.Context, n newLink) (Link, error) {
 		if reserved[strings.ToLower(slug)] {
 			continue
 		}
-		l, err := scanLink(s.pool.QueryRow(ctx, insertLink, id, slug, n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags, n.ForwardQuery, n.ExpiredURL, n.Title, n.CreatedAt, n.ImportedClicks))
+		l, err := scanLink(s.pool.QueryRow(ctx, insertLink, id, slug, n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags, n.ForwardQuery, n.ExpiredURL, n.Title, n.CreatedAt, n.ImportedClicks, domainOr(n.DomainID)))
 		if errors.Is(err, pgx.ErrNoRows) {
 			continue // a custom slug took this one
 		}
@@ -175,7 +190,7 @@ func (s *Store) createMany(ctx context.Context, items []newLink) (links []Link, 
 	defer tx.Rollback(ctx)
 	b := &pgx.Batch{}
 	for i, n := range items {
-		b.Queue(insertLink, ids[i], slugs[i], n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags, n.ForwardQuery, n.ExpiredURL, n.Title, n.CreatedAt, n.ImportedClicks)
+		b.Queue(insertLink, ids[i], slugs[i], n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags, n.ForwardQuery, n.ExpiredURL, n.Title, n.CreatedAt, n.ImportedClicks, domainOr(n.DomainID))
 	}
 	br := tx.SendBatch(ctx, b)
 	var retry []int
@@ -205,13 +220,20 @@ func (s *Store) createMany(ctx context.Context, items []newLink) (links []Link, 
 	return links, errs, nil
 }
 
-const selectLinkBySlug = `SELECT ` + linkColumns + ` FROM links WHERE slug = $1`
+const selectLinkBySlug = `SELECT ` + linkColumns + ` FROM links WHERE slug = $2 AND domain_id = $1`
 
-// FindBySlug returns the link with this slug, deleted or not; ErrNotFound if there is
-// none. Callers decide what a deleted link means (the redirect answers 410). It is the
-// redirect's lookup: ClicksUsed is the raw counter, 0 for a link without a limit.
+// FindBySlug returns the link with this slug on the default domain, deleted or not;
+// ErrNotFound if there is none. See FindInDomain.
 func (s *Store) FindBySlug(ctx context.Context, slug string) (Link, error) {
-	l, err := scanLink(s.pool.QueryRow(ctx, selectLinkBySlug, slug))
+	return s.FindInDomain(ctx, defaultDomainID, slug)
+}
+
+// FindInDomain returns the link with this slug on domain domainID, deleted or not;
+// ErrNotFound if there is none. Callers decide what a deleted link means (the redirect
+// answers 410). It is the redirect's lookup: ClicksUsed is the raw counter, 0 for a
+// link without a limit.
+func (s *Store) FindInDomain(ctx context.Context, domainID int64, slug string) (Link, error) {
+	l, err := scanLink(s.pool.QueryRow(ctx, selectLinkBySlug, domainOr(domainID), slug))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Link{}, ErrNotFound
 	}
@@ -221,11 +243,12 @@ func (s *Store) FindBySlug(ctx context.Context, slug string) (Link, error) {
 	return l, nil
 }
 
-const selectAPILinkBySlug = `SELECT ` + apiColumns + ` FROM links WHERE slug = $1`
+const selectAPILinkBySlug = `SELECT ` + apiColumns + ` FROM links WHERE domain_id = $1 AND slug = $2`
 
-// get returns a live link as the API shows it; ErrNotFound or ErrGone otherwise.
-func (s *Store) get(ctx context.Context, slug string) (Link, error) {
-	l, err := scanLink(s.pool.QueryRow(ctx, selectAPILinkBySlug, slug))
+// get returns a live link of a domain (0: the default) as the API shows it;
+// ErrNotFound or ErrGone otherwise.
+func (s *Store) get(ctx context.Context, domainID int64, slug string) (Link, error) {
+	l, err := scanLink(s.pool.QueryRow(ctx, selectAPILinkBySlug, domainOr(domainID), slug))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Link{}, ErrNotFound
 	}
@@ -245,6 +268,7 @@ type listQuery struct {
 	Q      string
 	Tag    string
 	Status string // "" or one of the Status constants
+	Domain int64  // 0: every domain
 }
 
 const listLinks = `SELECT ` + apiColumns + ` FROM links
@@ -257,11 +281,12 @@ WHERE deleted_at IS NULL
       WHEN 'expired' THEN expires_at <= now()
       WHEN 'limit_reached' THEN (expires_at IS NULL OR expires_at > now()) AND clicks_used >= max_clicks
       ELSE true END
+  AND ($6::bigint = 0 OR domain_id = $6)
 ORDER BY id DESC
 LIMIT $4`
 
 func (s *Store) list(ctx context.Context, q listQuery) ([]Link, error) {
-	rows, err := s.pool.Query(ctx, listLinks, q.Before, escapeLike(q.Q), q.Tag, q.Limit, q.Status)
+	rows, err := s.pool.Query(ctx, listLinks, q.Before, escapeLike(q.Q), q.Tag, q.Limit, q.Status, q.Domain)
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
 	}
@@ -314,10 +339,10 @@ const updateLink = `UPDATE links SET
 	forward_query   = coalesce($10, forward_query),
 	expired_url     = CASE WHEN $11 THEN $12 ELSE expired_url END,
 	updated_at      = now()
-WHERE slug = $1 AND deleted_at IS NULL
+WHERE domain_id = $13 AND slug = $1 AND deleted_at IS NULL
 RETURNING ` + apiColumns
 
-func (s *Store) update(ctx context.Context, slug string, p linkPatch) (Link, error) {
+func (s *Store) update(ctx context.Context, domainID int64, slug string, p linkPatch) (Link, error) {
 	var expires *time.Time
 	if p.ExpiresAt != nil {
 		expires = *p.ExpiresAt
@@ -337,9 +362,9 @@ func (s *Store) update(ctx context.Context, slug string, p linkPatch) (Link, err
 	}
 	l, err := scanLink(s.pool.QueryRow(ctx, updateLink, slug, p.URL, status,
 		p.ExpiresAt != nil, expires, p.MaxClicks != nil, maxClicks, p.PasswordHash, p.Tags,
-		p.ForwardQuery, p.ExpiredURL != nil, expiredURL))
+		p.ForwardQuery, p.ExpiredURL != nil, expiredURL, domainOr(domainID)))
 	if errors.Is(err, pgx.ErrNoRows) {
-		if _, err := s.get(ctx, slug); err != nil {
+		if _, err := s.get(ctx, domainID, slug); err != nil {
 			return Link{}, err
 		}
 		return Link{}, ErrNotFound
@@ -387,15 +412,15 @@ func notSent(err error) bool {
 	return errors.As(err, &ce) || pgconn.SafeToRetry(err)
 }
 
-const deleteLink = `UPDATE links SET deleted_at = now(), updated_at = now() WHERE slug = $1 AND deleted_at IS NULL`
+const deleteLink = `UPDATE links SET deleted_at = now(), updated_at = now() WHERE domain_id = $1 AND slug = $2 AND deleted_at IS NULL`
 
-func (s *Store) delete(ctx context.Context, slug string) error {
-	tag, err := s.pool.Exec(ctx, deleteLink, slug)
+func (s *Store) delete(ctx context.Context, domainID int64, slug string) error {
+	tag, err := s.pool.Exec(ctx, deleteLink, domainOr(domainID), slug)
 	if err != nil {
 		return fmt.Errorf("delete link: %w", err)
 	}
 	if tag.RowsAffected() == 0 {
-		_, err := s.get(ctx, slug)
+		_, err := s.get(ctx, domainID, slug)
 		if err == nil {
 			return ErrNotFound
 		}
@@ -404,22 +429,35 @@ func (s *Store) delete(ctx context.Context, slug string) error {
 	return nil
 }
 
-const selectTakenSlugs = `SELECT slug FROM links WHERE slug = ANY($1)`
+const selectTakenSlugs = `SELECT l.domain_id, l.slug FROM links l
+JOIN unnest($1::int8[], $2::text[]) AS q(domain_id, slug) ON l.domain_id = q.domain_id AND l.slug = q.slug`
 
-// takenSlugs returns which of slugs belong to a link, live or deleted (a deleted
-// link's slug is never reused). Bulk dry runs use it to report conflicts.
-func (s *Store) takenSlugs(ctx context.Context, slugs []string) (map[string]bool, error) {
-	rows, err := s.pool.Query(ctx, selectTakenSlugs, slugs)
+// slugOn is a slug on a domain: what is unique.
+type slugOn struct {
+	domain int64
+	slug   string
+}
+
+// takenSlugs returns which of the slugs (slugs[i] on domain domainIDs[i], 0 the
+// default) belong to a link, live or deleted (a deleted link's slug is never reused).
+// Bulk dry runs use it to report conflicts.
+func (s *Store) takenSlugs(ctx context.Context, domainIDs []int64, slugs []string) (map[slugOn]bool, error) {
+	ids := make([]int64, len(domainIDs))
+	for i, d := range domainIDs {
+		ids[i] = domainOr(d)
+	}
+	rows, err := s.pool.Query(ctx, selectTakenSlugs, ids, slugs)
 	if err != nil {
 		return nil, fmt.Errorf("select taken slugs: %w", err)
 	}
-	taken, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	out := map[slugOn]bool{}
+	var k slugOn
+	_, err = pgx.ForEachRow(rows, []any{&k.domain, &k.slug}, func() error {
+		out[k] = true
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("select taken slugs: %w", err)
-	}
-	out := make(map[string]bool, len(taken))
-	for _, t := range taken {
-		out[t] = true
 	}
 	return out, nil
 }

@@ -36,7 +36,10 @@ func (f *Feed) handleAll(c echo.Context) error {
 	return f.stream(c, fl)
 }
 
-const linkIDSQL = `SELECT id, deleted_at IS NOT NULL FROM links WHERE slug = $1`
+// linkIDSQL finds a link by slug on the domain named by ?domain= ($2, a host; empty:
+// the default domain, id 1). A slug is unique only per domain.
+const linkIDSQL = `SELECT id, deleted_at IS NOT NULL FROM links WHERE slug = $1
+  AND domain_id = CASE WHEN $2::text = '' THEN 1 ELSE (SELECT id FROM domains WHERE host = lower($2) AND deleted_at IS NULL) END`
 
 func (f *Feed) handleLink(c echo.Context) error {
 	fl, err := parseFilter(c)
@@ -44,7 +47,7 @@ func (f *Feed) handleLink(c echo.Context) error {
 		return err
 	}
 	var deleted bool
-	err = f.pool.QueryRow(c.Request().Context(), linkIDSQL, c.Param("slug")).Scan(&fl.linkID, &deleted)
+	err = f.pool.QueryRow(c.Request().Context(), linkIDSQL, c.Param("slug"), c.QueryParam("domain")).Scan(&fl.linkID, &deleted)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return problem.With(ErrNotFound, "no link %q", c.Param("slug"))
 	}

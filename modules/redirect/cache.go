@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,8 +17,9 @@ import (
 
 // Store is the system of record of links; links.Store implements it.
 type Store interface {
-	// FindBySlug loads a link, deleted or not; links.ErrNotFound if there is none.
-	FindBySlug(ctx context.Context, slug string) (links.Link, error)
+	// FindInDomain loads a domain's link, deleted or not; links.ErrNotFound if there
+	// is none.
+	FindInDomain(ctx context.Context, domainID int64, slug string) (links.Link, error)
 	// TakeClick counts one click against the link's max_clicks, atomically across
 	// instances: false once the limit is reached.
 	TakeClick(ctx context.Context, id int64) (bool, error)
@@ -57,7 +59,7 @@ type cache struct {
 	finder        Store
 	lookupTimeout time.Duration // bound on one PostgreSQL lookup
 
-	local   sync.Map // slug -> localEntry
+	local   sync.Map // linkKey -> localEntry
 	localN  atomic.Int64
 	gen     atomic.Uint64 // bumped by every invalidation; a fill racing one is dropped
 	fillMu  sync.Mutex    // orders fills after the invalidations they raced
@@ -69,10 +71,36 @@ type localEntry struct {
 	expires int64 // unix nanos
 }
 
-func (c *cache) key(slug string) string { return c.prefix + "link:" + slug }
+// linkKey names a link: its domain and its slug there.
+type linkKey struct {
+	domain int64
+	slug   string
+}
+
+// defaultDomain is the default domain's id (domains.DefaultID).
+const defaultDomain int64 = 1
+
+// key is the link's Redis key: "link:{slug}" on the default domain, as before there
+// were domains, "link:{domain id}:{slug}" on others (a slug has no ':').
+func (c *cache) key(k linkKey) string {
+	if k.domain == defaultDomain {
+		return c.prefix + "link:" + k.slug
+	}
+	return c.prefix + "link:" + strconv.FormatInt(k.domain, 10) + ":" + k.slug
+}
+
+// keyOf parses what key made, after the prefix and "link:".
+func keyOf(s string) (linkKey, bool) {
+	i := strings.IndexByte(s, ':')
+	if i < 0 {
+		return linkKey{domain: defaultDomain, slug: s}, true
+	}
+	id, err := strconv.ParseInt(s[:i], 10, 64)
+	return linkKey{domain: id, slug: s[i+1:]}, err == nil
+}
 
 // resolve returns the target of slug. A stateNotFound target is a valid answer.
-func (c *cache) resolve(ctx context.Context, slug string) (target, error) {
+func (c *cache) resolve(ctx context.Context, slug linkKey) (target, error) {
 	now := time.Now().UnixNano()
 	if v, ok := c.local.Load(slug); ok {
 		if e := v.(localEntry); e.expires > now {
@@ -99,7 +127,7 @@ func (c *cache) resolve(ctx context.Context, slug string) (target, error) {
 
 // resolveRedis reads slug through rueidis' client-side cache. tracked is false when
 // Redis failed and PostgreSQL answered: Redis will not tell this instance of a change.
-func (c *cache) resolveRedis(ctx context.Context, slug string) (t target, tracked bool, err error) {
+func (c *cache) resolveRedis(ctx context.Context, slug linkKey) (t target, tracked bool, err error) {
 	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	resp := c.rdb.DoCache(rctx, c.rdb.B().Get().Key(c.key(slug)).Cache(), liveTTL)
 	cancel()
@@ -131,7 +159,7 @@ func (c *cache) resolveRedis(ctx context.Context, slug string) (t target, tracke
 	return t, true, nil
 }
 
-func (c *cache) load(ctx context.Context, slug string) (target, error) {
+func (c *cache) load(ctx context.Context, slug linkKey) (target, error) {
 	l, err := c.find(ctx, slug)
 	if errors.Is(err, links.ErrNotFound) {
 		return target{state: stateNotFound}, nil
@@ -144,12 +172,12 @@ func (c *cache) load(ctx context.Context, slug string) (target, error) {
 
 // find reads a link from PostgreSQL within lookupTimeout, and no longer than its
 // client waits: a stalled database must not pile up requests.
-func (c *cache) find(ctx context.Context, slug string) (links.Link, error) {
+func (c *cache) find(ctx context.Context, slug linkKey) (links.Link, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.lookupTimeout)
 	defer cancel()
-	l, err := c.finder.FindBySlug(ctx, slug)
+	l, err := c.finder.FindInDomain(ctx, slug.domain, slug.slug)
 	if err != nil && !errors.Is(err, links.ErrNotFound) {
-		return l, fmt.Errorf("resolve %q: %w", slug, err)
+		return l, fmt.Errorf("resolve %q on domain %d: %w", slug.slug, slug.domain, err)
 	}
 	return l, err
 }
@@ -166,7 +194,7 @@ func ttlOf(t target) time.Duration {
 
 // fill stores t in Redis. Fills after a miss use NX so they never overwrite a newer
 // value written by Invalidate between our read of PostgreSQL and this write.
-func (c *cache) fill(ctx context.Context, slug string, t target, onlyIfAbsent bool, timeout time.Duration) error {
+func (c *cache) fill(ctx context.Context, slug linkKey, t target, onlyIfAbsent bool, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	set := c.rdb.B().Set().Key(c.key(slug)).Value(t.encode())
@@ -178,12 +206,12 @@ func (c *cache) fill(ctx context.Context, slug string, t target, onlyIfAbsent bo
 	}
 	if err := c.rdb.Do(ctx, cmd).Error(); err != nil && !rueidis.IsRedisNil(err) {
 		c.metrics.cacheErrors.Inc()
-		return fmt.Errorf("cache %q: %w", slug, err)
+		return fmt.Errorf("cache %q: %w", slug.slug, err)
 	}
 	return nil
 }
 
-func (c *cache) resolveLocal(ctx context.Context, slug string, now int64) (target, error) {
+func (c *cache) resolveLocal(ctx context.Context, slug linkKey, now int64) (target, error) {
 	c.metrics.cacheMisses.Inc()
 	gen := c.gen.Load()
 	t, err := c.load(ctx, slug)
@@ -196,7 +224,7 @@ func (c *cache) resolveLocal(ctx context.Context, slug string, now int64) (targe
 
 // fillLocal keeps t, looked up from generation gen on, unless an invalidation has
 // come in since.
-func (c *cache) fillLocal(slug string, t target, expires int64, gen uint64) {
+func (c *cache) fillLocal(slug linkKey, t target, expires int64, gen uint64) {
 	c.fillMu.Lock()
 	defer c.fillMu.Unlock()
 	if c.gen.Load() == gen {
@@ -205,7 +233,7 @@ func (c *cache) fillLocal(slug string, t target, expires int64, gen uint64) {
 }
 
 // drop forgets slug, or every slug when all is set, and fails every fill in flight.
-func (c *cache) drop(all bool, slugs ...string) {
+func (c *cache) drop(all bool, slugs ...linkKey) {
 	c.fillMu.Lock()
 	defer c.fillMu.Unlock()
 	c.gen.Add(1)
@@ -219,7 +247,7 @@ func (c *cache) drop(all bool, slugs ...string) {
 	}
 }
 
-func (c *cache) remember(slug string, t target, expires int64) {
+func (c *cache) remember(slug linkKey, t target, expires int64) {
 	if c.localN.Add(1) > localMax {
 		// Bounded memory under slug scanning: start over rather than grow.
 		c.local.Clear()
@@ -231,7 +259,7 @@ func (c *cache) remember(slug string, t target, expires int64) {
 // usedUp remembers that the link's limit is reached, so this instance answers the
 // next visitors without asking PostgreSQL; gen is the generation read before the
 // click was refused, so an edit (a raised limit) since then is never overwritten.
-func (c *cache) usedUp(slug string, t target, gen uint64) {
+func (c *cache) usedUp(slug linkKey, t target, gen uint64) {
 	t.clicksUsed = t.maxClicks
 	c.fillLocal(slug, t, time.Now().UnixNano()+int64(limitedTTL), gen)
 }
@@ -244,10 +272,12 @@ func (c *cache) invalidated(msgs []rueidis.RedisMessage) {
 		return
 	}
 	p := c.prefix + "link:"
-	slugs := make([]string, 0, len(msgs))
+	slugs := make([]linkKey, 0, len(msgs))
 	for _, m := range msgs {
 		if k, err := m.ToString(); err == nil && strings.HasPrefix(k, p) {
-			slugs = append(slugs, k[len(p):])
+			if lk, ok := keyOf(k[len(p):]); ok {
+				slugs = append(slugs, lk)
+			}
 		}
 	}
 	c.drop(false, slugs...)
@@ -256,7 +286,7 @@ func (c *cache) invalidated(msgs []rueidis.RedisMessage) {
 // Invalidate makes every instance see the current state of slug: it re-reads the link
 // and overwrites the Redis entry, which makes Redis tell every tracking client to drop
 // its local copy.
-func (c *cache) Invalidate(ctx context.Context, slug string) error {
+func (c *cache) Invalidate(ctx context.Context, slug linkKey) error {
 	c.drop(false, slug)
 	if c.rdb == nil {
 		return nil

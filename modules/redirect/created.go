@@ -20,9 +20,9 @@ func (h *Handler) Created(ctx context.Context, ls []links.Link) error {
 }
 
 func (c *cache) created(ctx context.Context, ls []links.Link) error {
-	slugs := make([]string, len(ls))
+	slugs := make([]linkKey, len(ls))
 	for i, l := range ls {
-		slugs[i] = l.Slug
+		slugs[i] = linkKey{domain: l.DomainID, slug: l.Slug}
 	}
 	c.drop(false, slugs...)
 	if c.rdb == nil || len(ls) == 0 {
@@ -35,7 +35,7 @@ func (c *cache) created(ctx context.Context, ls []links.Link) error {
 	cmds := make(rueidis.Commands, len(ls))
 	for i, l := range ls {
 		ts[i] = targetOf(l)
-		cmds[i] = c.rdb.B().Set().Key(c.key(l.Slug)).Value(ts[i].encode()).Px(ttlOf(ts[i])).Build()
+		cmds[i] = c.rdb.B().Set().Key(c.key(slugs[i])).Value(ts[i].encode()).Px(ttlOf(ts[i])).Build()
 	}
 	for _, r := range c.rdb.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil {
@@ -46,8 +46,8 @@ func (c *cache) created(ctx context.Context, ls []links.Link) error {
 	// Redis' invalidation of this instance's own client-side cache arrives a moment
 	// later; until then the new links are served from the local map.
 	expires := time.Now().UnixNano() + int64(ownChangeTTL)
-	for i, l := range ls {
-		c.fillLocal(l.Slug, ts[i], expires, gen)
+	for i := range ls {
+		c.fillLocal(slugs[i], ts[i], expires, gen)
 	}
 	return nil
 }

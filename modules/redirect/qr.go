@@ -22,8 +22,9 @@ const (
 // ?format=svg, sized by ?size= (PNG pixels). Unknown, deleted, expired and used-up
 // links answer 404/410 problems like the redirect, and showing a code is not a click.
 func (h *Handler) qr(c echo.Context) error {
-	slug := c.Param("slug")
-	_, o, err := h.resolve(c.Request().Context(), slug)
+	k := h.keyOf(c)
+	slug := k.slug
+	_, o, err := h.resolve(c.Request().Context(), k)
 	if err != nil {
 		return h.lookupFailed(c, err)
 	}
@@ -45,7 +46,7 @@ func (h *Handler) qr(c echo.Context) error {
 		}
 		size = n
 	}
-	code, err := qrcode.New(h.baseURL+"/"+slug, qrcode.Medium)
+	code, err := qrcode.New(h.baseURLFor(c.Request())+"/"+slug, qrcode.Medium)
 	if err != nil {
 		return fmt.Errorf("qr code: %w", err)
 	}

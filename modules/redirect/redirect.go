@@ -26,6 +26,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/hop-dev/hop/internal/problem"
+	"github.com/hop-dev/hop/modules/domains"
 	"github.com/hop-dev/hop/modules/ingest"
 	"github.com/hop-dev/hop/modules/links"
 )
@@ -42,6 +43,12 @@ type Publisher interface {
 type Attempts interface {
 	Hit(ctx context.Context, key string) (retry time.Duration, ok bool)
 	Undo(ctx context.Context, key string)
+}
+
+// Domains tells which short domain a request's host names, the default domain when
+// it names none; domains.Registry implements it from memory, with no round trip.
+type Domains interface {
+	ForHost(host string) domains.Domain
 }
 
 // Fallbacks are where visitors are redirected (302) instead of seeing hop's own page;
@@ -67,8 +74,11 @@ type Config struct {
 	// LinkAttempts limits wrong passwords per link from all addresses together, and
 	// ClientAttempts per client address. Nil: no limit.
 	LinkAttempts, ClientAttempts Attempts
-	Fallbacks                    Fallbacks // of the default (today: only) domain
+	Fallbacks                    Fallbacks // of the default domain, when Domains is nil
 	RobotsAllow                  bool      // robots.txt lets crawlers follow short links
+	// Domains picks each request's domain by its Host (X-Forwarded-Host from a trusted
+	// proxy). Nil: one domain, the default, with BaseURL and Fallbacks.
+	Domains Domains
 	// Describe is app's error table: the status of a failure (for the metrics) and its
 	// words (for the page a browser is shown).
 	Describe problem.Describe
@@ -116,6 +126,7 @@ type Handler struct {
 	baseURL   string
 	describe  problem.Describe
 	fallbacks Fallbacks
+	domains   Domains
 	robots    []byte
 	pages     *pageSet
 	takes     [64]chan struct{} // see takeClick
@@ -145,6 +156,7 @@ func New(cfg Config, rdb rueidis.Client, store Store, pub Publisher, reg prometh
 		trusted:   cfg.TrustedProxies,
 		baseURL:   strings.TrimRight(cfg.BaseURL, "/"),
 		fallbacks: cfg.Fallbacks,
+		domains:   cfg.Domains,
 		robots:    robotsTxt(cfg.RobotsAllow),
 		describe:  cfg.Describe,
 		pages:     pages,
@@ -165,9 +177,15 @@ func New(cfg Config, rdb rueidis.Client, store Store, pub Publisher, reg prometh
 // to rueidis as ClientOption.OnInvalidations. It must be fast: it runs on rueidis' reader.
 func (h *Handler) Invalidated(msgs []rueidis.RedisMessage) { h.cache.invalidated(msgs) }
 
-// Invalidate drops slug from every instance's cache (links.Invalidator).
+// Invalidate drops slug of the default domain from every instance's cache.
 func (h *Handler) Invalidate(ctx context.Context, slug string) error {
-	return h.cache.Invalidate(ctx, slug)
+	return h.cache.Invalidate(ctx, linkKey{domain: defaultDomain, slug: slug})
+}
+
+// InvalidateLink drops a domain's slug from every instance's cache
+// (links.Invalidator).
+func (h *Handler) InvalidateLink(ctx context.Context, domainID int64, slug string) error {
+	return h.cache.Invalidate(ctx, linkKey{domain: domainID, slug: slug})
 }
 
 // Register adds the visitor routes; mw (the rate limiter) applies to the slug routes.
@@ -187,12 +205,50 @@ func (h *Handler) Register(e *echo.Echo, mw ...echo.MiddlewareFunc) {
 	e.GET("/:slug/qr", h.qr, mw...)
 }
 
-// fallbacksFor is the one place that picks a request's fallbacks, so that branded
-// domains can each have their own.
-func (h *Handler) fallbacksFor(*http.Request) Fallbacks { return h.fallbacks }
+// fallbacksFor picks the fallbacks of the request's domain.
+func (h *Handler) fallbacksFor(r *http.Request) Fallbacks {
+	if h.domains == nil {
+		return h.fallbacks
+	}
+	d := h.domains.ForHost(h.host(r))
+	return Fallbacks{Root: d.RootRedirect, NotFound: d.NotFoundRedirect, Expired: d.ExpiredRedirect}
+}
+
+// baseURLFor is the public origin of the request's domain.
+func (h *Handler) baseURLFor(r *http.Request) string {
+	if h.domains == nil {
+		return h.baseURL
+	}
+	return h.domains.ForHost(h.host(r)).BaseURL
+}
+
+// host is the host the visitor asked for: X-Forwarded-Host when a trusted proxy
+// passed the request on (its first value: the one the client sent), else Host. From
+// anyone else X-Forwarded-Host is ignored, so a visitor cannot pick another domain's
+// link by a header.
+func (h *Handler) host(r *http.Request) string {
+	if len(h.trusted) > 0 {
+		if v := r.Header.Get("X-Forwarded-Host"); v != "" && h.peerTrusted(r.RemoteAddr) {
+			if i := strings.IndexByte(v, ','); i >= 0 {
+				v = v[:i]
+			}
+			return strings.TrimSpace(v)
+		}
+	}
+	return r.Host
+}
+
+// keyOf names the link a request asks for: its domain and slug.
+func (h *Handler) keyOf(c echo.Context) linkKey {
+	k := linkKey{domain: defaultDomain, slug: c.Param("slug")}
+	if h.domains != nil {
+		k.domain = h.domains.ForHost(h.host(c.Request())).ID
+	}
+	return k
+}
 
 func (h *Handler) redirect(c echo.Context) error {
-	slug := c.Param("slug")
+	slug := h.keyOf(c)
 	t, o, err := h.resolve(c.Request().Context(), slug)
 	if err != nil {
 		return h.lookupFailed(c, err)
@@ -201,15 +257,15 @@ func (h *Handler) redirect(c echo.Context) error {
 		return h.unavailable(c, o, t)
 	}
 	if t.password {
-		return h.passwordForm(c, slug, http.StatusOK, "")
+		return h.passwordForm(c, slug.slug, http.StatusOK, "")
 	}
 	return h.follow(c, slug, t)
 }
 
 // resolve maps a slug to its target and what it found. Only a failing lookup is an
 // error; see lookupFailed for how to answer it.
-func (h *Handler) resolve(ctx context.Context, slug string) (target, outcome, error) {
-	if !links.ValidSlugSyntax(slug) {
+func (h *Handler) resolve(ctx context.Context, slug linkKey) (target, outcome, error) {
+	if !links.ValidSlugSyntax(slug.slug) {
 		return target{}, notFound, nil
 	}
 	t, err := h.cache.resolve(ctx, slug)
@@ -247,7 +303,7 @@ func (h *Handler) lookupFailed(c echo.Context, err error) error {
 // follow answers with the target in the link's status, after taking the click from
 // the link's limit and handing it to ingest. HEAD only looks: it takes and records
 // nothing.
-func (h *Handler) follow(c echo.Context, slug string, t target) error {
+func (h *Handler) follow(c echo.Context, slug linkKey, t target) error {
 	r := c.Request()
 	if r.Method != http.MethodHead {
 		if t.maxClicks != 0 {
@@ -255,7 +311,7 @@ func (h *Handler) follow(c echo.Context, slug string, t target) error {
 			ok, err := h.takeClick(r.Context(), t.id)
 			if err != nil {
 				if r.Context().Err() == nil { // a visitor who left is not an error
-					h.logger.Error("take click", "slug", slug, "err", err)
+					h.logger.Error("take click", "slug", slug.slug, "domain_id", slug.domain, "err", err)
 				}
 				return h.failed(c, ErrLimitDown)
 			}
@@ -404,7 +460,7 @@ func (h *Handler) peerTrusted(remoteAddr string) bool {
 // client address, and a few per link from all addresses together; a right answer
 // gives its attempt back.
 func (h *Handler) unlock(c echo.Context) error {
-	slug := c.Param("slug")
+	slug := h.keyOf(c)
 	t, o, err := h.resolve(c.Request().Context(), slug)
 	if err != nil {
 		return h.lookupFailed(c, err)
@@ -415,6 +471,7 @@ func (h *Handler) unlock(c echo.Context) error {
 	if !t.password {
 		return h.follow(c, slug, t)
 	}
+	form := slug.slug
 	pw, err := readPassword(c)
 	if err != nil {
 		return h.failed(c, err)
@@ -423,13 +480,13 @@ func (h *Handler) unlock(c echo.Context) error {
 	case h.checks <- struct{}{}:
 		defer func() { <-h.checks }()
 	default:
-		return h.tooMany(c, slug, time.Second, "Too many password checks are running right now. Try again in a moment.")
+		return h.tooMany(c, form, time.Second, "Too many password checks are running right now. Try again in a moment.")
 	}
 	ctx := c.Request().Context()
 	client, link := "ip:"+c.RealIP(), "link:"+strconv.FormatInt(t.id, 10)
 	if h.clientTr != nil {
 		if retry, ok := h.clientTr.Hit(ctx, client); !ok {
-			return h.tooMany(c, slug, retry, "Too many wrong passwords from your address. Try again later.")
+			return h.tooMany(c, form, retry, "Too many wrong passwords from your address. Try again later.")
 		}
 	}
 	if h.linkTry != nil {
@@ -437,7 +494,7 @@ func (h *Handler) unlock(c echo.Context) error {
 			if h.clientTr != nil {
 				h.clientTr.Undo(ctx, client) // this link refused it; it was no guess
 			}
-			return h.tooMany(c, slug, retry, "Too many wrong passwords for this link. Try again later.")
+			return h.tooMany(c, form, retry, "Too many wrong passwords for this link. Try again later.")
 		}
 	}
 	l, err := h.cache.find(ctx, slug)
@@ -445,7 +502,7 @@ func (h *Handler) unlock(c echo.Context) error {
 		return h.lookupFailed(c, err)
 	}
 	if !links.CheckPassword(l.PasswordHash, pw) {
-		return h.passwordForm(c, slug, http.StatusUnauthorized, wrongPassword)
+		return h.passwordForm(c, form, http.StatusUnauthorized, wrongPassword)
 	}
 	if h.clientTr != nil {
 		h.clientTr.Undo(ctx, client)

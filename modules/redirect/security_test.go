@@ -42,8 +42,8 @@ func (g *gatedFinder) arm(on bool) {
 	g.mu.Unlock()
 }
 
-func (g *gatedFinder) FindBySlug(ctx context.Context, slug string) (links.Link, error) {
-	l, err := g.store.FindBySlug(ctx, slug)
+func (g *gatedFinder) FindInDomain(ctx context.Context, domainID int64, slug string) (links.Link, error) {
+	l, err := g.store.FindInDomain(ctx, domainID, slug)
 	g.mu.Lock()
 	armed := g.armed
 	g.mu.Unlock()

@@ -462,8 +462,8 @@ func TestClickLimitUnavailable(t *testing.T) {
 // splitStore finds links in one database and takes clicks in another (a closed one).
 type splitStore struct{ find, take *links.Store }
 
-func (s splitStore) FindBySlug(ctx context.Context, slug string) (links.Link, error) {
-	return s.find.FindBySlug(ctx, slug)
+func (s splitStore) FindInDomain(ctx context.Context, domainID int64, slug string) (links.Link, error) {
+	return s.find.FindInDomain(ctx, domainID, slug)
 }
 func (s splitStore) TakeClick(ctx context.Context, id int64) (bool, error) {
 	return s.take.TakeClick(ctx, id)

@@ -23,6 +23,7 @@ type responseCache struct {
 
 // cacheKey is everything a link stats response depends on besides the rollups.
 type cacheKey struct {
+	domain     int64
 	slug       string
 	start, end int64 // unix days of the range
 	tz         string
@@ -61,6 +62,6 @@ func (c *responseCache) put(k cacheKey, e cachedStats) {
 
 func keyOf(slug string, q rangeQuery, recentTo time.Time) cacheKey {
 	const day = 24 * 60 * 60
-	return cacheKey{slug: slug, start: q.start.Unix() / day, end: q.end.Unix() / day,
+	return cacheKey{domain: q.domain, slug: slug, start: q.start.Unix() / day, end: q.end.Unix() / day,
 		tz: q.tz, limit: q.limit, recentTo: recentTo.Unix()}
 }

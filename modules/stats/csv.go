@@ -11,7 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-const csvLinkSQL = `SELECT id, deleted_at IS NOT NULL FROM links WHERE slug = $1`
+const csvLinkSQL = `SELECT id, deleted_at IS NOT NULL FROM links WHERE domain_id = $2 AND slug = $1`
 
 // csvSelectSQL reads a link's raw clicks in [from, to), which the handler streams straight
 // from PostgreSQL as CSV with COPY. COPY takes no parameters, so the link id and bounds
@@ -51,7 +51,7 @@ const flushEvery = 64 << 10
 // range (default the last 30 days), oldest first, streamed in constant memory with
 // COPY … TO STDOUT. Times are UTC. Clicks already removed by retention are not in it.
 func (h *Handler) clicksCSV(c echo.Context) error {
-	q, err := parseRange(c.QueryParams(), h.now())
+	q, err := h.parseRangeIn(c)
 	if err != nil {
 		return err
 	}
@@ -61,7 +61,7 @@ func (h *Handler) clicksCSV(c echo.Context) error {
 		linkID  int64
 		deleted bool
 	)
-	switch err := h.pool.QueryRow(ctx, csvLinkSQL, slug).Scan(&linkID, &deleted); {
+	switch err := h.pool.QueryRow(ctx, csvLinkSQL, slug, domainOr(q.domain)).Scan(&linkID, &deleted); {
 	case errors.Is(err, pgx.ErrNoRows):
 		return ErrNotFound
 	case err != nil:

@@ -17,6 +17,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hop-dev/hop/modules/domains"
 )
 
 // Handler serves statistics from the rollups and raw clicks as CSV. A link stats
@@ -32,6 +34,7 @@ type Handler struct {
 	loads   prometheus.Counter
 	hours   atomic.Pointer[labels] // the last-48-hours labels last made
 	pool    *pgxpool.Pool
+	domains Domains
 	logger  *slog.Logger
 	now     func() time.Time
 }
@@ -40,6 +43,33 @@ type Handler struct {
 type HandlerConfig struct {
 	// HeldBytes is the budget for links' rollups held in memory (default 24 MiB).
 	HeldBytes int
+	// Domains resolves ?domain=HOST. Nil: only the default domain, ?domain= refused.
+	Domains Domains
+}
+
+// Domains finds a short domain by host; domains.Registry implements it.
+type Domains interface {
+	// Find returns the live domain with host, or domains.ErrNotFound.
+	Find(ctx context.Context, host string) (domains.Domain, error)
+}
+
+// parseRangeIn parses the range parameters and ?domain= (a host; none: 0).
+func (h *Handler) parseRangeIn(c echo.Context) (rangeQuery, error) {
+	q, err := parseRange(c.QueryParams(), h.now())
+	if err != nil {
+		return q, err
+	}
+	if host := c.QueryParam("domain"); host != "" {
+		if h.domains == nil {
+			return q, domains.ErrNotFound
+		}
+		d, err := h.domains.Find(c.Request().Context(), host)
+		if err != nil {
+			return q, err
+		}
+		q.domain = d.ID
+	}
+	return q, nil
 }
 
 // NewHandler returns the stats handler over pool; reg may be nil (no metrics).
@@ -58,11 +88,12 @@ func NewHandler(cfg HandlerConfig, pool *pgxpool.Pool, reg prometheus.Registerer
 			Name: "hop_stats_rollup_loads_total",
 			Help: "Links' whole rollups read into memory (first asked, or their stats version moved).",
 		}),
-		store:  &store{pool: pool},
-		cache:  newResponseCache(1_000),
-		pool:   pool,
-		logger: logger.With("module", "stats"),
-		now:    time.Now,
+		store:   &store{pool: pool},
+		cache:   newResponseCache(1_000),
+		pool:    pool,
+		domains: cfg.Domains,
+		logger:  logger.With("module", "stats"),
+		now:     time.Now,
 	}
 	h.rollups = newRollupCache(cmp.Or(cfg.HeldBytes, defaultRollupBudget), func(ctx context.Context, id int64) (*linkRollups, error) {
 		h.loads.Inc()
@@ -150,7 +181,7 @@ type HourStats struct {
 // dates — an approximation, since uniques cannot be re-bucketed by hour.
 // Unknown slugs are 404; deleted links are 410, like their redirects.
 func (h *Handler) linkStats(c echo.Context) error {
-	q, err := parseRange(c.QueryParams(), h.now())
+	q, err := h.parseRangeIn(c)
 	if err != nil {
 		return err
 	}
@@ -309,7 +340,7 @@ type TopLink struct {
 // breakdowns cover every link, by UTC days. Time zones are handled as for a link's
 // stats.
 func (h *Handler) overview(c echo.Context) error {
-	q, err := parseRange(c.QueryParams(), h.now())
+	q, err := h.parseRangeIn(c)
 	if err != nil {
 		return err
 	}
@@ -371,7 +402,7 @@ func (h *Handler) recentEnd() time.Time { return h.now().Truncate(time.Hour).Add
 func (h *Handler) read(ctx context.Context, slug string, q rangeQuery, recentTo time.Time, known int64) (rawLinkStats, error) {
 	recentFrom := recentTo.Add(-48 * time.Hour)
 	if q.utc() {
-		head, err := h.store.linkHead(ctx, slug)
+		head, err := h.store.linkHeadIn(ctx, q.domain, slug)
 		switch {
 		case err != nil:
 			return rawLinkStats{}, err

@@ -26,6 +26,7 @@ type rangeQuery struct {
 	tz         string
 	loc        *time.Location
 	limit      int
+	domain     int64 // ?domain=: a link's domain (0: the default); the overview's (0: all)
 }
 
 // days is the number of dates in the inclusive range.

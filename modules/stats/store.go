@@ -43,7 +43,7 @@ const (
 // generic plan look dearer, so every request was planned again (planning cost more
 // than executing it).
 const linkStatsSQL = `
-WITH l AS (SELECT id, deleted_at IS NOT NULL AS deleted, stats_version FROM links WHERE slug = $1),
+WITH l AS (SELECT id, deleted_at IS NOT NULL AS deleted, stats_version FROM links WHERE domain_id = $7 AND slug = $1),
      c AS (SELECT id FROM l WHERE stats_version <> $6 AND NOT deleted)
 SELECT 0, '', '', deleted::int::int8, stats_version, 0::int8, 0::int8 FROM l
 UNION ALL
@@ -60,16 +60,33 @@ FROM hourly_stats WHERE link_id = (SELECT id FROM c) AND hour >= $4 AND hour < $
 const linkStatsZoneSQL = linkStatsSQL + `
 UNION ALL
 SELECT 3, '', '', extract(epoch FROM hour)::int8, clicks, bot_clicks, 0
-FROM hourly_stats WHERE link_id = (SELECT id FROM c) AND hour >= $7 AND hour < $8`
+FROM hourly_stats WHERE link_id = (SELECT id FROM c) AND hour >= $8 AND hour < $9`
 
 // linkHeadSQL reads what every stats request needs first: whether the link exists and
 // is live, and the version of its rollups.
-const linkHeadSQL = `SELECT id, deleted_at IS NOT NULL, stats_version FROM links WHERE slug = $1`
+const linkHeadSQL = `SELECT id, deleted_at IS NOT NULL, stats_version FROM links WHERE domain_id = $2 AND slug = $1`
 
-// linkHead returns a link's id, state and stats version, with no rollup rows.
+// defaultDomain is the default domain's id (domains.DefaultID).
+const defaultDomain int64 = 1
+
+// domainOr is a link's domain id: id, or the default domain for 0.
+func domainOr(id int64) int64 {
+	if id == 0 {
+		return defaultDomain
+	}
+	return id
+}
+
+// linkHead returns the id, state and stats version of a link on the default domain,
+// with no rollup rows.
 func (s *store) linkHead(ctx context.Context, slug string) (rawLinkStats, error) {
+	return s.linkHeadIn(ctx, defaultDomain, slug)
+}
+
+// linkHeadIn is linkHead on a domain (0: the default).
+func (s *store) linkHeadIn(ctx context.Context, domain int64, slug string) (rawLinkStats, error) {
 	r := rawLinkStats{found: true}
-	err := s.pool.QueryRow(ctx, linkHeadSQL, slug).Scan(&r.id, &r.deleted, &r.version)
+	err := s.pool.QueryRow(ctx, linkHeadSQL, slug, domainOr(domain)).Scan(&r.id, &r.deleted, &r.version)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return rawLinkStats{}, nil
 	}
@@ -108,7 +125,7 @@ type hourRow struct {
 // linkStats reads a link's rollups, unless its stats version is known (pass -1 when
 // no response is held).
 func (s *store) linkStats(ctx context.Context, slug string, q rangeQuery, recentFrom, recentTo time.Time, known int64) (rawLinkStats, error) {
-	sql, args := linkStatsSQL, []any{slug, q.start, q.end, recentFrom, recentTo, known}
+	sql, args := linkStatsSQL, []any{slug, q.start, q.end, recentFrom, recentTo, known, domainOr(q.domain)}
 	if !q.utc() { // UTC dates are exact in the daily rollups; other zones need hours
 		from, to := q.bounds()
 		sql, args = linkStatsZoneSQL, append(args, from, to)
@@ -189,6 +206,32 @@ FROM dimension_stats
 WHERE dimension IN ('utm_source', 'utm_medium', 'utm_campaign') AND day BETWEEN $1::date AND $2::date
 GROUP BY dimension, value`
 
+// overviewDomainSQL is overviewSQL over the links of domain $6 only (/stats?domain=).
+// The totals tables hold all domains together, so it sums the domain's links' own
+// rollups: its cost grows with the domain's links times days, unlike overviewSQL's.
+const overviewDomainSQL = `
+WITH dl AS (SELECT id FROM links WHERE domain_id = $6)
+SELECT 0, '', count(*)::int8, 0::int8, 0::int8, 0::int8 FROM links WHERE deleted_at IS NULL AND domain_id = $6
+UNION ALL
+SELECT 1, '', (day - $1::date)::int8, sum(clicks)::int8, sum(unique_visitors)::int8, sum(bot_clicks)::int8
+FROM daily_stats WHERE day BETWEEN $1::date AND $2::date AND link_id IN (SELECT id FROM dl) GROUP BY day
+UNION ALL
+(SELECT 5, l.slug, sum(d.clicks)::int8, 0, 0, 0
+ FROM daily_stats d JOIN links l ON l.id = d.link_id
+ WHERE l.deleted_at IS NULL AND l.domain_id = $6 AND d.day BETWEEN $1::date AND $2::date
+ GROUP BY l.slug HAVING sum(d.clicks) > 0
+ ORDER BY 3 DESC, 2 LIMIT $3)
+UNION ALL
+SELECT 3, '', extract(epoch FROM hour)::int8, sum(clicks)::int8, sum(bot_clicks)::int8, 0
+FROM hourly_stats WHERE hour >= $4 AND hour < $5 AND link_id IN (SELECT id FROM dl) GROUP BY hour
+UNION ALL
+SELECT 2, value, CASE dimension WHEN 'utm_source' THEN 0 WHEN 'utm_medium' THEN 1 ELSE 2 END::int8,
+       sum(clicks)::int8, 0, 0
+FROM dimension_stats
+WHERE dimension IN ('utm_source', 'utm_medium', 'utm_campaign') AND day BETWEEN $1::date AND $2::date
+  AND link_id IN (SELECT id FROM dl)
+GROUP BY dimension, value`
+
 // overviewDimensions names the campaign dimensions by their number in overviewSQL.
 var overviewDimensions = [...]string{"utm_source", "utm_medium", "utm_campaign"}
 
@@ -221,8 +264,14 @@ func (s *store) overview(ctx context.Context, q rangeQuery) (rawOverview, error)
 	if q.utc() {
 		to = from
 	}
-	monthsFrom, monthsTo := wholeMonths(q.start, q.end)
-	rows, err := s.pool.Query(ctx, overviewSQL, q.start, q.end, q.limit, from, to, monthsFrom, monthsTo)
+	var rows pgx.Rows
+	var err error
+	if q.domain != 0 {
+		rows, err = s.pool.Query(ctx, overviewDomainSQL, q.start, q.end, q.limit, from, to, q.domain)
+	} else {
+		monthsFrom, monthsTo := wholeMonths(q.start, q.end)
+		rows, err = s.pool.Query(ctx, overviewSQL, q.start, q.end, q.limit, from, to, monthsFrom, monthsTo)
+	}
 	if err != nil {
 		return rawOverview{}, fmt.Errorf("query overview: %w", err)
 	}

@@ -1,0 +1,231 @@
+package domains
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/hop-dev/hop/internal/problem"
+)
+
+// Handler serves the /domains management API.
+type Handler struct {
+	store *Store
+	reg   *Registry
+}
+
+// NewHandler returns the API handler.
+func NewHandler(store *Store, reg *Registry) *Handler { return &Handler{store: store, reg: reg} }
+
+// Routes registers the management routes on g, which the app guards with API keys.
+func (h *Handler) Routes(g *echo.Group) {
+	g.POST("/domains", h.create)
+	g.GET("/domains", h.list)
+	g.GET("/domains/:host", h.get)
+	g.PATCH("/domains/:host", h.update)
+	g.DELETE("/domains/:host", h.delete)
+}
+
+// createRequest is the body of POST /domains.
+type createRequest struct {
+	Host             string  `json:"host"`
+	BaseURL          *string `json:"base_url"`
+	RootRedirect     *string `json:"root_redirect"`
+	NotFoundRedirect *string `json:"not_found_redirect"`
+	ExpiredRedirect  *string `json:"expired_redirect"`
+}
+
+// Add validates and creates a domain, as POST /domains and `hop domain add` do.
+// baseURL "" means https://{host}.
+func (h *Handler) Add(ctx context.Context, host, baseURL string, root, notFound, expired string) (Domain, error) {
+	var d Domain
+	var err error
+	if d.Host, err = NormalizeHost(host); err != nil {
+		return Domain{}, err
+	}
+	if baseURL == "" {
+		baseURL = "https://" + d.Host
+	}
+	if d.BaseURL, err = validateBaseURL(baseURL); err != nil {
+		return Domain{}, err
+	}
+	if d.RootRedirect, err = validateFallback("root_redirect", root); err != nil {
+		return Domain{}, err
+	}
+	if d.NotFoundRedirect, err = validateFallback("not_found_redirect", notFound); err != nil {
+		return Domain{}, err
+	}
+	if d.ExpiredRedirect, err = validateFallback("expired_redirect", expired); err != nil {
+		return Domain{}, err
+	}
+	if d.Host == h.reg.Default().Host {
+		return Domain{}, problem.With(ErrHostTaken, "%s is the default domain (HOP_BASE_URL)", d.Host)
+	}
+	out, err := h.store.Create(ctx, d)
+	if err != nil {
+		return Domain{}, err
+	}
+	return out, h.reg.changed(ctx)
+}
+
+func (h *Handler) create(c echo.Context) error {
+	var req createRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	d, err := h.Add(c.Request().Context(), req.Host, str(req.BaseURL), str(req.RootRedirect), str(req.NotFoundRedirect), str(req.ExpiredRedirect))
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderLocation, "/domains/"+d.Host)
+	return c.JSON(http.StatusCreated, d)
+}
+
+func str(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+func (h *Handler) list(c echo.Context) error {
+	ds, err := h.reg.List(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string][]Domain{"domains": ds})
+}
+
+func (h *Handler) get(c echo.Context) error {
+	d, err := h.one(c.Request().Context(), c.Param("host"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, d)
+}
+
+// one returns the live domain with host and its link count.
+func (h *Handler) one(ctx context.Context, host string) (Domain, error) {
+	norm, err := NormalizeHost(host)
+	if err != nil {
+		return Domain{}, err
+	}
+	ds, err := h.reg.List(ctx)
+	if err != nil {
+		return Domain{}, err
+	}
+	for _, d := range ds {
+		if d.Host == norm {
+			return d, nil
+		}
+	}
+	return Domain{}, ErrNotFound
+}
+
+func (h *Handler) update(c echo.Context) error {
+	var raw map[string]json.RawMessage
+	if err := decodeJSON(c, &raw); err != nil {
+		return err
+	}
+	if len(raw) == 0 {
+		return problem.Invalid("the body must change at least one of base_url, root_redirect, not_found_redirect, expired_redirect")
+	}
+	var p domainPatch
+	for k, v := range raw {
+		var s *string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return problem.Invalid("%s must be a string or null", k)
+		}
+		val := str(s)
+		var err error
+		switch k {
+		case "host":
+			return problem.Invalid("a domain's host cannot be changed; add a new domain instead")
+		case "base_url":
+			if s == nil {
+				return problem.Invalid("base_url cannot be null")
+			}
+			val, err = validateBaseURL(val)
+			p.BaseURL = &val
+		case "root_redirect":
+			val, err = validateFallback(k, val)
+			p.RootRedirect = &val
+		case "not_found_redirect":
+			val, err = validateFallback(k, val)
+			p.NotFoundRedirect = &val
+		case "expired_redirect":
+			val, err = validateFallback(k, val)
+			p.ExpiredRedirect = &val
+		default:
+			return problem.Invalid("unknown field %q", k)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	ctx := c.Request().Context()
+	host, err := NormalizeHost(c.Param("host"))
+	if err != nil {
+		return err
+	}
+	if _, err := h.store.update(ctx, host, p); err != nil {
+		return err
+	}
+	if err := h.reg.changed(ctx); err != nil {
+		return err
+	}
+	d, err := h.one(ctx, host)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, d)
+}
+
+// Remove deletes the domain with host, as DELETE /domains/{host} and `hop domain
+// remove` do.
+func (h *Handler) Remove(ctx context.Context, host string) error {
+	norm, err := NormalizeHost(host)
+	if err != nil {
+		return err
+	}
+	if err := h.store.Delete(ctx, norm); err != nil {
+		return err
+	}
+	return h.reg.changed(ctx)
+}
+
+func (h *Handler) delete(c echo.Context) error {
+	if err := h.Remove(c.Request().Context(), c.Param("host")); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// decodeJSON reads exactly one JSON value into v, refusing other media types, unknown
+// fields and trailing data.
+func decodeJSON(c echo.Context, v any) error {
+	mt, _, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))
+	if err != nil || (mt != echo.MIMEApplicationJSON && !strings.HasSuffix(mt, "+json")) {
+		return problem.With(problem.ErrUnsupportedMedia, "the request body must be JSON (Content-Type: application/json)")
+	}
+	dec := json.NewDecoder(c.Request().Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		var he *echo.HTTPError
+		if errors.As(err, &mbe) || errors.As(err, &he) {
+			return problem.With(problem.ErrTooLarge, "the request body is larger than the limit")
+		}
+		return problem.Invalid("malformed JSON body: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return problem.Invalid("the body must hold a single JSON value")
+	}
+	return nil
+}
