@@ -281,17 +281,25 @@ func (c *cache) drop(all bool, slugs ...linkKey) {
 		return
 	}
 	for _, s := range slugs {
-		c.local.Delete(s)
+		if _, ok := c.local.LoadAndDelete(s); ok {
+			c.localN.Add(-1)
+		}
 	}
 }
 
+// remember stores an entry; callers hold fillMu. localN counts slugs, not fills, so
+// refreshing hot links never clears the map (and what stale answers would need).
 func (c *cache) remember(slug linkKey, t target, expires int64, epoch uint64) {
+	e := localEntry{t: t, expires: expires, epoch: epoch}
+	if _, loaded := c.local.Swap(slug, e); loaded {
+		return
+	}
 	if c.localN.Add(1) > localMax {
 		// Bounded memory under slug scanning: start over rather than grow.
 		c.local.Clear()
-		c.localN.Store(0)
+		c.localN.Store(1)
+		c.local.Store(slug, e)
 	}
-	c.local.Store(slug, localEntry{t: t, expires: expires, epoch: epoch})
 }
 
 // usedUp remembers that the link's limit is reached, so this instance answers the
