@@ -37,6 +37,10 @@ const (
 	ownChangeTTL = 200 * time.Millisecond // an own change shown before Redis' invalidation arrives
 	untrackedTTL = time.Second            // an answer no invalidation can reach
 	redisTimeout = 50 * time.Millisecond  // on the redirect path: PostgreSQL answers instead
+	// redisRetry is how long lookups go straight to PostgreSQL after Redis failed; one
+	// lookup per interval tries Redis again. Without it every lookup of a double
+	// outage would wait out redisTimeout before its stale answer.
+	redisRetry = 100 * time.Millisecond
 	// invalidateTimeout bounds Invalidate's Redis calls. It runs after an edit, off the
 	// redirect path, and a failure leaves other instances on the old link (a limit
 	// not enforced, a target not changed) until the entry expires: worth waiting for.
@@ -75,6 +79,9 @@ type cache struct {
 	// staleOn is set from the first stale answer until PostgreSQL answers again, so
 	// each transition is logged once, not per request.
 	staleOn atomic.Bool
+	// redisBackoff is when (unix nanos) a lookup may try Redis again after it failed;
+	// 0 while Redis answers.
+	redisBackoff atomic.Int64
 }
 
 type localEntry struct {
@@ -124,6 +131,14 @@ func (c *cache) resolve(ctx context.Context, slug linkKey) (target, error) {
 		return c.resolveLocal(ctx, slug, now)
 	}
 	gen := c.gen.Load()
+	if c.skipRedis(now) {
+		c.metrics.cacheErrors.Inc()
+		t, err := c.load(ctx, slug)
+		if err == nil {
+			c.fillLocal(slug, t, now+int64(untrackedTTL), gen)
+		}
+		return t, err
+	}
 	t, tracked, err := c.resolveRedis(ctx, slug)
 	if err == nil {
 		// An answer read past a failing Redis is not tracked: no invalidation would
@@ -144,6 +159,7 @@ func (c *cache) resolveRedis(ctx context.Context, slug linkKey) (t target, track
 	resp := c.rdb.DoCache(rctx, c.rdb.B().Get().Key(c.key(slug)).Cache(), liveTTL)
 	cancel()
 	v, err := resp.ToString()
+	c.redisAnswered(ctx, err)
 	malformed := false
 	if err == nil {
 		if t, ok := decodeTarget(v); ok {
@@ -169,6 +185,29 @@ func (c *cache) resolveRedis(ctx context.Context, slug linkKey) (t target, track
 	// The GET that missed registered tracking: later changes reach this instance.
 	c.fill(ctx, slug, t, !malformed, redisTimeout)
 	return t, true, nil
+}
+
+// skipRedis tells whether a lookup should leave Redis out because it failed lately;
+// one lookup per redisRetry is let through to try it again.
+func (c *cache) skipRedis(now int64) bool {
+	until := c.redisBackoff.Load()
+	if until == 0 {
+		return false
+	}
+	return now < until || !c.redisBackoff.CompareAndSwap(until, now+int64(redisRetry))
+}
+
+// redisAnswered records how Redis answered a lookup: a failure (not the client
+// leaving) starts the backoff, an answer ends it.
+func (c *cache) redisAnswered(ctx context.Context, err error) {
+	switch {
+	case err == nil || rueidis.IsRedisNil(err):
+		if c.redisBackoff.Load() != 0 {
+			c.redisBackoff.Store(0)
+		}
+	case ctx.Err() == nil:
+		c.redisBackoff.Store(time.Now().UnixNano() + int64(redisRetry))
+	}
 }
 
 func (c *cache) load(ctx context.Context, slug linkKey) (target, error) {
