@@ -50,7 +50,7 @@ func TestStaleIfErrorBothDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	rs := startRedis(t)
-	h, e := instanceOn(t, rs.url, store)
+	h, e, client := instanceOn(t, rs.url, store)
 
 	// Twice: the first answer's own fill of Redis invalidates it; the second is kept.
 	for range 2 {
@@ -67,7 +67,7 @@ func TestStaleIfErrorBothDown(t *testing.T) {
 	}
 	epoch := h.cache.epoch.Load()
 	rs.kill()
-	testenv.Eventually(t, 10*time.Second, "rueidis to report Redis gone", func() bool { return h.cache.epoch.Load() != epoch })
+	redisGone(t, h, client, epoch)
 	pg.down()
 
 	for range 3 {
@@ -93,7 +93,9 @@ func TestStaleIfErrorBothDown(t *testing.T) {
 	}
 	h.now = time.Now
 	if got := testutil.ToFloat64(h.metrics.stale); got != 4 {
-		t.Fatalf("hop_redirect_stale_total = %v, want 4", got)
+		t.Fatalf("hop_redirect_stale_total = %v, want 4 (lookups: %v hit, %v redis, %v miss, %v error)", got,
+			testutil.ToFloat64(h.metrics.cacheHits), testutil.ToFloat64(h.metrics.cacheRedis),
+			testutil.ToFloat64(h.metrics.cacheMisses), testutil.ToFloat64(h.metrics.cacheErrors))
 	}
 
 	pg.up()
@@ -125,13 +127,13 @@ func TestUnverifiedEntryIsLookedUpAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	rs := startRedis(t)
-	h, e := instanceOn(t, rs.url, store)
+	h, e, client := instanceOn(t, rs.url, store)
 	if code, loc := location(e, "moved"); code != 302 || loc != "https://old.example/" {
 		t.Fatalf("before: %d %q", code, loc)
 	}
 	epoch := h.cache.epoch.Load()
 	rs.kill()
-	testenv.Eventually(t, 10*time.Second, "rueidis to report Redis gone", func() bool { return h.cache.epoch.Load() != epoch })
+	redisGone(t, h, client, epoch)
 	if _, err := db.Pool.Exec(ctx, `UPDATE links SET original_url = 'https://new.example/' WHERE slug = 'moved'`); err != nil {
 		t.Fatal(err)
 	}
@@ -143,9 +145,62 @@ func TestUnverifiedEntryIsLookedUpAgain(t *testing.T) {
 	}
 }
 
+// After Redis failed, lookups leave it out only briefly: once it is back they go
+// through it again (tracked), so another instance's change reaches this one at once.
+func TestRedisUsedAgainAfterOutage(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	ctx := context.Background()
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO links (slug, original_url) VALUES ('back', 'https://old.example/')`); err != nil {
+		t.Fatal(err)
+	}
+	store, err := links.NewStore(db.Pool, "s", 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := startRedis(t)
+	a, e, _ := instanceOn(t, rs.url, store)
+	b, _, _ := instanceOn(t, rs.url, store)
+	rs.kill()
+	if code, loc := location(e, "back"); code != 302 || loc != "https://old.example/" {
+		t.Fatalf("Redis down: %d %q, want 302 https://old.example/", code, loc)
+	}
+	if a.cache.redisBackoff.Load() == 0 {
+		t.Fatal("a failing Redis did not start the backoff")
+	}
+	rs.start()
+	testenv.Eventually(t, 10*time.Second, "lookups to use Redis again", func() bool {
+		location(e, "back")
+		return a.cache.redisBackoff.Load() == 0
+	})
+	for range 2 { // tracked, and in the local map
+		location(e, "back")
+	}
+	if _, err := db.Pool.Exec(ctx, `UPDATE links SET original_url = 'https://new.example/' WHERE slug = 'back'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Invalidate(ctx, "back"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "b's change to reach a", func() bool {
+		_, loc := location(e, "back")
+		return loc == "https://new.example/"
+	})
+}
+
+// redisGone waits until h has been told Redis is gone (its entries are unverified) and
+// the client's connection, with rueidis' own cache, is dropped: until then a cached
+// read may still answer from rueidis' memory.
+func redisGone(t *testing.T, h *Handler, client rueidis.Client, epoch uint64) {
+	t.Helper()
+	testenv.Eventually(t, 10*time.Second, "rueidis to report Redis gone", func() bool {
+		return h.cache.epoch.Load() != epoch && client.Do(context.Background(), client.B().Ping().Build()).Error() != nil
+	})
+}
+
 // instanceOn is a redirect handler on its own connection to the Redis at redisURL,
 // with invalidations wired as the app wires them.
-func instanceOn(t *testing.T, redisURL string, store Store) (*Handler, *echo.Echo) {
+func instanceOn(t *testing.T, redisURL string, store Store) (*Handler, *echo.Echo, rueidis.Client) {
 	t.Helper()
 	var h atomic.Pointer[Handler]
 	opt, err := rueidis.ParseURL(redisURL)
@@ -169,14 +224,17 @@ func instanceOn(t *testing.T, redisURL string, store Store) (*Handler, *echo.Ech
 	h.Store(handler)
 	e := newEcho()
 	handler.Register(e)
-	return handler, e
+	return handler, e, client
 }
 
 // privateRedis is a redis-server of this test's own, without persistence, so it can
 // be killed without touching the shared one.
 type privateRedis struct {
-	url string
-	cmd *exec.Cmd
+	t    *testing.T
+	url  string
+	port int
+	dir  string
+	cmd  *exec.Cmd
 }
 
 func startRedis(t *testing.T) *privateRedis {
@@ -190,21 +248,27 @@ func startRedis(t *testing.T) *privateRedis {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r := &privateRedis{url: "redis://127.0.0.1:" + strconv.Itoa(port) + "/0", cmd: cmd}
+	r := &privateRedis{t: t, url: "redis://127.0.0.1:" + strconv.Itoa(port) + "/0", port: port, dir: t.TempDir()}
+	r.start()
 	t.Cleanup(r.kill)
-	testenv.Eventually(t, 10*time.Second, "the private redis-server to listen", func() bool {
-		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	return r
+}
+
+// start runs the server (again, after kill: empty) and waits until it listens.
+func (r *privateRedis) start() {
+	r.t.Helper()
+	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", r.dir)
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	testenv.Eventually(r.t, 10*time.Second, "the private redis-server to listen", func() bool {
+		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(r.port))
 		if err == nil {
 			c.Close()
 		}
 		return err == nil
 	})
-	return r
 }
 
 // kill ends the server with SIGKILL (once).
