@@ -16,7 +16,9 @@ func BenchmarkPublish(b *testing.B) {
 	cfg := Config{Prefix: rd.Prefix, DataDir: b.TempDir(), PublishOnly: true}
 	pub := mustPipeline(b, cfg, rd.Client, db.Pool)
 	run(b, pub.handoff)
-	run(b, pub.log)
+	for _, l := range pub.log {
+		run(b, l)
+	}
 	ev := newEvents(1, 1)[0]
 	ctx := context.Background()
 	b.ReportAllocs()
