@@ -53,7 +53,7 @@ func TestLogReplayAfterCrashBetweenCopyAndTruncate(t *testing.T) {
 	}
 	var lr *logReader
 	for _, s := range p.back {
-		if r, ok := s.(*logReader); ok && r.log == p.log[0] { // not running: every click is in the first shard
+		if r, ok := s.(*logReader); ok {
 			lr = r
 		}
 	}
