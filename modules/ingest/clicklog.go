@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -84,10 +83,6 @@ type clickLog struct {
 	bufs sync.Pool
 
 	appended chan struct{} // a token after each commit, for the log reader
-
-	// busySince is when Run's commit in flight started (unix nanos), 0 while none
-	// runs: shardedLog sends clicks to an idle shard.
-	busySince atomic.Int64
 }
 
 // walOptions: fsync on every WriteBatch (one per group commit), and a log that may be
@@ -246,9 +241,7 @@ func (l *clickLog) Run(ctx context.Context) error {
 		bs = l.takeLocked(bs[:0])
 		l.gmu.Unlock()
 		if len(bs) > 0 {
-			l.busySince.Store(time.Now().UnixNano())
 			l.commit(bs)
-			l.busySince.Store(0)
 		}
 	}
 }

@@ -40,16 +40,6 @@ func readAll(t testing.TB, l *clickLog) []Event {
 	return evs
 }
 
-// readAllShards is readAll over every shard of a pipeline's log.
-func readAllShards(t testing.TB, s shardedLog) []Event {
-	t.Helper()
-	var evs []Event
-	for _, l := range s {
-		evs = append(evs, readAll(t, l)...)
-	}
-	return evs
-}
-
 func sameIDs(t testing.TB, got, want []Event) {
 	t.Helper()
 	ids := make(map[uuid.UUID]int, len(got))

@@ -88,7 +88,7 @@ func TestRedisAndPostgresDown(t *testing.T) {
 		t.Fatalf("fallback %v, dropped %v with both down; want 200, 0", got, dropped)
 	}
 	onDisk := 0
-	for range readAllShards(t, p.log) {
+	for range readAll(t, p.log) {
 		onDisk++
 	}
 	if onDisk < 200 {
@@ -212,7 +212,7 @@ func TestRedisKilledSpillsUndelivered(t *testing.T) {
 	if _, entries := p.log.usage(); entries == 0 {
 		t.Fatal("the local log is empty after the breaker opened")
 	}
-	if got := len(readAllShards(t, p.log)); got != 160 {
+	if got := len(readAll(t, p.log)); got != 160 {
 		t.Fatalf("local log holds %d clicks, want 160 (100 spilled + 60 fallen back)", got)
 	}
 	stopHandoff()

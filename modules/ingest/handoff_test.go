@@ -16,9 +16,7 @@ func BenchmarkPublish(b *testing.B) {
 	cfg := Config{Prefix: rd.Prefix, DataDir: b.TempDir(), PublishOnly: true}
 	pub := mustPipeline(b, cfg, rd.Client, db.Pool)
 	run(b, pub.handoff)
-	for _, l := range pub.log {
-		run(b, l)
-	}
+	run(b, pub.log)
 	ev := newEvents(1, 1)[0]
 	ctx := context.Background()
 	b.ReportAllocs()

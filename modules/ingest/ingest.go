@@ -85,12 +85,12 @@ type service interface {
 type Pipeline struct {
 	logger  *slog.Logger
 	m       *pipelineMetrics
-	handoff *handoff   // nil without Redis
-	stream  *stream    // nil without Redis or with PublishOnly
-	log     shardedLog // always: the stream without Redis, the fallback with it
-	front   []service  // stop first: what Publish needs
-	back    []service  // stop after front: readers and housekeeping
-	random  sync.Pool  // *bufio.Reader over crypto/rand, for event ids
+	handoff *handoff  // nil without Redis
+	stream  *stream   // nil without Redis or with PublishOnly
+	log     *clickLog // always: the stream without Redis, the fallback with it
+	front   []service // stop first: what Publish needs
+	back    []service // stop after front: readers and housekeeping
+	random  sync.Pool // *bufio.Reader over crypto/rand, for event ids
 
 	dropped         atomic.Int64
 	lastDrop        atomic.Int64 // unix nanos of the last dropped click
@@ -125,15 +125,13 @@ func New(cfg Config, rdb rueidis.Client, pool *pgxpool.Pool, enr *Enricher, reg 
 	s.log.MaxBytes = cfg.SpoolMaxBytes
 	s.log.ShutdownTimeout = cmp.Or(s.log.ShutdownTimeout, cfg.ShutdownTimeout)
 	lm := newLogMetrics()
-	log, err := openShardedLog(s.log, lm, logger)
+	log, err := openClickLog(s.log, lm, logger)
 	if err != nil {
 		return nil, err
 	}
 	p.log = log
 	collectors = append(collectors, lm.collectors(log)...)
-	for _, l := range log {
-		p.front = append(p.front, l)
-	}
+	p.front = append(p.front, log)
 	fail := func(err error) (*Pipeline, error) {
 		_ = log.close()
 		return nil, err
@@ -159,13 +157,11 @@ func New(cfg Config, rdb rueidis.Client, pool *pgxpool.Pool, enr *Enricher, reg 
 	collectors = append(collectors, lw.m.collectors()...)
 	s.logReader.BatchSize = cmp.Or(s.logReader.BatchSize, cfg.BatchSize)
 	s.logReader.ShutdownTimeout = cmp.Or(s.logReader.ShutdownTimeout, cfg.ShutdownTimeout)
-	for _, l := range log { // one reader per shard; the writer is safe for concurrent use
-		lr, err := newLogReader(s.logReader, l, lw, p.m.undecodable, logger)
-		if err != nil {
-			return fail(err)
-		}
-		p.back = append(p.back, lr)
+	lr, err := newLogReader(s.logReader, log, lw, p.m.undecodable, logger)
+	if err != nil {
+		return fail(err)
 	}
+	p.back = append(p.back, lr)
 	if !cfg.PublishOnly {
 		pu, err := newPurger(s.purger, enr.salts, logger)
 		if err != nil {

@@ -103,7 +103,7 @@ func TestPostgresDownWithoutRedisKeepsEveryClick(t *testing.T) {
 		t.Fatalf("%d rows while cut off, want 100", n)
 	}
 	onDisk := map[uuid.UUID]bool{}
-	for _, ev := range readAllShards(t, p.log) {
+	for _, ev := range readAll(t, p.log) {
 		onDisk[ev.ID] = true
 	}
 	for _, ev := range down {

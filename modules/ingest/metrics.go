@@ -118,7 +118,7 @@ func newLogMetrics() *logMetrics {
 	}
 }
 
-func (m *logMetrics) collectors(l shardedLog) []prometheus.Collector {
+func (m *logMetrics) collectors(l *clickLog) []prometheus.Collector {
 	return []prometheus.Collector{m.fsyncs, m.entries,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: metricNamespace, Name: "log_bytes",
