@@ -6,6 +6,7 @@ import (
 	"github.com/hop-dev/hop/modules/dashboard"
 	"github.com/hop-dev/hop/modules/links"
 	"github.com/hop-dev/hop/modules/stats"
+	"github.com/hop-dev/hop/modules/webhooks"
 )
 
 // dashLinks adapts the links API handler to the dashboard's LinkService.
@@ -68,11 +69,15 @@ func (a dashStats) LinkStats(ctx context.Context, slug string, r dashboard.Range
 	return dashboard.LinkStats{Start: s.Start, End: s.End, TZ: s.TZ,
 		TotalClicks: s.TotalClicks, UniqueVisitors: s.UniqueVisitors, BotClicks: s.BotClicks, Daily: dashDays(s.Daily),
 		Countries: s.Countries, Referers: s.Referers, Browsers: s.Browsers, OS: s.OS, Devices: s.Devices,
-		UTMSources: s.UTMSources, UTMMediums: s.UTMMediums, UTMCampaigns: s.UTMCampaigns}, nil
+		UTMSources: s.UTMSources, UTMMediums: s.UTMMediums, UTMCampaigns: s.UTMCampaigns, Hourly: dashHours(s.Hourly)}, nil
 }
 
 func (a dashStats) Overview(ctx context.Context, r dashboard.Range) (dashboard.Overview, error) {
 	o, err := a.h.Overview(ctx, r.Start, r.End, r.TZ, r.Limit)
+	if err != nil {
+		return dashboard.Overview{}, err
+	}
+	hours, err := a.h.RecentHours(ctx, 24)
 	if err != nil {
 		return dashboard.Overview{}, err
 	}
@@ -81,7 +86,15 @@ func (a dashStats) Overview(ctx context.Context, r dashboard.Range) (dashboard.O
 		top[i] = dashboard.TopLink{Slug: t.Slug, Clicks: t.Clicks}
 	}
 	return dashboard.Overview{Start: o.Start, End: o.End, TZ: o.TZ, TotalClicks: o.TotalClicks,
-		UniqueVisitors: o.UniqueVisitors, BotClicks: o.BotClicks, Links: o.Links, Daily: dashDays(o.Daily), TopLinks: top}, nil
+		UniqueVisitors: o.UniqueVisitors, BotClicks: o.BotClicks, Links: o.Links, Daily: dashDays(o.Daily), TopLinks: top, Hourly: dashHours(hours)}, nil
+}
+
+func dashHours(hs []stats.HourStats) []dashboard.Hour {
+	out := make([]dashboard.Hour, len(hs))
+	for i, h := range hs {
+		out[i] = dashboard.Hour{Hour: h.Hour, Clicks: h.Clicks, BotClicks: h.BotClicks}
+	}
+	return out
 }
 
 func dashDays(ds []stats.DayStats) []dashboard.Day {
@@ -90,4 +103,65 @@ func dashDays(ds []stats.DayStats) []dashboard.Day {
 		out[i] = dashboard.Day{Date: d.Date, Clicks: d.Clicks, UniqueVisitors: d.UniqueVisitors}
 	}
 	return out
+}
+
+// dashWebhooks adapts the webhooks service to the dashboard's WebhookService.
+type dashWebhooks struct{ s *webhooks.Service }
+
+func (a dashWebhooks) List(ctx context.Context) ([]dashboard.Webhook, error) {
+	ws, err := a.s.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]dashboard.Webhook, len(ws))
+	for i, w := range ws {
+		out[i] = dashWebhook(w)
+	}
+	return out, nil
+}
+
+func (a dashWebhooks) Get(ctx context.Context, id int64) (dashboard.Webhook, error) {
+	w, err := a.s.Get(ctx, id)
+	return dashWebhook(w), err
+}
+
+func (a dashWebhooks) Create(ctx context.Context, n dashboard.NewWebhook) (dashboard.Webhook, error) {
+	w, err := a.s.Create(ctx, webhooks.NewWebhook{URL: n.URL, Links: n.Links, Tags: n.Tags, IncludeBots: n.IncludeBots})
+	return dashWebhook(w), err
+}
+
+func (a dashWebhooks) Delete(ctx context.Context, id int64) error { return a.s.Delete(ctx, id) }
+
+func (a dashWebhooks) Deliveries(ctx context.Context, id int64, limit int) ([]dashboard.Delivery, error) {
+	ds, err := a.s.Deliveries(ctx, id, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]dashboard.Delivery, len(ds))
+	for i, d := range ds {
+		out[i] = dashDelivery(d)
+	}
+	return out, nil
+}
+
+func (a dashWebhooks) Ping(ctx context.Context, id int64) (dashboard.Delivery, error) {
+	d, err := a.s.Ping(ctx, id)
+	return dashDelivery(d), err
+}
+
+func (a dashWebhooks) Retry(ctx context.Context, id, delivery int64) (dashboard.Delivery, error) {
+	d, err := a.s.Retry(ctx, id, delivery)
+	return dashDelivery(d), err
+}
+
+func dashWebhook(w webhooks.Webhook) dashboard.Webhook {
+	return dashboard.Webhook{ID: w.ID, URL: w.URL, Secret: w.Secret, Links: w.Links, Tags: w.Tags,
+		IncludeBots: w.IncludeBots, Disabled: w.Disabled, DisabledAt: w.DisabledAt, FailingSince: w.FailingSince,
+		CreatedAt: w.CreatedAt}
+}
+
+func dashDelivery(d webhooks.Delivery) dashboard.Delivery {
+	return dashboard.Delivery{ID: d.ID, Kind: d.Kind, Status: d.Status, Events: d.Events, Attempts: d.Attempts,
+		HTTPStatus: d.HTTPStatus, LatencyMS: d.LatencyMS, Error: d.Error, CreatedAt: d.CreatedAt,
+		LastAttemptAt: d.LastAttemptAt, NextAttemptAt: d.NextAttemptAt}
 }

@@ -155,6 +155,15 @@ func TestDashboardInChromium(t *testing.T) {
 			t.Errorf("link page %s shows %q, want %q", sel, got, want)
 		}
 	}
+	// The last 24 hours, on the link page and the overview: 24 bars, the three clicks in
+	// the last one (the current hour).
+	for _, p := range []string{"/dashboard/links/" + slug, "/dashboard"} {
+		b.Run(t, chromedp.Navigate(h.URL+p), chromedp.WaitVisible(chromedp.CSS(".hourly svg.wide")))
+		bars := browsertest.Value(t, b, chromedp.Evaluate[[]string](`[...document.querySelectorAll(".hourly svg.wide rect.bar title")].map(e => e.textContent)`))
+		if len(bars) != 24 || !strings.Contains(bars[23], ": 3 clicks, 0 bot clicks") {
+			t.Errorf("%s: hourly bars %q, want 24 with the 3 clicks in the last", p, bars)
+		}
+	}
 
 	// A second link from the overview's quick form; then search and tag filter.
 	b.Run(t, chromedp.Navigate(h.URL+"/dashboard"), chromedp.WaitVisible(chromedp.ID("new-link")),

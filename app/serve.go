@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -88,43 +89,10 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	}
 	s := &service{cfg: cfg, logger: logger}
 
-	// One hop per data directory, whatever the mode: it holds the local click log and,
-	// without DATABASE_URL, the embedded PostgreSQL, which Run stops after this returns.
-	if err := cfg.data.hold(); err != nil {
-		return s, err
-	}
-	pool, err := openDB(ctx, cfg, logger)
+	pool, rdb, onInvalidate, err := s.openBackends(ctx)
 	if err != nil {
 		return s, err
 	}
-	s.closers = append(s.closers, pool.Close)
-	if err := migrations.Up(ctx, pool, logger.With("module", "migrations")); err != nil {
-		return s, err
-	}
-	// The redirect cache is built after the client, so invalidations reach it through
-	// this hook; before it is set there is nothing to invalidate.
-	var onInvalidate atomic.Pointer[func([]rueidis.RedisMessage)]
-	rdb, err := openRedis(cfg, func(m []rueidis.RedisMessage) {
-		if f := onInvalidate.Load(); f != nil {
-			(*f)(m)
-		}
-	})
-	if err != nil {
-		return s, err
-	}
-	if rdb != nil {
-		s.closers = append(s.closers, rdb.Close)
-	} else {
-		logger.Warn("running without Redis: the local click log is the click stream and caches are per instance", "data_dir", cfg.DataDir)
-	}
-	// Bound before the modules are built: the consumer name takes the actual port.
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return s, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
-	}
-	s.closers = append(s.closers, func() { ln.Close() })
-	// Past the cap, new connections wait in the kernel's backlog until one closes.
-	s.ln = netutil.LimitListener(ln, cfg.MaxConnections)
 
 	describe := describer() // the one error table, for the modules that render problems themselves
 	keys := apikey.NewStore(pool, logger)
@@ -162,7 +130,7 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	}
 	s.closers = append(s.closers, func() { enricher.Close() })
 	s.pipeline, err = ingest.New(ingest.Config{
-		Prefix: cfg.RedisPrefix, Name: consumerName(cfg, ln.Addr()), DataDir: cfg.DataDir, SpoolMaxBytes: cfg.SpoolMaxBytes,
+		Prefix: cfg.RedisPrefix, Name: consumerName(cfg, s.ln.Addr()), DataDir: cfg.DataDir, SpoolMaxBytes: cfg.SpoolMaxBytes,
 		BatchSize: cfg.IngestBatchSize, ShutdownTimeout: cfg.ShutdownTimeout,
 	}, rdb, pool, enricher, reg, logger)
 	if err != nil {
@@ -172,21 +140,7 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	if err != nil {
 		return s, err
 	}
-	// Limits on failed attempts guard work far slower than a Redis round trip (bcrypt,
-	// a key lookup), so they wait longer for Redis than the redirect limiter does
-	// before counting in memory.
-	limiter := func(name, rate string) (*ratelimit.Limiter, error) {
-		return ratelimit.New(ratelimit.Config{Name: name, Rate: rate, Prefix: cfg.RedisPrefix + "rl:", Timeout: 250 * time.Millisecond}, rdb, reg, logger)
-	}
-	pwLink, err := limiter("password-link", "5-M") // wrong passwords per link, from all addresses
-	if err != nil {
-		return s, err
-	}
-	pwClient, err := limiter("password-client", "10-M") // wrong passwords per address, on all links
-	if err != nil {
-		return s, err
-	}
-	authFails, err := limiter("auth-failures", "20-M") // wrong API keys and metrics tokens per address
+	lim, err := newLimits(cfg, rdb, reg, logger)
 	if err != nil {
 		return s, err
 	}
@@ -201,7 +155,7 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	}
 	s.domains = domainRegistry
 	rd, err := redirect.New(redirect.Config{RedisPrefix: cfg.RedisPrefix, BaseURL: cfg.BaseURL, TrustedProxies: cfg.trusted,
-		LinkAttempts: pwLink, ClientAttempts: pwClient, Domains: domainRegistry,
+		LinkAttempts: lim.pwLink, ClientAttempts: lim.pwClient, Domains: domainRegistry,
 		Fallbacks:   redirect.Fallbacks{Root: cfg.RootRedirect, NotFound: cfg.NotFoundRedirect, Expired: cfg.ExpiredRedirect},
 		RobotsAllow: cfg.RobotsAllow, Describe: describe}, rdb, linkStore, s.pipeline, reg, logger)
 	if err != nil {
@@ -212,25 +166,16 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		domainRegistry.Invalidated(m)
 	}
 	onInvalidate.Store(&invalidated)
-	redirectLimit, err := ratelimit.New(ratelimit.Config{Name: "redirect", Rate: cfg.RateLimitRedirect, Prefix: cfg.RedisPrefix + "rl:redirect:", Timeout: cfg.RateLimitTimeout}, rdb, reg, logger)
-	if err != nil {
-		return s, err
-	}
-	apiLimit, err := ratelimit.New(ratelimit.Config{Name: "api", Rate: cfg.RateLimitAPI, Prefix: cfg.RedisPrefix + "rl:api:", Key: apiKeyOrIP, Timeout: cfg.RateLimitTimeout}, rdb, reg, logger)
-	if err != nil {
-		return s, err
-	}
 
 	linkHandler := links.NewHandler(linkStore, cfg.BaseURL, rd, describe, logger).WithDomains(domainRegistry)
 	statsHandler := stats.NewHandler(stats.HandlerConfig{HeldBytes: heldStatsBytes(), Domains: domainRegistry}, pool, reg, logger)
-	loginLimit, err := ratelimit.New(ratelimit.Config{Name: "login", Rate: "10-M", Prefix: cfg.RedisPrefix + "rl:login:", Timeout: cfg.RateLimitTimeout}, rdb, reg, logger)
-	if err != nil {
+	if s.webhooks, err = webhooks.New(ctx, webhooks.Config{AllowPrivate: cfg.WebhookAllowPrivate, Domain: baseHost(cfg.BaseURL)}, pool, reg, logger); err != nil {
 		return s, err
 	}
 	// Without a configured public origin the default one is a guess: the dashboard shows
 	// short URLs on the origin it is visited on instead.
 	dash, err := dashboard.New(dashboard.Config{BaseURL: cfg.BaseURL, BaseURLFromRequest: cfg.BaseURL == defaultConfig().BaseURL,
-		LoginLimit: loginLimit.Middleware(), Describe: describe},
+		LoginLimit: lim.login.Middleware(), Describe: describe, Webhooks: dashWebhooks{s.webhooks}},
 		dashLinks{linkHandler}, dashStats{statsHandler}, keys, pool, logger)
 	if err != nil {
 		return s, err
@@ -241,9 +186,6 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	if s.live, err = live.New(live.Config{Domain: baseHost(cfg.BaseURL)}, pool, reg, logger); err != nil {
 		return s, err
 	}
-	if s.webhooks, err = webhooks.New(ctx, webhooks.Config{AllowPrivate: cfg.WebhookAllowPrivate, Domain: baseHost(cfg.BaseURL)}, pool, reg, logger); err != nil {
-		return s, err
-	}
 	s.live.OnWake(s.webhooks.Wake)
 	liveJS, err := dash.LiveScript()
 	if err != nil {
@@ -251,7 +193,7 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	}
 
 	agg, pipeline := s.agg, s.pipeline
-	hc := &health{pool: pool, rdb: rdb, authorized: withKey(keys, authFails), now: time.Now, checks: map[string]check{
+	hc := &health{pool: pool, rdb: rdb, authorized: withKey(keys, lim.authFails), now: time.Now, checks: map[string]check{
 		"aggregator": func(ctx context.Context) (any, error) {
 			h, err := agg.Health(ctx)
 			if err != nil {
@@ -276,9 +218,9 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 		stats:     statsHandler,
 		dashboard: dash,
 		redirect:  rd,
-		apiLimit:  apiLimit,
-		linkLimit: redirectLimit,
-		authFails: authFails,
+		apiLimit:  lim.api,
+		linkLimit: lim.redirect,
+		authFails: lim.authFails,
 		openapi:   openapi,
 		idem:      s.idem,
 		live:      s.live,
@@ -287,6 +229,79 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	}, logger)
 	s.srv = newServer(s.echo, logger)
 	return s, nil
+}
+
+// openBackends holds the data directory, opens PostgreSQL (migrated) and Redis, and
+// binds the listener, registering each with close. The redirect cache is built after
+// the Redis client, so invalidations reach it through the returned hook; before it is
+// set there is nothing to invalidate.
+func (s *service) openBackends(ctx context.Context) (*pgxpool.Pool, rueidis.Client, *atomic.Pointer[func([]rueidis.RedisMessage)], error) {
+	cfg, logger := s.cfg, s.logger
+	// One hop per data directory, whatever the mode: it holds the local click log and,
+	// without DATABASE_URL, the embedded PostgreSQL, which Run stops after this returns.
+	if err := cfg.data.hold(); err != nil {
+		return nil, nil, nil, err
+	}
+	pool, err := openDB(ctx, cfg, logger)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	s.closers = append(s.closers, pool.Close)
+	if err := migrations.Up(ctx, pool, logger.With("module", "migrations")); err != nil {
+		return nil, nil, nil, err
+	}
+	onInvalidate := new(atomic.Pointer[func([]rueidis.RedisMessage)])
+	rdb, err := openRedis(cfg, func(m []rueidis.RedisMessage) {
+		if f := onInvalidate.Load(); f != nil {
+			(*f)(m)
+		}
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if rdb != nil {
+		s.closers = append(s.closers, rdb.Close)
+	} else {
+		logger.Warn("running without Redis: the local click log is the click stream and caches are per instance", "data_dir", cfg.DataDir)
+	}
+	// Bound before the modules are built: the consumer name takes the actual port.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	s.closers = append(s.closers, func() { ln.Close() })
+	// Past the cap, new connections wait in the kernel's backlog until one closes.
+	s.ln = netutil.LimitListener(ln, cfg.MaxConnections)
+	return pool, rdb, onInvalidate, nil
+}
+
+// limits are hop's rate limiters.
+type limits struct {
+	redirect, api, login        *ratelimit.Limiter // per client address, per API key, sign-ins per address
+	pwLink, pwClient, authFails *ratelimit.Limiter // wrong passwords per link and per address; wrong keys per address
+}
+
+func newLimits(cfg Config, rdb rueidis.Client, reg *prometheus.Registry, logger *slog.Logger) (limits, error) {
+	var l limits
+	var err error
+	limiter := func(dst **ratelimit.Limiter, c ratelimit.Config) {
+		if err == nil {
+			*dst, err = ratelimit.New(c, rdb, reg, logger)
+		}
+	}
+	limiter(&l.redirect, ratelimit.Config{Name: "redirect", Rate: cfg.RateLimitRedirect, Prefix: cfg.RedisPrefix + "rl:redirect:", Timeout: cfg.RateLimitTimeout})
+	limiter(&l.api, ratelimit.Config{Name: "api", Rate: cfg.RateLimitAPI, Prefix: cfg.RedisPrefix + "rl:api:", Key: apiKeyOrIP, Timeout: cfg.RateLimitTimeout})
+	limiter(&l.login, ratelimit.Config{Name: "login", Rate: "10-M", Prefix: cfg.RedisPrefix + "rl:login:", Timeout: cfg.RateLimitTimeout})
+	// Limits on failed attempts guard work far slower than a Redis round trip (bcrypt,
+	// a key lookup), so they wait longer for Redis than the redirect limiter does
+	// before counting in memory.
+	slow := func(name, rate string) ratelimit.Config {
+		return ratelimit.Config{Name: name, Rate: rate, Prefix: cfg.RedisPrefix + "rl:", Timeout: 250 * time.Millisecond}
+	}
+	limiter(&l.pwLink, slow("password-link", "5-M"))
+	limiter(&l.pwClient, slow("password-client", "10-M"))
+	limiter(&l.authFails, slow("auth-failures", "20-M"))
+	return l, err
 }
 
 // run serves until ctx ends, then shuts down in dependency order, each step starting

@@ -47,6 +47,7 @@ type chart struct {
 	Summary       string // accessible description
 	FontSize      float64
 	Class         string
+	Hourly        bool   // bars per hour, no line: a caption of its own
 	Narrow        *chart // the same series laid out for narrow screens
 }
 
@@ -63,14 +64,64 @@ type chartTick struct {
 
 // newChart lays out days in the wide layout, with the narrow one attached.
 func newChart(days []Day) chart {
-	c := layoutChart(days, wideChart)
-	n := layoutChart(days, narrowChart)
+	pts := make([]point, len(days))
+	var total, peak int64
+	for i, d := range days {
+		pts[i] = point{label: shortDate(d.Date), clicks: d.Clicks, uniques: d.UniqueVisitors,
+			title: fmt.Sprintf("%s: %s, %s", d.Date, plural(d.Clicks, "click"), plural(d.UniqueVisitors, "unique visitor"))}
+		total += d.Clicks
+		peak = max(peak, d.Clicks)
+	}
+	summary := ""
+	if len(days) > 0 {
+		summary = fmt.Sprintf("Daily clicks from %s to %s: %s in total, at most %s on one day.",
+			days[0].Date, days[len(days)-1].Date, formatCount(total), formatCount(peak))
+	}
+	return bothLayouts(pts, true, summary)
+}
+
+// newHourlyChart lays out hours (oldest first) as bars of human clicks, labelled with
+// the hour of day; hourly rollups count no unique visitors, so there is no line.
+func newHourlyChart(hours []Hour) chart {
+	hours = hours[max(0, len(hours)-hourlyBars):]
+	pts := make([]point, len(hours))
+	var total, peak int64
+	for i, h := range hours {
+		label, when := h.Hour, h.Hour
+		if t, err := time.Parse(time.RFC3339, h.Hour); err == nil {
+			label, when = t.Format("15:00"), t.Format("Jan 2 15:00")
+		}
+		pts[i] = point{label: label, clicks: h.Clicks,
+			title: fmt.Sprintf("%s: %s, %s", when, plural(h.Clicks, "click"), plural(h.BotClicks, "bot click"))}
+		total += h.Clicks
+		peak = max(peak, h.Clicks)
+	}
+	c := bothLayouts(pts, false, fmt.Sprintf("Clicks per hour over the last %d hours: %s in total, at most %s in one hour.",
+		len(hours), formatCount(total), formatCount(peak)))
+	c.Hourly, c.Narrow.Hourly = true, true
+	return c
+}
+
+func bothLayouts(pts []point, line bool, summary string) chart {
+	c := layoutChart(pts, line, wideChart)
+	n := layoutChart(pts, line, narrowChart)
+	c.Summary, n.Summary = summary, summary
 	c.Narrow = &n
 	return c
 }
 
-// layoutChart lays out days in geometry g.
-func layoutChart(days []Day, g chartGeometry) chart {
+// hourlyBars is how many hours the hourly chart shows.
+const hourlyBars = 24
+
+// point is one bar of a chart: its axis label, its tooltip, human clicks and, for a
+// line, unique visitors.
+type point struct {
+	label, title    string
+	clicks, uniques int64
+}
+
+// layoutChart lays out pts in geometry g, with a line of unique visitors when line is set.
+func layoutChart(pts []point, line bool, g chartGeometry) chart {
 	c := chart{
 		Width: g.width, Height: g.height,
 		Left: g.left, Right: float64(g.width) - g.right,
@@ -79,15 +130,14 @@ func layoutChart(days []Day, g chartGeometry) chart {
 		FontSize: g.fontSize, Class: g.class,
 	}
 	var peak, total int64
-	for _, d := range days {
-		peak = max(peak, d.Clicks, d.UniqueVisitors)
-		total += d.Clicks
+	for _, p := range pts {
+		peak = max(peak, p.clicks)
+		if line {
+			peak = max(peak, p.uniques)
+		}
+		total += p.clicks
 	}
 	c.Empty = total == 0
-	if len(days) > 0 {
-		c.Summary = fmt.Sprintf("Daily clicks from %s to %s: %s in total, at most %s on one day.",
-			days[0].Date, days[len(days)-1].Date, formatCount(total), formatCount(peak))
-	}
 
 	step := niceStep(float64(peak) / 5) // at most six ticks
 	top := step * math.Max(1, math.Ceil(float64(peak)/step))
@@ -97,33 +147,30 @@ func layoutChart(days []Day, g chartGeometry) chart {
 		c.YTicks = append(c.YTicks, chartTick{Pos: y(int64(v)), Label: formatCount(int64(v))})
 	}
 
-	if len(days) == 0 {
+	if len(pts) == 0 {
 		return c
 	}
-	slot := (c.Right - c.Left) / float64(len(days))
+	slot := (c.Right - c.Left) / float64(len(pts))
 	width := math.Max(1, slot*0.8)
-	points := make([]string, 0, len(days))
-	for i, d := range days {
+	points := make([]string, 0, len(pts))
+	for i, p := range pts {
 		x := c.Left + float64(i)*slot
-		by := y(d.Clicks)
-		c.Bars = append(c.Bars, chartBar{
-			X: round1(x + (slot-width)/2), Y: by, W: round1(width), H: round1(c.Bottom - by),
-			Title: fmt.Sprintf("%s: %s, %s", d.Date, plural(d.Clicks, "click"), plural(d.UniqueVisitors, "unique visitor")),
-		})
-		points = append(points, strconv.FormatFloat(round1(x+slot/2), 'f', -1, 64)+","+strconv.FormatFloat(y(d.UniqueVisitors), 'f', -1, 64))
+		by := y(p.clicks)
+		c.Bars = append(c.Bars, chartBar{X: round1(x + (slot-width)/2), Y: by, W: round1(width), H: round1(c.Bottom - by), Title: p.title})
+		points = append(points, strconv.FormatFloat(round1(x+slot/2), 'f', -1, 64)+","+strconv.FormatFloat(y(p.uniques), 'f', -1, 64))
 	}
-	if !c.Empty {
+	if line && !c.Empty {
 		c.Line = strings.Join(points, " ")
 	}
 	// Labels spread evenly from the first day to the last, so the newest bar (today, in
 	// the default range) always has its date and labels never crowd each other.
-	n := min(len(days), g.maxXLabels)
+	n := min(len(pts), g.maxXLabels)
 	for k := range n {
 		i := 0
 		if n > 1 {
-			i = int(math.Round(float64(k) * float64(len(days)-1) / float64(n-1)))
+			i = int(math.Round(float64(k) * float64(len(pts)-1) / float64(n-1)))
 		}
-		c.XLabels = append(c.XLabels, chartTick{Pos: round1(c.Left + float64(i)*slot + slot/2), Label: shortDate(days[i].Date)})
+		c.XLabels = append(c.XLabels, chartTick{Pos: round1(c.Left + float64(i)*slot + slot/2), Label: pts[i].label})
 	}
 	// The first and last labels are centred on their bars but must stay inside the SVG.
 	if len(c.XLabels) > 0 {

@@ -44,6 +44,8 @@ type Config struct {
 	// Describe is app's error table: the status and words of a failure the dashboard
 	// shows as a page.
 	Describe problem.Describe
+	// Webhooks, when set, adds the webhook management pages under /dashboard/webhooks.
+	Webhooks WebhookService
 }
 
 // Link is a short link as the dashboard shows it.
@@ -128,6 +130,14 @@ type Day struct {
 	UniqueVisitors int64
 }
 
+// Hour is one hour of an hourly series: its start (RFC 3339, in the range's zone),
+// human clicks and bot clicks.
+type Hour struct {
+	Hour      string
+	Clicks    int64
+	BotClicks int64
+}
+
 // LinkStats is one link's analytics over a range. Breakdown maps hold the top values
 // plus "other".
 type LinkStats struct {
@@ -143,6 +153,9 @@ type LinkStats struct {
 	Devices        map[string]int64
 	// Campaign parameters of the short link's query; "(none)" counts clicks without.
 	UTMSources, UTMMediums, UTMCampaigns map[string]int64
+	// Hourly is the last 24 hours or more, oldest first, the current hour last; the
+	// dashboard charts the last 24.
+	Hourly []Hour
 }
 
 // Overview is every link together over a range.
@@ -154,6 +167,8 @@ type Overview struct {
 	Links          int64
 	Daily          []Day
 	TopLinks       []TopLink
+	// Hourly is every link's last 24 hours or more (UTC), as LinkStats.Hourly.
+	Hourly []Hour
 }
 
 // TopLink is one entry of the overview's top links.
@@ -192,6 +207,7 @@ type Handler struct {
 	describe problem.Describe
 	links    LinkService
 	stats    StatsService
+	webhooks WebhookService // nil: no webhook pages
 	keys     KeyVerifier
 	sessions *sessionStore
 	pages    map[string]*template.Template
@@ -235,6 +251,7 @@ func New(cfg Config, links LinkService, stats StatsService, keys KeyVerifier, po
 		describe: cfg.Describe,
 		links:    links,
 		stats:    stats,
+		webhooks: cfg.Webhooks,
 		keys:     keys,
 		sessions: &sessionStore{pool: pool},
 		ttl:      cmp.Or(cfg.SessionTTL, DefaultSessionTTL),
@@ -286,5 +303,8 @@ func (h *Handler) Register(e *echo.Echo, mw ...echo.MiddlewareFunc) {
 	e.POST("/dashboard/links/:slug", h.updateLink, with(h.authenticated, h.guardPost(maxForm), h.checkCSRF)...)
 	e.GET("/dashboard/links/:slug/delete", h.deletePage, with(h.authenticated)...)
 	e.POST("/dashboard/links/:slug/delete", h.deleteLink, with(h.authenticated, h.guardPost(maxForm), h.checkCSRF)...)
+	if h.webhooks != nil {
+		h.registerWebhooks(e, with)
+	}
 	e.RouteNotFound("/dashboard/*", h.notFound, with()...)
 }

@@ -23,6 +23,7 @@ func (h *Handler) userError(err error) (problem.Problem, bool) {
 type overviewPage struct {
 	Stats     Overview
 	Chart     chart
+	Hourly    chart
 	Links     []Link
 	ListError string
 	Q, Tag    string
@@ -40,7 +41,7 @@ func (h *Handler) overview(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	p.Stats, p.Chart = o, newChart(o.Daily)
+	p.Stats, p.Chart, p.Hourly = o, newChart(o.Daily), newHourlyChart(o.Hourly)
 
 	page, err := h.links.List(ctx, ListQuery{Limit: pageSize, Cursor: q.Get("cursor"), Q: p.Q, Tag: p.Tag})
 	if pe, ok := h.userError(err); ok {
@@ -164,6 +165,7 @@ type linkPage struct {
 	Link       Link
 	Stats      LinkStats
 	Chart      chart
+	Hourly     chart
 	Breakdowns []breakdown
 	RangeError string
 	Created    bool
@@ -202,7 +204,7 @@ func (h *Handler) linkPage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	p.Stats, p.Chart = s, newChart(s.Daily)
+	p.Stats, p.Chart, p.Hourly = s, newChart(s.Daily), newHourlyChart(s.Hourly)
 	p.Breakdowns = []breakdown{
 		newBreakdown("Countries", s.Countries),
 		newBreakdown("Referrers", s.Referers),

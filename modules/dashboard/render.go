@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,11 +23,18 @@ const staticPrefix = "/dashboard/static/"
 
 // pageNames are the templates under assets/templates that are pages; layout.html
 // holds the layout and the partials every page may use.
-var pageNames = []string{"login", "overview", "link", "new", "edit", "delete", "error"}
+var pageNames = []string{"login", "overview", "link", "new", "edit", "delete", "error", "webhooks", "webhooknew", "webhook", "webhookdelete"}
 
 var funcs = template.FuncMap{
 	"count": formatCount,
 	"datetime": func(t time.Time) string {
+		return t.UTC().Format("2006-01-02 15:04 UTC")
+	},
+	// when is datetime for an optional time; "" when unset.
+	"when": func(t *time.Time) string {
+		if t == nil {
+			return ""
+		}
 		return t.UTC().Format("2006-01-02 15:04 UTC")
 	},
 	"date": func(t time.Time) string {
@@ -44,6 +52,13 @@ var funcs = template.FuncMap{
 		return "active"
 	},
 	"deref": func(p *int64) int64 { return *p },
+	// ms shows a latency to the millisecond, or to a tenth below 10 ms.
+	"ms": func(p *float64) string {
+		if *p < 10 {
+			return strconv.FormatFloat(*p, 'f', 1, 64) + " ms"
+		}
+		return strconv.FormatFloat(*p, 'f', 0, 64) + " ms"
+	},
 }
 
 // loadPages parses every page once at start-up, so a broken template fails New, not
@@ -111,6 +126,7 @@ type view struct {
 	SignedIn bool
 	CSRF     string // the session's CSRF token, for every form
 	Refresh  int    // seconds; 0 = no auto-refresh
+	Webhooks bool   // the webhook pages exist, for the navigation
 	Data     any
 }
 
@@ -121,7 +137,7 @@ func (h *Handler) render(c echo.Context, status int, name string, v view) error 
 	if !ok {
 		return fmt.Errorf("dashboard: no page %q", name)
 	}
-	v.CSS, v.JS = h.cssURL, h.jsURL
+	v.CSS, v.JS, v.Webhooks = h.cssURL, h.jsURL, h.webhooks != nil
 	if s, ok := c.Get(ctxSession).(session); ok {
 		v.SignedIn, v.CSRF = true, s.csrf()
 	}

@@ -2,15 +2,10 @@ package webhooks
 
 import (
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
-	"time"
 
-	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
 	"github.com/hop-dev/hop/internal/problem"
@@ -36,83 +31,34 @@ type createRequest struct {
 	IncludeBots bool      `json:"include_bots"`
 }
 
-// decodeCreate reads and checks the shape of a create request.
-func decodeCreate(r io.Reader) (createRequest, error) {
+// decodeCreate reads and checks a create request.
+func decodeCreate(r io.Reader) (NewWebhook, error) {
 	var req createRequest
 	dec := json.NewDecoder(io.LimitReader(r, 64<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return req, problem.With(ErrInvalid, "body must be a JSON object with url, links, tags, domain and include_bots: %v", err)
+		return NewWebhook{}, problem.With(ErrInvalid, "body must be a JSON object with url, links, tags, domain and include_bots: %v", err)
 	}
-	if req.URL == "" {
-		return req, problem.With(ErrInvalid, "url is required")
+	n := NewWebhook{URL: req.URL, Domain: req.Domain, IncludeBots: req.IncludeBots}
+	// An empty list stays non-nil, so check refuses it rather than reading it as "all".
+	if req.Links != nil {
+		n.Links = append([]string{}, *req.Links...)
 	}
-	if _, err := parseURL(req.URL); err != nil {
-		return req, err
+	if req.Tags != nil {
+		n.Tags = append([]string{}, *req.Tags...)
 	}
-	check := func(name string, list *[]string, max int) error {
-		if list == nil {
-			return nil
-		}
-		if len(*list) == 0 || len(*list) > max {
-			return problem.With(ErrInvalid, "%s must be null or a list of 1 to %d items", name, max)
-		}
-		for _, v := range *list {
-			if v == "" || len(v) > 200 || strings.ContainsAny(v, "\x00\r\n") {
-				return problem.With(ErrInvalid, "%s has an empty or malformed item", name)
-			}
-		}
-		return nil
-	}
-	if err := check("links", req.Links, 1000); err != nil {
-		return req, err
-	}
-	if err := check("tags", req.Tags, 100); err != nil {
-		return req, err
-	}
-	if req.Domain != nil {
-		d := strings.ToLower(strings.TrimSpace(*req.Domain))
-		if d == "" || len(d) > 253 || strings.ContainsAny(d, "/:@ \x00") {
-			return req, problem.With(ErrInvalid, "domain must be null or a host name")
-		}
-		req.Domain = &d
-	}
-	return req, nil
+	return n, n.check()
 }
 
 func (s *Service) handleCreate(c echo.Context) error {
-	req, err := decodeCreate(c.Request().Body)
+	n, err := decodeCreate(c.Request().Body)
 	if err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	if _, err := s.guard.check(ctx, req.URL); err != nil {
-		return err
-	}
-	w := Webhook{URL: req.URL, Domain: req.Domain, IncludeBots: req.IncludeBots}
-	var slugs []string
-	if req.Links != nil {
-		slugs = *req.Links
-		if w.linkIDs, err = s.linkIDs(ctx, slugs); err != nil {
-			return err
-		}
-	}
-	if req.Tags != nil {
-		w.Tags = *req.Tags
-	}
-	secret, err := newSecret()
+	created, err := s.Create(c.Request().Context(), n)
 	if err != nil {
 		return err
 	}
-	if w.sealed, err = s.seal(secret); err != nil {
-		return err
-	}
-	created, err := s.insert(ctx, w, slugs)
-	if err != nil {
-		return err
-	}
-	created.Secret = secret
-	s.Wake()
 	return c.JSON(http.StatusCreated, created)
 }
 
@@ -179,24 +125,11 @@ func (s *Service) handleTest(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	w, err := s.get(ctx, id)
+	d, err := s.Ping(c.Request().Context(), id)
 	if err != nil {
 		return err
 	}
-	eid, err := uuid.NewV7()
-	if err != nil {
-		return fmt.Errorf("make ping id: %w", err)
-	}
-	body, err := json.Marshal(Payload{Events: []Event{{Type: "ping", ID: eid, ClickedAt: s.cfg.Now().UTC().Truncate(time.Millisecond)}}})
-	if err != nil {
-		return fmt.Errorf("encode ping: %w", err)
-	}
-	d, err := s.insertDelivery(ctx, w.ID, "ping", body, 1, nil)
-	if err != nil {
-		return err
-	}
-	return s.answerAttempt(c, w, d)
+	return c.JSON(http.StatusOK, d)
 }
 
 // handleRetry sends a delivery again now (a failed batch, typically) and answers with
@@ -210,30 +143,9 @@ func (s *Service) handleRetry(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	w, err := s.get(ctx, id)
+	d, err := s.Retry(c.Request().Context(), id, did)
 	if err != nil {
 		return err
 	}
-	d, err := s.delivery(ctx, id, did)
-	if err != nil {
-		return err
-	}
-	return s.answerAttempt(c, w, d)
-}
-
-func (s *Service) answerAttempt(c echo.Context, w Webhook, d Delivery) error {
-	ctx := c.Request().Context()
-	if _, err := s.attempt(ctx, w, d, true); err != nil {
-		return err
-	}
-	d, err := s.delivery(ctx, w.ID, d.ID)
-	if errors.Is(err, ErrNoDelivery) {
-		return ErrNotFound // the webhook was deleted meanwhile
-	}
-	if err != nil {
-		return err
-	}
-	s.Wake()
 	return c.JSON(http.StatusOK, d)
 }

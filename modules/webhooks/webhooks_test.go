@@ -293,7 +293,7 @@ func FuzzDecodeCreate(f *testing.F) {
 		if (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.User != nil {
 			t.Fatalf("accepted %q", req.URL)
 		}
-		if req.Links != nil && len(*req.Links) == 0 {
+		if req.Links != nil && len(req.Links) == 0 {
 			t.Fatal("accepted an empty links list")
 		}
 	})

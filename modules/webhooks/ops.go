@@ -1,0 +1,161 @@
+package webhooks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/hop-dev/hop/internal/problem"
+)
+
+// NewWebhook is what a webhook is created with. Nil Links, Tags or Domain match every
+// click.
+type NewWebhook struct {
+	URL         string
+	Links       []string
+	Tags        []string
+	Domain      *string
+	IncludeBots bool
+}
+
+// check validates n and normalises its domain, as the API and the dashboard both need.
+func (n *NewWebhook) check() error {
+	if n.URL == "" {
+		return problem.With(ErrInvalid, "url is required")
+	}
+	if _, err := parseURL(n.URL); err != nil {
+		return err
+	}
+	list := func(name string, l []string, max int) error {
+		if l == nil {
+			return nil
+		}
+		if len(l) == 0 || len(l) > max {
+			return problem.With(ErrInvalid, "%s must be null or a list of 1 to %d items", name, max)
+		}
+		for _, v := range l {
+			if v == "" || len(v) > 200 || strings.ContainsAny(v, "\x00\r\n") {
+				return problem.With(ErrInvalid, "%s has an empty or malformed item", name)
+			}
+		}
+		return nil
+	}
+	if err := list("links", n.Links, 1000); err != nil {
+		return err
+	}
+	if err := list("tags", n.Tags, 100); err != nil {
+		return err
+	}
+	if n.Domain != nil {
+		d := strings.ToLower(strings.TrimSpace(*n.Domain))
+		if d == "" || len(d) > 253 || strings.ContainsAny(d, "/:@ \x00") {
+			return problem.With(ErrInvalid, "domain must be null or a host name")
+		}
+		n.Domain = &d
+	}
+	return nil
+}
+
+// Create validates n, checks its URL against the SSRF guard and stores the webhook. The
+// answer carries the signing secret, which is never shown again.
+func (s *Service) Create(ctx context.Context, n NewWebhook) (Webhook, error) {
+	if err := n.check(); err != nil {
+		return Webhook{}, err
+	}
+	if _, err := s.guard.check(ctx, n.URL); err != nil {
+		return Webhook{}, err
+	}
+	w := Webhook{URL: n.URL, Domain: n.Domain, IncludeBots: n.IncludeBots, Tags: n.Tags}
+	var err error
+	if n.Links != nil {
+		if w.linkIDs, err = s.linkIDs(ctx, n.Links); err != nil {
+			return Webhook{}, err
+		}
+	}
+	secret, err := newSecret()
+	if err != nil {
+		return Webhook{}, err
+	}
+	if w.sealed, err = s.seal(secret); err != nil {
+		return Webhook{}, err
+	}
+	created, err := s.insert(ctx, w, n.Links)
+	if err != nil {
+		return Webhook{}, err
+	}
+	created.Secret = secret
+	s.Wake()
+	return created, nil
+}
+
+// List returns every webhook, disabled ones included, oldest first.
+func (s *Service) List(ctx context.Context) ([]Webhook, error) { return s.list(ctx, false) }
+
+// Get returns one webhook, or ErrNotFound.
+func (s *Service) Get(ctx context.Context, id int64) (Webhook, error) { return s.get(ctx, id) }
+
+// Delete removes a webhook and its deliveries, or answers ErrNotFound.
+func (s *Service) Delete(ctx context.Context, id int64) error { return s.delete(ctx, id) }
+
+// Deliveries returns a webhook's most recent deliveries, newest first (ErrNotFound
+// for an unknown webhook).
+func (s *Service) Deliveries(ctx context.Context, id int64, limit int) ([]Delivery, error) {
+	return s.deliveries(ctx, id, limit)
+}
+
+// Ping sends a ping event to the webhook now and returns the delivery as recorded,
+// delivered or failed.
+func (s *Service) Ping(ctx context.Context, id int64) (Delivery, error) {
+	w, err := s.get(ctx, id)
+	if err != nil {
+		return Delivery{}, err
+	}
+	eid, err := uuid.NewV7()
+	if err != nil {
+		return Delivery{}, fmt.Errorf("make ping id: %w", err)
+	}
+	body, err := json.Marshal(Payload{Events: []Event{{Type: "ping", ID: eid, ClickedAt: s.cfg.Now().UTC().Truncate(time.Millisecond)}}})
+	if err != nil {
+		return Delivery{}, fmt.Errorf("encode ping: %w", err)
+	}
+	d, err := s.insertDelivery(ctx, w.ID, "ping", body, 1, nil)
+	if err != nil {
+		return Delivery{}, err
+	}
+	return s.sendNow(ctx, w, d)
+}
+
+// Retry sends one of a webhook's deliveries again now (a failed batch, typically) and
+// returns it as recorded.
+func (s *Service) Retry(ctx context.Context, id, delivery int64) (Delivery, error) {
+	w, err := s.get(ctx, id)
+	if err != nil {
+		return Delivery{}, err
+	}
+	d, err := s.delivery(ctx, id, delivery)
+	if err != nil {
+		return Delivery{}, err
+	}
+	return s.sendNow(ctx, w, d)
+}
+
+// sendNow makes one manual attempt at d and reads it back.
+func (s *Service) sendNow(ctx context.Context, w Webhook, d Delivery) (Delivery, error) {
+	if _, err := s.attempt(ctx, w, d, true); err != nil {
+		return Delivery{}, err
+	}
+	d, err := s.delivery(ctx, w.ID, d.ID)
+	if errors.Is(err, ErrNoDelivery) {
+		return Delivery{}, ErrNotFound // the webhook was deleted meanwhile
+	}
+	if err != nil {
+		return Delivery{}, err
+	}
+	s.Wake()
+	return d, nil
+}
