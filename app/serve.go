@@ -176,7 +176,7 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	// short URLs on the origin it is visited on instead.
 	dash, err := dashboard.New(dashboard.Config{BaseURL: cfg.BaseURL, BaseURLFromRequest: cfg.BaseURL == defaultConfig().BaseURL,
 		LoginLimit: lim.login.Middleware(), Describe: describe, Webhooks: dashWebhooks{s.webhooks}},
-		dashLinks{linkHandler}, dashStats{statsHandler}, keys, pool, logger)
+		dashLinks{linkHandler}, dashStats{statsHandler, baseHost(cfg.BaseURL)}, keys, pool, logger)
 	if err != nil {
 		return s, err
 	}
