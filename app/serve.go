@@ -169,7 +169,7 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 
 	linkHandler := links.NewHandler(linkStore, cfg.BaseURL, rd, describe, logger).WithDomains(domainRegistry)
 	statsHandler := stats.NewHandler(stats.HandlerConfig{HeldBytes: heldStatsBytes(), Domains: domainRegistry}, pool, reg, logger)
-	if s.webhooks, err = webhooks.New(ctx, webhooks.Config{AllowPrivate: cfg.WebhookAllowPrivate, Domain: baseHost(cfg.BaseURL)}, pool, reg, logger); err != nil {
+	if s.webhooks, err = webhooks.New(ctx, webhooks.Config{AllowPrivate: cfg.WebhookAllowPrivate}, pool, reg, logger); err != nil {
 		return s, err
 	}
 	// Without a configured public origin the default one is a guess: the dashboard shows
@@ -183,7 +183,7 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 
 	// The live feed and webhooks tail click_logs; the feed's wake-ups (a commit
 	// notification, or its poll) also wake the webhook deliveries.
-	if s.live, err = live.New(live.Config{Domain: baseHost(cfg.BaseURL)}, pool, reg, logger); err != nil {
+	if s.live, err = live.New(live.Config{}, pool, reg, logger); err != nil {
 		return s, err
 	}
 	s.live.OnWake(s.webhooks.Wake)
