@@ -58,8 +58,12 @@ func dashLink(l links.Link) dashboard.Link {
 	return d
 }
 
-// dashStats adapts the stats handler to the dashboard's StatsService.
-type dashStats struct{ h *stats.Handler }
+// dashStats adapts the stats handler to the dashboard's StatsService; defaultHost is
+// the default domain's host.
+type dashStats struct {
+	h           *stats.Handler
+	defaultHost string
+}
 
 func (a dashStats) LinkStats(ctx context.Context, slug string, r dashboard.Range) (dashboard.LinkStats, error) {
 	s, err := a.h.LinkStats(ctx, slug, r.Start, r.End, r.TZ, r.Limit)
@@ -81,9 +85,13 @@ func (a dashStats) Overview(ctx context.Context, r dashboard.Range) (dashboard.O
 	if err != nil {
 		return dashboard.Overview{}, err
 	}
-	top := make([]dashboard.TopLink, len(o.TopLinks))
-	for i, t := range o.TopLinks {
-		top[i] = dashboard.TopLink{Slug: t.Slug, Clicks: t.Clicks}
+	// The dashboard's link pages are on the default domain only, so are its top links:
+	// another domain's link with the same slug must not lead to the wrong page.
+	top := make([]dashboard.TopLink, 0, len(o.TopLinks))
+	for _, t := range o.TopLinks {
+		if t.Domain == "" || t.Domain == a.defaultHost {
+			top = append(top, dashboard.TopLink{Slug: t.Slug, Clicks: t.Clicks})
+		}
 	}
 	return dashboard.Overview{Start: o.Start, End: o.End, TZ: o.TZ, TotalClicks: o.TotalClicks,
 		UniqueVisitors: o.UniqueVisitors, BotClicks: o.BotClicks, Links: o.Links, Daily: dashDays(o.Daily), TopLinks: top, Hourly: dashHours(hours)}, nil

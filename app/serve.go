@@ -169,21 +169,21 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 
 	linkHandler := links.NewHandler(linkStore, cfg.BaseURL, rd, describe, logger).WithDomains(domainRegistry)
 	statsHandler := stats.NewHandler(stats.HandlerConfig{HeldBytes: heldStatsBytes(), Domains: domainRegistry}, pool, reg, logger)
-	if s.webhooks, err = webhooks.New(ctx, webhooks.Config{AllowPrivate: cfg.WebhookAllowPrivate, Domain: baseHost(cfg.BaseURL)}, pool, reg, logger); err != nil {
+	if s.webhooks, err = webhooks.New(ctx, webhooks.Config{AllowPrivate: cfg.WebhookAllowPrivate}, pool, reg, logger); err != nil {
 		return s, err
 	}
 	// Without a configured public origin the default one is a guess: the dashboard shows
 	// short URLs on the origin it is visited on instead.
 	dash, err := dashboard.New(dashboard.Config{BaseURL: cfg.BaseURL, BaseURLFromRequest: cfg.BaseURL == defaultConfig().BaseURL,
 		LoginLimit: lim.login.Middleware(), Describe: describe, Webhooks: dashWebhooks{s.webhooks}},
-		dashLinks{linkHandler}, dashStats{statsHandler}, keys, pool, logger)
+		dashLinks{linkHandler}, dashStats{statsHandler, baseHost(cfg.BaseURL)}, keys, pool, logger)
 	if err != nil {
 		return s, err
 	}
 
 	// The live feed and webhooks tail click_logs; the feed's wake-ups (a commit
 	// notification, or its poll) also wake the webhook deliveries.
-	if s.live, err = live.New(live.Config{Domain: baseHost(cfg.BaseURL)}, pool, reg, logger); err != nil {
+	if s.live, err = live.New(live.Config{}, pool, reg, logger); err != nil {
 		return s, err
 	}
 	s.live.OnWake(s.webhooks.Wake)

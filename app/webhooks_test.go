@@ -88,6 +88,7 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 				ID        string    `json:"id"`
 				Type      string    `json:"type"`
 				Slug      string    `json:"slug"`
+				Domain    string    `json:"domain"`
 				ClickedAt time.Time `json:"clicked_at"`
 			} `json:"events"`
 		}
@@ -102,6 +103,7 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 			r.ids[e.ID]++
 			if r.ids[e.ID] == 1 {
 				r.slugs[e.Slug]++
+				r.slugs[e.Domain+"/"+e.Slug]++
 				r.lat = append(r.lat, at.Sub(e.ClickedAt))
 			}
 			r.events++
@@ -286,6 +288,44 @@ func TestWebhookTagFilter(t *testing.T) {
 	defer r.mu.Unlock()
 	if len(r.ids) != 5 || r.slugs[a] != 5 || r.slugs[b] != 0 {
 		t.Fatalf("received %d events: %v; want 5 of %s only", len(r.ids), r.slugs, a)
+	}
+}
+
+// A webhook filtered by domain gets only that domain's clicks, and every event names its
+// link's domain: the same slug lives on two domains here.
+func TestWebhookDomainFilter(t *testing.T) {
+	t.Parallel()
+	h := startHop(t, allowPrivate)
+	mustStatus(t, h.api(t, http.MethodPost, "/domains", map[string]any{"host": "go.example.com"}), http.StatusCreated)
+	h.createLink(t, map[string]any{"url": "https://example.com/default", "slug": "same"})
+	h.createLink(t, map[string]any{"url": "https://example.com/branded", "slug": "same", "domain": "go.example.com"})
+	branded, all := newReceiver(t), newReceiver(t)
+	wb := h.createWebhook(t, branded, map[string]any{"domain": "go.example.com"})
+	wa := h.createWebhook(t, all, nil)
+	for _, host := range []string{"hop.test", "go.example.com", "go.example.com"} {
+		req, _ := http.NewRequest(http.MethodGet, h.URL+"/same", nil)
+		req.Host = host
+		req.Header.Set("User-Agent", firefoxUA)
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		mustStatus(t, response{Status: resp.StatusCode}, http.StatusFound)
+	}
+	testenv.Eventually(t, 30*time.Second, "both webhooks' cursors past every click", func() bool {
+		return count(t, h.DB, "SELECT count(*) FROM click_logs") == 3 &&
+			count(t, h.DB, fmt.Sprintf("SELECT count(*) FROM click_logs WHERE xid >= (SELECT min(cursor_xid) FROM webhooks WHERE id IN (%v, %v))", wb["id"], wa["id"])) == 0
+	})
+	branded.mu.Lock()
+	defer branded.mu.Unlock()
+	all.mu.Lock()
+	defer all.mu.Unlock()
+	if len(branded.ids) != 2 || branded.slugs["go.example.com/same"] != 2 {
+		t.Errorf("the domain-filtered webhook received %d events: %v; want 2 of go.example.com/same", len(branded.ids), branded.slugs)
+	}
+	if len(all.ids) != 3 || all.slugs["go.example.com/same"] != 2 || all.slugs["hop.test/same"] != 1 {
+		t.Errorf("the unfiltered webhook received %d events: %v; want 2 on go.example.com and 1 on hop.test", len(all.ids), all.slugs)
 	}
 }
 

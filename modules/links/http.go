@@ -452,12 +452,16 @@ func (h *Handler) list(c echo.Context) error {
 	return c.JSON(http.StatusOK, resp)
 }
 
-// List returns one page of live links, newest first, with their short URLs, as
-// GET /links does: limit is 1 to 100, cursor is "" or a next cursor from an earlier
-// page, q matches slug or URL, tag is one tag. next is "" on the last page. Bad
-// input is a 400 problem.
+// List returns one page of live links on the default domain, newest first, with their
+// short URLs, as GET /links does: limit is 1 to 100, cursor is "" or a next cursor from
+// an earlier page, q matches slug or URL, tag is one tag. next is "" on the last page.
+// Bad input is a 400 problem.
 func (h *Handler) List(ctx context.Context, limit int, cursor, q, tag string) (links []Link, next string, err error) {
-	return h.listPage(ctx, limit, cursor, listQuery{Q: q, Tag: tag})
+	lq := listQuery{Q: q, Tag: tag}
+	if lq.Domain, err = h.domainID(ctx, ""); err != nil {
+		return nil, "", err
+	}
+	return h.listPage(ctx, limit, cursor, lq)
 }
 
 // listPage is List with every filter of GET /links; lq's Limit and Before come from limit

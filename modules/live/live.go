@@ -27,8 +27,6 @@ import (
 
 // Config tunes the feed; zero values take the defaults.
 type Config struct {
-	// Domain is the host shown in each click's "domain" (the default short domain).
-	Domain string
 	// Heartbeat is the interval of the keep-alive comment (default 15s).
 	Heartbeat time.Duration
 	// Buffer is how many recent events the feed keeps for its clients, shared by all
@@ -141,7 +139,7 @@ type Feed struct {
 	ready   chan struct{}
 
 	slugMu    sync.Mutex
-	slugCache map[int64]string // link id -> slug
+	slugCache map[int64]linkName // link id -> slug and domain
 
 	clients prometheus.Gauge
 	cuts    prometheus.Counter
@@ -159,7 +157,7 @@ func New(cfg Config, pool *pgxpool.Pool, reg prometheus.Registerer, logger *slog
 	f := &Feed{
 		cfg: cfg, pool: pool, logger: logger.With("module", "live"),
 		wake: make(chan struct{}, 1), ready: make(chan struct{}),
-		ring: make([]*click, cfg.Buffer), changed: make(chan struct{}), slugCache: map[int64]string{},
+		ring: make([]*click, cfg.Buffer), changed: make(chan struct{}), slugCache: map[int64]linkName{},
 		clients: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hop_live_clients", Help: "Clients connected to the live click feed."}),
 		cuts:    prometheus.NewCounter(prometheus.CounterOpts{Name: "hop_live_clients_cut_total", Help: "Live clients disconnected because they fell a whole ring of recent events behind."}),
 		events:  prometheus.NewCounter(prometheus.CounterOpts{Name: "hop_live_events_total", Help: "Clicks read by the live feed."}),
@@ -322,18 +320,22 @@ WHERE c.xid >= $1::text::xid8 AND (c.xid, c.event_id) > ($1::text::xid8, $2::uui
 ORDER BY c.xid, c.event_id
 LIMIT $6`
 
-const slugsSQL = `SELECT id, slug FROM links WHERE id = ANY($1)`
+const slugsSQL = `SELECT l.id, l.slug, d.host FROM links l JOIN domains d ON d.id = l.domain_id WHERE l.id = ANY($1)`
 
 // maxSlugs bounds the slug cache; past it the cache starts over.
 const maxSlugs = 100_000
 
 // slugs returns the slugs of ids, from the cache or, for ids it lacks, PostgreSQL. A
 // link's slug never changes, so a cached one is never stale.
-func (f *Feed) slugs(ctx context.Context, ids []int64) (map[int64]string, error) {
+// linkName is how a click names its link: slug and domain host (a slug is unique per
+// domain only).
+type linkName struct{ slug, domain string }
+
+func (f *Feed) slugs(ctx context.Context, ids []int64) (map[int64]linkName, error) {
 	f.slugMu.Lock()
 	defer f.slugMu.Unlock()
 	if len(f.slugCache)+len(ids) > maxSlugs {
-		f.slugCache = map[int64]string{}
+		f.slugCache = map[int64]linkName{}
 	}
 	var missing []int64
 	for _, id := range ids {
@@ -348,14 +350,14 @@ func (f *Feed) slugs(ctx context.Context, ids []int64) (map[int64]string, error)
 		}
 		for rows.Next() {
 			var (
-				id   int64
-				slug string
+				id int64
+				n  linkName
 			)
-			if err := rows.Scan(&id, &slug); err != nil {
+			if err := rows.Scan(&id, &n.slug, &n.domain); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("read slugs: %w", err)
 			}
-			f.slugCache[id] = slug
+			f.slugCache[id] = n
 		}
 		if err := rows.Err(); err != nil {
 			return nil, fmt.Errorf("read slugs: %w", err)
@@ -426,8 +428,8 @@ func (f *Feed) read(ctx context.Context, from position, below uint64, fl filter)
 	enc := json.NewEncoder(&data)
 	for i, r := range read {
 		j := r.j
-		j.Slug = slugs[r.linkID]
-		j.Domain = f.cfg.Domain
+		n := slugs[r.linkID]
+		j.Slug, j.Domain = n.slug, n.domain
 		j.ClickedAt = j.ClickedAt.UTC()
 		data.Reset()
 		if err := enc.Encode(j); err != nil {

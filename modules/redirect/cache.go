@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +37,10 @@ const (
 	ownChangeTTL = 200 * time.Millisecond // an own change shown before Redis' invalidation arrives
 	untrackedTTL = time.Second            // an answer no invalidation can reach
 	redisTimeout = 50 * time.Millisecond  // on the redirect path: PostgreSQL answers instead
+	// redisRetry is how long lookups go straight to PostgreSQL after Redis failed; one
+	// lookup per interval tries Redis again. Without it every lookup of a double
+	// outage would wait out redisTimeout before its stale answer.
+	redisRetry = 100 * time.Millisecond
 	// invalidateTimeout bounds Invalidate's Redis calls. It runs after an edit, off the
 	// redirect path, and a failure leaves other instances on the old link (a limit
 	// not enforced, a target not changed) until the entry expires: worth waiting for.
@@ -53,6 +58,11 @@ const (
 // lookup started, checked and stored under fillMu, which every invalidation also takes,
 // so a lookup that read a link just before a PATCH or DELETE can never put the old
 // target back after that change dropped it.
+//
+// Stale if error: when Redis disconnects, rueidis cannot promise invalidations any
+// more, so the map's entries stop being trusted (epoch moves on) but are kept, as are
+// expired ones, until replaced or the map's bound clears them. Lookups treat them as
+// misses; only when PostgreSQL fails too may the redirect answer from one (see stale).
 type cache struct {
 	rdb           rueidis.Client // nil: local map only
 	prefix        string
@@ -62,13 +72,22 @@ type cache struct {
 	local   sync.Map // linkKey -> localEntry
 	localN  atomic.Int64
 	gen     atomic.Uint64 // bumped by every invalidation; a fill racing one is dropped
+	epoch   atomic.Uint64 // bumped when every entry must go: older entries are unverified
 	fillMu  sync.Mutex    // orders fills after the invalidations they raced
 	metrics *metrics
+	logger  *slog.Logger
+	// staleOn is set from the first stale answer until PostgreSQL answers again, so
+	// each transition is logged once, not per request.
+	staleOn atomic.Bool
+	// redisBackoff is when (unix nanos) a lookup may try Redis again after it failed;
+	// 0 while Redis answers.
+	redisBackoff atomic.Int64
 }
 
 type localEntry struct {
 	t       target
-	expires int64 // unix nanos
+	expires int64  // unix nanos
+	epoch   uint64 // cache.epoch at the fill; another one means unverified
 }
 
 // linkKey names a link: its domain and its slug there.
@@ -103,7 +122,7 @@ func keyOf(s string) (linkKey, bool) {
 func (c *cache) resolve(ctx context.Context, slug linkKey) (target, error) {
 	now := time.Now().UnixNano()
 	if v, ok := c.local.Load(slug); ok {
-		if e := v.(localEntry); e.expires > now {
+		if e := v.(localEntry); e.expires > now && e.epoch == c.epoch.Load() {
 			c.metrics.cacheHits.Inc()
 			return e.t, nil
 		}
@@ -112,6 +131,14 @@ func (c *cache) resolve(ctx context.Context, slug linkKey) (target, error) {
 		return c.resolveLocal(ctx, slug, now)
 	}
 	gen := c.gen.Load()
+	if c.skipRedis(now) {
+		c.metrics.cacheErrors.Inc()
+		t, err := c.load(ctx, slug)
+		if err == nil {
+			c.fillLocal(slug, t, now+int64(untrackedTTL), gen)
+		}
+		return t, err
+	}
 	t, tracked, err := c.resolveRedis(ctx, slug)
 	if err == nil {
 		// An answer read past a failing Redis is not tracked: no invalidation would
@@ -132,6 +159,7 @@ func (c *cache) resolveRedis(ctx context.Context, slug linkKey) (t target, track
 	resp := c.rdb.DoCache(rctx, c.rdb.B().Get().Key(c.key(slug)).Cache(), liveTTL)
 	cancel()
 	v, err := resp.ToString()
+	c.redisAnswered(ctx, err)
 	malformed := false
 	if err == nil {
 		if t, ok := decodeTarget(v); ok {
@@ -159,6 +187,29 @@ func (c *cache) resolveRedis(ctx context.Context, slug linkKey) (t target, track
 	return t, true, nil
 }
 
+// skipRedis tells whether a lookup should leave Redis out because it failed lately;
+// one lookup per redisRetry is let through to try it again.
+func (c *cache) skipRedis(now int64) bool {
+	until := c.redisBackoff.Load()
+	if until == 0 {
+		return false
+	}
+	return now < until || !c.redisBackoff.CompareAndSwap(until, now+int64(redisRetry))
+}
+
+// redisAnswered records how Redis answered a lookup: a failure (not the client
+// leaving) starts the backoff, an answer ends it.
+func (c *cache) redisAnswered(ctx context.Context, err error) {
+	switch {
+	case err == nil || rueidis.IsRedisNil(err):
+		if c.redisBackoff.Load() != 0 {
+			c.redisBackoff.Store(0)
+		}
+	case ctx.Err() == nil:
+		c.redisBackoff.Store(time.Now().UnixNano() + int64(redisRetry))
+	}
+}
+
 func (c *cache) load(ctx context.Context, slug linkKey) (target, error) {
 	l, err := c.find(ctx, slug)
 	if errors.Is(err, links.ErrNotFound) {
@@ -167,7 +218,33 @@ func (c *cache) load(ctx context.Context, slug linkKey) (target, error) {
 	if err != nil {
 		return target{}, err
 	}
+	if c.staleOn.Load() && c.staleOn.CompareAndSwap(true, false) {
+		c.logger.Info("PostgreSQL answers again: no more redirects from unverified cache entries")
+	}
 	return targetOf(l), nil
+}
+
+// stale returns what this instance last knew of slug, verified or not, when it may
+// stand in for a lookup that failed: only a live link without a click limit. A deleted
+// or unknown slug answers the failure, and a limited link cannot be followed anyway
+// while its limit cannot be taken. The caller checks expiry with its clock.
+func (c *cache) stale(slug linkKey) (target, bool) {
+	v, ok := c.local.Load(slug)
+	if !ok {
+		return target{}, false
+	}
+	t := v.(localEntry).t
+	return t, t.state == stateLive && t.maxClicks == 0
+}
+
+// servedStale counts an answer from a stale entry; the first one after PostgreSQL
+// answered is logged with the failure that caused it.
+func (c *cache) servedStale(slug linkKey, cause error) {
+	c.metrics.stale.Inc()
+	if !c.staleOn.Load() && c.staleOn.CompareAndSwap(false, true) {
+		c.logger.Warn("link lookups failing: redirecting cached links from unverified entries until PostgreSQL answers",
+			"slug", slug.slug, "domain_id", slug.domain, "err", cause)
+	}
 }
 
 // find reads a link from PostgreSQL within lookupTimeout, and no longer than its
@@ -228,32 +305,40 @@ func (c *cache) fillLocal(slug linkKey, t target, expires int64, gen uint64) {
 	c.fillMu.Lock()
 	defer c.fillMu.Unlock()
 	if c.gen.Load() == gen {
-		c.remember(slug, t, expires)
+		c.remember(slug, t, expires, c.epoch.Load())
 	}
 }
 
-// drop forgets slug, or every slug when all is set, and fails every fill in flight.
+// drop forgets slug, and fails every fill in flight. With all set it marks every
+// entry unverified instead: kept only for stale answers (in O(1), on rueidis' reader).
 func (c *cache) drop(all bool, slugs ...linkKey) {
 	c.fillMu.Lock()
 	defer c.fillMu.Unlock()
 	c.gen.Add(1)
 	if all {
-		c.local.Clear()
-		c.localN.Store(0)
+		c.epoch.Add(1)
 		return
 	}
 	for _, s := range slugs {
-		c.local.Delete(s)
+		if _, ok := c.local.LoadAndDelete(s); ok {
+			c.localN.Add(-1)
+		}
 	}
 }
 
-func (c *cache) remember(slug linkKey, t target, expires int64) {
+// remember stores an entry; callers hold fillMu. localN counts slugs, not fills, so
+// refreshing hot links never clears the map (and what stale answers would need).
+func (c *cache) remember(slug linkKey, t target, expires int64, epoch uint64) {
+	e := localEntry{t: t, expires: expires, epoch: epoch}
+	if _, loaded := c.local.Swap(slug, e); loaded {
+		return
+	}
 	if c.localN.Add(1) > localMax {
 		// Bounded memory under slug scanning: start over rather than grow.
 		c.local.Clear()
-		c.localN.Store(0)
+		c.localN.Store(1)
+		c.local.Store(slug, e)
 	}
-	c.local.Store(slug, localEntry{t: t, expires: expires})
 }
 
 // usedUp remembers that the link's limit is reached, so this instance answers the

@@ -14,6 +14,7 @@ type metrics struct {
 	cacheRedis        prometheus.Counter
 	cacheMisses       prometheus.Counter
 	cacheErrors       prometheus.Counter
+	stale             prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -31,11 +32,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		cacheRedis:        cacheLookups.WithLabelValues("redis"),
 		cacheMisses:       cacheLookups.WithLabelValues("miss"),
 		cacheErrors:       cacheLookups.WithLabelValues("error"),
+		stale: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hop_redirect_stale_total",
+			Help: "Redirects answered from a cache entry that could not be verified because the link lookup failed (Redis and PostgreSQL down).",
+		}),
 	}
 	for _, s := range []int{301, 302, 303, 307, 308, 404, 410, 500, 503} {
 		m.redirectsByStatus[s] = m.redirects.WithLabelValues(strconv.Itoa(s))
 	}
-	for _, c := range []prometheus.Collector{m.redirects, cacheLookups} {
+	for _, c := range []prometheus.Collector{m.redirects, cacheLookups, m.stale} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register redirect metrics: %w", err)
 		}

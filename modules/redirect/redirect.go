@@ -148,8 +148,9 @@ func New(cfg Config, rdb rueidis.Client, store Store, pub Publisher, reg prometh
 	if err != nil {
 		return nil, err
 	}
+	logger = logger.With("module", "redirect")
 	h := &Handler{
-		cache: &cache{rdb: rdb, prefix: cfg.RedisPrefix, finder: store, metrics: m,
+		cache: &cache{rdb: rdb, prefix: cfg.RedisPrefix, finder: store, metrics: m, logger: logger,
 			lookupTimeout: cmp.Or(cfg.LookupTimeout, 2*time.Second)},
 		store:     store,
 		pub:       pub,
@@ -160,7 +161,7 @@ func New(cfg Config, rdb rueidis.Client, store Store, pub Publisher, reg prometh
 		robots:    robotsTxt(cfg.RobotsAllow),
 		describe:  cfg.Describe,
 		pages:     pages,
-		logger:    logger.With("module", "redirect"),
+		logger:    logger,
 		metrics:   m,
 		now:       time.Now,
 		checks:    make(chan struct{}, cmp.Or(cfg.PasswordChecks, max(1, runtime.GOMAXPROCS(0)/2))),
@@ -270,7 +271,14 @@ func (h *Handler) resolve(ctx context.Context, slug linkKey) (target, outcome, e
 	}
 	t, err := h.cache.resolve(ctx, slug)
 	if err != nil {
-		return t, found, err
+		// Stale if error: the link as this instance last knew it beats no answer while
+		// PostgreSQL is down, but never a link known to be unfollowable.
+		st, ok := h.cache.stale(slug)
+		if !ok || ctx.Err() != nil || st.expired(h.now()) || st.usedUp() {
+			return t, found, err
+		}
+		h.cache.servedStale(slug, err)
+		return st, found, nil
 	}
 	switch {
 	case t.state == stateNotFound:

@@ -331,6 +331,7 @@ type Overview struct {
 // TopLink is one entry of the overview's top links.
 type TopLink struct {
 	Slug   string `json:"slug"`
+	Domain string `json:"domain,omitempty"` // the link's domain host; omitted in a one-domain overview (?domain=)
 	Clicks int64  `json:"clicks"`
 }
 

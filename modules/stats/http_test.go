@@ -330,7 +330,7 @@ func TestOverview(t *testing.T) {
 			{Date: "2025-03-12", Clicks: 2, UniqueVisitors: 2}, {Date: "2025-03-13"},
 			{Date: "2025-03-14", Clicks: 2, UniqueVisitors: 2},
 		},
-		TopLinks: []TopLink{{Slug: "s", Clicks: 5}, {Slug: "o", Clicks: 1}},
+		TopLinks: []TopLink{{Slug: "s", Domain: "localhost", Clicks: 5}, {Slug: "o", Domain: "localhost", Clicks: 1}},
 		// Every link's clicks, the deleted one's included, as in the totals.
 		Campaigns: Campaigns{
 			UTMSources:   map[string]int64{"news": 2, "twitter": 1, "(none)": 4},

@@ -172,7 +172,8 @@ func (s *store) linkStats(ctx context.Context, slug string, q rangeQuery, recent
 // daily totals over all links, the top $3 live links by human clicks, hourly totals
 // over [$4, $5) for non-UTC daily series, and the campaign breakdowns over all links
 // (an index-only scan of dimension_stats_utm_day_idx; top-N is cut in Go).
-// Columns: kind, slug (a campaign row's value), a, b, c, d.
+// Columns: kind, slug (a campaign row's value), a, b, c, d, and a top link's domain host
+// (empty in overviewDomainSQL, whose links share one).
 //
 // It reads the totals that migration 00025's triggers keep beside the rollups, so its
 // cost does not grow with the number of links times days: daily_totals and
@@ -180,12 +181,12 @@ func (s *store) linkStats(ctx context.Context, slug string, q rangeQuery, recent
 // its monthly_stats for the whole months [$6, $7) plus its daily_stats for the days
 // before $6 and from $7 on (at most two partial months).
 const overviewSQL = `
-SELECT 0, '', count(*)::int8, 0::int8, 0::int8, 0::int8 FROM links WHERE deleted_at IS NULL
+SELECT 0, '', count(*)::int8, 0::int8, 0::int8, 0::int8, ''::text FROM links WHERE deleted_at IS NULL
 UNION ALL
-SELECT 1, '', (day - $1::date)::int8, clicks, unique_visitors, bot_clicks
+SELECT 1, '', (day - $1::date)::int8, clicks, unique_visitors, bot_clicks, ''
 FROM daily_totals WHERE day BETWEEN $1::date AND $2::date
 UNION ALL
-(SELECT 5, l.slug, t.clicks, 0, 0, 0
+(SELECT 5, l.slug, t.clicks, 0, 0, 0, dm.host
  FROM (SELECT link_id, sum(clicks)::int8 AS clicks FROM (
          SELECT link_id, clicks FROM monthly_stats WHERE month >= $6::date AND month < $7::date
          UNION ALL
@@ -194,14 +195,15 @@ UNION ALL
          SELECT link_id, clicks FROM daily_stats WHERE day >= $7::date AND day <= $2::date) r
        GROUP BY link_id HAVING sum(clicks) > 0) t
  JOIN links l ON l.id = t.link_id
+ JOIN domains dm ON dm.id = l.domain_id
  WHERE l.deleted_at IS NULL
  ORDER BY 3 DESC, 2 LIMIT $3)
 UNION ALL
-SELECT 3, '', extract(epoch FROM hour)::int8, clicks, bot_clicks, 0
+SELECT 3, '', extract(epoch FROM hour)::int8, clicks, bot_clicks, 0, ''
 FROM hourly_totals WHERE hour >= $4 AND hour < $5
 UNION ALL
 SELECT 2, value, CASE dimension WHEN 'utm_source' THEN 0 WHEN 'utm_medium' THEN 1 ELSE 2 END::int8,
-       sum(clicks)::int8, 0, 0
+       sum(clicks)::int8, 0, 0, ''
 FROM dimension_stats
 WHERE dimension IN ('utm_source', 'utm_medium', 'utm_campaign') AND day BETWEEN $1::date AND $2::date
 GROUP BY dimension, value`
@@ -211,22 +213,22 @@ GROUP BY dimension, value`
 // rollups: its cost grows with the domain's links times days, unlike overviewSQL's.
 const overviewDomainSQL = `
 WITH dl AS (SELECT id FROM links WHERE domain_id = $6)
-SELECT 0, '', count(*)::int8, 0::int8, 0::int8, 0::int8 FROM links WHERE deleted_at IS NULL AND domain_id = $6
+SELECT 0, '', count(*)::int8, 0::int8, 0::int8, 0::int8, ''::text FROM links WHERE deleted_at IS NULL AND domain_id = $6
 UNION ALL
-SELECT 1, '', (day - $1::date)::int8, sum(clicks)::int8, sum(unique_visitors)::int8, sum(bot_clicks)::int8
+SELECT 1, '', (day - $1::date)::int8, sum(clicks)::int8, sum(unique_visitors)::int8, sum(bot_clicks)::int8, ''
 FROM daily_stats WHERE day BETWEEN $1::date AND $2::date AND link_id IN (SELECT id FROM dl) GROUP BY day
 UNION ALL
-(SELECT 5, l.slug, sum(d.clicks)::int8, 0, 0, 0
+(SELECT 5, l.slug, sum(d.clicks)::int8, 0, 0, 0, ''
  FROM daily_stats d JOIN links l ON l.id = d.link_id
  WHERE l.deleted_at IS NULL AND l.domain_id = $6 AND d.day BETWEEN $1::date AND $2::date
  GROUP BY l.slug HAVING sum(d.clicks) > 0
  ORDER BY 3 DESC, 2 LIMIT $3)
 UNION ALL
-SELECT 3, '', extract(epoch FROM hour)::int8, sum(clicks)::int8, sum(bot_clicks)::int8, 0
+SELECT 3, '', extract(epoch FROM hour)::int8, sum(clicks)::int8, sum(bot_clicks)::int8, 0, ''
 FROM hourly_stats WHERE hour >= $4 AND hour < $5 AND link_id IN (SELECT id FROM dl) GROUP BY hour
 UNION ALL
 SELECT 2, value, CASE dimension WHEN 'utm_source' THEN 0 WHEN 'utm_medium' THEN 1 ELSE 2 END::int8,
-       sum(clicks)::int8, 0, 0
+       sum(clicks)::int8, 0, 0, ''
 FROM dimension_stats
 WHERE dimension IN ('utm_source', 'utm_medium', 'utm_campaign') AND day BETWEEN $1::date AND $2::date
   AND link_id IN (SELECT id FROM dl)
@@ -279,11 +281,11 @@ func (s *store) overview(ctx context.Context, q rangeQuery) (rawOverview, error)
 	var r rawOverview
 	var (
 		kind       int
-		slug       string
+		slug, host string
 		a, b, c, d int64
 	)
 	for rows.Next() {
-		if err := rows.Scan(&kind, &slug, &a, &b, &c, &d); err != nil {
+		if err := rows.Scan(&kind, &slug, &a, &b, &c, &d, &host); err != nil {
 			return rawOverview{}, fmt.Errorf("scan overview: %w", err)
 		}
 		switch kind {
@@ -294,7 +296,7 @@ func (s *store) overview(ctx context.Context, q rangeQuery) (rawOverview, error)
 		case kindRangeHour:
 			r.rangeHours = append(r.rangeHours, hourRow{hour: time.Unix(a, 0), clicks: b, botClicks: c})
 		case kindTopLink:
-			r.top = append(r.top, TopLink{Slug: slug, Clicks: a})
+			r.top = append(r.top, TopLink{Slug: slug, Domain: host, Clicks: a})
 		case kindDimension:
 			if a < 0 || a >= int64(len(overviewDimensions)) {
 				return rawOverview{}, fmt.Errorf("overview: campaign dimension %d", a)

@@ -213,14 +213,15 @@ SELECT c.xid::text AS cut FROM click_logs c WHERE c.xid >= $1::text::xid8 AND c.
 ORDER BY c.xid OFFSET $3 LIMIT 1`
 
 	batchSQL = `
-SELECT c.xid::text, c.event_id, l.slug, c.clicked_at, c.country, c.referer_host, c.browser,
+SELECT c.xid::text, c.event_id, l.slug, d.host, c.clicked_at, c.country, c.referer_host, c.browser,
        c.os, c.device, c.is_bot, c.bot_reason
-FROM click_logs c JOIN links l ON l.id = c.link_id
+FROM click_logs c JOIN links l ON l.id = c.link_id JOIN domains d ON d.id = l.domain_id
 WHERE c.xid >= $1::text::xid8 AND (c.xid, c.event_id) > ($1::text::xid8, $2::uuid)
   AND c.xid < $3::text::xid8
   AND ($4::bigint[] IS NULL OR c.link_id = ANY($4))
   AND ($5::text[] IS NULL OR l.tags && $5)
   AND ($6 OR NOT c.is_bot)
+  AND ($8::text IS NULL OR d.host = $8)
 ORDER BY c.xid, c.event_id
 LIMIT $7`
 
@@ -336,18 +337,18 @@ func (s *Service) read(ctx context.Context, w Webhook) (readAhead, error) {
 	}
 	limit := s.cfg.BatchSize * readAheadBatches
 	rows, err := s.pool.Query(ctx, batchSQL, w.cursor.xidText(), w.cursor.event, strconv.FormatUint(end, 10),
-		w.linkIDs, tags, w.IncludeBots, limit)
+		w.linkIDs, tags, w.IncludeBots, limit, w.Domain)
 	if err != nil {
 		return readAhead{}, fmt.Errorf("read clicks: %w", err)
 	}
 	ra := readAhead{after: w.cursor}
 	for rows.Next() {
 		var (
-			e   = Event{Type: "click", Domain: s.cfg.Domain}
+			e   = Event{Type: "click"}
 			xid string
 			p   position
 		)
-		if err := rows.Scan(&xid, &e.ID, &e.Slug, &e.ClickedAt, &e.Country, &e.Referer, &e.Browser,
+		if err := rows.Scan(&xid, &e.ID, &e.Slug, &e.Domain, &e.ClickedAt, &e.Country, &e.Referer, &e.Browser,
 			&e.OS, &e.Device, &e.Bot, &e.BotReason); err != nil {
 			rows.Close()
 			return readAhead{}, fmt.Errorf("scan click: %w", err)

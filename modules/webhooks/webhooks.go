@@ -40,8 +40,6 @@ var (
 type Config struct {
 	// AllowPrivate lets webhook URLs reach loopback and private addresses.
 	AllowPrivate bool
-	// Domain is the host shown in each click's "domain".
-	Domain string
 	// BatchSize is the most events in one POST (default 100).
 	BatchSize int
 	// BatchWait is how long a partial batch waits for more events (default 1s).
