@@ -3,6 +3,7 @@ package live
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -125,7 +126,7 @@ func (f *Feed) stream(c echo.Context, fl filter) error {
 	if err := send([]byte("retry: 2000\n\n")); err != nil {
 		return nil //nolint:nilerr // the client left; nothing to answer
 	}
-	write := func(cl *click) error { return send(cl.frame) }
+	write := func(cl *click) error { return send(cl.frame()) }
 	var buf []byte
 	s, err := f.subscribe(ctx, fl, from, write)
 	if err != nil {
@@ -141,7 +142,8 @@ func (f *Feed) stream(c echo.Context, fl filter) error {
 	}
 	beat := time.NewTicker(f.cfg.Heartbeat)
 	defer beat.Stop()
-	batch := make([]*click, 0, 256) // events per write and flush
+	// Every event a wake-up brings goes out in one flush (a page of them at most).
+	batch := make([]*click, 0, f.cfg.Page)
 	for {
 		var changed <-chan struct{}
 		batch, changed, err = f.take(s, cap(batch), batch[:0])
@@ -151,11 +153,7 @@ func (f *Feed) stream(c echo.Context, fl filter) error {
 			return nil //nolint:nilerr // the stream has started; the client sees it end
 		}
 		if len(batch) > 0 {
-			buf = buf[:0]
-			for _, cl := range batch {
-				buf = append(buf, cl.frame...)
-			}
-			if err := send(buf); err != nil {
+			if buf, err = f.writeBatch(w, rc, batch, buf[:0]); err != nil {
 				return nil //nolint:nilerr // the client left or stalled past the write deadline
 			}
 		}
@@ -173,4 +171,51 @@ func (f *Feed) stream(c echo.Context, fl filter) error {
 			}
 		}
 	}
+}
+
+// bigRun is the size from which a run of adjacent frames is written from the shared
+// block itself rather than copied into the client's buffer first.
+const bigRun = 16 << 10
+
+// writeBatch writes batch with one write deadline and one flush. Adjacent frames of
+// one read are contiguous in their shared block: a long run (every click, for a client
+// without a filter) is written straight from it; short runs are gathered in buf,
+// which it returns for reuse.
+func (f *Feed) writeBatch(w io.Writer, rc *http.ResponseController, batch []*click, buf []byte) ([]byte, error) {
+	if err := rc.SetWriteDeadline(time.Now().Add(f.cfg.WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return buf, err
+	}
+	emit := func(run []byte) error {
+		if len(run) < bigRun {
+			buf = append(buf, run...)
+			return nil
+		}
+		if len(buf) > 0 {
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+		_, err := w.Write(run)
+		return err
+	}
+	for i := 0; i < len(batch); {
+		cl := batch[i]
+		end := cl.end
+		for i++; i < len(batch) && &batch[i].block[0] == &cl.block[0] && batch[i].off == end; i++ {
+			end = batch[i].end
+		}
+		if err := emit(cl.block[cl.off:end]); err != nil {
+			return buf, err
+		}
+	}
+	if len(buf) > 0 {
+		if _, err := w.Write(buf); err != nil {
+			return buf, err
+		}
+	}
+	if cap(buf) > 4*bigRun {
+		buf = nil // a burst of filtered clicks: do not keep its buffer
+	}
+	return buf[:0], rc.Flush()
 }

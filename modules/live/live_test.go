@@ -159,3 +159,45 @@ func FuzzLastEventID(f *testing.F) {
 		}
 	})
 }
+
+// blockOf frames texts back to back in one shared block, as read does.
+func blockOf(texts ...string) []*click {
+	var block []byte
+	out := make([]*click, len(texts))
+	for i, t := range texts {
+		off := len(block)
+		block = append(block, t...)
+		out[i] = &click{off: off, end: len(block)}
+	}
+	for _, c := range out {
+		c.block = block
+	}
+	return out
+}
+
+// writeBatch writes exactly the frames of the batch, in order, whether a run of them
+// is long enough to go out from the shared block or is gathered in the buffer, and
+// whether or not a filter left gaps between them.
+func TestWriteBatchKeepsOrder(t *testing.T) {
+	t.Parallel()
+	f, err := New(Config{}, nil, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("b", bigRun)
+	a := blockOf("a0.", "a1.", big, "a3.", "a4.")
+	b := blockOf("b0.", big+"!", "b2.")
+	batch := []*click{a[0], a[1], a[2], a[4], b[0], b[1], b[2]} // a[3] filtered out
+	want := "a0.a1." + big + "a4.b0." + big + "!b2."
+	rec := httptest.NewRecorder()
+	buf, err := f.writeBatch(rec, http.NewResponseController(rec), batch, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.Body.String(); got != want {
+		t.Fatalf("wrote %d bytes, want %d: %.40q…", len(got), len(want), got)
+	}
+	if !rec.Flushed || len(buf) != 0 {
+		t.Fatalf("flushed %v, buffer left %d bytes", rec.Flushed, len(buf))
+	}
+}
