@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/hop-dev/hop/internal/horizon"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -292,21 +293,6 @@ func (f *Feed) signal() {
 	}
 }
 
-// horizonSQL returns the lowest xid that may still commit rows into click_logs (the
-// same rule as the stats aggregator's): the lowest xid still running or prepared in
-// this database, else the first xid not yet assigned. Rows below it are final, so a
-// cursor that only passes rows below it never skips a late commit.
-const horizonSQL = `
-WITH open AS (
-    SELECT backend_xid AS xid FROM pg_stat_activity
-    WHERE datname = current_database() AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()
-    UNION ALL
-    SELECT transaction FROM pg_prepared_xacts WHERE database = current_database()
-)
-SELECT COALESCE((SELECT min(x) FROM pg_snapshot_xip(s) x WHERE x::xid IN (SELECT xid FROM open)),
-                pg_snapshot_xmax(s))::text
-FROM pg_current_snapshot() s`
-
 // readSQL reads clicks after a position and below the horizon, in position order.
 // $4/$5 optionally narrow to one link and to human clicks. Slugs come from the slug
 // cache, not a join: the read touches click_logs only.
@@ -368,7 +354,7 @@ func (f *Feed) slugs(ctx context.Context, ids []int64) (map[int64]linkName, erro
 
 func (f *Feed) horizon(ctx context.Context) (uint64, error) {
 	var s string
-	if err := f.pool.QueryRow(ctx, horizonSQL).Scan(&s); err != nil {
+	if err := f.pool.QueryRow(ctx, horizon.TextSQL).Scan(&s); err != nil {
 		return 0, fmt.Errorf("read horizon: %w", err)
 	}
 	return strconv.ParseUint(s, 10, 64)

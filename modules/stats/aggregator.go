@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/hop-dev/hop/internal/horizon"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -191,30 +192,6 @@ const (
 	// would wait here and, in READ COMMITTED, then read the advanced watermark.
 	watermarkSQL = `SELECT watermark FROM aggregator_state WHERE id = 1 FOR UPDATE`
 
-	// horizonSQL returns the lowest xid that may still commit rows into click_logs:
-	// the lowest xid still running in this database (or prepared in it), else the
-	// first xid not yet assigned when the statement's snapshot was taken. Every row
-	// below it is final, so the window [watermark, horizon) is exact. Transactions of
-	// other databases in the cluster cannot write hop's tables and are left out, so
-	// they never hold the aggregator back (pg_snapshot_xmin would count them).
-	//
-	// The snapshot is taken when the statement starts and pg_stat_activity is read
-	// after, so a transaction running at the snapshot that is not listed had ended
-	// by then. A transaction that gets its xid later gets one at or above the
-	// snapshot's xmax. backend_xid and datname are shown to every role. The tick
-	// must not read pg_stat_activity before this, or it would see the transaction's
-	// cached copy, older than the snapshot.
-	horizonSQL = `
-WITH open AS (
-    SELECT backend_xid AS xid FROM pg_stat_activity
-    WHERE datname = current_database() AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()
-    UNION ALL
-    SELECT transaction FROM pg_prepared_xacts WHERE database = current_database()
-)
-SELECT COALESCE((SELECT min(x) FROM pg_snapshot_xip(s) x WHERE x::xid IN (SELECT xid FROM open)),
-                pg_snapshot_xmax(s))
-FROM pg_current_snapshot() s`
-
 	// cutSQL reads the first xid in the window and the xid of the first row beyond the
 	// cap. Stopping below the latter takes whole transactions only, so the window
 	// stays exact. Both are index probes on click_logs_xid_idx.
@@ -375,7 +352,7 @@ func (a *Aggregator) tick(ctx context.Context) (rows int64, more, locked bool, e
 	if err := tx.QueryRow(ctx, watermarkSQL).Scan(&low); err != nil {
 		return 0, false, true, fmt.Errorf("read watermark: %w", err)
 	}
-	if err := tx.QueryRow(ctx, horizonSQL).Scan(&high); err != nil {
+	if err := tx.QueryRow(ctx, horizon.SQL).Scan(&high); err != nil {
 		return 0, false, true, fmt.Errorf("read horizon: %w", err)
 	}
 	// The horizon never moves backwards; the guard only keeps the watermark monotonic.
@@ -470,7 +447,7 @@ func (h Health) Err() error {
 
 // healthSQL reads the last run, the oldest committed click not yet aggregated, and
 // the oldest transaction in hop's database that has an xid, if committed clicks with
-// a higher xid wait for it (see horizonSQL).
+// a higher xid wait for it (see horizon.SQL).
 const healthSQL = `
 WITH open AS (
     SELECT a.pid, '' AS gid, a.xact_start AS since, x AS xid

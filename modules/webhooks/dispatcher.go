@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/hop-dev/hop/internal/horizon"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -192,19 +193,6 @@ func (s *Service) step(ctx context.Context, id int64) (bool, error) {
 }
 
 const (
-	// horizonSQL: the lowest xid that may still commit clicks (see the stats
-	// aggregator and the live feed); rows below it are final.
-	horizonSQL = `
-WITH open AS (
-    SELECT backend_xid AS xid FROM pg_stat_activity
-    WHERE datname = current_database() AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()
-    UNION ALL
-    SELECT transaction FROM pg_prepared_xacts WHERE database = current_database()
-)
-SELECT COALESCE((SELECT min(x) FROM pg_snapshot_xip(s) x WHERE x::xid IN (SELECT xid FROM open)),
-                pg_snapshot_xmax(s))::text
-FROM pg_current_snapshot() s`
-
 	// cutSQL bounds one read to about Window raw clicks, whatever the filters. The
 	// output is named apart from the column: ORDER BY xid would otherwise sort by the
 	// text (the whole window) instead of walking click_logs_xid_idx.
@@ -308,7 +296,7 @@ func (s *Service) nextBatch(ctx context.Context, w Webhook) (Delivery, error) {
 // (more clicks wait beyond it) or ErrNoDelivery.
 func (s *Service) read(ctx context.Context, w Webhook) (readAhead, error) {
 	var hs string
-	if err := s.pool.QueryRow(ctx, horizonSQL).Scan(&hs); err != nil {
+	if err := s.pool.QueryRow(ctx, horizon.TextSQL).Scan(&hs); err != nil {
 		return readAhead{}, fmt.Errorf("read horizon: %w", err)
 	}
 	h, err := parseXID(hs)
