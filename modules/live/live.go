@@ -293,6 +293,9 @@ func (f *Feed) signal() {
 	}
 }
 
+// frameGuess is a generous size of one framed click event, for sizing a read's block.
+const frameGuess = 512
+
 // readSQL reads clicks after a position and below the horizon, in position order.
 // $4/$5 optionally narrow to one link and to human clicks. Slugs come from the slug
 // cache, not a join: the read touches click_logs only.
@@ -372,7 +375,7 @@ func (f *Feed) read(ctx context.Context, from position, below uint64, fl filter)
 		linkID int64
 		j      clickJSON
 	}
-	var read []row
+	read := make([]row, 0, f.cfg.Page) // a page under load: no regrowth
 	for rows.Next() {
 		var (
 			xid string
@@ -407,29 +410,28 @@ func (f *Feed) read(ctx context.Context, from position, below uint64, fl filter)
 	all := make([]click, len(read)) // one allocation for the read's clicks
 	f.slugMu.Lock()
 	defer f.slugMu.Unlock()
-	var (
-		block []byte
-		data  bytes.Buffer
-	)
-	enc := json.NewEncoder(&data)
+	// The frames are encoded straight into the block, sized for a typical frame, so
+	// a read allocates it about once instead of regrowing it frame by frame.
+	var blk bytes.Buffer
+	blk.Grow(len(read) * frameGuess)
+	enc := json.NewEncoder(&blk)
 	for i, r := range read {
 		j := r.j
 		n := slugs[r.linkID]
 		j.Slug, j.Domain = n.slug, n.domain
 		j.ClickedAt = j.ClickedAt.UTC()
-		data.Reset()
-		if err := enc.Encode(j); err != nil {
+		off := blk.Len()
+		blk.WriteString("event: click\nid: ")
+		blk.WriteString(j.ID.String())
+		blk.WriteString("\ndata: ")
+		if err := enc.Encode(j); err != nil { // ends the line with "\n"
 			return nil, fmt.Errorf("encode click: %w", err)
 		}
-		off := len(block)
-		block = append(block, "event: click\nid: "...)
-		block = append(block, j.ID.String()...)
-		block = append(block, "\ndata: "...)
-		block = append(block, data.Bytes()...) // Encode ends it with "\n"
-		block = append(block, '\n')
-		all[i] = click{pos: position{r.xid, j.ID}, linkID: r.linkID, bot: j.Bot, off: off, end: len(block)}
+		blk.WriteByte('\n')
+		all[i] = click{pos: position{r.xid, j.ID}, linkID: r.linkID, bot: j.Bot, off: off, end: blk.Len()}
 		out[i] = &all[i]
 	}
+	block := blk.Bytes()
 	block = slices.Clip(block)
 	for _, c := range out {
 		c.block = block
