@@ -377,10 +377,9 @@ func (f *Feed) read(ctx context.Context, from position, below uint64, fl filter)
 	}
 	read := make([]row, 0, f.cfg.Page) // a page under load: no regrowth
 	for rows.Next() {
-		var (
-			xid string
-			r   row
-		)
+		var xid string
+		read = append(read, row{})
+		r := &read[len(read)-1] // scanned in place: no row of its own on the heap
 		if err := rows.Scan(&xid, &r.j.ID, &r.linkID, &r.j.ClickedAt, &r.j.Country, &r.j.Referer,
 			&r.j.Browser, &r.j.OS, &r.j.Device, &r.j.Bot, &r.j.BotReason); err != nil {
 			rows.Close()
@@ -390,7 +389,6 @@ func (f *Feed) read(ctx context.Context, from position, below uint64, fl filter)
 			rows.Close()
 			return nil, fmt.Errorf("parse xid %q: %w", xid, err)
 		}
-		read = append(read, r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read clicks: %w", err)
