@@ -34,6 +34,8 @@ type config struct {
 	runs, conns, threads                           int
 	redirectLinks                                  int
 	host                                           string // BENCH_HOST: the redirect links' branded domain
+	liveClients                                    int    // BENCH_LIVE_CLIENTS: clients on /live during the redirect runs
+	webhook                                        bool   // BENCH_WEBHOOK=1: one webhook to a local receiver during them
 	ingestDuration                                 time.Duration
 	backlog                                        int // clicks pre-filled for the consumer-only run
 	statsLinks, statsDays                          int
@@ -62,6 +64,8 @@ func main() {
 	c.threads = envInt("BENCH_THREADS", 2)
 	c.redirectLinks = 100
 	c.host = os.Getenv("BENCH_HOST")
+	c.liveClients = envInt("BENCH_LIVE_CLIENTS", 0)
+	c.webhook = os.Getenv("BENCH_WEBHOOK") == "1"
 	c.statsLinks, c.statsDays = 1000, 365
 	if c.quick {
 		c.duration = envDur("BENCH_DURATION", 3*time.Second)

@@ -145,6 +145,9 @@ func startHop(ctx context.Context, c *config, name, dbURL, prefix string, port i
 		"HOP_LOG_FORMAT=json",
 		"HOP_LOG_LEVEL=warn",
 	)
+	if c.webhook {
+		env = append(env, "HOP_WEBHOOK_ALLOW_PRIVATE=true") // the receiver is on 127.0.0.1
+	}
 	env = append(env, extra...)
 	p, err := startProc("hop-"+name, c.hopBin, []string{"serve"}, env, c.root, filepath.Join(c.tmp, "hop-"+name+".log"))
 	if err != nil {

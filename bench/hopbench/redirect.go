@@ -122,7 +122,8 @@ type redirectRun struct {
 	delta                        counts
 	drain                        drainResult
 	rssKB, lag, pending          int64
-	treeKB                       int64 // peak PSS of hop and its embedded PostgreSQL
+	attached                     string // what the /live clients and the webhook received
+	treeKB                       int64  // peak PSS of hop and its embedded PostgreSQL
 }
 
 func redirectBench(ctx context.Context, c *config, rep *report, h *hop, pool *pgxpool.Pool, slugFile string) error {
@@ -144,6 +145,19 @@ func redirectBench(ctx context.Context, c *config, rep *report, h *hop, pool *pg
 	}
 	if _, err := runWrk(ctx, c, "redirect.lua", bareURL, warm, env...); err != nil {
 		return err
+	}
+	var att *attachment
+	var attachedAt int64 // click_logs rows when the clients and the webhook attached
+	if c.liveClients > 0 || c.webhook {
+		if att, err = attach(ctx, c, h); err != nil {
+			return err
+		}
+		defer att.close()
+		base, err := readCounts(ctx, pool)
+		if err != nil {
+			return err
+		}
+		attachedAt = base.Raw
 	}
 
 	for i := 1; i <= c.runs; i++ {
@@ -183,6 +197,14 @@ func redirectBench(ctx context.Context, c *config, rep *report, h *hop, pool *pg
 			return err
 		}
 		run.delta = after.sub(before)
+		if att != nil {
+			want := after.Raw - attachedAt
+			ok := att.await(want, time.Minute)
+			lo, hi, wh := att.received()
+			run.attached = fmt.Sprintf("since attaching %d clicks; /live clients read %d-%d, webhook %d, clients cut %d, all received: %v",
+				want, lo, hi, wh, att.failed.Load(), ok)
+			logf("redirect run %d attached: %s", i, run.attached)
+		}
 		logf("redirect run %d hop: %.0f req/s p50 %.2fms p99 %.2fms; 3xx %d answered %d rows %d rollups %d; drained in %s / aggregated in %s %s",
 			i, run.hop.RPS, run.hop.P50, run.hop.P99, run.hop.count(300, 399), run.answered, run.delta.Raw, run.delta.Rollup,
 			run.drain.Ingest.Round(time.Millisecond), run.drain.Aggregate.Round(time.Millisecond), run.drain.Note)

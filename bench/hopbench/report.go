@@ -55,6 +55,13 @@ func (r *report) print(w io.Writer, c *config) {
 		}
 		fmt.Fprintf(w, "\nmedian hop %.0f req/s, bare %.0f req/s; hop/bare per pair %s -> median %.2fx   (target >= 0.60x)\n",
 			median(hopRPS), median(bareRPS), fmtList(ratios, "%.2f"), median(ratios))
+		if c.liveClients > 0 || c.webhook {
+			fmt.Fprintf(w, "attached during the hop runs: %d /live clients, %d webhook (receivers in the bench process, on this machine)\n",
+				c.liveClients, map[bool]int{true: 1}[c.webhook])
+			for i, run := range r.redirect {
+				fmt.Fprintf(w, "  run %d: %s\n", i+1, run.attached)
+			}
+		}
 		fmt.Fprintf(w, "median p50 hop %.2fms vs bare %.2fms; median p99 hop %.2fms vs bare %.2fms -> %.2fx   (target p99 <= 2x bare)\n",
 			median(hopP50), median(bareP50), median(hopP99), median(bareP99), median(hopP99)/max(median(bareP99), 1e-9))
 		fmt.Fprintf(w, "peak RSS of hop (VmHWM since start, after the redirect runs): %s; max VmRSS sampled per run: ", mb(r.redirectHWM))

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -199,5 +200,77 @@ func TestWriteBatchKeepsOrder(t *testing.T) {
 	}
 	if !rec.Flushed || len(buf) != 0 {
 		t.Fatalf("flushed %v, buffer left %d bytes", rec.Flushed, len(buf))
+	}
+}
+
+// With nobody connected the feed reads no clicks, only moves on; a client that then
+// resumes from a click of that quiet spell still gets every later click, in order,
+// from the database, and then live ones.
+func TestIdleFeedReadsNothingAndResumeStillWorks(t *testing.T) {
+	t.Parallel()
+	f, db, url, _ := setup(t, Config{Heartbeat: time.Hour, Poll: 20 * time.Millisecond})
+	ctx := t.Context()
+	var linkID int64
+	if err := db.Pool.QueryRow(ctx, `INSERT INTO links (slug, original_url) VALUES ('idle', 'https://example.com') RETURNING id`).Scan(&linkID); err != nil {
+		t.Fatal(err)
+	}
+	insert := func(n int) []uuid.UUID {
+		ids := make([]uuid.UUID, n)
+		for i := range ids {
+			ids[i] = uuid.Must(uuid.NewV7())
+			if _, err := db.Pool.Exec(ctx, `INSERT INTO click_logs (event_id, link_id, clicked_at, user_agent) VALUES ($1, $2, now(), 'x')`, ids[i], linkID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return ids
+	}
+	quiet := insert(5)
+	var last uint64
+	if err := db.Pool.QueryRow(ctx, `SELECT max(xid::text::bigint) FROM click_logs`).Scan(&last); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "the feed past the quiet clicks", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.pos.xid > last
+	})
+	if n := testutil.ToFloat64(f.events); n != 0 {
+		t.Fatalf("read %v clicks with nobody connected", n)
+	}
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/live", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Last-Event-ID", quiet[1].String())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if id, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
+				got <- id
+			}
+		}
+		close(got)
+	}()
+	want := append([]string{}, quiet[2].String(), quiet[3].String(), quiet[4].String())
+	testenv.Eventually(t, 10*time.Second, "subscribed", func() bool { return f.subscribers() == 1 })
+	for _, id := range insert(2) {
+		want = append(want, id.String())
+	}
+	for i, w := range want {
+		select {
+		case id := <-got:
+			if id != w {
+				t.Fatalf("event %d: %s, want %s", i, id, w)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("event %d (%s) never came", i, w)
+		}
 	}
 }
