@@ -211,7 +211,7 @@ func domainCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []stri
 	if err != nil {
 		return err
 	}
-	h := domains.NewHandler(store, reg)
+	svc := domains.NewService(store, reg)
 	switch args[0] {
 	case "add":
 		fs := flag.NewFlagSet("domain add", flag.ContinueOnError)
@@ -231,13 +231,13 @@ func domainCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []stri
 		} else if fs.NArg() != 0 || host == "" {
 			return errors.New(use)
 		}
-		d, err := h.Add(ctx, host, *baseURL, "", "", "")
+		d, err := svc.Add(ctx, host, *baseURL, "", "", "")
 		if err != nil {
 			return fmt.Errorf("domain add: %w", err)
 		}
 		fmt.Fprintf(stdout, "added domain %s (short URLs %s/...)\n", d.Host, d.BaseURL)
 	case "list":
-		ds, err := reg.List(ctx)
+		ds, err := svc.List(ctx)
 		if err != nil {
 			return err
 		}
@@ -255,7 +255,7 @@ func domainCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []stri
 		if len(args) != 2 {
 			return errors.New(use)
 		}
-		if err := h.Remove(ctx, args[1]); err != nil {
+		if err := svc.Remove(ctx, args[1]); err != nil {
 			return fmt.Errorf("domain remove: %w", err)
 		}
 		fmt.Fprintf(stdout, "removed domain %s\n", args[1])

@@ -9,7 +9,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"runtime/debug"
 	"slices"
@@ -167,16 +166,17 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	}
 	onInvalidate.Store(&invalidated)
 
-	linkHandler := links.NewHandler(linkStore, cfg.BaseURL, rd, describe, logger).WithDomains(domainRegistry)
-	statsHandler := stats.NewHandler(stats.HandlerConfig{HeldBytes: heldStatsBytes(), Domains: domainRegistry}, pool, reg, logger)
+	linkService := links.NewService(linkStore, cfg.BaseURL, rd, logger).WithDomains(domainRegistry)
+	statsReader := stats.NewReader(stats.Config{HeldBytes: heldStatsBytes(), Domains: domainRegistry}, pool, reg, logger)
+	domainService := domains.NewService(domainStore, domainRegistry)
 	if s.webhooks, err = webhooks.New(ctx, webhooks.Config{AllowPrivate: cfg.WebhookAllowPrivate}, pool, reg, logger); err != nil {
 		return s, err
 	}
 	// Without a configured public origin the default one is a guess: the dashboard shows
 	// short URLs on the origin it is visited on instead.
 	dash, err := dashboard.New(dashboard.Config{BaseURL: cfg.BaseURL, BaseURLFromRequest: cfg.BaseURL == defaultConfig().BaseURL,
-		LoginLimit: lim.login.Middleware(), Describe: describe, Webhooks: dashWebhooks{s.webhooks}},
-		dashLinks{linkHandler}, dashStats{statsHandler, baseHost(cfg.BaseURL)}, keys, pool, logger)
+		LoginLimit: lim.login.Middleware(), Describe: describe, Webhooks: s.webhooks, Domains: domainService},
+		linkService, statsReader, keys, pool, logger)
 	if err != nil {
 		return s, err
 	}
@@ -213,9 +213,9 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	routes(s.echo, cfg, reg, server{
 		health:    hc,
 		keys:      keys,
-		links:     linkHandler,
-		domains:   domains.NewHandler(domainStore, domainRegistry),
-		stats:     statsHandler,
+		links:     links.NewHandler(linkService, describe, logger),
+		domains:   domains.NewHandler(domainService),
+		stats:     stats.NewHandler(statsReader),
 		dashboard: dash,
 		redirect:  rd,
 		apiLimit:  lim.api,
@@ -409,14 +409,4 @@ func tuneGC(getenv func(string) string) {
 	if getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(64 << 20)
 	}
-}
-
-// baseHost is the host of the public origin, shown as the domain of clicks on links
-// of the default domain.
-func baseHost(base string) string {
-	u, err := url.Parse(base)
-	if err != nil {
-		return ""
-	}
-	return u.Hostname()
 }

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hop-dev/hop/modules/stats"
 )
 
 // chartGeometry is a chart's size and margins in SVG user units; the SVG scales to its
@@ -63,7 +65,7 @@ type chartTick struct {
 }
 
 // newChart lays out days in the wide layout, with the narrow one attached.
-func newChart(days []Day) chart {
+func newChart(days []stats.DayStats) chart {
 	pts := make([]point, len(days))
 	var total, peak int64
 	for i, d := range days {
@@ -82,7 +84,7 @@ func newChart(days []Day) chart {
 
 // newHourlyChart lays out hours (oldest first) as bars of human clicks, labelled with
 // the hour of day; hourly rollups count no unique visitors, so there is no line.
-func newHourlyChart(hours []Hour) chart {
+func newHourlyChart(hours []stats.HourStats) chart {
 	hours = hours[max(0, len(hours)-hourlyBars):]
 	pts := make([]point, len(hours))
 	var total, peak int64

@@ -1,7 +1,8 @@
 // Package dashboard is hop's built-in web UI at /dashboard: server-rendered pages over
 // the same links and stats the REST API serves, behind a session sign-in with an API
 // key. It is not on the click path; it reads what the aggregator has rolled up and
-// creates links through the links module, both through small interfaces declared here.
+// manages links, domains and webhooks through their modules' own methods, each behind
+// a small interface declared here.
 // Templates, CSS and JS are embedded; nothing is loaded from a CDN.
 package dashboard
 
@@ -17,9 +18,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hop-dev/hop/internal/problem"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
+
+	"github.com/hop-dev/hop/internal/problem"
+	"github.com/hop-dev/hop/modules/links"
+	"github.com/hop-dev/hop/modules/stats"
 )
 
 //go:embed assets
@@ -46,154 +50,32 @@ type Config struct {
 	Describe problem.Describe
 	// Webhooks, when set, adds the webhook management pages under /dashboard/webhooks.
 	Webhooks WebhookService
+	// Domains, when set, adds the domain management pages under /dashboard/domains
+	// and, once there is more than the default domain, a domain picker on the create
+	// forms and a domain column and filter in the links list.
+	Domains DomainService
 }
 
-// Link is a short link as the dashboard shows it.
-type Link struct {
-	Slug           string
-	ShortURL       string
-	OriginalURL    string
-	Tags           []string
-	TotalClicks    int64
-	HasPassword    bool
-	ExpiresAt      *time.Time
-	CreatedAt      time.Time
-	Status         string // StatusActive, StatusExpired or StatusLimitReached
-	RedirectStatus int
-	MaxClicks      *int64
-	ClicksUsed     int64 // what MaxClicks counts
-	ForwardQuery   bool
-	ExpiredURL     string // "" when none
-}
-
-// A link's status, as the links module reports it.
-const (
-	StatusActive       = "active"
-	StatusExpired      = "expired"
-	StatusLimitReached = "limit_reached"
-)
-
-// ListQuery asks for one page of live links, newest first. Cursor is the opaque
-// NextCursor of the previous page; Q matches slug or URL; Tag filters by one tag.
-type ListQuery struct {
-	Limit  int
-	Cursor string
-	Q      string
-	Tag    string
-}
-
-// LinkPage is one page of links; NextCursor is empty on the last page.
-type LinkPage struct {
-	Links      []Link
-	NextCursor string
-}
-
-// NewLink is what the "new link" form submits: every option a link is created with.
-// Empty Slug means generate one; zero values are the links module's defaults.
-type NewLink struct {
-	URL            string
-	Slug           string
-	Tags           []string
-	ExpiresAt      *time.Time
-	MaxClicks      *int64
-	Password       string
-	RedirectStatus int
-	ForwardQuery   bool
-	ExpiredURL     string
-}
-
-// LinkEdit is what the edit form submits: every setting of the link as it should be
-// from now on. Password is nil to keep the current one, "" to remove it.
-type LinkEdit struct {
-	URL            string
-	Tags           []string
-	ExpiresAt      *time.Time
-	MaxClicks      *int64
-	Password       *string
-	RedirectStatus int
-	ForwardQuery   bool
-	ExpiredURL     string
-}
-
-// Range is a stats range as the user entered it: inclusive YYYY-MM-DD dates and an
-// IANA zone, each empty for the service's default (the 30 days ending today, UTC).
-// Limit caps the breakdowns; 0 means the service's default.
-type Range struct {
-	Start, End, TZ string
-	Limit          int
-}
-
-// Day is one date of a daily series.
-type Day struct {
-	Date           string // YYYY-MM-DD
-	Clicks         int64
-	UniqueVisitors int64
-}
-
-// Hour is one hour of an hourly series: its start (RFC 3339, in the range's zone),
-// human clicks and bot clicks.
-type Hour struct {
-	Hour      string
-	Clicks    int64
-	BotClicks int64
-}
-
-// LinkStats is one link's analytics over a range. Breakdown maps hold the top values
-// plus "other".
-type LinkStats struct {
-	Start, End, TZ string
-	TotalClicks    int64
-	UniqueVisitors int64
-	BotClicks      int64
-	Daily          []Day
-	Countries      map[string]int64
-	Referers       map[string]int64
-	Browsers       map[string]int64
-	OS             map[string]int64
-	Devices        map[string]int64
-	// Campaign parameters of the short link's query; "(none)" counts clicks without.
-	UTMSources, UTMMediums, UTMCampaigns map[string]int64
-	// Hourly is the last 24 hours or more, oldest first, the current hour last; the
-	// dashboard charts the last 24.
-	Hourly []Hour
-}
-
-// Overview is every link together over a range.
-type Overview struct {
-	Start, End, TZ string
-	TotalClicks    int64
-	UniqueVisitors int64
-	BotClicks      int64
-	Links          int64
-	Daily          []Day
-	TopLinks       []TopLink
-	// Hourly is every link's last 24 hours or more (UTC), as LinkStats.Hourly.
-	Hourly []Hour
-}
-
-// TopLink is one entry of the overview's top links.
-type TopLink struct {
-	Slug   string
-	Clicks int64
-}
-
-// LinkService reads, creates, edits and deletes links. Errors the user can fix
-// (validation, a taken slug, a bad cursor, an unknown slug) are errors app's error
-// table answers with a 4xx status;
-// the dashboard shows their detail. Anything else is an internal error.
+// LinkService reads, creates, edits and deletes links: the links module's Service. A
+// link is named by its domain's host ("" is the default domain) and its slug. Errors
+// the user can fix (validation, a taken slug, a bad cursor, an unknown slug) are
+// errors app's error table answers with a 4xx status; the dashboard shows their
+// detail. Anything else is an internal error.
 type LinkService interface {
-	List(ctx context.Context, q ListQuery) (LinkPage, error)
-	Get(ctx context.Context, slug string) (Link, error)
-	Create(ctx context.Context, n NewLink) (Link, error)
-	Update(ctx context.Context, slug string, e LinkEdit) (Link, error)
-	Delete(ctx context.Context, slug string) error
+	List(ctx context.Context, q links.ListQuery) (links.Page, error)
+	Get(ctx context.Context, host, slug string) (links.Link, error)
+	Create(ctx context.Context, n links.NewLink) (links.Link, error)
+	Update(ctx context.Context, host, slug string, p links.Patch) (links.Link, error)
+	Delete(ctx context.Context, host, slug string) error
 }
 
-// StatsService reads analytics; errors follow the LinkService convention (a bad range
-// is a 400 problem, an unknown slug 404, a deleted link 410).
+// StatsService reads analytics: the stats module's Reader. Errors follow the
+// LinkService convention (a bad range is a 400 problem, an unknown slug 404, a
+// deleted link 410).
 type StatsService interface {
-	LinkStats(ctx context.Context, slug string, r Range) (LinkStats, error)
-	Overview(ctx context.Context, r Range) (Overview, error)
+	LinkStats(ctx context.Context, host, slug string, r stats.Range) (stats.LinkStats, error)
+	Overview(ctx context.Context, host string, r stats.Range) (stats.Overview, error)
+	RecentHours(ctx context.Context, n int) ([]stats.HourStats, error)
 }
 
 // KeyVerifier checks an API key and returns its id. A wrong or revoked key is a
@@ -208,6 +90,7 @@ type Handler struct {
 	links    LinkService
 	stats    StatsService
 	webhooks WebhookService // nil: no webhook pages
+	domains  DomainService  // nil: one domain, no domain pages
 	keys     KeyVerifier
 	sessions *sessionStore
 	pages    map[string]*template.Template
@@ -218,6 +101,7 @@ type Handler struct {
 	secure   bool     // session cookie Secure attribute
 	origins  []string // hosts accepted in Origin/Referer
 	base     string   // BaseURL without a trailing slash
+	defHost  string   // the default domain's host: BaseURL's
 	fromReq  bool     // Config.BaseURLFromRequest
 	login    echo.MiddlewareFunc
 	logger   *slog.Logger
@@ -226,11 +110,11 @@ type Handler struct {
 
 // New returns the dashboard handler. Sessions are kept in pool's dashboard_sessions
 // table, which joins api_keys so a revoked key ends its sessions at once.
-func New(cfg Config, links LinkService, stats StatsService, keys KeyVerifier, pool *pgxpool.Pool, logger *slog.Logger) (*Handler, error) {
+func New(cfg Config, ls LinkService, ss StatsService, keys KeyVerifier, pool *pgxpool.Pool, logger *slog.Logger) (*Handler, error) {
 	switch {
-	case links == nil:
+	case ls == nil:
 		return nil, errors.New("dashboard: nil LinkService")
-	case stats == nil:
+	case ss == nil:
 		return nil, errors.New("dashboard: nil StatsService")
 	case keys == nil:
 		return nil, errors.New("dashboard: nil KeyVerifier")
@@ -249,15 +133,17 @@ func New(cfg Config, links LinkService, stats StatsService, keys KeyVerifier, po
 	}
 	h := &Handler{
 		describe: cfg.Describe,
-		links:    links,
-		stats:    stats,
+		links:    ls,
+		stats:    ss,
 		webhooks: cfg.Webhooks,
+		domains:  cfg.Domains,
 		keys:     keys,
 		sessions: &sessionStore{pool: pool},
 		ttl:      cmp.Or(cfg.SessionTTL, DefaultSessionTTL),
 		secure:   base.Scheme == "https",
 		origins:  []string{strings.ToLower(base.Host)},
 		base:     strings.TrimRight(cfg.BaseURL, "/"),
+		defHost:  strings.TrimSuffix(strings.ToLower(base.Hostname()), "."),
 		fromReq:  cfg.BaseURLFromRequest,
 		login:    cfg.LoginLimit,
 		logger:   logger.With("module", "dashboard"),
@@ -268,7 +154,7 @@ func New(cfg Config, links LinkService, stats StatsService, keys KeyVerifier, po
 	}
 	h.cssURL = staticPrefix + "style.css?v=" + h.static["style.css"].etag
 	h.jsURL = staticPrefix + "app.js?v=" + h.static["app.js"].etag
-	if h.pages, err = loadPages(); err != nil {
+	if h.pages, err = loadPages(template.FuncMap{"linkpath": h.linkPath}); err != nil {
 		return nil, err
 	}
 	return h, nil
@@ -303,8 +189,12 @@ func (h *Handler) Register(e *echo.Echo, mw ...echo.MiddlewareFunc) {
 	e.POST("/dashboard/links/:slug", h.updateLink, with(h.authenticated, h.guardPost(maxForm), h.checkCSRF)...)
 	e.GET("/dashboard/links/:slug/delete", h.deletePage, with(h.authenticated)...)
 	e.POST("/dashboard/links/:slug/delete", h.deleteLink, with(h.authenticated, h.guardPost(maxForm), h.checkCSRF)...)
+	e.GET("/dashboard/links/:slug/qr", h.qr, with(h.authenticated)...)
 	if h.webhooks != nil {
 		h.registerWebhooks(e, with)
+	}
+	if h.domains != nil {
+		h.registerDomains(e, with)
 	}
 	e.RouteNotFound("/dashboard/*", h.notFound, with()...)
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hop-dev/hop/modules/links"
+	"github.com/hop-dev/hop/modules/stats"
 	"github.com/labstack/echo/v4"
 )
 
@@ -194,18 +196,18 @@ func TestForgedFormsAreRefused(t *testing.T) {
 func TestOverviewShowsTotalsChartAndLinks(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{})
-	b.stats.overview = Overview{
+	b.stats.overview = stats.Overview{
 		Start: "2026-02-14", End: "2026-03-15", TZ: "UTC",
 		TotalClicks: 12345, UniqueVisitors: 6789, BotClicks: 321, Links: 42,
 		Daily:    days(30, func(i int) int64 { return int64(i * 10) }),
-		TopLinks: []TopLink{{Slug: "spring-sale", Clicks: 9000}, {Slug: "docs", Clicks: 3345}},
+		TopLinks: []stats.TopLink{{Slug: "spring-sale", Clicks: 9000}, {Slug: "docs", Clicks: 3345}},
 	}
 	for i := range 25 {
 		tags := []string{"misc"}
 		if i%2 == 0 {
 			tags = []string{"launch"}
 		}
-		b.links.add(Link{Slug: "link" + string(rune('a'+i)), OriginalURL: "https://example.com/" + string(rune('a'+i)), Tags: tags, TotalClicks: int64(i)})
+		b.links.add(links.Link{Slug: "link" + string(rune('a'+i)), OriginalURL: "https://example.com/" + string(rune('a'+i)), Tags: tags, TotalClicks: int64(i)})
 	}
 	ck, _ := b.login()
 
@@ -228,7 +230,7 @@ func TestOverviewShowsTotalsChartAndLinks(t *testing.T) {
 	if strings.Contains(body, "linke<") {
 		t.Error("the first page shows more than 20 links")
 	}
-	if r := b.stats.ranges[len(b.stats.ranges)-1]; r != (Range{}) {
+	if r := b.stats.ranges[len(b.stats.ranges)-1]; r != (stats.Range{}) {
 		t.Errorf("overview asked for %+v, want the default range", r)
 	}
 
@@ -255,7 +257,7 @@ func TestOverviewShowsTotalsChartAndLinks(t *testing.T) {
 func TestOverviewWithoutClicks(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{})
-	b.stats.overview = Overview{Start: "2026-02-14", End: "2026-03-15", TZ: "UTC", Daily: days(30, func(int) int64 { return 0 })}
+	b.stats.overview = stats.Overview{Start: "2026-02-14", End: "2026-03-15", TZ: "UTC", Daily: days(30, func(int) int64 { return 0 })}
 	ck, _ := b.login()
 	rec := b.get("/dashboard", ck)
 	wantStatus(t, rec, http.StatusOK)
@@ -267,12 +269,14 @@ func TestOverviewWithoutClicks(t *testing.T) {
 func TestLinkPageShowsCampaignsWhenTagged(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{})
-	b.links.add(Link{Slug: "tagged", OriginalURL: "https://example.com/", CreatedAt: time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)})
-	b.stats.link = LinkStats{
+	b.links.add(links.Link{Slug: "tagged", OriginalURL: "https://example.com/", CreatedAt: time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)})
+	b.stats.link = stats.LinkStats{
 		Start: "2026-03-01", End: "2026-03-07", TZ: "UTC", TotalClicks: 10,
-		Daily:      days(7, func(int) int64 { return 0 }),
-		UTMSources: map[string]int64{"newsletter": 6, "(none)": 4},
-		UTMMediums: map[string]int64{"(none)": 10},
+		Daily: days(7, func(int) int64 { return 0 }),
+		Campaigns: stats.Campaigns{
+			UTMSources: map[string]int64{"newsletter": 6, "(none)": 4},
+			UTMMediums: map[string]int64{"(none)": 10},
+		},
 	}
 	ck, _ := b.login()
 	rec := b.get("/dashboard/links/tagged", ck)
@@ -289,9 +293,9 @@ func TestLinkPageShowsCampaignsWhenTagged(t *testing.T) {
 func TestLinkPageShowsBreakdowns(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{})
-	b.links.add(Link{Slug: "spring-sale", OriginalURL: "https://example.com/sale", Tags: []string{"launch"}, TotalClicks: 1234,
+	b.links.add(links.Link{Slug: "spring-sale", OriginalURL: "https://example.com/sale", Tags: []string{"launch"}, TotalClicks: 1234,
 		CreatedAt: time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)})
-	b.stats.link = LinkStats{
+	b.stats.link = stats.LinkStats{
 		Start: "2026-03-01", End: "2026-03-07", TZ: "Europe/Berlin",
 		TotalClicks: 1000, UniqueVisitors: 800, BotClicks: 56,
 		Daily:     days(7, func(i int) int64 { return int64(100 + i) }),
@@ -310,7 +314,7 @@ func TestLinkPageShowsBreakdowns(t *testing.T) {
 		`value="http://hop.test/spring-sale"`, `data-copy="short-url"`,
 		`href="https://example.com/sale"`, `href="/dashboard?tag=launch"`, "2026-01-02 03:04 UTC",
 		`data-total="link-clicks">1,234<`,
-		`src="/spring-sale/qr?format=svg"`,
+		`src="/dashboard/links/spring-sale/qr?format=svg"`,
 		`name="start" value="2026-03-01"`, `name="end" value="2026-03-07"`, `name="tz" value="Europe/Berlin"`,
 		`data-total="clicks">1,000<`, `data-total="uniques">800<`, `data-total="bots">56<`,
 		"<h3>Countries</h3>", "<h3>Referrers</h3>", "<h3>Browsers</h3>", "<h3>Operating systems</h3>", "<h3>Devices</h3>",
@@ -324,7 +328,7 @@ func TestLinkPageShowsBreakdowns(t *testing.T) {
 	if de < 0 || us < 0 || other < 0 || !(de < us && us < other) {
 		t.Errorf("countries out of order: DE at %d, US at %d, other at %d", de, us, other)
 	}
-	if got := b.stats.ranges[len(b.stats.ranges)-1]; got != (Range{Start: "2026-03-01", End: "2026-03-07", TZ: "Europe/Berlin"}) {
+	if got := b.stats.ranges[len(b.stats.ranges)-1]; got != (stats.Range{Start: "2026-03-01", End: "2026-03-07", TZ: "Europe/Berlin"}) {
 		t.Errorf("stats asked for %+v", got)
 	}
 	if strings.Contains(body, `http-equiv="refresh"`) {
@@ -387,7 +391,7 @@ func TestCreateLinkForm(t *testing.T) {
 	if loc := rec.Header().Get("Location"); loc != "/dashboard/links/my-slug?created=1" {
 		t.Errorf("redirect to %q", loc)
 	}
-	l, err := b.links.Get(context.Background(), "my-slug")
+	l, err := b.links.Get(context.Background(), "", "my-slug")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -439,7 +443,7 @@ func TestLogout(t *testing.T) {
 func TestSecurityHeaders(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{})
-	b.links.add(Link{Slug: "abc", OriginalURL: "https://example.com"})
+	b.links.add(links.Link{Slug: "abc", OriginalURL: "https://example.com"})
 	ck, _ := b.login()
 	for _, path := range []string{"/dashboard/login", "/dashboard", "/dashboard/links/abc", "/dashboard/links/missing"} {
 		c := ck
@@ -491,9 +495,9 @@ func TestTemplatesEscapeUserData(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{})
 	evil := `https://example.com/?q=<script>alert(1)</script>&x="onmouseover="alert(2)`
-	b.links.add(Link{Slug: "evil", OriginalURL: evil, Tags: []string{`<img src=x onerror=alert(3)>`}})
-	b.stats.overview = Overview{TopLinks: []TopLink{{Slug: "<b>top</b>", Clicks: 1}}}
-	b.stats.link = LinkStats{Referers: map[string]int64{`<script>alert(4)</script>`: 1}}
+	b.links.add(links.Link{Slug: "evil", OriginalURL: evil, Tags: []string{`<img src=x onerror=alert(3)>`}})
+	b.stats.overview = stats.Overview{TopLinks: []stats.TopLink{{Slug: "<b>top</b>", Clicks: 1}}}
+	b.stats.link = stats.LinkStats{Referers: map[string]int64{`<script>alert(4)</script>`: 1}}
 	ck, _ := b.login()
 
 	for _, path := range []string{"/dashboard", "/dashboard/links/evil", "/dashboard?q=" + url.QueryEscape(`"><script>alert(5)</script>`)} {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hop-dev/hop/modules/links"
 )
 
 // The create form sends every option; what cannot be read is explained with the
@@ -20,19 +22,19 @@ func TestCreateFormEveryOption(t *testing.T) {
 		"forward_query": {"0"}, "expired_url": {"https://example.com/over"}}
 	rec := b.post("/dashboard/links", form, ck)
 	wantStatus(t, rec, http.StatusSeeOther)
-	l, err := b.links.Get(context.Background(), "all-options")
+	l, err := b.links.Get(context.Background(), "", "all-options")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if l.ExpiresAt == nil || !l.ExpiresAt.Equal(time.Date(2031, 5, 6, 7, 8, 0, 0, time.UTC)) || l.MaxClicks == nil || *l.MaxClicks != 25 ||
-		!l.HasPassword || l.RedirectStatus != 307 || l.ForwardQuery || l.ExpiredURL != "https://example.com/over" || strings.Join(l.Tags, ",") != "a,b" {
+		!l.HasPassword || l.RedirectStatus != 307 || l.ForwardQuery || l.ExpiredURL == nil || *l.ExpiredURL != "https://example.com/over" || strings.Join(l.Tags, ",") != "a,b" {
 		t.Errorf("created %+v", l)
 	}
 
 	// Without the forward_query field at all (an old form), forwarding stays on.
 	rec = b.post("/dashboard/links", url.Values{"csrf": {csrf}, "url": {"https://example.com/x"}, "slug": {"default-fq"}}, ck)
 	wantStatus(t, rec, http.StatusSeeOther)
-	if l, _ := b.links.Get(context.Background(), "default-fq"); !l.ForwardQuery || l.RedirectStatus != 302 {
+	if l, _ := b.links.Get(context.Background(), "", "default-fq"); !l.ForwardQuery || l.RedirectStatus != 302 {
 		t.Errorf("defaults: %+v", l)
 	}
 
@@ -60,13 +62,13 @@ func TestEditAndDeleteLink(t *testing.T) {
 	b := setup(t, Config{})
 	limit := int64(9)
 	exp := time.Date(2030, 1, 2, 3, 4, 0, 0, time.UTC)
-	b.links.add(Link{Slug: "edit-me", OriginalURL: "https://example.com/old", Tags: []string{"x"}, MaxClicks: &limit, ExpiresAt: &exp,
+	b.links.add(links.Link{Slug: "edit-me", OriginalURL: "https://example.com/old", Tags: []string{"x"}, MaxClicks: &limit, ExpiresAt: &exp,
 		HasPassword: true, RedirectStatus: 301, ForwardQuery: true, ClicksUsed: 4})
 	ck, csrf := b.login()
 
 	page := b.get("/dashboard/links/edit-me", ck).Body.String()
 	wantContains(t, page, `data-field="limit">4 of 9 used<`, `class="badge badge-active">active<`, "301, forwards the query string",
-		`href="/edit-me/qr" download="edit-me-qr.png"`, `href="/edit-me/qr?format=svg" download="edit-me-qr.svg"`,
+		`href="/dashboard/links/edit-me/qr" download="edit-me-qr.png"`, `href="/dashboard/links/edit-me/qr?format=svg" download="edit-me-qr.svg"`,
 		`href="/dashboard/links/edit-me/edit"`, `href="/dashboard/links/edit-me/delete"`)
 
 	rec := b.get("/dashboard/links/edit-me/edit", ck)
@@ -81,14 +83,14 @@ func TestEditAndDeleteLink(t *testing.T) {
 	if loc := rec.Header().Get("Location"); loc != "/dashboard/links/edit-me?saved=1" {
 		t.Errorf("redirect to %q", loc)
 	}
-	l, _ := b.links.Get(context.Background(), "edit-me")
+	l, _ := b.links.Get(context.Background(), "", "edit-me")
 	if l.OriginalURL != "https://example.com/new" || l.ExpiresAt != nil || l.MaxClicks != nil || l.RedirectStatus != 308 || l.ForwardQuery ||
 		!l.HasPassword || strings.Join(l.Tags, ",") != "y,z" {
 		t.Errorf("after edit %+v", l)
 	}
 	rec = b.post("/dashboard/links/edit-me", url.Values{"csrf": {csrf}, "url": {"https://example.com/new"}, "remove_password": {"1"}}, ck)
 	wantStatus(t, rec, http.StatusSeeOther)
-	if l, _ := b.links.Get(context.Background(), "edit-me"); l.HasPassword {
+	if l, _ := b.links.Get(context.Background(), "", "edit-me"); l.HasPassword {
 		t.Error("remove_password kept the password")
 	}
 	// A refused edit shows the form again with the service's message.
@@ -110,7 +112,7 @@ func TestEditAndDeleteLink(t *testing.T) {
 		t.Errorf("redirect to %q", loc)
 	}
 	wantContains(t, b.get("/dashboard?deleted=edit-me", ck).Body.String(), `Link <span class="slug">edit-me</span> deleted.`)
-	if _, err := b.links.Get(context.Background(), "edit-me"); err == nil {
+	if _, err := b.links.Get(context.Background(), "", "edit-me"); err == nil {
 		t.Error("the link is still there")
 	}
 }
@@ -119,8 +121,8 @@ func TestEditAndDeleteLink(t *testing.T) {
 func TestUnavailableQRShowsPlaceholder(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{})
-	b.links.add(Link{Slug: "gone-by", OriginalURL: "https://example.com/", Status: StatusExpired})
-	b.links.add(Link{Slug: "used-up", OriginalURL: "https://example.com/", Status: StatusLimitReached})
+	b.links.add(links.Link{Slug: "gone-by", OriginalURL: "https://example.com/", Status: links.StatusExpired})
+	b.links.add(links.Link{Slug: "used-up", OriginalURL: "https://example.com/", Status: links.StatusLimitReached})
 	ck, _ := b.login()
 	for slug, why := range map[string]string{"gone-by": "has expired", "used-up": "has reached its click limit"} {
 		body := b.get("/dashboard/links/"+slug, ck).Body.String()
@@ -136,7 +138,7 @@ func TestUnavailableQRShowsPlaceholder(t *testing.T) {
 func TestShortURLUsesVisitedOriginWhenUnset(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{BaseURL: "http://localhost:8080", BaseURLFromRequest: true})
-	b.links.add(Link{Slug: "here", OriginalURL: "https://example.com/"})
+	b.links.add(links.Link{Slug: "here", OriginalURL: "https://example.com/"})
 	ck, _ := b.login()
 	wantContains(t, b.get("/dashboard/links/here", ck).Body.String(), `value="http://hop.test/here"` /* the request's Host, not localhost:8080 */)
 }
@@ -178,8 +180,8 @@ func FuzzReadForm(f *testing.F) {
 				t.Fatalf("tag %q", tag)
 			}
 		}
-		_, e, _ := readEditForm(v, Link{})
-		if e.URL != n.URL || (e.Password == nil) != (pw == "") {
+		_, e, _ := readEditForm(v, links.Link{})
+		if e.URL == nil || *e.URL != n.URL || (e.Password == nil) != (pw == "") {
 			t.Fatalf("edit form %+v read as %+v", v, e)
 		}
 	})

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hop-dev/hop/internal/problem"
+	"github.com/hop-dev/hop/modules/links"
 )
 
 // redirectStatuses are the choices of the redirect status select, the links module's.
@@ -19,6 +20,7 @@ const formTime = "2006-01-02T15:04"
 // again with its error. The password is never sent back to the browser.
 type linkForm struct {
 	URL, Slug, Tags string
+	Domain          string // create: the host picked; "" is the default domain
 	ExpiresAt       string // formTime, UTC
 	MaxClicks       string
 	RedirectStatus  int
@@ -35,9 +37,12 @@ func (linkForm) Statuses() []int { return redirectStatuses }
 func newForm() linkForm { return linkForm{RedirectStatus: 302, ForwardQuery: true} }
 
 // editForm is the edit form filled from l.
-func editForm(l Link) linkForm {
+func editForm(l links.Link) linkForm {
 	f := linkForm{URL: l.OriginalURL, Tags: strings.Join(l.Tags, ", "), RedirectStatus: l.RedirectStatus,
-		ForwardQuery: l.ForwardQuery, ExpiredURL: l.ExpiredURL, HasPassword: l.HasPassword}
+		ForwardQuery: l.ForwardQuery, HasPassword: l.HasPassword}
+	if l.ExpiredURL != nil {
+		f.ExpiredURL = *l.ExpiredURL
+	}
 	if l.ExpiresAt != nil {
 		f.ExpiresAt = l.ExpiresAt.UTC().Format(formTime)
 	}
@@ -51,9 +56,10 @@ func editForm(l Link) linkForm {
 // from anyone's browser: it keeps what was typed in f for showing again and returns
 // the parsed values, or a 400 problem naming the field that cannot be read. Values are
 // only parsed here; the links module validates them.
-func readForm(v url.Values) (f linkForm, n NewLink, err error) {
+func readForm(v url.Values) (f linkForm, n links.NewLink, err error) {
 	f = linkForm{
 		URL: strings.TrimSpace(v.Get("url")), Slug: strings.TrimSpace(v.Get("slug")), Tags: v.Get("tags"),
+		Domain:    strings.TrimSpace(v.Get("domain")),
 		ExpiresAt: strings.TrimSpace(v.Get("expires_at")), MaxClicks: strings.TrimSpace(v.Get("max_clicks")),
 		ExpiredURL: strings.TrimSpace(v.Get("expired_url")), RedirectStatus: 302, ForwardQuery: true,
 	}
@@ -61,8 +67,9 @@ func readForm(v url.Values) (f linkForm, n NewLink, err error) {
 	if fq, ok := v["forward_query"]; ok {
 		f.ForwardQuery = len(fq) > 0 && fq[len(fq)-1] == "1"
 	}
-	n = NewLink{URL: f.URL, Slug: f.Slug, Tags: parseTags(f.Tags), Password: v.Get("password"),
-		ForwardQuery: f.ForwardQuery, ExpiredURL: f.ExpiredURL, RedirectStatus: 302}
+	forward, expiredURL := f.ForwardQuery, f.ExpiredURL
+	n = links.NewLink{URL: f.URL, Slug: f.Slug, Domain: f.Domain, Tags: parseTags(f.Tags), Password: v.Get("password"),
+		ForwardQuery: &forward, ExpiredURL: &expiredURL, RedirectStatus: 302}
 	if s := strings.TrimSpace(v.Get("redirect_status")); s != "" {
 		code, cerr := strconv.Atoi(s)
 		if cerr != nil {
@@ -98,20 +105,22 @@ func parseFormTime(s string) (time.Time, error) {
 }
 
 // readEditForm reads the edit form: the shared fields, and the password to set, keep
-// (blank) or remove (the remove_password box).
-func readEditForm(v url.Values, l Link) (linkForm, LinkEdit, error) {
+// (blank) or remove (the remove_password box). The form shows every setting, so the
+// patch sets every one.
+func readEditForm(v url.Values, l links.Link) (linkForm, links.Patch, error) {
 	f, n, err := readForm(v)
-	f.Slug, f.HasPassword = "", l.HasPassword
-	e := LinkEdit{URL: n.URL, Tags: n.Tags, ExpiresAt: n.ExpiresAt, MaxClicks: n.MaxClicks,
-		RedirectStatus: n.RedirectStatus, ForwardQuery: n.ForwardQuery, ExpiredURL: n.ExpiredURL}
-	if e.Tags == nil {
-		e.Tags = []string{}
+	f.Slug, f.Domain, f.HasPassword = "", "", l.HasPassword
+	tags := n.Tags
+	if tags == nil {
+		tags = []string{}
 	}
+	p := links.Patch{URL: &n.URL, RedirectStatus: &n.RedirectStatus, ExpiresAt: &n.ExpiresAt, MaxClicks: &n.MaxClicks,
+		Tags: &tags, ForwardQuery: n.ForwardQuery, ExpiredURL: &n.ExpiredURL}
 	switch {
 	case v.Get("remove_password") == "1":
-		e.Password = new(string)
+		p.Password = new(string)
 	case n.Password != "":
-		e.Password = &n.Password
+		p.Password = &n.Password
 	}
-	return f, e, err
+	return f, p, err
 }

@@ -22,6 +22,9 @@ import (
 	"github.com/hop-dev/hop/internal/problem"
 	"github.com/hop-dev/hop/internal/problem/problemtest"
 	"github.com/hop-dev/hop/internal/testenv"
+	"github.com/hop-dev/hop/modules/domains"
+	"github.com/hop-dev/hop/modules/links"
+	"github.com/hop-dev/hop/modules/stats"
 )
 
 // testNow is the dashboard's clock in tests.
@@ -31,13 +34,14 @@ var testNow = time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)
 const goodKey = "hop_test-key-that-is-long-enough"
 
 type bundle struct {
-	t     *testing.T
-	pool  *pgxpool.Pool
-	h     *Handler
-	e     *echo.Echo
-	links *fakeLinks
-	stats *fakeStats
-	keyID int64
+	t       *testing.T
+	pool    *pgxpool.Pool
+	h       *Handler
+	e       *echo.Echo
+	links   *fakeLinks
+	stats   *fakeStats
+	domains *fakeDomains // with Config.Domains: withFakeDomains
+	keyID   int64
 }
 
 // setup builds the dashboard over a fresh database with one API key, fake link and
@@ -59,6 +63,10 @@ func setup(t *testing.T, cfg Config) *bundle {
 		cfg.Describe = testDescribe
 	}
 	b := &bundle{t: t, pool: db.Pool, links: newFakeLinks(cfg.BaseURL), stats: &fakeStats{}, keyID: keyID}
+	if cfg.Domains == withFakeDomains {
+		b.domains = newFakeDomains(b.links)
+		cfg.Domains = b.domains
+	}
 	b.h, err = New(cfg, b.links, b.stats, fakeKeys{goodKey: keyID}, db.Pool, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -194,7 +202,9 @@ var (
 	errSlugTaken    = errors.New("this slug is taken")
 	testDescribe    = problemtest.Describe(map[error]string{
 		errUnauthorized: "401 unauthorized", errNotFound: "404 link-not-found", errSlugTaken: "409 slug-taken",
-		ErrForbiddenOrigin: "403 cross-origin-form", ErrBadCSRF: "403 csrf"})
+		ErrForbiddenOrigin: "403 cross-origin-form", ErrBadCSRF: "403 csrf",
+		domains.ErrNotFound: "404 domain-not-found", domains.ErrHostTaken: "409 domain-exists",
+		domains.ErrHasLinks: "409 domain-has-links", domains.ErrDefaultDomain: "409 default-domain"})
 )
 
 func (f fakeKeys) Verify(_ context.Context, key string) (int64, error) {
@@ -205,23 +215,27 @@ func (f fakeKeys) Verify(_ context.Context, key string) (int64, error) {
 }
 
 // fakeLinks is an in-memory LinkService with the links module's user-facing errors.
+// A link's Domain "" is the default domain; links on other domains keep their host.
 type fakeLinks struct {
 	mu      sync.Mutex
 	baseURL string
-	links   []Link // oldest first
+	links   []links.Link // oldest first
 }
 
 func newFakeLinks(baseURL string) *fakeLinks { return &fakeLinks{baseURL: baseURL} }
 
-func (f *fakeLinks) add(l Link) {
+func (f *fakeLinks) add(l links.Link) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	l.ShortURL = f.baseURL + "/" + l.Slug
+	if l.Domain != "" {
+		l.ShortURL = "https://" + l.Domain + "/" + l.Slug
+	}
 	if l.CreatedAt.IsZero() {
 		l.CreatedAt = testNow
 	}
 	if l.Status == "" {
-		l.Status = StatusActive
+		l.Status = links.StatusActive
 	}
 	if l.RedirectStatus == 0 {
 		l.RedirectStatus = 302
@@ -229,24 +243,27 @@ func (f *fakeLinks) add(l Link) {
 	f.links = append(f.links, l)
 }
 
-func (f *fakeLinks) List(_ context.Context, q ListQuery) (LinkPage, error) {
+func (f *fakeLinks) List(_ context.Context, q links.ListQuery) (links.Page, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	before := len(f.links)
 	if q.Cursor != "" {
 		n, err := strconv.Atoi(q.Cursor)
 		if err != nil || n < 0 || n > len(f.links) {
-			return LinkPage{}, problem.Invalid("cursor is not a cursor returned by this API")
+			return links.Page{}, problem.Invalid("cursor is not a cursor returned by this API")
 		}
 		before = n
 	}
-	var page LinkPage
+	var page links.Page
 	for i := before - 1; i >= 0; i-- {
 		l := f.links[i]
 		if q.Q != "" && !strings.Contains(l.Slug, q.Q) && !strings.Contains(l.OriginalURL, q.Q) {
 			continue
 		}
 		if q.Tag != "" && !slices.Contains(l.Tags, q.Tag) {
+			continue
+		}
+		if q.Domain != "" && !sameDomain(l.Domain, q.Domain) {
 			continue
 		}
 		if len(page.Links) == q.Limit {
@@ -258,67 +275,106 @@ func (f *fakeLinks) List(_ context.Context, q ListQuery) (LinkPage, error) {
 	return page, nil
 }
 
-func (f *fakeLinks) Get(_ context.Context, slug string) (Link, error) {
+// sameDomain reports whether a link's domain is host: "" and "hop.test" are the default.
+func sameDomain(linkDomain, host string) bool {
+	norm := func(h string) string {
+		if h == "hop.test" {
+			return ""
+		}
+		return h
+	}
+	return norm(linkDomain) == norm(host)
+}
+
+func (f *fakeLinks) Get(_ context.Context, host, slug string) (links.Link, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, l := range f.links {
-		if l.Slug == slug {
+		if l.Slug == slug && sameDomain(l.Domain, host) {
 			return l, nil
 		}
 	}
-	return Link{}, errNotFound
+	return links.Link{}, errNotFound
 }
 
-func (f *fakeLinks) Create(ctx context.Context, n NewLink) (Link, error) {
+func (f *fakeLinks) Create(ctx context.Context, n links.NewLink) (links.Link, error) {
 	u, err := url.Parse(n.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return Link{}, problem.Invalid("url must be an absolute http or https URL")
+		return links.Link{}, problem.Invalid("url must be an absolute http or https URL")
 	}
 	if n.Slug == "" {
 		f.mu.Lock()
 		n.Slug = fmt.Sprintf("gen%03d", len(f.links)+1)
 		f.mu.Unlock()
 	}
-	if _, err := f.Get(ctx, n.Slug); err == nil {
-		return Link{}, errSlugTaken
+	if _, err := f.Get(ctx, n.Domain, n.Slug); err == nil {
+		return links.Link{}, errSlugTaken
 	}
-	l := Link{Slug: n.Slug, OriginalURL: n.URL, Tags: n.Tags, ExpiresAt: n.ExpiresAt, MaxClicks: n.MaxClicks,
-		HasPassword: n.Password != "", RedirectStatus: n.RedirectStatus, ForwardQuery: n.ForwardQuery, ExpiredURL: n.ExpiredURL}
+	l := links.Link{Slug: n.Slug, Domain: n.Domain, OriginalURL: n.URL, Tags: n.Tags, ExpiresAt: n.ExpiresAt, MaxClicks: n.MaxClicks,
+		HasPassword: n.Password != "", RedirectStatus: n.RedirectStatus, ForwardQuery: n.ForwardQuery == nil || *n.ForwardQuery,
+		ExpiredURL: n.ExpiredURL}
+	if l.ExpiredURL != nil && *l.ExpiredURL == "" {
+		l.ExpiredURL = nil
+	}
 	if l.Tags == nil {
 		l.Tags = []string{}
 	}
 	f.add(l)
-	return f.Get(ctx, n.Slug)
+	return f.Get(ctx, n.Domain, n.Slug)
 }
 
-// Update replaces every field, as the app's adapter does, refusing bad URLs like Create.
-func (f *fakeLinks) Update(_ context.Context, slug string, e LinkEdit) (Link, error) {
-	if u, err := url.Parse(e.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return Link{}, problem.Invalid("url must be an absolute http or https URL")
+// Update applies the fields p sets, refusing bad URLs like Create.
+func (f *fakeLinks) Update(_ context.Context, host, slug string, p links.Patch) (links.Link, error) {
+	if p.URL != nil {
+		if u, err := url.Parse(*p.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return links.Link{}, problem.Invalid("url must be an absolute http or https URL")
+		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i, l := range f.links {
-		if l.Slug != slug {
+		if l.Slug != slug || !sameDomain(l.Domain, host) {
 			continue
 		}
-		l.OriginalURL, l.Tags, l.ExpiresAt, l.MaxClicks = e.URL, e.Tags, e.ExpiresAt, e.MaxClicks
-		l.RedirectStatus, l.ForwardQuery, l.ExpiredURL = e.RedirectStatus, e.ForwardQuery, e.ExpiredURL
-		if e.Password != nil {
-			l.HasPassword = *e.Password != ""
+		if p.URL != nil {
+			l.OriginalURL = *p.URL
+		}
+		if p.Tags != nil {
+			l.Tags = *p.Tags
+		}
+		if p.ExpiresAt != nil {
+			l.ExpiresAt = *p.ExpiresAt
+		}
+		if p.MaxClicks != nil {
+			l.MaxClicks = *p.MaxClicks
+		}
+		if p.RedirectStatus != nil {
+			l.RedirectStatus = *p.RedirectStatus
+		}
+		if p.ForwardQuery != nil {
+			l.ForwardQuery = *p.ForwardQuery
+		}
+		if p.ExpiredURL != nil {
+			l.ExpiredURL = *p.ExpiredURL
+			if l.ExpiredURL != nil && *l.ExpiredURL == "" {
+				l.ExpiredURL = nil
+			}
+		}
+		if p.Password != nil {
+			l.HasPassword = *p.Password != ""
 		}
 		f.links[i] = l
 		return l, nil
 	}
-	return Link{}, errNotFound
+	return links.Link{}, errNotFound
 }
 
 // Delete removes the link; the fake does not keep deleted slugs reserved.
-func (f *fakeLinks) Delete(_ context.Context, slug string) error {
+func (f *fakeLinks) Delete(_ context.Context, host, slug string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i, l := range f.links {
-		if l.Slug == slug {
+		if l.Slug == slug && sameDomain(l.Domain, host) {
 			f.links = slices.Delete(f.links, i, i+1)
 			return nil
 		}
@@ -326,38 +382,47 @@ func (f *fakeLinks) Delete(_ context.Context, slug string) error {
 	return errNotFound
 }
 
-// fakeStats answers canned stats and records the ranges asked for. A range whose
-// Start is "bad" is refused as the stats module would.
+// fakeStats answers canned stats and records the ranges and hosts asked for. A range
+// whose Start is "bad" is refused as the stats module would.
 type fakeStats struct {
 	mu       sync.Mutex
-	overview Overview
-	link     LinkStats
-	ranges   []Range
+	overview stats.Overview
+	hours    []stats.HourStats
+	link     stats.LinkStats
+	ranges   []stats.Range
+	hosts    []string // LinkStats' hosts
 }
 
-func (f *fakeStats) LinkStats(_ context.Context, slug string, r Range) (LinkStats, error) {
+func (f *fakeStats) LinkStats(_ context.Context, host, slug string, r stats.Range) (stats.LinkStats, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ranges = append(f.ranges, r)
+	f.hosts = append(f.hosts, host)
 	if r.Start == "bad" {
-		return LinkStats{}, problem.Invalid("start: %q is not a date in YYYY-MM-DD form", r.Start)
+		return stats.LinkStats{}, problem.Invalid("start: %q is not a date in YYYY-MM-DD form", r.Start)
 	}
 	return f.link, nil
 }
 
-func (f *fakeStats) Overview(_ context.Context, r Range) (Overview, error) {
+func (f *fakeStats) Overview(_ context.Context, _ string, r stats.Range) (stats.Overview, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ranges = append(f.ranges, r)
 	return f.overview, nil
 }
 
+func (f *fakeStats) RecentHours(context.Context, int) ([]stats.HourStats, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.hours, nil
+}
+
 // days returns n zero-filled days ending 2026-03-15 with clicks(i) for day i.
-func days(n int, clicks func(i int) int64) []Day {
-	out := make([]Day, n)
+func days(n int, clicks func(i int) int64) []stats.DayStats {
+	out := make([]stats.DayStats, n)
 	start := testNow.AddDate(0, 0, -(n - 1))
 	for i := range out {
-		out[i] = Day{Date: start.AddDate(0, 0, i).Format(time.DateOnly), Clicks: clicks(i), UniqueVisitors: clicks(i) / 2}
+		out[i] = stats.DayStats{Date: start.AddDate(0, 0, i).Format(time.DateOnly), Clicks: clicks(i), UniqueVisitors: clicks(i) / 2}
 	}
 	return out
 }
@@ -367,7 +432,10 @@ var errBoom = errors.New("boom")
 // failingStats fails every call with an internal error.
 type failingStats struct{}
 
-func (failingStats) LinkStats(context.Context, string, Range) (LinkStats, error) {
-	return LinkStats{}, errBoom
+func (failingStats) LinkStats(context.Context, string, string, stats.Range) (stats.LinkStats, error) {
+	return stats.LinkStats{}, errBoom
 }
-func (failingStats) Overview(context.Context, Range) (Overview, error) { return Overview{}, errBoom }
+func (failingStats) Overview(context.Context, string, stats.Range) (stats.Overview, error) {
+	return stats.Overview{}, errBoom
+}
+func (failingStats) RecentHours(context.Context, int) ([]stats.HourStats, error) { return nil, errBoom }

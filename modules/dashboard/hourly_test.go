@@ -5,14 +5,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hop-dev/hop/modules/links"
+	"github.com/hop-dev/hop/modules/stats"
 )
 
 // hoursEnding returns n hours ending with the hour of testNow in loc, clicks(i) for hour i.
-func hoursEnding(n int, loc *time.Location, clicks func(i int) int64) []Hour {
-	out := make([]Hour, n)
+func hoursEnding(n int, loc *time.Location, clicks func(i int) int64) []stats.HourStats {
+	out := make([]stats.HourStats, n)
 	start := testNow.Truncate(time.Hour).Add(-time.Duration(n-1) * time.Hour)
 	for i := range out {
-		out[i] = Hour{Hour: start.Add(time.Duration(i) * time.Hour).In(loc).Format(time.RFC3339), Clicks: clicks(i), BotClicks: 1}
+		out[i] = stats.HourStats{Hour: start.Add(time.Duration(i) * time.Hour).In(loc).Format(time.RFC3339), Clicks: clicks(i), BotClicks: 1}
 	}
 	return out
 }
@@ -22,16 +25,16 @@ func hoursEnding(n int, loc *time.Location, clicks func(i int) int64) []Hour {
 func TestHourlyCharts(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{})
-	b.stats.overview = Overview{Start: "2026-02-14", End: "2026-03-15", TZ: "UTC",
-		Daily: days(30, func(int) int64 { return 1 }), Hourly: hoursEnding(24, time.UTC, func(i int) int64 { return int64(i) })}
+	b.stats.overview = stats.Overview{Start: "2026-02-14", End: "2026-03-15", TZ: "UTC", Daily: days(30, func(int) int64 { return 1 })}
+	b.stats.hours = hoursEnding(24, time.UTC, func(i int) int64 { return int64(i) })
 	paris, err := time.LoadLocation("Europe/Paris")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The stats module's 48 hours: only the last 24 are charted.
-	b.stats.link = LinkStats{Start: "2026-02-14", End: "2026-03-15", TZ: "Europe/Paris",
+	b.stats.link = stats.LinkStats{Start: "2026-02-14", End: "2026-03-15", TZ: "Europe/Paris",
 		Daily: days(30, func(int) int64 { return 1 }), Hourly: hoursEnding(48, paris, func(i int) int64 { return int64(1000 * i) })}
-	b.links.add(Link{Slug: "hourly", OriginalURL: "https://example.com/h"})
+	b.links.add(links.Link{Slug: "hourly", OriginalURL: "https://example.com/h"})
 	ck, _ := b.login()
 
 	over := b.get("/dashboard", ck)
@@ -65,6 +68,6 @@ func TestHourlyCharts(t *testing.T) {
 	}
 
 	// No clicks in the last day: the chart says so.
-	b.stats.overview.Hourly = hoursEnding(24, time.UTC, func(int) int64 { return 0 })
+	b.stats.hours = hoursEnding(24, time.UTC, func(int) int64 { return 0 })
 	wantContains(t, b.get("/dashboard", ck).Body.String(), "no clicks in the last 24 hours")
 }

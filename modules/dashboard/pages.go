@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strings"
@@ -8,6 +9,9 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/hop-dev/hop/internal/problem"
+	"github.com/hop-dev/hop/modules/domains"
+	"github.com/hop-dev/hop/modules/links"
+	"github.com/hop-dev/hop/modules/stats"
 )
 
 // userError returns the problem err is if the user can fix it (a 4xx).
@@ -19,15 +23,58 @@ func (h *Handler) userError(err error) (problem.Problem, bool) {
 	return p, p.Status >= 400 && p.Status < 500
 }
 
+// domainParam is the ?domain= that names a link's domain: none for the default one.
+func (h *Handler) domainParam(host string) string {
+	if host == "" || strings.EqualFold(host, h.defHost) {
+		return ""
+	}
+	return host
+}
+
+// linkPath is the dashboard path of a link's page, or of one of its sub-pages
+// (suffix "/edit", "/delete", "/qr", "/live"), naming its domain unless it is the
+// default one, so two links with the same slug on two domains each have their own.
+func (h *Handler) linkPath(slug, host, suffix string) string {
+	p := "/dashboard/links/" + url.PathEscape(slug) + suffix
+	if d := h.domainParam(host); d != "" {
+		p += "?domain=" + url.QueryEscape(d)
+	}
+	return p
+}
+
+// withQuery adds k=v to path, which may have a query already.
+func withQuery(path, k, v string) string {
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	return path + sep + url.QueryEscape(k) + "=" + url.QueryEscape(v)
+}
+
+// domainChoices are the domains to pick from when there is more than the default
+// one; nil otherwise, and then the pages show no domain picker, column or filter.
+func (h *Handler) domainChoices(ctx context.Context) ([]domains.Domain, error) {
+	if h.domains == nil {
+		return nil, nil
+	}
+	ds, err := h.domains.List(ctx)
+	if err != nil || len(ds) < 2 {
+		return nil, err
+	}
+	return ds, nil
+}
+
 // overviewPage is the data of /dashboard.
 type overviewPage struct {
-	Stats     Overview
+	Stats     stats.Overview
 	Chart     chart
 	Hourly    chart
-	Links     []Link
+	Links     []links.Link
 	ListError string
 	Q, Tag    string
-	NextURL   string // the next page of the list; empty on the last
+	Domain    string           // the list's domain filter: a host, or "" for every domain
+	Domains   []domains.Domain // to pick from; nil with only the default domain
+	NextURL   string           // the next page of the list; empty on the last
 	Form      linkForm
 	Deleted   string // the slug just deleted
 }
@@ -35,17 +82,24 @@ type overviewPage struct {
 func (h *Handler) overview(c echo.Context) error {
 	ctx := c.Request().Context()
 	q := c.QueryParams()
-	p := overviewPage{Q: q.Get("q"), Tag: q.Get("tag"), Form: newForm(), Deleted: q.Get("deleted")}
+	p := overviewPage{Q: q.Get("q"), Tag: q.Get("tag"), Domain: q.Get("domain"), Form: newForm(), Deleted: q.Get("deleted")}
 
-	o, err := h.stats.Overview(ctx, Range{})
+	o, err := h.stats.Overview(ctx, "", stats.Range{})
 	if err != nil {
 		return err
 	}
-	p.Stats, p.Chart, p.Hourly = o, newChart(o.Daily), newHourlyChart(o.Hourly)
+	hours, err := h.stats.RecentHours(ctx, 24)
+	if err != nil {
+		return err
+	}
+	p.Stats, p.Chart, p.Hourly = o, newChart(o.Daily), newHourlyChart(hours)
+	if p.Domains, err = h.domainChoices(ctx); err != nil {
+		return err
+	}
 
-	page, err := h.links.List(ctx, ListQuery{Limit: pageSize, Cursor: q.Get("cursor"), Q: p.Q, Tag: p.Tag})
+	page, err := h.links.List(ctx, links.ListQuery{Domain: p.Domain, Limit: pageSize, Cursor: q.Get("cursor"), Q: p.Q, Tag: p.Tag})
 	if pe, ok := h.userError(err); ok {
-		p.ListError = pe.Detail // a bad cursor or an over-long query: say so, keep the page
+		p.ListError = pe.Detail // a bad cursor, an over-long query, an unknown domain: say so, keep the page
 	} else if err != nil {
 		return err
 	}
@@ -55,11 +109,10 @@ func (h *Handler) overview(c echo.Context) error {
 	}
 	if page.NextCursor != "" {
 		v := url.Values{"cursor": {page.NextCursor}}
-		if p.Q != "" {
-			v.Set("q", p.Q)
-		}
-		if p.Tag != "" {
-			v.Set("tag", p.Tag)
+		for k, s := range map[string]string{"q": p.Q, "tag": p.Tag, "domain": p.Domain} {
+			if s != "" {
+				v.Set(k, s)
+			}
 		}
 		p.NextURL = "/dashboard?" + v.Encode()
 	}
@@ -68,8 +121,8 @@ func (h *Handler) overview(c echo.Context) error {
 
 // shortURL is l's short URL as this visitor can use it: on the origin the dashboard
 // is visited on when no public origin was configured (the default would be wrong for
-// anyone not on localhost:8080).
-func (h *Handler) shortURL(c echo.Context, l Link) string {
+// anyone not on localhost:8080). Other domains' links keep their own base URL.
+func (h *Handler) shortURL(c echo.Context, l links.Link) string {
 	if !h.fromReq || !strings.HasPrefix(l.ShortURL, h.base+"/") {
 		return l.ShortURL
 	}
@@ -78,12 +131,17 @@ func (h *Handler) shortURL(c echo.Context, l Link) string {
 
 // formPage is the data of the create and edit pages.
 type formPage struct {
-	Form linkForm
-	Link Link // edit: the link as it is
+	Form    linkForm
+	Link    links.Link       // edit: the link as it is
+	Domains []domains.Domain // create: to pick from; nil with only the default domain
 }
 
 func (h *Handler) newLinkPage(c echo.Context) error {
-	return h.render(c, http.StatusOK, "new", view{Title: "New link", Data: formPage{Form: newForm()}})
+	ds, err := h.domainChoices(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return h.render(c, http.StatusOK, "new", view{Title: "New link", Data: formPage{Form: newForm(), Domains: ds}})
 }
 
 // parseTags splits the form's comma-separated tags, dropping blanks; the link service
@@ -99,23 +157,34 @@ func parseTags(s string) []string {
 }
 
 func (h *Handler) createLink(c echo.Context) error {
+	ctx := c.Request().Context()
 	form, n, err := readForm(c.Request().PostForm)
-	var l Link
+	var l links.Link
 	if err == nil {
-		l, err = h.links.Create(c.Request().Context(), n)
+		l, err = h.links.Create(ctx, n)
 	}
 	if pe, ok := h.userError(err); ok {
 		form.Error = pe.Detail
-		return h.render(c, pe.Status, "new", view{Title: "New link", Data: formPage{Form: form}})
+		ds, derr := h.domainChoices(ctx)
+		if derr != nil {
+			return derr
+		}
+		return h.render(c, pe.Status, "new", view{Title: "New link", Data: formPage{Form: form, Domains: ds}})
 	}
 	if err != nil {
 		return err
 	}
-	return c.Redirect(http.StatusSeeOther, "/dashboard/links/"+url.PathEscape(l.Slug)+"?created=1")
+	return c.Redirect(http.StatusSeeOther, withQuery(h.linkPath(l.Slug, l.Domain, ""), "created", "1"))
+}
+
+// link reads the link the request names: its slug, and its domain by ?domain= (the
+// default domain when absent).
+func (h *Handler) link(c echo.Context) (links.Link, error) {
+	return h.links.Get(c.Request().Context(), c.QueryParam("domain"), c.Param("slug"))
 }
 
 func (h *Handler) editPage(c echo.Context) error {
-	l, err := h.links.Get(c.Request().Context(), c.Param("slug"))
+	l, err := h.link(c)
 	if err != nil {
 		return err
 	}
@@ -124,13 +193,13 @@ func (h *Handler) editPage(c echo.Context) error {
 
 func (h *Handler) updateLink(c echo.Context) error {
 	ctx := c.Request().Context()
-	l, err := h.links.Get(ctx, c.Param("slug"))
+	l, err := h.link(c)
 	if err != nil {
 		return err
 	}
-	form, e, err := readEditForm(c.Request().PostForm, l)
+	form, p, err := readEditForm(c.Request().PostForm, l)
 	if err == nil {
-		_, err = h.links.Update(ctx, l.Slug, e)
+		_, err = h.links.Update(ctx, l.Domain, l.Slug, p)
 	}
 	if pe, ok := h.userError(err); ok {
 		form.Error = pe.Detail
@@ -139,12 +208,12 @@ func (h *Handler) updateLink(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.Redirect(http.StatusSeeOther, "/dashboard/links/"+url.PathEscape(l.Slug)+"?saved=1")
+	return c.Redirect(http.StatusSeeOther, withQuery(h.linkPath(l.Slug, l.Domain, ""), "saved", "1"))
 }
 
 // deletePage asks for confirmation: deleting is final, the slug is never reused.
 func (h *Handler) deletePage(c echo.Context) error {
-	l, err := h.links.Get(c.Request().Context(), c.Param("slug"))
+	l, err := h.link(c)
 	if err != nil {
 		return err
 	}
@@ -154,7 +223,7 @@ func (h *Handler) deletePage(c echo.Context) error {
 
 func (h *Handler) deleteLink(c echo.Context) error {
 	slug := c.Param("slug")
-	if err := h.links.Delete(c.Request().Context(), slug); err != nil {
+	if err := h.links.Delete(c.Request().Context(), c.QueryParam("domain"), slug); err != nil {
 		return err
 	}
 	return c.Redirect(http.StatusSeeOther, "/dashboard?deleted="+url.QueryEscape(slug))
@@ -162,8 +231,9 @@ func (h *Handler) deleteLink(c echo.Context) error {
 
 // linkPage is the data of /dashboard/links/:slug.
 type linkPage struct {
-	Link       Link
-	Stats      LinkStats
+	Link       links.Link
+	Domain     string // the link's ?domain=, "" on the default domain
+	Stats      stats.LinkStats
 	Chart      chart
 	Hourly     chart
 	Breakdowns []breakdown
@@ -172,34 +242,38 @@ type linkPage struct {
 	Saved      bool
 	Live       bool
 	LiveURL    string // toggles auto-refresh, keeping the range
-	QRURL      string // "" when the link answers no redirect, so has no usable QR code
-	Form       Range  // the range form as submitted
+	LiveFeed   string // the live panel's event stream
+	QRURL      string // the QR code as PNG; "" when the link answers no redirect, so has no usable code
+	QRSVGURL   string
+	Form       stats.Range
 }
 
 func (h *Handler) linkPage(c echo.Context) error {
 	ctx := c.Request().Context()
-	slug := c.Param("slug")
-	l, err := h.links.Get(ctx, slug)
+	l, err := h.link(c)
 	if err != nil {
 		return err // 404 and 410 render as error pages
 	}
 	q := c.QueryParams()
 	l.ShortURL = h.shortURL(c, l)
 	p := linkPage{
-		Link:    l,
-		Created: q.Get("created") == "1",
-		Saved:   q.Get("saved") == "1",
-		Live:    q.Get("live") == "1",
-		Form:    Range{Start: q.Get("start"), End: q.Get("end"), TZ: q.Get("tz")},
+		Link:     l,
+		Domain:   h.domainParam(l.Domain),
+		Created:  q.Get("created") == "1",
+		Saved:    q.Get("saved") == "1",
+		Live:     q.Get("live") == "1",
+		LiveFeed: h.linkPath(l.Slug, l.Domain, "/live"),
+		Form:     stats.Range{Start: q.Get("start"), End: q.Get("end"), TZ: q.Get("tz")},
 	}
-	if l.Status == StatusActive || l.Status == "" {
-		p.QRURL = "/" + url.PathEscape(l.Slug) + "/qr"
+	if l.Status == links.StatusActive || l.Status == "" {
+		p.QRURL = h.linkPath(l.Slug, l.Domain, "/qr")
+		p.QRSVGURL = withQuery(p.QRURL, "format", "svg")
 	}
-	s, err := h.stats.LinkStats(ctx, l.Slug, p.Form)
+	s, err := h.stats.LinkStats(ctx, l.Domain, l.Slug, p.Form)
 	if pe, ok := h.userError(err); ok && pe.Status == http.StatusBadRequest {
 		// A bad range: say why and show the default range instead.
 		p.RangeError = pe.Detail
-		s, err = h.stats.LinkStats(ctx, l.Slug, Range{})
+		s, err = h.stats.LinkStats(ctx, l.Domain, l.Slug, stats.Range{})
 	}
 	if err != nil {
 		return err
@@ -223,7 +297,7 @@ func (h *Handler) linkPage(c echo.Context) error {
 		}
 	}
 	v := url.Values{}
-	for _, k := range []string{"start", "end", "tz"} {
+	for _, k := range []string{"domain", "start", "end", "tz"} {
 		if s := q.Get(k); s != "" {
 			v.Set(k, s)
 		}

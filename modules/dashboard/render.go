@@ -17,13 +17,16 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/hop-dev/hop/modules/links"
 )
 
 const staticPrefix = "/dashboard/static/"
 
 // pageNames are the templates under assets/templates that are pages; layout.html
 // holds the layout and the partials every page may use.
-var pageNames = []string{"login", "overview", "link", "new", "edit", "delete", "error", "webhooks", "webhooknew", "webhook", "webhookdelete"}
+var pageNames = []string{"login", "overview", "link", "new", "edit", "delete", "error", "webhooks", "webhooknew", "webhook", "webhookdelete",
+	"domains", "domainform", "domaindelete"}
 
 var funcs = template.FuncMap{
 	"count": formatCount,
@@ -44,14 +47,21 @@ var funcs = template.FuncMap{
 	// status names a link's status for people; "" is a link from before statuses.
 	"status": func(s string) string {
 		switch s {
-		case StatusExpired:
+		case links.StatusExpired:
 			return "expired"
-		case StatusLimitReached:
+		case links.StatusLimitReached:
 			return "limit reached"
 		}
 		return "active"
 	},
 	"deref": func(p *int64) int64 { return *p },
+	// str is an optional string's value; "" when unset.
+	"str": func(p *string) string {
+		if p == nil {
+			return ""
+		}
+		return *p
+	},
 	// ms shows a latency to the millisecond, or to a tenth below 10 ms.
 	"ms": func(p *float64) string {
 		if *p < 10 {
@@ -62,9 +72,9 @@ var funcs = template.FuncMap{
 }
 
 // loadPages parses every page once at start-up, so a broken template fails New, not
-// a request.
-func loadPages() (map[string]*template.Template, error) {
-	base, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "assets/templates/layout.html", "assets/templates/live.html")
+// a request. handlerFuncs are the template functions that need the handler.
+func loadPages(handlerFuncs template.FuncMap) (map[string]*template.Template, error) {
+	base, err := template.New("layout.html").Funcs(funcs).Funcs(handlerFuncs).ParseFS(assets, "assets/templates/layout.html", "assets/templates/live.html")
 	if err != nil {
 		return nil, fmt.Errorf("dashboard templates: %w", err)
 	}
@@ -127,6 +137,7 @@ type view struct {
 	CSRF     string // the session's CSRF token, for every form
 	Refresh  int    // seconds; 0 = no auto-refresh
 	Webhooks bool   // the webhook pages exist, for the navigation
+	Domains  bool   // the domain pages exist, for the navigation
 	Data     any
 }
 
@@ -137,7 +148,7 @@ func (h *Handler) render(c echo.Context, status int, name string, v view) error 
 	if !ok {
 		return fmt.Errorf("dashboard: no page %q", name)
 	}
-	v.CSS, v.JS, v.Webhooks = h.cssURL, h.jsURL, h.webhooks != nil
+	v.CSS, v.JS, v.Webhooks, v.Domains = h.cssURL, h.jsURL, h.webhooks != nil, h.domains != nil
 	if s, ok := c.Get(ctxSession).(session); ok {
 		v.SignedIn, v.CSRF = true, s.csrf()
 	}

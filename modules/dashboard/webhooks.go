@@ -6,60 +6,25 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/hop-dev/hop/modules/domains"
+	"github.com/hop-dev/hop/modules/webhooks"
 )
 
-// Webhook is a webhook subscription as the dashboard shows it. Nil Links or Tags
-// match every link or tag.
-type Webhook struct {
-	ID           int64
-	URL          string
-	Secret       string // only right after Create
-	Links        []string
-	Tags         []string
-	IncludeBots  bool
-	Disabled     bool // after failing for 24 h
-	DisabledAt   *time.Time
-	FailingSince *time.Time
-	CreatedAt    time.Time
-}
-
-// NewWebhook is what the "new webhook" form submits; nil Links or Tags mean all.
-type NewWebhook struct {
-	URL         string
-	Links       []string
-	Tags        []string
-	IncludeBots bool
-}
-
-// Delivery is one batch (or ping) sent to a webhook, as the deliveries table shows it.
-type Delivery struct {
-	ID            int64
-	Kind          string // "events" or "ping"
-	Status        string // "pending", "delivered" or "failed"
-	Events        int
-	Attempts      int
-	HTTPStatus    *int
-	LatencyMS     *float64
-	Error         string
-	CreatedAt     time.Time
-	LastAttemptAt *time.Time
-	NextAttemptAt *time.Time
-}
-
-// WebhookService manages webhooks; errors follow the LinkService convention (an
-// invalid or forbidden URL is a 4xx, an unknown webhook or delivery 404). Ping and
-// Retry send at once and return the delivery as recorded, failed or not.
+// WebhookService manages webhooks: the webhooks module's Service. Errors follow the
+// LinkService convention (an invalid or forbidden URL is a 4xx, an unknown webhook or
+// delivery 404). Ping and Retry send at once and return the delivery as recorded,
+// failed or not.
 type WebhookService interface {
-	List(ctx context.Context) ([]Webhook, error)
-	Get(ctx context.Context, id int64) (Webhook, error)
-	Create(ctx context.Context, n NewWebhook) (Webhook, error)
+	List(ctx context.Context) ([]webhooks.Webhook, error)
+	Get(ctx context.Context, id int64) (webhooks.Webhook, error)
+	Create(ctx context.Context, n webhooks.NewWebhook) (webhooks.Webhook, error)
 	Delete(ctx context.Context, id int64) error
-	Deliveries(ctx context.Context, id int64, limit int) ([]Delivery, error)
-	Ping(ctx context.Context, id int64) (Delivery, error)
-	Retry(ctx context.Context, id, delivery int64) (Delivery, error)
+	Deliveries(ctx context.Context, id int64, limit int) ([]webhooks.Delivery, error)
+	Ping(ctx context.Context, id int64) (webhooks.Delivery, error)
+	Retry(ctx context.Context, id, delivery int64) (webhooks.Delivery, error)
 }
 
 // deliveriesShown is how many recent deliveries a webhook's page lists.
@@ -89,7 +54,7 @@ func pathID(c echo.Context, name string) (int64, error) {
 
 // webhooksListPage is the data of /dashboard/webhooks.
 type webhooksListPage struct {
-	Webhooks []Webhook
+	Webhooks []webhooks.Webhook
 	Deleted  string // the id just deleted
 }
 
@@ -104,6 +69,7 @@ func (h *Handler) webhooksPage(c echo.Context) error {
 // webhookForm is the create form as submitted, shown again with its error.
 type webhookForm struct {
 	URL, Links, Tags string
+	Domain           string // a host; "" for every domain
 	IncludeBots      bool
 	Error            string
 }
@@ -112,18 +78,32 @@ type webhookForm struct {
 // secret once.
 type webhookFormPage struct {
 	Form    webhookForm
-	Created *Webhook
+	Created *webhooks.Webhook
+	Domains []domains.Domain // for the domain filter; nil: a text field
 }
 
 func (h *Handler) newWebhookPage(c echo.Context) error {
-	return h.render(c, http.StatusOK, "webhooknew", view{Title: "New webhook", Data: webhookFormPage{}})
+	return h.renderWebhookForm(c, http.StatusOK, webhookForm{})
 }
 
-// readWebhookForm reads the create form; blank links or tags mean all of them.
-func readWebhookForm(v url.Values) (webhookForm, NewWebhook) {
+// renderWebhookForm shows the create form with the domains to filter by.
+func (h *Handler) renderWebhookForm(c echo.Context, status int, f webhookForm) error {
+	ds, err := h.domainChoices(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return h.render(c, status, "webhooknew", view{Title: "New webhook", Data: webhookFormPage{Form: f, Domains: ds}})
+}
+
+// readWebhookForm reads the create form; blank links, tags or domain mean all of them.
+func readWebhookForm(v url.Values) (webhookForm, webhooks.NewWebhook) {
 	f := webhookForm{URL: strings.TrimSpace(v.Get("url")), Links: v.Get("links"), Tags: v.Get("tags"),
-		IncludeBots: v.Get("include_bots") == "1"}
-	return f, NewWebhook{URL: f.URL, Links: parseTags(f.Links), Tags: parseTags(f.Tags), IncludeBots: f.IncludeBots}
+		Domain: strings.TrimSpace(v.Get("domain")), IncludeBots: v.Get("include_bots") == "1"}
+	n := webhooks.NewWebhook{URL: f.URL, Links: parseTags(f.Links), Tags: parseTags(f.Tags), IncludeBots: f.IncludeBots}
+	if f.Domain != "" {
+		n.Domain = &f.Domain
+	}
+	return f, n
 }
 
 // createWebhook answers with the result page itself rather than a redirect: the
@@ -133,7 +113,7 @@ func (h *Handler) createWebhook(c echo.Context) error {
 	w, err := h.webhooks.Create(c.Request().Context(), n)
 	if pe, ok := h.userError(err); ok {
 		form.Error = pe.Detail
-		return h.render(c, pe.Status, "webhooknew", view{Title: "New webhook", Data: webhookFormPage{Form: form}})
+		return h.renderWebhookForm(c, pe.Status, form)
 	}
 	if err != nil {
 		return err
@@ -143,10 +123,10 @@ func (h *Handler) createWebhook(c echo.Context) error {
 
 // webhookDetailPage is the data of /dashboard/webhooks/:id.
 type webhookDetailPage struct {
-	Webhook    Webhook
-	Deliveries []Delivery
-	Sent       *Delivery // the ping or retry just sent
-	SentKind   string    // "ping" or "retry"
+	Webhook    webhooks.Webhook
+	Deliveries []webhooks.Delivery
+	Sent       *webhooks.Delivery // the ping or retry just sent
+	SentKind   string             // "ping" or "retry"
 }
 
 func (h *Handler) webhookPage(c echo.Context) error {

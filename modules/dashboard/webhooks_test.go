@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hop-dev/hop/internal/problem"
+	"github.com/hop-dev/hop/modules/webhooks"
 )
 
 // errNoWebhook is the fake's unknown webhook or delivery; setupWebhooks describes it as a 404.
@@ -20,20 +21,22 @@ var errNoWebhook = errors.New("no webhook has this id")
 // and retries with a 500, as a broken receiver would.
 type fakeWebhooks struct {
 	mu         sync.Mutex
-	hooks      []Webhook
-	deliveries map[int64][]Delivery // newest first
+	hooks      []webhooks.Webhook
+	deliveries map[int64][]webhooks.Delivery // newest first
 	nextID     int64
 }
 
-func newFakeWebhooks() *fakeWebhooks { return &fakeWebhooks{deliveries: map[int64][]Delivery{}} }
-
-func (f *fakeWebhooks) List(context.Context) ([]Webhook, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]Webhook(nil), f.hooks...), nil
+func newFakeWebhooks() *fakeWebhooks {
+	return &fakeWebhooks{deliveries: map[int64][]webhooks.Delivery{}}
 }
 
-func (f *fakeWebhooks) Get(_ context.Context, id int64) (Webhook, error) {
+func (f *fakeWebhooks) List(context.Context) ([]webhooks.Webhook, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]webhooks.Webhook(nil), f.hooks...), nil
+}
+
+func (f *fakeWebhooks) Get(_ context.Context, id int64) (webhooks.Webhook, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, w := range f.hooks {
@@ -41,17 +44,17 @@ func (f *fakeWebhooks) Get(_ context.Context, id int64) (Webhook, error) {
 			return w, nil
 		}
 	}
-	return Webhook{}, errNoWebhook
+	return webhooks.Webhook{}, errNoWebhook
 }
 
-func (f *fakeWebhooks) Create(_ context.Context, n NewWebhook) (Webhook, error) {
+func (f *fakeWebhooks) Create(_ context.Context, n webhooks.NewWebhook) (webhooks.Webhook, error) {
 	if u, err := url.Parse(n.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return Webhook{}, problem.Invalid("url must be an absolute http or https URL")
+		return webhooks.Webhook{}, problem.Invalid("url must be an absolute http or https URL")
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.nextID++
-	w := Webhook{ID: f.nextID, URL: n.URL, Links: n.Links, Tags: n.Tags, IncludeBots: n.IncludeBots, CreatedAt: testNow}
+	w := webhooks.Webhook{ID: f.nextID, URL: n.URL, Links: n.Links, Tags: n.Tags, IncludeBots: n.IncludeBots, Domain: n.Domain, CreatedAt: testNow}
 	f.hooks = append(f.hooks, w)
 	w.Secret = "whsec_shown-once"
 	return w, nil
@@ -70,18 +73,18 @@ func (f *fakeWebhooks) Delete(_ context.Context, id int64) error {
 	return errNoWebhook
 }
 
-func (f *fakeWebhooks) Deliveries(ctx context.Context, id int64, limit int) ([]Delivery, error) {
+func (f *fakeWebhooks) Deliveries(ctx context.Context, id int64, limit int) ([]webhooks.Delivery, error) {
 	if _, err := f.Get(ctx, id); err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	ds := f.deliveries[id]
-	return append([]Delivery(nil), ds[:min(limit, len(ds))]...), nil
+	return append([]webhooks.Delivery(nil), ds[:min(limit, len(ds))]...), nil
 }
 
 // send records one attempt at d against w's receiver.
-func (f *fakeWebhooks) send(w Webhook, d *Delivery) {
+func (f *fakeWebhooks) send(w webhooks.Webhook, d *webhooks.Delivery) {
 	d.Attempts++
 	status, latency := 200, 3.4
 	if strings.Contains(w.URL, "fail") {
@@ -92,23 +95,23 @@ func (f *fakeWebhooks) send(w Webhook, d *Delivery) {
 	d.HTTPStatus, d.LatencyMS = &status, &latency
 }
 
-func (f *fakeWebhooks) Ping(ctx context.Context, id int64) (Delivery, error) {
+func (f *fakeWebhooks) Ping(ctx context.Context, id int64) (webhooks.Delivery, error) {
 	w, err := f.Get(ctx, id)
 	if err != nil {
-		return Delivery{}, err
+		return webhooks.Delivery{}, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	d := Delivery{ID: int64(100 + len(f.deliveries[id])), Kind: "ping", Events: 1, CreatedAt: testNow}
+	d := webhooks.Delivery{ID: int64(100 + len(f.deliveries[id])), Kind: "ping", Events: 1, CreatedAt: testNow}
 	f.send(w, &d)
-	f.deliveries[id] = append([]Delivery{d}, f.deliveries[id]...)
+	f.deliveries[id] = append([]webhooks.Delivery{d}, f.deliveries[id]...)
 	return d, nil
 }
 
-func (f *fakeWebhooks) Retry(ctx context.Context, id, delivery int64) (Delivery, error) {
+func (f *fakeWebhooks) Retry(ctx context.Context, id, delivery int64) (webhooks.Delivery, error) {
 	w, err := f.Get(ctx, id)
 	if err != nil {
-		return Delivery{}, err
+		return webhooks.Delivery{}, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -118,14 +121,14 @@ func (f *fakeWebhooks) Retry(ctx context.Context, id, delivery int64) (Delivery,
 			return *d, nil
 		}
 	}
-	return Delivery{}, errNoWebhook
+	return webhooks.Delivery{}, errNoWebhook
 }
 
 // addDelivery records a delivery as the dispatcher would have.
-func (f *fakeWebhooks) addDelivery(id int64, d Delivery) {
+func (f *fakeWebhooks) addDelivery(id int64, d webhooks.Delivery) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.deliveries[id] = append([]Delivery{d}, f.deliveries[id]...)
+	f.deliveries[id] = append([]webhooks.Delivery{d}, f.deliveries[id]...)
 }
 
 func setupWebhooks(t *testing.T) (*bundle, *fakeWebhooks) {
@@ -143,7 +146,7 @@ func setupWebhooks(t *testing.T) (*bundle, *fakeWebhooks) {
 
 func TestWebhookPagesNeedSignIn(t *testing.T) {
 	b, f := setupWebhooks(t)
-	if _, err := f.Create(context.Background(), NewWebhook{URL: "https://example.com/hook"}); err != nil {
+	if _, err := f.Create(context.Background(), webhooks.NewWebhook{URL: "https://example.com/hook"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"/dashboard/webhooks", "/dashboard/webhooks/new", "/dashboard/webhooks/1", "/dashboard/webhooks/1/delete"} {
@@ -210,7 +213,7 @@ func TestCreateWebhookShowsSecretOnce(t *testing.T) {
 
 func TestWebhookFormsNeedCSRF(t *testing.T) {
 	b, f := setupWebhooks(t)
-	if _, err := f.Create(context.Background(), NewWebhook{URL: "https://example.com/hook"}); err != nil {
+	if _, err := f.Create(context.Background(), webhooks.NewWebhook{URL: "https://example.com/hook"}); err != nil {
 		t.Fatal(err)
 	}
 	ck, _ := b.login()
@@ -227,7 +230,7 @@ func TestWebhookFormsNeedCSRF(t *testing.T) {
 func TestWebhookStatesInList(t *testing.T) {
 	b, f := setupWebhooks(t)
 	since := testNow.Add(-2 * time.Hour)
-	f.hooks = []Webhook{
+	f.hooks = []webhooks.Webhook{
 		{ID: 1, URL: "https://ok.example/", CreatedAt: testNow},
 		{ID: 2, URL: "https://flaky.example/", FailingSince: &since, CreatedAt: testNow},
 		{ID: 3, URL: "https://dead.example/", Disabled: true, DisabledAt: &testNow, FailingSince: &since, Tags: []string{"spring"}, CreatedAt: testNow},
@@ -244,7 +247,7 @@ func TestWebhookStatesInList(t *testing.T) {
 func TestWebhookDeliveriesPingAndRetry(t *testing.T) {
 	b, f := setupWebhooks(t)
 	ctx := context.Background()
-	if _, err := f.Create(ctx, NewWebhook{URL: "https://fail.example/hook"}); err != nil {
+	if _, err := f.Create(ctx, webhooks.NewWebhook{URL: "https://fail.example/hook"}); err != nil {
 		t.Fatal(err)
 	}
 	ck, csrf := b.login()
@@ -255,7 +258,7 @@ func TestWebhookDeliveriesPingAndRetry(t *testing.T) {
 
 	// A failed batch as the dispatcher leaves it after 24 h of retries.
 	st, lat := 503, 10000.0
-	f.addDelivery(1, Delivery{ID: 7, Kind: "events", Status: "failed", Events: 42, Attempts: 17, HTTPStatus: &st,
+	f.addDelivery(1, webhooks.Delivery{ID: 7, Kind: "events", Status: "failed", Events: 42, Attempts: 17, HTTPStatus: &st,
 		LatencyMS: &lat, Error: "receiver answered 503", CreatedAt: testNow})
 	rec = b.get("/dashboard/webhooks/1", ck)
 	wantContains(t, rec.Body.String(), `id="delivery-7"`, "42 events", ">failed<", `class="num">17<`, `class="num">503<`,
@@ -299,7 +302,7 @@ func TestWebhookDeliveriesPingAndRetry(t *testing.T) {
 
 func TestDeleteWebhookAsksFirst(t *testing.T) {
 	b, f := setupWebhooks(t)
-	if _, err := f.Create(context.Background(), NewWebhook{URL: "https://example.com/hook"}); err != nil {
+	if _, err := f.Create(context.Background(), webhooks.NewWebhook{URL: "https://example.com/hook"}); err != nil {
 		t.Fatal(err)
 	}
 	ck, csrf := b.login()

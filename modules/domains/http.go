@@ -14,14 +14,24 @@ import (
 	"github.com/hop-dev/hop/internal/problem"
 )
 
-// Handler serves the /domains management API.
-type Handler struct {
+// Service is what can be done with domains: add, list, read, change and remove them.
+// The /domains handlers, `hop domain` and the dashboard all call it, so validation and
+// messages are the same everywhere. Every change reaches every instance's Registry.
+type Service struct {
 	store *Store
 	reg   *Registry
 }
 
-// NewHandler returns the API handler.
-func NewHandler(store *Store, reg *Registry) *Handler { return &Handler{store: store, reg: reg} }
+// NewService returns the domains service.
+func NewService(store *Store, reg *Registry) *Service { return &Service{store: store, reg: reg} }
+
+// Handler serves the /domains management API: HTTP glue over a Service.
+type Handler struct {
+	svc *Service
+}
+
+// NewHandler returns the API handler over svc.
+func NewHandler(svc *Service) *Handler { return &Handler{svc: svc} }
 
 // Routes registers the management routes on g, which the app guards with API keys.
 func (h *Handler) Routes(g *echo.Group) {
@@ -43,7 +53,7 @@ type createRequest struct {
 
 // Add validates and creates a domain, as POST /domains and `hop domain add` do.
 // baseURL "" means https://{host}.
-func (h *Handler) Add(ctx context.Context, host, baseURL string, root, notFound, expired string) (Domain, error) {
+func (s *Service) Add(ctx context.Context, host, baseURL string, root, notFound, expired string) (Domain, error) {
 	var d Domain
 	var err error
 	if d.Host, err = NormalizeHost(host); err != nil {
@@ -64,14 +74,14 @@ func (h *Handler) Add(ctx context.Context, host, baseURL string, root, notFound,
 	if d.ExpiredRedirect, err = validateFallback("expired_redirect", expired); err != nil {
 		return Domain{}, err
 	}
-	if d.Host == h.reg.Default().Host {
+	if d.Host == s.reg.Default().Host {
 		return Domain{}, problem.With(ErrHostTaken, "%s is the default domain (HOP_BASE_URL)", d.Host)
 	}
-	out, err := h.store.Create(ctx, d)
+	out, err := s.store.Create(ctx, d)
 	if err != nil {
 		return Domain{}, err
 	}
-	return out, h.reg.changed(ctx)
+	return out, s.reg.changed(ctx)
 }
 
 func (h *Handler) create(c echo.Context) error {
@@ -79,7 +89,7 @@ func (h *Handler) create(c echo.Context) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	d, err := h.Add(c.Request().Context(), req.Host, str(req.BaseURL), str(req.RootRedirect), str(req.NotFoundRedirect), str(req.ExpiredRedirect))
+	d, err := h.svc.Add(c.Request().Context(), req.Host, str(req.BaseURL), str(req.RootRedirect), str(req.NotFoundRedirect), str(req.ExpiredRedirect))
 	if err != nil {
 		return err
 	}
@@ -94,8 +104,11 @@ func str(p *string) string {
 	return *p
 }
 
+// List returns every live domain with its link count, the default first.
+func (s *Service) List(ctx context.Context) ([]Domain, error) { return s.reg.List(ctx) }
+
 func (h *Handler) list(c echo.Context) error {
-	ds, err := h.reg.List(c.Request().Context())
+	ds, err := h.svc.List(c.Request().Context())
 	if err != nil {
 		return err
 	}
@@ -103,20 +116,21 @@ func (h *Handler) list(c echo.Context) error {
 }
 
 func (h *Handler) get(c echo.Context) error {
-	d, err := h.one(c.Request().Context(), c.Param("host"))
+	d, err := h.svc.Get(c.Request().Context(), c.Param("host"))
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, d)
 }
 
-// one returns the live domain with host and its link count.
-func (h *Handler) one(ctx context.Context, host string) (Domain, error) {
+// Get returns the live domain with host (as a person may type it) and its link
+// count, as GET /domains/{host} does.
+func (s *Service) Get(ctx context.Context, host string) (Domain, error) {
 	norm, err := NormalizeHost(host)
 	if err != nil {
 		return Domain{}, err
 	}
-	ds, err := h.reg.List(ctx)
+	ds, err := s.reg.List(ctx)
 	if err != nil {
 		return Domain{}, err
 	}
@@ -128,6 +142,51 @@ func (h *Handler) one(ctx context.Context, host string) (Domain, error) {
 	return Domain{}, ErrNotFound
 }
 
+// Patch changes a domain: a nil field is left as it is; an empty fallback means hop's
+// own page.
+type Patch struct {
+	BaseURL, RootRedirect, NotFoundRedirect, ExpiredRedirect *string
+}
+
+// Update validates p and applies it to the live branded domain with host, as PATCH
+// /domains/{host} does; the default domain is ErrDefaultDomain (it is configured).
+func (s *Service) Update(ctx context.Context, host string, p Patch) (Domain, error) {
+	fallback := func(name string) func(string) (string, error) {
+		return func(v string) (string, error) { return validateFallback(name, v) }
+	}
+	var dp domainPatch
+	for _, f := range []struct {
+		val      *string
+		dst      **string
+		validate func(string) (string, error)
+	}{
+		{p.BaseURL, &dp.BaseURL, validateBaseURL},
+		{p.RootRedirect, &dp.RootRedirect, fallback("root_redirect")},
+		{p.NotFoundRedirect, &dp.NotFoundRedirect, fallback("not_found_redirect")},
+		{p.ExpiredRedirect, &dp.ExpiredRedirect, fallback("expired_redirect")},
+	} {
+		if f.val == nil {
+			continue
+		}
+		v, err := f.validate(*f.val)
+		if err != nil {
+			return Domain{}, err
+		}
+		*f.dst = &v
+	}
+	norm, err := NormalizeHost(host)
+	if err != nil {
+		return Domain{}, err
+	}
+	if _, err := s.store.update(ctx, norm, dp); err != nil {
+		return Domain{}, err
+	}
+	if err := s.reg.changed(ctx); err != nil {
+		return Domain{}, err
+	}
+	return s.Get(ctx, norm)
+}
+
 func (h *Handler) update(c echo.Context) error {
 	var raw map[string]json.RawMessage
 	if err := decodeJSON(c, &raw); err != nil {
@@ -136,14 +195,13 @@ func (h *Handler) update(c echo.Context) error {
 	if len(raw) == 0 {
 		return problem.Invalid("the body must change at least one of base_url, root_redirect, not_found_redirect, expired_redirect")
 	}
-	var p domainPatch
+	var p Patch
 	for k, v := range raw {
 		var s *string
 		if err := json.Unmarshal(v, &s); err != nil {
 			return problem.Invalid("%s must be a string or null", k)
 		}
 		val := str(s)
-		var err error
 		switch k {
 		case "host":
 			return problem.Invalid("a domain's host cannot be changed; add a new domain instead")
@@ -151,36 +209,18 @@ func (h *Handler) update(c echo.Context) error {
 			if s == nil {
 				return problem.Invalid("base_url cannot be null")
 			}
-			val, err = validateBaseURL(val)
 			p.BaseURL = &val
 		case "root_redirect":
-			val, err = validateFallback(k, val)
 			p.RootRedirect = &val
 		case "not_found_redirect":
-			val, err = validateFallback(k, val)
 			p.NotFoundRedirect = &val
 		case "expired_redirect":
-			val, err = validateFallback(k, val)
 			p.ExpiredRedirect = &val
 		default:
 			return problem.Invalid("unknown field %q", k)
 		}
-		if err != nil {
-			return err
-		}
 	}
-	ctx := c.Request().Context()
-	host, err := NormalizeHost(c.Param("host"))
-	if err != nil {
-		return err
-	}
-	if _, err := h.store.update(ctx, host, p); err != nil {
-		return err
-	}
-	if err := h.reg.changed(ctx); err != nil {
-		return err
-	}
-	d, err := h.one(ctx, host)
+	d, err := h.svc.Update(c.Request().Context(), c.Param("host"), p)
 	if err != nil {
 		return err
 	}
@@ -189,19 +229,19 @@ func (h *Handler) update(c echo.Context) error {
 
 // Remove deletes the domain with host, as DELETE /domains/{host} and `hop domain
 // remove` do.
-func (h *Handler) Remove(ctx context.Context, host string) error {
+func (s *Service) Remove(ctx context.Context, host string) error {
 	norm, err := NormalizeHost(host)
 	if err != nil {
 		return err
 	}
-	if err := h.store.Delete(ctx, norm); err != nil {
+	if err := s.store.Delete(ctx, norm); err != nil {
 		return err
 	}
-	return h.reg.changed(ctx)
+	return s.reg.changed(ctx)
 }
 
 func (h *Handler) delete(c echo.Context) error {
-	if err := h.Remove(c.Request().Context(), c.Param("host")); err != nil {
+	if err := h.svc.Remove(c.Request().Context(), c.Param("host")); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -186,8 +187,10 @@ func (r *Registry) Default() Domain { return r.snap.Load().def }
 // domain); ErrNotFound if there is none. A host this instance does not know yet may
 // have been added through another: the domains are reloaded once before giving up.
 func (r *Registry) Find(ctx context.Context, host string) (Domain, error) {
-	if host == "" {
-		return r.Default(), nil
+	// The default domain answers to its own host as stored, which may be a name or an
+	// IP address NormalizeHost refuses (HOP_BASE_URL=http://10.0.0.5:8080).
+	if def := r.Default(); host == "" || strings.EqualFold(strings.TrimSuffix(host, "."), def.Host) {
+		return def, nil
 	}
 	h, err := NormalizeHost(host)
 	if err != nil {

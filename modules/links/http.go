@@ -43,16 +43,11 @@ type Domains interface {
 	Hosts() []string
 }
 
-// Handler serves the /links management API.
+// Handler serves the /links management API: HTTP glue over a Service.
 type Handler struct {
-	store      *Store
-	baseURL    string
-	own        []string // hop's own host names, which no link may point to
-	cache      Invalidator
-	domains    Domains          // nil: one domain, the host of baseURL
+	svc        *Service
 	describe   problem.Describe // app's error table
 	logger     *slog.Logger
-	now        func() time.Time
 	bulkBudget time.Duration
 }
 
@@ -61,41 +56,13 @@ type Handler struct {
 // per-item results.
 const bulkBudget = 40 * time.Second
 
-// NewHandler returns the API handler; baseURL is the public origin used in short_url.
-// describe is app's error table, for the per-item results of a bulk create.
-func NewHandler(store *Store, baseURL string, cache Invalidator, describe problem.Describe, logger *slog.Logger) *Handler {
-	return &Handler{store: store, baseURL: strings.TrimRight(baseURL, "/"), own: []string{ownHost(baseURL)},
-		cache: cache, describe: describe, logger: logger.With("module", "links"), now: time.Now, bulkBudget: bulkBudget}
-}
-
-// WithDomains makes h serve links on every domain of d rather than on baseURL's host
-// alone.
-func (h *Handler) WithDomains(d Domains) *Handler {
-	h.domains = d
-	return h
-}
-
-// domainID returns the id of the domain host names ("" is the default domain).
-func (h *Handler) domainID(ctx context.Context, host string) (int64, error) {
-	if h.domains == nil {
-		if host == "" || strings.EqualFold(host, h.own[0]) {
-			return defaultDomainID, nil
-		}
-		return 0, domains.ErrNotFound
+// NewHandler returns the API handler over svc. describe is app's error table, for the
+// per-item results of a bulk create.
+func NewHandler(svc *Service, describe problem.Describe, logger *slog.Logger) *Handler {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
 	}
-	d, err := h.domains.Find(ctx, host)
-	if err != nil {
-		return 0, err
-	}
-	return d.ID, nil
-}
-
-// ownHosts are the names no link may point to: hop's own, on every domain.
-func (h *Handler) ownHosts() []string {
-	if h.domains == nil {
-		return h.own
-	}
-	return append(h.domains.Hosts(), h.own...)
+	return &Handler{svc: svc, describe: describe, logger: logger.With("module", "links"), bulkBudget: bulkBudget}
 }
 
 // Routes registers the management routes on g, which the app guards with API keys.
@@ -158,35 +125,16 @@ func (h *Handler) create(c echo.Context) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	l, err := h.Create(c.Request().Context(), req)
+	l, err := h.svc.Create(c.Request().Context(), req)
 	if err != nil {
 		return err
 	}
 	loc := "/links/" + l.Slug
-	if d, err := h.domainID(c.Request().Context(), ""); err == nil && d != l.DomainID {
+	if d, err := h.svc.domainID(c.Request().Context(), ""); err == nil && d != l.DomainID {
 		loc += "?domain=" + url.QueryEscape(l.Domain)
 	}
 	c.Response().Header().Set(echo.HeaderLocation, loc)
 	return c.JSON(http.StatusCreated, l)
-}
-
-// createDomain is the domain a link is created on: an unknown one is a 400.
-func (h *Handler) createDomain(ctx context.Context, host string) (int64, error) {
-	id, err := h.domainID(ctx, host)
-	if errors.Is(err, domains.ErrNotFound) {
-		return 0, problem.Invalid("domain %q is not a domain of this hop (see GET /domains)", host)
-	}
-	return id, err
-}
-
-func (h *Handler) insert(ctx context.Context, n newLink) (Link, error) {
-	l, err := h.store.create(ctx, n)
-	if err != nil {
-		return Link{}, err
-	}
-	// The slug may sit in the negative cache from an earlier 404.
-	h.invalidate(ctx, l.DomainID, l.Slug)
-	return h.present(ctx, l), nil
 }
 
 const maxBulk = 1000
@@ -222,15 +170,15 @@ func (h *Handler) bulk(c echo.Context) error {
 	// Validate everything, then insert in request order while the passwords are
 	// hashed in parallel ahead of the inserts; past the budget the remaining items
 	// are answered as not created.
-	deadline := h.now().Add(h.bulkBudget)
-	late := func() bool { return !h.now().Before(deadline) }
+	deadline := h.svc.now().Add(h.bulkBudget)
+	late := func() bool { return !h.svc.now().Before(deadline) }
 	items := make([]newLink, len(req.Links))
 	errs := make([]error, len(req.Links))
 	var passwords []string
 	for i, r := range req.Links {
-		items[i], errs[i] = h.validateCreate(r)
+		items[i], errs[i] = h.svc.validateCreate(r)
 		if errs[i] == nil {
-			items[i].DomainID, errs[i] = h.createDomain(ctx, r.Domain)
+			items[i].DomainID, errs[i] = h.svc.createDomain(ctx, r.Domain)
 		}
 		if errs[i] == nil && r.Password != "" {
 			passwords = append(passwords, r.Password)
@@ -330,19 +278,19 @@ func (h *Handler) bulkDryRun(c echo.Context, reqs []NewLink) error {
 	domainOf := make([]int64, len(reqs))
 	domainErr := make([]error, len(reqs))
 	for i, r := range reqs {
-		domainOf[i], domainErr[i] = h.createDomain(ctx, r.Domain)
+		domainOf[i], domainErr[i] = h.svc.createDomain(ctx, r.Domain)
 		if r.Slug != "" && domainErr[i] == nil {
 			ids, slugs = append(ids, domainOr(domainOf[i])), append(slugs, r.Slug)
 		}
 	}
-	taken, err := h.store.takenSlugs(ctx, ids, slugs)
+	taken, err := h.svc.store.takenSlugs(ctx, ids, slugs)
 	if err != nil {
 		return err
 	}
 	for i, r := range reqs {
 		res := bulkResult{Index: i, Status: http.StatusCreated}
 		key := slugOn{domain: domainOr(domainOf[i]), slug: r.Slug}
-		if _, err := h.validateCreate(r); err != nil || domainErr[i] != nil {
+		if _, err := h.svc.validateCreate(r); err != nil || domainErr[i] != nil {
 			p := h.describe(cmp.Or(err, domainErr[i]))
 			res.Status, res.Error = p.Status, p.Detail
 		} else if r.Slug != "" && taken[key] {
@@ -373,7 +321,7 @@ func (h *Handler) insertMany(ctx context.Context, items []newLink, ready []int, 
 	for k, i := range ready {
 		batch[k] = items[i]
 	}
-	links, lerrs, err := h.store.createMany(ctx, batch)
+	links, lerrs, err := h.svc.store.createMany(ctx, batch)
 	if err != nil {
 		return err
 	}
@@ -383,10 +331,10 @@ func (h *Handler) insertMany(ctx context.Context, items []newLink, ready []int, 
 			continue
 		}
 		created = append(created, links[k])
-		l := h.present(ctx, links[k])
+		l := h.svc.present(ctx, links[k])
 		results[i] = bulkResult{Index: i, Status: http.StatusCreated, Link: &l}
 	}
-	h.invalidateNew(ctx, created)
+	h.svc.invalidateNew(ctx, created)
 	return nil
 }
 
@@ -394,26 +342,6 @@ func (h *Handler) insertMany(ctx context.Context, items []newLink, ready []int, 
 // once (the redirect module: one Redis round trip instead of a few per link).
 type ManyInvalidator interface {
 	Created(ctx context.Context, links []Link) error
-}
-
-// invalidateNew drops new links' slugs from redirect caches (they may be cached as
-// unknown): all at once when the cache can, else several at a time.
-func (h *Handler) invalidateNew(ctx context.Context, created []Link) {
-	if len(created) == 0 || h.cache == nil {
-		return
-	}
-	if mi, ok := h.cache.(ManyInvalidator); ok {
-		if err := mi.Created(ctx, created); err != nil {
-			h.logger.Warn("invalidate redirect cache", "links", len(created), "err", err)
-		}
-		return
-	}
-	var g errgroup.Group
-	g.SetLimit(16)
-	for _, l := range created {
-		g.Go(func() error { h.invalidate(ctx, l.DomainID, l.Slug); return nil })
-	}
-	_ = g.Wait()
 }
 
 func (h *Handler) list(c echo.Context) error {
@@ -425,101 +353,23 @@ func (h *Handler) list(c echo.Context) error {
 		}
 		limit = n
 	}
-	status := c.QueryParam("status")
-	switch status {
-	case "", StatusActive, StatusExpired, StatusLimitReached:
-	default:
-		return problem.Invalid("status must be one of %s, %s, %s", StatusActive, StatusExpired, StatusLimitReached)
-	}
-	lq := listQuery{Q: c.QueryParam("q"), Tag: c.QueryParam("tag"), Status: status}
-	if host := c.QueryParam("domain"); host != "" {
-		var err error
-		if lq.Domain, err = h.domainID(c.Request().Context(), host); err != nil {
-			return err
-		}
-	}
-	links, next, err := h.listPage(c.Request().Context(), limit, c.QueryParam("cursor"), lq)
+	page, err := h.svc.List(c.Request().Context(), ListQuery{Domain: c.QueryParam("domain"), Limit: limit,
+		Cursor: c.QueryParam("cursor"), Q: c.QueryParam("q"), Tag: c.QueryParam("tag"), Status: c.QueryParam("status")})
 	if err != nil {
 		return err
 	}
 	resp := struct {
 		Links      []Link  `json:"links"`
 		NextCursor *string `json:"next_cursor"`
-	}{Links: links}
-	if next != "" {
-		resp.NextCursor = &next
+	}{Links: page.Links}
+	if page.NextCursor != "" {
+		resp.NextCursor = &page.NextCursor
 	}
 	return c.JSON(http.StatusOK, resp)
 }
 
-// List returns one page of live links on the default domain, newest first, with their
-// short URLs, as GET /links does: limit is 1 to 100, cursor is "" or a next cursor from
-// an earlier page, q matches slug or URL, tag is one tag. next is "" on the last page.
-// Bad input is a 400 problem.
-func (h *Handler) List(ctx context.Context, limit int, cursor, q, tag string) (links []Link, next string, err error) {
-	lq := listQuery{Q: q, Tag: tag}
-	if lq.Domain, err = h.domainID(ctx, ""); err != nil {
-		return nil, "", err
-	}
-	return h.listPage(ctx, limit, cursor, lq)
-}
-
-// listPage is List with every filter of GET /links; lq's Limit and Before come from limit
-// and cursor.
-func (h *Handler) listPage(ctx context.Context, limit int, cursor string, lq listQuery) (links []Link, next string, err error) {
-	if limit < 1 || limit > 100 {
-		return nil, "", problem.Invalid("limit must be an integer from 1 to 100")
-	}
-	q, tag := lq.Q, lq.Tag
-	lq.Limit = limit
-	if cursor != "" {
-		if lq.Before, err = decodeCursor(cursor); err != nil {
-			return nil, "", err
-		}
-	}
-	if len(q) > 256 || len(tag) > maxTagLength {
-		return nil, "", problem.Invalid("q is at most 256 bytes and tag at most %d", maxTagLength)
-	}
-	// One extra row tells whether another page exists.
-	lq.Limit++
-	links, err = h.store.list(ctx, lq)
-	if err != nil {
-		return nil, "", err
-	}
-	if len(links) == lq.Limit {
-		links = links[:limit]
-		next = encodeCursor(links[len(links)-1].ID)
-	}
-	for i := range links {
-		links[i] = h.present(ctx, links[i])
-	}
-	if links == nil {
-		links = []Link{}
-	}
-	return links, next, nil
-}
-
-// Get returns the live link with this slug on the default domain and its short URL;
-// ErrNotFound or ErrGone otherwise.
-func (h *Handler) Get(ctx context.Context, slug string) (Link, error) {
-	return h.GetIn(ctx, "", slug)
-}
-
-// GetIn is Get on the domain with host ("" is the default domain).
-func (h *Handler) GetIn(ctx context.Context, host, slug string) (Link, error) {
-	d, err := h.domainID(ctx, host)
-	if err != nil {
-		return Link{}, err
-	}
-	l, err := h.store.get(ctx, d, slug)
-	if err != nil {
-		return Link{}, err
-	}
-	return h.present(ctx, l), nil
-}
-
 func (h *Handler) get(c echo.Context) error {
-	l, err := h.GetIn(c.Request().Context(), c.QueryParam("domain"), c.Param("slug"))
+	l, err := h.svc.Get(c.Request().Context(), c.QueryParam("domain"), c.Param("slug"))
 	if err != nil {
 		return err
 	}
@@ -550,7 +400,7 @@ func (h *Handler) update(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	l, err := h.UpdateIn(c.Request().Context(), c.QueryParam("domain"), c.Param("slug"), p)
+	l, err := h.svc.Update(c.Request().Context(), c.QueryParam("domain"), c.Param("slug"), p)
 	if err != nil {
 		return err
 	}
@@ -644,42 +494,18 @@ func parsePatch(raw map[string]json.RawMessage) (Patch, error) {
 }
 
 func (h *Handler) delete(c echo.Context) error {
-	if err := h.DeleteIn(c.Request().Context(), c.QueryParam("domain"), c.Param("slug")); err != nil {
+	if err := h.svc.Delete(c.Request().Context(), c.QueryParam("domain"), c.Param("slug")); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
 }
 
 func (h *Handler) tags(c echo.Context) error {
-	tags, err := h.store.tags(c.Request().Context())
+	tags, err := h.svc.Tags(c.Request().Context())
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"tags": tags})
-}
-
-// invalidate drops the slug from redirect caches. A failure only delays the change
-// until the cache entry expires, so it is logged, not returned.
-func (h *Handler) invalidate(ctx context.Context, domainID int64, slug string) {
-	if h.cache == nil {
-		return
-	}
-	if err := h.cache.InvalidateLink(ctx, domainID, slug); err != nil {
-		h.logger.Warn("invalidate redirect cache", "slug", slug, "domain_id", domainID, "err", err)
-	}
-}
-
-// present fills what the API derives: the domain's host, the short URL on the
-// domain's base URL, and the status.
-func (h *Handler) present(ctx context.Context, l Link) Link {
-	l.Domain, l.ShortURL = h.own[0], h.baseURL+"/"+l.Slug
-	if h.domains != nil {
-		if d, err := h.domains.ByID(ctx, l.DomainID); err == nil {
-			l.Domain, l.ShortURL = d.Host, d.BaseURL+"/"+l.Slug
-		}
-	}
-	l.Status = statusAt(l, h.now())
-	return l
 }
 
 func hashPassword(pw string) (string, error) {

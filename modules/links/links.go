@@ -1,6 +1,7 @@
 // Package links owns short links: their model and validation, slug generation, the
-// PostgreSQL store and the /links management API. The redirect module reads links
-// through a one-method interface of its own; links tells it when a cached link changes.
+// PostgreSQL store, and the Service that the /links management API and the dashboard
+// both call. The redirect module reads links through a one-method interface of its
+// own; links tells it when a cached link changes.
 package links
 
 import (

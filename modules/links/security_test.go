@@ -46,7 +46,8 @@ func newAPI(t *testing.T, inv Invalidator) apiFixture {
 	}
 	describe := problemtest.Describe(map[error]string{ErrNotFound: "404 link-not-found", ErrGone: "410 link-gone",
 		ErrSlugTaken: "409 slug-taken", ErrOutOfTime: "503 bulk-out-of-time"})
-	h := NewHandler(store, "https://Hop.Example:8443", inv, describe, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	h := NewHandler(NewService(store, "https://Hop.Example:8443", inv, logger), describe, logger)
 	e := echo.New()
 	e.HTTPErrorHandler = problemtest.ErrorHandler(describe)
 	h.Routes(e.Group(""))
@@ -127,7 +128,7 @@ func TestBulkAnswersWithinBudget(t *testing.T) {
 			clock.Store(3600) // the third insert took an hour
 		}
 	}})
-	f.h.now = func() time.Time { return start.Add(time.Duration(clock.Load()) * time.Second) }
+	f.h.svc.now = func() time.Time { return start.Add(time.Duration(clock.Load()) * time.Second) }
 	var items []map[string]any
 	for i := range 10 {
 		items = append(items, map[string]any{"url": fmt.Sprintf("https://example.com/%d", i), "password": fmt.Sprintf("password-%d", i%3)})

@@ -25,7 +25,7 @@ FROM generate_series(1, 500) l, generate_series(0, 59) d,
 	if _, err := b.pool.Exec(ctx, "VACUUM (ANALYZE) dimension_stats"); err != nil {
 		t.Fatal(err)
 	}
-	q, err := parseRange(rangeValues("2025-02-01", "2025-02-07", "", 0), fixedNow)
+	q, err := parseRange(Range{Start: "2025-02-01", End: "2025-02-07"}.values(), fixedNow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ FROM generate_series(1, 500) l, generate_series(0, 59) d,
 		strings.Contains(plan, "Seq Scan on dimension_stats") {
 		t.Errorf("overview plan does not read campaigns through dimension_stats_utm_day_idx:\n%s", plan)
 	}
-	o, err := b.h.Overview(ctx, "2025-02-01", "2025-02-07", "", 100)
+	o, err := b.h.Overview(ctx, "", Range{Start: "2025-02-01", End: "2025-02-07", Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}

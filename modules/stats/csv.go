@@ -51,7 +51,7 @@ const flushEvery = 64 << 10
 // range (default the last 30 days), oldest first, streamed in constant memory with
 // COPY … TO STDOUT. Times are UTC. Clicks already removed by retention are not in it.
 func (h *Handler) clicksCSV(c echo.Context) error {
-	q, err := h.parseRangeIn(c)
+	q, err := h.query(c)
 	if err != nil {
 		return err
 	}

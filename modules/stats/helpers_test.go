@@ -41,7 +41,7 @@ func setup(t testing.TB) *bundle {
 func setupPool(t testing.TB, pool *pgxpool.Pool) *bundle {
 	t.Helper()
 	agg := newAggregator(t, pool, AggregatorConfig{})
-	h := NewHandler(HandlerConfig{}, pool, nil, nil)
+	h := NewHandler(NewReader(Config{}, pool, nil, nil))
 	h.now = func() time.Time { return fixedNow }
 	t.Cleanup(func() { h.rollups.wait() }) // before the database goes
 	e := echo.New()

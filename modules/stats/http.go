@@ -5,111 +5,30 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
-	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/hop-dev/hop/modules/domains"
 )
 
-// Handler serves statistics from the rollups and raw clicks as CSV. A link stats
-// request costs PostgreSQL one primary-key lookup when the link's rollups are held in
-// memory (see read), and one more round trip for its range otherwise. Nothing stale is
-// ever served: a click is visible as soon as the aggregator has taken it.
+// Handler serves the stats API: HTTP glue over a Reader, plus a cache of encoded
+// link stats answers (a repeated request whose link has not changed is answered
+// without encoding again), and raw clicks as CSV.
 type Handler struct {
-	store   *store
-	cache   *responseCache
-	rollups *rollupCache
-	fromMem prometheus.Counter // hop_stats_link_reads_total by source, resolved once
-	fromPG  prometheus.Counter
-	loads   prometheus.Counter
-	hours   atomic.Pointer[labels] // the last-48-hours labels last made
-	pool    *pgxpool.Pool
-	domains Domains
-	logger  *slog.Logger
-	now     func() time.Time
+	*Reader
+	cache *responseCache
 }
 
-// HandlerConfig tunes the stats handler; the zero value takes the defaults.
-type HandlerConfig struct {
-	// HeldBytes is the budget for links' rollups held in memory (default 24 MiB).
-	HeldBytes int
-	// Domains resolves ?domain=HOST. Nil: only the default domain, ?domain= refused.
-	Domains Domains
+// NewHandler returns the stats handler over r.
+func NewHandler(r *Reader) *Handler {
+	return &Handler{Reader: r, cache: newResponseCache(1_000)}
 }
 
-// Domains finds a short domain by host; domains.Registry implements it.
-type Domains interface {
-	// Find returns the live domain with host, or domains.ErrNotFound.
-	Find(ctx context.Context, host string) (domains.Domain, error)
-}
-
-// parseRangeIn parses the range parameters and ?domain= (a host; none: 0).
-func (h *Handler) parseRangeIn(c echo.Context) (rangeQuery, error) {
-	q, err := parseRange(c.QueryParams(), h.now())
-	if err != nil {
-		return q, err
-	}
-	if host := c.QueryParam("domain"); host != "" {
-		if h.domains == nil {
-			return q, domains.ErrNotFound
-		}
-		d, err := h.domains.Find(c.Request().Context(), host)
-		if err != nil {
-			return q, err
-		}
-		q.domain = d.ID
-	}
-	return q, nil
-}
-
-// NewHandler returns the stats handler over pool; reg may be nil (no metrics).
-func NewHandler(cfg HandlerConfig, pool *pgxpool.Pool, reg prometheus.Registerer, logger *slog.Logger) *Handler {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	reads := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "hop_stats_link_reads_total",
-		Help: "Link stats answered, by source: memory (held rollups) or postgres (a range read: other time zones, links not held).",
-	}, []string{"source"})
-	h := &Handler{
-		fromMem: reads.WithLabelValues("memory"),
-		fromPG:  reads.WithLabelValues("postgres"),
-		loads: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "hop_stats_rollup_loads_total",
-			Help: "Links' whole rollups read into memory (first asked, or their stats version moved).",
-		}),
-		store:   &store{pool: pool},
-		cache:   newResponseCache(1_000),
-		pool:    pool,
-		domains: cfg.Domains,
-		logger:  logger.With("module", "stats"),
-		now:     time.Now,
-	}
-	h.rollups = newRollupCache(cmp.Or(cfg.HeldBytes, defaultRollupBudget), func(ctx context.Context, id int64) (*linkRollups, error) {
-		h.loads.Inc()
-		return h.store.loadRollups(ctx, id, h.now())
-	})
-	h.rollups.onError = func(id int64, err error) {
-		h.logger.Warn("read link rollups; its stats are read from PostgreSQL meanwhile", "link_id", id, "err", err)
-	}
-	if reg != nil {
-		reg.MustRegister(reads, h.loads,
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hop_stats_held_links", Help: "Links whose rollups are held in memory."},
-				func() float64 { links, _ := h.rollups.holding(); return float64(links) }),
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hop_stats_held_bytes", Help: "Bytes of rollups held in memory (budget: 3/8 of the soft memory limit)."},
-				func() float64 { _, bytes := h.rollups.holding(); return float64(bytes) }))
-	}
-	return h
+// query reads the request's range parameters and ?domain=.
+func (h *Handler) query(c echo.Context) (rangeQuery, error) {
+	return h.parse(c.Request().Context(), c.QueryParam("domain"), c.QueryParams())
 }
 
 // Routes registers the stats routes on g; the app applies authentication to g.
@@ -181,7 +100,7 @@ type HourStats struct {
 // dates — an approximation, since uniques cannot be re-bucketed by hour.
 // Unknown slugs are 404; deleted links are 410, like their redirects.
 func (h *Handler) linkStats(c echo.Context) error {
-	q, err := h.parseRangeIn(c)
+	q, err := h.query(c)
 	if err != nil {
 		return err
 	}
@@ -208,7 +127,7 @@ func (h *Handler) linkStats(c echo.Context) error {
 }
 
 // shapeLinkStats turns the rollup rows into the response.
-func (h *Handler) shapeLinkStats(slug string, q rangeQuery, recentTo time.Time, raw rawLinkStats) LinkStats {
+func (r *Reader) shapeLinkStats(slug string, q rangeQuery, recentTo time.Time, raw rawLinkStats) LinkStats {
 	recentFrom := recentTo.Add(-48 * time.Hour)
 	s := LinkStats{
 		Slug: slug, Start: q.start.Format(dateLayout), End: q.end.Format(dateLayout), TZ: q.tz,
@@ -221,13 +140,13 @@ func (h *Handler) shapeLinkStats(slug string, q rangeQuery, recentTo time.Time, 
 	s.Campaigns.add(byDimension)
 	breakdowns(raw.dimensions, q.limit, byDimension)
 	s.Hourly = make([]HourStats, 48)
-	hours := h.hourLabels(recentFrom, q.loc, len(s.Hourly))
+	hours := r.hourLabels(recentFrom, q.loc, len(s.Hourly))
 	for i := range s.Hourly {
 		s.Hourly[i].Hour = hours[i]
 	}
-	for _, r := range raw.recentHours {
-		if i := int(r.hour.Sub(recentFrom) / time.Hour); i >= 0 && i < len(s.Hourly) {
-			s.Hourly[i].Clicks, s.Hourly[i].BotClicks = r.clicks, r.botClicks
+	for _, row := range raw.recentHours {
+		if i := int(row.hour.Sub(recentFrom) / time.Hour); i >= 0 && i < len(s.Hourly) {
+			s.Hourly[i].Clicks, s.Hourly[i].BotClicks = row.clicks, row.botClicks
 		}
 	}
 	return s
@@ -261,14 +180,14 @@ func breakdowns(rows []dimensionRow, limit int, by map[string]map[string]int64) 
 
 // hourLabels are the RFC 3339 names of the n hours from from in loc. They change once
 // an hour, so the last ones made are kept and shared (strings are immutable).
-func (h *Handler) hourLabels(from time.Time, loc *time.Location, n int) []string {
-	if l := h.hours.Load(); l != nil && l.from.Equal(from) && l.loc.String() == loc.String() && len(l.labels) == n {
+func (r *Reader) hourLabels(from time.Time, loc *time.Location, n int) []string {
+	if l := r.hours.Load(); l != nil && l.from.Equal(from) && l.loc.String() == loc.String() && len(l.labels) == n {
 		return l.labels
 	}
 	l := &labels{from: from, loc: loc, labels: formatEach(n, time.RFC3339, func(i int) time.Time {
 		return from.Add(time.Duration(i) * time.Hour).In(loc)
 	})}
-	h.hours.Store(l)
+	r.hours.Store(l)
 	return l.labels
 }
 
@@ -341,7 +260,7 @@ type TopLink struct {
 // breakdowns cover every link, by UTC days. Time zones are handled as for a link's
 // stats.
 func (h *Handler) overview(c echo.Context) error {
-	q, err := h.parseRangeIn(c)
+	q, err := h.query(c)
 	if err != nil {
 		return err
 	}
@@ -352,8 +271,8 @@ func (h *Handler) overview(c echo.Context) error {
 	return c.JSON(http.StatusOK, o)
 }
 
-func (h *Handler) computeOverview(ctx context.Context, q rangeQuery) (Overview, error) {
-	raw, err := h.store.overview(ctx, q)
+func (r *Reader) computeOverview(ctx context.Context, q rangeQuery) (Overview, error) {
+	raw, err := r.store.overview(ctx, q)
 	if err != nil {
 		return Overview{}, err
 	}
@@ -374,23 +293,8 @@ func (h *Handler) computeOverview(ctx context.Context, q rangeQuery) (Overview, 
 	return o, nil
 }
 
-// LinkStats returns a link's stats as GET /links/{slug}/stats does; empty start, end
-// and tz and a zero limit take the defaults. Bad parameters are 400 problems.
-func (h *Handler) LinkStats(ctx context.Context, slug, start, end, tz string, limit int) (LinkStats, error) {
-	q, err := parseRange(rangeValues(start, end, tz, limit), h.now())
-	if err != nil {
-		return LinkStats{}, err
-	}
-	recentTo := h.recentEnd()
-	raw, err := h.read(ctx, slug, q, recentTo, -1)
-	if err != nil {
-		return LinkStats{}, err
-	}
-	return h.shapeLinkStats(slug, q, recentTo, raw), nil
-}
-
 // recentEnd is the end of the last-48-hours window: the end of the current hour.
-func (h *Handler) recentEnd() time.Time { return h.now().Truncate(time.Hour).Add(time.Hour) }
+func (r *Reader) recentEnd() time.Time { return r.now().Truncate(time.Hour).Add(time.Hour) }
 
 // read reads a link's rollups for q (unless its stats version is known; -1 for none),
 // translating unknown and deleted links into their problems.
@@ -400,10 +304,10 @@ func (h *Handler) recentEnd() time.Time { return h.now().Truncate(time.Hour).Add
 // or missing, this request reads its range from PostgreSQL while the link is read
 // whole in the background (see rollupCache). Other zones, and links not held, read
 // the range from PostgreSQL.
-func (h *Handler) read(ctx context.Context, slug string, q rangeQuery, recentTo time.Time, known int64) (rawLinkStats, error) {
+func (r *Reader) read(ctx context.Context, slug string, q rangeQuery, recentTo time.Time, known int64) (rawLinkStats, error) {
 	recentFrom := recentTo.Add(-48 * time.Hour)
 	if q.utc() {
-		head, err := h.store.linkHeadIn(ctx, q.domain, slug)
+		head, err := r.store.linkHeadIn(ctx, q.domain, slug)
 		switch {
 		case err != nil:
 			return rawLinkStats{}, err
@@ -414,13 +318,13 @@ func (h *Handler) read(ctx context.Context, slug string, q rangeQuery, recentTo 
 		case head.version == known:
 			return head, nil
 		}
-		if r := h.rollups.get(head.id, head.version); r != nil && r.covers(recentFrom) {
-			h.fromMem.Inc()
-			return r.raw(q, recentFrom, recentTo), nil
+		if held := r.rollups.get(head.id, head.version); held != nil && held.covers(recentFrom) {
+			r.fromMem.Inc()
+			return held.raw(q, recentFrom, recentTo), nil
 		}
 	}
-	h.fromPG.Inc()
-	raw, err := h.store.linkStats(ctx, slug, q, recentFrom, recentTo, known)
+	r.fromPG.Inc()
+	raw, err := r.store.linkStats(ctx, slug, q, recentFrom, recentTo, known)
 	switch {
 	case err != nil:
 		return raw, err
@@ -430,28 +334,6 @@ func (h *Handler) read(ctx context.Context, slug string, q rangeQuery, recentTo 
 		return raw, ErrGone
 	}
 	return raw, nil
-}
-
-// Overview returns the overview as GET /stats does, with the same defaults as LinkStats.
-func (h *Handler) Overview(ctx context.Context, start, end, tz string, limit int) (Overview, error) {
-	q, err := parseRange(rangeValues(start, end, tz, limit), h.now())
-	if err != nil {
-		return Overview{}, err
-	}
-	return h.computeOverview(ctx, q)
-}
-
-func rangeValues(start, end, tz string, limit int) url.Values {
-	v := url.Values{}
-	for k, s := range map[string]string{"start": start, "end": end, "tz": tz} {
-		if s != "" {
-			v.Set(k, s)
-		}
-	}
-	if limit != 0 {
-		v.Set("limit", strconv.Itoa(limit))
-	}
-	return v
 }
 
 // formatEach formats n times into one buffer and returns them as substrings of one

@@ -501,7 +501,7 @@ func FuzzParseRange(f *testing.F) {
 // The last-48-hours labels are shared between requests only for the same hour and zone.
 func TestHourLabelsFollowHourAndZone(t *testing.T) {
 	t.Parallel()
-	h := NewHandler(HandlerConfig{}, nil, nil, nil)
+	h := NewReader(Config{}, nil, nil, nil)
 	tokyo, err := time.LoadLocation("Asia/Tokyo")
 	if err != nil {
 		t.Fatal(err)

@@ -14,18 +14,18 @@ const recentHoursSQL = `SELECT hour, clicks, bot_clicks FROM hourly_totals WHERE
 // RecentHours returns every link's clicks per hour over the last n hours (1 to 168),
 // oldest first, the current hour (so far) last, zero-filled and labelled in UTC
 // (RFC 3339): the overview's counterpart of a link's Hourly.
-func (h *Handler) RecentHours(ctx context.Context, n int) ([]HourStats, error) {
+func (r *Reader) RecentHours(ctx context.Context, n int) ([]HourStats, error) {
 	if n < 1 || n > 168 {
 		return nil, problem.Invalid("hours must be between 1 and 168")
 	}
-	to := h.recentEnd()
+	to := r.recentEnd()
 	from := to.Add(-time.Duration(n) * time.Hour)
 	labels := formatEach(n, time.RFC3339, func(i int) time.Time { return from.Add(time.Duration(i) * time.Hour).UTC() })
 	out := make([]HourStats, n)
 	for i := range out {
 		out[i].Hour = labels[i]
 	}
-	rows, err := h.pool.Query(ctx, recentHoursSQL, from, to)
+	rows, err := r.pool.Query(ctx, recentHoursSQL, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("read recent hours: %w", err)
 	}

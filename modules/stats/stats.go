@@ -2,9 +2,9 @@
 // click path: on a ticker it takes the click_logs rows it has not aggregated yet (by
 // inserting transaction id, below every transaction still open in hop's database) and
 // adds them to additive rollups in the same transaction that advances its watermark,
-// so every click is counted exactly once across crashes and instances. Its Handler
-// serves per-link and overview statistics from those rollups only, and streams raw
-// clicks as CSV.
+// so every click is counted exactly once across crashes and instances. Its Reader
+// reads per-link and overview statistics from those rollups only, for the API's
+// Handler and the dashboard alike; the Handler also streams raw clicks as CSV.
 package stats
 
 import "errors"
