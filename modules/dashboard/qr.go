@@ -1,14 +1,11 @@
 package dashboard
 
 import (
-	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/labstack/echo/v4"
-	"github.com/skip2/go-qrcode"
 
-	"github.com/hop-dev/hop/internal/problem"
+	"github.com/hop-dev/hop/internal/qr"
 	"github.com/hop-dev/hop/modules/links"
 )
 
@@ -29,44 +26,9 @@ func (h *Handler) qr(c echo.Context) error {
 	if l.Status != links.StatusActive && l.Status != "" {
 		return echo.NewHTTPError(http.StatusGone)
 	}
-	code, err := qrcode.New(h.shortURL(c, l), qrcode.Medium)
+	mediaType, body, err := qr.Render(h.shortURL(c, l), c.QueryParam("format"), qrSize)
 	if err != nil {
-		return fmt.Errorf("qr code: %w", err)
+		return err
 	}
-	switch c.QueryParam("format") {
-	case "", "png":
-		png, err := code.PNG(qrSize)
-		if err != nil {
-			return fmt.Errorf("qr code: %w", err)
-		}
-		return c.Blob(http.StatusOK, "image/png", png)
-	case "svg":
-		return c.Blob(http.StatusOK, "image/svg+xml", qrSVG(code.Bitmap()))
-	}
-	return problem.Invalid("format must be png or svg")
-}
-
-// qrSVG draws a QR bitmap (quiet zone included) as one SVG path: a rectangle per run
-// of dark modules in a row, one unit per module.
-func qrSVG(bitmap [][]bool) []byte {
-	n := len(bitmap)
-	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" shape-rendering="crispEdges">`, n, n)
-	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="#fff"/><path fill="#000" d="`, n, n)
-	for y, row := range bitmap {
-		for x := 0; x < len(row); {
-			if !row[x] {
-				x++
-				continue
-			}
-			run := 0
-			for x+run < len(row) && row[x+run] {
-				run++
-			}
-			fmt.Fprintf(&b, "M%d %dh%dv1h-%dz", x, y, run, run)
-			x += run
-		}
-	}
-	b.WriteString(`"/></svg>`)
-	return []byte(b.String())
+	return c.Blob(http.StatusOK, mediaType, body)
 }

@@ -1,15 +1,13 @@
 package redirect
 
 import (
-	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/labstack/echo/v4"
-	"github.com/skip2/go-qrcode"
 
 	"github.com/hop-dev/hop/internal/problem"
+	"github.com/hop-dev/hop/internal/qr"
 )
 
 const (
@@ -46,37 +44,10 @@ func (h *Handler) qr(c echo.Context) error {
 		}
 		size = n
 	}
-	code, err := qrcode.New(h.baseURLFor(c.Request())+"/"+slug, qrcode.Medium)
+	mediaType, body, err := qr.Render(h.baseURLFor(c.Request())+"/"+slug, c.QueryParam("format"), size)
 	if err != nil {
-		return fmt.Errorf("qr code: %w", err)
+		return err
 	}
 	c.Response().Header().Set("Cache-Control", "public, max-age=3600")
-	switch c.QueryParam("format") {
-	case "", "png":
-		png, err := code.PNG(size)
-		if err != nil {
-			return fmt.Errorf("qr code: %w", err)
-		}
-		return c.Blob(http.StatusOK, "image/png", png)
-	case "svg":
-		return c.Blob(http.StatusOK, "image/svg+xml", svgOf(code.Bitmap()))
-	}
-	return problem.Invalid("format must be png or svg")
-}
-
-// svgOf draws a QR bitmap as one SVG path, one unit per module.
-func svgOf(bitmap [][]bool) []byte {
-	n := len(bitmap)
-	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" shape-rendering="crispEdges">`, n, n)
-	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="#fff"/><path fill="#000" d="`, n, n)
-	for y, row := range bitmap {
-		for x, on := range row {
-			if on {
-				fmt.Fprintf(&b, "M%d %dh1v1h-1z", x, y)
-			}
-		}
-	}
-	b.WriteString(`"/></svg>`)
-	return []byte(b.String())
+	return c.Blob(http.StatusOK, mediaType, body)
 }
