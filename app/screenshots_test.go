@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -166,6 +167,20 @@ func seedDemo(t *testing.T, h *instance) {
 						t.Fatal(err)
 					}
 				}
+			}
+		}
+		// The last 24 hours, for the hourly charts: quiet nights, busy afternoons (UTC).
+		now := time.Now().UTC().Truncate(time.Hour)
+		for hb := 23; hb >= 0; hb-- {
+			hour := now.Add(-time.Duration(hb) * time.Hour)
+			f := 0.3 + 1.4*math.Max(0, math.Sin(math.Pi*float64(hour.Hour()-6)/16))
+			clicks := int64(l.daily / 24 * f * (0.7 + 0.6*rng.Float64()))
+			if l.slug == "O0lI-promo" || clicks == 0 {
+				continue
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO hourly_stats (link_id, hour, clicks, bot_clicks) VALUES ($1, $2, $3, $4)`,
+				id, hour, clicks, clicks/25); err != nil {
+				t.Fatal(err)
 			}
 		}
 		if _, err := tx.Exec(ctx, `UPDATE links SET total_clicks = $2::bigint,
