@@ -15,8 +15,9 @@ import (
 type logReaderConfig struct {
 	// BatchSize is about how many clicks one COPY carries (set by New).
 	BatchSize int
-	// Linger is the least time between the starts of two batches when the first
-	// emptied the log (default 100ms), so a steady trickle goes in fewer commits.
+	// Linger is the least time between the starts of two batches when the first was
+	// not full (default 100ms), so a steady flow goes in fewer, larger commits, as
+	// the stream reader does; a full batch means a backlog, read on at once.
 	Linger time.Duration
 	// Poll is how often the log is looked at when no append woke the reader
 	// (default 1s): after a failed write, or when the log was reopened.
@@ -67,6 +68,8 @@ type logReader struct {
 	undecodable prometheus.Counter
 
 	next        uint64 // first entry not yet committed to PostgreSQL (0: not known yet)
+	full        bool   // the last batch reached BatchSize: more was waiting
+	linger      func(ctx context.Context, d time.Duration) bool // sleep; tests watch it
 	truncatedAt time.Time
 	events      []Event
 }
@@ -76,7 +79,7 @@ func newLogReader(cfg logReaderConfig, log *clickLog, w *writer, undecodable pro
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &logReader{cfg: cfg, log: log, w: w, undecodable: undecodable, logger: logger}, nil
+	return &logReader{cfg: cfg, log: log, w: w, undecodable: undecodable, logger: logger, linger: sleep}, nil
 }
 
 // Run copies until ctx ends, then drains what it can within the shutdown timeout.
@@ -92,13 +95,13 @@ func (r *logReader) Run(ctx context.Context) error {
 			r.logger.Warn("copying the local click log to PostgreSQL failed; its clicks stay on disk and are retried", "error", err)
 			sleep(ctx, bo.next())
 			continue
-		case n > 0 && r.behind():
+		case n > 0 && r.full:
 			bo.reset()
-			continue // a backlog: read on at once
+			continue // a backlog (the batch was full): read on at once
 		}
 		bo.reset()
 		r.maybeTruncate(false)
-		if n > 0 && !sleep(ctx, time.Until(started.Add(r.cfg.Linger))) {
+		if n > 0 && !r.linger(ctx, time.Until(started.Add(r.cfg.Linger))) {
 			break
 		}
 		select {
@@ -126,12 +129,6 @@ func (r *logReader) drain(ctx context.Context) error {
 	}
 }
 
-// behind reports whether entries are waiting after what was read.
-func (r *logReader) behind() bool {
-	_, last, ok := r.log.bounds()
-	return ok && r.next <= last
-}
-
 // runOnce copies one batch and returns how many entries it took from the log.
 func (r *logReader) runOnce(ctx context.Context) (int, error) {
 	first, last, ok := r.log.bounds()
@@ -146,6 +143,7 @@ func (r *logReader) runOnce(ctx context.Context) (int, error) {
 	}
 	events, next, bad, err := r.log.read(r.next, r.cfg.BatchSize, r.events[:0])
 	r.events = events[:0]
+	r.full = len(events) >= r.cfg.BatchSize
 	if err != nil {
 		return 0, err
 	}

@@ -117,3 +117,102 @@ func TestPostgresDownWithoutRedisKeepsEveryClick(t *testing.T) {
 		t.Errorf("dropped = %v, want 0", got)
 	}
 }
+
+// Under a steady flow the reader waits Linger after a batch that was not full, so
+// clicks go to PostgreSQL in fewer, larger commits; full batches mean a backlog,
+// copied one after another without waiting.
+func TestLogReaderLingersOnlyAfterAPartialBatch(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	ctx := context.Background()
+	cfg := fastConfig(t, "", "c1")
+	cfg.BatchSize = 100
+	cfg.svc.logReader.Linger = time.Hour
+	p := mustPipeline(t, cfg, nil, db.Pool)
+	for _, ev := range newEvents(350, 9) { // not running: an entry each
+		p.Publish(ctx, ev)
+	}
+	var lr *logReader
+	for _, s := range p.back {
+		if r, ok := s.(*logReader); ok {
+			lr = r
+		}
+	}
+	lingered := make(chan time.Duration, 10)
+	lr.linger = func(ctx context.Context, d time.Duration) bool {
+		lingered <- d
+		<-ctx.Done()
+		return false
+	}
+	run(t, p)
+	select {
+	case d := <-lingered:
+		if d < 59*time.Minute {
+			t.Fatalf("lingered %s, want about the configured hour", d)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the reader never lingered")
+	}
+	// Three full batches went in at once, the partial fourth, then the wait.
+	if got := countRows(t, db.Pool); got != 350 {
+		t.Fatalf("%d rows when the reader first lingered, want all 350", got)
+	}
+	if n := len(lingered); n != 0 {
+		t.Fatalf("%d more lingers", n)
+	}
+}
+
+// Clicks appended while a partial batch is being copied wait for the next batch, after
+// Linger: a steady flow must not turn into one small commit per log append.
+func TestLogReaderLingersWhileClicksKeepComing(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	ctx := context.Background()
+	cfg := fastConfig(t, "", "c1")
+	cfg.svc.logReader.Linger = time.Hour
+	p := mustPipeline(t, cfg, nil, db.Pool)
+	evs := newEvents(70, 10)
+	for _, ev := range evs[:50] { // not running: an entry each
+		p.Publish(ctx, ev)
+	}
+	var lr *logReader
+	for _, s := range p.back {
+		if r, ok := s.(*logReader); ok {
+			lr = r
+		}
+	}
+	lingered := make(chan struct{}, 10)
+	lr.linger = func(ctx context.Context, d time.Duration) bool {
+		lingered <- struct{}{}
+		<-ctx.Done()
+		return false
+	}
+	// Hold the first COPY back with a lock, and append 20 more clicks meanwhile.
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // committed below
+	if _, err := tx.Exec(ctx, `LOCK TABLE click_logs IN SHARE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	run(t, p)
+	testenv.Eventually(t, 30*time.Second, "the first COPY waiting for the lock", func() bool {
+		var n int
+		_ = db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE 'copy%'`).Scan(&n)
+		return n == 1
+	})
+	publishAll(ctx, p, evs[50:])
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lingered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the reader never lingered")
+	}
+	if got := countRows(t, db.Pool); got != 50 {
+		t.Fatalf("%d rows when the reader lingered, want the first batch's 50", got)
+	}
+}
