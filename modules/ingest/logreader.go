@@ -67,9 +67,10 @@ type logReader struct {
 
 	undecodable prometheus.Counter
 
-	next        uint64 // first entry not yet committed to PostgreSQL (0: not known yet)
-	full        bool   // the last batch reached BatchSize: more was waiting
-	linger      func(ctx context.Context, d time.Duration) bool // sleep; tests watch it
+	next uint64 // first entry not yet committed to PostgreSQL (0: not known yet)
+	full bool   // the last batch reached BatchSize: more was waiting
+	// linger is sleep; tests watch it.
+	linger      func(ctx context.Context, d time.Duration) bool
 	truncatedAt time.Time
 	events      []Event
 }
