@@ -17,7 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
-	"github.com/medama-io/go-useragent"
+	"github.com/mileusna/useragent"
 	"github.com/oschwald/geoip2-golang/v2"
 	"github.com/phuslu/iploc"
 )
@@ -65,7 +65,6 @@ type clickRow struct {
 // Enricher turns raw events into rows. It runs at ingest, never on the redirect path;
 // build one per process (it holds the GeoIP database) and share it.
 type Enricher struct {
-	ua      *useragent.Parser
 	country func(netip.Addr) string
 	salts   *Salts
 	close   func() error
@@ -87,7 +86,7 @@ func (e *Enricher) classify(ua string) uaInfo {
 	if ok {
 		return info
 	}
-	info = classifyUA(e.ua, ua)
+	info = classifyUA(ua)
 	e.uaMu.Lock()
 	if e.uaCache == nil || len(e.uaCache) >= uaCacheMax {
 		e.uaCache = make(map[string]uaInfo, 256)
@@ -103,7 +102,7 @@ func NewEnricher(geoDB string, salts *Salts) (*Enricher, error) {
 	if salts == nil {
 		return nil, errors.New("ingest enricher: nil salt store")
 	}
-	e := &Enricher{ua: useragent.NewParser(), country: iplocCountry, salts: salts, close: func() error { return nil }}
+	e := &Enricher{country: iplocCountry, salts: salts, close: func() error { return nil }}
 	if geoDB == "" {
 		return e, nil
 	}
@@ -529,8 +528,11 @@ var botRules = [...]botRule{
 // would also match phone brands such as CUBOT.
 var genericBotNeedles = [...]string{"bot/", "bot;", "bot)", "robot", "spider", "crawler", "crawling", "+http"}
 
-// classifyUA combines the go-useragent parser with hop's own bot and device rules.
-func classifyUA(p *useragent.Parser, ua string) uaInfo {
+// classifyUA combines mileusna/useragent's parser with hop's own bot and device rules.
+// The parser is plain string matching with no tables of its own on the heap: a parser
+// that keeps a large trie of small objects (go-useragent, before) had every GC cycle
+// mark it, which cost the redirect path several percent of its throughput.
+func classifyUA(ua string) uaInfo {
 	ua = strings.TrimSpace(ua)
 	if ua == "" {
 		return uaInfo{device: deviceBot, botReason: botEmpty}
@@ -541,48 +543,51 @@ func classifyUA(p *useragent.Parser, ua string) uaInfo {
 			return uaInfo{browser: botRules[i].name, device: deviceBot, botReason: botRules[i].reason}
 		}
 	}
-	parsed := p.Parse(ua)
-	info := uaInfo{browser: string(parsed.Browser()), os: osName(string(parsed.OS()))}
+	parsed := useragent.Parse(ua)
+	info := uaInfo{browser: uaName(parsed.Name), os: uaName(parsed.OS)}
 	for _, n := range genericBotNeedles {
 		if strings.Contains(lower, n) {
 			info.device, info.botReason = deviceBot, botCrawler
 			return info
 		}
 	}
-	if parsed.IsBot() {
+	if parsed.Bot {
 		info.device, info.botReason = deviceBot, botCrawler
 		return info
 	}
-	info.device = deviceFor(string(parsed.Device()), info.os, lower)
+	info.device = deviceFor(parsed, info.os, lower)
 	return info
 }
 
-func osName(s string) string {
-	if s == "MacOS" {
-		return "macOS"
+// uaName keeps a name the parser found if it looks like one: for a user agent it does
+// not know, the parser may return a long piece of it.
+func uaName(s string) string {
+	if len(s) > maxUANameLen || !utf8.ValidString(s) {
+		return ""
 	}
 	return s
 }
 
+const maxUANameLen = 40
+
 // deviceFor maps the parser's device to hop's classes and fixes what it misses:
-// Android tablets do not say "Mobile", iPads and e-readers are tablets.
-func deviceFor(parsed, os, lower string) string {
+// TVs, Android tablets (which do not say "Mobile"), iPads and e-readers.
+func deviceFor(parsed useragent.UserAgent, os, lower string) string {
 	switch {
+	case strings.Contains(lower, "smart-tv"), strings.Contains(lower, "smarttv"), strings.Contains(lower, "googletv"),
+		strings.Contains(lower, "android tv"), strings.Contains(lower, "appletv"), strings.Contains(lower, "crkey"):
+		return deviceOther
 	case strings.Contains(lower, "ipad"), strings.Contains(lower, "kindle"), strings.Contains(lower, "silk/"),
 		strings.Contains(lower, "tablet"):
 		return deviceTablet
 	case os == "Android" && !strings.Contains(lower, "mobile"):
 		return deviceTablet
-	}
-	switch parsed {
-	case "Desktop":
-		return deviceDesktop
-	case "Mobile":
-		return deviceMobile
-	case "Tablet":
+	case parsed.Tablet:
 		return deviceTablet
-	case "TV":
-		return deviceOther
+	case parsed.Mobile:
+		return deviceMobile
+	case parsed.Desktop:
+		return deviceDesktop
 	}
 	switch os {
 	case "Windows", "macOS", "Linux", "ChromeOS", "FreeBSD", "OpenBSD":

@@ -13,7 +13,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
-	"github.com/medama-io/go-useragent"
 )
 
 const (
@@ -29,7 +28,6 @@ const (
 
 func TestClassifyUA(t *testing.T) {
 	t.Parallel()
-	p := useragent.NewParser()
 	tests := []struct {
 		name, ua                       string
 		browser, os, device, botReason string
@@ -66,13 +64,19 @@ func TestClassifyUA(t *testing.T) {
 		{"go", "Go-http-client/1.1", "Go-http-client", "", deviceBot, botHTTPClient},
 		{"okhttp", "okhttp/4.12.0", "okhttp", "", deviceBot, botHTTPClient},
 		{"headless chrome", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36", "HeadlessChrome", "", deviceBot, botHeadless},
-		{"generic spider", "Mozilla/5.0 (compatible; ExampleSpider/1.0)", "", "", deviceBot, botCrawler},
-		{"generic robot url", "SomeFetcher/1.0 (+https://example.com/robot.html)", "", "", deviceBot, botCrawler},
+		{"generic spider", "Mozilla/5.0 (compatible; ExampleSpider/1.0)", "ExampleSpider", "", deviceBot, botCrawler},
+		{"generic robot url", "SomeFetcher/1.0 (+https://example.com/robot.html)", "SomeFetcher", "", deviceBot, botCrawler},
+		{"samsung internet", "Mozilla/5.0 (Linux; Android 14; SAMSUNG SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/23.0 Chrome/115.0.0.0 Mobile Safari/537.36", "Samsung Browser", "Android", deviceMobile, ""},
+		{"opera", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 OPR/106.0.0.0", "Opera", "Windows", deviceDesktop, ""},
+		{"chrome on iphone", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/120.0.6099.119 Mobile/15E148 Safari/604.1", "Chrome", "iOS", deviceMobile, ""},
+		{"firefox on android", "Mozilla/5.0 (Android 14; Mobile; rv:121.0) Gecko/121.0 Firefox/121.0", "Firefox", "Android", deviceMobile, ""},
+		{"chromebook", "Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36", "Chrome", "ChromeOS", deviceDesktop, ""},
+		{"android tv", "Mozilla/5.0 (Linux; Android 9; SHIELD Android TV) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36", "Chrome", "Android", deviceOther, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got := classifyUA(p, tt.ua)
+			got := classifyUA(tt.ua)
 			want := uaInfo{browser: tt.browser, os: tt.os, device: tt.device, botReason: tt.botReason}
 			if got != want {
 				t.Errorf("classifyUA(%q) = %+v, want %+v", tt.ua, got, want)
@@ -211,7 +215,7 @@ func TestVisitorHash(t *testing.T) {
 
 func TestRowEnrichment(t *testing.T) {
 	t.Parallel()
-	e := &Enricher{ua: useragent.NewParser(), country: iplocCountry}
+	e := &Enricher{country: iplocCountry}
 	id := uuid.Must(uuid.NewV7())
 	now := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
 	salt := bytes.Repeat([]byte{9}, 32)
@@ -283,14 +287,13 @@ func FuzzRefererHost(f *testing.F) {
 }
 
 func FuzzUserAgent(f *testing.F) {
-	p := useragent.NewParser()
 	for _, s := range []string{"", uaChromeWin, uaIPad, "curl/8", "Googlebot", "\xff\xfe", strings.Repeat("Mozilla ", 100)} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		ua := sanitize(s, maxUserAgent)
 		checkStored(t, "user agent", ua, maxUserAgent)
-		info := classifyUA(p, ua)
+		info := classifyUA(ua)
 		for _, v := range []string{info.browser, info.os, info.device, info.botReason} {
 			checkStored(t, "classification", v, 64)
 		}
@@ -373,7 +376,7 @@ func TestVisitorHasherReuse(t *testing.T) {
 // BenchmarkRowCPU is the consumer's own work per click without any I/O: enrich an
 // event and encode its row the way pgx.CopyFrom does, value by value.
 func BenchmarkRowCPU(b *testing.B) {
-	e := &Enricher{ua: useragent.NewParser(), country: iplocCountry}
+	e := &Enricher{country: iplocCountry}
 	m := pgtype.NewMap()
 	oids := []uint32{pgtype.UUIDOID, pgtype.Int8OID, pgtype.TimestamptzOID,
 		pgtype.TextOID, pgtype.TextOID, pgtype.TextOID, pgtype.TextOID, pgtype.TextOID, pgtype.TextOID,
