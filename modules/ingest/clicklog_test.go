@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
@@ -216,4 +217,44 @@ func BenchmarkLogAppend(b *testing.B) {
 	b.StopTimer()
 	stop()
 	b.ReportMetric(float64(b.N)/value(b, l.m.fsyncs), "clicks/fsync")
+}
+
+// A lone click is never held back to gather others, even with a Gather of an hour:
+// clicks appended one after another each get their own fsync at once. Clicks that
+// arrive together may wait for more, and a shutdown cuts that wait short without
+// losing one of them.
+func TestLogGatherOnlyWhileClicksArriveTogether(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	l, err := openClickLog(logConfig{Dir: dir, MaxBytes: 1 << 30, ReopenInterval: -1, Gather: time.Hour}, newLogMetrics(), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, l)
+	lone := newEvents(10, 5)
+	for i := range lone {
+		if err := l.append(&lone[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := value(t, l.m.fsyncs); c != 10 {
+		t.Fatalf("10 lone clicks took %v fsyncs, want 10", c)
+	}
+
+	together := newEvents(600, 6)
+	errs := make([]error, len(together))
+	var wg sync.WaitGroup
+	for i := range together {
+		wg.Go(func() { errs[i] = l.append(&together[i]) })
+	}
+	testenv.Eventually(t, 30*time.Second, "a commit of the concurrent clicks", func() bool { return value(t, l.m.fsyncs) > 10 })
+	stop()
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.close(); err != nil {
+		t.Fatal(err)
+	}
+	sameIDs(t, readAll(t, openTestLog(t, dir, 1<<30)), append(lone, together...))
 }
