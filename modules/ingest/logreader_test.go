@@ -51,12 +51,7 @@ func TestLogReplayAfterCrashBetweenCopyAndTruncate(t *testing.T) {
 	for _, ev := range evs { // not running: an entry each
 		p.Publish(ctx, ev)
 	}
-	var lr *logReader
-	for _, s := range p.back {
-		if r, ok := s.(*logReader); ok {
-			lr = r
-		}
-	}
+	lr := logReaderOf(t, p)
 	n, err := lr.runOnce(ctx)
 	if err != nil || n != 300 {
 		t.Fatalf("first batch took %d entries, %v; want 300", n, err)
@@ -132,12 +127,7 @@ func TestLogReaderLingersOnlyAfterAPartialBatch(t *testing.T) {
 	for _, ev := range newEvents(350, 9) { // not running: an entry each
 		p.Publish(ctx, ev)
 	}
-	var lr *logReader
-	for _, s := range p.back {
-		if r, ok := s.(*logReader); ok {
-			lr = r
-		}
-	}
+	lr := logReaderOf(t, p)
 	lingered := make(chan time.Duration, 10)
 	lr.linger = func(ctx context.Context, d time.Duration) bool {
 		lingered <- d
@@ -175,12 +165,7 @@ func TestLogReaderLingersWhileClicksKeepComing(t *testing.T) {
 	for _, ev := range evs[:50] { // not running: an entry each
 		p.Publish(ctx, ev)
 	}
-	var lr *logReader
-	for _, s := range p.back {
-		if r, ok := s.(*logReader); ok {
-			lr = r
-		}
-	}
+	lr := logReaderOf(t, p)
 	lingered := make(chan struct{}, 10)
 	lr.linger = func(ctx context.Context, d time.Duration) bool {
 		lingered <- struct{}{}
@@ -215,4 +200,16 @@ func TestLogReaderLingersWhileClicksKeepComing(t *testing.T) {
 	if got := countRows(t, db.Pool); got != 50 {
 		t.Fatalf("%d rows when the reader lingered, want the first batch's 50", got)
 	}
+}
+
+// logReaderOf returns the pipeline's log reader.
+func logReaderOf(t *testing.T, p *Pipeline) *logReader {
+	t.Helper()
+	for _, s := range p.back {
+		if r, ok := s.(*logReader); ok {
+			return r
+		}
+	}
+	t.Fatal("the pipeline has no log reader")
+	return nil
 }
