@@ -205,9 +205,7 @@ func domainCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []stri
 		defer rdb.Close()
 	}
 	store := domains.NewStore(pool)
-	reg, err := domains.NewRegistry(ctx, domains.Config{BaseURL: cfg.BaseURL,
-		RootRedirect: cfg.RootRedirect, NotFoundRedirect: cfg.NotFoundRedirect, ExpiredRedirect: cfg.ExpiredRedirect,
-		Redis: rdb, RedisPrefix: cfg.RedisPrefix}, store, logger)
+	reg, err := domains.NewRegistry(ctx, cfg.domainsConfig(rdb), store, logger)
 	if err != nil {
 		return err
 	}

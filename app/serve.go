@@ -146,9 +146,7 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	// Short domains: the default one from HOP_BASE_URL, branded ones from the database,
 	// held in memory for the redirect.
 	domainStore := domains.NewStore(pool)
-	domainRegistry, err := domains.NewRegistry(ctx, domains.Config{BaseURL: cfg.BaseURL,
-		RootRedirect: cfg.RootRedirect, NotFoundRedirect: cfg.NotFoundRedirect, ExpiredRedirect: cfg.ExpiredRedirect,
-		Redis: rdb, RedisPrefix: cfg.RedisPrefix}, domainStore, logger)
+	domainRegistry, err := domains.NewRegistry(ctx, cfg.domainsConfig(rdb), domainStore, logger)
 	if err != nil {
 		return s, err
 	}
@@ -385,6 +383,13 @@ func consumerName(cfg Config, bound net.Addr) string {
 	host, _ := os.Hostname()
 	_, port, _ := net.SplitHostPort(bound.String())
 	return cmp.Or(host, "hop") + ":" + cmp.Or(port, "0")
+}
+
+// domainsConfig is the domain registry's configuration: the default domain and its
+// fallbacks come from these settings, for serve and for the hop domain commands.
+func (c Config) domainsConfig(rdb rueidis.Client) domains.Config {
+	return domains.Config{BaseURL: c.BaseURL, RootRedirect: c.RootRedirect, NotFoundRedirect: c.NotFoundRedirect,
+		ExpiredRedirect: c.ExpiredRedirect, Redis: rdb, RedisPrefix: c.RedisPrefix}
 }
 
 // heldStatsBytes is the stats handler's budget for rollups held in memory: 3/8 of the
