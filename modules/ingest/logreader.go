@@ -68,7 +68,6 @@ type logReader struct {
 	undecodable prometheus.Counter
 
 	next uint64 // first entry not yet committed to PostgreSQL (0: not known yet)
-	full bool   // the last batch reached BatchSize: more was waiting
 	// linger is sleep; tests watch it.
 	linger      func(ctx context.Context, d time.Duration) bool
 	truncatedAt time.Time
@@ -90,13 +89,13 @@ func (r *logReader) Run(ctx context.Context) error {
 	defer poll.Stop()
 	for ctx.Err() == nil {
 		started := time.Now()
-		n, err := r.runOnce(ctx)
+		n, full, err := r.runOnce(ctx)
 		switch {
 		case err != nil:
 			r.logger.Warn("copying the local click log to PostgreSQL failed; its clicks stay on disk and are retried", "error", err)
 			sleep(ctx, bo.next())
 			continue
-		case n > 0 && r.full:
+		case n > 0 && full:
 			bo.reset()
 			continue // a backlog (the batch was full): read on at once
 		}
@@ -119,7 +118,7 @@ func (r *logReader) drain(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ShutdownTimeout)
 	defer cancel()
 	for {
-		n, err := r.runOnce(ctx)
+		n, _, err := r.runOnce(ctx)
 		if err != nil || n == 0 {
 			r.maybeTruncate(true)
 			if _, entries := r.log.usage(); entries > 0 {
@@ -130,23 +129,23 @@ func (r *logReader) drain(ctx context.Context) error {
 	}
 }
 
-// runOnce copies one batch and returns how many entries it took from the log.
-func (r *logReader) runOnce(ctx context.Context) (int, error) {
+// runOnce copies one batch and returns how many entries it took from the log, and
+// whether the batch was full (BatchSize clicks: more may be waiting).
+func (r *logReader) runOnce(ctx context.Context) (n int, full bool, err error) {
 	first, last, ok := r.log.bounds()
 	if !ok {
-		return 0, nil // broken: nothing readable until the writer reopens it
+		return 0, false, nil // broken: nothing readable until the writer reopens it
 	}
 	if r.next < first {
 		r.next = first
 	}
 	if r.next > last {
-		return 0, nil
+		return 0, false, nil
 	}
 	events, next, bad, err := r.log.read(r.next, r.cfg.BatchSize, r.events[:0])
 	r.events = events[:0]
-	r.full = len(events) >= r.cfg.BatchSize
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	if bad > 0 {
 		r.undecodable.Add(float64(bad))
@@ -157,11 +156,12 @@ func (r *logReader) runOnce(ctx context.Context) (int, error) {
 	cancel()
 	clear(r.events[:len(events)]) // keep no event's strings alive until the next batch
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	n := int(next - r.next)
+	full = len(events) >= r.cfg.BatchSize
+	n = int(next - r.next)
 	r.next = next
-	return n, nil
+	return n, full, nil
 }
 
 // maybeTruncate drops what PostgreSQL committed, at most once per TruncateInterval

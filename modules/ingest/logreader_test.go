@@ -52,7 +52,7 @@ func TestLogReplayAfterCrashBetweenCopyAndTruncate(t *testing.T) {
 		p.Publish(ctx, ev)
 	}
 	lr := logReaderOf(t, p)
-	n, err := lr.runOnce(ctx)
+	n, _, err := lr.runOnce(ctx)
 	if err != nil || n != 300 {
 		t.Fatalf("first batch took %d entries, %v; want 300", n, err)
 	}
