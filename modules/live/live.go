@@ -206,11 +206,11 @@ func (f *Feed) Run(ctx context.Context) error {
 		default:
 		}
 		last = time.Now()
-		n, err := f.runOnce(ctx)
+		moved, err := f.runOnce(ctx)
 		if err != nil && ctx.Err() == nil {
 			f.logger.Warn("reading new clicks failed", "error", err)
 		}
-		if n > 0 {
+		if moved {
 			for _, fn := range f.onWake {
 				fn()
 			}
@@ -437,15 +437,14 @@ func (f *Feed) read(ctx context.Context, from position, below uint64, fl filter)
 	return out, nil
 }
 
-// runOnce publishes every click committed since the last call and returns how many
-// it read; with no client connected it only moves the feed on, and returns 1 when the
-// horizon moved (clicks may have been committed).
-func (f *Feed) runOnce(ctx context.Context) (int, error) {
-	total := 0
+// runOnce publishes every click committed since the last call and reports whether
+// the feed moved on over any (clicks may have been committed). With no client
+// connected it only moves its position, reading nothing.
+func (f *Feed) runOnce(ctx context.Context) (moved bool, err error) {
 	for {
 		h, err := f.horizon(ctx)
 		if err != nil {
-			return total, err
+			return moved, err
 		}
 		f.mu.Lock()
 		from, started := f.pos, f.started
@@ -455,7 +454,7 @@ func (f *Feed) runOnce(ctx context.Context) (int, error) {
 			// database; decided under the lock, so no subscriber misses a click.
 			f.pos = position{xid: h}
 			f.mu.Unlock()
-			return 1, nil
+			return true, nil
 		}
 		f.mu.Unlock()
 		if !started {
@@ -464,16 +463,16 @@ func (f *Feed) runOnce(ctx context.Context) (int, error) {
 			f.pos, f.started = position{xid: h}, true
 			f.mu.Unlock()
 			close(f.ready)
-			return 0, nil
+			return false, nil
 		}
 		if h <= from.xid && from.event == (uuid.UUID{}) {
-			return total, nil
+			return moved, nil
 		}
 		clicks, err := f.read(ctx, from, h, filter{bots: true})
 		if err != nil {
-			return total, err
+			return moved, err
 		}
-		total += len(clicks)
+		moved = moved || len(clicks) > 0
 		end := position{xid: h}
 		if len(clicks) == f.cfg.Page {
 			end = clicks[len(clicks)-1].pos
@@ -481,7 +480,7 @@ func (f *Feed) runOnce(ctx context.Context) (int, error) {
 		f.publish(clicks, end)
 		f.events.Add(float64(len(clicks)))
 		if len(clicks) < f.cfg.Page {
-			return total, nil
+			return moved, nil
 		}
 	}
 }
