@@ -85,10 +85,10 @@ SELECT 'l' || lpad(i::text, 4, '0'), 'https://example.com/' || i FROM generate_s
 	// A budget that holds every link, read whole before measuring. The response cache
 	// is off meanwhile: its hits never ask for the held rollups.
 	h := NewHandler(NewReader(Config{HeldBytes: 64 << 20}, pool, nil, nil))
-	h.now = env.h.now
-	b.Cleanup(h.rollups.wait)
-	held, cached := h.rollups, env.h.cache
-	env.h.rollups, env.h.cache = held, newResponseCache(0)
+	h.reader.now = env.h.reader.now
+	b.Cleanup(h.reader.rollups.wait)
+	held, cached := h.reader.rollups, env.h.cache
+	env.h.reader.rollups, env.h.cache = held, newResponseCache(0)
 	for pass := 0; ; pass++ {
 		for i := range links {
 			env.get(b, fmt.Sprintf("/links/l%04d/stats", i))
@@ -108,10 +108,10 @@ SELECT 'l' || lpad(i::text, 4, '0'), 'https://example.com/' || i FROM generate_s
 		name string
 		set  func()
 	}{
-		{"both", func() { env.h.rollups, env.h.cache = held, cached }},
-		{"no-response-cache", func() { env.h.rollups, env.h.cache = held, newResponseCache(0) }},
-		{"no-held-rollups", func() { env.h.rollups, env.h.cache = newRollupCache(0, nil), cached }},
-		{"neither", func() { env.h.rollups, env.h.cache = newRollupCache(0, nil), newResponseCache(0) }},
+		{"both", func() { env.h.reader.rollups, env.h.cache = held, cached }},
+		{"no-response-cache", func() { env.h.reader.rollups, env.h.cache = held, newResponseCache(0) }},
+		{"no-held-rollups", func() { env.h.reader.rollups, env.h.cache = newRollupCache(0, nil), cached }},
+		{"neither", func() { env.h.reader.rollups, env.h.cache = newRollupCache(0, nil), newResponseCache(0) }},
 	}
 	rates := map[string][]float64{}
 	for round := range statsRounds {

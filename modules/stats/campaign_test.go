@@ -43,7 +43,7 @@ FROM generate_series(1, 500) l, generate_series(0, 59) d,
 		strings.Contains(plan, "Seq Scan on dimension_stats") {
 		t.Errorf("overview plan does not read campaigns through dimension_stats_utm_day_idx:\n%s", plan)
 	}
-	o, err := b.h.Overview(ctx, "", Range{Start: "2025-02-01", End: "2025-02-07", Limit: 100})
+	o, err := b.h.reader.Overview(ctx, "", Range{Start: "2025-02-01", End: "2025-02-07", Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}

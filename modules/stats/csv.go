@@ -61,7 +61,7 @@ func (h *Handler) clicksCSV(c echo.Context) error {
 		linkID  int64
 		deleted bool
 	)
-	switch err := h.pool.QueryRow(ctx, csvLinkSQL, slug, domainOr(q.domain)).Scan(&linkID, &deleted); {
+	switch err := h.reader.pool.QueryRow(ctx, csvLinkSQL, slug, domainOr(q.domain)).Scan(&linkID, &deleted); {
 	case errors.Is(err, pgx.ErrNoRows):
 		return ErrNotFound
 	case err != nil:
@@ -72,7 +72,7 @@ func (h *Handler) clicksCSV(c echo.Context) error {
 	from, to := q.bounds()
 	query := "COPY (" + csvSelect(linkID, from, to) + ") TO STDOUT WITH (FORMAT csv, HEADER)"
 
-	conn, err := h.pool.Acquire(ctx)
+	conn, err := h.reader.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("acquire connection: %w", err)
 	}
@@ -90,7 +90,7 @@ func (h *Handler) clicksCSV(c echo.Context) error {
 		// Part of the file is out: abort the connection so the client sees a failed
 		// download rather than a truncated file that looks complete.
 		if ctx.Err() == nil {
-			h.logger.Error("stream clicks csv", "slug", slug, "err", err)
+			h.reader.logger.Error("stream clicks csv", "slug", slug, "err", err)
 		}
 		panic(http.ErrAbortHandler)
 	}

@@ -42,8 +42,8 @@ func setupPool(t testing.TB, pool *pgxpool.Pool) *bundle {
 	t.Helper()
 	agg := newAggregator(t, pool, AggregatorConfig{})
 	h := NewHandler(NewReader(Config{}, pool, nil, nil))
-	h.now = func() time.Time { return fixedNow }
-	t.Cleanup(func() { h.rollups.wait() }) // before the database goes
+	h.reader.now = func() time.Time { return fixedNow }
+	t.Cleanup(func() { h.reader.rollups.wait() }) // before the database goes
 	e := echo.New()
 	e.HTTPErrorHandler = problemErrorHandler
 	h.Routes(e.Group(""))

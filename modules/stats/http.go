@@ -17,18 +17,18 @@ import (
 // link stats answers (a repeated request whose link has not changed is answered
 // without encoding again), and raw clicks as CSV.
 type Handler struct {
-	*Reader
-	cache *responseCache
+	reader *Reader
+	cache  *responseCache
 }
 
 // NewHandler returns the stats handler over r.
 func NewHandler(r *Reader) *Handler {
-	return &Handler{Reader: r, cache: newResponseCache(1_000)}
+	return &Handler{reader: r, cache: newResponseCache(1_000)}
 }
 
 // query reads the request's range parameters and ?domain=.
 func (h *Handler) query(c echo.Context) (rangeQuery, error) {
-	return h.parse(c.Request().Context(), c.QueryParam("domain"), c.QueryParams())
+	return h.reader.parse(c.Request().Context(), c.QueryParam("domain"), c.QueryParams())
 }
 
 // Routes registers the stats routes on g; the app applies authentication to g.
@@ -105,20 +105,20 @@ func (h *Handler) linkStats(c echo.Context) error {
 		return err
 	}
 	slug := c.Param("slug")
-	recentTo := h.recentEnd()
+	recentTo := h.reader.recentEnd()
 	key := keyOf(slug, q, recentTo)
 	held, ok := h.cache.get(key)
 	if !ok {
 		held.version = -1
 	}
-	raw, err := h.read(c.Request().Context(), slug, q, recentTo, held.version)
+	raw, err := h.reader.read(c.Request().Context(), slug, q, recentTo, held.version)
 	if err != nil {
 		return err
 	}
 	if ok && raw.version == held.version {
 		return c.JSONBlob(http.StatusOK, held.body)
 	}
-	b, err := json.Marshal(h.shapeLinkStats(slug, q, recentTo, raw))
+	b, err := json.Marshal(h.reader.shapeLinkStats(slug, q, recentTo, raw))
 	if err != nil {
 		return fmt.Errorf("encode link stats: %w", err)
 	}
@@ -264,7 +264,7 @@ func (h *Handler) overview(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	o, err := h.computeOverview(c.Request().Context(), q)
+	o, err := h.reader.computeOverview(c.Request().Context(), q)
 	if err != nil {
 		return err
 	}

@@ -22,7 +22,7 @@ func TestRecentHours(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hours, err := b.h.RecentHours(ctx, 24)
+	hours, err := b.h.reader.RecentHours(ctx, 24)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestRecentHours(t *testing.T) {
 		t.Errorf("%d clicks in 24 hours, want 12", total)
 	}
 	for _, n := range []int{0, 169} {
-		if _, err := b.h.RecentHours(ctx, n); err == nil {
+		if _, err := b.h.reader.RecentHours(ctx, n); err == nil {
 			t.Errorf("RecentHours(%d) accepted", n)
 		}
 	}

@@ -41,22 +41,22 @@ func randomQuery(rng *rand.Rand) rangeQuery {
 // was answered before rollups were held in memory.
 func fromPostgreSQL(t *testing.T, h *Handler, slug string, q rangeQuery) LinkStats {
 	t.Helper()
-	recentTo := h.recentEnd()
-	raw, err := h.store.linkStats(context.Background(), slug, q, recentTo.Add(-48*time.Hour), recentTo, -1)
+	recentTo := h.reader.recentEnd()
+	raw, err := h.reader.store.linkStats(context.Background(), slug, q, recentTo.Add(-48*time.Hour), recentTo, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return h.shapeLinkStats(slug, q, recentTo, raw)
+	return h.reader.shapeLinkStats(slug, q, recentTo, raw)
 }
 
 func fromHandler(t *testing.T, h *Handler, slug string, q rangeQuery) LinkStats {
 	t.Helper()
-	recentTo := h.recentEnd()
-	raw, err := h.read(context.Background(), slug, q, recentTo, -1)
+	recentTo := h.reader.recentEnd()
+	raw, err := h.reader.read(context.Background(), slug, q, recentTo, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return h.shapeLinkStats(slug, q, recentTo, raw)
+	return h.reader.shapeLinkStats(slug, q, recentTo, raw)
 }
 
 // heldWithin returns the links c holds (not marks), after checking that its count of
@@ -85,7 +85,7 @@ func largestRollups(t *testing.T, b *bundle, ids []int64) int {
 	t.Helper()
 	largest := 0
 	for _, id := range ids {
-		r, err := b.h.store.loadRollups(t.Context(), id, fixedNow)
+		r, err := b.h.reader.store.loadRollups(t.Context(), id, fixedNow)
 		if err != nil || r == nil {
 			t.Fatalf("load: %v, %v", r, err)
 		}
@@ -100,14 +100,14 @@ func hold(t *testing.T, h *Handler, slugs ...string) {
 	t.Helper()
 	for _, slug := range slugs {
 		for try := 0; ; try++ {
-			head, err := h.store.linkHead(context.Background(), slug)
+			head, err := h.reader.store.linkHead(context.Background(), slug)
 			if err != nil || !head.found {
 				t.Fatalf("%s: %v, found %v", slug, err, head.found)
 			}
-			if h.rollups.get(head.id, head.version) != nil {
+			if h.reader.rollups.get(head.id, head.version) != nil {
 				break
 			}
-			h.rollups.wait()
+			h.reader.rollups.wait()
 			if try == 20 {
 				t.Fatalf("%s: rollups not held after %d reads", slug, try)
 			}
@@ -138,9 +138,9 @@ func TestHeldRollupsAnswerAsPostgreSQL(t *testing.T) {
 			}
 		}
 	}
-	b.h.rollups.mu.Lock()
-	held := len(b.h.rollups.links)
-	b.h.rollups.mu.Unlock()
+	b.h.reader.rollups.mu.Lock()
+	held := len(b.h.reader.rollups.links)
+	b.h.reader.rollups.mu.Unlock()
 	if held != len(ids) {
 		t.Fatalf("%d links held, want %d", held, len(ids))
 	}
@@ -182,7 +182,7 @@ func TestHugeCountsAreExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	hold(t, b.h, "huge")
-	if r := b.h.rollups.get(id, version); r == nil || r.version != version {
+	if r := b.h.reader.rollups.get(id, version); r == nil || r.version != version {
 		t.Fatalf("rollups with 5e9 clicks not held at version %d: %v", version, r)
 	}
 }
@@ -196,10 +196,10 @@ func TestHeldRollupsStayWithinBudget(t *testing.T) {
 	ids := createLinks(t, b.pool, "bud", 12)
 	seedSpread(t, b, rng, ids, 3000)
 	budget := largestRollups(t, b, ids) * 4 // room for 3 or 4 of the 12 links
-	c := newRollupCache(budget, b.h.rollups.load)
+	c := newRollupCache(budget, b.h.reader.rollups.load)
 	clock := fixedNow
 	c.now = func() time.Time { return clock }
-	b.h.rollups = c
+	b.h.reader.rollups = c
 	held := func() map[int64]bool { return heldWithin(t, c, budget, "") }
 	ask := func(i int) {
 		t.Helper()
@@ -311,8 +311,8 @@ func TestTooLargeLinkIsReadOnce(t *testing.T) {
 	id := createLink(t, b.pool, "big")
 	seedSpread(t, b, rng, []int64{id}, 500)
 	var loads atomic.Int64
-	load := b.h.rollups.load
-	b.h.rollups = newRollupCache(1000, func(ctx context.Context, id int64) (*linkRollups, error) {
+	load := b.h.reader.rollups.load
+	b.h.reader.rollups = newRollupCache(1000, func(ctx context.Context, id int64) (*linkRollups, error) {
 		loads.Add(1)
 		return load(ctx, id)
 	})
@@ -322,7 +322,7 @@ func TestTooLargeLinkIsReadOnce(t *testing.T) {
 			t.Fatalf("%+v:\n held %+v\n   pg %+v", q, got, want)
 		}
 	}
-	b.h.rollups.wait()
+	b.h.reader.rollups.wait()
 	if n := loads.Load(); n != 1 {
 		t.Fatalf("the link's rollups were read whole %d times, want 1", n)
 	}
@@ -335,7 +335,7 @@ func TestHeldRollupsMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	b := setupPool(t, db.Pool)
 	b.h = NewHandler(NewReader(Config{}, db.Pool, reg, nil))
-	b.h.now = func() time.Time { return fixedNow }
+	b.h.reader.now = func() time.Time { return fixedNow }
 	b.e = echo.New()
 	b.e.HTTPErrorHandler = problemErrorHandler
 	b.h.Routes(b.e.Group(""))
@@ -349,7 +349,7 @@ func TestHeldRollupsMetrics(t *testing.T) {
 		if rec := b.get(t, target); rec.Code != http.StatusOK {
 			t.Fatalf("%s: %d", target, rec.Code)
 		}
-		b.h.rollups.wait()
+		b.h.reader.rollups.wait()
 	}
 	want := map[string]float64{
 		`hop_stats_link_reads_total{source="memory"}`:   2,
@@ -396,8 +396,8 @@ func TestHeldRollupsNeverExceedBudget(t *testing.T) {
 	ids := createLinks(t, b.pool, "rush", 24)
 	seedSpread(t, b, rng, ids, 4000)
 	budget := largestRollups(t, b, ids) * 4
-	c := newRollupCache(budget, b.h.rollups.load)
-	b.h.rollups = c
+	c := newRollupCache(budget, b.h.reader.rollups.load)
+	b.h.reader.rollups = c
 	check := func(when string) int { return len(heldWithin(t, c, budget, when)) }
 	var wg sync.WaitGroup
 	for i := range ids {
@@ -503,14 +503,14 @@ func TestHeldRollupsAsTimeMovesOn(t *testing.T) {
 	hold(t, b.h, "moving") // as of fixedNow
 	for _, later := range []time.Duration{time.Minute, time.Hour, 5 * time.Hour, 30 * time.Hour, 72 * time.Hour} {
 		now := fixedNow.Add(later)
-		b.h.now = func() time.Time { return now }
+		b.h.reader.now = func() time.Time { return now }
 		if want, got := fromPostgreSQL(t, b.h, "moving", q), fromHandler(t, b.h, "moving", q); !reflect.DeepEqual(got, want) {
 			t.Fatalf("%s later:\n held %+v\n   pg %+v", later, got.Hourly, want.Hourly)
 		}
 	}
-	b.h.rollups.mu.Lock()
-	defer b.h.rollups.mu.Unlock()
-	if n := b.h.rollups.links[id]; n == nil || n.linkRollups == nil {
+	b.h.reader.rollups.mu.Lock()
+	defer b.h.reader.rollups.mu.Unlock()
+	if n := b.h.reader.rollups.links[id]; n == nil || n.linkRollups == nil {
 		t.Fatal("the link is not held")
 	}
 }
