@@ -14,7 +14,7 @@ import (
 )
 
 // NewWebhook is what a webhook is created with. Nil Links, Tags or Domain match every
-// click.
+// click. Links are slugs on Domain, or on the default domain when Domain is nil.
 type NewWebhook struct {
 	URL         string
 	Links       []string
@@ -73,7 +73,7 @@ func (s *Service) Create(ctx context.Context, n NewWebhook) (Webhook, error) {
 	w := Webhook{URL: n.URL, Domain: n.Domain, IncludeBots: n.IncludeBots, Tags: n.Tags}
 	var err error
 	if n.Links != nil {
-		if w.linkIDs, err = s.linkIDs(ctx, n.Links); err != nil {
+		if w.linkIDs, err = s.linkIDs(ctx, n.Links, n.Domain); err != nil {
 			return Webhook{}, err
 		}
 	}

@@ -90,11 +90,17 @@ func (s *Service) insert(ctx context.Context, w Webhook, slugs []string) (Webhoo
 	return scanWebhook(s.pool.QueryRow(ctx, insertSQL, w.URL, w.sealed, w.linkIDs, slugs, w.Tags, w.Domain, w.IncludeBots, s.cfg.Now()))
 }
 
-const linkIDsSQL = `SELECT id, slug FROM links WHERE slug = ANY($1) AND deleted_at IS NULL`
+// linkIDsSQL finds links by slug on one domain: the webhook's ($2, a host), else the
+// default one. A slug names one link per domain, so without the domain it is ambiguous.
+const linkIDsSQL = `
+SELECT l.id, l.slug FROM links l JOIN domains d ON d.id = l.domain_id
+WHERE l.slug = ANY($1) AND l.deleted_at IS NULL
+  AND CASE WHEN $2::text IS NULL THEN d.is_default ELSE d.host = $2 END`
 
-// linkIDs resolves slugs to link ids; every slug must exist.
-func (s *Service) linkIDs(ctx context.Context, slugs []string) ([]int64, error) {
-	rows, err := s.pool.Query(ctx, linkIDsSQL, slugs)
+// linkIDs resolves slugs on domain (nil: the default one) to link ids; every slug
+// must exist there.
+func (s *Service) linkIDs(ctx context.Context, slugs []string, domain *string) ([]int64, error) {
+	rows, err := s.pool.Query(ctx, linkIDsSQL, slugs, domain)
 	if err != nil {
 		return nil, fmt.Errorf("find links: %w", err)
 	}
@@ -117,6 +123,9 @@ func (s *Service) linkIDs(ctx context.Context, slugs []string) ([]int64, error) 
 	for _, slug := range slugs {
 		id, ok := found[slug]
 		if !ok {
+			if domain != nil {
+				return nil, problem.With(ErrInvalid, "links: no link %q on %s", slug, *domain)
+			}
 			return nil, problem.With(ErrInvalid, "links: no link %q", slug)
 		}
 		ids = append(ids, id)

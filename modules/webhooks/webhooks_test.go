@@ -298,3 +298,46 @@ func FuzzDecodeCreate(f *testing.F) {
 		}
 	})
 }
+
+// A slug names one link per domain: a webhook's links are looked up on its domain, or
+// on the default domain when it has none, never on whichever domain happens to match.
+func TestLinksResolveOnTheWebhooksDomain(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	var branded int64
+	if err := b.db.Pool.QueryRow(ctx, `
+WITH d AS (INSERT INTO domains (host, base_url) VALUES ('go.example.com', 'https://go.example.com') RETURNING id)
+INSERT INTO links (slug, original_url, domain_id) SELECT 'hooked', 'https://example.org', id FROM d RETURNING id`).Scan(&branded); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.db.Pool.Exec(ctx, `
+INSERT INTO links (slug, original_url, domain_id) SELECT 'only-branded', 'https://example.org', id FROM domains WHERE host = 'go.example.com'`); err != nil {
+		t.Fatal(err)
+	}
+	host := "go.example.com"
+	for _, c := range []struct {
+		name   string
+		domain *string
+		want   int64
+	}{
+		{"default domain", nil, b.linkID},
+		{"branded domain", &host, branded},
+	} {
+		w, err := b.s.Create(ctx, NewWebhook{URL: b.url, Links: []string{"hooked"}, Domain: c.domain})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		got, err := b.s.get(ctx, w.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.linkIDs) != 1 || got.linkIDs[0] != c.want {
+			t.Errorf("%s: webhook follows links %v, want [%d]", c.name, got.linkIDs, c.want)
+		}
+	}
+	_, err := b.s.Create(ctx, NewWebhook{URL: b.url, Links: []string{"only-branded"}})
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `no link "only-branded"`) {
+		t.Fatalf("a slug that exists only on another domain: %v, want ErrInvalid naming it", err)
+	}
+}
