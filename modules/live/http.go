@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/labstack/echo/v4"
 
+	"github.com/hop-dev/hop/internal/horizon"
 	"github.com/hop-dev/hop/internal/problem"
 )
 
@@ -95,7 +96,7 @@ func lastEventID(r *http.Request) (uuid.UUID, bool) {
 func (f *Feed) stream(c echo.Context, fl filter) error {
 	req, w := c.Request(), c.Response()
 	ctx := req.Context()
-	var from *position
+	var from *horizon.Position
 	if id, ok := lastEventID(req); ok {
 		p, found, err := f.resumeFrom(ctx, id, time.Now())
 		if err != nil {

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,25 +56,11 @@ func (c *Config) defaults() {
 	c.Coalesce = cmp.Or(c.Coalesce, 100*time.Millisecond)
 }
 
-// position orders clicks: by the inserting transaction, then by event id. A position
-// is final once its xid is below the horizon, so nothing can appear before it later.
-type position struct {
-	xid   uint64
-	event uuid.UUID
-}
-
-func (p position) less(q position) bool {
-	if p.xid != q.xid {
-		return p.xid < q.xid
-	}
-	return string(p.event[:]) < string(q.event[:])
-}
-
 // click is one event, framed once and shared by every client that receives it. The
 // frames of one read sit back to back in one block, so a client that takes a run of
 // them writes the block's bytes as they are: no copy and no allocation per client.
 type click struct {
-	pos    position
+	pos    horizon.Position
 	linkID int64
 	bot    bool
 	block  []byte // the frames of every click of the read that returned this one
@@ -129,7 +114,7 @@ type Feed struct {
 	notified atomic.Uint64 // the highest xid a notification said committed clicks
 
 	mu      sync.Mutex
-	pos     position // every click at or before pos has been published
+	pos     horizon.Position // every click at or before pos has been published
 	started bool
 	stopped bool
 	ring    []*click      // recent events; event number i is at ring[i%len(ring)]
@@ -218,7 +203,7 @@ func (f *Feed) Run(ctx context.Context) error {
 		// Committed clicks are still above the horizon while an older transaction
 		// (an aggregator tick, say) is open: look again soon, backing off to the poll.
 		f.mu.Lock()
-		held := f.started && f.notified.Load() >= f.pos.xid
+		held := f.started && f.notified.Load() >= f.pos.XID
 		f.mu.Unlock()
 		if held {
 			behind = min(max(2*behind, 10*time.Millisecond), f.cfg.Poll)
@@ -275,7 +260,7 @@ func (f *Feed) listenOnce(ctx context.Context) error {
 			conn.Conn().Close(context.Background()) //nolint:errcheck // the pool drops it
 			return fmt.Errorf("wait for notification: %w", err)
 		}
-		if x, err := strconv.ParseUint(n.Payload, 10, 64); err == nil {
+		if x, err := horizon.ParseXID(n.Payload); err == nil {
 			for old := f.notified.Load(); x > old && !f.notified.CompareAndSwap(old, x); old = f.notified.Load() {
 			}
 		}
@@ -355,18 +340,12 @@ func (f *Feed) slugs(ctx context.Context, ids []int64) (map[int64]linkName, erro
 	return f.slugCache, nil
 }
 
-func (f *Feed) horizon(ctx context.Context) (uint64, error) {
-	var s string
-	if err := f.pool.QueryRow(ctx, horizon.TextSQL).Scan(&s); err != nil {
-		return 0, fmt.Errorf("read horizon: %w", err)
-	}
-	return strconv.ParseUint(s, 10, 64)
-}
+func (f *Feed) horizon(ctx context.Context) (uint64, error) { return horizon.Read(ctx, f.pool) }
 
 // read returns up to Page clicks in (from, below-horizon) that pass fl.
-func (f *Feed) read(ctx context.Context, from position, below uint64, fl filter) ([]*click, error) {
-	rows, err := f.pool.Query(ctx, readSQL, strconv.FormatUint(from.xid, 10), from.event,
-		strconv.FormatUint(below, 10), fl.linkID, fl.bots, f.cfg.Page)
+func (f *Feed) read(ctx context.Context, from horizon.Position, below uint64, fl filter) ([]*click, error) {
+	rows, err := f.pool.Query(ctx, readSQL, horizon.FormatXID(from.XID), from.Event,
+		horizon.FormatXID(below), fl.linkID, fl.bots, f.cfg.Page)
 	if err != nil {
 		return nil, fmt.Errorf("read clicks: %w", err)
 	}
@@ -385,9 +364,9 @@ func (f *Feed) read(ctx context.Context, from position, below uint64, fl filter)
 			rows.Close()
 			return nil, fmt.Errorf("scan click: %w", err)
 		}
-		if r.xid, err = strconv.ParseUint(xid, 10, 64); err != nil {
+		if r.xid, err = horizon.ParseXID(xid); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("parse xid %q: %w", xid, err)
+			return nil, err
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -426,7 +405,7 @@ func (f *Feed) read(ctx context.Context, from position, below uint64, fl filter)
 			return nil, fmt.Errorf("encode click: %w", err)
 		}
 		blk.WriteByte('\n')
-		all[i] = click{pos: position{r.xid, j.ID}, linkID: r.linkID, bot: j.Bot, off: off, end: blk.Len()}
+		all[i] = click{pos: horizon.Position{XID: r.xid, Event: j.ID}, linkID: r.linkID, bot: j.Bot, off: off, end: blk.Len()}
 		out[i] = &all[i]
 	}
 	block := blk.Bytes()
@@ -448,11 +427,11 @@ func (f *Feed) runOnce(ctx context.Context) (moved bool, err error) {
 		}
 		f.mu.Lock()
 		from, started := f.pos, f.started
-		if started && f.subs == 0 && from.less(position{xid: h}) {
+		if started && f.subs == 0 && from.Less(horizon.Position{XID: h}) {
 			// Nobody is listening: move on without reading. A client that connects
 			// later starts from here, and one that resumes reads its clicks from the
 			// database; decided under the lock, so no subscriber misses a click.
-			f.pos = position{xid: h}
+			f.pos = horizon.Position{XID: h}
 			f.mu.Unlock()
 			return true, nil
 		}
@@ -460,12 +439,12 @@ func (f *Feed) runOnce(ctx context.Context) (moved bool, err error) {
 		if !started {
 			// Live clients start from now; older clicks are read per client on resume.
 			f.mu.Lock()
-			f.pos, f.started = position{xid: h}, true
+			f.pos, f.started = horizon.Position{XID: h}, true
 			f.mu.Unlock()
 			close(f.ready)
 			return false, nil
 		}
-		if h <= from.xid && from.event == (uuid.UUID{}) {
+		if h <= from.XID && from.Event == (uuid.UUID{}) {
 			return moved, nil
 		}
 		clicks, err := f.read(ctx, from, h, filter{bots: true})
@@ -473,7 +452,7 @@ func (f *Feed) runOnce(ctx context.Context) (moved bool, err error) {
 			return moved, err
 		}
 		moved = moved || len(clicks) > 0
-		end := position{xid: h}
+		end := horizon.Position{XID: h}
 		if len(clicks) == f.cfg.Page {
 			end = clicks[len(clicks)-1].pos
 		}
@@ -487,14 +466,14 @@ func (f *Feed) runOnce(ctx context.Context) (moved bool, err error) {
 
 // publish appends clicks to the ring and moves the feed to end, in one step under the
 // lock, so a client registering in between sees each click once.
-func (f *Feed) publish(clicks []*click, end position) {
+func (f *Feed) publish(clicks []*click, end horizon.Position) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, c := range clicks {
 		f.ring[f.head%uint64(len(f.ring))] = c
 		f.head++
 	}
-	if f.pos.less(end) {
+	if f.pos.Less(end) {
 		f.pos = end
 	}
 	if len(clicks) > 0 {
@@ -542,7 +521,7 @@ var errStopped = errors.New("live feed is not running")
 // subscribe registers a client. With from set, it first writes the clicks after from
 // (through write) and registers only once it has caught up with the feed, so the
 // client sees every click once and in order.
-func (f *Feed) subscribe(ctx context.Context, fl filter, from *position, write func(*click) error) (*sub, error) {
+func (f *Feed) subscribe(ctx context.Context, fl filter, from *horizon.Position, write func(*click) error) (*sub, error) {
 	select {
 	case <-f.ready:
 	case <-ctx.Done():
@@ -552,7 +531,7 @@ func (f *Feed) subscribe(ctx context.Context, fl filter, from *position, write f
 	for {
 		f.mu.Lock()
 		cur := f.pos
-		if from == nil || !from.less(cur) {
+		if from == nil || !from.Less(cur) {
 			s.next = f.head
 			f.subs++
 			f.clients.Inc()
@@ -561,14 +540,14 @@ func (f *Feed) subscribe(ctx context.Context, fl filter, from *position, write f
 		}
 		f.mu.Unlock()
 		// Clicks in (from, cur] are final and published: read them from the database.
-		// A page ends at cur, inclusive: read below cur.xid+1 and stop at cur.
-		clicks, err := f.read(ctx, *from, cur.xid+1, fl)
+		// A page ends at cur, inclusive: read below cur.XID+1 and stop at cur.
+		clicks, err := f.read(ctx, *from, cur.XID+1, fl)
 		if err != nil {
 			return nil, err
 		}
 		next := cur
 		for _, c := range clicks {
-			if cur.less(c.pos) {
+			if cur.Less(c.pos) {
 				break
 			}
 			if err := write(c); err != nil {
@@ -576,7 +555,7 @@ func (f *Feed) subscribe(ctx context.Context, fl filter, from *position, write f
 			}
 			next = c.pos
 		}
-		if len(clicks) < f.cfg.Page || cur.less(clicks[len(clicks)-1].pos) {
+		if len(clicks) < f.cfg.Page || cur.Less(clicks[len(clicks)-1].pos) {
 			next = cur
 		}
 		from = &next
@@ -598,23 +577,23 @@ WHERE event_id = $1 AND clicked_at >= $2 AND clicked_at < $3 AND clicked_at >= $
 
 // resumeFrom returns the position of the click with this id, if it is within the
 // resume window; ok is false otherwise (the client then starts from now).
-func (f *Feed) resumeFrom(ctx context.Context, id uuid.UUID, now time.Time) (position, bool, error) {
+func (f *Feed) resumeFrom(ctx context.Context, id uuid.UUID, now time.Time) (horizon.Position, bool, error) {
 	if id.Version() != 7 {
-		return position{}, false, nil
+		return horizon.Position{}, false, nil
 	}
 	sec, nsec := id.Time().UnixTime()
 	at := time.Unix(sec, nsec)
 	var xid string
 	err := f.pool.QueryRow(ctx, resumeSQL, id, at.Add(-time.Minute), at.Add(time.Minute), now.Add(-f.cfg.Resume)).Scan(&xid)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return position{}, false, nil
+		return horizon.Position{}, false, nil
 	}
 	if err != nil {
-		return position{}, false, fmt.Errorf("find last event: %w", err)
+		return horizon.Position{}, false, fmt.Errorf("find last event: %w", err)
 	}
-	x, err := strconv.ParseUint(xid, 10, 64)
+	x, err := horizon.ParseXID(xid)
 	if err != nil {
-		return position{}, false, fmt.Errorf("parse xid %q: %w", xid, err)
+		return horizon.Position{}, false, err
 	}
-	return position{x, id}, true, nil
+	return horizon.Position{XID: x, Event: id}, true, nil
 }

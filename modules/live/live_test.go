@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/hop-dev/hop/internal/horizon"
 	"github.com/hop-dev/hop/internal/testenv"
 )
 
@@ -129,7 +130,7 @@ func TestClientARingBehindIsCut(t *testing.T) {
 	for i := range 25 {
 		batch := make([]*click, 10)
 		for j := range batch {
-			batch[j] = &click{pos: position{xid: uint64(i*10 + j + 1)}}
+			batch[j] = &click{pos: horizon.Position{XID: uint64(i*10 + j + 1)}}
 		}
 		f.publish(batch, batch[9].pos)
 		if out, _, err = f.take(fast, 1000, out[:0]); err != nil || len(out) != 10 {
@@ -232,7 +233,7 @@ func TestIdleFeedReadsNothingAndResumeStillWorks(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, "the feed past the quiet clicks", func() bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		return f.pos.xid > last
+		return f.pos.XID > last
 	})
 	if n := testutil.ToFloat64(f.events); n != 0 {
 		t.Fatalf("read %v clicks with nobody connected", n)

@@ -352,8 +352,8 @@ func (a *Aggregator) tick(ctx context.Context) (rows int64, more, locked bool, e
 	if err := tx.QueryRow(ctx, watermarkSQL).Scan(&low); err != nil {
 		return 0, false, true, fmt.Errorf("read watermark: %w", err)
 	}
-	if err := tx.QueryRow(ctx, horizon.SQL).Scan(&high); err != nil {
-		return 0, false, true, fmt.Errorf("read horizon: %w", err)
+	if high, err = horizon.Read(ctx, tx); err != nil {
+		return 0, false, true, err
 	}
 	// The horizon never moves backwards; the guard only keeps the watermark monotonic.
 	high = max(high, low)

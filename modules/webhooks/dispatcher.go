@@ -247,10 +247,10 @@ type Payload struct {
 // made: the next batches come from it while the cursor is where the last one left it,
 // so a window is read (and sorted) once per ReadAhead events rather than per batch.
 type readAhead struct {
-	after  position   // valid while the webhook's cursor is here
-	events []Event    // in position order
-	pos    []position // of each event
-	end    position   // where the cursor goes once every event is delivered
+	after  horizon.Position   // valid while the webhook's cursor is here
+	events []Event            // in position order
+	pos    []horizon.Position // of each event
+	end    horizon.Position   // where the cursor goes once every event is delivered
 }
 
 // nextBatch makes the webhook's next batch from clicks committed after its cursor:
@@ -295,26 +295,22 @@ func (s *Service) nextBatch(ctx context.Context, w Webhook) (Delivery, error) {
 // its filters. A window without any moves the cursor past it and returns errSkipped
 // (more clicks wait beyond it) or ErrNoDelivery.
 func (s *Service) read(ctx context.Context, w Webhook) (readAhead, error) {
-	var hs string
-	if err := s.pool.QueryRow(ctx, horizon.TextSQL).Scan(&hs); err != nil {
-		return readAhead{}, fmt.Errorf("read horizon: %w", err)
-	}
-	h, err := parseXID(hs)
+	h, err := horizon.Read(ctx, s.pool)
 	if err != nil {
 		return readAhead{}, err
 	}
-	if h <= w.cursor.xid && w.cursor.event == (uuid.UUID{}) {
+	if h <= w.cursor.XID && w.cursor.Event == (uuid.UUID{}) {
 		return readAhead{}, ErrNoDelivery
 	}
 	end := h
 	var cut string
-	err = s.pool.QueryRow(ctx, cutSQL, w.cursor.xidText(), hs, s.cfg.Window).Scan(&cut)
+	err = s.pool.QueryRow(ctx, cutSQL, horizon.FormatXID(w.cursor.XID), horizon.FormatXID(h), s.cfg.Window).Scan(&cut)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 	case err != nil:
 		return readAhead{}, fmt.Errorf("bound read: %w", err)
 	default:
-		if end, err = parseXID(cut); err != nil {
+		if end, err = horizon.ParseXID(cut); err != nil {
 			return readAhead{}, err
 		}
 		end++ // the cut's transaction is read whole, so a window is never empty
@@ -324,7 +320,7 @@ func (s *Service) read(ctx context.Context, w Webhook) (readAhead, error) {
 		tags = w.Tags
 	}
 	limit := s.cfg.BatchSize * readAheadBatches
-	rows, err := s.pool.Query(ctx, batchSQL, w.cursor.xidText(), w.cursor.event, strconv.FormatUint(end, 10),
+	rows, err := s.pool.Query(ctx, batchSQL, horizon.FormatXID(w.cursor.XID), w.cursor.Event, horizon.FormatXID(end),
 		w.linkIDs, tags, w.IncludeBots, limit, w.Domain)
 	if err != nil {
 		return readAhead{}, fmt.Errorf("read clicks: %w", err)
@@ -334,18 +330,18 @@ func (s *Service) read(ctx context.Context, w Webhook) (readAhead, error) {
 		var (
 			e   = Event{Type: "click"}
 			xid string
-			p   position
+			p   horizon.Position
 		)
 		if err := rows.Scan(&xid, &e.ID, &e.Slug, &e.Domain, &e.ClickedAt, &e.Country, &e.Referer, &e.Browser,
 			&e.OS, &e.Device, &e.Bot, &e.BotReason); err != nil {
 			rows.Close()
 			return readAhead{}, fmt.Errorf("scan click: %w", err)
 		}
-		if p.xid, err = parseXID(xid); err != nil {
+		if p.XID, err = horizon.ParseXID(xid); err != nil {
 			rows.Close()
 			return readAhead{}, err
 		}
-		p.event = e.ID
+		p.Event = e.ID
 		e.ClickedAt = e.ClickedAt.UTC()
 		ra.events = append(ra.events, e)
 		ra.pos = append(ra.pos, p)
@@ -353,17 +349,17 @@ func (s *Service) read(ctx context.Context, w Webhook) (readAhead, error) {
 	if err := rows.Err(); err != nil {
 		return readAhead{}, fmt.Errorf("read clicks: %w", err)
 	}
-	ra.end = position{xid: end}
+	ra.end = horizon.Position{XID: end}
 	if len(ra.events) == limit {
 		ra.end = ra.pos[len(ra.pos)-1]
 	}
 	if len(ra.events) == 0 {
 		// Nothing in the window is for this webhook: skip it, unless the cursor moved
 		// meanwhile (another instance, or an answer that just came).
-		if _, err := s.pool.Exec(ctx, skipSQL, w.ID, ra.end.xidText(), ra.end.event, w.cursor.xidText(), w.cursor.event); err != nil {
+		if _, err := s.pool.Exec(ctx, skipSQL, w.ID, horizon.FormatXID(ra.end.XID), ra.end.Event, horizon.FormatXID(w.cursor.XID), w.cursor.Event); err != nil {
 			return readAhead{}, fmt.Errorf("skip clicks: %w", err)
 		}
-		if ra.end.xid < h {
+		if ra.end.XID < h {
 			return readAhead{}, errSkipped // more clicks wait beyond the window
 		}
 		return readAhead{}, ErrNoDelivery

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/hop-dev/hop/internal/horizon"
 	"github.com/hop-dev/hop/internal/problem"
 )
 
@@ -29,7 +29,7 @@ type Webhook struct {
 
 	linkIDs []int64
 	sealed  string
-	cursor  position
+	cursor  horizon.Position
 }
 
 // Delivery is one batch (or ping) sent to a webhook.
@@ -49,23 +49,7 @@ type Delivery struct {
 
 	webhookID int64
 	body      []byte
-	to        *position
-}
-
-// position orders clicks by inserting transaction, then event id (see live).
-type position struct {
-	xid   uint64
-	event uuid.UUID
-}
-
-func (p position) xidText() string { return strconv.FormatUint(p.xid, 10) }
-
-func parseXID(s string) (uint64, error) {
-	x, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("parse xid %q: %w", s, err)
-	}
-	return x, nil
+	to        *horizon.Position
 }
 
 const webhookColumns = `id, url, secret, link_ids, COALESCE(link_slugs, '{}'), tags, domain, include_bots,
@@ -78,7 +62,7 @@ func scanWebhook(row pgx.Row) (Webhook, error) {
 		xid   string
 	)
 	err := row.Scan(&w.ID, &w.URL, &w.sealed, &w.linkIDs, &slugs, &w.Tags, &w.Domain, &w.IncludeBots,
-		&w.DisabledAt, &w.FailingSince, &w.CreatedAt, &xid, &w.cursor.event)
+		&w.DisabledAt, &w.FailingSince, &w.CreatedAt, &xid, &w.cursor.Event)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return w, ErrNotFound
 	}
@@ -89,7 +73,7 @@ func scanWebhook(row pgx.Row) (Webhook, error) {
 		w.Links = slugs
 	}
 	w.Disabled = w.DisabledAt != nil
-	if w.cursor.xid, err = parseXID(xid); err != nil {
+	if w.cursor.XID, err = horizon.ParseXID(xid); err != nil {
 		return w, err
 	}
 	return w, nil
@@ -202,11 +186,11 @@ func scanDelivery(row pgx.Row) (Delivery, error) {
 		return d, fmt.Errorf("scan delivery: %w", err)
 	}
 	if xid != nil && event != nil {
-		x, err := parseXID(*xid)
+		x, err := horizon.ParseXID(*xid)
 		if err != nil {
 			return d, err
 		}
-		d.to = &position{x, *event}
+		d.to = &horizon.Position{XID: x, Event: *event}
 	}
 	return d, nil
 }
@@ -259,12 +243,12 @@ VALUES ($1, $2, 'pending', $3, $4, $5::text::xid8, $6, $7, $7)
 ON CONFLICT (webhook_id) WHERE status = 'pending' AND kind = 'events' DO NOTHING
 RETURNING ` + deliveryColumns
 
-func (s *Service) insertDelivery(ctx context.Context, webhookID int64, kind string, body []byte, events int, to *position) (Delivery, error) {
+func (s *Service) insertDelivery(ctx context.Context, webhookID int64, kind string, body []byte, events int, to *horizon.Position) (Delivery, error) {
 	var xid *string
 	var event *uuid.UUID
 	if to != nil {
-		x := to.xidText()
-		xid, event = &x, &to.event
+		x := horizon.FormatXID(to.XID)
+		xid, event = &x, &to.Event
 	}
 	d, err := scanDelivery(s.pool.QueryRow(ctx, insertDeliverySQL, webhookID, kind, body, events, xid, event, s.cfg.Now()))
 	if errors.Is(err, ErrNoDelivery) {
@@ -279,8 +263,8 @@ const advanceSQL = `
 UPDATE webhooks SET cursor_xid = $2::text::xid8, cursor_event = $3
 WHERE id = $1 AND (cursor_xid, cursor_event) < ($2::text::xid8, $3::uuid)`
 
-func advance(ctx context.Context, tx pgx.Tx, id int64, to position) error {
-	if _, err := tx.Exec(ctx, advanceSQL, id, to.xidText(), to.event); err != nil {
+func advance(ctx context.Context, tx pgx.Tx, id int64, to horizon.Position) error {
+	if _, err := tx.Exec(ctx, advanceSQL, id, horizon.FormatXID(to.XID), to.Event); err != nil {
 		return fmt.Errorf("advance webhook cursor: %w", err)
 	}
 	return nil
