@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hop-dev/hop/internal/hopproc"
 )
 
 // apiKey is the bootstrap key every hop that chaos starts accepts.
@@ -38,7 +40,7 @@ type hop struct {
 	port            int
 	dbURL, redisURL string
 	prefix          string
-	p               *proc
+	p               *hopproc.Proc
 	starts          int
 	logPath         string
 }
@@ -76,14 +78,14 @@ func (h *hop) start() error {
 	h.p = p
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if p.exited() {
-			return fmt.Errorf("%s exited at start (%v):\n%s", h.name, p.err, p.tail(20))
+		if p.Exited() {
+			return fmt.Errorf("%s exited at start (%v):\n%s", h.name, p.Err(), p.Tail(20))
 		}
 		if code, _, err := httpGet(context.Background(), h.base()+"/health"); err == nil && code == http.StatusOK {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not healthy within 60s:\n%s", h.name, p.tail(20))
+			return fmt.Errorf("%s not healthy within 60s:\n%s", h.name, p.Tail(20))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -108,11 +110,11 @@ func (w closingWriter) Write(b []byte) (int, error) {
 }
 
 // kill9 ends hop with SIGKILL: no drain, no flush.
-func (h *hop) kill9() { h.p.kill() }
+func (h *hop) kill9() { h.p.Kill() }
 
 // term sends SIGTERM and waits for hop's graceful drain.
 func (h *hop) term() error {
-	if !h.p.stop(syscall.SIGTERM, 60*time.Second) {
+	if !h.p.Stop(syscall.SIGTERM, 60*time.Second) {
 		return fmt.Errorf("%s did not stop within 60s of SIGTERM (killed)", h.name)
 	}
 	return nil
@@ -170,47 +172,6 @@ func (h *hop) createLinks(ctx context.Context, n int) ([]string, error) {
 		slugs = append(slugs, l.Slug)
 	}
 	return slugs, nil
-}
-
-// ingestHealth is checks.ingest.details of GET /health.
-type ingestHealth struct {
-	Mode         string `json:"mode"` // "stream" with Redis, "log" without
-	StreamLength int64  `json:"stream_length"`
-	Pending      int64  `json:"pending"`
-	Lag          int64  `json:"lag"`
-	LogEntries   int64  `json:"log_entries"` // local log entries not yet in PostgreSQL
-}
-
-// drained says this hop holds nothing unwritten: the group has caught up and the
-// local click log is empty.
-func (ih ingestHealth) drained() bool {
-	if ih.Mode == "log" {
-		return ih.LogEntries == 0
-	}
-	return ih.Lag == 0 && ih.Pending == 0 && ih.LogEntries == 0
-}
-
-// ingest reads checks.ingest.details from /health.
-func (h *hop) ingest(ctx context.Context) (ingestHealth, error) {
-	ih := ingestHealth{Lag: -1}
-	code, b, err := httpGet(ctx, h.base()+"/health") // details need the key, which httpDo sends
-	if err != nil {
-		return ih, err
-	}
-	var body struct {
-		Checks map[string]struct {
-			Details json.RawMessage `json:"details"`
-		} `json:"checks"`
-	}
-	if err := json.Unmarshal(b, &body); err != nil {
-		return ih, fmt.Errorf("health %d: %w", code, err)
-	}
-	ck, ok := body.Checks["ingest"]
-	if !ok || len(ck.Details) == 0 {
-		return ih, fmt.Errorf("health %d has no ingest details", code)
-	}
-	err = json.Unmarshal(ck.Details, &ih)
-	return ih, err
 }
 
 // metric returns the sum of the samples of one metric family on /metrics.

@@ -183,9 +183,8 @@ func migrateTemplate(ctx context.Context, pg *pgCluster, hopBin, tmp string) err
 	if err != nil {
 		return err
 	}
-	<-p.done
-	if p.err != nil {
-		return fmt.Errorf("hop migrate up: %w\n%s", p.err, p.tail(20))
+	if err := p.Wait(); err != nil {
+		return fmt.Errorf("hop migrate up: %w\n%s", err, p.Tail(20))
 	}
 	return nil
 }

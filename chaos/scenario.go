@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/hop-dev/hop/internal/hopproc"
 )
 
 // scenario is one fault: inject breaks something while the load runs, heal restarts
@@ -147,7 +149,7 @@ func runScenario(ctx context.Context, ps *procs, pg *pgCluster, hopBin, root str
 		redisURL = e.redis.url()
 	}
 	for i := range sc.instances {
-		port, err := freePort()
+		port, err := hopproc.FreePort()
 		if err != nil {
 			return res, err
 		}
@@ -166,7 +168,7 @@ func runScenario(ctx context.Context, ps *procs, pg *pgCluster, hopBin, root str
 		// Stop this scenario's processes now (the run's cleanup would too, later).
 		// Everything is verified by then: no need to wait for a graceful drain.
 		for _, h := range e.hops {
-			h.p.kill()
+			h.p.Kill()
 		}
 		if e.redis != nil {
 			e.redis.kill()
@@ -288,11 +290,11 @@ func (e *env) settled(answered int64) string {
 	ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
 	defer cancel()
 	for _, h := range e.hops {
-		ih, err := h.ingest(ctx)
+		ih, err := hopproc.ReadIngestHealth(ctx, h.base(), apiKey) // details need the key
 		if err != nil {
 			return fmt.Sprintf("%s health: %v", h.name, err)
 		}
-		if !ih.drained() {
+		if !ih.Drained() {
 			return fmt.Sprintf("%s ingest not drained: %+v", h.name, ih)
 		}
 	}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/hop-dev/hop/internal/hopproc"
 )
 
 // pgBinDir is where Debian installs PostgreSQL 15's programs.
@@ -26,7 +28,7 @@ type pgCluster struct {
 	port    int
 	cred    *syscall.Credential // PostgreSQL refuses to run as root
 	logPath string
-	p       *proc
+	p       *hopproc.Proc
 }
 
 // newPGCluster runs initdb in root/pg and starts the server.
@@ -58,7 +60,7 @@ func newPGCluster(ctx context.Context, ps *procs, root string) (*pgCluster, erro
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
 	}
-	if c.port, err = freePort(); err != nil {
+	if c.port, err = hopproc.FreePort(); err != nil {
 		return nil, err
 	}
 	return c, c.start()
@@ -104,8 +106,8 @@ func (c *pgCluster) start() error {
 			return nil
 		}
 		cancel()
-		if p.exited() || time.Now().After(deadline) {
-			return fmt.Errorf("private PostgreSQL on port %d did not start: %w\n%s", c.port, err, p.tail(15))
+		if p.Exited() || time.Now().After(deadline) {
+			return fmt.Errorf("private PostgreSQL on port %d did not start: %w\n%s", c.port, err, p.Tail(15))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -114,7 +116,7 @@ func (c *pgCluster) start() error {
 // stopImmediate stops the server the way a crash would (SIGQUIT: no checkpoint,
 // sessions cut); the next start runs crash recovery.
 func (c *pgCluster) stopImmediate() {
-	c.p.stop(syscall.SIGQUIT, 30*time.Second)
+	c.p.Stop(syscall.SIGQUIT, 30*time.Second)
 }
 
 func (c *pgCluster) url(db string) string {
@@ -139,11 +141,11 @@ type redisServer struct {
 	dir     string
 	port    int
 	logPath string
-	p       *proc
+	p       *hopproc.Proc
 }
 
 func newRedisServer(ps *procs, dir, name string) (*redisServer, error) {
-	port, err := freePort()
+	port, err := hopproc.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -164,8 +166,8 @@ func (r *redisServer) start() error {
 		return fmt.Errorf("%w (is redis-server installed?)", err)
 	}
 	r.p = p
-	return waitPort(p, r.addr(), 30*time.Second)
+	return hopproc.WaitPort(p, r.addr(), 30*time.Second)
 }
 
 // kill ends redis-server with SIGKILL: the stream and the consumer group are gone.
-func (r *redisServer) kill() { r.p.kill() }
+func (r *redisServer) kill() { r.p.Kill() }

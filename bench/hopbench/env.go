@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/hop-dev/hop/internal/hopproc"
 	"github.com/hop-dev/hop/internal/pgserver"
 )
 
@@ -44,7 +45,7 @@ func startEnv(ctx context.Context, c *config, name, db string) (*env, error) {
 			return nil, err
 		}
 	}
-	port, err := freePort()
+	port, err := hopproc.FreePort()
 	if err == nil {
 		e.h, err = startHop(ctx, c, name, dbURL, e.prefix, port)
 	}
@@ -64,7 +65,7 @@ func (e *env) close() {
 		e.pool.Close()
 	}
 	if e.h != nil {
-		e.h.stop(30 * time.Second)
+		stopProc(e.h.Proc, 30*time.Second)
 	}
 	cleanRedis(e.c, e.prefix)
 	switch {

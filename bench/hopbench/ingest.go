@@ -269,7 +269,7 @@ func ingestBench(ctx context.Context, c *config, rep *report, h *hop, pool *pgxp
 		return h, nil
 	}
 	logf("ingest: stopping hop, publishing a backlog of %d clicks, restarting hop", c.backlog)
-	h.stop(30 * time.Second)
+	stopProc(h.Proc, 30*time.Second)
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM click_logs`).Scan(&base); err != nil {
 		return h, err
 	}

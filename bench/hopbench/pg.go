@@ -8,6 +8,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/rueidis"
+
+	"github.com/hop-dev/hop/internal/hopproc"
 )
 
 // resetDatabase drops the benchmark database so hop creates it afresh (create_database).
@@ -133,8 +135,8 @@ func waitDrained(ctx context.Context, h *hop, pool *pgxpool.Pool, since time.Tim
 	var r drainResult
 	deadline := since.Add(timeout)
 	for {
-		ih, err := h.ingest(ctx)
-		if err == nil && ih.drained() {
+		ih, err := hopproc.ReadIngestHealth(ctx, h.url, apiKey) // details need a key
+		if err == nil && ih.Drained() {
 			break
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {

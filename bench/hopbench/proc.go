@@ -5,14 +5,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -20,74 +17,18 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/hop-dev/hop/internal/hopproc"
 )
 
 func numCPU() int { return runtime.NumCPU() }
 
-// proc is a child process this benchmark started; stop ends it by its PID only.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
-	log  string
-}
-
-func startProc(name, bin string, args, env []string, dir, logPath string) (*proc, error) {
-	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
+// stopProc ends p with SIGTERM, and SIGKILL after timeout. A kill is logged: a hop
+// killed did not finish its drain, which the figures after it may show.
+func stopProc(p *hopproc.Proc, timeout time.Duration) {
+	if !p.Stop(syscall.SIGTERM, timeout) {
+		logf("%s (pid %d) did not stop within %s: killed it", p.Name(), p.PID(), timeout)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = env, dir, lf, lf
-	if err := cmd.Start(); err != nil {
-		lf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), log: logPath}
-	go func() { p.err = cmd.Wait(); lf.Close(); close(p.done) }()
-	return p, nil
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM and waits; after timeout it sends SIGKILL.
-func (p *proc) stop(timeout time.Duration) {
-	if p == nil || p.exited() {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		logf("%s (pid %d) did not stop within %s: killing it", p.name, p.pid(), timeout)
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func (p *proc) tail(n int) string {
-	b, _ := os.ReadFile(p.log)
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 func randHex(n int) string {
@@ -98,7 +39,7 @@ func randHex(n int) string {
 
 // hop is one hop server started from bin/hop with its own database and Redis prefix.
 type hop struct {
-	*proc
+	*hopproc.Proc
 	url, dbURL, prefix string
 	port               int
 }
@@ -149,23 +90,23 @@ func startHop(ctx context.Context, c *config, name, dbURL, prefix string, port i
 		env = append(env, "HOP_WEBHOOK_ALLOW_PRIVATE=true") // the receiver is on 127.0.0.1
 	}
 	env = append(env, extra...)
-	p, err := startProc("hop-"+name, c.hopBin, []string{"serve"}, env, c.root, filepath.Join(c.tmp, "hop-"+name+".log"))
+	p, err := hopproc.Start(hopproc.Spec{Name: "hop-" + name, Bin: c.hopBin, Args: []string{"serve"}, Env: env, Dir: c.root, Log: filepath.Join(c.tmp, "hop-"+name+".log")})
 	if err != nil {
 		return nil, err
 	}
-	h := &hop{proc: p, url: "http://" + addr, dbURL: dbURL, prefix: prefix, port: port}
+	h := &hop{Proc: p, url: "http://" + addr, dbURL: dbURL, prefix: prefix, port: port}
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		if p.exited() {
-			return nil, fmt.Errorf("hop %s exited at start (%v):\n%s", name, p.err, p.tail(20))
+		if p.Exited() {
+			return nil, fmt.Errorf("hop %s exited at start (%v):\n%s", name, p.Err(), p.Tail(20))
 		}
 		if code, _, err := httpGet(ctx, h.url+"/health", ""); err == nil && code == 200 {
-			logf("hop %s is up (pid %d, %s, db %s, prefix %s)", name, p.pid(), h.url, dbName(dbURL), prefix)
+			logf("hop %s is up (pid %d, %s, db %s, prefix %s)", name, p.PID(), h.url, dbName(dbURL), prefix)
 			return h, nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			p.stop(10 * time.Second)
-			return nil, fmt.Errorf("hop %s not healthy within 90s:\n%s", name, p.tail(20))
+			stopProc(p, 10*time.Second)
+			return nil, fmt.Errorf("hop %s not healthy within 90s:\n%s", name, p.Tail(20))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -225,49 +166,6 @@ func httpDo(ctx context.Context, method, u, key, ua string, body io.Reader) (int
 
 func httpGet(ctx context.Context, u, key string) (int, []byte, error) {
 	return httpDo(ctx, http.MethodGet, u, key, "", nil)
-}
-
-// ingestHealth is checks.ingest.details of GET /health.
-type ingestHealth struct {
-	StreamLength int64  `json:"stream_length"`
-	Pending      int64  `json:"pending"`
-	Lag          int64  `json:"lag"`
-	Mode         string `json:"mode"`        // "stream" with Redis, "log" without
-	LogEntries   int64  `json:"log_entries"` // local log entries not yet in PostgreSQL
-}
-
-// drained says ingest holds nothing unwritten: the stream's group has caught up, and
-// the local click log (the stream without Redis, the fallback with it) is empty.
-func (ih ingestHealth) drained() bool {
-	if ih.Mode == "log" {
-		return ih.LogEntries == 0
-	}
-	return ih.Lag == 0 && ih.Pending == 0 && ih.LogEntries == 0
-}
-
-func (h *hop) ingest(ctx context.Context) (ingestHealth, error) {
-	ih := ingestHealth{Lag: -1}
-	code, b, err := httpGet(ctx, h.url+"/health", apiKey) // details need a key
-	if err != nil {
-		return ih, err
-	}
-	var body struct {
-		Status string `json:"status"`
-		Checks map[string]struct {
-			Status  string          `json:"status"`
-			Error   string          `json:"error"`
-			Details json.RawMessage `json:"details"`
-		} `json:"checks"`
-	}
-	if err := json.Unmarshal(b, &body); err != nil {
-		return ih, fmt.Errorf("health %d: %w", code, err)
-	}
-	ck, ok := body.Checks["ingest"]
-	if !ok || len(ck.Details) == 0 {
-		return ih, fmt.Errorf("health has no ingest details (status %q, error %q)", ck.Status, ck.Error)
-	}
-	err = json.Unmarshal(ck.Details, &ih)
-	return ih, err
 }
 
 // metrics scrapes /metrics and returns the samples (name with labels -> value).
@@ -336,16 +234,16 @@ func startSampler(ctx context.Context, h *hop, withLag bool) *sampler {
 		defer t.Stop()
 		n := 0
 		for {
-			rss, _ := procStatus(h.pid())
+			rss, _ := procStatus(h.PID())
 			var tree int64
 			if n%5 == 0 { // walking /proc costs more: once a second
-				tree = treePSS(h.pid())
+				tree = treePSS(h.PID())
 			}
 			s.mu.Lock()
 			s.maxRSS, s.maxTree = max(s.maxRSS, rss), max(s.maxTree, tree)
 			s.mu.Unlock()
 			if withLag && n%2 == 0 {
-				if ih, err := h.ingest(ctx); err == nil {
+				if ih, err := hopproc.ReadIngestHealth(ctx, h.url, apiKey); err == nil {
 					s.mu.Lock()
 					s.maxLag, s.maxPend = max(s.maxLag, ih.Lag), max(s.maxPend, ih.Pending)
 					s.mu.Unlock()

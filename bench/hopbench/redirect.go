@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/hop-dev/hop/internal/hopproc"
 )
 
 const browserUA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
@@ -68,7 +70,7 @@ func mainBench(ctx context.Context, c *config, rep *report) error {
 	if err := pool.QueryRow(ctx, `SELECT count(*) - count(DISTINCT event_id) FROM click_logs`).Scan(&dups); err == nil {
 		rep.duplicateEvents = dups
 	}
-	rep.mainLog = h.log
+	rep.mainLog = h.LogPath()
 	return nil
 }
 
@@ -131,7 +133,7 @@ func redirectBench(ctx context.Context, c *config, rep *report, h *hop, pool *pg
 	if err != nil {
 		return err
 	}
-	defer bare.stop(5 * time.Second)
+	defer stopProc(bare, 5*time.Second)
 	// With BENCH_HOST both hop and bare get its Host header; hop picks the domain by it.
 	env := []string{"BENCH_SLUGS=" + slugFile, "BENCH_HOST=" + c.host}
 
@@ -219,17 +221,17 @@ func redirectBench(ctx context.Context, c *config, rep *report, h *hop, pool *pg
 			rep.wrkSample = run.hop.Text + "\n" + run.bare.Text
 		}
 	}
-	_, rep.redirectHWM = procStatus(h.pid())
+	_, rep.redirectHWM = procStatus(h.PID())
 	return nil
 }
 
-func startBare(ctx context.Context, c *config) (*proc, string, error) {
-	port, err := freePort()
+func startBare(ctx context.Context, c *config) (*hopproc.Proc, string, error) {
+	port, err := hopproc.FreePort()
 	if err != nil {
 		return nil, "", err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	p, err := startProc("bare", c.bareBin, []string{"-addr", addr}, os.Environ(), c.root, filepath.Join(c.tmp, "bare.log"))
+	p, err := hopproc.Start(hopproc.Spec{Name: "bare", Bin: c.bareBin, Args: []string{"-addr", addr}, Env: os.Environ(), Dir: c.root, Log: filepath.Join(c.tmp, "bare.log")})
 	if err != nil {
 		return nil, "", err
 	}
@@ -240,8 +242,8 @@ func startBare(ctx context.Context, c *config) (*proc, string, error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	p.stop(time.Second)
-	return nil, "", fmt.Errorf("bare server did not answer:\n%s", p.tail(10))
+	stopProc(p, time.Second)
+	return nil, "", fmt.Errorf("bare server did not answer:\n%s", p.Tail(10))
 }
 
 // freshnessBench times redirect -> click visible in /links/{slug}/stats.
