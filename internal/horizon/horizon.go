@@ -65,6 +65,10 @@ func (p Position) Less(q Position) bool {
 	return string(p.Event[:]) < string(q.Event[:])
 }
 
+// Reached reports whether nothing below the horizon h can follow p: p is at the start
+// of a transaction the horizon has not passed.
+func (p Position) Reached(h uint64) bool { return h <= p.XID && p.Event == uuid.Nil }
+
 // FormatXID and ParseXID carry an xid as text, the form the readers' queries take
 // and give it in ($1::text::xid8, xid::text).
 func FormatXID(x uint64) string { return strconv.FormatUint(x, 10) }

@@ -62,6 +62,27 @@ func TestPositionOrder(t *testing.T) {
 	}
 }
 
+// A position reaches the horizon when it is at the start of a transaction the horizon
+// has not passed; one inside a transaction (after one of its events) never does.
+func TestPositionReached(t *testing.T) {
+	e := uuid.MustParse("00000000-0000-7000-8000-000000000001")
+	for _, c := range []struct {
+		p    horizon.Position
+		h    uint64
+		want bool
+	}{
+		{horizon.Position{XID: 5}, 5, true},
+		{horizon.Position{XID: 5}, 4, true},
+		{horizon.Position{XID: 5}, 6, false},
+		{horizon.Position{XID: 5, Event: e}, 5, false},
+		{horizon.Position{XID: 5, Event: e}, 6, false},
+	} {
+		if got := c.p.Reached(c.h); got != c.want {
+			t.Errorf("%v.Reached(%d) = %v, want %v", c.p, c.h, got, c.want)
+		}
+	}
+}
+
 func TestXIDText(t *testing.T) {
 	for _, x := range []uint64{0, 1, 1 << 40, ^uint64(0)} {
 		got, err := horizon.ParseXID(horizon.FormatXID(x))

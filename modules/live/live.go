@@ -340,8 +340,6 @@ func (f *Feed) slugs(ctx context.Context, ids []int64) (map[int64]linkName, erro
 	return f.slugCache, nil
 }
 
-func (f *Feed) horizon(ctx context.Context) (uint64, error) { return horizon.Read(ctx, f.pool) }
-
 // read returns up to Page clicks in (from, below-horizon) that pass fl.
 func (f *Feed) read(ctx context.Context, from horizon.Position, below uint64, fl filter) ([]*click, error) {
 	rows, err := f.pool.Query(ctx, readSQL, horizon.FormatXID(from.XID), from.Event,
@@ -421,7 +419,7 @@ func (f *Feed) read(ctx context.Context, from horizon.Position, below uint64, fl
 // connected it only moves its position, reading nothing.
 func (f *Feed) runOnce(ctx context.Context) (moved bool, err error) {
 	for {
-		h, err := f.horizon(ctx)
+		h, err := horizon.Read(ctx, f.pool)
 		if err != nil {
 			return moved, err
 		}
@@ -444,7 +442,7 @@ func (f *Feed) runOnce(ctx context.Context) (moved bool, err error) {
 			close(f.ready)
 			return false, nil
 		}
-		if h <= from.XID && from.Event == (uuid.UUID{}) {
+		if from.Reached(h) {
 			return moved, nil
 		}
 		clicks, err := f.read(ctx, from, h, filter{bots: true})

@@ -299,7 +299,7 @@ func (s *Service) read(ctx context.Context, w Webhook) (readAhead, error) {
 	if err != nil {
 		return readAhead{}, err
 	}
-	if h <= w.cursor.XID && w.cursor.Event == (uuid.UUID{}) {
+	if w.cursor.Reached(h) {
 		return readAhead{}, ErrNoDelivery
 	}
 	end := h
