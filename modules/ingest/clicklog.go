@@ -266,10 +266,7 @@ func (l *clickLog) Run(ctx context.Context) error {
 // or ctx ends.
 func (l *clickLog) gatherFor(ctx context.Context, timer *time.Timer) {
 	l.gmu.Lock()
-	var wait time.Duration
-	if l.filling != nil && len(l.full) == 0 {
-		wait = time.Until(l.filling.since.Add(l.cfg.Gather))
-	}
+	wait := l.gatherLeftLocked(l.cfg.Gather)
 	l.gmu.Unlock()
 	if wait <= 0 {
 		return

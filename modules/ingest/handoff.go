@@ -132,6 +132,16 @@ func (q *batchQueue) joinLocked(ev *Event) (b *batch, kick bool) {
 	return b, kick
 }
 
+// gatherLeftLocked is how long the filling batch may still wait for more clicks: until
+// it is gather old. None when nothing is filling or a full batch is waiting. The
+// owner's mutex is held.
+func (q *batchQueue) gatherLeftLocked(gather time.Duration) time.Duration {
+	if q.filling == nil || len(q.full) > 0 {
+		return 0
+	}
+	return time.Until(q.filling.since.Add(gather))
+}
+
 // wake nudges the sender unless a wake-up is pending already.
 func (q *batchQueue) wake() {
 	select {
@@ -225,8 +235,8 @@ func (h *handoff) next(gather bool, timer *time.Timer, stop <-chan struct{}) *ba
 		}
 		b := h.filling
 		var wait time.Duration
-		if b != nil && gather && !stopped {
-			wait = time.Until(b.since.Add(h.cfg.Gather))
+		if gather && !stopped {
+			wait = h.gatherLeftLocked(h.cfg.Gather)
 		}
 		if b != nil && wait <= 0 {
 			h.filling = nil
