@@ -311,8 +311,7 @@ func (h *Handler) bulkDryRun(c echo.Context, reqs []NewLink) error {
 }
 
 // insertMany creates items[i] for each i in ready in one transaction, recording each
-// result in results[i] or its error in errs[i], then drops the new slugs from the
-// redirect caches, several at a time, since each drop may be a few Redis round trips.
+// result in results[i] or its error in errs[i].
 func (h *Handler) insertMany(ctx context.Context, items []newLink, ready []int, errs []error, results []bulkResult) error {
 	if len(ready) == 0 {
 		return nil
@@ -321,20 +320,15 @@ func (h *Handler) insertMany(ctx context.Context, items []newLink, ready []int, 
 	for k, i := range ready {
 		batch[k] = items[i]
 	}
-	links, lerrs, err := h.svc.store.createMany(ctx, batch)
+	links, lerrs, err := h.svc.insertMany(ctx, batch)
 	if err != nil {
 		return err
 	}
-	var created []Link
 	for k, i := range ready {
-		if errs[i] = lerrs[k]; errs[i] != nil {
-			continue
+		if errs[i] = lerrs[k]; errs[i] == nil {
+			results[i] = bulkResult{Index: i, Status: http.StatusCreated, Link: &links[k]}
 		}
-		created = append(created, links[k])
-		l := h.svc.present(ctx, links[k])
-		results[i] = bulkResult{Index: i, Status: http.StatusCreated, Link: &l}
 	}
-	h.svc.invalidateNew(ctx, created)
 	return nil
 }
 

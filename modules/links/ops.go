@@ -283,6 +283,25 @@ func (s *Service) present(ctx context.Context, l Link) Link {
 // Tags returns every tag of live links with its link count, as GET /tags does.
 func (s *Service) Tags(ctx context.Context) ([]TagCount, error) { return s.store.tags(ctx) }
 
+// insertMany stores validated links in one transaction, as a bulk create does. A link
+// the store refused has its error in errs and a zero Link; the others are presented
+// with their short URLs, and their slugs dropped from the redirect caches.
+func (s *Service) insertMany(ctx context.Context, batch []newLink) (links []Link, errs []error, err error) {
+	links, errs, err = s.store.createMany(ctx, batch)
+	if err != nil {
+		return nil, nil, err
+	}
+	created := make([]Link, 0, len(links))
+	for k := range links {
+		if errs[k] == nil {
+			created = append(created, links[k])
+			links[k] = s.present(ctx, links[k])
+		}
+	}
+	s.invalidateNew(ctx, created)
+	return links, errs, nil
+}
+
 // invalidateNew drops new links' slugs from redirect caches (they may be cached as
 // unknown): all at once when the cache can, else several at a time.
 func (s *Service) invalidateNew(ctx context.Context, created []Link) {
