@@ -71,10 +71,14 @@ func TestSlowRedisDoesNotHoldRedirects(t *testing.T) {
 	cfg.svc.handoff.Timeout = 50 * time.Millisecond
 	pub := mustPipeline(t, cfg, rdb, db.Pool)
 	run(t, pub)
+	waitRunning(t, pub) // else each click below fsyncs on its own, one after another
 	ctx := context.Background()
 	admin := srv.client(t)
-	const pause = 3 * time.Second
-	if err := admin.Do(ctx, admin.B().ClientPause().Timeout(pause.Milliseconds()).Build()).Error(); err != nil {
+	// Writes (XADD) paused far longer than the publishes may take, and resumed by hand
+	// once they have all returned (WRITE mode lets CLIENT UNPAUSE through): a Publish
+	// that waited for Redis would have returned only after that.
+	const pause = time.Minute
+	if err := admin.Do(ctx, admin.B().ClientPause().Timeout(pause.Milliseconds()).Write().Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
 	pausedUntil := time.Now().Add(pause)
@@ -82,6 +86,9 @@ func TestSlowRedisDoesNotHoldRedirects(t *testing.T) {
 	publishAll(ctx, pub, evs)
 	if time.Now().After(pausedUntil) {
 		t.Fatal("Publish waited for a paused Redis")
+	}
+	if err := admin.Do(ctx, admin.B().ClientUnpause().Build()).Error(); err != nil {
+		t.Fatal(err)
 	}
 	if got := value(t, pub.m.fallback); got != float64(len(evs)) {
 		t.Fatalf("fallback = %v while Redis is paused, want %d", got, len(evs))

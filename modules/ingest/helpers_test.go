@@ -187,6 +187,24 @@ func mustPipeline(t testing.TB, cfg Config, rdb rueidis.Client, pool *pgxpool.Po
 	return p
 }
 
+// waitRunning waits until p's hand-off and local log take clicks into group commits.
+// Before that, each click has a write of its own: one XADD or fsync after another,
+// which under a loaded machine can take seconds for a few hundred clicks.
+func waitRunning(t testing.TB, p *Pipeline) {
+	t.Helper()
+	testenv.Eventually(t, 10*time.Second, "pipeline running", func() bool {
+		p.log.gmu.Lock()
+		ok := p.log.running
+		p.log.gmu.Unlock()
+		if p.handoff != nil {
+			p.handoff.mu.Lock()
+			ok = ok && p.handoff.running
+			p.handoff.mu.Unlock()
+		}
+		return ok
+	})
+}
+
 func newTestWriter(t testing.TB, pool *pgxpool.Pool) *writer {
 	return newWriter(pool, newTestEnricher(t, pool), "test", testLogger(t))
 }
