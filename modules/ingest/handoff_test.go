@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -99,6 +100,27 @@ func TestSlowRedisDoesNotHoldRedirects(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, "stream drained", func() bool { h := health(t, pub); return h.Pending == 0 && h.Lag == 0 })
 	if n := countRows(t, db.Pool); n != len(evs) {
 		t.Fatalf("%d rows, want %d", n, len(evs))
+	}
+}
+
+// An XADD that Redis does not answer ends at the hand-off's own deadline (the
+// redirect's budget), not at the Redis client's much longer connection timeout.
+func TestXaddEndsAtItsDeadline(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	srv := newRedisServer(t)
+	pub := mustPipeline(t, fastConfig(t, "", "c1"), srv.client(t), db.Pool)
+	ctx := context.Background()
+	admin := srv.client(t)
+	if err := admin.Do(ctx, admin.B().ClientPause().Timeout(time.Minute.Milliseconds()).Write().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Do(ctx, admin.B().ClientUnpause().Build()) })
+	ev := newEvents(1, 5)[0]
+	entry := appendEvent(nil, &ev)
+	err := pub.handoff.xadd(time.Now().Add(50*time.Millisecond), &entry, nil, 1)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("XADD to a paused Redis: %v, want the hand-off's deadline", err)
 	}
 }
 
