@@ -74,21 +74,16 @@ func TestSlowRedisDoesNotHoldRedirects(t *testing.T) {
 	run(t, pub)
 	waitRunning(t, pub) // else each click below fsyncs on its own, one after another
 	ctx := context.Background()
-	admin := srv.client(t)
-	// Writes (XADD) paused far longer than the publishes may take, and resumed by hand
-	// once they have all returned (WRITE mode lets CLIENT UNPAUSE through): a Publish
-	// that waited for Redis would have returned only after that.
-	const pause = time.Minute
-	if err := admin.Do(ctx, admin.B().ClientPause().Timeout(pause.Milliseconds()).Write().Build()).Error(); err != nil {
-		t.Fatal(err)
-	}
-	pausedUntil := time.Now().Add(pause)
+	// Writes (XADD) are paused until every publish has returned: a Publish that waited
+	// for Redis would return only after the pause's minute.
+	pausedUntil := time.Now().Add(time.Minute)
+	resume := pauseWrites(t, srv.client(t))
 	evs := newEvents(200, 5)
 	publishAll(ctx, pub, evs)
 	if time.Now().After(pausedUntil) {
 		t.Fatal("Publish waited for a paused Redis")
 	}
-	if err := admin.Do(ctx, admin.B().ClientUnpause().Build()).Error(); err != nil {
+	if err := resume(); err != nil {
 		t.Fatal(err)
 	}
 	if got := value(t, pub.m.fallback); got != float64(len(evs)) {
@@ -110,12 +105,8 @@ func TestXaddEndsAtItsDeadline(t *testing.T) {
 	db := testenv.NewDB(t)
 	srv := newRedisServer(t)
 	pub := mustPipeline(t, fastConfig(t, "", "c1"), srv.client(t), db.Pool)
-	ctx := context.Background()
-	admin := srv.client(t)
-	if err := admin.Do(ctx, admin.B().ClientPause().Timeout(time.Minute.Milliseconds()).Write().Build()).Error(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Do(ctx, admin.B().ClientUnpause().Build()) })
+	resume := pauseWrites(t, srv.client(t))
+	t.Cleanup(func() { resume() })
 	ev := newEvents(1, 5)[0]
 	entry := appendEvent(nil, &ev)
 	err := pub.handoff.xadd(time.Now().Add(50*time.Millisecond), &entry, nil, 1)

@@ -205,6 +205,18 @@ func waitRunning(t testing.TB, p *Pipeline) {
 	})
 }
 
+// pauseWrites holds every write command (XADD among them) on admin's server for up to a
+// minute, far longer than any test waits, until resume. WRITE mode, unlike ALL, still
+// lets CLIENT UNPAUSE through.
+func pauseWrites(t testing.TB, admin rueidis.Client) (resume func() error) {
+	t.Helper()
+	ctx := context.Background()
+	if err := admin.Do(ctx, admin.B().ClientPause().Timeout(time.Minute.Milliseconds()).Write().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	return func() error { return admin.Do(ctx, admin.B().ClientUnpause().Build()).Error() }
+}
+
 func newTestWriter(t testing.TB, pool *pgxpool.Pool) *writer {
 	return newWriter(pool, newTestEnricher(t, pool), "test", testLogger(t))
 }
