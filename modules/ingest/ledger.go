@@ -77,12 +77,27 @@ func (l *ledger) acked(floor streamID, inclusive bool) {
 	}
 }
 
-// take removes the records older than before (all of them when before is zero).
-func (l *ledger) take(before streamID) []ledgerRec {
+// newest is the ID of the last entry recorded; zero when there is none.
+func (l *ledger) newest() streamID {
+	if l == nil {
+		return streamID{}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.recs) == 0 {
+		return streamID{}
+	}
+	return l.recs[len(l.recs)-1].id
+}
+
+// take removes the records older than before (all of them when before is zero) that
+// are no newer than upTo (any when upTo is zero).
+func (l *ledger) take(before, upTo streamID) []ledgerRec {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	i := 0
-	for i < len(l.recs) && (before == streamID{} || l.recs[i].id.less(before)) {
+	for i < len(l.recs) && (before == streamID{} || l.recs[i].id.less(before)) &&
+		(upTo == streamID{} || !upTo.less(l.recs[i].id)) {
 		l.bytes -= len(l.recs[i].payload)
 		i++
 	}
@@ -93,15 +108,20 @@ func (l *ledger) take(before streamID) []ledgerRec {
 }
 
 // lost handles the entries older than before, the first entry of the stream Redis has
-// now (zero when it is empty): they were never delivered and Redis no longer has
-// them. It spills their clicks to the local log and returns how many it kept that
-// way and how many are gone (spilling failed). atLeast says records had been
-// forgotten for the bounds, so more may be gone.
-func (l *ledger) lost(before streamID) (kept, gone int64, atLeast bool, err error) {
+// now (zero when it is empty), and no newer than upTo, the newest entry recorded
+// before Redis was asked for that first entry (zero: none was): they were never
+// delivered and Redis no longer has them. An entry recorded after the question may be
+// in the stream even when the answer was "empty". It spills their clicks to the
+// local log and returns how many it kept that way and how many are gone (spilling
+// failed). atLeast says records had been forgotten for the bounds, so more may be gone.
+func (l *ledger) lost(before, upTo streamID) (kept, gone int64, atLeast bool, err error) {
 	if l == nil {
 		return 0, 0, false, nil
 	}
-	recs := l.take(before)
+	var recs []ledgerRec
+	if upTo != (streamID{}) {
+		recs = l.take(before, upTo)
+	}
 	l.mu.Lock()
 	atLeast, l.forgotten = l.forgotten, false
 	l.mu.Unlock()
@@ -116,7 +136,7 @@ func (l *ledger) spillAll() (kept, gone int64, err error) {
 	if l == nil {
 		return 0, 0, nil
 	}
-	return l.spillRecs(l.take(streamID{}))
+	return l.spillRecs(l.take(streamID{}, streamID{}))
 }
 
 func (l *ledger) spillRecs(recs []ledgerRec) (kept, gone int64, err error) {

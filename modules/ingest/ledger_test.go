@@ -29,7 +29,7 @@ func TestLedgerKeepsUntilAcknowledged(t *testing.T) {
 	if len(spilled) != 2 || string(spilled[0]) != "two" || string(spilled[1]) != "three" {
 		t.Fatalf("spilled %q, want [two three]", spilled)
 	}
-	if kept, gone, _, _ := l.lost(streamID{}); kept != 0 || gone != 0 {
+	if kept, gone, _, _ := l.lost(streamID{}, streamID{ms: 3}); kept != 0 || gone != 0 {
 		t.Fatalf("after a spill, lost = %d kept, %d gone; want 0, 0", kept, gone)
 	}
 
@@ -38,7 +38,7 @@ func TestLedgerKeepsUntilAcknowledged(t *testing.T) {
 	l.add(streamID{ms: 5}, 5, []byte("five"))
 	l.acked(streamID{ms: 4}, true)
 	spilled = nil
-	if kept, gone, atLeast, err := l.lost(streamID{}); kept != 5 || gone != 0 || atLeast || err != nil {
+	if kept, gone, atLeast, err := l.lost(streamID{}, streamID{ms: 5}); kept != 5 || gone != 0 || atLeast || err != nil {
 		t.Fatalf("lost = %d kept, %d gone, %v, %v; want 5, 0, false, nil", kept, gone, atLeast, err)
 	}
 	if len(spilled) != 1 || string(spilled[0]) != "five" {
@@ -58,5 +58,38 @@ func TestLedgerCopiesPayload(t *testing.T) {
 	copy(buf, "xyz")
 	if _, _, err := l.spillAll(); err != nil || string(got) != "abc" {
 		t.Fatalf("spilled %q (%v), want abc", got, err)
+	}
+}
+
+// Only entries recorded before the stream was looked at count as lost: one published
+// after the look may be in the stream, even when the look found it empty.
+func TestLedgerLossStopsAtTheLook(t *testing.T) {
+	var spilled []string
+	l := &ledger{spill: func(entries [][]byte) error {
+		for _, e := range entries {
+			spilled = append(spilled, string(e))
+		}
+		return nil
+	}}
+	if kept, gone, _, _ := l.lost(streamID{}, l.newest()); kept != 0 || gone != 0 {
+		t.Fatalf("empty ledger: lost = %d kept, %d gone; want 0, 0", kept, gone)
+	}
+	l.add(streamID{ms: 1}, 1, []byte("one"))
+	l.add(streamID{ms: 2}, 2, []byte("two"))
+	upTo := l.newest() // the look at the stream starts here
+	l.add(streamID{ms: 3}, 4, []byte("three"))
+	if kept, gone, _, err := l.lost(streamID{}, upTo); kept != 3 || gone != 0 || err != nil {
+		t.Fatalf("lost = %d kept, %d gone, %v; want 3, 0, nil", kept, gone, err)
+	}
+	if len(spilled) != 2 || spilled[0] != "one" || spilled[1] != "two" {
+		t.Fatalf("spilled %q, want [one two]", spilled)
+	}
+	// The entry published after the look is still remembered, as not yet acknowledged.
+	if n := l.newest(); n != (streamID{ms: 3}) {
+		t.Fatalf("newest = %v after the loss, want 3-0", n)
+	}
+	// A stream that now starts at 3 keeps it.
+	if kept, gone, _, _ := l.lost(streamID{ms: 3}, l.newest()); kept != 0 || gone != 0 {
+		t.Fatalf("lost before 3 = %d kept, %d gone; want 0, 0", kept, gone)
 	}
 }

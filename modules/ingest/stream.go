@@ -186,11 +186,14 @@ func (s *stream) lost(ctx context.Context, cause error) error {
 // that the group never delivered and that are not in the stream Redis has now. When
 // not sure it was a reset (a group created at start), it reports only a loss.
 func (s *stream) reportReset(ctx context.Context, cause string, sure bool) {
+	// Asked first: an entry published after the look below may be in the stream even
+	// if the look finds it empty (a publisher racing a fresh group on a new Redis).
+	upTo := s.ledger.newest()
 	var before streamID // the stream's first entry now; zero: the stream is empty
 	if res, err := s.rdb.Do(ctx, s.rdb.B().Xrange().Key(s.key).Start("-").End("+").Count(1).Build()).AsXRange(); err == nil && len(res) > 0 {
 		before, _ = parseStreamID(res[0].ID)
 	}
-	kept, gone, atLeast, err := s.ledger.lost(before)
+	kept, gone, atLeast, err := s.ledger.lost(before, upTo)
 	if !sure && kept == 0 && gone == 0 {
 		return
 	}
