@@ -1,7 +1,9 @@
 package ingest
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -345,7 +348,7 @@ func freePort(t testing.TB) string {
 	return port
 }
 
-// start runs redis-server on s.port and reports whether it accepts connections.
+// start runs redis-server on s.port and reports whether it is the server answering there.
 func (s *redisServer) start(t testing.TB) bool {
 	t.Helper()
 	cmd := exec.Command("redis-server", "--port", s.port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
@@ -363,14 +366,46 @@ func (s *redisServer) start(t testing.TB) bool {
 			return false // the port was taken
 		default:
 		}
-		c, err := net.Dial("tcp", "127.0.0.1:"+s.port)
-		if err == nil {
-			c.Close()
-			return true
+		if pid, err := redisPID("127.0.0.1:" + s.port); err == nil {
+			// Another test may have taken the port between freePort (or kill) and
+			// here; then this server exits, and that one must not be mistaken for it.
+			return pid == cmd.Process.Pid
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	return false
+}
+
+// redisPID asks the redis-server on addr for its process ID (INFO server).
+func redisPID(addr string) (int, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "INFO server\r\n"); err != nil {
+		return 0, err
+	}
+	r := bufio.NewReader(c)
+	head, err := r.ReadString('\n')
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(head, "$")))
+	if err != nil || !strings.HasPrefix(head, "$") {
+		return 0, fmt.Errorf("INFO reply %q", head)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			return strconv.Atoi(v)
+		}
+	}
+	return 0, errors.New("INFO server names no process_id")
 }
 
 // client connects to the private server; the client is closed when t ends.
