@@ -1,6 +1,9 @@
 package ingest
 
-import "sync"
+import (
+	"math"
+	"sync"
+)
 
 // Bounds of what a ledger remembers; past either, the oldest records are forgotten
 // and a loss estimate becomes a lower bound.
@@ -90,14 +93,16 @@ func (l *ledger) newest() streamID {
 	return l.recs[len(l.recs)-1].id
 }
 
+// lastStreamID is above every entry ID, as a bound that takes them all.
+var lastStreamID = streamID{ms: math.MaxUint64, seq: math.MaxUint64}
+
 // take removes the records older than before (all of them when before is zero) that
-// are no newer than upTo (any when upTo is zero).
+// are no newer than upTo. No entry ID is zero, so a zero upTo takes none.
 func (l *ledger) take(before, upTo streamID) []ledgerRec {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	i := 0
-	for i < len(l.recs) && (before == streamID{} || l.recs[i].id.less(before)) &&
-		(upTo == streamID{} || !upTo.less(l.recs[i].id)) {
+	for i < len(l.recs) && (before == streamID{} || l.recs[i].id.less(before)) && !upTo.less(l.recs[i].id) {
 		l.bytes -= len(l.recs[i].payload)
 		i++
 	}
@@ -118,10 +123,7 @@ func (l *ledger) lost(before, upTo streamID) (kept, gone int64, atLeast bool, er
 	if l == nil {
 		return 0, 0, false, nil
 	}
-	var recs []ledgerRec
-	if upTo != (streamID{}) {
-		recs = l.take(before, upTo)
-	}
+	recs := l.take(before, upTo)
 	l.mu.Lock()
 	atLeast, l.forgotten = l.forgotten, false
 	l.mu.Unlock()
@@ -136,7 +138,7 @@ func (l *ledger) spillAll() (kept, gone int64, err error) {
 	if l == nil {
 		return 0, 0, nil
 	}
-	return l.spillRecs(l.take(streamID{}, streamID{}))
+	return l.spillRecs(l.take(streamID{}, lastStreamID))
 }
 
 func (l *ledger) spillRecs(recs []ledgerRec) (kept, gone int64, err error) {
