@@ -156,7 +156,8 @@ func newRedisServer(ps *procs, dir, name string) (*redisServer, error) {
 func (r *redisServer) addr() string { return fmt.Sprintf("127.0.0.1:%d", r.port) }
 func (r *redisServer) url() string  { return "redis://" + r.addr() + "/0" }
 
-// start runs redis-server on r.port (again, after a kill: empty).
+// start runs redis-server on r.port (again, after a kill: empty). It fails with
+// hopproc.ErrPortTaken if another process's server took the port meanwhile.
 func (r *redisServer) start() error {
 	p, err := r.ps.start("redis-server", "redis-server", []string{
 		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -166,7 +167,7 @@ func (r *redisServer) start() error {
 		return fmt.Errorf("%w (is redis-server installed?)", err)
 	}
 	r.p = p
-	return hopproc.WaitPort(p, r.addr(), 30*time.Second)
+	return hopproc.WaitRedis(p, r.addr(), 30*time.Second)
 }
 
 // kill ends redis-server with SIGKILL: the stream and the consumer group are gone.

@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +19,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/rueidis"
 
+	"github.com/hop-dev/hop/internal/hopproc"
 	"github.com/hop-dev/hop/internal/testenv"
 )
 
@@ -365,7 +364,7 @@ func (s *redisServer) start(t testing.TB) bool {
 			return false // the port was taken
 		default:
 		}
-		if pid, err := redisPID("127.0.0.1:" + s.port); err == nil {
+		if pid, err := hopproc.RedisPID("127.0.0.1:"+s.port, 5*time.Second); err == nil {
 			// Another test may have taken the port between freePort (or kill) and
 			// here; then this server exits, and that one must not be mistaken for it.
 			return pid == cmd.Process.Pid
@@ -373,27 +372,6 @@ func (s *redisServer) start(t testing.TB) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return false
-}
-
-// redisPID asks the redis-server on addr for its process ID (INFO server).
-func redisPID(addr string) (int, error) {
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true, DisableRetry: true})
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	info, err := c.Do(ctx, c.B().Info().Section("server").Build()).ToString()
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.Lines(info) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
-			return strconv.Atoi(v)
-		}
-	}
-	return 0, errors.New("INFO server names no process_id")
 }
 
 // client connects to the private server; the client is closed when t ends.

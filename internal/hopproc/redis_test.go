@@ -1,0 +1,61 @@
+package hopproc
+
+import (
+	"errors"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// redisOn starts a private redis-server without persistence on port.
+func redisOn(t *testing.T, port int) *Proc {
+	t.Helper()
+	dir := t.TempDir()
+	p, err := Start(Spec{Name: "redis-server", Bin: "redis-server", Dir: dir, Log: filepath.Join(dir, "redis.log"),
+		Args: []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}})
+	if err != nil {
+		t.Fatalf("start redis-server (is it installed?): %v", err)
+	}
+	t.Cleanup(p.Kill)
+	return p
+}
+
+// TestWaitRedisKnowsItsOwnServer: a server that lost the race for its port is never
+// taken for the one that won it.
+func TestWaitRedisKnowsItsOwnServer(t *testing.T) {
+	t.Parallel()
+	port, err := FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	first := redisOn(t, port)
+	if err := WaitRedis(first, addr, 30*time.Second); err != nil {
+		t.Fatalf("WaitRedis for the server on a free port: %v", err)
+	}
+	if pid, err := RedisPID(addr, 5*time.Second); err != nil || pid != first.PID() {
+		t.Fatalf("RedisPID = %d, %v; want %d", pid, err, first.PID())
+	}
+
+	// A second server on the same port cannot bind it and exits, while the first
+	// still answers there.
+	second := redisOn(t, port)
+	if err := WaitRedis(second, addr, 30*time.Second); !errors.Is(err, ErrPortTaken) {
+		t.Errorf("WaitRedis for a server that could not bind: %v, want ErrPortTaken", err)
+	}
+
+	// A process that is still running but is not the server answering.
+	other := sh(t, "exec sleep 60")
+	if err := WaitRedis(other, addr, 100*time.Millisecond); !errors.Is(err, ErrPortTaken) {
+		t.Errorf("WaitRedis for a process that is not the answering server: %v, want ErrPortTaken", err)
+	}
+
+	free, err := FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RedisPID("127.0.0.1:"+strconv.Itoa(free), time.Second); err == nil {
+		t.Error("RedisPID on a closed port: no error")
+	}
+}
