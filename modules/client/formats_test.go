@@ -8,7 +8,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -216,5 +218,44 @@ func TestImportStoppedReportsUnsentRows(t *testing.T) {
 	}
 	if retries != 2 || s.Failed != 2 || s.Created+s.Skipped+s.Renamed != 0 || s.Outcomes[1].Reason != "not sent or not answered: the import stopped; run it again to resume" {
 		t.Fatalf("%d retries, summary %+v", retries, s)
+	}
+}
+
+// Progress and OnRetry may share a writer without a lock of their own (the CLI points
+// both at stderr): Import never calls them at once, across all its workers.
+func TestImportCallbacksNeverOverlap(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"down"}`))
+	}))
+	defer srv.Close()
+	rows := make([]Row, 16)
+	for i := range rows {
+		rows[i] = Row{Line: i + 2, Req: LinkRequest{URL: fmt.Sprintf("https://a.test/%d", i)}}
+	}
+	var inside, overlapped atomic.Bool
+	calls, rowsDone := 0, 0 // plain ints: the race detector sees any unserialised call
+	enter := func() {
+		if inside.Swap(true) {
+			overlapped.Store(true)
+		}
+		runtime.Gosched() // give another worker the chance to come in meanwhile
+		calls++
+		inside.Store(false)
+	}
+	_, err := New(srv.URL, "k", nil).Import(context.Background(), rows, ImportOptions{
+		BatchSize: 1, Workers: 4, Retries: 3, RetryWait: time.Microsecond,
+		Progress: func(n int) { enter(); rowsDone += n },
+		OnRetry:  func(error) { enter() },
+	})
+	if err == nil {
+		t.Fatal("import against a server that always fails: no error")
+	}
+	if overlapped.Load() {
+		t.Error("Progress or OnRetry was called while another call was running")
+	}
+	if calls == 0 || rowsDone == 0 {
+		t.Errorf("%d calls, %d rows reported: the callbacks were not exercised", calls, rowsDone)
 	}
 }

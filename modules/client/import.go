@@ -39,13 +39,15 @@ const (
 // ImportOptions tune Import.
 type ImportOptions struct {
 	DryRun     bool
-	OnConflict string          // OnConflictSkip (default), OnConflictRename or OnConflictFail
-	BatchSize  int             // links per bulk request, 1-1000; default 1000
-	Workers    int             // bulk requests in flight; default 4
-	Retries    int             // attempts per batch after a failed request; default 5
-	RetryWait  time.Duration   // first wait between attempts, doubling; default 500 ms
-	Progress   func(rows int)  // called as rows are done (from several goroutines, never at once)
-	OnRetry    func(err error) // called before a batch is sent again
+	OnConflict string        // OnConflictSkip (default), OnConflictRename or OnConflictFail
+	BatchSize  int           // links per bulk request, 1-1000; default 1000
+	Workers    int           // bulk requests in flight; default 4
+	Retries    int           // attempts per batch after a failed request; default 5
+	RetryWait  time.Duration // first wait between attempts, doubling; default 500 ms
+	// Progress and OnRetry are called from several goroutines, but never at once, so
+	// both may write to the same place without a lock of their own.
+	Progress func(rows int)  // called as rows are done
+	OnRetry  func(err error) // called before a batch is sent again
 }
 
 // Outcome is what happened (or, in a dry run, would happen) to one row.
@@ -150,7 +152,7 @@ type importer struct {
 	o       ImportOptions
 	out     []Outcome
 	stopped atomic.Bool // a conflict under OnConflictFail: send nothing more
-	mu      sync.Mutex  // serialises Progress calls
+	mu      sync.Mutex  // serialises the Progress and OnRetry calls
 }
 
 func (im *importer) progress(n int) {
@@ -160,6 +162,15 @@ func (im *importer) progress(n int) {
 	im.mu.Lock()
 	defer im.mu.Unlock()
 	im.o.Progress(n)
+}
+
+func (im *importer) retrying(err error) {
+	if im.o.OnRetry == nil {
+		return
+	}
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	im.o.OnRetry(err)
 }
 
 // batch sends one batch and settles each of its rows; rows to rename go on to
@@ -348,9 +359,7 @@ func (im *importer) send(ctx context.Context, reqs []LinkRequest) (BulkAnswer, e
 		if !retry || attempt > im.o.Retries || ctx.Err() != nil {
 			return ans, fmt.Errorf("bulk create (%d links): %w", len(reqs), err)
 		}
-		if im.o.OnRetry != nil {
-			im.o.OnRetry(err)
-		}
+		im.retrying(err)
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
