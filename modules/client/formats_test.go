@@ -201,15 +201,22 @@ func FuzzRead(f *testing.F) {
 	})
 }
 
-// An import that stops (the server gone) reports every row it did not settle as
-// failed, so the summary adds up and the user knows to run it again.
-func TestImportStoppedReportsUnsentRows(t *testing.T) {
+// unavailable is a server that answers every request with a 503 problem; it is closed
+// when t ends.
+func unavailable(t *testing.T) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/problem+json")
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte(`{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"down for maintenance"}`))
 	}))
-	defer srv.Close()
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// An import that stops (the server gone) reports every row it did not settle as
+// failed, so the summary adds up and the user knows to run it again.
+func TestImportStoppedReportsUnsentRows(t *testing.T) {
+	srv := unavailable(t)
 	rows := []Row{{Line: 2, Req: LinkRequest{URL: "https://a.test/"}}, {Line: 3, Req: LinkRequest{URL: "https://b.test/"}}}
 	var retries int
 	s, err := New(srv.URL, "k", nil).Import(context.Background(), rows, ImportOptions{Retries: 2, RetryWait: time.Millisecond, OnRetry: func(error) { retries++ }})
@@ -224,12 +231,7 @@ func TestImportStoppedReportsUnsentRows(t *testing.T) {
 // Progress and OnRetry may share a writer without a lock of their own (the CLI points
 // both at stderr): Import never calls them at once, across all its workers.
 func TestImportCallbacksNeverOverlap(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/problem+json")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte(`{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"down"}`))
-	}))
-	defer srv.Close()
+	srv := unavailable(t)
 	rows := make([]Row, 16)
 	for i := range rows {
 		rows[i] = Row{Line: i + 2, Req: LinkRequest{URL: fmt.Sprintf("https://a.test/%d", i)}}
