@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -318,66 +318,49 @@ func proxiedPool(t testing.TB, db *testenv.DB) (*pgxpool.Pool, *tcpProxy) {
 // redisServer is a private, disposable redis-server for fault tests, without
 // persistence: a restart comes back empty.
 type redisServer struct {
-	port string
-	cmd  *exec.Cmd
+	addr string
+	dir  string // its working directory and log
+	p    *hopproc.Proc
 }
 
 // newRedisServer starts a private redis-server on a port of its own, retrying with
 // another port if the one picked was taken meanwhile.
 func newRedisServer(t testing.TB) *redisServer {
 	t.Helper()
+	var err error
 	for range 5 {
-		s := &redisServer{port: freePort(t)}
-		if s.start(t) {
+		var port int
+		if port, err = hopproc.FreePort(); err != nil {
+			t.Fatal(err)
+		}
+		s := &redisServer{addr: "127.0.0.1:" + strconv.Itoa(port), dir: t.TempDir()}
+		if err = s.start(t); err == nil {
 			return s
 		}
 	}
-	t.Fatal("could not start a private redis-server")
+	t.Fatalf("could not start a private redis-server: %v", err)
 	return nil
 }
 
-func freePort(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
-}
-
-// start runs redis-server on s.port and reports whether it is the server answering there.
-func (s *redisServer) start(t testing.TB) bool {
+// start runs redis-server on s.addr's port. It fails if another process's server took
+// the port between FreePort (or kill) and here: that one is never mistaken for it.
+func (s *redisServer) start(t testing.TB) error {
 	t.Helper()
-	cmd := exec.Command("redis-server", "--port", s.port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := cmd.Start(); err != nil {
+	_, port, _ := net.SplitHostPort(s.addr)
+	p, err := hopproc.Start(hopproc.Spec{Name: "redis-server", Bin: "redis-server", Dir: s.dir, Log: filepath.Join(s.dir, "redis.log"),
+		Args: []string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}})
+	if err != nil {
 		t.Fatalf("start redis-server (is it installed?): %v", err)
 	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	s.cmd = cmd
-	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return false // the port was taken
-		default:
-		}
-		if pid, err := hopproc.RedisPID("127.0.0.1:"+s.port, 5*time.Second); err == nil {
-			// Another test may have taken the port between freePort (or kill) and
-			// here; then this server exits, and that one must not be mistaken for it.
-			return pid == cmd.Process.Pid
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return false
+	s.p = p
+	t.Cleanup(p.Kill)
+	return hopproc.WaitRedis(p, s.addr, 30*time.Second)
 }
 
 // client connects to the private server; the client is closed when t ends.
 func (s *redisServer) client(t testing.TB) rueidis.Client {
 	t.Helper()
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{"127.0.0.1:" + s.port}, DisableCache: true})
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.addr}, DisableCache: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,9 +370,9 @@ func (s *redisServer) client(t testing.TB) rueidis.Client {
 
 // kill stops the server by its PID and waits until its port is closed.
 func (s *redisServer) kill(t testing.TB) {
-	s.cmd.Process.Kill()
+	s.p.Kill()
 	testenv.Eventually(t, 30*time.Second, "private redis-server gone", func() bool {
-		c, err := net.Dial("tcp", "127.0.0.1:"+s.port)
+		c, err := net.Dial("tcp", s.addr)
 		if err == nil {
 			c.Close()
 		}
@@ -400,7 +383,7 @@ func (s *redisServer) kill(t testing.TB) {
 // restart starts the server again on the same port, empty.
 func (s *redisServer) restart(t testing.TB) {
 	t.Helper()
-	if !s.start(t) {
-		t.Fatalf("private redis-server did not come back on port %s", s.port)
+	if err := s.start(t); err != nil {
+		t.Fatalf("private redis-server did not come back on %s: %v", s.addr, err)
 	}
 }
