@@ -96,13 +96,13 @@ func (l *ledger) newest() streamID {
 // lastStreamID is above every entry ID, as a bound that takes them all.
 var lastStreamID = streamID{ms: math.MaxUint64, seq: math.MaxUint64}
 
-// take removes the records older than before (all of them when before is zero) that
-// are no newer than upTo. No entry ID is zero, so a zero upTo takes none.
+// take removes the records older than before and no newer than upTo. lastStreamID
+// bounds nothing; no entry ID is zero, so a zero upTo takes none.
 func (l *ledger) take(before, upTo streamID) []ledgerRec {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	i := 0
-	for i < len(l.recs) && (before == streamID{} || l.recs[i].id.less(before)) && !upTo.less(l.recs[i].id) {
+	for i < len(l.recs) && l.recs[i].id.less(before) && !upTo.less(l.recs[i].id) {
 		l.bytes -= len(l.recs[i].payload)
 		i++
 	}
@@ -113,7 +113,7 @@ func (l *ledger) take(before, upTo streamID) []ledgerRec {
 }
 
 // lost handles the entries older than before, the first entry of the stream Redis has
-// now (zero when it is empty), and no newer than upTo, the newest entry recorded
+// now (lastStreamID when it is empty), and no newer than upTo, the newest entry recorded
 // before Redis was asked for that first entry (zero: none was): they were never
 // delivered and Redis no longer has them. An entry recorded after the question may be
 // in the stream even when the answer was "empty". It spills their clicks to the
@@ -138,7 +138,7 @@ func (l *ledger) spillAll() (kept, gone int64, err error) {
 	if l == nil {
 		return 0, 0, nil
 	}
-	return l.spillRecs(l.take(streamID{}, lastStreamID))
+	return l.spillRecs(l.take(lastStreamID, lastStreamID))
 }
 
 func (l *ledger) spillRecs(recs []ledgerRec) (kept, gone int64, err error) {

@@ -29,7 +29,7 @@ func TestLedgerKeepsUntilAcknowledged(t *testing.T) {
 	if len(spilled) != 2 || string(spilled[0]) != "two" || string(spilled[1]) != "three" {
 		t.Fatalf("spilled %q, want [two three]", spilled)
 	}
-	if kept, gone, _, _ := l.lost(streamID{}, streamID{ms: 3}); kept != 0 || gone != 0 {
+	if kept, gone, _, _ := l.lost(lastStreamID, streamID{ms: 3}); kept != 0 || gone != 0 {
 		t.Fatalf("after a spill, lost = %d kept, %d gone; want 0, 0", kept, gone)
 	}
 
@@ -38,7 +38,7 @@ func TestLedgerKeepsUntilAcknowledged(t *testing.T) {
 	l.add(streamID{ms: 5}, 5, []byte("five"))
 	l.acked(streamID{ms: 4}, true)
 	spilled = nil
-	if kept, gone, atLeast, err := l.lost(streamID{}, streamID{ms: 5}); kept != 5 || gone != 0 || atLeast || err != nil {
+	if kept, gone, atLeast, err := l.lost(lastStreamID, streamID{ms: 5}); kept != 5 || gone != 0 || atLeast || err != nil {
 		t.Fatalf("lost = %d kept, %d gone, %v, %v; want 5, 0, false, nil", kept, gone, atLeast, err)
 	}
 	if len(spilled) != 1 || string(spilled[0]) != "five" {
@@ -71,14 +71,14 @@ func TestLedgerLossStopsAtTheLook(t *testing.T) {
 		}
 		return nil
 	}}
-	if kept, gone, _, _ := l.lost(streamID{}, l.newest()); kept != 0 || gone != 0 {
+	if kept, gone, _, _ := l.lost(lastStreamID, l.newest()); kept != 0 || gone != 0 {
 		t.Fatalf("empty ledger: lost = %d kept, %d gone; want 0, 0", kept, gone)
 	}
 	l.add(streamID{ms: 1}, 1, []byte("one"))
 	l.add(streamID{ms: 2}, 2, []byte("two"))
 	upTo := l.newest() // the look at the stream starts here
 	l.add(streamID{ms: 3}, 4, []byte("three"))
-	if kept, gone, _, err := l.lost(streamID{}, upTo); kept != 3 || gone != 0 || err != nil {
+	if kept, gone, _, err := l.lost(lastStreamID, upTo); kept != 3 || gone != 0 || err != nil {
 		t.Fatalf("lost = %d kept, %d gone, %v; want 3, 0, nil", kept, gone, err)
 	}
 	if len(spilled) != 2 || spilled[0] != "one" || spilled[1] != "two" {

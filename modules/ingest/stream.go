@@ -189,9 +189,11 @@ func (s *stream) reportReset(ctx context.Context, cause string, sure bool) {
 	// Asked first: an entry published after the look below may be in the stream even
 	// if the look finds it empty (a publisher racing a fresh group on a new Redis).
 	upTo := s.ledger.newest()
-	var before streamID // the stream's first entry now; zero: the stream is empty
+	before := lastStreamID // the stream's first entry now; none when it is empty
 	if res, err := s.rdb.Do(ctx, s.rdb.B().Xrange().Key(s.key).Start("-").End("+").Count(1).Build()).AsXRange(); err == nil && len(res) > 0 {
-		before, _ = parseStreamID(res[0].ID)
+		if first, ok := parseStreamID(res[0].ID); ok {
+			before = first
+		}
 	}
 	kept, gone, atLeast, err := s.ledger.lost(before, upTo)
 	if !sure && kept == 0 && gone == 0 {
