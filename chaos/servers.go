@@ -159,10 +159,7 @@ func (r *redisServer) url() string  { return "redis://" + r.addr() + "/0" }
 // start runs redis-server on r.port (again, after a kill: empty). It fails with
 // hopproc.ErrPortTaken if another process's server took the port meanwhile.
 func (r *redisServer) start() error {
-	p, err := r.ps.start("redis-server", "redis-server", []string{
-		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", r.dir, "--protected-mode", "no",
-	}, os.Environ(), r.dir, r.logPath, nil)
+	p, err := r.ps.start("redis-server", "redis-server", hopproc.RedisArgs(r.port, r.dir), os.Environ(), r.dir, r.logPath, nil)
 	if err != nil {
 		return fmt.Errorf("%w (is redis-server installed?)", err)
 	}

@@ -16,6 +16,13 @@ import (
 // found free a moment earlier (FreePort, or a kill) was taken before p bound it.
 var ErrPortTaken = errors.New("another server took the port")
 
+// RedisArgs are redis-server's arguments for a private server on the loopback at port,
+// working in dir, without persistence: killed, it comes back empty.
+func RedisArgs(port int, dir string) []string {
+	return []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", dir, "--protected-mode", "no"}
+}
+
 // WaitRedis waits until the redis-server p answers on addr. The server answering must
 // name p's PID in INFO, so that another process's server on the same port is never
 // mistaken for p. Errors carry the end of p's log.

@@ -13,7 +13,7 @@ func redisOn(t *testing.T, port int) *Proc {
 	t.Helper()
 	dir := t.TempDir()
 	p, err := Start(Spec{Name: "redis-server", Bin: "redis-server", Dir: dir, Log: filepath.Join(dir, "redis.log"),
-		Args: []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}})
+		Args: RedisArgs(port, dir)})
 	if err != nil {
 		t.Fatalf("start redis-server (is it installed?): %v", err)
 	}

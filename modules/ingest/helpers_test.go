@@ -318,10 +318,12 @@ func proxiedPool(t testing.TB, db *testenv.DB) (*pgxpool.Pool, *tcpProxy) {
 // redisServer is a private, disposable redis-server for fault tests, without
 // persistence: a restart comes back empty.
 type redisServer struct {
-	addr string
+	port int
 	dir  string // its working directory and log
 	p    *hopproc.Proc
 }
+
+func (s *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
 
 // newRedisServer starts a private redis-server on a port of its own, retrying with
 // another port if the one picked was taken meanwhile.
@@ -333,7 +335,7 @@ func newRedisServer(t testing.TB) *redisServer {
 		if port, err = hopproc.FreePort(); err != nil {
 			t.Fatal(err)
 		}
-		s := &redisServer{addr: "127.0.0.1:" + strconv.Itoa(port), dir: t.TempDir()}
+		s := &redisServer{port: port, dir: t.TempDir()}
 		if err = s.start(t); err == nil {
 			return s
 		}
@@ -342,25 +344,24 @@ func newRedisServer(t testing.TB) *redisServer {
 	return nil
 }
 
-// start runs redis-server on s.addr's port. It fails if another process's server took
+// start runs redis-server on s.port. It fails if another process's server took
 // the port between FreePort (or kill) and here: that one is never mistaken for it.
 func (s *redisServer) start(t testing.TB) error {
 	t.Helper()
-	_, port, _ := net.SplitHostPort(s.addr)
 	p, err := hopproc.Start(hopproc.Spec{Name: "redis-server", Bin: "redis-server", Dir: s.dir, Log: filepath.Join(s.dir, "redis.log"),
-		Args: []string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}})
+		Args: hopproc.RedisArgs(s.port, s.dir)})
 	if err != nil {
 		t.Fatalf("start redis-server (is it installed?): %v", err)
 	}
 	s.p = p
 	t.Cleanup(p.Kill)
-	return hopproc.WaitRedis(p, s.addr, 30*time.Second)
+	return hopproc.WaitRedis(p, s.addr(), 30*time.Second)
 }
 
 // client connects to the private server; the client is closed when t ends.
 func (s *redisServer) client(t testing.TB) rueidis.Client {
 	t.Helper()
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.addr}, DisableCache: true})
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.addr()}, DisableCache: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,7 +373,7 @@ func (s *redisServer) client(t testing.TB) rueidis.Client {
 func (s *redisServer) kill(t testing.TB) {
 	s.p.Kill()
 	testenv.Eventually(t, 30*time.Second, "private redis-server gone", func() bool {
-		c, err := net.Dial("tcp", s.addr)
+		c, err := net.Dial("tcp", s.addr())
 		if err == nil {
 			c.Close()
 		}
@@ -384,6 +385,6 @@ func (s *redisServer) kill(t testing.TB) {
 func (s *redisServer) restart(t testing.TB) {
 	t.Helper()
 	if err := s.start(t); err != nil {
-		t.Fatalf("private redis-server did not come back on %s: %v", s.addr, err)
+		t.Fatalf("private redis-server did not come back on %s: %v", s.addr(), err)
 	}
 }
