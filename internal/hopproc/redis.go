@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,36 @@ var ErrPortTaken = errors.New("another server took the port")
 func RedisArgs(port int, dir string) []string {
 	return []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", dir, "--protected-mode", "no"}
+}
+
+// StartRedis starts a private redis-server (RedisArgs) on port, working and logging
+// in dir, and returns once it answers there. It fails, with the server ended, when
+// another process's server took the port meanwhile (ErrPortTaken, or an exit).
+func StartRedis(dir string, port int) (*Proc, error) {
+	p, err := Start(Spec{Name: "redis-server", Bin: "redis-server", Args: RedisArgs(port, dir), Dir: dir,
+		Log: filepath.Join(dir, "redis-server.log")})
+	if err != nil {
+		return nil, fmt.Errorf("%w (is redis-server installed?)", err)
+	}
+	if err := WaitRedis(p, "127.0.0.1:"+strconv.Itoa(port), 30*time.Second); err != nil {
+		p.Kill()
+		return nil, err
+	}
+	return p, nil
+}
+
+// StartRedisOnFreePort is StartRedis on a free port, trying another one when the
+// port picked is taken before the server binds it.
+func StartRedisOnFreePort(dir string) (p *Proc, port int, err error) {
+	for range 5 {
+		if port, err = FreePort(); err != nil {
+			return nil, 0, err
+		}
+		if p, err = StartRedis(dir, port); err == nil {
+			return p, port, nil
+		}
+	}
+	return nil, 0, err
 }
 
 // WaitRedis waits until the redis-server p answers on addr. The server answering must

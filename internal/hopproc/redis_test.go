@@ -51,6 +51,20 @@ func TestWaitRedisKnowsItsOwnServer(t *testing.T) {
 		t.Errorf("WaitRedis for a process that is not the answering server: %v, want ErrPortTaken", err)
 	}
 
+	// StartRedis on the taken port fails; StartRedisOnFreePort finds one of its own.
+	if p, err := StartRedis(t.TempDir(), port); err == nil {
+		p.Kill()
+		t.Error("StartRedis on a port another server holds: no error")
+	}
+	own, ownPort, err := StartRedisOnFreePort(t.TempDir())
+	if err != nil {
+		t.Fatalf("StartRedisOnFreePort: %v", err)
+	}
+	t.Cleanup(own.Kill)
+	if pid, err := RedisPID("127.0.0.1:"+strconv.Itoa(ownPort), 5*time.Second); err != nil || pid != own.PID() {
+		t.Errorf("StartRedisOnFreePort's server: RedisPID = %d, %v; want %d", pid, err, own.PID())
+	}
+
 	free, err := FreePort()
 	if err != nil {
 		t.Fatal(err)

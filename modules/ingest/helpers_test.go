@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -325,37 +324,17 @@ type redisServer struct {
 
 func (s *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
 
-// newRedisServer starts a private redis-server on a port of its own, retrying with
-// another port if the one picked was taken meanwhile.
+// newRedisServer starts a private redis-server on a port of its own.
 func newRedisServer(t testing.TB) *redisServer {
 	t.Helper()
-	var err error
-	for range 5 {
-		var port int
-		if port, err = hopproc.FreePort(); err != nil {
-			t.Fatal(err)
-		}
-		s := &redisServer{port: port, dir: t.TempDir()}
-		if err = s.start(t); err == nil {
-			return s
-		}
-	}
-	t.Fatalf("could not start a private redis-server: %v", err)
-	return nil
-}
-
-// start runs redis-server on s.port. It fails if another process's server took
-// the port between FreePort (or kill) and here: that one is never mistaken for it.
-func (s *redisServer) start(t testing.TB) error {
-	t.Helper()
-	p, err := hopproc.Start(hopproc.Spec{Name: "redis-server", Bin: "redis-server", Dir: s.dir, Log: filepath.Join(s.dir, "redis.log"),
-		Args: hopproc.RedisArgs(s.port, s.dir)})
+	s := &redisServer{dir: t.TempDir()}
+	p, port, err := hopproc.StartRedisOnFreePort(s.dir)
 	if err != nil {
-		t.Fatalf("start redis-server (is it installed?): %v", err)
+		t.Fatalf("could not start a private redis-server: %v", err)
 	}
-	s.p = p
+	s.p, s.port = p, port
 	t.Cleanup(p.Kill)
-	return hopproc.WaitRedis(p, s.addr(), 30*time.Second)
+	return s
 }
 
 // client connects to the private server; the client is closed when t ends.
@@ -384,7 +363,10 @@ func (s *redisServer) kill(t testing.TB) {
 // restart starts the server again on the same port, empty.
 func (s *redisServer) restart(t testing.TB) {
 	t.Helper()
-	if err := s.start(t); err != nil {
+	p, err := hopproc.StartRedis(s.dir, s.port)
+	if err != nil {
 		t.Fatalf("private redis-server did not come back on %s: %v", s.addr(), err)
 	}
+	s.p = p
+	t.Cleanup(p.Kill)
 }

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 
+	"github.com/hop-dev/hop/internal/hopproc"
 	"github.com/hop-dev/hop/internal/problem/problemtest"
 	"github.com/hop-dev/hop/internal/testenv"
 )
@@ -310,34 +310,14 @@ func TestKeyByClientIP(t *testing.T) {
 
 // privateRedis starts a throwaway redis-server on a free port and returns its
 // address and process; it is killed when the test ends if still running.
-func privateRedis(t *testing.T) (string, *exec.Cmd) {
+func privateRedis(t *testing.T) (string, *hopproc.Proc) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, port, err := hopproc.StartRedisOnFreePort(t.TempDir())
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("private redis-server: %v", err)
 	}
-	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	ln.Close()
-	cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis-server (is it installed?): %v", err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	addr := "127.0.0.1:" + port
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return addr, cmd
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("private redis-server on %s did not start: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	t.Cleanup(p.Kill)
+	return "127.0.0.1:" + strconv.Itoa(port), p
 }
 
 func privateClient(t *testing.T, addr string) rueidis.Client {
@@ -352,7 +332,7 @@ func privateClient(t *testing.T, addr string) rueidis.Client {
 
 func TestFailOpenWhenRedisDies(t *testing.T) {
 	t.Parallel()
-	addr, cmd := privateRedis(t)
+	addr, srv := privateRedis(t)
 	rdb := privateClient(t, addr)
 	reg := prometheus.NewRegistry()
 	e := newServer(mustNew(t, Config{Timeout: countingTimeout, Name: "redirect", Rate: "3-M"}, rdb, reg), nil)
@@ -362,10 +342,7 @@ func TestFailOpenWhenRedisDies(t *testing.T) {
 			t.Fatalf("request %d with Redis up: status %d", i+1, rec.Code)
 		}
 	}
-	if err := cmd.Process.Kill(); err != nil {
-		t.Fatalf("kill redis-server %d: %v", cmd.Process.Pid, err)
-	}
-	_ = cmd.Wait()
+	srv.Kill() // and waits until it has ended
 
 	// Redis is gone: requests go through and are counted in memory, so the limit
 	// still holds per instance (3 more, then 429), and nothing fails with 5xx.
