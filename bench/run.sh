@@ -14,6 +14,7 @@
 #   BENCH_EMBEDDED=1       hop on its embedded PostgreSQL (no DATABASE_URL)   BENCH_NO_REDIS=1  hop without Redis
 #   BENCH_HOST=go.example.com  redirect links on this branded domain, requests with its Host
 #   BENCH_LIVE_CLIENTS=100 clients on /live, BENCH_WEBHOOK=1 one webhook, attached during the hop runs
+#   BENCH_LIVE_PER_LINK=1  each of those clients on one link's feed instead of every click
 # See bench/README.md.
 set -euo pipefail
 

@@ -11,24 +11,56 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // attachment is what BENCH_LIVE_CLIENTS and BENCH_WEBHOOK hang on hop during the
-// redirect runs: clients on GET /live that read every event, and one webhook to a
-// local receiver that answers 204. Both run in this process, on the same machine, so
-// their receiving side is part of what the redirect runs pay for.
+// redirect runs: clients on GET /live that read every event (or, with
+// BENCH_LIVE_PER_LINK, each on one link's feed), and one webhook to a local receiver
+// that answers 204. Both run in this process, on the same machine, so their receiving
+// side is part of what the redirect runs pay for.
 type attachment struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	live    []*atomic.Int64 // click events read, per client
+	feed    []string        // per client: the link slug it follows, "" for every click
+	base    linkCounts      // clicks stored when the clients attached
 	failed  atomic.Int64    // clients whose stream ended early
 	srv     *http.Server
 	webhook atomic.Int64 // events received by the webhook
 }
 
-func attach(ctx context.Context, c *config, h *hop) (*attachment, error) {
+// linkCounts is click_logs' rows in all and per link slug.
+type linkCounts struct {
+	total  int64
+	bySlug map[string]int64
+}
+
+func readLinkCounts(ctx context.Context, pool *pgxpool.Pool) (linkCounts, error) {
+	n := linkCounts{bySlug: map[string]int64{}}
+	rows, err := pool.Query(ctx, `SELECT l.slug, count(*) FROM click_logs c JOIN links l ON l.id = c.link_id GROUP BY l.slug`)
+	if err != nil {
+		return n, err
+	}
+	var slug string
+	var k int64
+	_, err = pgx.ForEachRow(rows, []any{&slug, &k}, func() error {
+		n.bySlug[slug] += k
+		n.total += k
+		return nil
+	})
+	return n, err
+}
+
+func attach(ctx context.Context, c *config, h *hop, pool *pgxpool.Pool, slugs []string) (*attachment, error) {
+	base, err := readLinkCounts(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
-	a := &attachment{cancel: cancel}
+	a := &attachment{cancel: cancel, base: base}
 	if c.webhook {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -49,10 +81,19 @@ func attach(ctx context.Context, c *config, h *hop) (*attachment, error) {
 			return nil, fmt.Errorf("POST /webhooks: %d %s %v", code, b, err)
 		}
 	}
-	for range c.liveClients {
+	for i := range c.liveClients {
 		n := &atomic.Int64{}
 		a.live = append(a.live, n)
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.url+"/live", nil)
+		u, slug := h.url+"/live", ""
+		if c.livePerLink {
+			slug = slugs[i%len(slugs)]
+			u = h.url + "/links/" + slug + "/live"
+			if c.host != "" {
+				u += "?domain=" + c.host
+			}
+		}
+		a.feed = append(a.feed, slug)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
 			a.close()
 			return nil, err
@@ -73,7 +114,7 @@ func attach(ctx context.Context, c *config, h *hop) (*attachment, error) {
 			}
 		})
 	}
-	logf("attached %d /live clients and %d webhook", c.liveClients, map[bool]int{true: 1}[c.webhook])
+	logf("attached %d /live clients (per link: %v) and %d webhook", c.liveClients, c.livePerLink, map[bool]int{true: 1}[c.webhook])
 	return a, nil
 }
 
@@ -101,30 +142,47 @@ func countEvents(r io.Reader, n *atomic.Int64) {
 	}
 }
 
-// received returns the fewest and most events a /live client read, and the webhook's.
-func (a *attachment) received() (minLive, maxLive, webhook int64) {
-	for i, n := range a.live {
-		v := n.Load()
-		if i == 0 || v < minLive {
-			minLive = v
-		}
-		maxLive = max(maxLive, v)
+// check waits up to d until every /live client has read every click stored since
+// it attached on its feed (all of them, or its link's), and the webhook all of them,
+// then says what they received.
+func (a *attachment) check(ctx context.Context, pool *pgxpool.Pool, d time.Duration) (string, error) {
+	now, err := readLinkCounts(ctx, pool)
+	if err != nil {
+		return "", err
 	}
-	return minLive, maxLive, a.webhook.Load()
-}
-
-// await waits until every /live client and the webhook have received want events in
-// total since the start, or until d passes.
-func (a *attachment) await(want int64, d time.Duration) bool {
+	want := make([]int64, len(a.live))
+	for i, slug := range a.feed {
+		want[i] = now.total - a.base.total
+		if slug != "" {
+			want[i] = now.bySlug[slug] - a.base.bySlug[slug]
+		}
+	}
+	all := now.total - a.base.total
 	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		lo, _, wh := a.received()
-		if (len(a.live) == 0 || lo >= want) && (a.srv == nil || wh >= want) {
-			return true
+	for {
+		short, read := 0, int64(0)
+		for i, n := range a.live {
+			v := n.Load()
+			read += v
+			if v < want[i] {
+				short++
+			}
+		}
+		wh := a.webhook.Load()
+		done := short == 0 && (a.srv == nil || wh >= all)
+		if done || time.Now().After(deadline) {
+			return fmt.Sprintf("since attaching %d clicks; /live clients read %d events against %d due, %d short; webhook %d; clients cut %d; all received: %v",
+				all, read, sum(want), short, wh, a.failed.Load(), done), nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return false
+}
+
+func sum(xs []int64) (s int64) {
+	for _, x := range xs {
+		s += x
+	}
+	return s
 }
 
 func (a *attachment) close() {

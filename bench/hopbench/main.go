@@ -35,6 +35,7 @@ type config struct {
 	redirectLinks                                  int
 	host                                           string // BENCH_HOST: the redirect links' branded domain
 	liveClients                                    int    // BENCH_LIVE_CLIENTS: clients on /live during the redirect runs
+	livePerLink                                    bool   // BENCH_LIVE_PER_LINK=1: each client on one link's feed instead
 	webhook                                        bool   // BENCH_WEBHOOK=1: one webhook to a local receiver during them
 	ingestDuration                                 time.Duration
 	backlog                                        int // clicks pre-filled for the consumer-only run
@@ -65,6 +66,7 @@ func main() {
 	c.redirectLinks = 100
 	c.host = os.Getenv("BENCH_HOST")
 	c.liveClients = envInt("BENCH_LIVE_CLIENTS", 0)
+	c.livePerLink = os.Getenv("BENCH_LIVE_PER_LINK") == "1"
 	c.webhook = os.Getenv("BENCH_WEBHOOK") == "1"
 	c.statsLinks, c.statsDays = 1000, 365
 	if c.quick {

@@ -50,7 +50,7 @@ func mainBench(ctx context.Context, c *config, rep *report) error {
 	logf("created %d links (+1 for freshness) through POST /links", len(slugs))
 
 	if c.scenarios["redirect"] {
-		if err := redirectBench(ctx, c, rep, h, pool, slugFile); err != nil {
+		if err := redirectBench(ctx, c, rep, h, pool, slugs, slugFile); err != nil {
 			return err
 		}
 	}
@@ -128,7 +128,7 @@ type redirectRun struct {
 	treeKB                       int64  // peak PSS of hop and its embedded PostgreSQL
 }
 
-func redirectBench(ctx context.Context, c *config, rep *report, h *hop, pool *pgxpool.Pool, slugFile string) error {
+func redirectBench(ctx context.Context, c *config, rep *report, h *hop, pool *pgxpool.Pool, slugs []string, slugFile string) error {
 	bare, bareURL, err := startBare(ctx, c)
 	if err != nil {
 		return err
@@ -149,17 +149,11 @@ func redirectBench(ctx context.Context, c *config, rep *report, h *hop, pool *pg
 		return err
 	}
 	var att *attachment
-	var attachedAt int64 // click_logs rows when the clients and the webhook attached
 	if c.liveClients > 0 || c.webhook {
-		if att, err = attach(ctx, c, h); err != nil {
+		if att, err = attach(ctx, c, h, pool, slugs); err != nil {
 			return err
 		}
 		defer att.close()
-		base, err := readCounts(ctx, pool)
-		if err != nil {
-			return err
-		}
-		attachedAt = base.Raw
 	}
 
 	for i := 1; i <= c.runs; i++ {
@@ -200,11 +194,9 @@ func redirectBench(ctx context.Context, c *config, rep *report, h *hop, pool *pg
 		}
 		run.delta = after.sub(before)
 		if att != nil {
-			want := after.Raw - attachedAt
-			ok := att.await(want, time.Minute)
-			lo, hi, wh := att.received()
-			run.attached = fmt.Sprintf("since attaching %d clicks; /live clients read %d-%d, webhook %d, clients cut %d, all received: %v",
-				want, lo, hi, wh, att.failed.Load(), ok)
+			if run.attached, err = att.check(ctx, pool, time.Minute); err != nil {
+				return err
+			}
 			logf("redirect run %d attached: %s", i, run.attached)
 		}
 		logf("redirect run %d hop: %.0f req/s p50 %.2fms p99 %.2fms; 3xx %d answered %d rows %d rollups %d; drained in %s / aggregated in %s %s",

@@ -56,8 +56,12 @@ func (r *report) print(w io.Writer, c *config) {
 		fmt.Fprintf(w, "\nmedian hop %.0f req/s, bare %.0f req/s; hop/bare per pair %s -> median %.2fx   (target >= 0.60x)\n",
 			median(hopRPS), median(bareRPS), fmtList(ratios, "%.2f"), median(ratios))
 		if c.liveClients > 0 || c.webhook {
-			fmt.Fprintf(w, "attached during the hop runs: %d /live clients, %d webhook (receivers in the bench process, on this machine)\n",
-				c.liveClients, map[bool]int{true: 1}[c.webhook])
+			feed := "every click"
+			if c.livePerLink {
+				feed = "one link's clicks each"
+			}
+			fmt.Fprintf(w, "attached during the hop runs: %d /live clients (%s), %d webhook (receivers in the bench process, on this machine)\n",
+				c.liveClients, feed, map[bool]int{true: 1}[c.webhook])
 			for i, run := range r.redirect {
 				fmt.Fprintf(w, "  run %d: %s\n", i+1, run.attached)
 			}
