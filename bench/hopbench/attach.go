@@ -171,8 +171,14 @@ func (a *attachment) check(ctx context.Context, pool *pgxpool.Pool, d time.Durat
 		wh := a.webhook.Load()
 		done := short == 0 && (a.srv == nil || wh >= all)
 		if done || time.Now().After(deadline) {
-			return fmt.Sprintf("since attaching %d clicks; /live clients read %d events against %d due, %d short; webhook %d; clients cut %d; all received: %v",
-				all, read, sum(want), short, wh, a.failed.Load(), done), nil
+			msg := fmt.Sprintf("since attaching %d clicks;", all)
+			if len(a.live) > 0 {
+				msg += fmt.Sprintf(" /live clients read %d events against %d due, %d short, %d cut;", read, sum(want), short, a.failed.Load())
+			}
+			if a.srv != nil {
+				msg += fmt.Sprintf(" webhook %d;", wh)
+			}
+			return fmt.Sprintf("%s all received: %v", msg, done), nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
