@@ -150,14 +150,16 @@ func (a *attachment) check(ctx context.Context, pool *pgxpool.Pool, d time.Durat
 	if err != nil {
 		return "", err
 	}
+	all := now.total - a.base.total
 	want := make([]int64, len(a.live))
+	var due int64
 	for i, slug := range a.feed {
-		want[i] = now.total - a.base.total
+		want[i] = all
 		if slug != "" {
 			want[i] = now.bySlug[slug] - a.base.bySlug[slug]
 		}
+		due += want[i]
 	}
-	all := now.total - a.base.total
 	deadline := time.Now().Add(d)
 	for {
 		short, read := 0, int64(0)
@@ -173,7 +175,7 @@ func (a *attachment) check(ctx context.Context, pool *pgxpool.Pool, d time.Durat
 		if done || time.Now().After(deadline) {
 			msg := fmt.Sprintf("since attaching %d clicks;", all)
 			if len(a.live) > 0 {
-				msg += fmt.Sprintf(" /live clients read %d events against %d due, %d short, %d cut;", read, sum(want), short, a.failed.Load())
+				msg += fmt.Sprintf(" /live clients read %d events against %d due, %d short, %d cut;", read, due, short, a.failed.Load())
 			}
 			if a.srv != nil {
 				msg += fmt.Sprintf(" webhook %d;", wh)
@@ -182,13 +184,6 @@ func (a *attachment) check(ctx context.Context, pool *pgxpool.Pool, d time.Durat
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-func sum(xs []int64) (s int64) {
-	for _, x := range xs {
-		s += x
-	}
-	return s
 }
 
 func (a *attachment) close() {
