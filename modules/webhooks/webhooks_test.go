@@ -3,6 +3,7 @@ package webhooks
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -42,23 +43,35 @@ type bundle struct {
 	db     *testenv.DB
 	clock  *clock
 	status atomic.Int64 // what the receiver answers
+	hang   atomic.Bool  // the receiver answers only once the request is cancelled
 	hits   atomic.Int64
+	cut    atomic.Int64 // requests the sender gave up on while the receiver hung
 	url    string
 	linkID int64
 }
 
-func setup(t *testing.T) *bundle {
+func setup(t *testing.T, opts ...func(*Config)) *bundle {
 	t.Helper()
 	b := &bundle{db: testenv.NewDB(t), clock: &clock{now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}}
 	b.status.Store(http.StatusInternalServerError)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.hits.Add(1)
+		if b.hang.Load() {
+			// net/http notices a client leaving only once the body is read.
+			_, _ = io.Copy(io.Discard, r.Body)
+			<-r.Context().Done()
+			b.cut.Add(1)
+			return
+		}
 		w.WriteHeader(int(b.status.Load()))
 	}))
 	t.Cleanup(srv.Close)
 	b.url = srv.URL
-	s, err := New(t.Context(), Config{AllowPrivate: true, Now: b.clock.Now, Jitter: func() float64 { return 0.5 }},
-		b.db.Pool, nil, slog.New(slog.DiscardHandler))
+	cfg := Config{AllowPrivate: true, Now: b.clock.Now, Jitter: func() float64 { return 0.5 }}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s, err := New(t.Context(), cfg, b.db.Pool, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,6 +190,53 @@ func TestBackoffGiveUpDisableAndRetry(t *testing.T) {
 	}
 	if more, err := b.s.step(ctx, w.ID); more || err != nil {
 		t.Fatalf("nothing more to send, got %v, %v", more, err)
+	}
+}
+
+// A receiver that does not answer within Timeout (10 s unless set) fails the attempt
+// like a 5xx: hop gives up on the request, records the timeout and retries the same
+// batch with backoff, and the batch is delivered once the receiver answers.
+func TestSlowReceiverTimesOutAndIsRetried(t *testing.T) {
+	t.Parallel()
+	var def Config
+	def.defaults()
+	if def.Timeout != 10*time.Second {
+		t.Fatalf("default delivery timeout %s, want 10s", def.Timeout)
+	}
+	b := setup(t, func(c *Config) { c.Timeout = 100 * time.Millisecond })
+	ctx := t.Context()
+	w := b.webhook(t)
+	b.clicks(t, 3)
+	b.hang.Store(true)
+	if ok, err := b.s.step(ctx, w.ID); ok || err != nil {
+		t.Fatalf("attempt against a hanging receiver: %v, %v", ok, err)
+	}
+	testenv.Eventually(t, 10*time.Second, "the receiver to see its request cancelled", func() bool { return b.cut.Load() == 1 })
+	d, err := b.s.head(ctx, w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Status != "pending" || d.Attempts != 1 || d.Events != 3 || d.HTTPStatus != nil ||
+		!(strings.Contains(strings.ToLower(d.Error), "timeout") || strings.Contains(d.Error, "deadline exceeded")) {
+		t.Fatalf("after a timed-out attempt: status %q, %d attempts, %d events, HTTP status %v, error %q; want pending, 1, 3, none, a timeout",
+			d.Status, d.Attempts, d.Events, d.HTTPStatus, d.Error)
+	}
+	if want := b.clock.Now().Add(750 * time.Millisecond); d.NextAttemptAt == nil || !d.NextAttemptAt.Equal(want) {
+		t.Fatalf("next attempt at %v, want %v (the first backoff)", d.NextAttemptAt, want)
+	}
+
+	b.hang.Store(false)
+	b.status.Store(http.StatusNoContent)
+	b.clock.Set(*d.NextAttemptAt)
+	if ok, err := b.s.step(ctx, w.ID); !ok || err != nil {
+		t.Fatalf("retry against an answering receiver: %v, %v", ok, err)
+	}
+	ds, err := b.s.deliveries(ctx, w.ID, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 1 || ds[0].Status != "delivered" || ds[0].Attempts != 2 || ds[0].Events != 3 || b.hits.Load() != 2 {
+		t.Fatalf("deliveries %+v after %d requests; want one batch of 3 delivered on its 2nd attempt", ds, b.hits.Load())
 	}
 }
 
