@@ -102,6 +102,10 @@ func (f filter) match(c *click) bool {
 type sub struct {
 	f    filter
 	next uint64 // sequence number of the next event to look at
+	// after: events at or before it are skipped. A client may resume from a click
+	// this feed has not published yet (another instance's feed was ahead, or this one
+	// has yet to read it); it must not get that click, or older ones, again.
+	after horizon.Position
 }
 
 // Feed tails click_logs and fans clicks out to subscribed clients.
@@ -506,7 +510,7 @@ func (f *Feed) take(s *sub, max int, out []*click) ([]*click, <-chan struct{}, e
 		return out, nil, errCut
 	}
 	for ; s.next < f.head && len(out) < max; s.next++ {
-		if c := f.ring[s.next%size]; s.f.match(c) {
+		if c := f.ring[s.next%size]; s.f.match(c) && s.after.Less(c.pos) {
 			out = append(out, c)
 		}
 	}
@@ -531,6 +535,9 @@ func (f *Feed) subscribe(ctx context.Context, fl filter, from *horizon.Position,
 		cur := f.pos
 		if from == nil || !from.Less(cur) {
 			s.next = f.head
+			if from != nil {
+				s.after = *from
+			}
 			f.subs++
 			f.clients.Inc()
 			f.mu.Unlock()

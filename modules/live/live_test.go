@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -272,6 +273,160 @@ func TestIdleFeedReadsNothingAndResumeStillWorks(t *testing.T) {
 			}
 		case <-time.After(20 * time.Second):
 			t.Fatalf("event %d (%s) never came", i, w)
+		}
+	}
+}
+
+// openStream connects to /live with an optional Last-Event-ID. It returns the event
+// ids written before the ": live" comment (the catch-up from the database) and the
+// lines that follow, after which every new click reaches the client.
+func openStream(t *testing.T, url, lastEventID string) (caughtUp []string, lines <-chan string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url+"/live", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lastEventID != "" {
+		req.Header.Set("Last-Event-ID", lastEventID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	ch := make(chan string, 64)
+	go func() {
+		defer close(ch)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			ch <- sc.Text()
+		}
+	}()
+	for line := range ch {
+		if line == ": live" {
+			return caughtUp, ch
+		}
+		if id, ok := strings.CutPrefix(line, "id: "); ok {
+			caughtUp = append(caughtUp, id)
+		}
+	}
+	t.Fatal("the stream ended before it was live")
+	return nil, nil
+}
+
+// A quiet stream carries a heartbeat comment every Heartbeat (15 s unless set), so
+// proxies and clients keep an idle connection open.
+func TestHeartbeatOnQuietStream(t *testing.T) {
+	t.Parallel()
+	var def Config
+	def.defaults()
+	if def.Heartbeat != 15*time.Second || def.Resume != 10*time.Minute {
+		t.Fatalf("defaults: heartbeat %s, resume window %s; want 15s and 10m", def.Heartbeat, def.Resume)
+	}
+	_, _, url, _ := setup(t, Config{Heartbeat: 20 * time.Millisecond})
+	_, lines := openStream(t, url, "")
+	beats := 0
+	for beats < 3 {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatalf("the stream ended after %d heartbeats", beats)
+			}
+			switch {
+			case line == ": heartbeat":
+				beats++
+			case line != "":
+				t.Fatalf("a quiet stream sent %q", line)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%d heartbeats, want 3", beats)
+		}
+	}
+}
+
+// idAt is a UUIDv7 whose timestamp is at, as the redirect would have made at that time.
+func idAt(at time.Time) uuid.UUID {
+	id := uuid.Must(uuid.NewV7())
+	ms := uint64(at.UnixMilli())
+	for i := range 6 {
+		id[i] = byte(ms >> (40 - 8*i))
+	}
+	return id
+}
+
+// Last-Event-ID reaches back as far as the resume window (10 minutes by default): a
+// client resuming from a click 9 minutes old gets every later click once, in order;
+// one resuming from a click 11 minutes old starts from now and gets only new clicks.
+// A client resuming from a click the feed may not have read yet never gets that click
+// or an older one again.
+func TestResumeWindow(t *testing.T) {
+	t.Parallel()
+	f, db, url, _ := setup(t, Config{Heartbeat: time.Hour, Poll: 20 * time.Millisecond})
+	ctx := t.Context()
+	var linkID int64
+	if err := db.Pool.QueryRow(ctx, `INSERT INTO links (slug, original_url) VALUES ('window', 'https://example.com') RETURNING id`).Scan(&linkID); err != nil {
+		t.Fatal(err)
+	}
+	insert := func(at time.Time) uuid.UUID {
+		id := idAt(at)
+		if _, err := db.Pool.Exec(ctx, `INSERT INTO click_logs (event_id, link_id, clicked_at, user_agent) VALUES ($1, $2, $3, 'x')`, id, linkID, at); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	now := time.Now()
+	tooOld := insert(now.Add(-11 * time.Minute))
+	inWindow := insert(now.Add(-9 * time.Minute))
+	recent := []uuid.UUID{insert(now), insert(now)}
+	// At once, so the feed may or may not have read these clicks yet.
+	laggedPre, lagged := openStream(t, url, recent[0].String())
+
+	var last uint64
+	if err := db.Pool.QueryRow(ctx, `SELECT max(xid::text::bigint) FROM click_logs`).Scan(&last); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "the feed past the recent clicks", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.pos.XID > last
+	})
+	resumedPre, resumed := openStream(t, url, inWindow.String())
+	freshPre, fresh := openStream(t, url, tooOld.String())
+	testenv.Eventually(t, 10*time.Second, "three clients subscribed", func() bool { return f.subscribers() == 3 })
+	newer := insert(time.Now())
+
+	ids := func(got []string, lines <-chan string, n int) []string {
+		for len(got) < n {
+			select {
+			case line, ok := <-lines:
+				if !ok {
+					t.Fatalf("the stream ended after %v", got)
+				}
+				if id, ok := strings.CutPrefix(line, "id: "); ok {
+					got = append(got, id)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatalf("got %v, want %d events", got, n)
+			}
+		}
+		return got
+	}
+	for _, c := range []struct {
+		name  string
+		pre   []string
+		lines <-chan string
+		want  []uuid.UUID
+	}{
+		{"resumed from a click 9 minutes old", resumedPre, resumed, []uuid.UUID{recent[0], recent[1], newer}},
+		{"resumed from a click 11 minutes old", freshPre, fresh, []uuid.UUID{newer}},
+		{"resumed from a click the feed may not have read", laggedPre, lagged, []uuid.UUID{recent[1], newer}},
+	} {
+		var want []string
+		for _, id := range c.want {
+			want = append(want, id.String())
+		}
+		if got := ids(c.pre, c.lines, len(want)); !slices.Equal(got, want) {
+			t.Fatalf("%s: got %v, want %v", c.name, got, want)
 		}
 	}
 }
