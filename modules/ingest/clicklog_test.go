@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -188,6 +189,72 @@ func TestLogBoundDropsAndCounts(t *testing.T) {
 
 	run(t, p)
 	waitRows(t, db.Pool, int(taken))
+}
+
+// A full disk is the one case where a click may be dropped. The redirect still
+// returns, every drop is counted and /health is degraded; once there is space again
+// the log takes clicks without a restart, and every click it took is stored once.
+// The data directory is a 1 MiB tmpfs, filled up by another file.
+func TestFullDiskDropsCountsAndRecovers(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root (make test runs as root in CI)")
+	}
+	t.Parallel()
+	db := testenv.NewDB(t)
+	cfg := fastConfig(t, "", "full")
+	if err := syscall.Mount("tmpfs", cfg.DataDir, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatalf("mount a tmpfs on the data directory: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(cfg.DataDir, syscall.MNT_DETACH) })
+	p := mustPipeline(t, cfg, nil, db.Pool)
+	ctx := context.Background()
+
+	filler := filepath.Join(cfg.DataDir, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for chunk := make([]byte, 4096); ; {
+		if _, err := f.Write(chunk); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("filling the disk: %v", err)
+			}
+			break
+		}
+	}
+	f.Close()
+
+	for _, ev := range newEvents(50, 7) { // the readers are not running: nothing leaves the log
+		p.Publish(ctx, ev)
+	}
+	taken, dropped := value(t, p.m.fallback), value(t, p.m.dropped)
+	if taken+dropped != 50 || dropped == 0 {
+		t.Fatalf("disk full: taken %v, dropped %v of 50; want drops, adding up to 50", taken, dropped)
+	}
+	if h, err := p.Health(ctx); err == nil || h.Dropped != int64(dropped) {
+		t.Fatalf("disk full: health %+v, %v; want degraded with %v dropped", h, err, dropped)
+	}
+	t.Logf("with the disk full: %v of 50 clicks taken, %v dropped", taken, dropped)
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	// The log reopens (cutting any torn tail) at the first append after ReopenInterval.
+	testenv.Eventually(t, 10*time.Second, "the log taking clicks again", func() bool {
+		p.Publish(ctx, newEvents(1, 7)[0])
+		return value(t, p.m.fallback) > taken
+	})
+	before := value(t, p.m.dropped)
+	for _, ev := range newEvents(50, 7) {
+		p.Publish(ctx, ev)
+	}
+	if d := value(t, p.m.dropped); d != before {
+		t.Fatalf("space free again: %v more clicks dropped", d-before)
+	}
+	taken = value(t, p.m.fallback)
+	run(t, p)
+	waitRows(t, db.Pool, int(taken))
+	t.Logf("after space was freed: %v clicks taken in all, each stored once", taken)
 }
 
 // BenchmarkLogAppend is the no-Redis hand-off under concurrent redirects: each click
