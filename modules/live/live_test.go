@@ -54,6 +54,41 @@ func setup(t *testing.T, cfg Config) (f *Feed, db *testenv.DB, url string, infli
 	return f, db, srv.URL, inflight
 }
 
+// newLink stores a link and returns its id.
+func newLink(t *testing.T, db *testenv.DB, slug string) int64 {
+	t.Helper()
+	var id int64
+	if err := db.Pool.QueryRow(t.Context(), `INSERT INTO links (slug, original_url) VALUES ($1, 'https://example.com') RETURNING id`, slug).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// insertClick stores a click on linkID made at at, with a UUIDv7 of that time, as the
+// ingest would, and returns its id.
+func insertClick(t *testing.T, db *testenv.DB, linkID int64, at time.Time) uuid.UUID {
+	t.Helper()
+	id := idAt(at)
+	if _, err := db.Pool.Exec(t.Context(), `INSERT INTO click_logs (event_id, link_id, clicked_at, user_agent) VALUES ($1, $2, $3, 'x')`, id, linkID, at); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// waitFeedPastClicks returns once the feed has moved past every click stored so far.
+func waitFeedPastClicks(t *testing.T, f *Feed, db *testenv.DB) {
+	t.Helper()
+	var last uint64
+	if err := db.Pool.QueryRow(t.Context(), `SELECT max(xid::text::bigint) FROM click_logs`).Scan(&last); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "the feed past the clicks stored so far", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.pos.XID > last
+	})
+}
+
 func (f *Feed) subscribers() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -67,10 +102,7 @@ func TestStalledClientIsCutOff(t *testing.T) {
 	t.Parallel()
 	f, db, url, inflight := setup(t, Config{Buffer: 2000, Page: 500, WriteTimeout: 300 * time.Millisecond, Heartbeat: time.Hour, Poll: 50 * time.Millisecond})
 	ctx := t.Context()
-	var linkID int64
-	if err := db.Pool.QueryRow(ctx, `INSERT INTO links (slug, original_url) VALUES ('stall', 'https://example.com') RETURNING id`).Scan(&linkID); err != nil {
-		t.Fatal(err)
-	}
+	linkID := newLink(t, db, "stall")
 
 	// The stalled client: sends its request and never reads a byte.
 	stalled, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
@@ -212,30 +244,16 @@ func TestIdleFeedReadsNothingAndResumeStillWorks(t *testing.T) {
 	t.Parallel()
 	f, db, url, _ := setup(t, Config{Heartbeat: time.Hour, Poll: 20 * time.Millisecond})
 	ctx := t.Context()
-	var linkID int64
-	if err := db.Pool.QueryRow(ctx, `INSERT INTO links (slug, original_url) VALUES ('idle', 'https://example.com') RETURNING id`).Scan(&linkID); err != nil {
-		t.Fatal(err)
-	}
+	linkID := newLink(t, db, "idle")
 	insert := func(n int) []uuid.UUID {
 		ids := make([]uuid.UUID, n)
 		for i := range ids {
-			ids[i] = uuid.Must(uuid.NewV7())
-			if _, err := db.Pool.Exec(ctx, `INSERT INTO click_logs (event_id, link_id, clicked_at, user_agent) VALUES ($1, $2, now(), 'x')`, ids[i], linkID); err != nil {
-				t.Fatal(err)
-			}
+			ids[i] = insertClick(t, db, linkID, time.Now())
 		}
 		return ids
 	}
 	quiet := insert(5)
-	var last uint64
-	if err := db.Pool.QueryRow(ctx, `SELECT max(xid::text::bigint) FROM click_logs`).Scan(&last); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Eventually(t, 10*time.Second, "the feed past the quiet clicks", func() bool {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		return f.pos.XID > last
-	})
+	waitFeedPastClicks(t, f, db)
 	if n := testutil.ToFloat64(f.events); n != 0 {
 		t.Fatalf("read %v clicks with nobody connected", n)
 	}
@@ -362,18 +380,8 @@ func idAt(at time.Time) uuid.UUID {
 func TestResumeWindow(t *testing.T) {
 	t.Parallel()
 	f, db, url, _ := setup(t, Config{Heartbeat: time.Hour, Poll: 20 * time.Millisecond})
-	ctx := t.Context()
-	var linkID int64
-	if err := db.Pool.QueryRow(ctx, `INSERT INTO links (slug, original_url) VALUES ('window', 'https://example.com') RETURNING id`).Scan(&linkID); err != nil {
-		t.Fatal(err)
-	}
-	insert := func(at time.Time) uuid.UUID {
-		id := idAt(at)
-		if _, err := db.Pool.Exec(ctx, `INSERT INTO click_logs (event_id, link_id, clicked_at, user_agent) VALUES ($1, $2, $3, 'x')`, id, linkID, at); err != nil {
-			t.Fatal(err)
-		}
-		return id
-	}
+	linkID := newLink(t, db, "window")
+	insert := func(at time.Time) uuid.UUID { return insertClick(t, db, linkID, at) }
 	now := time.Now()
 	tooOld := insert(now.Add(-11 * time.Minute))
 	inWindow := insert(now.Add(-9 * time.Minute))
@@ -381,15 +389,7 @@ func TestResumeWindow(t *testing.T) {
 	// At once, so the feed may or may not have read these clicks yet.
 	laggedPre, lagged := openStream(t, url, recent[0].String())
 
-	var last uint64
-	if err := db.Pool.QueryRow(ctx, `SELECT max(xid::text::bigint) FROM click_logs`).Scan(&last); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Eventually(t, 10*time.Second, "the feed past the recent clicks", func() bool {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		return f.pos.XID > last
-	})
+	waitFeedPastClicks(t, f, db)
 	resumedPre, resumed := openStream(t, url, inWindow.String())
 	freshPre, fresh := openStream(t, url, tooOld.String())
 	testenv.Eventually(t, 10*time.Second, "three clients subscribed", func() bool { return f.subscribers() == 3 })
