@@ -200,15 +200,24 @@ const (
 SELECT c.xid::text AS cut FROM click_logs c WHERE c.xid >= $1::text::xid8 AND c.xid < $2::text::xid8
 ORDER BY c.xid OFFSET $3 LIMIT 1`
 
+	// batchSQL reads the window after the cursor in position order. The window comes
+	// out of click_logs through its xid index alone, before any join or filter: with
+	// the join inside, PostgreSQL could plan links first and probe click_logs per
+	// link, walking every click those links ever had on each read (it did, for the
+	// prepared statement, while the tables had no statistics yet). cutSQL bounds the
+	// window.
 	batchSQL = `
+WITH win AS MATERIALIZED (
+    SELECT xid, event_id, link_id, clicked_at, country, referer_host, browser, os, device, is_bot, bot_reason
+    FROM click_logs
+    WHERE xid >= $1::text::xid8 AND (xid, event_id) > ($1::text::xid8, $2::uuid) AND xid < $3::text::xid8
+      AND ($6 OR NOT is_bot)
+)
 SELECT c.xid::text, c.event_id, l.slug, d.host, c.clicked_at, c.country, c.referer_host, c.browser,
        c.os, c.device, c.is_bot, c.bot_reason
-FROM click_logs c JOIN links l ON l.id = c.link_id JOIN domains d ON d.id = l.domain_id
-WHERE c.xid >= $1::text::xid8 AND (c.xid, c.event_id) > ($1::text::xid8, $2::uuid)
-  AND c.xid < $3::text::xid8
-  AND ($4::bigint[] IS NULL OR c.link_id = ANY($4))
+FROM win c JOIN links l ON l.id = c.link_id JOIN domains d ON d.id = l.domain_id
+WHERE ($4::bigint[] IS NULL OR c.link_id = ANY($4))
   AND ($5::text[] IS NULL OR l.tags && $5)
-  AND ($6 OR NOT c.is_bot)
   AND ($8::text IS NULL OR d.host = $8)
 ORDER BY c.xid, c.event_id
 LIMIT $7`
