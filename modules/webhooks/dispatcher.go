@@ -48,8 +48,9 @@ func (s *Service) Run(ctx context.Context) error {
 	poll := time.NewTicker(s.cfg.Poll)
 	defer poll.Stop()
 	var (
-		conn  *pgxpool.Conn
-		owned = map[int64]bool{}
+		conn   *pgxpool.Conn
+		owned  = map[int64]bool{}
+		pruned = map[int64]time.Time{} // when each owned webhook's deliveries were last pruned
 	)
 	drop := func() {
 		if conn != nil {
@@ -70,12 +71,43 @@ func (s *Service) Run(ctx context.Context) error {
 			s.wg.Wait()
 			drop()
 		}
+		s.pruneOwned(ctx, owned, pruned)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-s.wake:
 		case <-poll.C:
 		}
+	}
+}
+
+// pruneEvery is how often the deliveries of a webhook this instance delivers are
+// pruned, and pruneBatch the most rows one statement deletes.
+const (
+	pruneEvery = time.Minute
+	pruneBatch = 5000
+)
+
+// pruneOwned prunes the deliveries of the webhooks this instance owns, each at most
+// once per pruneEvery. A failure is logged and tried again at the next turn.
+func (s *Service) pruneOwned(ctx context.Context, owned map[int64]bool, pruned map[int64]time.Time) {
+	now := s.cfg.Now()
+	for id := range pruned {
+		if !owned[id] {
+			delete(pruned, id)
+		}
+	}
+	for id, mine := range owned {
+		if last, ok := pruned[id]; !mine || ctx.Err() != nil || (ok && now.Sub(last) < pruneEvery) {
+			continue
+		}
+		if _, err := s.prune(ctx, id, pruneBatch); err != nil {
+			if ctx.Err() == nil {
+				s.logger.Warn("pruning webhook deliveries failed", "webhook", id, "error", err)
+			}
+			continue
+		}
+		pruned[id] = now
 	}
 }
 
@@ -416,7 +448,9 @@ WHERE id = $1`
 UPDATE webhook_deliveries SET status = $2, attempts = attempts + 1, http_status = $3, latency_ms = $4,
        error = $5, last_attempt_at = $6, next_attempt_at = $7
 WHERE id = $1`
-	healthySQL  = `UPDATE webhooks SET failing_since = NULL WHERE id = $1`
+	// healthySQL writes only when there is something to clear: it runs after every
+	// delivered batch.
+	healthySQL  = `UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL`
 	reenableSQL = `UPDATE webhooks SET failing_since = NULL, disabled_at = NULL WHERE id = $1`
 	failingSQL  = `UPDATE webhooks SET failing_since = COALESCE(failing_since, $2) WHERE id = $1`
 	disableSQL  = `UPDATE webhooks SET disabled_at = $2 WHERE id = $1 AND disabled_at IS NULL`

@@ -108,8 +108,8 @@ func (s *Service) handleDeliveries(c echo.Context) error {
 	}
 	limit := 20
 	if v := c.QueryParam("limit"); v != "" {
-		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 100 {
-			return problem.Invalid("limit must be between 1 and 100")
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > MaxListed {
+			return problem.Invalid("limit must be between 1 and %d", MaxListed)
 		}
 	}
 	ds, err := s.deliveries(c.Request().Context(), id, limit)

@@ -266,6 +266,40 @@ func (s *Service) insertDelivery(ctx context.Context, webhookID int64, kind stri
 	return d, err
 }
 
+// MaxListed is the most deliveries GET /webhooks/{id}/deliveries returns, and how many
+// of a webhook's latest deliveries are always kept.
+const MaxListed = 100
+
+// pruneSQL deletes up to $3 of the webhook's deliveries older than its $2 latest,
+// oldest first, except batches still pending and failed batches, which hold clicks
+// the receiver has not had and stay re-sendable. A delivered batch's body is of no
+// further use, and at one batch a second per busy webhook the table would otherwise
+// grow without end.
+const pruneSQL = `
+DELETE FROM webhook_deliveries WHERE id IN (
+    SELECT id FROM webhook_deliveries
+    WHERE webhook_id = $1
+      AND id < (SELECT id FROM webhook_deliveries WHERE webhook_id = $1 ORDER BY id DESC OFFSET $2 - 1 LIMIT 1)
+      AND status <> 'pending' AND NOT (status = 'failed' AND kind = 'events')
+    ORDER BY id
+    LIMIT $3)`
+
+// prune deletes the webhook's old deliveries (see pruneSQL), batch rows per statement
+// so no statement holds locks for long, and reports how many.
+func (s *Service) prune(ctx context.Context, webhookID int64, batch int) (int64, error) {
+	var n int64
+	for {
+		tag, err := s.pool.Exec(ctx, pruneSQL, webhookID, MaxListed, batch)
+		if err != nil {
+			return n, fmt.Errorf("prune deliveries: %w", err)
+		}
+		n += tag.RowsAffected()
+		if tag.RowsAffected() < int64(batch) {
+			return n, nil
+		}
+	}
+}
+
 // advanceSQL moves a webhook's cursor forward only, so a late or repeated answer
 // never moves it back.
 const advanceSQL = `

@@ -452,3 +452,74 @@ SET enable_mergejoin = off; PREPARE batch AS `+batchSQL); err != nil {
 		}
 	}
 }
+
+// A webhook's deliveries do not pile up: past its latest MaxListed (all that
+// GET /webhooks/{id}/deliveries can show), delivered batches and pings are deleted,
+// while failed batches (re-sendable) and the pending one stay, however old. Pruning
+// runs once a minute per webhook the instance delivers.
+func TestOldDeliveriesArePruned(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	w := b.webhook(t)
+	add := func(kind, status string, n int) {
+		t.Helper()
+		if _, err := b.db.Pool.Exec(ctx, `INSERT INTO webhook_deliveries (webhook_id, kind, status, body, events)
+SELECT $1, $2, $3, '\x7b7d', 1 FROM generate_series(1, $4)`, w.ID, kind, status, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func() (all, kept int) {
+		t.Helper()
+		if err := b.db.Pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE status = 'pending' OR (status = 'failed' AND kind = 'events'))
+FROM webhook_deliveries WHERE webhook_id = $1`, w.ID).Scan(&all, &kept); err != nil {
+			t.Fatal(err)
+		}
+		return all, kept
+	}
+	add("events", "failed", 3)
+	add("ping", "failed", 2)
+	add("events", "pending", 1)
+	add("events", "delivered", 150)
+	add("ping", "delivered", 1)
+	latest, err := b.s.deliveries(ctx, w.ID, MaxListed)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	owned, pruned := map[int64]bool{w.ID: true}, map[int64]time.Time{}
+	b.s.pruneOwned(ctx, owned, pruned)
+	// 157 rows: the latest 100 (1 ping, 99 batches) stay, and so do the 3 failed
+	// batches and the pending one; 51 delivered batches and 2 failed pings go.
+	if all, kept := count(); all != 104 || kept != 4 {
+		t.Fatalf("after pruning: %d deliveries, %d of them failed batches or pending; want 104 and 4", all, kept)
+	}
+	after, err := b.s.deliveries(ctx, w.ID, MaxListed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != MaxListed || after[0].ID != latest[0].ID || after[MaxListed-1].ID != latest[MaxListed-1].ID {
+		t.Fatalf("the latest %d deliveries changed: %d listed, from %d to %d (were %d to %d)", MaxListed, len(after),
+			after[0].ID, after[len(after)-1].ID, latest[0].ID, latest[MaxListed-1].ID)
+	}
+
+	// Within the minute nothing more is pruned; after it, the rest goes, and a
+	// statement deletes at most its batch, repeated until none is left.
+	add("events", "delivered", 20)
+	b.s.pruneOwned(ctx, owned, pruned)
+	if all, _ := count(); all != 124 {
+		t.Fatalf("pruned again within a minute: %d deliveries, want 124", all)
+	}
+	b.clock.Set(b.clock.Now().Add(pruneEvery))
+	b.s.pruneOwned(ctx, owned, pruned)
+	if all, kept := count(); all != 104 || kept != 4 {
+		t.Fatalf("a minute later: %d deliveries (%d failed batches or pending), want 104 (4)", all, kept)
+	}
+	add("events", "delivered", 23)
+	if n, err := b.s.prune(ctx, w.ID, 7); err != nil || n != 23 {
+		t.Fatalf("prune in batches of 7 = %d, %v; want 23", n, err)
+	}
+	if n, err := b.s.prune(ctx, w.ID, 7); err != nil || n != 0 {
+		t.Fatalf("prune again = %d, %v; want 0", n, err)
+	}
+}
