@@ -114,7 +114,7 @@ func attach(ctx context.Context, c *config, h *hop, pool *pgxpool.Pool, slugs []
 			}
 		})
 	}
-	logf("attached %d /live clients (per link: %v) and %d webhook", c.liveClients, c.livePerLink, map[bool]int{true: 1}[c.webhook])
+	logf("attached %d /live clients (per link: %v) and %d webhook", c.liveClients, c.livePerLink, c.webhooks())
 	return a, nil
 }
 
@@ -192,4 +192,12 @@ func (a *attachment) close() {
 	if a.srv != nil {
 		a.srv.Close()
 	}
+}
+
+// webhooks is how many webhooks the hop runs have attached: one or none.
+func (c *config) webhooks() int {
+	if c.webhook {
+		return 1
+	}
+	return 0
 }

@@ -61,7 +61,7 @@ func (r *report) print(w io.Writer, c *config) {
 				feed = "one link's clicks each"
 			}
 			fmt.Fprintf(w, "attached during the hop runs: %d /live clients (%s), %d webhook (receivers in the bench process, on this machine)\n",
-				c.liveClients, feed, map[bool]int{true: 1}[c.webhook])
+				c.liveClients, feed, c.webhooks())
 			for i, run := range r.redirect {
 				fmt.Fprintf(w, "  run %d: %s\n", i+1, run.attached)
 			}
