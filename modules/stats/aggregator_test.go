@@ -717,29 +717,13 @@ SELECT gen_random_uuid(), i % 100, now() - i * interval '1 second' FROM generate
 		case "pending":
 			args = args[:1]
 		}
-		rows, err := b.pool.Query(ctx, "EXPLAIN "+q, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			t.Fatal(err)
-		}
-		plan := strings.Join(lines, "\n")
+		plan := testenv.Plan(t, b.pool, q, args...)
 		if strings.Contains(plan, "Seq Scan on click_logs") || !strings.Contains(plan, "click_logs_xid_idx") {
 			t.Errorf("%s plan does not use click_logs_xid_idx:\n%s", name, plan)
 		}
 	}
 	// The CSV export reads one link's range through the unique key.
-	rows, err := b.pool.Query(ctx, "EXPLAIN "+csvSelect(7, time.Now().Add(-time.Hour), time.Now()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if plan := strings.Join(lines, "\n"); !strings.Contains(plan, "click_logs_link_event_key") || strings.Contains(plan, "Seq Scan") {
+	if plan := testenv.Plan(t, b.pool, csvSelect(7, time.Now().Add(-time.Hour), time.Now())); !strings.Contains(plan, "click_logs_link_event_key") || strings.Contains(plan, "Seq Scan") {
 		t.Errorf("CSV export plan does not use click_logs_link_event_key:\n%s", plan)
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/hop-dev/hop/internal/testenv"
 )
@@ -437,15 +436,7 @@ SET enable_mergejoin = off; PREPARE batch AS `+batchSQL); err != nil {
 		"some links":  `'1', '00000000-0000-0000-0000-000000000000', '100', '{1,2}', NULL, false, 1000, NULL`,
 		"tag, domain": `'1', '00000000-0000-0000-0000-000000000000', '100', NULL, '{a}', true, 1000, 'example.com'`,
 	} {
-		rows, err := conn.Query(ctx, `EXPLAIN EXECUTE batch(`+args+`)`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			t.Fatal(err)
-		}
-		plan := strings.Join(lines, "\n")
+		plan := testenv.Plan(t, conn, `EXECUTE batch(`+args+`)`)
 		if strings.Contains(plan, "click_logs_link_event_key") || strings.Contains(plan, "Seq Scan on click_logs") ||
 			!strings.Contains(plan, "click_logs_xid_idx") {
 			t.Errorf("%s: click_logs is read other than by its xid index:\n%s", name, plan)
