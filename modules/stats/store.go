@@ -211,16 +211,24 @@ GROUP BY dimension, value`
 // overviewDomainSQL is overviewSQL over the links of domain $6 only (/stats?domain=).
 // The totals tables hold all domains together, so it sums the domain's links' own
 // rollups: its cost grows with the domain's links times days, unlike overviewSQL's.
+//
+// The domain is matched as a range, domain_id >= $6 AND domain_id <= $6, for the
+// generic plan a prepared statement may switch to after five runs, which knows no $6.
+// Once links has statistics, that plan took an equality to match links/domains (half
+// of them with two domains), read every link's rollups over the range and joined them
+// to the domain's links afterwards. A range with unknown bounds is assumed to match a
+// few links, so the plan reads the domain's links by its index and each one's rollups
+// by primary key, as the plans for a known $6 do.
 const overviewDomainSQL = `
-WITH dl AS (SELECT id FROM links WHERE domain_id = $6)
-SELECT 0, '', count(*)::int8, 0::int8, 0::int8, 0::int8, ''::text FROM links WHERE deleted_at IS NULL AND domain_id = $6
+WITH dl AS (SELECT id FROM links WHERE domain_id >= $6 AND domain_id <= $6)
+SELECT 0, '', count(*)::int8, 0::int8, 0::int8, 0::int8, ''::text FROM links WHERE deleted_at IS NULL AND domain_id >= $6 AND domain_id <= $6
 UNION ALL
 SELECT 1, '', (day - $1::date)::int8, sum(clicks)::int8, sum(unique_visitors)::int8, sum(bot_clicks)::int8, ''
 FROM daily_stats WHERE day BETWEEN $1::date AND $2::date AND link_id IN (SELECT id FROM dl) GROUP BY day
 UNION ALL
 (SELECT 5, l.slug, sum(d.clicks)::int8, 0, 0, 0, ''
  FROM daily_stats d JOIN links l ON l.id = d.link_id
- WHERE l.deleted_at IS NULL AND l.domain_id = $6 AND d.day BETWEEN $1::date AND $2::date
+ WHERE l.deleted_at IS NULL AND l.domain_id >= $6 AND l.domain_id <= $6 AND d.day BETWEEN $1::date AND $2::date
  GROUP BY l.slug HAVING sum(d.clicks) > 0
  ORDER BY 3 DESC, 2 LIMIT $3)
 UNION ALL

@@ -1,0 +1,50 @@
+package stats
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/hop-dev/hop/internal/testenv"
+)
+
+// /stats?domain= reads the domain's links through a links index and their rollups by
+// link, in the plan a prepared statement may switch to after five runs (one that knows
+// no parameter values), so its cost follows the domain's links, not every link's.
+func TestDomainOverviewReadsOnlyTheDomainsLinks(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	if _, err := b.pool.Exec(ctx, `
+INSERT INTO domains (id, host, base_url) VALUES (2, 'a.example', 'https://a.example'), (3, 'b.example', 'https://b.example');
+INSERT INTO links (slug, original_url, domain_id) SELECT 'l' || i, 'https://example.com', 1 + i % 3 FROM generate_series(1, 300) i;
+INSERT INTO daily_stats (link_id, day, clicks) SELECT l.id, DATE '2025-01-01' + d, 1 FROM links l, generate_series(0, 59) d;
+INSERT INTO hourly_stats (link_id, hour, clicks)
+SELECT l.id, TIMESTAMPTZ '2025-02-01 00:00Z' + h * interval '1 hour', 1 FROM links l, generate_series(0, 47) h;
+INSERT INTO dimension_stats (link_id, day, dimension, value, clicks)
+SELECT l.id, DATE '2025-01-01' + d, v.dim, v.dim || (l.id % 5), 1
+FROM links l, generate_series(0, 59) d, (VALUES ('country'), ('browser'), ('os'), ('utm_source')) v (dim);
+-- links has statistics as soon as autovacuum has seen its first 50 rows; the rollups
+-- have none yet.
+ANALYZE links;`); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := b.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SET plan_cache_mode = force_generic_plan; PREPARE overview AS `+overviewDomainSQL); err != nil {
+		t.Fatal(err)
+	}
+	// 30 days in a zone other than UTC, so the hourly branch reads a range too.
+	plan := testenv.Plan(t, conn, `EXECUTE overview('2025-01-15', '2025-02-13', 10, '2025-01-14 15:00Z', '2025-02-13 15:00Z', 2)`)
+	var bad []string
+	for _, s := range []string{"Seq Scan on links", "daily_stats_day_idx", "Seq Scan on daily_stats", "Seq Scan on hourly_stats", "Seq Scan on dimension_stats"} {
+		if strings.Contains(plan, s) {
+			bad = append(bad, s)
+		}
+	}
+	if len(bad) > 0 {
+		t.Errorf("the domain overview reads more than the domain's links (%s):\n%s", strings.Join(bad, ", "), plan)
+	}
+}
