@@ -498,16 +498,21 @@ func (a *Aggregator) Health(ctx context.Context) (Health, error) {
 }
 
 const (
-	// Deletes only rows below the watermark: never a click that is not yet in the rollups.
+	// retainClicksSQL deletes up to $2 raw clicks older than $1, only ones below the
+	// watermark: never a click that is not yet in the rollups. The batch is picked by
+	// ctid in an uncorrelated subquery, run once under the statement's snapshot (a row
+	// it sees cannot be vacuumed away before the statement ends, so its ctid stays its
+	// own; one deleted meanwhile by another instance is skipped), and deleted by TID
+	// instead of a join back through an index. The watermark test is wrapped in IS TRUE
+	// so that no plan uses it as an index condition: the generic plan a prepared
+	// statement may switch to after five runs walked click_logs_xid_idx over every
+	// aggregated click, 207 ms at 1.5M clicks with nothing due, where the BRIN index on
+	// clicked_at leaves the ranges old enough and the newest one (0.09 ms).
 	retainClicksSQL = `
-DELETE FROM click_logs c
-USING (
-    SELECT link_id, clicked_at, event_id FROM click_logs
-    WHERE clicked_at < $1
-      AND xid < (SELECT watermark FROM aggregator_state WHERE id = 1)
-    LIMIT $2
-) old
-WHERE c.link_id = old.link_id AND c.clicked_at = old.clicked_at AND c.event_id = old.event_id`
+DELETE FROM click_logs WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM click_logs
+    WHERE clicked_at < $1 AND (xid < (SELECT watermark FROM aggregator_state WHERE id = 1)) IS TRUE
+    LIMIT $2))`
 
 	retainVisitorsSQL = `
 DELETE FROM daily_visitors v
