@@ -728,39 +728,53 @@ SELECT gen_random_uuid(), i % 100, now() - i * interval '1 second' FROM generate
 	}
 }
 
-// Retention runs every 10 minutes and mostly finds nothing due. Its plan, the generic
-// one a prepared statement may switch to after five runs included, looks for due rows
+// Retention runs every 10 minutes and mostly finds nothing due. Its plans, the generic
+// ones a prepared statement may switch to after five runs included, look for due rows
 // through the BRIN index on their time (the old ranges and the newest one), never
-// through click_logs_xid_idx (every aggregated click) or the whole table, and deletes
-// the batch it found by TID.
+// through click_logs_xid_idx (every aggregated click) or the whole table, and delete
+// the batch found by TID, rather than joining it back to the table.
 func TestRetentionReadsOnlyOldRanges(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := t.Context()
-	for _, q := range []string{
-		`INSERT INTO click_logs (event_id, link_id, clicked_at)
-SELECT gen_random_uuid(), i % 100, now() - interval '20 days' + i * interval '10 seconds' FROM generate_series(1, 100000) i`,
-		`UPDATE aggregator_state SET watermark = pg_current_xact_id()`, // all aggregated
-		// A BRIN index is chosen only knowing how its column follows the table's order,
-		// which ANALYZE measures (autovacuum's, or hop restore's).
-		`ANALYZE click_logs`,
-	} {
-		if _, err := b.pool.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
 	conn, err := b.pool.Acquire(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(ctx, `SET plan_cache_mode = force_generic_plan; PREPARE clicks AS `+retainClicksSQL); err != nil {
-		t.Fatal(err)
+	exec := func(q string) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
 	}
-	plan := testenv.Plan(t, conn, `EXECUTE clicks(now() - interval '30 days', 1000)`)
+	exec(`INSERT INTO click_logs (event_id, link_id, clicked_at)
+SELECT gen_random_uuid(), i % 100, now() - interval '20 days' + i * interval '10 seconds' FROM generate_series(1, 100000) i`)
+	exec(`UPDATE aggregator_state SET watermark = pg_current_xact_id()`) // all aggregated
+	exec(`INSERT INTO daily_visitors (link_id, day, visitor_hash)
+SELECT l, current_date - d, sha256(int8send(v)) FROM generate_series(0, 6) d, generate_series(1, 100) l, generate_series(1, 100) v
+ORDER BY 2, 1`)
+	exec(`SET plan_cache_mode = force_generic_plan; PREPARE clicks AS ` + retainClicksSQL + `; PREPARE visitors AS ` + retainVisitorsSQL)
+
+	// Without statistics, due visitor sets are deleted by TID, not by hashing the
+	// whole table against the batch.
+	plan := testenv.Plan(t, conn, `EXECUTE visitors(current_date - 3, 1000)`)
+	if !strings.Contains(plan, "Tid Scan on daily_visitors") || strings.Contains(plan, "Hash") {
+		t.Errorf("without statistics, retention does not delete old visitor sets by TID:\n%s", plan)
+	}
+
+	// A BRIN index is chosen only knowing how its column follows the table's order,
+	// which ANALYZE measures (autovacuum's, or hop restore's).
+	exec(`ANALYZE click_logs, daily_visitors`)
+	plan = testenv.Plan(t, conn, `EXECUTE clicks(now() - interval '30 days', 1000)`)
 	if !strings.Contains(plan, "click_logs_time_idx") || !strings.Contains(plan, "Tid Scan on click_logs") ||
 		strings.Contains(plan, "click_logs_xid_idx") || strings.Contains(plan, "Seq Scan on click_logs") {
 		t.Errorf("retention does not find old clicks through click_logs_time_idx alone and delete them by TID:\n%s", plan)
+	}
+	plan = testenv.Plan(t, conn, `EXECUTE visitors(current_date - 3, 1000)`)
+	if !strings.Contains(plan, "daily_visitors_day_idx") || !strings.Contains(plan, "Tid Scan on daily_visitors") ||
+		strings.Contains(plan, "Seq Scan on daily_visitors") {
+		t.Errorf("retention does not find old visitor sets through daily_visitors_day_idx and delete them by TID:\n%s", plan)
 	}
 }
 
