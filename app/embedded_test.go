@@ -297,6 +297,25 @@ func TestEmbeddedBackupRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The restored tables have the planner's statistics at once: hop restore analyzes
+	// them (autovacuum's ANALYZE would set last_autoanalyze instead).
+	analyzed := func(t *testing.T, dbURL string) {
+		t.Helper()
+		conn, err := pgx.Connect(t.Context(), dbURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		rows, err := conn.Query(t.Context(), `SELECT relname FROM pg_stat_user_tables
+WHERE relname IN ('links', 'click_logs', 'daily_stats', 'daily_visitors') AND last_analyze IS NULL ORDER BY 1`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if missing, err := pgx.CollectRows(rows, pgx.RowTo[string]); err != nil || len(missing) > 0 {
+			t.Errorf("tables not analyzed after restore: %v, %v", missing, err)
+		}
+	}
+
 	check := func(t *testing.T, h *instance) {
 		t.Helper()
 		for slug, w := range want {
@@ -334,6 +353,7 @@ func TestEmbeddedBackupRestore(t *testing.T) {
 			t.Fatalf("restore = %q, %v", out, err)
 		}
 		h2 := startEmbedded(t, cfg2)
+		analyzed(t, pgserver.URL(dir2))
 		check(t, h2)
 		// Clicks after the restore are counted too (the new cluster's transaction ids
 		// were moved past the backup's, which the aggregator's watermark compares).
@@ -373,6 +393,7 @@ func TestEmbeddedBackupRestore(t *testing.T) {
 		if out, err := runCLI(t, ext, "restore", file); err != nil || !strings.Contains(out, "restored") {
 			t.Fatalf("restore into DATABASE_URL = %q, %v", out, err)
 		}
+		analyzed(t, dbURL)
 		_, err := runCLI(t, ext, "restore", file)
 		if err == nil || !strings.Contains(err.Error(), "not empty") {
 			t.Fatalf("second restore into the same database = %v", err)
