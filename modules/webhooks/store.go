@@ -271,18 +271,27 @@ func (s *Service) insertDelivery(ctx context.Context, webhookID int64, kind stri
 const MaxListed = 100
 
 // pruneSQL deletes up to $3 of the webhook's deliveries older than its $2 latest,
-// oldest first, except batches still pending and failed batches, which hold clicks
-// the receiver has not had and stay re-sendable. A delivered batch's body is of no
-// further use, and at one batch a second per busy webhook the table would otherwise
-// grow without end.
+// oldest first: delivered ones and failed pings. Pending ones and failed batches stay:
+// a failed batch holds clicks the receiver has not had and stays re-sendable. A
+// delivered batch's body is of no further use, and at one batch a second per busy
+// webhook the table would otherwise grow without end.
+//
+// It reads only the rows it deletes, through webhook_deliveries_prunable_idx, whose
+// predicate the status test repeats word for word (PostgreSQL uses a partial index only
+// where it can prove the query implies its predicate). webhook_id is a range, not an
+// equality, so that the ORDER BYs keep webhook_id: against an equality PostgreSQL drops
+// it as constant, and with statistics showing few webhooks it then walked the primary
+// key, every webhook's rows, in id order. The ids chosen are deleted by the primary key
+// (= ANY of an array), not by a join PostgreSQL may run as a scan of the whole table.
 const pruneSQL = `
-DELETE FROM webhook_deliveries WHERE id IN (
+DELETE FROM webhook_deliveries WHERE id = ANY (ARRAY(
     SELECT id FROM webhook_deliveries
-    WHERE webhook_id = $1
-      AND id < (SELECT id FROM webhook_deliveries WHERE webhook_id = $1 ORDER BY id DESC OFFSET $2 - 1 LIMIT 1)
-      AND status <> 'pending' AND NOT (status = 'failed' AND kind = 'events')
-    ORDER BY id
-    LIMIT $3)`
+    WHERE webhook_id >= $1 AND webhook_id <= $1
+      AND id < (SELECT id FROM webhook_deliveries WHERE webhook_id >= $1 AND webhook_id <= $1
+                ORDER BY webhook_id, id DESC OFFSET $2 - 1 LIMIT 1)
+      AND (status = 'delivered' OR (status = 'failed' AND kind = 'ping'))
+    ORDER BY webhook_id, id
+    LIMIT $3))`
 
 // prune deletes the webhook's old deliveries (see pruneSQL), batch rows per statement
 // so no statement holds locks for long, and reports how many.

@@ -3,11 +3,13 @@ package webhooks
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -512,5 +514,61 @@ FROM webhook_deliveries WHERE webhook_id = $1`, w.ID).Scan(&all, &kept); err != 
 	}
 	if n, err := b.s.prune(ctx, w.ID, 7); err != nil || n != 0 {
 		t.Fatalf("prune again = %d, %v; want 0", n, err)
+	}
+}
+
+// A prune reads only the deliveries it may delete, in the plans PostgreSQL may settle
+// on for the prepared statement: not the failed batches a webhook keeps for re-sending,
+// which a receiver down for a day leaves by the tens of thousands, and not the other
+// webhooks' rows by walking the primary key.
+func TestPruneReadsOnlyPrunableDeliveries(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	w, other := b.webhook(t), b.webhook(t)
+	// Old failed batches, then batches of both webhooks delivered in turn, then the
+	// pending one.
+	if _, err := b.db.Pool.Exec(ctx, `
+INSERT INTO webhook_deliveries (webhook_id, status, kind, body, events)
+SELECT webhook_id, status, 'events', '\x7b7d', 1 FROM (
+    SELECT 1, 0, $1::bigint, 'failed' FROM generate_series(1, 3000)
+    UNION ALL SELECT 2, i, w, 'delivered' FROM generate_series(1, 1000) i, unnest(ARRAY[$1, $2]::bigint[]) w
+    UNION ALL SELECT 3, 0, $1, 'pending'
+) d (part, i, webhook_id, status) ORDER BY part, i, webhook_id`, w.ID, other.ID); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := b.db.Pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `PREPARE prune AS `+pruneSQL); err != nil {
+		t.Fatal(err)
+	}
+	// The subqueries' scans are the ones named webhook_deliveries_<n>; the DELETE
+	// itself finds each chosen row by the primary key.
+	walk := regexp.MustCompile(`Seq Scan on webhook_deliveries|webhook_deliveries_pkey on webhook_deliveries webhook_deliveries_\d`)
+	// force_generic_plan asks for the plan a prepared statement may switch to after
+	// five runs, one that knows no parameter values; force_custom_plan for the ones
+	// before. With statistics and the values known, a few thousand rows are read as
+	// fast by walking them, and PostgreSQL may; at 184,000 it used the indexes.
+	for _, c := range []struct {
+		analyze bool
+		mode    string
+	}{{false, "force_generic_plan"}, {false, "force_custom_plan"}, {true, "force_generic_plan"}} {
+		if c.analyze {
+			if _, err := conn.Exec(ctx, `ANALYZE webhook_deliveries`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := conn.Exec(ctx, `SET plan_cache_mode = `+c.mode); err != nil {
+			t.Fatal(err)
+		}
+		plan := testenv.Plan(t, conn, fmt.Sprintf("EXECUTE prune(%d, %d, %d)", w.ID, MaxListed, pruneBatch))
+		if !strings.Contains(plan, "webhook_deliveries_prunable_idx") || !strings.Contains(plan, "webhook_deliveries_recent_idx") ||
+			walk.MatchString(plan) {
+			t.Errorf("statistics %t, %s: prune reads other than the webhook's latest and prunable deliveries by their indexes:\n%s",
+				c.analyze, c.mode, plan)
+		}
 	}
 }
