@@ -92,10 +92,17 @@ func (s *Service) insert(ctx context.Context, w Webhook, slugs []string) (Webhoo
 
 // linkIDsSQL finds links by slug on one domain: the webhook's ($2, a host), else the
 // default one. A slug names one link per domain, so without the domain it is ambiguous.
+// The domain's id is found first and links probed by their (domain_id, slug) key.
+// Deleted links are dropped only past the OFFSET 0 fence: given deleted_at IS NULL,
+// PostgreSQL without statistics (guessing few links live) read every live link of the
+// domain through links_live_domain_id_idx or links_live_id_idx instead.
 const linkIDsSQL = `
-SELECT l.id, l.slug FROM links l JOIN domains d ON d.id = l.domain_id
-WHERE l.slug = ANY($1) AND l.deleted_at IS NULL
-  AND CASE WHEN $2::text IS NULL THEN d.is_default ELSE d.host = $2 END`
+SELECT id, slug FROM (
+    SELECT id, slug, deleted_at FROM links
+    WHERE domain_id = (SELECT id FROM domains WHERE CASE WHEN $2::text IS NULL THEN is_default ELSE host = $2 END)
+      AND slug = ANY($1)
+    OFFSET 0) l
+WHERE deleted_at IS NULL`
 
 // linkIDs resolves slugs on domain (nil: the default one) to link ids; every slug
 // must exist there.

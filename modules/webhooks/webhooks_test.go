@@ -404,6 +404,50 @@ INSERT INTO links (slug, original_url, domain_id) SELECT 'only-branded', 'https:
 	}
 }
 
+// A webhook's slugs are found by links' (domain_id, slug) key, in the plans PostgreSQL
+// may settle on for the prepared statement before links has statistics: not by reading
+// every live link of the domain. A deleted link's slug still names no link.
+func TestLinkIDsProbeTheSlugKey(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	// 4,000 links, half on the default domain, half on a branded one; every tenth deleted.
+	if _, err := b.db.Pool.Exec(ctx, `
+WITH d AS (INSERT INTO domains (host, base_url) VALUES ('go.example.com', 'https://go.example.com') RETURNING id)
+INSERT INTO links (slug, original_url, domain_id, deleted_at)
+SELECT 's' || i, 'https://example.com', CASE WHEN i % 2 = 0 THEN 1 ELSE d.id END, CASE WHEN i % 10 = 0 THEN now() END
+FROM d, generate_series(1, 4000) i`); err != nil {
+		t.Fatal(err)
+	}
+	host := "go.example.com"
+	if ids, err := b.s.linkIDs(ctx, []string{"s3", "s5"}, &host); err != nil || len(ids) != 2 {
+		t.Fatalf("live links on the branded domain = %v, %v", ids, err)
+	}
+	if _, err := b.s.linkIDs(ctx, []string{"s2", "s10"}, nil); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `"s10"`) {
+		t.Fatalf("a deleted link's slug: %v, want ErrInvalid naming it", err)
+	}
+
+	conn, err := b.db.Pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `PREPARE ids AS `+linkIDsSQL); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"force_generic_plan", "force_custom_plan"} {
+		if _, err := conn.Exec(ctx, `SET plan_cache_mode = `+mode); err != nil {
+			t.Fatal(err)
+		}
+		for _, args := range []string{`'{s2,s4,s6}', NULL`, `'{s3,s5}', 'go.example.com'`} {
+			plan := testenv.Plan(t, conn, `EXECUTE ids(`+args+`)`)
+			if !strings.Contains(plan, "links_domain_slug_key") || strings.Contains(plan, "links_live_") || strings.Contains(plan, "Seq Scan on links") {
+				t.Errorf("%s, (%s): links read other than by (domain_id, slug):\n%s", mode, args, plan)
+			}
+		}
+	}
+}
+
 // A read finds the window's clicks through click_logs' xid index only, in the plan
 // PostgreSQL settles on for a prepared statement too. A plan that joined links first
 // and probed click_logs by link would walk every click those links ever had on each
