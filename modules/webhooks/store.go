@@ -211,7 +211,13 @@ func scanDelivery(row pgx.Row) (Delivery, error) {
 	return d, nil
 }
 
-const deliveriesSQL = `SELECT ` + deliveryColumns + ` FROM webhook_deliveries WHERE webhook_id = $1 ORDER BY id DESC LIMIT $2`
+// deliveriesSQL lists a webhook's latest deliveries through webhook_deliveries_recent_idx.
+// webhook_id is a range, not an equality, so that the ORDER BY keeps webhook_id and
+// follows that index: against an equality PostgreSQL drops it as constant, and with
+// statistics showing few webhooks the generic plan walked the primary key from the
+// newest delivery through every other webhook's until it had found this one's.
+const deliveriesSQL = `SELECT ` + deliveryColumns + ` FROM webhook_deliveries
+WHERE webhook_id >= $1 AND webhook_id <= $1 ORDER BY webhook_id, id DESC LIMIT $2`
 
 func (s *Service) deliveries(ctx context.Context, id int64, limit int) ([]Delivery, error) {
 	if _, err := s.get(ctx, id); err != nil {

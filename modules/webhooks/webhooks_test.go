@@ -616,3 +616,41 @@ SELECT webhook_id, status, 'events', '\x7b7d', 1 FROM (
 		}
 	}
 }
+
+// GET /webhooks/{id}/deliveries reads the webhook's latest deliveries by
+// webhook_deliveries_recent_idx, in the generic plan PostgreSQL may settle on for the
+// prepared statement before and after the table has statistics: not by walking the
+// primary key back through other webhooks' deliveries, all of them for a webhook that
+// has had none lately.
+func TestDeliveriesListReadsOnlyTheWebhook(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	busy, other, quiet := b.webhook(t), b.webhook(t), b.webhook(t)
+	if _, err := b.db.Pool.Exec(ctx, `
+INSERT INTO webhook_deliveries (webhook_id, status, kind, body, events)
+SELECT w, 'delivered', 'events', '\x7b7d', 1 FROM generate_series(1, 2000) i, unnest(ARRAY[$1, $2]::bigint[]) w ORDER BY i, w`,
+		busy.ID, other.ID); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := b.db.Pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SET plan_cache_mode = force_generic_plan; PREPARE list AS `+deliveriesSQL); err != nil {
+		t.Fatal(err)
+	}
+	for _, analyze := range []bool{false, true} {
+		if analyze {
+			if _, err := conn.Exec(ctx, `ANALYZE webhook_deliveries`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		plan := testenv.Plan(t, conn, fmt.Sprintf("EXECUTE list(%d, %d)", quiet.ID, MaxListed))
+		if !strings.Contains(plan, "webhook_deliveries_recent_idx") || strings.Contains(plan, "webhook_deliveries_pkey") ||
+			strings.Contains(plan, "Seq Scan on webhook_deliveries") {
+			t.Errorf("statistics %t: deliveries read other than by webhook_deliveries_recent_idx:\n%s", analyze, plan)
+		}
+	}
+}
