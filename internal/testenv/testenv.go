@@ -259,6 +259,24 @@ type Querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
+// Conn holds one of pool's connections until the test ends, after running setup on it
+// (if not empty): session state, such as a prepared statement or plan_cache_mode,
+// lives on one connection.
+func Conn(t testing.TB, pool *pgxpool.Pool, setup string) *pgxpool.Conn {
+	t.Helper()
+	conn, err := pool.Acquire(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Release)
+	if setup != "" {
+		if _, err := conn.Exec(t.Context(), setup); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return conn
+}
+
 // Plan is PostgreSQL's EXPLAIN of query (or of a prepared statement's EXECUTE when
 // query is "EXECUTE …") as one text, for tests that check an access path.
 func Plan(t testing.TB, q Querier, query string, args ...any) string {

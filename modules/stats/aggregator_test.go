@@ -737,11 +737,7 @@ func TestRetentionReadsOnlyOldRanges(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := t.Context()
-	conn, err := b.pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
+	conn := testenv.Conn(t, b.pool, "")
 	exec := func(q string) {
 		t.Helper()
 		if _, err := conn.Exec(ctx, q); err != nil {

@@ -28,14 +28,7 @@ FROM links l, generate_series(0, 59) d, (VALUES ('country'), ('browser'), ('os')
 ANALYZE links;`); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := b.pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, `SET plan_cache_mode = force_generic_plan; PREPARE overview AS `+overviewDomainSQL); err != nil {
-		t.Fatal(err)
-	}
+	conn := testenv.Conn(t, b.pool, `SET plan_cache_mode = force_generic_plan; PREPARE overview AS `+overviewDomainSQL)
 	// 30 days in a zone other than UTC, so the hourly branch reads a range too.
 	plan := testenv.Plan(t, conn, `EXECUTE overview('2025-01-15', '2025-02-13', 10, '2025-01-14 15:00Z', '2025-02-13 15:00Z', 2)`)
 	var bad []string

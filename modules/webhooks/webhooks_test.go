@@ -427,14 +427,7 @@ FROM d, generate_series(1, 4000) i`); err != nil {
 		t.Fatalf("a deleted link's slug: %v, want ErrInvalid naming it", err)
 	}
 
-	conn, err := b.db.Pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, `PREPARE ids AS `+linkIDsSQL); err != nil {
-		t.Fatal(err)
-	}
+	conn := testenv.Conn(t, b.db.Pool, `PREPARE ids AS `+linkIDsSQL)
 	for _, mode := range []string{"force_generic_plan", "force_custom_plan"} {
 		if _, err := conn.Exec(ctx, `SET plan_cache_mode = `+mode); err != nil {
 			t.Fatal(err)
@@ -463,20 +456,13 @@ SELECT gen_random_uuid(), l.id, now() - i * interval '1 second' FROM links l, ge
 `); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := b.db.Pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
 	// The tables have no statistics yet, as in a hop's first minute (and a bench's
 	// whole run): the state in which PostgreSQL chose to join links first.
 	// force_generic_plan asks for the plan a prepared statement may switch to after
 	// five runs, one that knows no parameter values; with hash and merge joins off,
 	// any plan that can probe click_logs per link does.
-	if _, err := conn.Exec(ctx, `SET plan_cache_mode = force_generic_plan; SET enable_hashjoin = off;
-SET enable_mergejoin = off; PREPARE batch AS `+batchSQL); err != nil {
-		t.Fatal(err)
-	}
+	conn := testenv.Conn(t, b.db.Pool, `SET plan_cache_mode = force_generic_plan; SET enable_hashjoin = off;
+SET enable_mergejoin = off; PREPARE batch AS `+batchSQL)
 	for name, args := range map[string]string{
 		"every click": `'1', '00000000-0000-0000-0000-000000000000', '100', NULL, NULL, true, 1000, NULL`,
 		"some links":  `'1', '00000000-0000-0000-0000-000000000000', '100', '{1,2}', NULL, false, 1000, NULL`,
@@ -581,14 +567,7 @@ SELECT webhook_id, status, 'events', '\x7b7d', 1 FROM (
 ) d (part, i, webhook_id, status) ORDER BY part, i, webhook_id`, w.ID, other.ID); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := b.db.Pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, `PREPARE prune AS `+pruneSQL); err != nil {
-		t.Fatal(err)
-	}
+	conn := testenv.Conn(t, b.db.Pool, `PREPARE prune AS `+pruneSQL)
 	// The subqueries' scans are the ones named webhook_deliveries_<n>; the DELETE
 	// itself finds each chosen row by the primary key.
 	walk := regexp.MustCompile(`Seq Scan on webhook_deliveries|webhook_deliveries_pkey on webhook_deliveries webhook_deliveries_\d`)
@@ -633,14 +612,7 @@ SELECT w, 'delivered', 'events', '\x7b7d', 1 FROM generate_series(1, 2000) i, un
 		busy.ID, other.ID); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := b.db.Pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, `SET plan_cache_mode = force_generic_plan; PREPARE list AS `+deliveriesSQL); err != nil {
-		t.Fatal(err)
-	}
+	conn := testenv.Conn(t, b.db.Pool, `SET plan_cache_mode = force_generic_plan; PREPARE list AS `+deliveriesSQL)
 	for _, analyze := range []bool{false, true} {
 		if analyze {
 			if _, err := conn.Exec(ctx, `ANALYZE webhook_deliveries`); err != nil {
