@@ -19,8 +19,10 @@ import (
 )
 
 // seedRollupsSQL fills the rollups of every link for the days [$1, $2], inserted day by
-// day across links as the aggregator would, with ~18 dimension rows per link and day
-// drawn from value pools so a 30-day window sees dozens of distinct values.
+// day across links as the aggregator would, with ~21 dimension rows per link and day
+// drawn from value pools so a 30-day window sees dozens of distinct values. Three are
+// campaign rows: the aggregator writes one of each for every human click ('(none)'
+// when the parameter is absent).
 const seedRollupsSQL = `
 INSERT INTO daily_stats (link_id, day, clicks, unique_visitors, bot_clicks)
 SELECT l.id, d::date, 50 + (l.id * 7 + extract(doy FROM d)::int) % 100, 20 + (l.id + extract(doy FROM d)::int) % 30, l.id % 5
@@ -32,7 +34,8 @@ SELECT l.id, d::date, v.dim, v.prefix || ((l.id + extract(doy FROM d)::int * v.s
 FROM generate_series($1::date, $2::date, interval '1 day') d
 CROSS JOIN links l
 CROSS JOIN (VALUES ('country', 'c', 40, 5, 3), ('referer', 'r', 100, 4, 7), ('browser', 'b', 8, 3, 1),
-                   ('os', 'o', 6, 3, 1), ('device', 'd', 4, 3, 1)) v (dim, prefix, pool, n, step)
+                   ('os', 'o', 6, 3, 1), ('device', 'd', 4, 3, 1), ('utm_source', 's', 6, 1, 1),
+                   ('utm_medium', 'm', 4, 1, 1), ('utm_campaign', 'u', 12, 1, 1)) v (dim, prefix, pool, n, step)
 CROSS JOIN LATERAL generate_series(0, v.n - 1) k
 ORDER BY d, l.id;
 

@@ -171,13 +171,14 @@ func (s *store) linkStats(ctx context.Context, slug string, q rangeQuery, recent
 // overviewSQL answers the /stats overview in one round trip: the number of live links,
 // daily totals over all links, the top $3 live links by human clicks, hourly totals
 // over [$4, $5) for non-UTC daily series, and the campaign breakdowns over all links
-// (an index-only scan of dimension_stats_utm_day_idx; top-N is cut in Go).
+// (top-N is cut in Go).
 // Columns: kind, slug (a campaign row's value), a, b, c, d, and a top link's domain host
 // (empty in overviewDomainSQL, whose links share one).
 //
 // It reads the totals that migration 00025's triggers keep beside the rollups, so its
 // cost does not grow with the number of links times days: daily_totals and
-// hourly_totals hold all links per day and hour, and a link's clicks over the range are
+// hourly_totals hold all links per day and hour, campaign_totals (00028) all links per
+// day and campaign value, and a link's clicks over the range are
 // its monthly_stats for the whole months [$6, $7) plus its daily_stats for the days
 // before $6 and from $7 on (at most two partial months).
 const overviewSQL = `
@@ -204,8 +205,7 @@ FROM hourly_totals WHERE hour >= $4 AND hour < $5
 UNION ALL
 SELECT 2, value, CASE dimension WHEN 'utm_source' THEN 0 WHEN 'utm_medium' THEN 1 ELSE 2 END::int8,
        sum(clicks)::int8, 0, 0, ''
-FROM dimension_stats
-WHERE dimension IN ('utm_source', 'utm_medium', 'utm_campaign') AND day BETWEEN $1::date AND $2::date
+FROM campaign_totals WHERE day BETWEEN $1::date AND $2::date
 GROUP BY dimension, value`
 
 // overviewDomainSQL is overviewSQL over the links of domain $6 only (/stats?domain=).

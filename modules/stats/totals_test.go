@@ -32,7 +32,8 @@ func TestWholeMonths(t *testing.T) {
 }
 
 // The totals the overview reads follow every change to the rollups exactly: inserts,
-// the aggregator's upserts (which are updates), and deletes, in one statement or many.
+// the aggregator's upserts (which are updates), and deletes, in one statement or many;
+// campaign_totals takes the campaign breakdowns only.
 func TestRollupTotalsFollowRollups(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -55,6 +56,14 @@ func TestRollupTotalsFollowRollups(t *testing.T) {
 	exec(`INSERT INTO hourly_stats (link_id, hour, clicks, bot_clicks) VALUES
 		(1, '2026-02-01 10:00Z', 3, 1), (2, '2026-02-01 10:00Z', 4, 0), (2, '2026-02-01 11:00Z', 1, 1)`)
 	exec(`DELETE FROM hourly_stats WHERE link_id = 2 AND hour = '2026-02-01 11:00Z'`)
+	exec(`INSERT INTO dimension_stats (link_id, day, dimension, value, clicks) VALUES
+		(1, '2026-02-01', 'utm_source', 'news', 4), (2, '2026-02-01', 'utm_source', 'news', 3),
+		(1, '2026-02-01', 'utm_campaign', '(none)', 9), (1, '2026-02-01', 'country', 'DE', 8)`)
+	exec(`INSERT INTO dimension_stats AS s (link_id, day, dimension, value, clicks) VALUES
+		(1, '2026-02-01', 'utm_source', 'news', 2), (2, '2026-02-02', 'utm_medium', 'email', 5), (2, '2026-02-01', 'country', 'FR', 1)
+		ON CONFLICT (link_id, day, dimension, value) DO UPDATE SET clicks = s.clicks + excluded.clicks`)
+	exec(`UPDATE dimension_stats SET clicks = clicks + 10 WHERE link_id = 2 AND dimension = 'utm_medium'`)
+	exec(`DELETE FROM dimension_stats WHERE link_id = 1 AND dimension = 'utm_campaign'`)
 
 	var mismatches int
 	for _, q := range []string{
@@ -64,6 +73,11 @@ func TestRollupTotalsFollowRollups(t *testing.T) {
 			EXCEPT SELECT month, link_id, clicks FROM monthly_stats WHERE clicks <> 0) x`,
 		`SELECT count(*) FROM (SELECT hour, sum(clicks), sum(bot_clicks) FROM hourly_stats GROUP BY hour
 			EXCEPT SELECT hour, clicks, bot_clicks FROM hourly_totals WHERE clicks <> 0 OR bot_clicks <> 0) x`,
+		`SELECT count(*) FROM (SELECT day, dimension, value, sum(clicks) FROM dimension_stats
+			WHERE dimension LIKE 'utm\_%' GROUP BY 1, 2, 3
+			EXCEPT SELECT day, dimension, value, clicks FROM campaign_totals WHERE clicks <> 0) x`,
+		`SELECT count(*) FROM campaign_totals WHERE clicks <> 0 AND (day, dimension, value) NOT IN (
+			SELECT day, dimension, value FROM dimension_stats)`,
 	} {
 		if err := b.pool.QueryRow(ctx, q).Scan(&mismatches); err != nil {
 			t.Fatal(err)
@@ -79,6 +93,16 @@ func TestRollupTotalsFollowRollups(t *testing.T) {
 	}
 	if feb1 != 32 || month2 != 110 {
 		t.Errorf("2026-02-01 has %d clicks (want 32), link 2 in February %d (want 110)", feb1, month2)
+	}
+	var news, email, none int64
+	if err := b.pool.QueryRow(ctx, `SELECT
+		(SELECT clicks FROM campaign_totals WHERE day = '2026-02-01' AND dimension = 'utm_source' AND value = 'news'),
+		(SELECT clicks FROM campaign_totals WHERE day = '2026-02-02' AND dimension = 'utm_medium' AND value = 'email'),
+		(SELECT clicks FROM campaign_totals WHERE day = '2026-02-01' AND dimension = 'utm_campaign' AND value = '(none)')`).Scan(&news, &email, &none); err != nil {
+		t.Fatal(err)
+	}
+	if news != 9 || email != 15 || none != 0 {
+		t.Errorf("campaign totals: news %d (want 9), email %d (want 15), deleted (none) %d (want 0)", news, email, none)
 	}
 	var jan int64
 	if err := b.pool.QueryRow(ctx, `SELECT clicks FROM daily_totals WHERE day = '2026-01-31'`).Scan(&jan); err != nil || jan != 0 {
