@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/hop-dev/hop/internal/datadir"
 	"github.com/hop-dev/hop/internal/pgserver"
 )
@@ -71,9 +69,6 @@ func restoreCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []str
 		if err := pgserver.Restore(ctx, bin, cfg.DatabaseURL, file); err != nil {
 			return fmt.Errorf("restore: %w", err)
 		}
-		if err := analyze(ctx, cfg.DatabaseURL); err != nil {
-			return fmt.Errorf("restore: restored, but the planner has no statistics until ANALYZE runs (autovacuum's, or yours): %w", err)
-		}
 		fmt.Fprintf(stdout, "restored %s into %s\n", file, redactURL(cfg.DatabaseURL))
 		epoch, err := pgserver.NeededEpoch(ctx, cfg.DatabaseURL)
 		if err != nil {
@@ -100,9 +95,6 @@ func restoreCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []str
 	if err == nil {
 		err = pgserver.Restore(ctx, bin, dbURL, file)
 	}
-	if err == nil {
-		err = analyze(ctx, dbURL)
-	}
 	var epoch uint32
 	if err == nil {
 		epoch, err = pgserver.NeededEpoch(ctx, dbURL)
@@ -123,22 +115,6 @@ func restoreCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []str
 		return errors.Join(fmt.Errorf("restore: %w", err), cerr)
 	}
 	fmt.Fprintf(stdout, "restored %s into the embedded database in %s\n", file, cfg.DataDir)
-	return nil
-}
-
-// analyze gathers the planner's statistics of every table in dbURL's database. A
-// restore loads the tables without them, and until autovacuum's ANALYZE reaches each
-// table the planner guesses: it never chooses a BRIN index (it needs the column's
-// correlation), and prepared statements may keep generic plans made on those guesses.
-func analyze(ctx context.Context, dbURL string) error {
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		return fmt.Errorf("analyze: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "ANALYZE"); err != nil {
-		return fmt.Errorf("analyze: %w", err)
-	}
 	return nil
 }
 

@@ -41,7 +41,11 @@ func Dump(ctx context.Context, bin Binaries, dbURL, file string) error {
 
 // Restore loads file, written by Dump, into the database at dbURL in one transaction,
 // so a failure leaves it as empty as it was. It refuses a database that has tables.
-// Objects end up owned by the connecting role, whatever role owned them before.
+// Objects end up owned by the connecting role, whatever role owned them before. It then
+// runs ANALYZE: a dump carries no planner statistics, and until autovacuum's ANALYZE
+// reaches each table the planner guesses: it never chooses a BRIN index (that needs the
+// column's correlation), and prepared statements may keep generic plans made on those
+// guesses.
 func Restore(ctx context.Context, bin Binaries, dbURL, file string) error {
 	pgRestore, err := bin.tool("pg_restore")
 	if err != nil {
@@ -62,6 +66,21 @@ func Restore(ctx context.Context, bin Binaries, dbURL, file string) error {
 	if err := run(ctx, env, pgRestore, "--exit-on-error", "--single-transaction", "--no-owner", "--no-privileges",
 		"--dbname="+dsn, file); err != nil {
 		return fmt.Errorf("pg_restore: %w", err)
+	}
+	if err := analyze(ctx, dbURL); err != nil {
+		return fmt.Errorf("restored, but the planner has no statistics until ANALYZE runs (autovacuum's, or yours): %w", err)
+	}
+	return nil
+}
+
+func analyze(ctx context.Context, dbURL string) error {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return fmt.Errorf("analyze: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "ANALYZE"); err != nil {
+		return fmt.Errorf("analyze: %w", err)
 	}
 	return nil
 }
