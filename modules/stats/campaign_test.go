@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/hop-dev/hop/internal/testenv"
 )
 
 // The overview's campaign breakdowns read the campaign totals of the range (a row per
@@ -21,24 +21,13 @@ FROM generate_series(1, 500) l, generate_series(0, 59) d,
      (VALUES ('country'), ('referer'), ('browser'), ('os'), ('device'), ('utm_source'), ('utm_medium'), ('utm_campaign')) v (dim)`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.pool.Exec(ctx, "VACUUM (ANALYZE) dimension_stats"); err != nil {
-		t.Fatal(err)
-	}
 	q, err := parseRange(Range{Start: "2025-02-01", End: "2025-02-07"}.values(), fixedNow)
 	if err != nil {
 		t.Fatal(err)
 	}
 	from, _ := q.bounds()
 	monthsFrom, monthsTo := wholeMonths(q.start, q.end)
-	rows, err := b.pool.Query(ctx, "EXPLAIN "+overviewSQL, q.start, q.end, q.limit, from, from, monthsFrom, monthsTo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if plan := strings.Join(lines, "\n"); !strings.Contains(plan, "campaign_totals") || strings.Contains(plan, "dimension_stats") {
+	if plan := testenv.Plan(t, b.pool, overviewSQL, q.start, q.end, q.limit, from, from, monthsFrom, monthsTo); !strings.Contains(plan, "campaign_totals") || strings.Contains(plan, "dimension_stats") {
 		t.Errorf("overview plan does not read campaigns from campaign_totals alone:\n%s", plan)
 	}
 	o, err := b.h.reader.Overview(ctx, "", Range{Start: "2025-02-01", End: "2025-02-07", Limit: 100})
