@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"math"
+	"slices"
 	"sync"
 )
 
@@ -20,7 +21,7 @@ const (
 // PostgreSQL both ways is written once: event_id is unique.
 type ledger struct {
 	mu        sync.Mutex
-	recs      []ledgerRec // in publishing order, which is stream ID order
+	recs      []ledgerRec // in stream ID order
 	bytes     int
 	forgotten bool // records were dropped for the bounds since the last loss
 
@@ -55,7 +56,15 @@ func (l *ledger) add(id streamID, clicks int, payload []byte) {
 		l.recs = append(l.recs[:0], l.recs[half:]...)
 		l.forgotten = true
 	}
-	l.recs = append(l.recs, ledgerRec{id, clicks, p})
+	// XADDs may finish out of order: the hand-off's sender and a publish that XADDs on
+	// its own (before Run starts or once it stops) run concurrently. lost, take and
+	// acked read the records as a prefix in ID order, so insert in place; almost
+	// always that is the end.
+	i := len(l.recs)
+	for i > 0 && id.less(l.recs[i-1].id) {
+		i--
+	}
+	l.recs = slices.Insert(l.recs, i, ledgerRec{id, clicks, p})
 	l.bytes += len(p)
 }
 
