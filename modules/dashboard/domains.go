@@ -17,6 +17,7 @@ import (
 // one 404; the default domain cannot be changed or removed, a 409).
 type DomainService interface {
 	List(ctx context.Context) ([]domains.Domain, error)
+	Choices() []domains.Domain
 	Get(ctx context.Context, host string) (domains.Domain, error)
 	Add(ctx context.Context, host, baseURL, root, notFound, expired string) (domains.Domain, error)
 	Update(ctx context.Context, host string, p domains.Patch) (domains.Domain, error)

@@ -38,6 +38,13 @@ func (f *fakeDomains) List(ctx context.Context) ([]domains.Domain, error) {
 	return out, nil
 }
 
+// Choices is the list without counts, as the registry holds it.
+func (f *fakeDomains) Choices() []domains.Domain {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.list)
+}
+
 func (f *fakeDomains) Get(ctx context.Context, host string) (domains.Domain, error) {
 	ds, _ := f.List(ctx)
 	for _, d := range ds {

@@ -107,6 +107,10 @@ func str(p *string) string {
 // List returns every live domain with its link count, the default first.
 func (s *Service) List(ctx context.Context) ([]Domain, error) { return s.reg.List(ctx) }
 
+// Choices returns every live domain without link counts, from memory; see
+// Registry.Choices.
+func (s *Service) Choices() []Domain { return s.reg.Choices() }
+
 func (h *Handler) list(c echo.Context) error {
 	ds, err := h.svc.List(c.Request().Context())
 	if err != nil {

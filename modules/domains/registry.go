@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -230,6 +231,27 @@ func (r *Registry) Hosts() []string {
 	for h := range s.byHost {
 		out = append(out, h)
 	}
+	return out
+}
+
+// Choices returns every live domain as this instance holds it in memory, without link
+// counts, the default first, then by host: what a form offers to pick from. It reads no
+// database, where List counts every live link of every domain.
+func (r *Registry) Choices() []Domain {
+	s := r.snap.Load()
+	out := make([]Domain, 0, len(s.byID))
+	for _, d := range s.byID {
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(a, b Domain) int {
+		if a.Default != b.Default {
+			if a.Default {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Host, b.Host)
+	})
 	return out
 }
 
