@@ -232,3 +232,70 @@ func TestRedisKilledSpillsUndelivered(t *testing.T) {
 		t.Fatalf("click_logs has %d rows, want 160", got)
 	}
 }
+
+// Redis flushed (or restarted empty) while instance A had clicks in the stream that
+// no one had read, and instance B noticed first: B recreates the group and goes on
+// reading new clicks, so A's reader never gets NOGROUP and its trimmer sees a group
+// that has acknowledged entries past A's. Before the stream's epoch, A's trimmer took
+// them as acknowledged and 100 clicks were lost without a word. Now A tells the
+// stream was made anew, copies its undelivered clicks to its local log and counts the
+// reset.
+func TestResetNoticedByAnotherInstance(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	ctx := context.Background()
+	srv := newRedisServer(t)
+	rdb := srv.client(t)
+	logsA := &captureLogger{}
+	a, err := New(fastConfig(t, "", "a"), rdb, db.Pool, newTestEnricher(t, db.Pool), nil,
+		slog.New(slog.NewJSONHandler(logsA, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.log.close() })
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("A: published %v, fallback %v, resets %v; rows %d; A logged:\n%s", value(t, a.m.published),
+				value(t, a.m.fallback), value(t, a.m.resets), countRows(t, db.Pool), strings.Join(logsA.all(), ""))
+		}
+	})
+	b := mustPipeline(t, fastConfig(t, "", "b"), rdb, db.Pool)
+	stopA := run(t, a)
+	publishAll(ctx, a, newEvents(10, 1))
+	waitRows(t, db.Pool, 10)
+	testenv.Eventually(t, 10*time.Second, "A's trimmer saw its clicks acknowledged", func() bool {
+		return len(a.stream.ledger.snapshot()) == 0
+	})
+	stopA() // as if A's reader were busy while Redis is flushed: it gets no NOGROUP
+
+	// A publishes with no reader running anywhere, then Redis loses everything.
+	publishAll(ctx, a, newEvents(100, 2))
+	if err := rdb.Do(ctx, rdb.B().Flushall().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	run(t, b)
+	publishAll(ctx, b, newEvents(20, 3))
+	waitRows(t, db.Pool, 30)
+
+	run(t, a)
+	waitRows(t, db.Pool, 130)
+	if got := value(t, a.m.resets); got != 1 {
+		t.Fatalf("A counted %v stream resets, want 1", got)
+	}
+	var recovered int64 = -1
+	for _, line := range logsA.all() {
+		var rec struct {
+			Level     string `json:"level"`
+			Recovered int64  `json:"clicks_recovered"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Level == "ERROR" && strings.Contains(line, "lost the click stream") {
+			recovered = rec.Recovered
+		}
+	}
+	if recovered != 100 {
+		t.Fatalf("A logged %d clicks recovered, want 100:\n%s", recovered, strings.Join(logsA.all(), ""))
+	}
+	if got := countRows(t, db.Pool); got != 130 {
+		t.Fatalf("click_logs has %d rows, want 130", got)
+	}
+}

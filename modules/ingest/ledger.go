@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"math"
 	"slices"
 	"sync"
 )
@@ -57,9 +56,9 @@ func (l *ledger) add(id streamID, clicks int, payload []byte) {
 		l.forgotten = true
 	}
 	// XADDs may finish out of order: the hand-off's sender and a publish that XADDs on
-	// its own (before Run starts or once it stops) run concurrently. lost, take and
-	// acked read the records as a prefix in ID order, so insert in place; almost
-	// always that is the end.
+	// its own (before Run starts or once it stops) run concurrently. acked reads the
+	// records as a prefix in ID order, so insert in place; almost always that is the
+	// end.
 	i := len(l.recs)
 	for i > 0 && id.less(l.recs[i-1].id) {
 		i--
@@ -89,50 +88,45 @@ func (l *ledger) acked(floor streamID, inclusive bool) {
 	}
 }
 
-// newest is the ID of the last entry recorded; zero when there is none.
-func (l *ledger) newest() streamID {
-	if l == nil {
-		return streamID{}
-	}
+// take removes the records for which gone is true and returns them, in ID order.
+func (l *ledger) take(gone func(streamID) bool) []ledgerRec {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.recs) == 0 {
-		return streamID{}
+	var out []ledgerRec
+	rest := l.recs[:0]
+	for _, r := range l.recs {
+		if !gone(r.id) {
+			rest = append(rest, r)
+			continue
+		}
+		l.bytes -= len(r.payload)
+		out = append(out, r)
 	}
-	return l.recs[len(l.recs)-1].id
-}
-
-// lastStreamID is above every entry ID, as a bound that takes them all.
-var lastStreamID = streamID{ms: math.MaxUint64, seq: math.MaxUint64}
-
-// take removes the records older than before and no newer than upTo. lastStreamID
-// bounds nothing; no entry ID is zero, so a zero upTo takes none.
-func (l *ledger) take(before, upTo streamID) []ledgerRec {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	i := 0
-	for i < len(l.recs) && l.recs[i].id.less(before) && !upTo.less(l.recs[i].id) {
-		l.bytes -= len(l.recs[i].payload)
-		i++
-	}
-	out := append([]ledgerRec(nil), l.recs[:i]...)
-	clear(l.recs[:i])
-	l.recs = append(l.recs[:0], l.recs[i:]...)
+	clear(l.recs[len(rest):])
+	l.recs = rest
 	return out
 }
 
-// lost handles the entries older than before, the first entry of the stream Redis has
-// now (lastStreamID when it is empty), and no newer than upTo, the newest entry recorded
-// before Redis was asked for that first entry (zero: none was): they were never
-// delivered and Redis no longer has them. An entry recorded after the question may be
-// in the stream even when the answer was "empty". It spills their clicks to the
-// local log and returns how many it kept that way and how many are gone (spilling
-// failed). atLeast says records had been forgotten for the bounds, so more may be gone.
-func (l *ledger) lost(before, upTo streamID) (kept, gone int64, atLeast bool, err error) {
+// snapshot returns the records held now. Payloads are shared, not copied; the ledger
+// never changes one.
+func (l *ledger) snapshot() []ledgerRec {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.recs)
+}
+
+// lost handles the entries in missing: published, never delivered, and no longer in
+// Redis. It spills their clicks to the local log and returns how many it kept that way
+// and how many are gone (spilling failed). atLeast says records had been forgotten for
+// the bounds, so more may be gone.
+func (l *ledger) lost(missing map[streamID]bool) (kept, gone int64, atLeast bool, err error) {
 	if l == nil {
 		return 0, 0, false, nil
 	}
-	recs := l.take(before, upTo)
+	recs := l.take(func(id streamID) bool { return missing[id] })
 	l.mu.Lock()
 	atLeast, l.forgotten = l.forgotten, false
 	l.mu.Unlock()
@@ -147,7 +141,7 @@ func (l *ledger) spillAll() (kept, gone int64, err error) {
 	if l == nil {
 		return 0, 0, nil
 	}
-	return l.spillRecs(l.take(lastStreamID, lastStreamID))
+	return l.spillRecs(l.take(func(streamID) bool { return true }))
 }
 
 func (l *ledger) spillRecs(recs []ledgerRec) (kept, gone int64, err error) {

@@ -30,7 +30,7 @@ func TestLedgerKeepsUntilAcknowledged(t *testing.T) {
 	if len(spilled) != 2 || string(spilled[0]) != "two" || string(spilled[1]) != "three" {
 		t.Fatalf("spilled %q, want [two three]", spilled)
 	}
-	if kept, gone, _, _ := l.lost(lastStreamID, streamID{ms: 3}); kept != 0 || gone != 0 {
+	if kept, gone, _, _ := l.lost(ids(l)); kept != 0 || gone != 0 {
 		t.Fatalf("after a spill, lost = %d kept, %d gone; want 0, 0", kept, gone)
 	}
 
@@ -39,7 +39,7 @@ func TestLedgerKeepsUntilAcknowledged(t *testing.T) {
 	l.add(streamID{ms: 5}, 5, []byte("five"))
 	l.acked(streamID{ms: 4}, true)
 	spilled = nil
-	if kept, gone, atLeast, err := l.lost(lastStreamID, streamID{ms: 5}); kept != 5 || gone != 0 || atLeast || err != nil {
+	if kept, gone, atLeast, err := l.lost(ids(l)); kept != 5 || gone != 0 || atLeast || err != nil {
 		t.Fatalf("lost = %d kept, %d gone, %v, %v; want 5, 0, false, nil", kept, gone, atLeast, err)
 	}
 	if len(spilled) != 1 || string(spilled[0]) != "five" {
@@ -62,9 +62,9 @@ func TestLedgerCopiesPayload(t *testing.T) {
 	}
 }
 
-// Only entries recorded before the stream was looked at count as lost: one published
-// after the look may be in the stream, even when the look found it empty.
-func TestLedgerLossStopsAtTheLook(t *testing.T) {
+// Only the entries found missing are taken; one the stream still holds, or one
+// recorded after the look, stays until the group acknowledges it.
+func TestLedgerTakesOnlyWhatIsMissing(t *testing.T) {
 	var spilled []string
 	l := &ledger{spill: func(entries [][]byte) error {
 		for _, e := range entries {
@@ -72,34 +72,40 @@ func TestLedgerLossStopsAtTheLook(t *testing.T) {
 		}
 		return nil
 	}}
-	if kept, gone, _, _ := l.lost(lastStreamID, l.newest()); kept != 0 || gone != 0 {
+	if kept, gone, _, _ := l.lost(ids(l)); kept != 0 || gone != 0 {
 		t.Fatalf("empty ledger: lost = %d kept, %d gone; want 0, 0", kept, gone)
 	}
 	l.add(streamID{ms: 1}, 1, []byte("one"))
 	l.add(streamID{ms: 2}, 2, []byte("two"))
-	upTo := l.newest() // the look at the stream starts here
-	l.add(streamID{ms: 3}, 4, []byte("three"))
-	if kept, gone, _, err := l.lost(lastStreamID, upTo); kept != 3 || gone != 0 || err != nil {
+	l.add(streamID{ms: 3}, 4, []byte("three")) // still in the stream
+	missing := map[streamID]bool{{ms: 1}: true, {ms: 2}: true}
+	l.add(streamID{ms: 4}, 8, []byte("four")) // recorded after the look
+	if kept, gone, _, err := l.lost(missing); kept != 3 || gone != 0 || err != nil {
 		t.Fatalf("lost = %d kept, %d gone, %v; want 3, 0, nil", kept, gone, err)
 	}
-	if len(spilled) != 2 || spilled[0] != "one" || spilled[1] != "two" {
+	if !slices.Equal(spilled, []string{"one", "two"}) {
 		t.Fatalf("spilled %q, want [one two]", spilled)
 	}
-	// The entry published after the look is still remembered, as not yet acknowledged.
-	if n := l.newest(); n != (streamID{ms: 3}) {
-		t.Fatalf("newest = %v after the loss, want 3-0", n)
+	if got := ids(l); len(got) != 2 || !got[streamID{ms: 3}] || !got[streamID{ms: 4}] {
+		t.Fatalf("ledger holds %v after the loss, want 3-0 and 4-0", got)
 	}
-	// A stream that now starts at 3 keeps it.
-	if kept, gone, _, _ := l.lost(streamID{ms: 3}, l.newest()); kept != 0 || gone != 0 {
-		t.Fatalf("lost before 3 = %d kept, %d gone; want 0, 0", kept, gone)
+}
+
+// ids is every record's ID, as a missing set that takes them all.
+func ids(l *ledger) map[streamID]bool {
+	out := map[streamID]bool{}
+	for _, r := range l.snapshot() {
+		out[r.id] = true
 	}
+	return out
 }
 
 // XADDs finish out of order when a publish XADDs on its own (before the hand-off's Run
 // starts, or after it stops) while the sender XADDs a batch. Seen in
 // TestStreamResetRecoversUndelivered: 120 clicks in entries 5-1, 5-2 and then 5-0 were
-// neither recovered nor counted lost after a reset, because the loss scan stopped at the
-// first record newer than the newest-recorded bound. The ledger keeps ID order itself.
+// neither recovered nor counted lost after a reset, because the loss scan read the
+// records as a prefix in ID order. The ledger keeps ID order itself, which the
+// trimmer's acknowledgement (a prefix below a floor) relies on.
 func TestLedgerOrdersEntriesFinishedOutOfOrder(t *testing.T) {
 	var spilled []string
 	l := &ledger{spill: func(entries [][]byte) error {
@@ -111,10 +117,14 @@ func TestLedgerOrdersEntriesFinishedOutOfOrder(t *testing.T) {
 	l.add(streamID{ms: 5, seq: 1}, 1, []byte("b"))
 	l.add(streamID{ms: 5, seq: 2}, 118, []byte("c"))
 	l.add(streamID{ms: 5, seq: 0}, 1, []byte("a"))
-	if n := l.newest(); n != (streamID{ms: 5, seq: 2}) {
-		t.Fatalf("newest = %v, want 5-2", n)
+	var order []streamID
+	for _, r := range l.snapshot() {
+		order = append(order, r.id)
 	}
-	if kept, gone, _, err := l.lost(lastStreamID, l.newest()); kept != 120 || gone != 0 || err != nil {
+	if want := []streamID{{5, 0}, {5, 1}, {5, 2}}; !slices.Equal(order, want) {
+		t.Fatalf("records in order %v, want %v", order, want)
+	}
+	if kept, gone, _, err := l.lost(ids(l)); kept != 120 || gone != 0 || err != nil {
 		t.Fatalf("lost = %d kept, %d gone, %v; want 120, 0, nil", kept, gone, err)
 	}
 	if !slices.Equal(spilled, []string{"a", "b", "c"}) {

@@ -3,6 +3,8 @@ package ingest
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,6 +40,15 @@ type stream struct {
 	// so the claimer never takes over entries the reader of this very instance holds.
 	busy sync.Mutex
 
+	// epochKey holds the stream's incarnation: a token set with each new consumer
+	// group (see groupScript). epoch is the token this instance last saw, "" before
+	// the first look; a different one means Redis lost the stream meanwhile, even
+	// when another instance recreated the group before this one's reader noticed.
+	epochKey string
+	epochMu  sync.Mutex
+	epoch    string
+	looked   atomic.Bool // ensureGroup has run
+
 	// perEntry is the number of events per stream entry seen in the last batch
 	// (group commit puts up to maxPerEntry in one). Reads ask for BatchSize/perEntry
 	// entries, so a batch holds about BatchSize events, not BatchSize entries: it
@@ -51,7 +62,7 @@ func newStream(rdb rueidis.Client, key, name string, batchSize int, w *writer, l
 		name = cmp.Or(host, "hop")
 	}
 	s := &stream{rdb: rdb, key: key, name: name, batchSize: cmp.Or(batchSize, defaultBatchSize), w: w, ledger: led, m: m, pm: pm,
-		logger: logger.With("consumer", name)}
+		logger: logger.With("consumer", name), epochKey: key + ":epoch"}
 	s.perEntry.Store(maxPerEntry)
 	return s
 }
@@ -73,18 +84,103 @@ func (s *stream) count() int64 {
 	return min(limit, max(1, batch/max(1, s.perEntry.Load())))
 }
 
+// groupScript creates the consumer group at the stream's start (KEYS[1], the group
+// ARGV[1]) and with it a new epoch token (KEYS[2] := ARGV[2]), in one step: no
+// instance can see the new group under the old token. When the group exists it
+// returns the current token, setting one for a stream from before epochs. (One script
+// over two keys: hop runs on one Redis, not a cluster.)
+var groupScript = rueidis.NewLuaScript(`
+local r = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+if type(r) == 'table' and r.err then
+  if string.sub(r.err, 1, 9) ~= 'BUSYGROUP' then return r end
+  local e = redis.call('GET', KEYS[2])
+  if e then return {0, e} end
+  redis.call('SET', KEYS[2], ARGV[2])
+  return {0, ARGV[2]}
+end
+redis.call('SET', KEYS[2], ARGV[2])
+return {1, ARGV[2]}`)
+
+// groupLook is what ensureGroup found.
+type groupLook int
+
+const (
+	// sameStream: the group exists under the epoch this instance saw before (or it
+	// is this instance's first look, and the group was there, or another of this
+	// instance's loops saw the new epoch first and reported it).
+	sameStream groupLook = iota
+	// createdAtFirstLook: no group on this instance's first look. The stream may have
+	// been lost while this instance was away, or never have existed.
+	createdAtFirstLook
+	// streamMadeAnew: the epoch differs from the one this instance saw: Redis lost the
+	// stream since, whoever recreated the group.
+	streamMadeAnew
+)
+
 // ensureGroup creates the group at the stream's start, so entries added before it
-// existed (or after Redis came back empty) are all read. It reports whether it
-// created the group.
-func (s *stream) ensureGroup(ctx context.Context) (bool, error) {
-	err := s.rdb.Do(ctx, s.rdb.B().XgroupCreate().Key(s.key).Group(groupName).Id("0").Mkstream().Build()).Error()
-	if re, ok := rueidis.IsRedisErr(err); ok && re.IsBusyGroup() {
-		return false, nil
+// existed (or after Redis came back empty) are all read, and reports what it found.
+// Of this instance's callers (the reader, the trimmer) only the first to see a new
+// epoch gets streamMadeAnew, so a reset is reported once.
+func (s *stream) ensureGroup(ctx context.Context) (groupLook, error) {
+	arr, err := groupScript.Exec(ctx, s.rdb, []string{s.key, s.epochKey}, []string{groupName, newEpochToken()}).ToArray()
+	if err != nil {
+		return sameStream, fmt.Errorf("create consumer group: %w", err)
+	}
+	if len(arr) != 2 {
+		return sameStream, errors.New("create consumer group: want {created, epoch} reply")
+	}
+	created, err := arr[0].AsInt64()
+	if err != nil {
+		return sameStream, fmt.Errorf("create consumer group: %w", err)
+	}
+	tok, err := arr[1].ToString()
+	if err != nil {
+		return sameStream, fmt.Errorf("create consumer group: %w", err)
+	}
+	firstLook := !s.looked.Swap(true)
+	switch prev := s.swapEpoch(tok); {
+	case prev != "" && prev != tok:
+		return streamMadeAnew, nil
+	case firstLook && created == 1:
+		return createdAtFirstLook, nil
+	}
+	return sameStream, nil
+}
+
+// newEpochToken is a token no earlier incarnation of the stream had.
+func newEpochToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return hex.EncodeToString(b[:])
+}
+
+// swapEpoch records tok as the epoch seen and returns the one seen before.
+func (s *stream) swapEpoch(tok string) string {
+	s.epochMu.Lock()
+	defer s.epochMu.Unlock()
+	prev := s.epoch
+	s.epoch = tok
+	return prev
+}
+
+// seenEpoch is the epoch this instance saw last.
+func (s *stream) seenEpoch() string {
+	s.epochMu.Lock()
+	defer s.epochMu.Unlock()
+	return s.epoch
+}
+
+// currentEpoch reads the stream's epoch token; "" when there is none (Redis lost the
+// stream and no group has been made since).
+func (s *stream) currentEpoch(ctx context.Context) (string, error) {
+	tok, err := s.rdb.Do(ctx, s.rdb.B().Get().Key(s.epochKey).Build()).ToString()
+	if rueidis.IsRedisNil(err) {
+		return "", nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("create consumer group: %w", err)
+		return "", fmt.Errorf("read stream epoch: %w", err)
 	}
-	return true, nil
+	return tok, nil
 }
 
 // isNoGroup reports that the group is gone: NOGROUP, or UNBLOCKED when the stream
@@ -175,27 +271,34 @@ func (s *stream) process(ctx context.Context, entries []rueidis.XRangeEntry, cfg
 // lost handles a stream whose group vanished under a running reader: Redis restarted
 // without persistence, or was flushed. It recreates the group and reports the reset.
 func (s *stream) lost(ctx context.Context, cause error) error {
-	if _, err := s.ensureGroup(ctx); err != nil {
+	look, err := s.ensureGroup(ctx)
+	if err != nil {
 		return err
 	}
-	s.reportReset(ctx, cause.Error(), true)
+	s.noticed(ctx, look, cause.Error()) // sameStream: the trimmer saw it first, and reported
 	return nil
+}
+
+// noticed reports what a look at the group found: a stream made anew, for sure; a
+// group missing at this instance's first look, only if clicks it published are gone
+// (the stream may never have existed).
+func (s *stream) noticed(ctx context.Context, look groupLook, cause string) {
+	switch look {
+	case streamMadeAnew:
+		s.reportReset(ctx, cause, true)
+	case createdAtFirstLook:
+		s.reportReset(ctx, "consumer group missing at start", false)
+	}
 }
 
 // reportReset counts a reset and logs at ERROR how many clicks this instance published
 // that the group never delivered and that are not in the stream Redis has now. When
 // not sure it was a reset (a group created at start), it reports only a loss.
 func (s *stream) reportReset(ctx context.Context, cause string, sure bool) {
-	// Asked first: an entry published after the look below may be in the stream even
-	// if the look finds it empty (a publisher racing a fresh group on a new Redis).
-	upTo := s.ledger.newest()
-	before := lastStreamID // the stream's first entry now; none when it is empty
-	if res, err := s.rdb.Do(ctx, s.rdb.B().Xrange().Key(s.key).Start("-").End("+").Count(1).Build()).AsXRange(); err == nil && len(res) > 0 {
-		if first, ok := parseStreamID(res[0].ID); ok {
-			before = first
-		}
-	}
-	kept, gone, atLeast, err := s.ledger.lost(before, upTo)
+	// The records are taken before Redis is asked: each of their XADDs finished before
+	// the question, so one that went into the stream Redis has now is in the answer.
+	// Records added meanwhile are left for the next look.
+	kept, gone, atLeast, err := s.ledger.lost(s.notInStream(ctx, s.ledger.snapshot()))
 	if !sure && kept == 0 && gone == 0 {
 		return
 	}
@@ -205,6 +308,53 @@ func (s *stream) reportReset(ctx context.Context, cause string, sure bool) {
 		"estimate", "clicks this instance published that the group never acknowledged and that it could not copy to its local click log",
 		"recovered", "clicks this instance published that the group never acknowledged, copied from memory to its local click log",
 		"cause", cause, "error", err)
+}
+
+// notInStream returns which of recs the stream Redis has now does not hold with the
+// same ID and the same clicks. Entries below the stream's first one are not in it; the
+// others are looked up one by one, since the ID alone does not tell: an entry XADDed
+// in the same millisecond as a FLUSHALL gets an ID below those flushed, or even one of
+// theirs. Should Redis not answer, all are taken as missing: a spilled click that was
+// in the stream after all is still stored once (event_id).
+func (s *stream) notInStream(ctx context.Context, recs []ledgerRec) map[streamID]bool {
+	missing := make(map[streamID]bool, len(recs))
+	for _, r := range recs {
+		missing[r.id] = true
+	}
+	if len(recs) == 0 {
+		return missing
+	}
+	res, err := s.rdb.Do(ctx, s.rdb.B().Xrange().Key(s.key).Start("-").End("+").Count(1).Build()).AsXRange()
+	if err != nil || len(res) == 0 {
+		return missing
+	}
+	first, ok := parseStreamID(res[0].ID)
+	if !ok {
+		return missing
+	}
+	var check []ledgerRec
+	var cmds rueidis.Commands
+	for _, r := range recs {
+		if !r.id.less(first) {
+			id := r.id.String()
+			check = append(check, r)
+			cmds = append(cmds, s.rdb.B().Xrange().Key(s.key).Start(id).End(id).Build())
+		}
+	}
+	if len(cmds) == 0 {
+		return missing
+	}
+	for i, resp := range s.rdb.DoMulti(ctx, cmds...) {
+		es, err := resp.AsXRange()
+		if err != nil {
+			return missing
+		}
+		// Without payloads (no local log to spill to) the ID is all there is to go by.
+		if len(es) == 1 && (check[i].payload == nil || es[0].FieldValues[streamField] == string(check[i].payload)) {
+			delete(missing, check[i].id)
+		}
+	}
+	return missing
 }
 
 // streamHealth is the stream as Redis reports it.
@@ -333,11 +483,9 @@ func newStreamReader(cfg readerConfig, s *stream) (*streamReader, error) {
 func (r *streamReader) Run(ctx context.Context) error {
 	bo := backoff{min: r.cfg.RetryMin, max: r.cfg.RetryMax}
 	for {
-		created, err := r.s.ensureGroup(ctx)
+		look, err := r.s.ensureGroup(ctx)
 		if err == nil {
-			if created { // after this instance published: the stream was lost meanwhile
-				r.s.reportReset(ctx, "consumer group missing at start", false)
-			}
+			r.s.noticed(ctx, look, "the stream was made anew since this instance last looked")
 			break
 		}
 		if ctx.Err() != nil {

@@ -2,7 +2,10 @@ package ingest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -357,5 +360,99 @@ func TestAppendEventsDecodesWholeEntriesOnly(t *testing.T) {
 	}
 	if _, err := appendEvents(nil, ""); err == nil {
 		t.Fatal("empty entry accepted")
+	}
+}
+
+// The stream's epoch: a stream from before epochs gets one without a reset being
+// reported, looking again changes nothing, and a stream made anew after Redis lost it
+// (FLUSHALL, a restart without persistence; here a DEL of both keys) has
+// a new one.
+func TestStreamEpoch(t *testing.T) {
+	t.Parallel()
+	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
+	s := mustPipeline(t, fastConfig(t, rd.Prefix, "c1"), rd.Client, db.Pool).stream
+	ctx := context.Background()
+	// A group made by an earlier hop, with no epoch.
+	if err := rd.Client.Do(ctx, rd.Client.B().XgroupCreate().Key(s.key).Group(groupName).Id("0").Mkstream().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if look, err := s.ensureGroup(ctx); err != nil || look != sameStream {
+		t.Fatalf("existing group without epoch: %v, %v; want sameStream", look, err)
+	}
+	first, err := s.currentEpoch(ctx)
+	if err != nil || first == "" {
+		t.Fatalf("epoch after the first look = %q, %v; want one set", first, err)
+	}
+	if look, err := s.ensureGroup(ctx); err != nil || look != sameStream {
+		t.Fatalf("second look: %v, %v; want sameStream", look, err)
+	}
+	// Redis loses both keys; the group made anew comes with a new epoch.
+	if err := rd.Client.Do(ctx, rd.Client.B().Del().Key(s.key, s.epochKey).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := s.currentEpoch(ctx); err != nil || tok != "" {
+		t.Fatalf("epoch of a lost stream = %q, %v; want none", tok, err)
+	}
+	if look, err := s.ensureGroup(ctx); err != nil || look != streamMadeAnew {
+		t.Fatalf("after the loss: %v, %v; want newStream", look, err)
+	}
+	// Seen once: the next look finds the same stream.
+	if look, err := s.ensureGroup(ctx); err != nil || look != sameStream {
+		t.Fatalf("look after the new stream was seen: %v, %v; want sameStream", look, err)
+	}
+	if tok, _ := s.currentEpoch(ctx); tok == first || tok == "" {
+		t.Fatalf("epoch after the loss = %q, want a new one (was %q)", tok, first)
+	}
+}
+
+// After a reset, an entry of this instance counts as still in the stream only if the
+// stream holds that ID with the same clicks. An entry XADDed in the same millisecond
+// as a FLUSHALL gets an ID below the flushed ones (here 9000-0), and a new entry may
+// reuse a flushed entry's ID (9000-3): comparing IDs with the stream's first entry lost
+// such clicks without a word.
+func TestResetComparesEntriesNotIDs(t *testing.T) {
+	t.Parallel()
+	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
+	ctx := context.Background()
+	logs := &captureLogger{}
+	p, err := New(fastConfig(t, rd.Prefix, "c1"), rd.Client, db.Pool, newTestEnricher(t, db.Pool), nil,
+		slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.log.close() })
+	s := p.stream
+	xadd := func(id, payload string) {
+		t.Helper()
+		cmd := rd.Client.B().Xadd().Key(s.key).Id(id).FieldValue().FieldValue(streamField, payload).Build()
+		if err := rd.Client.Do(ctx, cmd).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What this instance published before the flush, as its ledger holds it.
+	s.ledger.add(streamID{ms: 9000, seq: 1}, 2, []byte("flushed"))
+	s.ledger.add(streamID{ms: 9000, seq: 2}, 3, []byte("still there"))
+	s.ledger.add(streamID{ms: 9000, seq: 3}, 4, []byte("flushed too"))
+	// The stream after the flush: another's entry below them, one of ours that made it
+	// (published after the flush), and another's entry with one of our flushed IDs.
+	xadd("9000-0", "someone else's")
+	xadd("9000-2", "still there")
+	xadd("9000-3", "someone else's, same ID")
+
+	s.reportReset(ctx, "test", true)
+	var recovered int64 = -1
+	for _, line := range logs.all() {
+		var rec struct {
+			Recovered int64 `json:"clicks_recovered"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && strings.Contains(line, "lost the click stream") {
+			recovered = rec.Recovered
+		}
+	}
+	if recovered != 6 {
+		t.Fatalf("recovered %d clicks, want 6 (entries 9000-1 and 9000-3):\n%s", recovered, strings.Join(logs.all(), ""))
+	}
+	if got := s.ledger.snapshot(); len(got) != 1 || got[0].id != (streamID{ms: 9000, seq: 2}) {
+		t.Fatalf("ledger holds %v after the reset, want only 9000-2 (still in the stream)", got)
 	}
 }

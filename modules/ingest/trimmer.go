@@ -61,13 +61,38 @@ func (t *trimmer) runOnce(ctx context.Context) error {
 // Entries never delivered to a group are above its last delivered ID, so nothing a
 // group still needs is removed. "~" lets Redis trim whole nodes only, which trims
 // less, never more.
+//
+// It first compares the stream's epoch with the one this instance saw: another
+// instance may have recreated the group after Redis lost the stream, before this
+// instance's reader noticed. Then the group's state is not about this instance's
+// undelivered entries, so they are handled as lost (see stream.reportReset) instead of
+// being taken as acknowledged, and the ledger learns what is acknowledged only from a
+// group read under an unchanged epoch.
 func (t *trimmer) trim(ctx context.Context) error {
 	s := t.s
+	epoch, err := s.currentEpoch(ctx)
+	if err != nil {
+		return err
+	}
+	look := sameStream
+	if epoch == "" {
+		// Lost and not made anew yet (or an epoch key gone on its own): the reader's
+		// look, which makes the group and the epoch, so trimming never stops for want
+		// of one.
+		if look, err = s.ensureGroup(ctx); err != nil {
+			return err
+		}
+		epoch = s.seenEpoch()
+	} else if prev := s.swapEpoch(epoch); prev != "" && prev != epoch {
+		look = streamMadeAnew
+	}
+	s.noticed(ctx, look, "the stream was made anew (its epoch changed) before this instance's reader noticed")
 	groups, err := s.groups(ctx)
 	if err != nil || len(groups) == 0 {
 		return err
 	}
-	var minID streamID
+	var minID, ackFloor streamID
+	var ackInclusive, ours bool
 	for i, g := range groups {
 		idStr := g.lastDelivered
 		if g.pending > 0 {
@@ -89,11 +114,18 @@ func (t *trimmer) trim(ctx context.Context) error {
 		if g.name == groupName {
 			// Below the oldest pending entry (or up to the last delivered one, with
 			// none pending) every entry is acknowledged: committed to PostgreSQL.
-			s.ledger.acked(id, g.pending == 0)
+			ackFloor, ackInclusive, ours = id, g.pending == 0, true
 		}
 		if i == 0 || id.less(minID) {
 			minID = id
 		}
+	}
+	if ours {
+		// The group read belongs to the epoch seen above only if it is still current.
+		if now, err := s.currentEpoch(ctx); err != nil || now != epoch {
+			return err
+		}
+		s.ledger.acked(ackFloor, ackInclusive)
 	}
 	if minID == (streamID{}) {
 		return nil
