@@ -2,9 +2,6 @@ package ingest
 
 import (
 	"context"
-	"encoding/json"
-	"log/slog"
-	"strings"
 	"testing"
 	"time"
 
@@ -131,21 +128,7 @@ func TestStreamResetRecoversUndelivered(t *testing.T) {
 	db := testenv.NewDB(t)
 	ctx := context.Background()
 	srv := newRedisServer(t)
-	logs := &captureLogger{}
-	p, err := New(fastConfig(t, "", "c1"), srv.client(t), db.Pool, newTestEnricher(t, db.Pool), nil,
-		slog.New(slog.NewJSONHandler(logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.log.close() })
-	// It timed out once in a full CI run, waiting for the 150 rows, and never in 60
-	// stressed runs since: keep what hop logged for the next time.
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("published %v, fallback %v, resets %v; hop logged:\n%s", value(t, p.m.published),
-				value(t, p.m.fallback), value(t, p.m.resets), strings.Join(logs.all(), ""))
-		}
-	})
+	p, logs := loggedPipeline(t, fastConfig(t, "", "c1"), srv.client(t), db.Pool)
 	if _, err := p.stream.ensureGroup(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -173,22 +156,8 @@ func TestStreamResetRecoversUndelivered(t *testing.T) {
 	if got := value(t, p.m.resets); got != 1 {
 		t.Fatalf("stream resets = %v, want 1", got)
 	}
-	var found bool
-	for _, line := range logs.all() {
-		var rec struct {
-			Level     string `json:"level"`
-			Lost      *int64 `json:"estimated_clicks_lost"`
-			Recovered int64  `json:"clicks_recovered"`
-		}
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Level == "ERROR" && rec.Lost != nil {
-			if *rec.Lost != 0 || rec.Recovered != 120 {
-				t.Fatalf("logged %d clicks lost and %d recovered, want 0 and 120: %s", *rec.Lost, rec.Recovered, line)
-			}
-			found = true
-		}
-	}
-	if !found {
-		t.Fatalf("no ERROR line naming the stream reset in:\n%v", logs.all())
+	if lost, recovered, ok := resetReport(logs); !ok || lost != 0 || recovered != 120 {
+		t.Fatalf("reset logged (%v): %d clicks lost and %d recovered, want 0 and 120", ok, lost, recovered)
 	}
 	if got := countRows(t, db.Pool); got != 150 {
 		t.Fatalf("click_logs has %d rows, want 150", got)
@@ -246,19 +215,7 @@ func TestResetNoticedByAnotherInstance(t *testing.T) {
 	ctx := context.Background()
 	srv := newRedisServer(t)
 	rdb := srv.client(t)
-	logsA := &captureLogger{}
-	a, err := New(fastConfig(t, "", "a"), rdb, db.Pool, newTestEnricher(t, db.Pool), nil,
-		slog.New(slog.NewJSONHandler(logsA, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.log.close() })
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("A: published %v, fallback %v, resets %v; rows %d; A logged:\n%s", value(t, a.m.published),
-				value(t, a.m.fallback), value(t, a.m.resets), countRows(t, db.Pool), strings.Join(logsA.all(), ""))
-		}
-	})
+	a, logsA := loggedPipeline(t, fastConfig(t, "", "a"), rdb, db.Pool)
 	b := mustPipeline(t, fastConfig(t, "", "b"), rdb, db.Pool)
 	stopA := run(t, a)
 	publishAll(ctx, a, newEvents(10, 1))
@@ -282,18 +239,8 @@ func TestResetNoticedByAnotherInstance(t *testing.T) {
 	if got := value(t, a.m.resets); got != 1 {
 		t.Fatalf("A counted %v stream resets, want 1", got)
 	}
-	var recovered int64 = -1
-	for _, line := range logsA.all() {
-		var rec struct {
-			Level     string `json:"level"`
-			Recovered int64  `json:"clicks_recovered"`
-		}
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Level == "ERROR" && strings.Contains(line, "lost the click stream") {
-			recovered = rec.Recovered
-		}
-	}
-	if recovered != 100 {
-		t.Fatalf("A logged %d clicks recovered, want 100:\n%s", recovered, strings.Join(logsA.all(), ""))
+	if lost, recovered, ok := resetReport(logsA); !ok || lost != 0 || recovered != 100 {
+		t.Fatalf("A's reset logged (%v): %d clicks lost and %d recovered, want 0 and 100", ok, lost, recovered)
 	}
 	if got := countRows(t, db.Pool); got != 130 {
 		t.Fatalf("click_logs has %d rows, want 130", got)

@@ -2,12 +2,14 @@ package ingest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -47,6 +49,42 @@ func (c *captureLogger) all() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]string(nil), c.lines...)
+}
+
+// loggedPipeline builds a pipeline (not running) whose JSON log is kept. When t fails,
+// the log and the pipeline's counters are printed: the fault tests' failures are rare
+// and depend on timing, so the first one has to tell what happened.
+func loggedPipeline(t *testing.T, cfg Config, rdb rueidis.Client, pool *pgxpool.Pool) (*Pipeline, *captureLogger) {
+	t.Helper()
+	logs := &captureLogger{}
+	p, err := New(cfg, rdb, pool, newTestEnricher(t, pool), nil, slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.log.close() })
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s: published %v, fallback %v, resets %v; rows %d; logged:\n%s", cfg.Name, value(t, p.m.published),
+				value(t, p.m.fallback), value(t, p.m.resets), countRows(t, pool), strings.Join(logs.all(), ""))
+		}
+	})
+	return p, logs
+}
+
+// resetReport is what the last ERROR line on a stream reset says; ok is false when
+// there is none.
+func resetReport(logs *captureLogger) (lost, recovered int64, ok bool) {
+	for _, line := range logs.all() {
+		var rec struct {
+			Level     string `json:"level"`
+			Lost      *int64 `json:"estimated_clicks_lost"`
+			Recovered int64  `json:"clicks_recovered"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Level == "ERROR" && rec.Lost != nil {
+			lost, recovered, ok = *rec.Lost, rec.Recovered, true
+		}
+	}
+	return lost, recovered, ok
 }
 
 func countRows(t testing.TB, pool *pgxpool.Pool) int {

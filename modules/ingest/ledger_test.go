@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bytes"
 	"slices"
 	"testing"
 )
@@ -10,13 +9,7 @@ import (
 // it: a reader that holds it uncommitted (PostgreSQL down) and dies loses it, and a
 // Redis without persistence does too. What is left is spilled, payloads intact, once.
 func TestLedgerKeepsUntilAcknowledged(t *testing.T) {
-	var spilled [][]byte
-	l := &ledger{spill: func(entries [][]byte) error {
-		for _, e := range entries {
-			spilled = append(spilled, bytes.Clone(e))
-		}
-		return nil
-	}}
+	l, spilled := spillingLedger()
 	l.add(streamID{ms: 1}, 1, []byte("one"))
 	l.add(streamID{ms: 2}, 2, []byte("two"))
 	l.add(streamID{ms: 3}, 3, []byte("three"))
@@ -27,8 +20,8 @@ func TestLedgerKeepsUntilAcknowledged(t *testing.T) {
 	if err != nil || kept != 5 || gone != 0 {
 		t.Fatalf("spillAll = %d kept, %d gone, %v; want 5, 0, nil", kept, gone, err)
 	}
-	if len(spilled) != 2 || string(spilled[0]) != "two" || string(spilled[1]) != "three" {
-		t.Fatalf("spilled %q, want [two three]", spilled)
+	if len(*spilled) != 2 || (*spilled)[0] != "two" || (*spilled)[1] != "three" {
+		t.Fatalf("spilled %q, want [two three]", *spilled)
 	}
 	if kept, gone, _, _ := l.lost(ids(l)); kept != 0 || gone != 0 {
 		t.Fatalf("after a spill, lost = %d kept, %d gone; want 0, 0", kept, gone)
@@ -38,12 +31,12 @@ func TestLedgerKeepsUntilAcknowledged(t *testing.T) {
 	l.add(streamID{ms: 4}, 4, []byte("four"))
 	l.add(streamID{ms: 5}, 5, []byte("five"))
 	l.acked(streamID{ms: 4}, true)
-	spilled = nil
+	*spilled = nil
 	if kept, gone, atLeast, err := l.lost(ids(l)); kept != 5 || gone != 0 || atLeast || err != nil {
 		t.Fatalf("lost = %d kept, %d gone, %v, %v; want 5, 0, false, nil", kept, gone, atLeast, err)
 	}
-	if len(spilled) != 1 || string(spilled[0]) != "five" {
-		t.Fatalf("spilled %q, want [five]", spilled)
+	if len(*spilled) != 1 || (*spilled)[0] != "five" {
+		t.Fatalf("spilled %q, want [five]", *spilled)
 	}
 	if l.bytes != 0 {
 		t.Fatalf("ledger holds %d bytes after giving everything up, want 0", l.bytes)
@@ -65,13 +58,7 @@ func TestLedgerCopiesPayload(t *testing.T) {
 // Only the entries found missing are taken; one the stream still holds, or one
 // recorded after the look, stays until the group acknowledges it.
 func TestLedgerTakesOnlyWhatIsMissing(t *testing.T) {
-	var spilled []string
-	l := &ledger{spill: func(entries [][]byte) error {
-		for _, e := range entries {
-			spilled = append(spilled, string(e))
-		}
-		return nil
-	}}
+	l, spilled := spillingLedger()
 	if kept, gone, _, _ := l.lost(ids(l)); kept != 0 || gone != 0 {
 		t.Fatalf("empty ledger: lost = %d kept, %d gone; want 0, 0", kept, gone)
 	}
@@ -83,8 +70,8 @@ func TestLedgerTakesOnlyWhatIsMissing(t *testing.T) {
 	if kept, gone, _, err := l.lost(missing); kept != 3 || gone != 0 || err != nil {
 		t.Fatalf("lost = %d kept, %d gone, %v; want 3, 0, nil", kept, gone, err)
 	}
-	if !slices.Equal(spilled, []string{"one", "two"}) {
-		t.Fatalf("spilled %q, want [one two]", spilled)
+	if !slices.Equal(*spilled, []string{"one", "two"}) {
+		t.Fatalf("spilled %q, want [one two]", *spilled)
 	}
 	if got := ids(l); len(got) != 2 || !got[streamID{ms: 3}] || !got[streamID{ms: 4}] {
 		t.Fatalf("ledger holds %v after the loss, want 3-0 and 4-0", got)
@@ -107,13 +94,7 @@ func ids(l *ledger) map[streamID]bool {
 // records as a prefix in ID order. The ledger keeps ID order itself, which the
 // trimmer's acknowledgement (a prefix below a floor) relies on.
 func TestLedgerOrdersEntriesFinishedOutOfOrder(t *testing.T) {
-	var spilled []string
-	l := &ledger{spill: func(entries [][]byte) error {
-		for _, e := range entries {
-			spilled = append(spilled, string(e))
-		}
-		return nil
-	}}
+	l, spilled := spillingLedger()
 	l.add(streamID{ms: 5, seq: 1}, 1, []byte("b"))
 	l.add(streamID{ms: 5, seq: 2}, 118, []byte("c"))
 	l.add(streamID{ms: 5, seq: 0}, 1, []byte("a"))
@@ -127,8 +108,8 @@ func TestLedgerOrdersEntriesFinishedOutOfOrder(t *testing.T) {
 	if kept, gone, _, err := l.lost(ids(l)); kept != 120 || gone != 0 || err != nil {
 		t.Fatalf("lost = %d kept, %d gone, %v; want 120, 0, nil", kept, gone, err)
 	}
-	if !slices.Equal(spilled, []string{"a", "b", "c"}) {
-		t.Fatalf("spilled %q, want [a b c]", spilled)
+	if !slices.Equal(*spilled, []string{"a", "b", "c"}) {
+		t.Fatalf("spilled %q, want [a b c]", *spilled)
 	}
 
 	// Acknowledgement below a floor forgets exactly the entries below it.
@@ -136,8 +117,19 @@ func TestLedgerOrdersEntriesFinishedOutOfOrder(t *testing.T) {
 	l.add(streamID{ms: 6}, 1, []byte("d"))
 	l.add(streamID{ms: 8}, 1, []byte("f"))
 	l.acked(streamID{ms: 7}, true)
-	spilled = nil
-	if kept, _, err := l.spillAll(); kept != 1 || err != nil || !slices.Equal(spilled, []string{"f"}) {
-		t.Fatalf("after acked(7): spilled %q (%d, %v), want [f]", spilled, kept, err)
+	*spilled = nil
+	if kept, _, err := l.spillAll(); kept != 1 || err != nil || !slices.Equal(*spilled, []string{"f"}) {
+		t.Fatalf("after acked(7): spilled %q (%d, %v), want [f]", *spilled, kept, err)
 	}
+}
+
+// spillingLedger is a ledger whose spilled entries are collected in *spilled.
+func spillingLedger() (*ledger, *[]string) {
+	var spilled []string
+	return &ledger{spill: func(entries [][]byte) error {
+		for _, e := range entries {
+			spilled = append(spilled, string(e))
+		}
+		return nil
+	}}, &spilled
 }

@@ -2,10 +2,7 @@ package ingest
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"log/slog"
-	"strings"
 	"testing"
 	"time"
 
@@ -414,13 +411,7 @@ func TestResetComparesEntriesNotIDs(t *testing.T) {
 	t.Parallel()
 	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
 	ctx := context.Background()
-	logs := &captureLogger{}
-	p, err := New(fastConfig(t, rd.Prefix, "c1"), rd.Client, db.Pool, newTestEnricher(t, db.Pool), nil,
-		slog.New(slog.NewJSONHandler(logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.log.close() })
+	p, logs := loggedPipeline(t, fastConfig(t, rd.Prefix, "c1"), rd.Client, db.Pool)
 	s := p.stream
 	xadd := func(id, payload string) {
 		t.Helper()
@@ -440,17 +431,8 @@ func TestResetComparesEntriesNotIDs(t *testing.T) {
 	xadd("9000-3", "someone else's, same ID")
 
 	s.reportReset(ctx, "test", true)
-	var recovered int64 = -1
-	for _, line := range logs.all() {
-		var rec struct {
-			Recovered int64 `json:"clicks_recovered"`
-		}
-		if json.Unmarshal([]byte(line), &rec) == nil && strings.Contains(line, "lost the click stream") {
-			recovered = rec.Recovered
-		}
-	}
-	if recovered != 6 {
-		t.Fatalf("recovered %d clicks, want 6 (entries 9000-1 and 9000-3):\n%s", recovered, strings.Join(logs.all(), ""))
+	if lost, recovered, ok := resetReport(logs); !ok || lost != 0 || recovered != 6 {
+		t.Fatalf("reset logged (%v): %d lost, %d recovered; want 0 and 6 (entries 9000-1 and 9000-3)", ok, lost, recovered)
 	}
 	if got := s.ledger.snapshot(); len(got) != 1 || got[0].id != (streamID{ms: 9000, seq: 2}) {
 		t.Fatalf("ledger holds %v after the reset, want only 9000-2 (still in the stream)", got)
