@@ -152,16 +152,7 @@ func TestStreamResetRecoversUndelivered(t *testing.T) {
 	}
 
 	run(t, p)
-	waitRows(t, db.Pool, 150)
-	if got := value(t, p.m.resets); got != 1 {
-		t.Fatalf("stream resets = %v, want 1", got)
-	}
-	if lost, recovered, ok := resetReport(logs); !ok || lost != 0 || recovered != 120 {
-		t.Fatalf("reset logged (%v): %d clicks lost and %d recovered, want 0 and 120", ok, lost, recovered)
-	}
-	if got := countRows(t, db.Pool); got != 150 {
-		t.Fatalf("click_logs has %d rows, want 150", got)
-	}
+	wantOneReset(t, p, logs, db.Pool, 120, 150)
 }
 
 // Redis killed while clicks waited in the stream, and not back yet: once the breaker
@@ -235,14 +226,5 @@ func TestResetNoticedByAnotherInstance(t *testing.T) {
 	waitRows(t, db.Pool, 30)
 
 	run(t, a)
-	waitRows(t, db.Pool, 130)
-	if got := value(t, a.m.resets); got != 1 {
-		t.Fatalf("A counted %v stream resets, want 1", got)
-	}
-	if lost, recovered, ok := resetReport(logsA); !ok || lost != 0 || recovered != 100 {
-		t.Fatalf("A's reset logged (%v): %d clicks lost and %d recovered, want 0 and 100", ok, lost, recovered)
-	}
-	if got := countRows(t, db.Pool); got != 130 {
-		t.Fatalf("click_logs has %d rows, want 130", got)
-	}
+	wantOneReset(t, a, logsA, db.Pool, 100, 130)
 }

@@ -71,6 +71,22 @@ func loggedPipeline(t *testing.T, cfg Config, rdb rueidis.Client, pool *pgxpool.
 	return p, logs
 }
 
+// wantOneReset waits for rows in click_logs, then checks that p counted one stream
+// reset and logged recovered clicks and none lost, and that no row came twice.
+func wantOneReset(t *testing.T, p *Pipeline, logs *captureLogger, pool *pgxpool.Pool, recovered int64, rows int) {
+	t.Helper()
+	waitRows(t, pool, rows)
+	if got := value(t, p.m.resets); got != 1 {
+		t.Fatalf("stream resets = %v, want 1", got)
+	}
+	if lost, got, ok := resetReport(logs); !ok || lost != 0 || got != recovered {
+		t.Fatalf("reset logged (%v): %d clicks lost and %d recovered, want 0 and %d", ok, lost, got, recovered)
+	}
+	if got := countRows(t, pool); got != rows {
+		t.Fatalf("click_logs has %d rows, want %d", got, rows)
+	}
+}
+
 // resetReport is what the last ERROR line on a stream reset says; ok is false when
 // there is none.
 func resetReport(logs *captureLogger) (lost, recovered int64, ok bool) {
