@@ -45,6 +45,7 @@ type stream struct {
 	// the first look; a different one means Redis lost the stream meanwhile, even
 	// when another instance recreated the group before this one's reader noticed.
 	epochKey string
+	group    *rueidis.Lua // groupScript
 	epochMu  sync.Mutex
 	epoch    string
 	looked   atomic.Bool // ensureGroup has run
@@ -62,7 +63,8 @@ func newStream(rdb rueidis.Client, key, name string, batchSize int, w *writer, l
 		name = cmp.Or(host, "hop")
 	}
 	s := &stream{rdb: rdb, key: key, name: name, batchSize: cmp.Or(batchSize, defaultBatchSize), w: w, ledger: led, m: m, pm: pm,
-		logger: logger.With("consumer", name), epochKey: key + ":epoch"}
+		logger: logger.With("consumer", name), epochKey: key + ":epoch",
+		group: rueidis.NewLuaScript(groupScript)}
 	s.perEntry.Store(maxPerEntry)
 	return s
 }
@@ -89,7 +91,7 @@ func (s *stream) count() int64 {
 // instance can see the new group under the old token. When the group exists it
 // returns the current token, setting one for a stream from before epochs. (One script
 // over two keys: hop runs on one Redis, not a cluster.)
-var groupScript = rueidis.NewLuaScript(`
+const groupScript = `
 local r = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
 if type(r) == 'table' and r.err then
   if string.sub(r.err, 1, 9) ~= 'BUSYGROUP' then return r end
@@ -99,7 +101,7 @@ if type(r) == 'table' and r.err then
   return {0, ARGV[2]}
 end
 redis.call('SET', KEYS[2], ARGV[2])
-return {1, ARGV[2]}`)
+return {1, ARGV[2]}`
 
 // groupLook is what ensureGroup found.
 type groupLook int
@@ -122,7 +124,7 @@ const (
 // Of this instance's callers (the reader, the trimmer) only the first to see a new
 // epoch gets streamMadeAnew, so a reset is reported once.
 func (s *stream) ensureGroup(ctx context.Context) (groupLook, error) {
-	arr, err := groupScript.Exec(ctx, s.rdb, []string{s.key, s.epochKey}, []string{groupName, newEpochToken()}).ToArray()
+	arr, err := s.group.Exec(ctx, s.rdb, []string{s.key, s.epochKey}, []string{groupName, newEpochToken()}).ToArray()
 	if err != nil {
 		return sameStream, fmt.Errorf("create consumer group: %w", err)
 	}
