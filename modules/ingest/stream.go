@@ -140,8 +140,8 @@ func (s *stream) ensureGroup(ctx context.Context) (groupLook, error) {
 		return sameStream, fmt.Errorf("create consumer group: %w", err)
 	}
 	firstLook := !s.looked.Swap(true)
-	switch prev := s.swapEpoch(tok); {
-	case prev != "" && prev != tok:
+	switch {
+	case s.sawEpoch(tok):
 		return streamMadeAnew, nil
 	case firstLook && created == 1:
 		return createdAtFirstLook, nil
@@ -156,13 +156,15 @@ func newEpochToken() string {
 	return hex.EncodeToString(b[:])
 }
 
-// swapEpoch records tok as the epoch seen and returns the one seen before.
-func (s *stream) swapEpoch(tok string) string {
+// sawEpoch records tok as the epoch seen and reports whether it replaces a different
+// one: Redis lost the stream since this instance last looked. Only the first of this
+// instance's loops to see a new epoch gets true.
+func (s *stream) sawEpoch(tok string) bool {
 	s.epochMu.Lock()
 	defer s.epochMu.Unlock()
 	prev := s.epoch
 	s.epoch = tok
-	return prev
+	return prev != "" && prev != tok
 }
 
 // seenEpoch is the epoch this instance saw last.

@@ -83,7 +83,7 @@ func (t *trimmer) trim(ctx context.Context) error {
 			return err
 		}
 		epoch = s.seenEpoch()
-	} else if prev := s.swapEpoch(epoch); prev != "" && prev != epoch {
+	} else if s.sawEpoch(epoch) {
 		look = streamMadeAnew
 	}
 	s.noticed(ctx, look, "the stream was made anew (its epoch changed) before this instance's reader noticed")
