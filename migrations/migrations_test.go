@@ -1,12 +1,15 @@
 package migrations_test
 
 import (
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/hop-dev/hop/internal/testenv"
+	"github.com/hop-dev/hop/migrations"
 )
 
 // TestMain removes this package's template database once its tests are done.
@@ -40,4 +43,65 @@ ORDER BY 1`)
 	if len(names) < 3 {
 		t.Errorf("BRIN indexes = %v, want click_logs', daily_visitors' and hourly_stats' at least", names)
 	}
+}
+
+// 00029 counts the links that exist when it runs, and from then on its triggers count
+// every change: an upgraded hop lists the same counts as a count over its links.
+func TestLinkTalliesCountLinksMadeBeforeTheUpgrade(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	ctx := t.Context()
+	p, err := migrations.Provider(db.Pool, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, err := p.DownTo(ctx, 28); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, `
+INSERT INTO domains (id, host, base_url) VALUES (2, 'go.example.com', 'https://go.example.com');
+INSERT INTO links (slug, original_url, domain_id, tags, deleted_at)
+SELECT 's' || i, 'https://example.com', 1 + i % 2, ARRAY['t' || i % 3, 'all'], CASE WHEN i % 4 = 0 THEN now() END
+FROM generate_series(1, 200) i`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(ctx, 29); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, `UPDATE links SET deleted_at = now() WHERE id % 5 = 0 AND deleted_at IS NULL;
+INSERT INTO links (slug, original_url, tags) VALUES ('after', 'https://example.com', '{all}')`); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ kept, counted string }{
+		{`SELECT domain_id::text, sum(links) FROM domain_link_tallies GROUP BY 1 HAVING sum(links) <> 0 ORDER BY 1`,
+			`SELECT domain_id::text, count(*) FROM links WHERE deleted_at IS NULL GROUP BY 1 ORDER BY 1`},
+		{`SELECT tag, sum(links) FROM tag_link_tallies GROUP BY 1 HAVING sum(links) <> 0 ORDER BY 1`,
+			`SELECT t, count(*) FROM links, unnest(tags) AS t WHERE deleted_at IS NULL GROUP BY 1 ORDER BY 1`},
+	} {
+		kept, counted := pairs(t, db, c.kept), pairs(t, db, c.counted)
+		if kept != counted {
+			t.Errorf("kept counts %s, counted over the links %s", kept, counted)
+		}
+	}
+}
+
+func pairs(t *testing.T, db *testenv.DB, query string) string {
+	t.Helper()
+	rows, err := db.Pool.Query(t.Context(), query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		out []string
+		key string
+		n   int64
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&key, &n}, func() error {
+		out = append(out, fmt.Sprintf("%s=%d", key, n))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(out, " ")
 }

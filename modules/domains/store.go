@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/hop-dev/hop/internal/problem"
+	"github.com/hop-dev/hop/internal/tally"
 )
 
 // Store keeps domains in PostgreSQL.
@@ -23,39 +24,43 @@ func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 const domainColumns = `id, host, base_url, coalesce(root_redirect, ''), coalesce(not_found_redirect, ''),
 	coalesce(expired_redirect, ''), is_default, created_at, updated_at`
 
-func scanDomain(row pgx.Row, extra ...any) (Domain, error) {
+func scanDomain(row pgx.Row) (Domain, error) {
 	var d Domain
-	err := row.Scan(append([]any{&d.ID, &d.Host, &d.BaseURL, &d.RootRedirect, &d.NotFoundRedirect,
-		&d.ExpiredRedirect, &d.Default, &d.CreatedAt, &d.UpdatedAt}, extra...)...)
+	err := row.Scan(&d.ID, &d.Host, &d.BaseURL, &d.RootRedirect, &d.NotFoundRedirect,
+		&d.ExpiredRedirect, &d.Default, &d.CreatedAt, &d.UpdatedAt)
 	return d, err
 }
 
-// listDomains reads every live domain with its number of live links (an index-only
-// count on links_live_domain_id_idx), the default first.
-const listDomains = `SELECT ` + domainColumns + `,
-	(SELECT count(*) FROM links l WHERE l.domain_id = d.id AND l.deleted_at IS NULL)
-FROM domains d WHERE deleted_at IS NULL ORDER BY is_default DESC, host`
+// domainCounts sums the +1/-1 rows the links triggers append per domain (00029), and
+// foldDomainCounts replaces them by one per domain (see tally.Read).
+const (
+	domainCounts     = `SELECT domain_id, sum(links)::int8, count(*) FROM domain_link_tallies GROUP BY domain_id`
+	foldDomainCounts = `WITH gone AS (DELETE FROM domain_link_tallies RETURNING domain_id, links)
+INSERT INTO domain_link_tallies SELECT domain_id, sum(links) FROM gone GROUP BY domain_id HAVING sum(links) <> 0`
+)
 
-// List returns every live domain with its link count, the default first.
+// List returns every live domain with its number of live links, the default first.
 func (s *Store) List(ctx context.Context) ([]Domain, error) {
-	rows, err := s.pool.Query(ctx, listDomains)
+	out, err := s.load(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list domains: %w", err)
+		return nil, err
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Domain, error) {
-		var n int64
-		d, err := scanDomain(r, &n)
-		d.Links = n
-		return d, err
-	})
+	counts, err := tally.Read[int64](ctx, s.pool, domainCounts, foldDomainCounts)
 	if err != nil {
-		return nil, fmt.Errorf("list domains: %w", err)
+		return nil, fmt.Errorf("count domain links: %w", err)
+	}
+	links := make(map[int64]int64, len(counts))
+	for _, c := range counts {
+		links[c.Key] = c.N
+	}
+	for i := range out {
+		out[i].Links = links[out[i].ID]
 	}
 	return out, nil
 }
 
-// loadDomains is what the registry holds: live domains without counts.
-const loadDomains = `SELECT ` + domainColumns + ` FROM domains WHERE deleted_at IS NULL`
+// loadDomains reads the live domains, the default first: what the registry holds.
+const loadDomains = `SELECT ` + domainColumns + ` FROM domains WHERE deleted_at IS NULL ORDER BY is_default DESC, host`
 
 func (s *Store) load(ctx context.Context) ([]Domain, error) {
 	rows, err := s.pool.Query(ctx, loadDomains)

@@ -65,3 +65,72 @@ FROM generate_series(1, 4000) i`); err != nil {
 		t.Fatalf("a removed domain: %v, want ErrNotFound", err)
 	}
 }
+
+// A domain's link count in GET /domains comes from the counts the links triggers
+// keep (00029), and equals a count over its live links after links are made, deleted,
+// moved and removed by hand, and after the read that folds their rows.
+func TestListCountsLiveLinks(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	ctx := t.Context()
+	s := NewStore(db.Pool)
+	check := func(step string) {
+		t.Helper()
+		ds, err := s.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]int64{}
+		for _, d := range ds {
+			got[d.Host] = d.Links
+		}
+		rows, err := db.Pool.Query(ctx, `SELECT d.host, count(l.id) FROM domains d
+LEFT JOIN links l ON l.domain_id = d.id AND l.deleted_at IS NULL WHERE d.deleted_at IS NULL GROUP BY d.host`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct {
+			host string
+			n    int64
+		}, error) {
+			var v struct {
+				host string
+				n    int64
+			}
+			return v, r.Scan(&v.host, &v.n)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d domains listed, want %d", step, len(got), len(want))
+		}
+		for _, w := range want {
+			if got[w.host] != w.n {
+				t.Fatalf("%s: %s has %d links, want %d (counted over the links)", step, w.host, got[w.host], w.n)
+			}
+		}
+	}
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := db.Pool.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec(`INSERT INTO domains (id, host, base_url) VALUES (2, 'go.example.com', 'https://go.example.com'), (3, 'empty.example.com', 'https://empty.example.com');
+INSERT INTO links (slug, original_url, domain_id) SELECT 's' || i, 'https://example.com', 1 + i % 2 FROM generate_series(1, 500) i`)
+	check("created")
+	exec(`UPDATE links SET deleted_at = now() WHERE id % 5 = 0`)
+	check("deleted")
+	exec(`UPDATE links SET domain_id = 3 WHERE domain_id = 2 AND id % 3 = 0`)
+	check("moved")
+	exec(`DELETE FROM links WHERE domain_id = 1 AND id % 7 = 0`)
+	check("removed by hand")
+	exec(`INSERT INTO links (slug, original_url, domain_id) SELECT 'n' || i, 'https://example.com', 2 FROM generate_series(1, 300) i`)
+	check("300 more")
+	var rows int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM domain_link_tallies`).Scan(&rows); err != nil || rows > 3 {
+		t.Fatalf("%d rows left after a read of hundreds of changes (%v), want one per domain", rows, err)
+	}
+	check("after the fold")
+}

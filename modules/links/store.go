@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/hop-dev/hop/internal/problem"
+	"github.com/hop-dev/hop/internal/tally"
 )
 
 // Store keeps links in PostgreSQL.
@@ -475,17 +476,22 @@ type TagCount struct {
 	Links int64  `json:"links"`
 }
 
-const listTags = `SELECT t, count(*) FROM links, unnest(tags) AS t
-WHERE deleted_at IS NULL GROUP BY t ORDER BY count(*) DESC, t`
+// listTags sums the +1/-1 rows the links triggers append per tag (00029), and says
+// how many rows it summed.
+const listTags = `SELECT tag, sum(links)::int8, count(*) FROM tag_link_tallies GROUP BY tag ORDER BY 2 DESC, 1`
+
+// foldTags replaces the rows it sees by one per tag (see tally.Read).
+const foldTags = `WITH gone AS (DELETE FROM tag_link_tallies RETURNING tag, links)
+INSERT INTO tag_link_tallies SELECT tag, sum(links) FROM gone GROUP BY tag HAVING sum(links) <> 0`
 
 func (s *Store) tags(ctx context.Context) ([]TagCount, error) {
-	rows, err := s.pool.Query(ctx, listTags)
+	counts, err := tally.Read[string](ctx, s.pool, listTags, foldTags)
 	if err != nil {
 		return nil, fmt.Errorf("list tags: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[TagCount])
-	if err != nil {
-		return nil, fmt.Errorf("list tags: %w", err)
+	out := make([]TagCount, len(counts))
+	for i, c := range counts {
+		out[i] = TagCount{Tag: c.Key, Links: c.N}
 	}
 	return out, nil
 }

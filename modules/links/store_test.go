@@ -1,7 +1,11 @@
 package links
 
 import (
+	"errors"
+	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -134,5 +138,131 @@ FROM generate_series(1, 20050) i;
 		if strings.Contains(plan, "Seq Scan on links") || name == "domain" && !strings.Contains(plan, "links_live_domain_id_idx") {
 			t.Errorf("%s: links are read other than by an index for the filter:\n%s", name, plan)
 		}
+	}
+}
+
+// GET /tags reads the counts the links triggers keep (00029). After every kind of
+// change, by the API or by hand in SQL, they equal a count over the live links, and
+// updates that move no link in or out of a count (the aggregator's, the click limit's,
+// a new target) add nothing for the next read to sum.
+func TestTagCountsFollowEveryChange(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	s, err := NewStore(db.Pool, "secret", 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	check := func(step string) {
+		t.Helper()
+		got, err := s.tags(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := db.Pool.Query(ctx, `SELECT t, count(*) FROM links, unnest(tags) AS t
+WHERE deleted_at IS NULL GROUP BY t ORDER BY count(*) DESC, t`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := pgx.CollectRows(rows, pgx.RowToStructByPos[TagCount])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s: tags = %v, want %v (counted over the links)", step, got, want)
+		}
+	}
+	tallyRows := func() (n int) {
+		t.Helper()
+		if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM tag_link_tallies`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	create := func(slug string, tags ...string) (Link, error) {
+		return s.create(ctx, newLink{Slug: slug, URL: "https://example.com/" + slug, RedirectStatus: 302, Tags: tags})
+	}
+
+	one, err := create("one", "a", "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := create("two", "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := create("three"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := create("two", "z"); !errors.Is(err, ErrSlugTaken) {
+		t.Fatalf("taken slug: %v, want ErrSlugTaken", err)
+	}
+	check("created")
+
+	tags := []string{"b", "c"}
+	if _, err := s.update(ctx, 0, "two", linkPatch{Tags: &tags}); err != nil {
+		t.Fatal(err)
+	}
+	check("tags changed")
+
+	before := tallyRows()
+	url := "https://example.com/elsewhere"
+	if _, err := s.update(ctx, 0, "two", linkPatch{URL: &url, Tags: &tags}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, `UPDATE links SET total_clicks = total_clicks + 1, stats_version = stats_version + 1`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.TakeClick(ctx, one.ID); err != nil {
+		t.Fatal(err)
+	}
+	if after := tallyRows(); after != before {
+		t.Fatalf("updates that change no count added %d rows", after-before)
+	}
+	check("other columns changed")
+
+	if err := s.delete(ctx, 0, "one"); err != nil {
+		t.Fatal(err)
+	}
+	check("deleted")
+	if _, err := db.Pool.Exec(ctx, `UPDATE links SET tags = '{a,a}' WHERE slug = 'one'`); err != nil {
+		t.Fatal(err)
+	}
+	check("a deleted link's tags changed")
+	if _, err := db.Pool.Exec(ctx, `DELETE FROM links WHERE slug = 'two';
+INSERT INTO links (slug, original_url, tags) VALUES ('four', 'https://example.com', '{c,d}')`); err != nil {
+		t.Fatal(err)
+	}
+	check("deleted and inserted by hand")
+
+	// Concurrent writers, and reads that fold while they write.
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 100 {
+				slug := fmt.Sprintf("w%d-%d", w, i)
+				if _, err := create(slug, fmt.Sprintf("t%d", i%7), "shared"); err != nil {
+					t.Error(err)
+					return
+				}
+				if i%4 == 0 {
+					if err := s.delete(ctx, 0, slug); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+				if i%25 == 0 {
+					if _, err := s.tags(ctx); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	check("after concurrent writers")
+	check("after the fold")
+	if n := tallyRows(); n > 20 {
+		t.Fatalf("%d rows after a read of 400 changes, want one per tag", n)
 	}
 }
