@@ -23,8 +23,8 @@ func TestRedisDownLogThenDrains(t *testing.T) {
 	t.Parallel()
 	db := testenv.NewDB(t)
 	ctx := context.Background()
-	srv := newRedisServer(t)
-	p := mustPipeline(t, fastConfig(t, "", "c1"), srv.client(t), db.Pool)
+	srv := testenv.StartPrivateRedis(t)
+	p := mustPipeline(t, fastConfig(t, "", "c1"), srv.Client(t), db.Pool)
 	run(t, p)
 
 	publishAll(ctx, p, newEvents(100, 1))
@@ -33,7 +33,7 @@ func TestRedisDownLogThenDrains(t *testing.T) {
 		t.Fatalf("published = %v, want 100", got)
 	}
 
-	srv.kill(t)
+	srv.Kill()
 	down := newEvents(100, 2)
 	publishInRounds(ctx, p, down)
 	if got := value(t, p.m.fallback); got != 100 {
@@ -44,7 +44,7 @@ func TestRedisDownLogThenDrains(t *testing.T) {
 	}
 	waitRows(t, db.Pool, 200) // the log reader does not need Redis
 
-	srv.restart(t) // same port, empty: no stream, no group
+	srv.Restart() // same port, empty: no stream, no group
 	testenv.Eventually(t, 30*time.Second, "breaker to close", func() bool { return !p.handoff.open.Load() })
 	// New clicks plus replays of clicks that already took the local log.
 	publishAll(ctx, p, append(newEvents(100, 3), down...))
@@ -71,15 +71,15 @@ func TestRedisAndPostgresDown(t *testing.T) {
 	t.Parallel()
 	db := testenv.NewDB(t)
 	ctx := context.Background()
-	srv := newRedisServer(t)
+	srv := testenv.StartPrivateRedis(t)
 	proxied, proxy := proxiedPool(t, db)
-	p := mustPipeline(t, fastConfig(t, "", "c1"), srv.client(t), proxied)
+	p := mustPipeline(t, fastConfig(t, "", "c1"), srv.Client(t), proxied)
 	run(t, p)
 	publishAll(ctx, p, newEvents(50, 1))
 	waitRows(t, db.Pool, 50)
 
 	proxy.cut()
-	srv.kill(t)
+	srv.Kill()
 	both := newEvents(200, 2)
 	publishInRounds(ctx, p, both)
 	if got, dropped := value(t, p.m.fallback), value(t, p.m.dropped); got != 200 || dropped != 0 {
@@ -93,7 +93,7 @@ func TestRedisAndPostgresDown(t *testing.T) {
 		t.Fatalf("%d clicks in the local log, want at least the 200 answered while both were down", onDisk)
 	}
 
-	srv.restart(t)
+	srv.Restart()
 	testenv.Eventually(t, 30*time.Second, "breaker to close while PostgreSQL is still down", func() bool { return !p.handoff.open.Load() })
 	// The first XADD on a reconnected client may fail and take the log: publish
 	// single clicks until one goes through.
@@ -127,8 +127,8 @@ func TestStreamResetRecoversUndelivered(t *testing.T) {
 	t.Parallel()
 	db := testenv.NewDB(t)
 	ctx := context.Background()
-	srv := newRedisServer(t)
-	p, logs := loggedPipeline(t, fastConfig(t, "", "c1"), srv.client(t), db.Pool)
+	srv := testenv.StartPrivateRedis(t)
+	p, logs := loggedPipeline(t, fastConfig(t, "", "c1"), srv.Client(t), db.Pool)
 	if _, err := p.stream.ensureGroup(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -138,8 +138,8 @@ func TestStreamResetRecoversUndelivered(t *testing.T) {
 		t.Fatalf("published = %v, want 120", got)
 	}
 
-	srv.kill(t)
-	srv.restart(t)
+	srv.Kill()
+	srv.Restart()
 	rdb := p.handoff.rdb
 	testenv.Eventually(t, 30*time.Second, "the client reconnected", func() bool {
 		return rdb.Do(ctx, rdb.B().Ping().Build()).Error() == nil
@@ -162,8 +162,8 @@ func TestRedisKilledSpillsUndelivered(t *testing.T) {
 	t.Parallel()
 	db := testenv.NewDB(t)
 	ctx := context.Background()
-	srv := newRedisServer(t)
-	p := mustPipeline(t, fastConfig(t, "", "c1"), srv.client(t), db.Pool)
+	srv := testenv.StartPrivateRedis(t)
+	p := mustPipeline(t, fastConfig(t, "", "c1"), srv.Client(t), db.Pool)
 	if _, err := p.stream.ensureGroup(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestRedisKilledSpillsUndelivered(t *testing.T) {
 	if got := value(t, p.m.published); got != 100 {
 		t.Fatalf("published = %v, want 100", got)
 	}
-	srv.kill(t)
+	srv.Kill()
 	// Redis down: these fail over to the log and open the breaker, which spills.
 	publishInRounds(ctx, p, newEvents(60, 2))
 	if got := value(t, p.m.fallback); got != 60 {
@@ -185,7 +185,7 @@ func TestRedisKilledSpillsUndelivered(t *testing.T) {
 		t.Fatalf("local log holds %d clicks, want 160 (100 spilled + 60 fallen back)", got)
 	}
 	stopHandoff()
-	srv.restart(t) // empty
+	srv.Restart() // empty
 	run(t, p)
 	waitRows(t, db.Pool, 160)
 	if got := countRows(t, db.Pool); got != 160 {
@@ -204,8 +204,8 @@ func TestResetNoticedByAnotherInstance(t *testing.T) {
 	t.Parallel()
 	db := testenv.NewDB(t)
 	ctx := context.Background()
-	srv := newRedisServer(t)
-	rdb := srv.client(t)
+	srv := testenv.StartPrivateRedis(t)
+	rdb := srv.Client(t)
 	a, logsA := loggedPipeline(t, fastConfig(t, "", "a"), rdb, db.Pool)
 	b := mustPipeline(t, fastConfig(t, "", "b"), rdb, db.Pool)
 	stopA := run(t, a)

@@ -66,8 +66,8 @@ func TestGroupCommitSharesEntries(t *testing.T) {
 func TestSlowRedisDoesNotHoldRedirects(t *testing.T) {
 	t.Parallel()
 	db := testenv.NewDB(t)
-	srv := newRedisServer(t)
-	rdb := srv.client(t)
+	srv := testenv.StartPrivateRedis(t)
+	rdb := srv.Client(t)
 	cfg := fastConfig(t, "", "c1")
 	cfg.svc.handoff.Timeout = 50 * time.Millisecond
 	pub := mustPipeline(t, cfg, rdb, db.Pool)
@@ -77,7 +77,7 @@ func TestSlowRedisDoesNotHoldRedirects(t *testing.T) {
 	// Writes (XADD) are paused until every publish has returned: a Publish that waited
 	// for Redis would return only after the pause's minute.
 	pausedUntil := time.Now().Add(time.Minute)
-	resume := pauseWrites(t, srv.client(t))
+	resume := pauseWrites(t, srv.Client(t))
 	evs := newEvents(200, 5)
 	publishAll(ctx, pub, evs)
 	if time.Now().After(pausedUntil) {
@@ -103,9 +103,9 @@ func TestSlowRedisDoesNotHoldRedirects(t *testing.T) {
 func TestXaddEndsAtItsDeadline(t *testing.T) {
 	t.Parallel()
 	db := testenv.NewDB(t)
-	srv := newRedisServer(t)
-	pub := mustPipeline(t, fastConfig(t, "", "c1"), srv.client(t), db.Pool)
-	resume := pauseWrites(t, srv.client(t))
+	srv := testenv.StartPrivateRedis(t)
+	pub := mustPipeline(t, fastConfig(t, "", "c1"), srv.Client(t), db.Pool)
+	resume := pauseWrites(t, srv.Client(t))
 	t.Cleanup(func() { resume() })
 	ev := newEvents(1, 5)[0]
 	entry := appendEvent(nil, &ev)

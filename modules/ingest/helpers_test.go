@@ -20,7 +20,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/rueidis"
 
-	"github.com/hop-dev/hop/internal/hopproc"
 	"github.com/hop-dev/hop/internal/testenv"
 )
 
@@ -366,56 +365,4 @@ func proxiedPool(t testing.TB, db *testenv.DB) (*pgxpool.Pool, *tcpProxy) {
 	}
 	t.Cleanup(pool.Close)
 	return pool, proxy
-}
-
-// redisServer is a private, disposable redis-server for fault tests, without
-// persistence: a restart comes back empty.
-type redisServer struct {
-	port int
-	dir  string // its working directory and log
-	p    *hopproc.Proc
-}
-
-func (s *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
-
-// newRedisServer starts a private redis-server on a port of its own.
-func newRedisServer(t testing.TB) *redisServer {
-	t.Helper()
-	s := &redisServer{dir: t.TempDir()}
-	p, port, err := hopproc.StartRedisOnFreePort(s.dir)
-	if err != nil {
-		t.Fatalf("could not start a private redis-server: %v", err)
-	}
-	s.p, s.port = p, port
-	t.Cleanup(p.Kill)
-	return s
-}
-
-// client connects to the private server; the client is closed when t ends.
-func (s *redisServer) client(t testing.TB) rueidis.Client {
-	t.Helper()
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.addr()}, DisableCache: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
-}
-
-// kill stops the server by its PID. Kill returns once the process is reaped, so its
-// port is closed by then.
-func (s *redisServer) kill(t testing.TB) {
-	t.Helper()
-	s.p.Kill()
-}
-
-// restart starts the server again on the same port, empty.
-func (s *redisServer) restart(t testing.TB) {
-	t.Helper()
-	p, err := hopproc.StartRedis(s.dir, s.port)
-	if err != nil {
-		t.Fatalf("private redis-server did not come back on %s: %v", s.addr(), err)
-	}
-	s.p = p
-	t.Cleanup(p.Kill)
 }

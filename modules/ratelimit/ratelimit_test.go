@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 
-	"github.com/hop-dev/hop/internal/hopproc"
 	"github.com/hop-dev/hop/internal/problem/problemtest"
 	"github.com/hop-dev/hop/internal/testenv"
 )
@@ -308,32 +307,10 @@ func TestKeyByClientIP(t *testing.T) {
 	}
 }
 
-// privateRedis starts a throwaway redis-server on a free port and returns its
-// address and process; it is killed when the test ends if still running.
-func privateRedis(t *testing.T) (string, *hopproc.Proc) {
-	t.Helper()
-	p, port, err := hopproc.StartRedisOnFreePort(t.TempDir())
-	if err != nil {
-		t.Fatalf("private redis-server: %v", err)
-	}
-	t.Cleanup(p.Kill)
-	return "127.0.0.1:" + strconv.Itoa(port), p
-}
-
-func privateClient(t *testing.T, addr string) rueidis.Client {
-	t.Helper()
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true})
-	if err != nil {
-		t.Fatalf("connect private redis: %v", err)
-	}
-	t.Cleanup(c.Close)
-	return c
-}
-
 func TestFailOpenWhenRedisDies(t *testing.T) {
 	t.Parallel()
-	addr, srv := privateRedis(t)
-	rdb := privateClient(t, addr)
+	srv := testenv.StartPrivateRedis(t)
+	rdb := srv.Client(t)
 	reg := prometheus.NewRegistry()
 	e := newServer(mustNew(t, Config{Timeout: countingTimeout, Name: "redirect", Rate: "3-M"}, rdb, reg), nil)
 
@@ -369,8 +346,8 @@ func TestFailOpenWhenRedisDies(t *testing.T) {
 
 func TestFailOpenWhenRedisIsSlow(t *testing.T) {
 	t.Parallel()
-	addr, srv := privateRedis(t)
-	rdb := privateClient(t, addr)
+	srv := testenv.StartPrivateRedis(t)
+	rdb := srv.Client(t)
 	reg := prometheus.NewRegistry()
 	e := newServer(mustNew(t, Config{Name: "api", Rate: "3-M", Timeout: 20 * time.Millisecond}, rdb, reg), nil)
 
@@ -381,7 +358,7 @@ func TestFailOpenWhenRedisIsSlow(t *testing.T) {
 	// bound sits halfway between the 20 ms timeout and the pause: far from both, so a
 	// loaded machine's scheduling delays pass, and waiting for Redis always fails.
 	const pause = 5 * time.Second
-	admin := privateClient(t, addr)
+	admin := srv.Client(t)
 	t.Cleanup(srv.Kill) // first: closing a client would wait for the paused server
 	if err := admin.Do(context.Background(), admin.B().ClientPause().Timeout(pause.Milliseconds()).All().Build()).Error(); err != nil {
 		t.Fatalf("CLIENT PAUSE: %v", err)

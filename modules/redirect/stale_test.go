@@ -5,8 +5,6 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"os/exec"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -49,8 +47,8 @@ func TestStaleIfErrorBothDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := startRedis(t)
-	h, e, client := instanceOn(t, rs.url, store)
+	rs := testenv.StartPrivateRedis(t)
+	h, e, client := instanceOn(t, rs.URL, store)
 
 	// The first answer's own fill of Redis invalidates it, asynchronously: look up until
 	// every link is held locally.
@@ -67,7 +65,7 @@ func TestStaleIfErrorBothDown(t *testing.T) {
 		return held == 4
 	})
 	epoch := h.cache.epoch.Load()
-	rs.kill()
+	rs.Kill()
 	redisGone(t, h, client, epoch)
 	pg.down()
 
@@ -127,13 +125,13 @@ func TestUnverifiedEntryIsLookedUpAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := startRedis(t)
-	h, e, client := instanceOn(t, rs.url, store)
+	rs := testenv.StartPrivateRedis(t)
+	h, e, client := instanceOn(t, rs.URL, store)
 	if code, loc := location(e, "moved"); code != 302 || loc != "https://old.example/" {
 		t.Fatalf("before: %d %q", code, loc)
 	}
 	epoch := h.cache.epoch.Load()
-	rs.kill()
+	rs.Kill()
 	redisGone(t, h, client, epoch)
 	if _, err := db.Pool.Exec(ctx, `UPDATE links SET original_url = 'https://new.example/' WHERE slug = 'moved'`); err != nil {
 		t.Fatal(err)
@@ -159,17 +157,17 @@ func TestRedisUsedAgainAfterOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := startRedis(t)
-	a, e, _ := instanceOn(t, rs.url, store)
-	b, _, _ := instanceOn(t, rs.url, store)
-	rs.kill()
+	rs := testenv.StartPrivateRedis(t)
+	a, e, _ := instanceOn(t, rs.URL, store)
+	b, _, _ := instanceOn(t, rs.URL, store)
+	rs.Kill()
 	if code, loc := location(e, "back"); code != 302 || loc != "https://old.example/" {
 		t.Fatalf("Redis down: %d %q, want 302 https://old.example/", code, loc)
 	}
 	if a.cache.redisBackoff.Load() == 0 {
 		t.Fatal("a failing Redis did not start the backoff")
 	}
-	rs.start()
+	rs.Restart()
 	testenv.Eventually(t, 10*time.Second, "lookups to use Redis again", func() bool {
 		location(e, "back")
 		return a.cache.redisBackoff.Load() == 0
@@ -226,58 +224,6 @@ func instanceOn(t *testing.T, redisURL string, store Store) (*Handler, *echo.Ech
 	e := newEcho()
 	handler.Register(e)
 	return handler, e, client
-}
-
-// privateRedis is a redis-server of this test's own, without persistence, so it can
-// be killed without touching the shared one.
-type privateRedis struct {
-	t    *testing.T
-	url  string
-	port int
-	dir  string
-	cmd  *exec.Cmd
-}
-
-func startRedis(t *testing.T) *privateRedis {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server is not installed")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	r := &privateRedis{t: t, url: "redis://127.0.0.1:" + strconv.Itoa(port) + "/0", port: port, dir: t.TempDir()}
-	r.start()
-	t.Cleanup(r.kill)
-	return r
-}
-
-// start runs the server (again, after kill: empty) and waits until it listens.
-func (r *privateRedis) start() {
-	r.t.Helper()
-	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", r.dir)
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	testenv.Eventually(r.t, 10*time.Second, "the private redis-server to listen", func() bool {
-		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(r.port))
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-}
-
-// kill ends the server with SIGKILL (once).
-func (r *privateRedis) kill() {
-	if r.cmd.ProcessState == nil {
-		_ = r.cmd.Process.Kill()
-		_ = r.cmd.Wait()
-	}
 }
 
 // pgProxy forwards TCP to PostgreSQL; down closes the listener and every connection
