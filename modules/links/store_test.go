@@ -14,13 +14,20 @@ import (
 	"github.com/hop-dev/hop/internal/testenv"
 )
 
-func TestGeneratedSlugSkipsCustomSlugThatTookIt(t *testing.T) {
-	t.Parallel()
+// newStore is a store on a database of the test's own.
+func newStore(t *testing.T) (*Store, *testenv.DB) {
+	t.Helper()
 	db := testenv.NewDB(t)
 	s, err := NewStore(db.Pool, "secret", 6)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s, db
+}
+
+func TestGeneratedSlugSkipsCustomSlugThatTookIt(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
 	ctx := t.Context()
 	first, err := s.create(ctx, newLink{URL: "https://example.com/1", RedirectStatus: 302})
 	if err != nil {
@@ -147,11 +154,7 @@ FROM generate_series(1, 20050) i;
 // a new target) add nothing for the next read to sum.
 func TestTagCountsFollowEveryChange(t *testing.T) {
 	t.Parallel()
-	db := testenv.NewDB(t)
-	s, err := NewStore(db.Pool, "secret", 6)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, db := newStore(t)
 	ctx := t.Context()
 	check := func(step string) {
 		t.Helper()
