@@ -4,7 +4,16 @@
 -- Each change to a live link appends a +1 or -1 row here, from a row trigger, so
 -- concurrent link writers never wait on a shared counter row; the readers sum the rows
 -- of a key and fold them into one now and then (links.Store.tags,
--- domains.Store.List). Insert and delete by hand are counted too.
+-- domains.Store.List). Insert, delete and truncate by hand are counted too.
+--
+-- Links are locked against writes first, until this migration commits, so the counts
+-- below and the rows the triggers add never miss or repeat one, whatever the isolation
+-- level (LOCK takes no snapshot). Redirects still read links; link writes, the click
+-- limit's count and the aggregator's tick wait. lock_timeout makes the migration fail
+-- and retry rather than queue behind a long transaction while those queue behind it.
+SET LOCAL lock_timeout = '5s';
+LOCK TABLE links IN SHARE ROW EXCLUSIVE MODE;
+
 CREATE TABLE domain_link_tallies (
     domain_id bigint NOT NULL,
     links     bigint NOT NULL
@@ -27,10 +36,15 @@ BEGIN
     END IF;
     RETURN NULL;
 END $$;
+
+CREATE FUNCTION links_tally_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM domain_link_tallies;
+    DELETE FROM tag_link_tallies;
+    RETURN NULL;
+END $$;
 -- +goose StatementEnd
 
--- The triggers come first: they lock links against writes until this migration
--- commits, so the counts below and the rows the triggers add never miss or repeat one.
 CREATE TRIGGER links_tally_ins AFTER INSERT ON links
     FOR EACH ROW EXECUTE FUNCTION links_tally();
 -- Only changes that move a link in or out of a count: the aggregator's and the click
@@ -41,6 +55,8 @@ CREATE TRIGGER links_tally_upd AFTER UPDATE OF deleted_at, domain_id, tags ON li
     EXECUTE FUNCTION links_tally();
 CREATE TRIGGER links_tally_del AFTER DELETE ON links
     FOR EACH ROW EXECUTE FUNCTION links_tally();
+CREATE TRIGGER links_tally_truncate AFTER TRUNCATE ON links
+    FOR EACH STATEMENT EXECUTE FUNCTION links_tally_truncate();
 
 INSERT INTO domain_link_tallies
 SELECT domain_id, count(*) FROM links WHERE deleted_at IS NULL GROUP BY domain_id;
@@ -48,9 +64,13 @@ INSERT INTO tag_link_tallies
 SELECT t, count(*) FROM links, unnest(tags) AS t WHERE deleted_at IS NULL GROUP BY t;
 
 -- +goose Down
+-- Dropping a trigger locks links against reads too, briefly; see lock_timeout above.
+SET LOCAL lock_timeout = '5s';
+DROP TRIGGER links_tally_truncate ON links;
 DROP TRIGGER links_tally_del ON links;
 DROP TRIGGER links_tally_upd ON links;
 DROP TRIGGER links_tally_ins ON links;
+DROP FUNCTION links_tally_truncate();
 DROP FUNCTION links_tally();
 DROP TABLE tag_link_tallies;
 DROP TABLE domain_link_tallies;

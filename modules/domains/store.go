@@ -40,6 +40,8 @@ INSERT INTO domain_link_tallies SELECT domain_id, sum(links) FROM gone GROUP BY 
 )
 
 // List returns every live domain with its number of live links, the default first.
+// Domains and counts are two reads: a domain added between them shows 0 links, as it
+// has.
 func (s *Store) List(ctx context.Context) ([]Domain, error) {
 	out, err := s.load(ctx)
 	if err != nil {
