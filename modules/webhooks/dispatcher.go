@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -232,27 +233,25 @@ const (
 SELECT c.xid::text AS cut FROM click_logs c WHERE c.xid >= $1::text::xid8 AND c.xid < $2::text::xid8
 ORDER BY c.xid OFFSET $3 LIMIT 1`
 
-	// batchSQL reads the window after the cursor in position order. The window comes
-	// out of click_logs through its xid index alone, before any join or filter: with
-	// the join inside, PostgreSQL could plan links first and probe click_logs per
-	// link, walking every click those links ever had on each read (it did, for the
-	// prepared statement, while the tables had no statistics yet). cutSQL bounds the
-	// window.
-	batchSQL = `
-WITH win AS MATERIALIZED (
-    SELECT xid, event_id, link_id, clicked_at, country, referer_host, browser, os, device, is_bot, bot_reason
-    FROM click_logs
-    WHERE xid >= $1::text::xid8 AND (xid, event_id) > ($1::text::xid8, $2::uuid) AND xid < $3::text::xid8
-      AND ($6 OR NOT is_bot)
-)
-SELECT c.xid::text, c.event_id, l.slug, d.host, c.clicked_at, c.country, c.referer_host, c.browser,
-       c.os, c.device, c.is_bot, c.bot_reason
-FROM win c JOIN links l ON l.id = c.link_id JOIN domains d ON d.id = l.domain_id
-WHERE ($4::bigint[] IS NULL OR c.link_id = ANY($4))
-  AND ($5::text[] IS NULL OR l.tags && $5)
-  AND ($8::text IS NULL OR d.host = $8)
+	// windowSQL reads the window after the cursor in position order, from click_logs
+	// alone and through its xid index: cutSQL bounds it. The links filter and bots are
+	// tested here; tags and domain, which need the link, in Go (see linksSQL). The
+	// ORDER BY names the table's column: a bare xid would be the text output column,
+	// sorted as text ('10' before '9') after reading the whole window.
+	windowSQL = `
+SELECT c.xid::text AS at, c.event_id, c.link_id, c.clicked_at, c.country, c.referer_host, c.browser, c.os,
+       c.device, c.is_bot, c.bot_reason
+FROM click_logs c
+WHERE c.xid >= $1::text::xid8 AND (c.xid, c.event_id) > ($1::text::xid8, $2::uuid) AND c.xid < $3::text::xid8
+  AND ($4 OR NOT c.is_bot) AND ($5::bigint[] IS NULL OR c.link_id = ANY($5))
 ORDER BY c.xid, c.event_id
-LIMIT $7`
+LIMIT $6`
+
+	// linksSQL reads the slug, host and tags of the links a window's clicks are on,
+	// each once. Joined to every click in SQL, a link was looked up per click: with
+	// the tables' statistics missing, as in a hop's first minutes, half of a read's time.
+	linksSQL = `
+SELECT l.id, l.slug, d.host, l.tags FROM links l JOIN domains d ON d.id = l.domain_id WHERE l.id = ANY($1)`
 
 	skipSQL = `
 UPDATE webhooks SET cursor_xid = $2::text::xid8, cursor_event = $3
@@ -286,7 +285,7 @@ type Payload struct {
 
 // readAhead is what one read of a window found for a webhook beyond the batch it
 // made: the next batches come from it while the cursor is where the last one left it,
-// so a window is read (and sorted) once per ReadAhead events rather than per batch.
+// so a window is read (and sorted) once, not once per batch.
 type readAhead struct {
 	after  horizon.Position   // valid while the webhook's cursor is here
 	events []Event            // in position order
@@ -332,8 +331,8 @@ func (s *Service) nextBatch(ctx context.Context, w Webhook) (Delivery, error) {
 	return d, err
 }
 
-// read reads the window after the webhook's cursor: up to ReadAhead events that pass
-// its filters. A window without any moves the cursor past it and returns errSkipped
+// read reads the window after the webhook's cursor: the events in it that pass its
+// filters, up to readAheadWindows windows of them. A window without any moves the cursor past it and returns errSkipped
 // (more clicks wait beyond it) or ErrNoDelivery.
 func (s *Service) read(ctx context.Context, w Webhook) (readAhead, error) {
 	h, err := horizon.Read(ctx, s.pool)
@@ -356,43 +355,58 @@ func (s *Service) read(ctx context.Context, w Webhook) (readAhead, error) {
 		}
 		end++ // the cut's transaction is read whole, so a window is never empty
 	}
-	var tags []string
-	if w.Tags != nil {
-		tags = w.Tags
-	}
-	limit := s.cfg.BatchSize * readAheadBatches
-	rows, err := s.pool.Query(ctx, batchSQL, horizon.FormatXID(w.cursor.XID), w.cursor.Event, horizon.FormatXID(end),
-		w.linkIDs, tags, w.IncludeBots, limit, w.Domain)
+	limit := s.cfg.Window * readAheadWindows
+	rows, err := s.pool.Query(ctx, windowSQL, horizon.FormatXID(w.cursor.XID), w.cursor.Event, horizon.FormatXID(end),
+		w.IncludeBots, w.linkIDs, limit)
 	if err != nil {
 		return readAhead{}, fmt.Errorf("read clicks: %w", err)
 	}
-	ra := readAhead{after: w.cursor}
-	for rows.Next() {
-		var (
-			e   = Event{Type: "click"}
-			xid string
-			p   horizon.Position
-		)
-		if err := rows.Scan(&xid, &e.ID, &e.Slug, &e.Domain, &e.ClickedAt, &e.Country, &e.Referer, &e.Browser,
-			&e.OS, &e.Device, &e.Bot, &e.BotReason); err != nil {
-			rows.Close()
-			return readAhead{}, fmt.Errorf("scan click: %w", err)
-		}
-		if p.XID, err = horizon.ParseXID(xid); err != nil {
-			rows.Close()
-			return readAhead{}, err
-		}
-		p.Event = e.ID
-		e.ClickedAt = e.ClickedAt.UTC()
-		ra.events = append(ra.events, e)
-		ra.pos = append(ra.pos, p)
+	type click struct {
+		Event
+		link int64
+		pos  horizon.Position
 	}
-	if err := rows.Err(); err != nil {
+	var (
+		clicks []click
+		c      = click{Event: Event{Type: "click"}}
+		xid    string
+		ids    []int64
+		seen   = map[int64]bool{}
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&xid, &c.ID, &c.link, &c.ClickedAt, &c.Country, &c.Referer, &c.Browser,
+		&c.OS, &c.Device, &c.Bot, &c.BotReason}, func() error {
+		var err error
+		if c.pos.XID, err = horizon.ParseXID(xid); err != nil {
+			return err
+		}
+		c.pos.Event = c.ID
+		c.ClickedAt = c.ClickedAt.UTC()
+		clicks = append(clicks, c)
+		if !seen[c.link] {
+			seen[c.link] = true
+			ids = append(ids, c.link)
+		}
+		return nil
+	}); err != nil {
 		return readAhead{}, fmt.Errorf("read clicks: %w", err)
 	}
-	ra.end = horizon.Position{XID: end}
-	if len(ra.events) == limit {
-		ra.end = ra.pos[len(ra.pos)-1]
+	links, err := s.readLinks(ctx, ids)
+	if err != nil {
+		return readAhead{}, err
+	}
+	ra := readAhead{after: w.cursor, end: horizon.Position{XID: end}}
+	if len(clicks) == limit {
+		ra.end = clicks[len(clicks)-1].pos // every click up to here was looked at
+	}
+	for _, c := range clicks {
+		l, ok := links[c.link]
+		if !ok || (w.Tags != nil && !slices.ContainsFunc(w.Tags, func(t string) bool { return slices.Contains(l.tags, t) })) ||
+			(w.Domain != nil && l.host != *w.Domain) {
+			continue
+		}
+		c.Slug, c.Domain = l.slug, l.host
+		ra.events = append(ra.events, c.Event)
+		ra.pos = append(ra.pos, c.pos)
 	}
 	if len(ra.events) == 0 {
 		// Nothing in the window is for this webhook: skip it, unless the cursor moved
@@ -408,8 +422,42 @@ func (s *Service) read(ctx context.Context, w Webhook) (readAhead, error) {
 	return ra, nil
 }
 
-// readAheadBatches is how many batches one read of a window may make.
-const readAheadBatches = 10
+// windowLink is what a webhook's read needs of a link.
+type windowLink struct {
+	slug, host string
+	tags       []string
+}
+
+// readLinks reads the links with ids (see linksSQL).
+func (s *Service) readLinks(ctx context.Context, ids []int64) (map[int64]windowLink, error) {
+	out := make(map[int64]windowLink, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := s.pool.Query(ctx, linksSQL, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read the clicks' links: %w", err)
+	}
+	var (
+		id int64
+		l  windowLink
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&id, &l.slug, &l.host, &l.tags}, func() error {
+		out[id] = l
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("read the clicks' links: %w", err)
+	}
+	return out, nil
+}
+
+// readAheadWindows bounds the events one read returns, in windows. A window holds the
+// cut's transaction whole, and ingest commits up to 5,000 clicks at a time, so a
+// window of 1,000 may hold 6,000: a read that stopped short of its end would leave
+// the rest to the next read, which scans the cut's transaction again from its start
+// (the xid index does not order a transaction's clicks) and throws away what it already
+// sent. The bound keeps a webhook's read-ahead to a few MB.
+const readAheadWindows = 8
 
 // send POSTs body, signed, and returns the HTTP status (0 when there was no answer).
 func (s *Service) send(ctx context.Context, w Webhook, deliveryID int64, body []byte) (int, time.Duration, error) {
