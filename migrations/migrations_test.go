@@ -105,3 +105,25 @@ func pairs(t *testing.T, db *testenv.DB, query string) string {
 	}
 	return strings.Join(out, " ")
 }
+
+// Webhook delivery bodies are compressed with lz4 (00030), which the PostgreSQL the
+// tests run on has.
+func TestWebhookBodiesCompressWithLZ4(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	ctx := t.Context()
+	var method string
+	if err := db.Pool.QueryRow(ctx, `
+WITH w AS (INSERT INTO webhooks (url, secret, cursor_xid) VALUES ('https://example.com', 's', '0') RETURNING id),
+d AS (INSERT INTO webhook_deliveries (webhook_id, kind, status, body, events)
+      SELECT id, 'events', 'delivered', convert_to(repeat('{"type":"click"},', 2000), 'UTF8'), 2000 FROM w RETURNING id)
+SELECT 1 FROM d`).Scan(new(int)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Pool.QueryRow(ctx, `SELECT pg_column_compression(body) FROM webhook_deliveries`).Scan(&method); err != nil {
+		t.Fatal(err)
+	}
+	if method != "lz4" {
+		t.Fatalf("a delivery body is compressed with %q, want lz4", method)
+	}
+}
