@@ -287,14 +287,18 @@ const frameGuess = 512
 
 // readSQL reads clicks after a position and below the horizon, in position order.
 // $4/$5 optionally narrow to one link and to human clicks. Slugs come from the slug
-// cache, not a join: the read touches click_logs only.
+// cache, not a join: the read touches click_logs only. The link test is wrapped in IS
+// TRUE so that it is never an index condition: planned with a link id and no
+// statistics, PostgreSQL also read the link's whole history from click_logs' unique
+// key and intersected it with the window (32 ms against 1.3 ms for a link with 500,000
+// clicks, growing with them).
 const readSQL = `
 SELECT c.xid::text, c.event_id, c.link_id, c.clicked_at, c.country, c.referer_host,
        c.browser, c.os, c.device, c.is_bot, c.bot_reason
 FROM click_logs c
 WHERE c.xid >= $1::text::xid8 AND (c.xid, c.event_id) > ($1::text::xid8, $2::uuid)
   AND c.xid < $3::text::xid8
-  AND ($4::bigint = 0 OR c.link_id = $4) AND ($5 OR NOT c.is_bot)
+  AND ($4::bigint = 0 OR (c.link_id = $4) IS TRUE) AND ($5 OR NOT c.is_bot)
 ORDER BY c.xid, c.event_id
 LIMIT $6`
 

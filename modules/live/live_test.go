@@ -430,3 +430,24 @@ func TestResumeWindow(t *testing.T) {
 		}
 	}
 }
+
+// A client on one link's feed that resumes reads what it missed through click_logs'
+// xid index alone, even planned with the link id and without statistics (a hop's first
+// minutes, or CI's): intersecting the window with the link's entries in the unique key
+// reads the link's whole history, a cost that grows with its clicks.
+func TestLinkReadWalksOnlyTheWindow(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	ctx := t.Context()
+	if _, err := db.Pool.Exec(ctx, `
+INSERT INTO links (slug, original_url) SELECT 'l' || i, 'https://example.com' FROM generate_series(1, 20) i;
+INSERT INTO click_logs (event_id, link_id, clicked_at)
+SELECT gen_random_uuid(), 1 + i % 20, now() - i * interval '1 second' FROM generate_series(1, 40000) i;`); err != nil {
+		t.Fatal(err)
+	}
+	conn := testenv.Conn(t, db.Pool, `SET plan_cache_mode = force_custom_plan; PREPARE page AS `+readSQL)
+	plan := testenv.Plan(t, conn, `EXECUTE page('1', '00000000-0000-0000-0000-000000000000', '100000', 7, true, 1000)`)
+	if strings.Contains(plan, "click_logs_link_event_key") || !strings.Contains(plan, "click_logs_xid_idx") {
+		t.Errorf("one link's page is read other than by the xid index alone:\n%s", plan)
+	}
+}
