@@ -237,13 +237,15 @@ ORDER BY c.xid OFFSET $3 LIMIT 1`
 	// alone and through its xid index: cutSQL bounds it. The links filter and bots are
 	// tested here; tags and domain, which need the link, in Go (see linksSQL). The
 	// ORDER BY names the table's column: a bare xid would be the text output column,
-	// sorted as text ('10' before '9') after reading the whole window.
+	// sorted as text ('10' before '9') after reading the whole window. The links test
+	// is wrapped in IS TRUE so that it is never an index condition: planned with link
+	// ids, PostgreSQL intersected the window with those links' whole history.
 	windowSQL = `
 SELECT c.xid::text AS at, c.event_id, c.link_id, c.clicked_at, c.country, c.referer_host, c.browser, c.os,
        c.device, c.is_bot, c.bot_reason
 FROM click_logs c
 WHERE c.xid >= $1::text::xid8 AND (c.xid, c.event_id) > ($1::text::xid8, $2::uuid) AND c.xid < $3::text::xid8
-  AND ($4 OR NOT c.is_bot) AND ($5::bigint[] IS NULL OR c.link_id = ANY($5))
+  AND ($4 OR NOT c.is_bot) AND ($5::bigint[] IS NULL OR (c.link_id = ANY($5)) IS TRUE)
 ORDER BY c.xid, c.event_id
 LIMIT $6`
 
