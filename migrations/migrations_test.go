@@ -124,6 +124,6 @@ SELECT 1 FROM d`).Scan(new(int)); err != nil {
 		t.Fatal(err)
 	}
 	if method != "lz4" {
-		t.Fatalf("a delivery body is compressed with %q, want lz4", method)
+		t.Fatalf("a delivery body is compressed with %q, want lz4 (is this PostgreSQL built without lz4?)", method)
 	}
 }

@@ -236,8 +236,8 @@ ORDER BY c.xid OFFSET $3 LIMIT 1`
 	// windowSQL reads the window after the cursor in position order, from click_logs
 	// alone and through its xid index: cutSQL bounds it. The links filter and bots are
 	// tested here; tags and domain, which need the link, in Go (see linksSQL). The
-	// ORDER BY names the table's column: a bare xid would be the text output column,
-	// sorted as text ('10' before '9') after reading the whole window. The links test
+	// text output is named apart from the column (at): named xid, it would be what
+	// ORDER BY xid sorts, as text ('10' before '9'), after reading the whole window. The links test
 	// is wrapped in IS TRUE so that it is never an index condition: planned with link
 	// ids, PostgreSQL intersected the window with those links' whole history.
 	windowSQL = `
@@ -334,8 +334,8 @@ func (s *Service) nextBatch(ctx context.Context, w Webhook) (Delivery, error) {
 }
 
 // read reads the window after the webhook's cursor: the events in it that pass its
-// filters, up to readAheadWindows windows of them. A window without any moves the cursor past it and returns errSkipped
-// (more clicks wait beyond it) or ErrNoDelivery.
+// filters, up to readAheadWindows windows of them. A window without any moves the
+// cursor past it and returns errSkipped (more clicks wait beyond it) or ErrNoDelivery.
 func (s *Service) read(ctx context.Context, w Webhook) (readAhead, error) {
 	h, err := horizon.Read(ctx, s.pool)
 	if err != nil {
@@ -369,7 +369,7 @@ func (s *Service) read(ctx context.Context, w Webhook) (readAhead, error) {
 		pos  horizon.Position
 	}
 	var (
-		clicks []click
+		clicks = make([]click, 0, 2*s.cfg.Window) // a window and a transaction, mostly
 		c      = click{Event: Event{Type: "click"}}
 		xid    string
 		ids    []int64
@@ -400,10 +400,15 @@ func (s *Service) read(ctx context.Context, w Webhook) (readAhead, error) {
 	if len(clicks) == limit {
 		ra.end = clicks[len(clicks)-1].pos // every click up to here was looked at
 	}
+	for id, l := range links {
+		if (w.Tags != nil && !slices.ContainsFunc(w.Tags, func(t string) bool { return slices.Contains(l.tags, t) })) ||
+			(w.Domain != nil && l.host != *w.Domain) {
+			delete(links, id) // filtered out: its clicks are passed over
+		}
+	}
 	for _, c := range clicks {
 		l, ok := links[c.link]
-		if !ok || (w.Tags != nil && !slices.ContainsFunc(w.Tags, func(t string) bool { return slices.Contains(l.tags, t) })) ||
-			(w.Domain != nil && l.host != *w.Domain) {
+		if !ok {
 			continue
 		}
 		c.Slug, c.Domain = l.slug, l.host
@@ -458,8 +463,9 @@ func (s *Service) readLinks(ctx context.Context, ids []int64) (map[int64]windowL
 // window of 1,000 may hold 6,000: a read that stopped short of its end would leave
 // the rest to the next read, which scans the cut's transaction again from its start
 // (the xid index does not order a transaction's clicks) and throws away what it already
-// sent. The bound keeps a webhook's read-ahead to a few MB.
-const readAheadWindows = 8
+// sent. The bound keeps a webhook's read-ahead to about 1 MB, and it is dropped when a
+// batch fails, so a receiver that is down holds none.
+const readAheadWindows = 6
 
 // send POSTs body, signed, and returns the HTTP status (0 when there was no answer).
 func (s *Service) send(ctx context.Context, w Webhook, deliveryID int64, body []byte) (int, time.Duration, error) {
@@ -557,6 +563,9 @@ func (s *Service) attempt(ctx context.Context, w Webhook, d Delivery, manual boo
 		return true, nil
 	}
 	s.results.WithLabelValues("failed").Inc()
+	s.mu.Lock()
+	delete(s.ahead, w.ID) // read again once the receiver is back
+	s.mu.Unlock()
 	msg := ""
 	switch {
 	case sendErr != nil:
