@@ -358,6 +358,53 @@ SELECT gen_random_uuid(), link, $4, bot FROM (
 	}
 }
 
+// Clicks read ahead for a webhook's next batches are let go when a batch fails: a
+// receiver that stays down for hours holds no memory for them, and once it is back
+// the next batches are read again, each click once.
+func TestReadAheadLetGoWhenABatchFails(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	w := b.webhook(t)
+	b.clicks(t, 250)
+	b.status.Store(http.StatusOK)
+	if ok, err := b.s.step(ctx, w.ID); !ok || err != nil {
+		t.Fatalf("first batch: %v, %v", ok, err)
+	}
+	held := func() int {
+		b.s.mu.Lock()
+		defer b.s.mu.Unlock()
+		return len(b.s.ahead[w.ID].events)
+	}
+	if n := held(); n != 150 {
+		t.Fatalf("%d clicks read ahead after the first batch of 100, want 150", n)
+	}
+	b.status.Store(http.StatusInternalServerError)
+	if ok, err := b.s.step(ctx, w.ID); ok || err != nil {
+		t.Fatalf("second batch, receiver failing: %v, %v; want a failed attempt", ok, err)
+	}
+	if n := held(); n != 0 {
+		t.Fatalf("%d clicks still read ahead after a failed batch, want none", n)
+	}
+	b.status.Store(http.StatusOK)
+	b.clock.Set(b.clock.Now().Add(time.Hour)) // past the retry's backoff
+	b.drain(t, w.ID)
+	ds, err := b.s.deliveries(ctx, w.ID, MaxListed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := 0
+	for _, d := range ds {
+		if d.Status != "delivered" {
+			t.Errorf("delivery %d is %s, want delivered", d.ID, d.Status)
+		}
+		events += d.Events
+	}
+	if events != 250 {
+		t.Fatalf("%d events delivered, want the 250 clicks once each", events)
+	}
+}
+
 func TestBlockedAddresses(t *testing.T) {
 	t.Parallel()
 	for _, a := range []string{"127.0.0.1", "127.8.9.1", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254",
