@@ -22,6 +22,11 @@ CREATE TABLE tag_link_tallies (
     tag   text NOT NULL,
     links bigint NOT NULL
 );
+-- A fold deletes the rows it sums; a read scans the dead ones until VACUUM frees them
+-- (85 ms after folding 900,000), so autovacuum takes these small tables after 1,000
+-- dead rows instead of a fifth of the table.
+ALTER TABLE domain_link_tallies SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000);
+ALTER TABLE tag_link_tallies SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000);
 
 -- +goose StatementBegin
 CREATE FUNCTION links_tally() RETURNS trigger LANGUAGE plpgsql AS $$

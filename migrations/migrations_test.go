@@ -127,3 +127,16 @@ SELECT 1 FROM d`).Scan(new(int)); err != nil {
 		t.Fatalf("a delivery body is compressed with %q, want lz4 (is this PostgreSQL built without lz4?)", method)
 	}
 }
+
+// The tally tables, whose folds delete every row they sum, are vacuumed after 1,000
+// dead rows, not after a fifth of the table: reads scan the dead rows until then.
+func TestTallyTablesVacuumEarly(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	got := pairs(t, db, `SELECT relname, count(*) FROM pg_class, unnest(reloptions) o
+WHERE relname LIKE '%link_tallies' AND o IN ('autovacuum_vacuum_scale_factor=0', 'autovacuum_vacuum_threshold=1000')
+GROUP BY relname ORDER BY relname`)
+	if want := "domain_link_tallies=2 tag_link_tallies=2"; got != want {
+		t.Fatalf("tally tables' autovacuum settings: %q, want %q", got, want)
+	}
+}

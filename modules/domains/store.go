@@ -39,6 +39,21 @@ const (
 INSERT INTO domain_link_tallies SELECT domain_id, sum(links) FROM gone GROUP BY domain_id HAVING sum(links) <> 0`
 )
 
+// LiveLinks returns the number of live links of each domain that has any, by domain
+// id, from the counts the links triggers keep: a few rows, however many links. The
+// stats overview reads it too.
+func LiveLinks(ctx context.Context, db tally.DB) (map[int64]int64, error) {
+	counts, err := tally.Read[int64](ctx, db, domainCounts, foldDomainCounts)
+	if err != nil {
+		return nil, fmt.Errorf("count live links: %w", err)
+	}
+	links := make(map[int64]int64, len(counts))
+	for _, c := range counts {
+		links[c.Key] = c.N
+	}
+	return links, nil
+}
+
 // List returns every live domain with its number of live links, the default first.
 // Domains and counts are two reads: a domain added between them shows 0 links, as it
 // has.
@@ -47,13 +62,9 @@ func (s *Store) List(ctx context.Context) ([]Domain, error) {
 	if err != nil {
 		return nil, err
 	}
-	counts, err := tally.Read[int64](ctx, s.pool, domainCounts, foldDomainCounts)
+	links, err := LiveLinks(ctx, s.pool)
 	if err != nil {
-		return nil, fmt.Errorf("count domain links: %w", err)
-	}
-	links := make(map[int64]int64, len(counts))
-	for _, c := range counts {
-		links[c.Key] = c.N
+		return nil, err
 	}
 	for i := range out {
 		out[i].Links = links[out[i].ID]

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hop-dev/hop/modules/domains"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -168,8 +169,8 @@ func (s *store) linkStats(ctx context.Context, slug string, q rangeQuery, recent
 	return r, nil
 }
 
-// overviewSQL answers the /stats overview in one round trip: the number of live links,
-// daily totals over all links, the top $3 live links by human clicks, hourly totals
+// overviewSQL answers the /stats overview in one round trip (the number of live links
+// comes from domains.LiveLinks): daily totals over all links, the top $3 live links by human clicks, hourly totals
 // over [$4, $5) for non-UTC daily series, and the campaign breakdowns over all links
 // (top-N is cut in Go).
 // Columns: kind, slug (a campaign row's value), a, b, c, d, and a top link's domain host
@@ -182,9 +183,7 @@ func (s *store) linkStats(ctx context.Context, slug string, q rangeQuery, recent
 // its monthly_stats for the whole months [$6, $7) plus its daily_stats for the days
 // before $6 and from $7 on (at most two partial months).
 const overviewSQL = `
-SELECT 0, '', count(*)::int8, 0::int8, 0::int8, 0::int8, ''::text FROM links WHERE deleted_at IS NULL
-UNION ALL
-SELECT 1, '', (day - $1::date)::int8, clicks, unique_visitors, bot_clicks, ''
+SELECT 1, '', (day - $1::date)::int8, clicks, unique_visitors, bot_clicks, ''::text
 FROM daily_totals WHERE day BETWEEN $1::date AND $2::date
 UNION ALL
 (SELECT 5, l.slug, t.clicks, 0, 0, 0, dm.host
@@ -221,9 +220,7 @@ GROUP BY dimension, value`
 // by primary key, as the plans for a known $6 do.
 const overviewDomainSQL = `
 WITH dl AS (SELECT id FROM links WHERE domain_id >= $6 AND domain_id <= $6)
-SELECT 0, '', count(*)::int8, 0::int8, 0::int8, 0::int8, ''::text FROM links WHERE deleted_at IS NULL AND domain_id >= $6 AND domain_id <= $6
-UNION ALL
-SELECT 1, '', (day - $1::date)::int8, sum(clicks)::int8, sum(unique_visitors)::int8, sum(bot_clicks)::int8, ''
+SELECT 1, '', (day - $1::date)::int8, sum(clicks)::int8, sum(unique_visitors)::int8, sum(bot_clicks)::int8, ''::text
 FROM daily_stats WHERE day BETWEEN $1::date AND $2::date AND link_id IN (SELECT id FROM dl) GROUP BY day
 UNION ALL
 (SELECT 5, l.slug, sum(d.clicks)::int8, 0, 0, 0, ''
@@ -297,8 +294,6 @@ func (s *store) overview(ctx context.Context, q rangeQuery) (rawOverview, error)
 			return rawOverview{}, fmt.Errorf("scan overview: %w", err)
 		}
 		switch kind {
-		case kindLink:
-			r.links = a
 		case kindDay:
 			r.daily = append(r.daily, dayRow{index: int(a), clicks: b, uniques: c, botClicks: d})
 		case kindRangeHour:
@@ -314,6 +309,18 @@ func (s *store) overview(ctx context.Context, q rangeQuery) (rawOverview, error)
 	}
 	if err := rows.Err(); err != nil {
 		return rawOverview{}, fmt.Errorf("read overview: %w", err)
+	}
+	// Counted over the links, the number of live links took 0.2-0.9 s at a million.
+	links, err := domains.LiveLinks(ctx, s.pool)
+	if err != nil {
+		return rawOverview{}, err
+	}
+	if q.domain != 0 {
+		r.links = links[q.domain]
+	} else {
+		for _, n := range links {
+			r.links += n
+		}
 	}
 	return r, nil
 }
