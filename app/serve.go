@@ -23,6 +23,7 @@ import (
 	"golang.org/x/net/netutil"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/hop-dev/hop/internal/tally"
 	"github.com/hop-dev/hop/migrations"
 	"github.com/hop-dev/hop/modules/apikey"
 	"github.com/hop-dev/hop/modules/dashboard"
@@ -62,6 +63,7 @@ type service struct {
 	keys     *apikey.Store
 	domains  *domains.Registry
 	idem     *idempotency.Store
+	counts   *tally.Folder
 	live     *live.Feed
 	webhooks *webhooks.Service
 	closers  []func() // run in reverse by close
@@ -167,6 +169,7 @@ func build(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	linkService := links.NewService(linkStore, cfg.BaseURL, rd, logger).WithDomains(domainRegistry)
 	statsReader := stats.NewReader(stats.Config{HeldBytes: heldStatsBytes(), Domains: domainRegistry}, pool, reg, logger)
 	domainService := domains.NewService(domainStore, domainRegistry)
+	s.counts = tally.NewFolder(pool, []tally.Table{links.TagCounts(), domains.LinkCounts()}, 0, logger)
 	if s.webhooks, err = webhooks.New(ctx, webhooks.Config{AllowPrivate: cfg.WebhookAllowPrivate}, pool, reg, logger); err != nil {
 		return s, err
 	}
@@ -346,6 +349,7 @@ func (s *service) run(ctx context.Context) error {
 	g.Go(func() error { return s.keys.Watch(gctx) })
 	g.Go(func() error { return s.domains.Run(gctx) })
 	g.Go(func() error { return s.idem.Run(gctx) })
+	g.Go(func() error { return s.counts.Run(gctx) })
 	// Both end when shutdown starts: live streams never go idle, so step 1 would wait
 	// for them; an interrupted delivery stays pending and is resent.
 	g.Go(func() error { return s.live.Run(gctx) })

@@ -2,9 +2,9 @@
 -- Live-link counts per domain and per tag, so GET /domains and GET /tags read a few rows
 -- instead of every live link (0.2-0.5 s and 0.8-1.1 s at 1.26M live links).
 -- Each change to a live link appends a +1 or -1 row here, from a row trigger, so
--- concurrent link writers never wait on a shared counter row; the readers sum the rows
--- of a key and fold them into one now and then (links.Store.tags,
--- domains.Store.List). Insert, delete and truncate by hand are counted too.
+-- concurrent link writers never wait on a shared counter row; readers sum the rows of
+-- a key (links.Store.tags, domains.Store.LiveLinks), and tally.Folder folds them into
+-- one now and then. Insert, delete and truncate by hand are counted too.
 --
 -- Links are locked against writes first, until this migration commits, so the counts
 -- below and the rows the triggers add never miss or repeat one, whatever the isolation

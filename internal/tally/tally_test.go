@@ -15,10 +15,10 @@ import (
 	"github.com/hop-dev/hop/internal/testenv"
 )
 
-const (
-	list = `SELECT k, sum(n)::int8, count(*) FROM t GROUP BY k ORDER BY 2 DESC, 1`
-	fold = `WITH gone AS (DELETE FROM t RETURNING k, n) INSERT INTO t SELECT k, sum(n) FROM gone GROUP BY k HAVING sum(n) <> 0`
-)
+var table = tally.Table{
+	List: `SELECT k, sum(n)::int8, count(*) FROM t GROUP BY k ORDER BY 2 DESC, 1`,
+	Fold: `WITH gone AS (DELETE FROM t RETURNING k, n) INSERT INTO t SELECT k, sum(n) FROM gone GROUP BY k HAVING sum(n) <> 0`,
+}
 
 func newTable(t *testing.T) *pgxpool.Pool {
 	t.Helper()
@@ -31,7 +31,7 @@ func newTable(t *testing.T) *pgxpool.Pool {
 
 func read(t *testing.T, pool *pgxpool.Pool) map[string]int64 {
 	t.Helper()
-	counts, err := tally.Read[string](t.Context(), pool, list, fold)
+	counts, err := tally.Read[string](t.Context(), pool, table)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,26 +51,30 @@ func rowCount(t *testing.T, pool *pgxpool.Pool) int {
 	return n
 }
 
-// A read returns the positive sums in the list's order and leaves the rows alone until
-// they outnumber the keys; then it folds them into one per key with a count, and keys
-// whose links are all gone disappear.
-func TestReadFoldsOnceRowsOutnumberKeys(t *testing.T) {
+// A read returns the positive sums in the list's order and never writes. The folder
+// leaves the rows alone until they outnumber the keys; then it folds them into one per
+// key with a count, and keys whose links are all gone disappear.
+func TestFoldOnceRowsOutnumberKeys(t *testing.T) {
 	t.Parallel()
 	pool := newTable(t)
 	ctx := t.Context()
+	folder := tally.NewFolder(pool, []tally.Table{table}, 0, nil)
 	// a: 3, b: 1, gone: +1 -1.
 	if _, err := pool.Exec(ctx, `INSERT INTO t VALUES ('a', 1), ('a', 1), ('a', 1), ('b', 1), ('gone', 1), ('gone', -1)`); err != nil {
 		t.Fatal(err)
 	}
-	counts, err := tally.Read[string](ctx, pool, list, fold)
+	counts, err := tally.Read[string](ctx, pool, table)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := []tally.Count[string]{{Key: "a", N: 3}, {Key: "b", N: 1}}; !slices.Equal(counts, want) {
 		t.Fatalf("counts = %v, want %v", counts, want)
 	}
+	if err := folder.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if n := rowCount(t, pool); n != 6 {
-		t.Fatalf("rows after a read of few changes = %d, want 6 (not folded)", n)
+		t.Fatalf("rows after a fold pass over few changes = %d, want 6 (not folded)", n)
 	}
 
 	// 400 more changes to b: now more than twice the keys plus the slack.
@@ -80,6 +84,12 @@ func TestReadFoldsOnceRowsOutnumberKeys(t *testing.T) {
 	if got, want := read(t, pool), map[string]int64{"a": 3, "b": 1}; !maps.Equal(got, want) {
 		t.Fatalf("counts = %v, want %v", got, want)
 	}
+	if n := rowCount(t, pool); n != 406 {
+		t.Fatalf("rows after a read = %d, want 406: a read never writes", n)
+	}
+	if err := folder.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if n := rowCount(t, pool); n != 2 {
 		t.Fatalf("rows after the fold = %d, want 2 (one per key with links)", n)
 	}
@@ -88,9 +98,10 @@ func TestReadFoldsOnceRowsOutnumberKeys(t *testing.T) {
 	}
 }
 
-// Writers append while readers fold, several at once: every read returns a state
-// between the changes committed before it began and those committed by its end, and in
-// the end every committed change is counted exactly once and none rolled back is.
+// Writers append while readers read and folders fold, several at once: every read
+// returns a state between the changes committed before it began and those committed by
+// its end, and in the end every committed change is counted exactly once and none
+// rolled back is.
 func TestFoldsRacingWritersCountEveryChangeOnce(t *testing.T) {
 	t.Parallel()
 	pool := newTable(t)
@@ -123,9 +134,23 @@ func TestFoldsRacingWritersCountEveryChangeOnce(t *testing.T) {
 			}
 		})
 	}
-	var readers sync.WaitGroup
-	for range 3 {
-		readers.Go(func() {
+	var others sync.WaitGroup
+	for range 2 {
+		others.Go(func() {
+			folder := tally.NewFolder(pool, []tally.Table{table}, 0, nil)
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if err := folder.RunOnce(ctx); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+		others.Go(func() {
 			for {
 				select {
 				case <-done:
@@ -133,7 +158,7 @@ func TestFoldsRacingWritersCountEveryChangeOnce(t *testing.T) {
 				default:
 				}
 				low := committed.Load()
-				counts, err := tally.Read[string](ctx, pool, list, fold)
+				counts, err := tally.Read[string](ctx, pool, table)
 				high := started.Load()
 				if err != nil {
 					t.Error(err)
@@ -152,7 +177,7 @@ func TestFoldsRacingWritersCountEveryChangeOnce(t *testing.T) {
 	}
 	wg.Wait()
 	close(done)
-	readers.Wait()
+	others.Wait()
 	if n := rowCount(t, pool); n >= writers*changes*9/10 {
 		t.Fatalf("%d rows left of %d committed: no fold ran alongside the writers", n, writers*changes*9/10)
 	}
@@ -161,9 +186,9 @@ func TestFoldsRacingWritersCountEveryChangeOnce(t *testing.T) {
 	}
 }
 
-// A fold is upkeep: when another fold holds the lock the read skips its own, and when
-// the fold fails the read still returns the counts, which were read before it.
-func TestReadReturnsCountsWhenItCannotFold(t *testing.T) {
+// A fold is upkeep: when another fold holds the lock the folder skips its own, and a
+// fold that fails leaves the rows as they were, for the next pass.
+func TestFoldSkipsWhenLockedAndKeepsRowsWhenItFails(t *testing.T) {
 	t.Parallel()
 	pool := newTable(t)
 	ctx := t.Context()
@@ -175,11 +200,11 @@ func TestReadReturnsCountsWhenItCannotFold(t *testing.T) {
 		t.Fatal(err)
 	}
 	var held bool
-	if err := other.QueryRow(ctx, tally.LockSQL, list).Scan(&held); err != nil || !held {
+	if err := other.QueryRow(ctx, tally.LockSQL, table.List).Scan(&held); err != nil || !held {
 		t.Fatalf("take the fold lock: %v, %v", held, err)
 	}
-	if got := read(t, pool); got["a"] != 400 || len(got) != 1 {
-		t.Fatalf("counts while another fold runs = %v, want a: 400", got)
+	if err := tally.NewFolder(pool, []tally.Table{table}, 0, nil).RunOnce(ctx); err != nil {
+		t.Fatal(err)
 	}
 	if n := rowCount(t, pool); n != 400 {
 		t.Fatalf("rows = %d while another fold held the lock, want 400 (not folded)", n)
@@ -188,14 +213,19 @@ func TestReadReturnsCountsWhenItCannotFold(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	counts, err := tally.Read[string](ctx, pool, list, `INSERT INTO t VALUES (NULL, 1)`) // fails: k is NOT NULL
-	if err != nil || len(counts) != 1 || counts[0].N != 400 {
-		t.Fatalf("read with a failing fold = %v, %v; want a: 400 and no error", counts, err)
+	failing := tally.Table{List: table.List, Fold: `INSERT INTO t VALUES (NULL, 1)`} // k is NOT NULL
+	if err := tally.NewFolder(pool, []tally.Table{failing}, 0, nil).RunOnce(ctx); err == nil {
+		t.Fatal("a failing fold reported no error")
 	}
 	if n := rowCount(t, pool); n != 400 {
 		t.Fatalf("rows = %d after a failed fold, want the 400 as they were", n)
 	}
-	read(t, pool) // and the next read folds them
+	if got := read(t, pool); got["a"] != 400 || len(got) != 1 {
+		t.Fatalf("counts after a failed fold = %v, want a: 400", got)
+	}
+	if err := tally.NewFolder(pool, []tally.Table{table}, 0, nil).RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if n := rowCount(t, pool); n != 1 {
 		t.Fatalf("rows = %d after a fold, want 1", n)
 	}

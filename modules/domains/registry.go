@@ -255,6 +255,11 @@ func (r *Registry) Choices() []Domain {
 	return out
 }
 
+// LiveLinks returns the number of live links of each domain that has any, by id.
+func (r *Registry) LiveLinks(ctx context.Context) (map[int64]int64, error) {
+	return r.store.LiveLinks(ctx)
+}
+
 // List returns every live domain with its link count, the default first, as the
 // API shows them.
 func (r *Registry) List(ctx context.Context) ([]Domain, error) {

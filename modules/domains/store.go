@@ -32,18 +32,21 @@ func scanDomain(row pgx.Row) (Domain, error) {
 }
 
 // domainCounts sums the +1/-1 rows the links triggers append per domain (00029), and
-// foldDomainCounts replaces them by one per domain (see tally.Read).
+// foldDomainCounts replaces them by one per domain.
 const (
 	domainCounts     = `SELECT domain_id, sum(links)::int8, count(*) FROM domain_link_tallies GROUP BY domain_id`
 	foldDomainCounts = `WITH gone AS (DELETE FROM domain_link_tallies RETURNING domain_id, links)
 INSERT INTO domain_link_tallies SELECT domain_id, sum(links) FROM gone GROUP BY domain_id HAVING sum(links) <> 0`
 )
 
+// LinkCounts is the table of live links per domain, for the tally.Folder that keeps it
+// short.
+func LinkCounts() tally.Table { return tally.Table{List: domainCounts, Fold: foldDomainCounts} }
+
 // LiveLinks returns the number of live links of each domain that has any, by domain
-// id, from the counts the links triggers keep: a few rows, however many links. The
-// stats overview reads it too.
-func LiveLinks(ctx context.Context, db tally.DB) (map[int64]int64, error) {
-	counts, err := tally.Read[int64](ctx, db, domainCounts, foldDomainCounts)
+// id, from the counts the links triggers keep: a few rows, however many links.
+func (s *Store) LiveLinks(ctx context.Context) (map[int64]int64, error) {
+	counts, err := tally.Read[int64](ctx, s.pool, LinkCounts())
 	if err != nil {
 		return nil, fmt.Errorf("count live links: %w", err)
 	}
@@ -62,7 +65,7 @@ func (s *Store) List(ctx context.Context) ([]Domain, error) {
 	if err != nil {
 		return nil, err
 	}
-	links, err := LiveLinks(ctx, s.pool)
+	links, err := s.LiveLinks(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -477,15 +477,18 @@ type TagCount struct {
 }
 
 // listTags sums the +1/-1 rows the links triggers append per tag (00029), and says
-// how many rows it summed.
-const listTags = `SELECT tag, sum(links)::int8, count(*) FROM tag_link_tallies GROUP BY tag ORDER BY 2 DESC, 1`
-
-// foldTags replaces the rows it sees by one per tag (see tally.Read).
-const foldTags = `WITH gone AS (DELETE FROM tag_link_tallies RETURNING tag, links)
+// how many rows it summed; foldTags replaces them by one per tag.
+const (
+	listTags = `SELECT tag, sum(links)::int8, count(*) FROM tag_link_tallies GROUP BY tag ORDER BY 2 DESC, 1`
+	foldTags = `WITH gone AS (DELETE FROM tag_link_tallies RETURNING tag, links)
 INSERT INTO tag_link_tallies SELECT tag, sum(links) FROM gone GROUP BY tag HAVING sum(links) <> 0`
+)
+
+// TagCounts is the table of tag counts, for the tally.Folder that keeps it short.
+func TagCounts() tally.Table { return tally.Table{List: listTags, Fold: foldTags} }
 
 func (s *Store) tags(ctx context.Context) ([]TagCount, error) {
-	counts, err := tally.Read[string](ctx, s.pool, listTags, foldTags)
+	counts, err := tally.Read[string](ctx, s.pool, TagCounts())
 	if err != nil {
 		return nil, fmt.Errorf("list tags: %w", err)
 	}

@@ -87,7 +87,7 @@ SELECT 'l' || lpad(i::text, 4, '0'), 'https://example.com/' || i FROM generate_s
 	env := setupPool(b, pool)
 	// A budget that holds every link, read whole before measuring. The response cache
 	// is off meanwhile: its hits never ask for the held rollups.
-	h := NewHandler(NewReader(Config{HeldBytes: 64 << 20}, pool, nil, nil))
+	h := NewHandler(NewReader(Config{HeldBytes: 64 << 20, Domains: newDomains(b, pool)}, pool, nil, nil))
 	h.reader.now = env.h.reader.now
 	b.Cleanup(h.reader.rollups.wait)
 	held, cached := h.reader.rollups, env.h.cache

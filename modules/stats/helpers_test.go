@@ -20,6 +20,7 @@ import (
 
 	"github.com/hop-dev/hop/internal/problem/problemtest"
 	"github.com/hop-dev/hop/internal/testenv"
+	"github.com/hop-dev/hop/modules/domains"
 )
 
 // fixedNow is "now" for handler tests, so default ranges are deterministic.
@@ -38,10 +39,21 @@ func setup(t testing.TB) *bundle {
 	return setupPool(t, db.Pool)
 }
 
+// newDomains is the domain registry hop gives the reader: it resolves ?domain= and
+// counts live links.
+func newDomains(t testing.TB, pool *pgxpool.Pool) *domains.Registry {
+	t.Helper()
+	reg, err := domains.NewRegistry(context.Background(), domains.Config{BaseURL: "http://localhost:8080"}, domains.NewStore(pool), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
 func setupPool(t testing.TB, pool *pgxpool.Pool) *bundle {
 	t.Helper()
 	agg := newAggregator(t, pool, AggregatorConfig{})
-	h := NewHandler(NewReader(Config{}, pool, nil, nil))
+	h := NewHandler(NewReader(Config{Domains: newDomains(t, pool)}, pool, nil, nil))
 	h.reader.now = func() time.Time { return fixedNow }
 	t.Cleanup(func() { h.reader.rollups.wait() }) // before the database goes
 	e := echo.New()

@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/hop-dev/hop/internal/testenv"
-	"github.com/hop-dev/hop/modules/domains"
 )
 
 // /stats?domain= reads the domain's links through a links index and their rollups by
@@ -50,21 +49,17 @@ func TestOverviewCountsLiveLinks(t *testing.T) {
 	db := testenv.NewDB(t)
 	ctx := t.Context()
 	if _, err := db.Pool.Exec(ctx, `
-INSERT INTO domains (id, host, base_url) VALUES (2, 'a.example', 'https://a.example');
+INSERT INTO domains (id, host, base_url) VALUES (2, 'a.example', 'https://a.example'), (3, 'empty.example', 'https://empty.example');
 INSERT INTO links (slug, original_url, domain_id) SELECT 'l' || i, 'https://example.com', 1 + i % 2 FROM generate_series(1, 400) i;
 UPDATE links SET deleted_at = now() WHERE id % 5 = 0;
 UPDATE links SET domain_id = 2 WHERE domain_id = 1 AND id % 7 = 0 AND deleted_at IS NULL;`); err != nil {
 		t.Fatal(err)
 	}
-	reg, err := domains.NewRegistry(ctx, domains.Config{BaseURL: "https://hop.test"}, domains.NewStore(db.Pool), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := NewReader(Config{Domains: reg}, db.Pool, nil, nil)
-	for _, host := range []string{"", "hop.test", "a.example"} {
+	r := NewReader(Config{Domains: newDomains(t, db.Pool)}, db.Pool, nil, nil)
+	for _, host := range []string{"", "localhost", "a.example", "empty.example"} {
 		var want int64
 		if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM links l JOIN domains d ON d.id = l.domain_id
-WHERE l.deleted_at IS NULL AND ($1 = '' OR d.host = $1 OR (d.is_default AND $1 = 'hop.test'))`, host).Scan(&want); err != nil {
+WHERE l.deleted_at IS NULL AND ($1 = '' OR d.host = $1)`, host).Scan(&want); err != nil {
 			t.Fatal(err)
 		}
 		o, err := r.Overview(ctx, host, Range{Start: "2025-01-01", End: "2025-01-31"})

@@ -42,10 +42,13 @@ type Config struct {
 	Domains Domains
 }
 
-// Domains finds a short domain by host; domains.Registry implements it.
+// Domains finds a short domain by host and counts live links; domains.Registry
+// implements it.
 type Domains interface {
 	// Find returns the live domain with host, or domains.ErrNotFound.
 	Find(ctx context.Context, host string) (domains.Domain, error)
+	// LiveLinks returns the number of live links of each domain that has any, by id.
+	LiveLinks(ctx context.Context) (map[int64]int64, error)
 }
 
 // NewReader returns the reader over pool; reg may be nil (no metrics).

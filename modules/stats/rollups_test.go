@@ -334,7 +334,7 @@ func TestHeldRollupsMetrics(t *testing.T) {
 	db := testenv.NewDB(t)
 	reg := prometheus.NewRegistry()
 	b := setupPool(t, db.Pool)
-	b.h = NewHandler(NewReader(Config{}, db.Pool, reg, nil))
+	b.h = NewHandler(NewReader(Config{Domains: newDomains(t, db.Pool)}, db.Pool, reg, nil))
 	b.h.reader.now = func() time.Time { return fixedNow }
 	b.e = echo.New()
 	b.e.HTTPErrorHandler = problemErrorHandler
