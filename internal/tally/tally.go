@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/hop-dev/hop/internal/tick"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -84,18 +85,11 @@ func NewFolder(db DB, tables []Table, interval time.Duration, logger *slog.Logge
 // Run folds until ctx is cancelled. A failed fold is logged and tried at the next tick:
 // it leaves the rows as they were, and reads stay exact, only longer.
 func (f *Folder) Run(ctx context.Context) error {
-	t := time.NewTicker(f.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	return tick.Every(ctx, f.interval, func(ctx context.Context) {
 		if err := f.RunOnce(ctx); err != nil && ctx.Err() == nil {
 			f.logger.Warn("folding link counts failed; reads stay exact", "error", err)
 		}
-	}
+	})
 }
 
 // RunOnce folds each table that holds more than twice as many rows as keys, and slack

@@ -22,6 +22,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/hop-dev/hop/internal/problem"
+	"github.com/hop-dev/hop/internal/tick"
 )
 
 // Header is the request header that carries the key; ReplayedHeader marks a replayed
@@ -233,18 +234,11 @@ const purge = `DELETE FROM idempotency_keys WHERE expires_at <= now()`
 
 // Run deletes expired keys every Purge interval until ctx ends.
 func (s *Store) Run(ctx context.Context) error {
-	t := time.NewTicker(s.cfg.Purge)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			if err := s.runOnce(ctx); err != nil && ctx.Err() == nil {
-				s.logger.Warn("purge idempotency keys", "err", err)
-			}
+	return tick.Every(ctx, s.cfg.Purge, func(ctx context.Context) {
+		if err := s.runOnce(ctx); err != nil && ctx.Err() == nil {
+			s.logger.Warn("purge idempotency keys", "err", err)
 		}
-	}
+	})
 }
 
 func (s *Store) runOnce(ctx context.Context) error {

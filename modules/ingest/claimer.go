@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/hop-dev/hop/internal/tick"
 )
 
 // claimerConfig tunes the claimer. Zero values take the defaults.
@@ -39,7 +41,7 @@ func newClaimer(cfg claimerConfig, s *stream) (*claimer, error) {
 }
 
 func (c *claimer) Run(ctx context.Context) error {
-	return every(ctx, c.cfg.Interval, func(ctx context.Context) {
+	return tick.Every(ctx, c.cfg.Interval, func(ctx context.Context) {
 		if err := c.runOnce(ctx); err != nil && ctx.Err() == nil {
 			c.s.logger.Warn("claiming idle clicks failed", "error", err)
 		}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hop-dev/hop/internal/tick"
 	"github.com/redis/rueidis"
 )
 
@@ -353,7 +354,7 @@ func newProbe(cfg probeConfig, h *handoff) (*probeService, error) {
 }
 
 func (s *probeService) Run(ctx context.Context) error {
-	return every(ctx, s.cfg.Interval, s.runOnce)
+	return tick.Every(ctx, s.cfg.Interval, s.runOnce)
 }
 
 func (s *probeService) runOnce(ctx context.Context) { s.h.probe(ctx) }

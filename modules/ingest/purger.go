@@ -6,6 +6,8 @@ import (
 	"errors"
 	"log/slog"
 	"time"
+
+	"github.com/hop-dev/hop/internal/tick"
 )
 
 // purgerConfig tunes the salt purger. Zero values take the defaults.
@@ -33,26 +35,11 @@ func newPurger(cfg purgerConfig, salts *Salts, logger *slog.Logger) (*purger, er
 
 func (p *purger) Run(ctx context.Context) error {
 	p.runOnce(ctx)
-	return every(ctx, p.cfg.Interval, p.runOnce)
+	return tick.Every(ctx, p.cfg.Interval, p.runOnce)
 }
 
 func (p *purger) runOnce(ctx context.Context) {
 	if _, err := p.salts.purge(ctx, p.now()); err != nil && ctx.Err() == nil {
 		p.logger.Warn("visitor salt housekeeping failed", "error", err)
-	}
-}
-
-// every runs fn on each tick of interval until ctx ends: the loop of the housekeeping
-// services, which each keep their own ticker so none waits for another.
-func every(ctx context.Context, interval time.Duration, fn func(context.Context)) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			fn(ctx)
-		}
 	}
 }

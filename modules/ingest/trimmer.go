@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/hop-dev/hop/internal/tick"
 )
 
 // trimmerConfig tunes the trimmer. Zero values take the defaults.
@@ -34,7 +36,7 @@ func newTrimmer(cfg trimmerConfig, s *stream) (*trimmer, error) {
 }
 
 func (t *trimmer) Run(ctx context.Context) error {
-	return every(ctx, t.cfg.Interval, func(ctx context.Context) {
+	return tick.Every(ctx, t.cfg.Interval, func(ctx context.Context) {
 		// rueidis retries read-only commands while the context lives: without a
 		// deadline a dead Redis would hold this loop, and the spill below, forever.
 		rctx, cancel := context.WithTimeout(ctx, trimTimeout)
