@@ -38,7 +38,8 @@ type Reader struct {
 type Config struct {
 	// HeldBytes is the budget for links' rollups held in memory (default 24 MiB).
 	HeldBytes int
-	// Domains resolves a domain's host. Nil: only the default domain, any host refused.
+	// Domains resolves a domain's host and counts the overview's links; hop always sets
+	// it. Nil (tests that read no overview): any host is refused and an overview fails.
 	Domains Domains
 }
 
