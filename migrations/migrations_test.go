@@ -123,8 +123,18 @@ SELECT 1 FROM d`).Scan(new(int)); err != nil {
 	if err := db.Pool.QueryRow(ctx, `SELECT pg_column_compression(body) FROM webhook_deliveries`).Scan(&method); err != nil {
 		t.Fatal(err)
 	}
-	if method != "lz4" {
-		t.Fatalf("a delivery body is compressed with %q, want lz4 (is this PostgreSQL built without lz4?)", method)
+	// A server built without lz4 lists no lz4 among default_toast_compression's values,
+	// and the migration then leaves bodies on pglz rather than failing.
+	var lz4 bool
+	if err := db.Pool.QueryRow(ctx, `SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'`).Scan(&lz4); err != nil {
+		t.Fatal(err)
+	}
+	want := "pglz"
+	if lz4 {
+		want = "lz4"
+	}
+	if method != want {
+		t.Fatalf("a delivery body is compressed with %q, want %q (server has lz4: %v)", method, want, lz4)
 	}
 }
 
