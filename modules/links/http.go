@@ -148,6 +148,12 @@ type bulkResult struct {
 }
 
 func (h *Handler) bulk(c echo.Context) error {
+	// Anything but true or false is refused: a typo must not turn a trial into
+	// a thousand real links.
+	dryRun := c.QueryParam("dry_run")
+	if dryRun != "" && dryRun != "true" && dryRun != "false" {
+		return problem.Invalid("dry_run must be true or false, got %q", dryRun)
+	}
 	var req bulkRequest
 	if err := decodeJSON(c, &req); err != nil {
 		return err
@@ -159,7 +165,7 @@ func (h *Handler) bulk(c echo.Context) error {
 		return problem.Invalid("a bulk request holds at most %d links, got %d", maxBulk, len(req.Links))
 	}
 	ctx := c.Request().Context()
-	if c.QueryParam("dry_run") == "true" {
+	if dryRun == "true" {
 		return h.bulkDryRun(c, req.Links)
 	}
 	out := struct {

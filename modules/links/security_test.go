@@ -259,3 +259,27 @@ func TestStoredSlugSecret(t *testing.T) {
 		}
 	}
 }
+
+// A bulk dry run is ?dry_run=true; any other value is refused before anything is
+// created, so a typo never turns a trial into real links.
+func TestBulkDryRunValueIsStrict(t *testing.T) {
+	t.Parallel()
+	f := newAPI(t, nil)
+	one := map[string]any{"links": []map[string]any{{"url": "https://example.com/dry"}}}
+	for _, v := range []string{"1", "yes", "TRUE", "True", "maybe"} {
+		code, body := f.send(http.MethodPost, "/links/bulk?dry_run="+v, one)
+		if code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(body["detail"]), "dry_run must be true or false") {
+			t.Errorf("dry_run=%s: %d %v, want 400", v, code, body)
+		}
+	}
+	if code, body := f.send(http.MethodPost, "/links/bulk?dry_run=true", one); code != http.StatusOK {
+		t.Fatalf("dry_run=true: %d %v", code, body)
+	}
+	var n int
+	if err := f.db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM links`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d links stored by refused and dry runs (%v), want 0", n, err)
+	}
+	if code, body := f.send(http.MethodPost, "/links/bulk?dry_run=false", one); code != http.StatusCreated || body["created"] != 1.0 {
+		t.Fatalf("dry_run=false: %d %v, want 201 creating one", code, body)
+	}
+}
