@@ -2,11 +2,15 @@ package links
 
 import (
 	"errors"
+	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/net/idna"
 
 	"github.com/hop-dev/hop/internal/problem"
 )
@@ -68,34 +72,100 @@ func validateURL(raw string) error {
 	if u.Opaque != "" || u.Host == "" || u.Hostname() == "" {
 		return problem.Invalid("url must have a host")
 	}
+	if h := strings.TrimSuffix(u.Hostname(), "."); h == "" || strings.Contains(h, "..") || h[0] == '.' {
+		return problem.Invalid("url host %q has an empty label", u.Hostname())
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return problem.Invalid("url port %s is not between 1 and 65535", p)
+		}
+	}
 	return nil
 }
 
-// ownHost returns the lowercased host name of an origin such as hop's base URL, the
-// form notOwnHost compares; "" if it has none.
+// ownHost returns the host of an origin such as hop's base URL in the form notOwnHost
+// compares; "" if it has none.
 func ownHost(origin string) string {
 	u, err := url.Parse(origin)
 	if err != nil {
 		return ""
 	}
-	return strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	return canonicalHost(u.Hostname())
 }
 
 // notOwnHost refuses a target on one of hop's own hosts: following it would come back
 // to hop, a redirect loop that counts a click on every turn. Hosts are compared by
-// name whatever the scheme and port, since a proxy may serve hop on several.
+// name whatever the scheme and port, since a proxy may serve hop on several, and in
+// the one spelling a browser would resolve them to.
 func notOwnHost(raw string, own []string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil // validateURL reports it
 	}
-	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	host := canonicalHost(u.Hostname())
 	for _, o := range own {
-		if o != "" && host == o {
+		if o != "" && host == canonicalHost(o) {
 			return problem.Invalid("url points to this hop itself (%s), which would redirect in a loop", host)
 		}
 	}
 	return nil
+}
+
+// canonicalHost is a URL host as a browser resolves it: lower case without a trailing
+// dot, an internationalized name as punycode, an IPv4-mapped IPv6 address as IPv4,
+// and the IPv4 spellings browsers also accept (127.000.000.001, 0x7f.1, 2130706433)
+// as dotted decimal.
+func canonicalHost(h string) string {
+	h = strings.TrimSuffix(strings.ToLower(h), ".")
+	if a, err := netip.ParseAddr(h); err == nil {
+		return a.Unmap().WithZone("").String()
+	}
+	if a, ok := browserIPv4(h); ok {
+		return a.String()
+	}
+	if ascii, err := idna.Lookup.ToASCII(h); err == nil {
+		return ascii
+	}
+	return h
+}
+
+// browserIPv4 parses the IPv4 forms of the WHATWG URL standard: one to four parts,
+// each decimal, octal (leading 0) or hexadecimal (0x), the last filling the bytes
+// the others leave.
+func browserIPv4(h string) (netip.Addr, bool) {
+	parts := strings.Split(h, ".")
+	if len(parts) > 4 {
+		return netip.Addr{}, false
+	}
+	var v uint64
+	for i, p := range parts {
+		base := 10
+		switch {
+		case len(p) > 1 && (p[:2] == "0x" || p[:2] == "0X"):
+			base, p = 16, p[2:]
+			if p == "" {
+				p = "0"
+			}
+		case len(p) > 1 && p[0] == '0':
+			base, p = 8, p[1:]
+		}
+		n, err := strconv.ParseUint(p, base, 32)
+		if err != nil {
+			return netip.Addr{}, false
+		}
+		if i < len(parts)-1 {
+			if n > 255 {
+				return netip.Addr{}, false
+			}
+			v |= n << (8 * (3 - i))
+			continue
+		}
+		if n >= 1<<(8*(4-i)) {
+			return netip.Addr{}, false
+		}
+		v |= n
+	}
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), true
 }
 
 // validateExpiredURL checks a link's expired_url like its target, naming the field.

@@ -18,6 +18,7 @@ func TestValidateURL(t *testing.T) {
 		"https://user:pass@example.com:8443/x",
 		"https://[2001:db8::1]/",
 		"https://xn--bcher-kva.example/",
+		"https://example.com.:65535/",
 		"https://example.com/" + strings.Repeat("a", maxURLLength-len("https://example.com/")),
 	}
 	for _, u := range ok {
@@ -44,6 +45,11 @@ func TestValidateURL(t *testing.T) {
 		"https://example.com/\u2028": "whitespace",
 		"https://example.com/%zz":    "valid URL",
 		"https://example.com/\xff":   "UTF-8",
+		"https://example.com:99999/": "port",
+		"https://example.com:0/":     "port",
+		"https://.../":               "empty label",
+		"https://a..b.example/":      "empty label",
+		"https://.example.com/":      "empty label",
 		"https://example.com/" + strings.Repeat("a", maxURLLength): "longer",
 	}
 	for u, want := range bad {
@@ -165,6 +171,26 @@ func TestValidateExpiredURL(t *testing.T) {
 		err := validateExpiredURL(bad)
 		if err == nil || !strings.HasPrefix(err.Error(), "expired_url") {
 			t.Errorf("validateExpiredURL(%q) = %v, want an error naming expired_url", bad, err)
+		}
+	}
+}
+
+// Every spelling a browser resolves to one of hop's hosts is that host.
+func TestNotOwnHostSeesEverySpelling(t *testing.T) {
+	t.Parallel()
+	own := []string{"xn--bcher-kva.example", ownHost("http://127.0.0.1:8080"), ownHost("https://[::1]/")}
+	for _, u := range []string{
+		"https://Bücher.example/x", "https://BÜCHER.example./x", "https://xn--bcher-kva.example/x",
+		"http://127.0.0.1/x", "http://127.000.000.001:8080/x", "http://[::ffff:127.0.0.1]/x",
+		"http://0x7f.1/x", "http://2130706433/x", "http://0177.0.0.1/x", "http://[0:0::1]/x",
+	} {
+		if err := notOwnHost(u, own); err == nil || !strings.Contains(err.Error(), "this hop itself") {
+			t.Errorf("notOwnHost(%q) = %v, want the loop refused", u, err)
+		}
+	}
+	for _, u := range []string{"https://bucher.example/", "http://127.0.0.2/", "http://128.0.0.1/", "http://0x7f.1.example/", "http://1.2.3.4.5/", "http://[::2]/"} {
+		if err := notOwnHost(u, own); err != nil {
+			t.Errorf("notOwnHost(%q) = %v, want ok", u, err)
 		}
 	}
 }
