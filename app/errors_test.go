@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -41,4 +42,46 @@ func TestErrorTable(t *testing.T) {
 	if p := describe(errors.New("pq: password authentication failed for user hop")); p.Status != http.StatusInternalServerError || strings.Contains(p.Detail, "password") {
 		t.Errorf("an unknown error answered %+v", p)
 	}
+}
+
+// A method a path does not take is 405 naming the ones it does, never 404; HEAD works
+// wherever GET does, with GET's status and headers and no body; a path nobody serves
+// is 404 even without an API key.
+func TestMethodsAnswerAsHTTPSays(t *testing.T) {
+	t.Parallel()
+	h := startHop(t, nil)
+	slug := h.createLink(t, map[string]any{"url": "https://example.com/methods"})["slug"].(string)
+	for _, c := range []struct{ method, path, allow string }{
+		{http.MethodPut, "/links/" + slug, "DELETE, GET, HEAD, OPTIONS, PATCH"},
+		{http.MethodDelete, "/health", "GET, HEAD, OPTIONS"},
+		{http.MethodPut, "/tags", "GET, HEAD, OPTIONS"},
+		{http.MethodDelete, "/stats", "GET, HEAD, OPTIONS"},
+		{http.MethodPut, "/domains", "GET, HEAD, OPTIONS, POST"},
+		{http.MethodDelete, "/" + slug, "GET, HEAD, OPTIONS, POST"},
+	} {
+		r := h.api(t, c.method, c.path, nil)
+		p := mustProblem(t, r, http.StatusMethodNotAllowed)
+		if got := sortedAllow(r.Header.Get("Allow")); got != c.allow {
+			t.Errorf("%s %s: Allow %q, want %q (%v)", c.method, c.path, got, c.allow, p["detail"])
+		}
+	}
+	for _, path := range []string{"/links", "/links/" + slug, "/links/" + slug + "/stats", "/tags", "/stats", "/domains",
+		"/openapi.json", "/metrics", "/" + slug + "/qr", "/live"} {
+		get, head := h.api(t, http.MethodGet, path, nil), h.api(t, http.MethodHead, path, nil)
+		if head.Status != get.Status || len(head.Body) != 0 || head.Header.Get("Content-Type") != get.Header.Get("Content-Type") {
+			t.Errorf("HEAD %s: %d %q %d bytes; GET: %d %q", path, head.Status, head.Header.Get("Content-Type"), len(head.Body),
+				get.Status, get.Header.Get("Content-Type"))
+		}
+	}
+	mustProblem(t, h.do(t, http.MethodGet, "/links/"+slug+"/nothing", nil), http.StatusNotFound)
+	mustProblem(t, h.do(t, http.MethodGet, "/webhooks/1/nothing", nil), http.StatusNotFound)
+	if r := h.do(t, http.MethodHead, "/links", nil); r.Status != http.StatusUnauthorized || len(r.Body) != 0 {
+		t.Errorf("HEAD /links without a key: %d, %d bytes", r.Status, len(r.Body))
+	}
+}
+
+func sortedAllow(v string) string {
+	ms := strings.Split(v, ", ")
+	slices.Sort(ms)
+	return strings.Join(ms, ", ")
 }

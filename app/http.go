@@ -178,17 +178,3 @@ func textParams(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 func validText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
-
-// unlessNotFound runs mw only on matched routes: Echo sends unmatched paths through a
-// group's middleware via a catch-all route, and those should answer 404, not 401.
-func unlessNotFound(mw echo.MiddlewareFunc) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		wrapped := mw(next)
-		return func(c echo.Context) error {
-			if p := c.Path(); p == "/*" || p == "/" || p == "" {
-				return next(c)
-			}
-			return wrapped(c)
-		}
-	}
-}

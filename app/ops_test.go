@@ -1,12 +1,14 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,6 +32,13 @@ func TestRedirectRateLimitByClientIP(t *testing.T) {
 		p := mustProblem(t, r, http.StatusTooManyRequests)
 		if r.Header.Get("Retry-After") == "" || r.Header.Get("X-RateLimit-Reset") == "" || r.Header.Get("X-RateLimit-Remaining") != "0" {
 			t.Fatalf("429 headers: %v (%v)", r.Header, p)
+		}
+		// A browser gets a page saying so, with the same headers.
+		r = h.do(t, http.MethodGet, "/"+slug, nil, "Accept", "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8")
+		mustStatus(t, r, http.StatusTooManyRequests)
+		if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") || !bytes.Contains(r.Body, []byte("Too many requests")) ||
+			r.Header.Get("Retry-After") == "" || r.Header.Get("Cache-Control") != "no-store" {
+			t.Fatalf("429 for a browser: %q %v: %s", ct, r.Header, r.Body)
 		}
 		// Health and metrics are never limited; the API has its own limit.
 		for range 3 {

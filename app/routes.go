@@ -69,27 +69,30 @@ func routes(e *echo.Echo, cfg Config, reg *prometheus.Registry, s server, logger
 
 	// Operations: never rate limited. /health shows details only with an API key, and
 	// /metrics needs HOP_METRICS_TOKEN when it is set.
-	e.GET("/health", s.health.handle)
-	e.HEAD("/health", s.health.handle)
-	e.GET("/metrics", metricsHandler(reg, cfg.MetricsToken, s.authFails))
-	e.GET("/openapi.json", s.openapi)
+	get := []string{http.MethodGet, http.MethodHead}
+	e.Match(get, "/health", s.health.handle)
+	e.Match(get, "/metrics", metricsHandler(reg, cfg.MetricsToken, s.authFails))
+	e.Match(get, "/openapi.json", s.openapi)
 
 	// Management API: request log, body limit, API key (failures limited per client
-	// address), per-key rate limit, text-only parameters.
-	api := e.Group("",
-		unlessNotFound(middleware.RequestID()),
-		unlessNotFound(requestLog(logger)),
-		unlessNotFound(bodyLimits()),
-		unlessNotFound(s.keys.Middleware(s.authFails)),
-		unlessNotFound(s.apiLimit.Middleware()),
-		unlessNotFound(textParams),
-		unlessNotFound(s.idem.Middleware(idempotency.PostPaths("/links", "/links/", "/links/bulk"), apiKeyID)),
-	)
-	s.links.Routes(api)
-	s.domains.Routes(api)
-	s.stats.Routes(api)
-	s.live.Routes(api)
-	s.webhooks.Routes(api)
+	// address), per-key rate limit, text-only parameters. Middleware per route, never
+	// a group's: a group with middleware answers every path under it, so a wrong
+	// method would be 404 instead of 405.
+	api := []echo.MiddlewareFunc{
+		middleware.RequestID(),
+		requestLog(logger),
+		bodyLimits(),
+		s.keys.Middleware(s.authFails),
+		s.apiLimit.Middleware(),
+		textParams,
+		s.idem.Middleware(idempotency.PostPaths("/links", "/links/", "/links/bulk"), apiKeyID),
+	}
+	root := e.Group("")
+	s.links.Routes(root, api...)
+	s.domains.Routes(root, api...)
+	s.stats.Routes(root, api...)
+	s.live.Routes(root, api...)
+	s.webhooks.Routes(root, api...)
 
 	// Web UI: its own session sign-in, CSRF checks and security headers.
 	s.dashboard.Register(e, textParams, middleware.RequestID(), requestLog(logger))
@@ -97,7 +100,7 @@ func routes(e *echo.Echo, cfg Config, reg *prometheus.Registry, s server, logger
 	// cookie goes: /dashboard/live and /dashboard/links/{slug}/live.
 	// (Middleware per route: a group's own would answer every unknown /dashboard/ path.)
 	s.live.Routes(e.Group("/dashboard"), middleware.RequestID(), s.dashboard.SessionOnly, textParams)
-	e.GET("/dashboard/live.js", s.liveJS) // the live panel's script
+	e.Match(get, "/dashboard/live.js", s.liveJS) // the live panel's script
 
 	// Redirects: the hot path, rate limited per client IP.
 	s.redirect.Register(e, s.linkLimit.Middleware())

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -171,25 +172,26 @@ func (h *Handler) Register(e *echo.Echo, mw ...echo.MiddlewareFunc) {
 		chain := append([]echo.MiddlewareFunc{h.htmlErrors, h.headers}, mw...)
 		return append(append(chain, h.htmlErrors), own...)
 	}
+	get := []string{http.MethodGet, http.MethodHead}
 	login := with(h.guardPost(maxLogin))
 	if h.login != nil {
 		login = append(login, h.login)
 	}
-	e.GET(staticPrefix+"*", h.serveStatic, with()...)
-	e.GET("/dashboard/login", h.loginForm, with()...)
+	e.Match(get, staticPrefix+"*", h.serveStatic, with()...)
+	e.Match(get, "/dashboard/login", h.loginForm, with()...)
 	e.POST("/dashboard/login", h.loginSubmit, login...)
 	// Signed-in forms are read only once the session is known.
 	e.POST("/dashboard/logout", h.logout, with(h.authenticated, h.guardPost(maxForm), h.checkCSRF)...)
-	e.GET("/dashboard", h.overview, with(h.authenticated)...)
-	e.GET("/dashboard/", h.slashRedirect, with()...)
+	e.Match(get, "/dashboard", h.overview, with(h.authenticated)...)
+	e.Match(get, "/dashboard/", h.slashRedirect, with()...)
 	e.POST("/dashboard/links", h.createLink, with(h.authenticated, h.guardPost(maxForm), h.checkCSRF)...)
-	e.GET("/dashboard/new", h.newLinkPage, with(h.authenticated)...)
-	e.GET("/dashboard/links/:slug", h.linkPage, with(h.authenticated)...)
-	e.GET("/dashboard/links/:slug/edit", h.editPage, with(h.authenticated)...)
+	e.Match(get, "/dashboard/new", h.newLinkPage, with(h.authenticated)...)
+	e.Match(get, "/dashboard/links/:slug", h.linkPage, with(h.authenticated)...)
+	e.Match(get, "/dashboard/links/:slug/edit", h.editPage, with(h.authenticated)...)
 	e.POST("/dashboard/links/:slug", h.updateLink, with(h.authenticated, h.guardPost(maxForm), h.checkCSRF)...)
-	e.GET("/dashboard/links/:slug/delete", h.deletePage, with(h.authenticated)...)
+	e.Match(get, "/dashboard/links/:slug/delete", h.deletePage, with(h.authenticated)...)
 	e.POST("/dashboard/links/:slug/delete", h.deleteLink, with(h.authenticated, h.guardPost(maxForm), h.checkCSRF)...)
-	e.GET("/dashboard/links/:slug/qr", h.qr, with(h.authenticated)...)
+	e.Match(get, "/dashboard/links/:slug/qr", h.qr, with(h.authenticated)...)
 	if h.webhooks != nil {
 		h.registerWebhooks(e, with)
 	}

@@ -26,13 +26,14 @@ type DomainService interface {
 
 // registerDomains adds the domain pages; with is Register's middleware chain maker.
 func (h *Handler) registerDomains(e *echo.Echo, with func(own ...echo.MiddlewareFunc) []echo.MiddlewareFunc) {
+	get := []string{http.MethodGet, http.MethodHead}
 	post := with(h.authenticated, h.guardPost(maxForm), h.checkCSRF)
-	e.GET("/dashboard/domains", h.domainsPage, with(h.authenticated)...)
-	e.GET("/dashboard/domains/new", h.newDomainPage, with(h.authenticated)...)
+	e.Match(get, "/dashboard/domains", h.domainsPage, with(h.authenticated)...)
+	e.Match(get, "/dashboard/domains/new", h.newDomainPage, with(h.authenticated)...)
 	e.POST("/dashboard/domains", h.addDomain, post...)
-	e.GET("/dashboard/domains/:host/edit", h.editDomainPage, with(h.authenticated)...)
+	e.Match(get, "/dashboard/domains/:host/edit", h.editDomainPage, with(h.authenticated)...)
 	e.POST("/dashboard/domains/:host", h.updateDomain, post...)
-	e.GET("/dashboard/domains/:host/delete", h.removeDomainPage, with(h.authenticated)...)
+	e.Match(get, "/dashboard/domains/:host/delete", h.removeDomainPage, with(h.authenticated)...)
 	e.POST("/dashboard/domains/:host/delete", h.removeDomain, post...)
 }
 

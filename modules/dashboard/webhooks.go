@@ -32,12 +32,13 @@ const deliveriesShown = 50
 
 // registerWebhooks adds the webhook pages; with is Register's middleware chain maker.
 func (h *Handler) registerWebhooks(e *echo.Echo, with func(own ...echo.MiddlewareFunc) []echo.MiddlewareFunc) {
+	get := []string{http.MethodGet, http.MethodHead}
 	post := with(h.authenticated, h.guardPost(maxForm), h.checkCSRF)
-	e.GET("/dashboard/webhooks", h.webhooksPage, with(h.authenticated)...)
-	e.GET("/dashboard/webhooks/new", h.newWebhookPage, with(h.authenticated)...)
+	e.Match(get, "/dashboard/webhooks", h.webhooksPage, with(h.authenticated)...)
+	e.Match(get, "/dashboard/webhooks/new", h.newWebhookPage, with(h.authenticated)...)
 	e.POST("/dashboard/webhooks", h.createWebhook, post...)
-	e.GET("/dashboard/webhooks/:id", h.webhookPage, with(h.authenticated)...)
-	e.GET("/dashboard/webhooks/:id/delete", h.deleteWebhookPage, with(h.authenticated)...)
+	e.Match(get, "/dashboard/webhooks/:id", h.webhookPage, with(h.authenticated)...)
+	e.Match(get, "/dashboard/webhooks/:id/delete", h.deleteWebhookPage, with(h.authenticated)...)
 	e.POST("/dashboard/webhooks/:id/delete", h.deleteWebhook, post...)
 	e.POST("/dashboard/webhooks/:id/test", h.pingWebhook, post...)
 	e.POST("/dashboard/webhooks/:id/deliveries/:delivery/retry", h.retryDelivery, post...)

@@ -65,16 +65,17 @@ func NewHandler(svc *Service, describe problem.Describe, logger *slog.Logger) *H
 	return &Handler{svc: svc, describe: describe, logger: logger.With("module", "links"), bulkBudget: bulkBudget}
 }
 
-// Routes registers the management routes on g, which the app guards with API keys.
-func (h *Handler) Routes(g *echo.Group) {
-	g.POST("/links", h.create)
-	g.POST("/links/", h.create)
-	g.POST("/links/bulk", h.bulk)
-	g.GET("/links", h.list)
-	g.GET("/links/:slug", h.get)
-	g.PATCH("/links/:slug", h.update)
-	g.DELETE("/links/:slug", h.delete)
-	g.GET("/tags", h.tags)
+// Routes registers the management routes on g behind mw, which authenticates.
+func (h *Handler) Routes(g *echo.Group, mw ...echo.MiddlewareFunc) {
+	get := []string{http.MethodGet, http.MethodHead}
+	g.POST("/links", h.create, mw...)
+	g.POST("/links/", h.create, mw...)
+	g.POST("/links/bulk", h.bulk, mw...)
+	g.Match(get, "/links", h.list, mw...)
+	g.Match(get, "/links/:slug", h.get, mw...)
+	g.PATCH("/links/:slug", h.update, mw...)
+	g.DELETE("/links/:slug", h.delete, mw...)
+	g.Match(get, "/tags", h.tags, mw...)
 }
 
 // createFields are the fields a create takes; any other is refused by name.

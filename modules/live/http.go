@@ -25,8 +25,9 @@ var (
 // Routes registers GET /live and GET /links/{slug}/live on g, behind mw (which
 // authenticates, when g does not).
 func (f *Feed) Routes(g *echo.Group, mw ...echo.MiddlewareFunc) {
-	g.GET("/live", f.handleAll, mw...)
-	g.GET("/links/:slug/live", f.handleLink, mw...)
+	get := []string{http.MethodGet, http.MethodHead}
+	g.Match(get, "/live", f.handleAll, mw...)
+	g.Match(get, "/links/:slug/live", f.handleLink, mw...)
 }
 
 func (f *Feed) handleAll(c echo.Context) error {
@@ -115,6 +116,9 @@ func (f *Feed) stream(c echo.Context, fl filter) error {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no") // a buffering proxy would hold events back
 	w.WriteHeader(http.StatusOK)
+	if req.Method == http.MethodHead {
+		return nil // the headers of a stream, and no stream
+	}
 	send := func(b []byte) error {
 		if err := rc.SetWriteDeadline(time.Now().Add(f.cfg.WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 			return err

@@ -96,6 +96,8 @@ func (h *Handler) errorPage(c echo.Context, p problem.Problem, err error) error 
 		pg.Heading, pg.Message = "Link expired", "This link has expired and no longer leads anywhere."
 	case errors.Is(err, ErrLimitReached):
 		pg.Heading, pg.Message = "Link no longer available", "This link has been used as many times as its owner allowed."
+	case status == http.StatusTooManyRequests:
+		pg.Heading, pg.Message = "Too many requests", "Many links were opened from your network in a short time. Please wait a moment and try again."
 	case status >= 500:
 		pg.Heading, pg.Message = "Something went wrong", "This link cannot be opened right now. Please try again in a moment."
 	default:

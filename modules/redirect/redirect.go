@@ -198,12 +198,13 @@ func (h *Handler) Register(e *echo.Echo, mw ...echo.MiddlewareFunc) {
 	e.HEAD("/robots.txt", h.robotsTxt)
 	e.GET("/favicon.ico", h.favicon)
 	e.HEAD("/favicon.ico", h.favicon)
-	e.GET("/:slug", h.redirect, mw...)
-	e.HEAD("/:slug", h.redirect, mw...)
-	e.POST("/:slug", h.unlock, mw...)
-	e.GET("/:slug/", h.redirect, mw...)
-	e.HEAD("/:slug/", h.redirect, mw...)
-	e.GET("/:slug/qr", h.qr, mw...)
+	visit := append([]echo.MiddlewareFunc{h.visitorPages}, mw...)
+	e.GET("/:slug", h.redirect, visit...)
+	e.HEAD("/:slug", h.redirect, visit...)
+	e.POST("/:slug", h.unlock, visit...)
+	e.GET("/:slug/", h.redirect, visit...)
+	e.HEAD("/:slug/", h.redirect, visit...)
+	e.Match([]string{http.MethodGet, http.MethodHead}, "/:slug/qr", h.qr, mw...)
 }
 
 // fallbacksFor picks the fallbacks of the request's domain.
@@ -402,6 +403,18 @@ func (h *Handler) fallback(c echo.Context, to string) error {
 	c.Response().WriteHeader(http.StatusFound)
 	h.metrics.redirectsByStatus[http.StatusFound].Inc()
 	return nil
+}
+
+// visitorPages answers the errors of mw (a rate limit's 429) with hop's page when a
+// browser asks, as failed does for the handler's own.
+func (h *Handler) visitorPages(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		err := next(c)
+		if err == nil || c.Response().Committed || !prefersHTML(c.Request().Header.Get("Accept")) {
+			return err
+		}
+		return h.errorPage(c, h.describe(err), err)
+	}
 }
 
 // failed answers err: as hop's page when a browser asks, else as the problem it is

@@ -32,11 +32,12 @@ func (h *Handler) query(c echo.Context) (rangeQuery, error) {
 	return h.reader.parse(c.Request().Context(), c.QueryParam("domain"), c.QueryParams())
 }
 
-// Routes registers the stats routes on g; the app applies authentication to g.
-func (h *Handler) Routes(g *echo.Group) {
-	g.GET("/links/:slug/stats", h.linkStats)
-	g.GET("/links/:slug/clicks.csv", h.clicksCSV)
-	g.GET("/stats", h.overview)
+// Routes registers the stats routes on g behind mw, which authenticates.
+func (h *Handler) Routes(g *echo.Group, mw ...echo.MiddlewareFunc) {
+	get := []string{http.MethodGet, http.MethodHead}
+	g.Match(get, "/links/:slug/stats", h.linkStats, mw...)
+	g.Match(get, "/links/:slug/clicks.csv", h.clicksCSV, mw...)
+	g.Match(get, "/stats", h.overview, mw...)
 }
 
 // LinkStats is the body of GET /links/{slug}/stats.

@@ -11,15 +11,16 @@ import (
 	"github.com/hop-dev/hop/internal/problem"
 )
 
-// Routes registers the webhook API on g (already authenticated).
-func (s *Service) Routes(g *echo.Group) {
-	g.POST("/webhooks", s.handleCreate)
-	g.GET("/webhooks", s.handleList)
-	g.GET("/webhooks/:id", s.handleGet)
-	g.DELETE("/webhooks/:id", s.handleDelete)
-	g.GET("/webhooks/:id/deliveries", s.handleDeliveries)
-	g.POST("/webhooks/:id/test", s.handleTest)
-	g.POST("/webhooks/:id/deliveries/:delivery/retry", s.handleRetry)
+// Routes registers the webhook API on g behind mw, which authenticates.
+func (s *Service) Routes(g *echo.Group, mw ...echo.MiddlewareFunc) {
+	get := []string{http.MethodGet, http.MethodHead}
+	g.POST("/webhooks", s.handleCreate, mw...)
+	g.Match(get, "/webhooks", s.handleList, mw...)
+	g.Match(get, "/webhooks/:id", s.handleGet, mw...)
+	g.DELETE("/webhooks/:id", s.handleDelete, mw...)
+	g.Match(get, "/webhooks/:id/deliveries", s.handleDeliveries, mw...)
+	g.POST("/webhooks/:id/test", s.handleTest, mw...)
+	g.POST("/webhooks/:id/deliveries/:delivery/retry", s.handleRetry, mw...)
 }
 
 // createRequest is the body of POST /webhooks.
