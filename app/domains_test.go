@@ -372,3 +372,19 @@ func TestDomainCLI(t *testing.T) {
 		t.Fatalf("removed domain still listed:\n%s", out)
 	}
 }
+
+// The default domain can be read (and is refused changes) by the host HOP_BASE_URL
+// names, even an IP address, which no branded domain may be.
+func TestDefaultDomainOnAnIPAddress(t *testing.T) {
+	t.Parallel()
+	h := startHop(t, func(cfg map[string]any) { cfg["base_url"] = "http://127.0.0.1:8080" })
+	r := h.api(t, http.MethodGet, "/domains/127.0.0.1", nil)
+	mustStatus(t, r, http.StatusOK)
+	if d := r.JSON(t); d["host"] != "127.0.0.1" || d["default"] != true {
+		t.Fatalf("GET /domains/127.0.0.1: %s", r.Body)
+	}
+	mustProblem(t, h.api(t, http.MethodPatch, "/domains/127.0.0.1", map[string]any{"root_redirect": "https://example.com/"}), http.StatusConflict)
+	mustProblem(t, h.api(t, http.MethodDelete, "/domains/127.0.0.1", nil), http.StatusConflict)
+	mustProblem(t, h.api(t, http.MethodGet, "/domains/127.0.0.2", nil), http.StatusBadRequest)
+	mustProblem(t, h.api(t, http.MethodPost, "/domains", map[string]any{"host": "127.0.0.1"}), http.StatusBadRequest)
+}

@@ -33,13 +33,14 @@ type Handler struct {
 // NewHandler returns the API handler over svc.
 func NewHandler(svc *Service) *Handler { return &Handler{svc: svc} }
 
-// Routes registers the management routes on g, which the app guards with API keys.
-func (h *Handler) Routes(g *echo.Group) {
-	g.POST("/domains", h.create)
-	g.GET("/domains", h.list)
-	g.GET("/domains/:host", h.get)
-	g.PATCH("/domains/:host", h.update)
-	g.DELETE("/domains/:host", h.delete)
+// Routes registers the management routes on g behind mw, which authenticates.
+func (h *Handler) Routes(g *echo.Group, mw ...echo.MiddlewareFunc) {
+	get := []string{http.MethodGet, http.MethodHead}
+	g.POST("/domains", h.create, mw...)
+	g.Match(get, "/domains", h.list, mw...)
+	g.Match(get, "/domains/:host", h.get, mw...)
+	g.PATCH("/domains/:host", h.update, mw...)
+	g.DELETE("/domains/:host", h.delete, mw...)
 }
 
 // createRequest is the body of POST /domains.
@@ -130,7 +131,7 @@ func (h *Handler) get(c echo.Context) error {
 // Get returns the live domain with host (as a person may type it) and its link
 // count, as GET /domains/{host} does.
 func (s *Service) Get(ctx context.Context, host string) (Domain, error) {
-	norm, err := NormalizeHost(host)
+	norm, err := s.storedHost(ctx, host)
 	if err != nil {
 		return Domain{}, err
 	}
@@ -144,6 +145,27 @@ func (s *Service) Get(ctx context.Context, host string) (Domain, error) {
 		}
 	}
 	return Domain{}, ErrNotFound
+}
+
+// storedHost is host (as a person may type it) in the form domains are stored: a
+// normalized DNS name, or the default domain's host as HOP_BASE_URL names it, which
+// may be an IP address (http://127.0.0.1:8080) that no branded domain could be.
+func (s *Service) storedHost(ctx context.Context, host string) (string, error) {
+	norm, err := NormalizeHost(host)
+	if err == nil {
+		return norm, nil
+	}
+	ds, lerr := s.reg.List(ctx)
+	if lerr != nil {
+		return "", lerr
+	}
+	raw := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(host)), ".")
+	for _, d := range ds {
+		if d.Default && d.Host == raw {
+			return d.Host, nil
+		}
+	}
+	return "", err
 }
 
 // Patch changes a domain: a nil field is left as it is; an empty fallback means hop's
@@ -178,7 +200,7 @@ func (s *Service) Update(ctx context.Context, host string, p Patch) (Domain, err
 		}
 		*f.dst = &v
 	}
-	norm, err := NormalizeHost(host)
+	norm, err := s.storedHost(ctx, host)
 	if err != nil {
 		return Domain{}, err
 	}
@@ -234,7 +256,7 @@ func (h *Handler) update(c echo.Context) error {
 // Remove deletes the domain with host, as DELETE /domains/{host} and `hop domain
 // remove` do.
 func (s *Service) Remove(ctx context.Context, host string) error {
-	norm, err := NormalizeHost(host)
+	norm, err := s.storedHost(ctx, host)
 	if err != nil {
 		return err
 	}
