@@ -203,3 +203,22 @@ type discardWriter struct {
 func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *discardWriter) WriteHeader(code int)        { w.code = code }
+
+// A target written with an internationalized host or non-ASCII characters leaves in
+// Location as a URI: punycode host, percent-encoded bytes, the rest exactly as given.
+func TestLocationIsASCII(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"https://example.com/a%20b?q=1":                     "https://example.com/a%20b?q=1",
+		"https://bücher.example/päth?q=ü#ß":                 "https://xn--bcher-kva.example/p%C3%A4th?q=%C3%BC#%C3%9F",
+		"https://例え.jp:8443/パス":                             "https://xn--r8jz45g.jp:8443/%E3%83%91%E3%82%B9",
+		"https://usér:pw@bücher.example":                    "https://us%C3%A9r:pw@xn--bcher-kva.example",
+		"https://[2001:db8::1]:8080/ü":                      "https://[2001:db8::1]:8080/%C3%BC",
+		"https://example.com/?next=https://bücher.example/": "https://example.com/?next=https://b%C3%BCcher.example/",
+	} {
+		tg := targetOf(links.Link{ID: 1, RedirectStatus: 302, OriginalURL: in, ExpiredURL: &in})
+		if tg.url != want || tg.location[0] != want || tg.expiredURL != want {
+			t.Errorf("%q: Location %q, expired %q, want %q", in, tg.location[0], tg.expiredURL, want)
+		}
+	}
+}

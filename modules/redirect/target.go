@@ -4,6 +4,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
 
 	"github.com/hop-dev/hop/modules/links"
 )
@@ -37,8 +40,9 @@ func targetOf(l links.Link) target {
 	if l.DeletedAt != nil {
 		return target{state: stateGone}
 	}
+	u := asciiURL(l.OriginalURL)
 	t := target{state: stateLive, id: l.ID, status: l.RedirectStatus, clicksUsed: l.ClicksUsed, password: l.HasPassword,
-		forward: l.ForwardQuery, url: l.OriginalURL, location: []string{l.OriginalURL}}
+		forward: l.ForwardQuery, url: u, location: []string{u}}
 	if l.ExpiresAt != nil {
 		t.expiresAt = l.ExpiresAt.Unix()
 		if t.expiresAt <= 0 {
@@ -49,9 +53,70 @@ func targetOf(l links.Link) target {
 		t.maxClicks = *l.MaxClicks
 	}
 	if l.ExpiredURL != nil {
-		t.expiredURL = *l.ExpiredURL
+		t.expiredURL = asciiURL(*l.ExpiredURL)
 	}
 	return t
+}
+
+// asciiURL is u as a Location header must carry it, a URI (RFC 9110): an
+// internationalized host in punycode, every other non-ASCII byte percent-encoded.
+// Links keep the URL as it was given; this runs once per cache fill.
+func asciiURL(u string) string {
+	if isASCII(u) {
+		return u
+	}
+	var b strings.Builder
+	rest := u
+	if i := strings.Index(rest, "://"); i >= 0 {
+		b.WriteString(rest[:i+3])
+		rest = rest[i+3:]
+		end := strings.IndexAny(rest, "/?#")
+		if end < 0 {
+			end = len(rest)
+		}
+		host, port := rest[:end], ""
+		rest = rest[end:]
+		if at := strings.LastIndexByte(host, '@'); at >= 0 {
+			b.WriteString(escapeNonASCII(host[:at+1]))
+			host = host[at+1:]
+		}
+		if c := strings.LastIndexByte(host, ':'); c >= 0 && !strings.Contains(host[c:], "]") {
+			host, port = host[:c], host[c:]
+		}
+		if a, err := idna.Lookup.ToASCII(host); err == nil {
+			host = a
+		}
+		b.WriteString(escapeNonASCII(host))
+		b.WriteString(port)
+	}
+	b.WriteString(escapeNonASCII(rest))
+	return b.String()
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// escapeNonASCII percent-encodes the bytes of s above 0x7F and leaves the rest alone.
+func escapeNonASCII(s string) string {
+	if isASCII(s) {
+		return s
+	}
+	const hex = "0123456789ABCDEF"
+	b := make([]byte, 0, len(s)+16)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= utf8.RuneSelf {
+			b = append(b, '%', hex[c>>4], hex[c&15])
+		} else {
+			b = append(b, c)
+		}
+	}
+	return string(b)
 }
 
 // encode renders t as the cached value:
