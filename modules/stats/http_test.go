@@ -524,3 +524,23 @@ func TestHourLabelsFollowHourAndZone(t *testing.T) {
 		}
 	}
 }
+
+// A range too long is refused naming its true length, also past the 292 years a
+// time.Duration holds; a DST change does not shift the count.
+func TestRangeLengthIsCountedInDays(t *testing.T) {
+	t.Parallel()
+	for raw, want := range map[string]string{
+		"start=1970-01-01&end=9999-12-30": "covers 2932896 days",
+		"start=2000-01-01&end=2400-01-01": "covers 146098 days",
+		"start=2014-01-01&end=2025-01-01": "covers 4019 days",
+	} {
+		v, _ := url.ParseQuery(raw)
+		if _, err := parseRange(v, fixedNow); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error saying it %s", raw, err, want)
+		}
+	}
+	v, _ := url.ParseQuery("tz=America/New_York&start=2025-03-01&end=2025-03-31")
+	if q, err := parseRange(v, fixedNow); err != nil || q.days() != 31 {
+		t.Fatalf("March in New York: %d days, %v", q.days(), err)
+	}
+}

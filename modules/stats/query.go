@@ -30,7 +30,14 @@ type rangeQuery struct {
 }
 
 // days is the number of dates in the inclusive range.
-func (q rangeQuery) days() int { return int(q.end.Sub(q.start)/(24*time.Hour)) + 1 }
+func (q rangeQuery) days() int { return int(dayNumber(q.end)-dayNumber(q.start)) + 1 }
+
+// dayNumber counts calendar days since 1970-01-01 for t's date in its zone: exact
+// across DST changes, and beyond the 292 years a time.Duration can hold.
+func dayNumber(t time.Time) int64 {
+	y, m, d := t.Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Unix() / 86400
+}
 
 // utc reports whether local dates are UTC dates, so the daily rollups answer exactly.
 func (q rangeQuery) utc() bool { return q.loc == time.UTC }
