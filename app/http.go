@@ -123,8 +123,6 @@ func httpErrorDetail(he *echo.HTTPError) string {
 		return "no such resource"
 	case http.StatusMethodNotAllowed:
 		return "this method is not allowed on this resource"
-	case http.StatusRequestEntityTooLarge:
-		return "the request body is larger than " + bodyLimit + "B"
 	}
 	if m, ok := he.Message.(string); ok && m != "" {
 		return strings.ToLower(m[:1]) + m[1:]

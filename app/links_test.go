@@ -206,7 +206,16 @@ func TestCreateValidation(t *testing.T) {
 	})
 	t.Run("body limit", func(t *testing.T) {
 		big := `{"url":"https://example.com/` + strings.Repeat("a", 70<<10) + `"}`
-		mustProblem(t, h.api(t, http.MethodPost, "/links", big), http.StatusRequestEntityTooLarge)
+		for path, limit := range map[string]string{"/links": "64 KiB", "/links/bulk": "10 MiB"} {
+			body := big
+			if path == "/links/bulk" {
+				body = `{"links":[` + strings.Repeat(big+",", 11<<20/len(big)) + big + `]}`
+			}
+			p := mustProblem(t, h.api(t, http.MethodPost, path, body), http.StatusRequestEntityTooLarge)
+			if p["type"] != "https://hop.dev/problems/body-too-large" || p["detail"] != "the request body is larger than "+limit {
+				t.Errorf("POST %s over its limit: %v", path, p)
+			}
+		}
 	})
 	// Nothing above created a link.
 	r := h.api(t, http.MethodGet, "/links", nil)

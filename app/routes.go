@@ -1,6 +1,7 @@
 package app
 
 import (
+	"errors"
 	"log/slog"
 	"net/http"
 
@@ -8,6 +9,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hop-dev/hop/internal/problem"
 	"github.com/hop-dev/hop/modules/apikey"
 	"github.com/hop-dev/hop/modules/dashboard"
 	"github.com/hop-dev/hop/modules/domains"
@@ -47,7 +49,22 @@ func bodyLimits() echo.MiddlewareFunc {
 	isBulk := func(c echo.Context) bool { return c.Path() == "/links/bulk" }
 	small := middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: bodyLimit, Skipper: isBulk})
 	bulk := middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: bulkBodyLimit, Skipper: func(c echo.Context) bool { return !isBulk(c) }})
-	return func(next echo.HandlerFunc) echo.HandlerFunc { return small(bulk(next)) }
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		h := small(bulk(next))
+		return func(c echo.Context) error {
+			err := h(c)
+			// Echo's 413 names no limit; say which one this route has.
+			if he, ok := errors.AsType[*echo.HTTPError](err); ok && he.Code == http.StatusRequestEntityTooLarge {
+				limit := bodyLimit
+				if isBulk(c) {
+					limit = bulkBodyLimit
+				}
+				n, unit := limit[:len(limit)-1], limit[len(limit)-1:] // "64K": 64 KiB
+				return problem.With(problem.ErrTooLarge, "the request body is larger than %s %siB", n, unit)
+			}
+			return err
+		}
+	}
 }
 
 // apiKeyID is the id of the request's API key, set by the auth middleware.
