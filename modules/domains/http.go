@@ -3,14 +3,12 @@ package domains
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
-	"mime"
 	"net/http"
 	"strings"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/hop-dev/hop/internal/jsonbody"
 	"github.com/hop-dev/hop/internal/problem"
 )
 
@@ -273,25 +271,5 @@ func (h *Handler) delete(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
-// decodeJSON reads exactly one JSON value into v, refusing other media types, unknown
-// fields and trailing data.
-func decodeJSON(c echo.Context, v any) error {
-	mt, _, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))
-	if err != nil || (mt != echo.MIMEApplicationJSON && !strings.HasSuffix(mt, "+json")) {
-		return problem.With(problem.ErrUnsupportedMedia, "the request body must be JSON (Content-Type: application/json)")
-	}
-	dec := json.NewDecoder(c.Request().Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		var he *echo.HTTPError
-		if errors.As(err, &mbe) || errors.As(err, &he) {
-			return problem.With(problem.ErrTooLarge, "the request body is larger than the limit")
-		}
-		return problem.Invalid("malformed JSON body: %s", strings.TrimPrefix(err.Error(), "json: "))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return problem.Invalid("the body must hold a single JSON value")
-	}
-	return nil
-}
+// decodeJSON reads a request body, refusing unknown fields.
+func decodeJSON(c echo.Context, v any) error { return jsonbody.Decode(c, v, true) }

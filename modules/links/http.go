@@ -6,21 +6,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"net/url"
-	"os"
 	"runtime"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/hop-dev/hop/internal/jsonbody"
 	"github.com/hop-dev/hop/internal/problem"
 	"github.com/hop-dev/hop/modules/domains"
 )
@@ -413,12 +410,7 @@ func (h *Handler) update(c echo.Context) error {
 func parsePatch(raw map[string]json.RawMessage) (Patch, error) {
 	var p Patch
 	isNull := func(m json.RawMessage) bool { return string(m) == "null" }
-	field := func(name string, v any) error {
-		if err := json.Unmarshal(raw[name], v); err != nil {
-			return problem.Invalid("%s has the wrong type: %s", name, jsonTypeError(err))
-		}
-		return nil
-	}
+	field := func(name string, v any) error { return jsonbody.Field(name, raw[name], v) }
 	if m, ok := raw["url"]; ok {
 		var u string
 		if isNull(m) {
@@ -590,77 +582,6 @@ func CheckPassword(hash, pw string) bool {
 	return bcrypt.CompareHashAndPassword([]byte(hash), []byte(pw)) == nil
 }
 
-// decodeJSON reads exactly one JSON value into v, refusing other media types, trailing
-// data and oversized bodies, each with a problem that says why. Unknown fields are
-// refused by the request types themselves (see NewLink.UnmarshalJSON), which can
-// name them.
-func decodeJSON(c echo.Context, v any) error {
-	mt, _, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))
-	if err != nil || (mt != echo.MIMEApplicationJSON && !strings.HasSuffix(mt, "+json")) {
-		return problem.With(problem.ErrUnsupportedMedia, "the request body must be JSON (Content-Type: application/json)")
-	}
-	dec := json.NewDecoder(c.Request().Body)
-	if err := dec.Decode(v); err != nil {
-		return jsonProblem(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		if err != nil {
-			return jsonProblem(err)
-		}
-		return problem.Invalid("the body must hold a single JSON value")
-	}
-	return nil
-}
-
-func jsonProblem(err error) error {
-	var he *echo.HTTPError
-	var mbe *http.MaxBytesError
-	var syn *json.SyntaxError
-	if _, ok := problem.DetailOf(err); ok {
-		return err // already says what is wrong, e.g. an unknown field
-	}
-	switch {
-	case errors.As(err, &he), errors.As(err, &mbe):
-		return problem.With(problem.ErrTooLarge, "the request body is larger than the limit")
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return problem.With(problem.ErrBodyTimeout, "the request body did not arrive in time")
-	case errors.Is(err, io.EOF):
-		return problem.Invalid("the request body is empty; send a JSON object")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return problem.Invalid("malformed JSON: the body ends early")
-	case errors.As(err, &syn):
-		return problem.Invalid("malformed JSON at byte %d: %s", syn.Offset, syn.Error())
-	}
-	return problem.Invalid("%s", jsonTypeError(err))
-}
-
-func jsonTypeError(err error) string {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		if te.Field != "" {
-			return fmt.Sprintf("field %q must be %s, not %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)
-		}
-		return fmt.Sprintf("expected %s, not %s", jsonKind(te.Type.Kind().String()), te.Value)
-	}
-	var pe *time.ParseError
-	if errors.As(err, &pe) {
-		return "times must be RFC 3339, like 2030-01-02T15:04:05Z"
-	}
-	return err.Error()
-}
-
-func jsonKind(k string) string {
-	switch k {
-	case "string":
-		return "a string"
-	case "int", "int64", "int16", "int32":
-		return "an integer"
-	case "slice":
-		return "an array"
-	case "map", "struct":
-		return "an object"
-	case "ptr":
-		return "a value of the documented type"
-	}
-	return k
-}
+// decodeJSON reads a request body; unknown fields are refused by the request types
+// themselves (see NewLink.UnmarshalJSON), which can name them.
+func decodeJSON(c echo.Context, v any) error { return jsonbody.Decode(c, v, false) }

@@ -1,13 +1,13 @@
 package webhooks
 
 import (
-	"encoding/json"
 	"io"
 	"net/http"
 	"strconv"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/hop-dev/hop/internal/jsonbody"
 	"github.com/hop-dev/hop/internal/problem"
 )
 
@@ -35,10 +35,8 @@ type createRequest struct {
 // decodeCreate reads and checks a create request.
 func decodeCreate(r io.Reader) (NewWebhook, error) {
 	var req createRequest
-	dec := json.NewDecoder(io.LimitReader(r, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return NewWebhook{}, problem.With(ErrInvalid, "body must be a JSON object with url, links, tags, domain and include_bots: %v", err)
+	if err := jsonbody.Read(io.LimitReader(r, 64<<10), &req, true); err != nil {
+		return NewWebhook{}, err
 	}
 	n := NewWebhook{URL: req.URL, Domain: req.Domain, IncludeBots: req.IncludeBots}
 	// An empty list stays non-nil, so check refuses it rather than reading it as "all".
