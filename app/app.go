@@ -49,13 +49,14 @@ var errUsage = errors.New("invalid usage (see hop --help)")
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("hop", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	fs.Usage = func() {} // printed below: to stdout when asked for, to stderr after an error
 	configPath := fs.String("config", "", "config file (default $HOP_CONFIG or ./config.yaml)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
 			return nil
 		}
+		fmt.Fprint(stderr, usage)
 		return errUsage
 	}
 	rest := fs.Args()

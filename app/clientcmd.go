@@ -3,6 +3,7 @@ package app
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -62,16 +63,43 @@ func (ce clientEnv) clientFlags(fs *flag.FlagSet) func() (*client.Client, error)
 		if k == "" {
 			return nil, usagef("no API key: pass --key or set HOP_KEY (create one with hop apikey create --name NAME)")
 		}
-		return client.New(base, k, nil), nil
+		c := client.New(base, k, nil)
+		c.Retry.Notify = func(err error, wait time.Duration) {
+			if _, limited := client.RateLimited(err); limited {
+				fmt.Fprintf(ce.stderr, "hop: the server is rate-limiting this API key (429); waiting %s before going on\n", wait)
+				return
+			}
+			fmt.Fprintf(ce.stderr, "hop: %v; trying again in %s (safe: reads change nothing, import batches carry an Idempotency-Key)\n", err, wait)
+		}
+		return c, nil
 	}
 }
 
+// errHelp is returned by parseArgs after it printed the usage asked for with -h or
+// --help; the command then exits 0.
+var errHelp = errors.New("help printed")
+
+// helped turns errHelp into success.
+func helped(err error) error {
+	if errors.Is(err, errHelp) {
+		return nil
+	}
+	return err
+}
+
 // parseArgs parses flags wherever they stand among the positional arguments
-// (`hop links create URL --slug x`), which the flag package alone stops at.
-func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+// (`hop links create URL --slug x`), which the flag package alone stops at. -h or
+// --help prints use and the flags to stdout (errHelp); a bad flag prints them to
+// stderr after the flag package's message (errUsage).
+func parseArgs(ce clientEnv, fs *flag.FlagSet, use string, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				printUsage(ce.stdout, fs, use)
+				return nil, errHelp
+			}
+			printUsage(ce.stderr, fs, use)
 			return nil, errUsage
 		}
 		args = fs.Args()
@@ -86,9 +114,18 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+func printUsage(w io.Writer, fs *flag.FlagSet, use string) {
+	fmt.Fprintf(w, "%s\n\nflags:\n", use)
+	out := fs.Output()
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(out)
+}
+
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {} // parseArgs prints the usage, to stdout when it was asked for
 	return fs
 }
 
@@ -125,12 +162,13 @@ func importCmd(ctx context.Context, ce clientEnv, args []string) error {
 	onConflict := fs.String("on-conflict", client.OnConflictSkip, "when a custom slug is taken: skip, rename or fail")
 	batch := fs.Int("batch", 1000, "links per bulk request (1-1000)")
 	asJSON := fs.Bool("json", false, "print the summary as JSON")
-	pos, err := parseArgs(fs, args)
+	use := fmt.Sprintf("usage: hop import --from %s [--dry-run] [--on-conflict skip|rename|fail] [--batch N] [--json] FILE", strings.Join(client.Formats, "|"))
+	pos, err := parseArgs(ce, fs, use, args)
 	if err != nil {
-		return err
+		return helped(err)
 	}
 	if len(pos) != 1 || *from == "" {
-		return usagef("usage: hop import --from %s [--dry-run] [--on-conflict skip|rename|fail] FILE", strings.Join(client.Formats, "|"))
+		return usagef("%s", use)
 	}
 	if !slices.Contains(client.Formats, *from) {
 		return usagef("import: --from must be one of %s, not %q", strings.Join(client.Formats, ", "), *from)
@@ -162,10 +200,7 @@ func importCmd(ctx context.Context, ce clientEnv, args []string) error {
 	}
 
 	progress, done := importProgress(ce.stderr, len(rows), *dryRun)
-	sum, err := c.Import(ctx, rows, client.ImportOptions{DryRun: *dryRun, OnConflict: *onConflict, BatchSize: *batch, Progress: progress,
-		OnRetry: func(err error) {
-			fmt.Fprintf(ce.stderr, "sending a batch again (safe: it carries its Idempotency-Key): %v\n", err)
-		}})
+	sum, err := c.Import(ctx, rows, client.ImportOptions{DryRun: *dryRun, OnConflict: *onConflict, BatchSize: *batch, Progress: progress})
 	done()
 	for _, b := range bad {
 		sum.Outcomes = append(sum.Outcomes, client.Outcome{Line: b.Line, Action: client.Failed, Reason: b.Reason})
@@ -269,13 +304,14 @@ func exportCmd(ctx context.Context, ce clientEnv, args []string) error {
 	fs := newFlags("export", ce.stderr)
 	newClient := ce.clientFlags(fs)
 	format := fs.String("format", "jsonl", "jsonl (input of hop import --from hop) or csv")
-	output := fs.String("output", "", "write to this file instead of stdout")
-	pos, err := parseArgs(fs, args)
+	output := fs.String("output", "", "write to this file instead of stdout; it appears only once the export is complete")
+	const use = "usage: hop export [--format jsonl|csv] [--output FILE]"
+	pos, err := parseArgs(ce, fs, use, args)
 	if err != nil {
-		return err
+		return helped(err)
 	}
 	if len(pos) != 0 {
-		return usagef("usage: hop export [--format jsonl|csv] [--output FILE]")
+		return usagef("%s", use)
 	}
 	if *format != "jsonl" && *format != "csv" {
 		return usagef("export: --format must be jsonl or csv, not %q", *format)
@@ -284,26 +320,54 @@ func exportCmd(ctx context.Context, ce clientEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	w := ce.stdout
-	if *output != "" {
-		f, err := os.Create(*output)
-		if err != nil {
-			return fmt.Errorf("export: %w", err)
-		}
-		defer f.Close()
-		w = f
+	var n int
+	if *output == "" {
+		n, err = c.Export(ctx, ce.stdout, *format, nil)
+	} else {
+		err = writeAtomically(*output, func(w io.Writer) (err error) {
+			n, err = c.Export(ctx, w, *format, nil)
+			return err
+		})
 	}
-	n, err := c.Export(ctx, w, *format, nil)
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
-	if f, ok := w.(*os.File); ok && *output != "" {
-		if err := f.Close(); err != nil {
-			return fmt.Errorf("export: %w", err)
-		}
-	}
 	fmt.Fprintf(ce.stderr, "exported %d links\n", n)
 	return nil
+}
+
+// writeAtomically writes a file through write: into a new file beside it, renamed over
+// path only once write and the disk are done, so that path never holds a partial
+// export (an earlier complete one stays until replaced). On failure the new file is
+// removed.
+func writeAtomically(path string, write func(io.Writer) error) (err error) {
+	var f *os.File
+	for range 10 {
+		// Like os.Create (mode 0666 less the umask), but never an existing file.
+		f, err = os.OpenFile(path+"."+rand.Text()[:8]+".tmp", os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
+		if !errors.Is(err, os.ErrExist) {
+			break
+		}
+	}
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err := write(f); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
 
 const linksUsage = `usage: hop links create URL [--slug S] [--tag T]... [--domain D] [--title T] [--expires RFC3339] [--max-clicks N]
@@ -319,6 +383,11 @@ func linksCmd(ctx context.Context, ce clientEnv, args []string) error {
 		return usagef("%s", linksUsage)
 	}
 	sub, args := args[0], args[1:]
+	switch sub {
+	case "-h", "-help", "--help", "help":
+		_, err := fmt.Fprintln(ce.stdout, linksUsage)
+		return err
+	}
 	fs := newFlags("links "+sub, ce.stderr)
 	newClient := ce.clientFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
@@ -330,13 +399,19 @@ func linksCmd(ctx context.Context, ce clientEnv, args []string) error {
 		slug := fs.String("slug", "", "custom slug")
 		title := fs.String("title", "", "title")
 		expires := fs.String("expires", "", "expiry time, RFC 3339 (2030-01-02T15:04:05Z)")
-		maxClicks := fs.Int64("max-clicks", 0, "clicks after which the link stops redirecting")
-		pos, err := parseArgs(fs, args)
+		maxClicks := fs.Int64("max-clicks", 0, "clicks after which the link stops redirecting (1 or more)")
+		const use = "usage: hop links create URL [--slug S] [--tag T]... [--domain D] [--title T] [--expires RFC3339] [--max-clicks N]"
+		pos, err := parseArgs(ce, fs, use, args)
 		if err != nil {
-			return err
+			return helped(err)
 		}
 		if len(pos) != 1 {
-			return usagef("usage: hop links create URL [--slug S] [--tag T]... [--domain D] [--title T] [--expires RFC3339] [--max-clicks N]")
+			return usagef("%s", use)
+		}
+		maxSet := false
+		fs.Visit(func(f *flag.Flag) { maxSet = maxSet || f.Name == "max-clicks" })
+		if maxSet && *maxClicks < 1 {
+			return usagef("links create: --max-clicks must be 1 or more, not %d (leave it out for no limit)", *maxClicks)
 		}
 		req := client.LinkRequest{URL: pos[0], Slug: *slug, Tags: tags, Domain: *domain, Title: *title}
 		if *expires != "" {
@@ -346,7 +421,7 @@ func linksCmd(ctx context.Context, ce clientEnv, args []string) error {
 			}
 			req.ExpiresAt = &t
 		}
-		if *maxClicks != 0 {
+		if maxSet {
 			req.MaxClicks = maxClicks
 		}
 		c, err := newClient()
@@ -369,13 +444,14 @@ func linksCmd(ctx context.Context, ce clientEnv, args []string) error {
 		tag := fs.String("tag", "", "only links with this tag")
 		q := fs.String("q", "", "only links whose slug or URL contains this")
 		limit := fs.Int("limit", 20, "links to list (1-100), newest first")
-		all := fs.Bool("all", false, "list every link, page after page")
-		pos, err := parseArgs(fs, args)
+		all := fs.Bool("all", false, "list every link, page after page (a rate limit is waited out)")
+		const use = "usage: hop links list [--tag T] [--q TEXT] [--domain D] [--limit N] [--all]"
+		pos, err := parseArgs(ce, fs, use, args)
 		if err != nil {
-			return err
+			return helped(err)
 		}
 		if len(pos) != 0 {
-			return usagef("usage: hop links list [--tag T] [--q TEXT] [--domain D] [--limit N] [--all]")
+			return usagef("%s", use)
 		}
 		if *limit < 1 || *limit > 100 {
 			return usagef("links list: --limit must be 1 to 100")
@@ -409,12 +485,16 @@ func linksCmd(ctx context.Context, ce clientEnv, args []string) error {
 		start := fs.String("start", "", "first day, YYYY-MM-DD (stats)")
 		end := fs.String("end", "", "last day, YYYY-MM-DD (stats)")
 		tz := fs.String("tz", "", "IANA time zone of the days (stats)")
-		pos, err := parseArgs(fs, args)
+		use := fmt.Sprintf("usage: hop links %s SLUG [--domain D]", sub)
+		if sub == "stats" {
+			use = "usage: hop links stats SLUG [--start YYYY-MM-DD] [--end YYYY-MM-DD] [--tz ZONE] [--domain D]"
+		}
+		pos, err := parseArgs(ce, fs, use, args)
 		if err != nil {
-			return err
+			return helped(err)
 		}
 		if len(pos) != 1 {
-			return usagef("usage: hop links %s SLUG [--domain D]", sub)
+			return usagef("%s", use)
 		}
 		if sub != "stats" && (*start != "" || *end != "" || *tz != "") {
 			return usagef("links %s: --start, --end and --tz belong to hop links stats", sub)

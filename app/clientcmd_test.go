@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -269,70 +270,85 @@ func TestImportRerunCreatesNothing(t *testing.T) {
 	}
 }
 
+// listLinks is every live link of h by slug, as the API shows it.
+func listLinks(t testing.TB, h *instance) map[string]map[string]any {
+	t.Helper()
+	r := h.api(t, http.MethodGet, "/links?limit=100", nil)
+	mustStatus(t, r, http.StatusOK)
+	var body struct{ Links []map[string]any }
+	if err := json.Unmarshal(r.Body, &body); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]any{}
+	for _, l := range body.Links {
+		out[l["slug"].(string)] = l
+	}
+	return out
+}
+
+// An export, as JSON lines or as CSV, imported into another hop gives the same links:
+// every option, the tags (whatever they hold), and the clicks of the source as imported
+// clicks.
 func TestExportImportRoundTrip(t *testing.T) {
 	t.Parallel()
-	a, b := startHop(t, nil), startHop(t, nil)
+	a := startHop(t, nil)
 	if out, _, err := a.cli(t, "import", "--from", "kutt", sample("kutt.json")); !strings.HasSuffix(out, "created 2, skipped 0, renamed 0, failed 1\n") {
 		t.Fatalf("import into a: %v\n%s", err, out)
 	}
-	a.createLink(t, map[string]any{"url": "https://example.com/opts", "slug": "opts", "tags": []string{"x", "y"}, "max_clicks": 10,
-		"redirect_status": 301, "forward_query": false, "expired_url": "https://example.com/over", "expires_at": "2040-01-02T03:04:05Z"})
+	a.createLink(t, map[string]any{"url": "https://example.com/opts", "slug": "opts", "tags": []string{"x", "with,comma", "semi;colon", "pipe|bar", `"quoted" [x]`},
+		"max_clicks": 10, "redirect_status": 301, "forward_query": false, "expired_url": "https://example.com/over", "expires_at": "2040-01-02T03:04:05Z", "title": `Big 5" screen`})
 	a.createLink(t, map[string]any{"url": "https://example.com/plain"})
 	ua := "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0"
 	mustStatus(t, a.do(t, http.MethodGet, "/kutt-docs", nil, "User-Agent", ua), http.StatusFound)
 	testenv.Eventually(t, 20*time.Second, "the click to be aggregated", func() bool {
 		return a.api(t, http.MethodGet, "/links/kutt-docs", nil).JSON(t)["total_clicks"] == float64(1)
 	})
-
-	exported := a.mustCLI(t, "export")
-	if n := strings.Count(exported, "\n"); n != 4 {
-		t.Fatalf("export has %d lines, want 4:\n%s", n, exported)
-	}
-	file := writeFile(t, "a.jsonl", exported)
-	if out := b.mustCLI(t, "import", "--from", "hop", file); out != "created 4, skipped 0, renamed 0, failed 0\n" {
-		t.Fatalf("import into b: %s", out)
+	la := listLinks(t, a)
+	if len(la) != 4 {
+		t.Fatalf("a has %d links, want 4", len(la))
 	}
 
-	list := func(h *instance) map[string]map[string]any {
-		r := h.api(t, http.MethodGet, "/links?limit=100", nil)
-		mustStatus(t, r, http.StatusOK)
-		var body struct{ Links []map[string]any }
-		if err := json.Unmarshal(r.Body, &body); err != nil {
-			t.Fatal(err)
-		}
-		out := map[string]map[string]any{}
-		for _, l := range body.Links {
-			out[l["slug"].(string)] = l
-		}
-		return out
-	}
-	la, lb := list(a), list(b)
-	if len(lb) != len(la) || len(la) != 4 {
-		t.Fatalf("a has %d links, b %d; want 4 each", len(la), len(lb))
-	}
-	for slug, x := range la {
-		y, ok := lb[slug]
-		if !ok {
-			t.Errorf("%s is missing from b", slug)
-			continue
-		}
-		for _, f := range []string{"original_url", "title", "tags", "created_at", "expires_at", "max_clicks", "redirect_status", "forward_query", "expired_url", "status"} {
-			if fmt.Sprint(x[f]) != fmt.Sprint(y[f]) {
-				t.Errorf("%s.%s: a %v, b %v", slug, f, x[f], y[f])
+	for _, format := range []string{"jsonl", "csv"} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			b := startHop(t, nil)
+			from := map[string]string{"jsonl": "hop", "csv": "csv"}[format]
+			exported := a.mustCLI(t, "export", "--format", format)
+			file := writeFile(t, "a."+format, exported)
+			if out := b.mustCLI(t, "import", "--from", from, file); out != "created 4, skipped 0, renamed 0, failed 0\n" {
+				t.Fatalf("import into b: %s\nexport:\n%s", out, exported)
 			}
-		}
-		wantImported := x["total_clicks"].(float64) + x["imported_clicks"].(float64)
-		if y["imported_clicks"] != wantImported || y["total_clicks"] != float64(0) {
-			t.Errorf("%s: b has imported_clicks %v and total_clicks %v, want %v and 0", slug, y["imported_clicks"], y["total_clicks"], wantImported)
-		}
-	}
-	if got := lb["kutt-docs"]["imported_clicks"]; got != float64(58) {
-		t.Errorf("kutt-docs imported_clicks in b = %v, want 57 from Kutt + 1 click in a", got)
-	}
-
-	// A second import into b is answered from its idempotency records.
-	if out := b.mustCLI(t, "import", "--from", "hop", file); !strings.HasSuffix(out, "created 0, skipped 4, renamed 0, failed 0\n") {
-		t.Errorf("second import into b: %s", out)
+			lb := listLinks(t, b)
+			if len(lb) != 4 {
+				t.Fatalf("b has %d links, want 4", len(lb))
+			}
+			for slug, x := range la {
+				y, ok := lb[slug]
+				if !ok {
+					t.Errorf("%s is missing from b", slug)
+					continue
+				}
+				for _, f := range []string{"original_url", "title", "tags", "created_at", "expires_at", "max_clicks", "redirect_status", "forward_query", "expired_url", "status", "domain"} {
+					if fmt.Sprint(x[f]) != fmt.Sprint(y[f]) {
+						t.Errorf("%s.%s: a %v, b %v", slug, f, x[f], y[f])
+					}
+				}
+				wantImported := x["total_clicks"].(float64) + x["imported_clicks"].(float64)
+				if y["imported_clicks"] != wantImported || y["total_clicks"] != float64(0) {
+					t.Errorf("%s: b has imported_clicks %v and total_clicks %v, want %v and 0", slug, y["imported_clicks"], y["total_clicks"], wantImported)
+				}
+			}
+			if got := lb["kutt-docs"]["imported_clicks"]; got != float64(58) {
+				t.Errorf("kutt-docs imported_clicks in b = %v, want 57 from Kutt + 1 click in a", got)
+			}
+			if got := fmt.Sprintf("%q", lb["opts"]["tags"]); got != `["x" "with,comma" "semi;colon" "pipe|bar" "\"quoted\" [x]"]` {
+				t.Errorf("opts tags in b: %s", got)
+			}
+			// A second import into b is answered from its idempotency records.
+			if out := b.mustCLI(t, "import", "--from", from, file); !strings.HasSuffix(out, "created 0, skipped 4, renamed 0, failed 0\n") {
+				t.Errorf("second import into b: %s", out)
+			}
+		})
 	}
 
 	csvOut := a.mustCLI(t, "export", "--format", "csv")
@@ -340,9 +356,195 @@ func TestExportImportRoundTrip(t *testing.T) {
 	if len(lines) != 5 || lines[0] != "url,slug,domain,title,tags,created_at,expires_at,max_clicks,imported_clicks,total_clicks,status,redirect_status,forward_query,expired_url,has_password,clicks_used,short_url" {
 		t.Errorf("CSV export:\n%s", csvOut)
 	}
-	// Links carry their domain: the default domain's host here.
-	if !strings.Contains(csvOut, "https://example.com/opts,opts,hop.test,,\"x,y\",") {
+	// Tags are a JSON array; links on the default domain name none.
+	if !strings.Contains(csvOut, `https://example.com/opts,opts,,"Big 5"" screen","[""x"",""with,comma"",""semi;colon"",""pipe|bar"",""\""quoted\"" [x]""]",`) {
 		t.Errorf("CSV export lacks the opts row:\n%s", csvOut)
+	}
+}
+
+// Importing an export into a hop with another base URL puts the links of the source's
+// default domain on the target's default domain, and keeps branded domains the target
+// also has.
+func TestExportToAnotherHop(t *testing.T) {
+	t.Parallel()
+	a := startHop(t, nil) // default domain hop.test
+	mustStatus(t, a.api(t, http.MethodPost, "/domains", map[string]any{"host": "brand.example"}), http.StatusCreated)
+	for i := range 3 {
+		a.createLink(t, map[string]any{"url": fmt.Sprintf("https://example.com/d/%d", i), "slug": fmt.Sprintf("def-%d", i)})
+	}
+	for i := range 2 {
+		a.createLink(t, map[string]any{"url": fmt.Sprintf("https://example.com/b/%d", i), "slug": fmt.Sprintf("brand-%d", i), "domain": "brand.example"})
+	}
+
+	for _, format := range []string{"jsonl", "csv"} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			exported := a.mustCLI(t, "export", "--format", format)
+			if strings.Contains(exported, "hop.test,") || strings.Contains(exported, `"domain":"hop.test"`) || strings.Count(exported, "brand.example") < 2 {
+				t.Errorf("export names the default domain, or not the branded one:\n%s", exported)
+			}
+			b := startHop(t, func(cfg map[string]any) { cfg["base_url"] = "http://127.0.0.1:8089" })
+			mustStatus(t, b.api(t, http.MethodPost, "/domains", map[string]any{"host": "brand.example"}), http.StatusCreated)
+			from := map[string]string{"jsonl": "hop", "csv": "csv"}[format]
+			if out := b.mustCLI(t, "import", "--from", from, writeFile(t, "a."+format, exported)); out != "created 5, skipped 0, renamed 0, failed 0\n" {
+				t.Fatalf("import into b: %s", out)
+			}
+			for i := range 3 {
+				l := b.api(t, http.MethodGet, fmt.Sprintf("/links/def-%d", i), nil)
+				mustStatus(t, l, http.StatusOK)
+				if m := l.JSON(t); m["domain"] != "127.0.0.1" || m["short_url"] != fmt.Sprintf("http://127.0.0.1:8089/def-%d", i) {
+					t.Errorf("def-%d on b: domain %v, short_url %v", i, m["domain"], m["short_url"])
+				}
+			}
+			for i := range 2 {
+				l := b.api(t, http.MethodGet, fmt.Sprintf("/links/brand-%d?domain=brand.example", i), nil)
+				mustStatus(t, l, http.StatusOK)
+				if m := l.JSON(t); m["domain"] != "brand.example" || m["original_url"] != fmt.Sprintf("https://example.com/b/%d", i) {
+					t.Errorf("brand-%d on b: %v", i, m)
+				}
+			}
+		})
+	}
+}
+
+// A stray quote in a CSV row costs at most that row: every other row of the file is
+// created, the quote read as it stands.
+func TestImportCSVStrayQuote(t *testing.T) {
+	t.Parallel()
+	h := startHop(t, nil)
+	var b strings.Builder
+	b.WriteString("url,slug,title\n")
+	for i := range 5000 {
+		line := i + 2
+		switch line {
+		case 51:
+			fmt.Fprintf(&b, "https://example.com/q/%d,q-%d,Big 5\" screen\n", i, i)
+		case 2501:
+			fmt.Fprintf(&b, "https://example.com/q/%d,q-%d,\"Big 5 screen\n", i, i) // a quote that never closes
+		default:
+			fmt.Fprintf(&b, "https://example.com/q/%d,q-%d,Row %d\n", i, i, i)
+		}
+	}
+	out, errOut, err := h.cli(t, "import", "--from", "csv", writeFile(t, "quotes.csv", b.String()))
+	wantExit(t, err, 1)
+	want := "line 2501: failed: a quoted field opened on this line is never closed properly; the row is skipped and the next line read on its own\n" +
+		"created 4999, skipped 0, renamed 0, failed 1\n"
+	if out != want {
+		t.Errorf("stdout\n%s\nwant\n%s\nstderr:\n%s", out, want, errOut)
+	}
+	if n := h.linkCount(t); n != 4999 {
+		t.Errorf("%d links, want 4999", n)
+	}
+	if l := h.api(t, http.MethodGet, "/links/q-49", nil).JSON(t); l["title"] != `Big 5" screen` {
+		t.Errorf("line 51's title is %v", l["title"])
+	}
+	if l := h.api(t, http.MethodGet, "/links/q-4998", nil).JSON(t); l["title"] != "Row 4998" {
+		t.Errorf("the last line's link: %v", l)
+	}
+}
+
+// Under a low API rate limit, export and links list --all wait as the 429s ask and
+// finish with every link; an export that cannot finish leaves no file under its name.
+func TestExportWaitsOutRateLimit(t *testing.T) {
+	t.Parallel()
+	var rows strings.Builder
+	rows.WriteString("url\n")
+	for i := range 450 {
+		fmt.Fprintf(&rows, "https://example.com/rl/%d\n", i)
+	}
+	file := writeFile(t, "rl.csv", rows.String())
+
+	t.Run("waits", func(t *testing.T) {
+		t.Parallel()
+		h := startHop(t, func(cfg map[string]any) { cfg["rate_limit_api"] = "1-S" })
+		if out := h.mustCLI(t, "import", "--from", "csv", file); out != "created 450, skipped 0, renamed 0, failed 0\n" {
+			t.Fatalf("import: %s", out)
+		}
+		// One request a second: the export's six (domains, five pages) cannot all pass
+		// without a 429.
+		path := filepath.Join(t.TempDir(), "links.jsonl")
+		_, errOut, err := h.cli(t, "export", "--output", path)
+		if err != nil {
+			t.Fatalf("export: %v\n%s", err, errOut)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := bytes.Count(data, []byte("\n")); n != 450 || !strings.Contains(errOut, "exported 450 links\n") {
+			t.Errorf("export wrote %d lines; stderr:\n%s", n, errOut)
+		}
+		if !strings.Contains(errOut, "hop: the server is rate-limiting this API key (429); waiting ") {
+			t.Errorf("stderr does not say it waited:\n%s", errOut)
+		}
+		out, errOut, err := h.cli(t, "links", "list", "--all", "--limit", "100", "--json")
+		var all []map[string]any
+		if err != nil || json.Unmarshal([]byte(out), &all) != nil || len(all) != 450 {
+			t.Errorf("links list --all: %v, %d links\nstderr:\n%s", err, len(all), errOut)
+		}
+	})
+
+	t.Run("gives up", func(t *testing.T) {
+		t.Parallel()
+		// Three requests an hour: the import, the domains and the first page pass; the
+		// second page's Retry-After is far beyond what the client waits.
+		h := startHop(t, func(cfg map[string]any) { cfg["rate_limit_api"] = "3-H" })
+		if out := h.mustCLI(t, "import", "--from", "csv", file); out != "created 450, skipped 0, renamed 0, failed 0\n" {
+			t.Fatalf("import: %s", out)
+		}
+		dir := t.TempDir()
+		path := filepath.Join(dir, "links.jsonl")
+		if err := os.WriteFile(path, []byte("an earlier export\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, errOut, err := h.cli(t, "export", "--output", path)
+		wantExit(t, err, 1)
+		if err == nil || !strings.Contains(err.Error(), "allowed for one request") || !strings.Contains(err.Error(), "Too Many Requests") {
+			t.Errorf("export: %v\nstderr:\n%s", err, errOut)
+		}
+		// A new file is never left half-written: the earlier export stays, nothing else.
+		_, _, err = h.cli(t, "export", "--format", "csv", "--output", filepath.Join(dir, "new.csv"))
+		wantExit(t, err, 1)
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if data, _ := os.ReadFile(path); len(entries) != 1 || string(data) != "an earlier export\n" {
+			t.Errorf("%d files in the directory (want 1); %s holds %q", len(entries), path, data)
+		}
+	})
+}
+
+// -h and --help print the command's usage once, to stdout, and succeed.
+func TestClientHelp(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"links", "--help"}, {"links", "-h"}, {"import", "--help"}, {"import", "-h"}, {"export", "--help"},
+		{"links", "create", "--help"}, {"links", "create", "https://x.test", "-h"}, {"links", "list", "--help"},
+		{"links", "get", "--help"}, {"links", "delete", "-h"}, {"links", "stats", "--help"},
+	} {
+		var out, errOut bytes.Buffer
+		err := Run(context.Background(), args, func(string) string { return "" }, &out, &errOut)
+		name := strings.Join(args, " ")
+		if err != nil || errOut.Len() != 0 || strings.Count(out.String(), "usage: hop "+args[0]) != 1 {
+			t.Errorf("hop %s: err %v\nstdout:\n%s\nstderr:\n%s", name, err, &out, &errOut)
+		}
+		if len(args) > 2 && !strings.Contains(out.String(), "hop links "+args[1]) {
+			t.Errorf("hop %s: not the usage of links %s:\n%s", name, args[1], &out)
+		}
+	}
+	// hop's own usage: once, to stdout, when asked for; to stderr after a bad flag.
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}} {
+		var out, errOut bytes.Buffer
+		err := Run(context.Background(), args, func(string) string { return "" }, &out, &errOut)
+		if err != nil || errOut.Len() != 0 || strings.Count(out.String(), "Usage:") != 1 {
+			t.Errorf("hop %s: err %v\nstdout:\n%s\nstderr:\n%s", args[0], err, &out, &errOut)
+		}
+	}
+	var out, errOut bytes.Buffer
+	if err := Run(context.Background(), []string{"--nope"}, func(string) string { return "" }, &out, &errOut); !errors.Is(err, errUsage) ||
+		out.Len() != 0 || strings.Count(errOut.String(), "Usage:") != 1 {
+		t.Errorf("hop --nope: err %v\nstdout:\n%s\nstderr:\n%s", err, &out, &errOut)
 	}
 }
 
@@ -412,11 +614,21 @@ func TestLinksCommands(t *testing.T) {
 		{"links"}, {"links", "frob"}, {"links", "get"}, {"links", "get", "a", "b"}, {"links", "list", "--limit", "0"},
 		{"links", "create", "https://x.test", "--expires", "tomorrow"}, {"links", "get", "x", "--nope"},
 		{"import", "--from", "nope", "f"}, {"import", "f"}, {"import", "--from", "csv", "--on-conflict", "maybe", "f"}, {"export", "--format", "xml"},
+		{"links", "create", "https://x.test", "--max-clicks", "0"}, {"links", "create", "https://x.test", "--max-clicks=-1"},
 	} {
 		_, _, err := h.cli(t, args...)
 		if ExitCode(err) != 2 {
 			t.Errorf("hop %s: exit %d (%v), want 2", strings.Join(args, " "), ExitCode(err), err)
 		}
+	}
+	// A limit of 0 clicks is refused, never sent as none.
+	before := h.linkCount(t)
+	if _, _, err := h.cli(t, "links", "create", "https://x.test", "--max-clicks", "0"); err == nil ||
+		err.Error() != "links create: --max-clicks must be 1 or more, not 0 (leave it out for no limit)" {
+		t.Errorf("--max-clicks 0: %v", err)
+	}
+	if n := h.linkCount(t); n != before {
+		t.Errorf("a refused create made a link: %d links, want %d", n, before)
 	}
 	// No key at all is a usage error too.
 	err = Run(context.Background(), []string{"links", "list"}, func(string) string { return "" }, io.Discard, io.Discard)

@@ -19,6 +19,10 @@ import (
 
 // Client calls one hop's API with one API key.
 type Client struct {
+	// Retry is how reads (GET) and import batches are repeated when hop answers 429,
+	// 5xx or nothing; set it before the client is used. The zero value has defaults.
+	Retry Retry
+
 	base string
 	key  string
 	http *http.Client
@@ -40,6 +44,8 @@ type Error struct {
 	Type   string `json:"type"`
 	Title  string `json:"title"`
 	Detail string `json:"detail"`
+	// RetryAfter is the answer's Retry-After (a 429, a 503), 0 when it had none.
+	RetryAfter time.Duration `json:"-"`
 }
 
 func (e *Error) Error() string {
@@ -101,8 +107,23 @@ type Link struct {
 }
 
 // do sends a request and decodes a 2xx JSON answer into out (if not nil); any other
-// answer is an *Error. hdr holds extra header pairs.
+// answer is an *Error. hdr holds extra header pairs. A GET changes nothing, so it is
+// sent again as c.Retry says; other methods are retried by their callers, which know
+// when that is safe.
 func (c *Client) do(ctx context.Context, method, path string, body, out any, hdr ...string) (*http.Response, error) {
+	if method != http.MethodGet {
+		return c.send(ctx, method, path, body, out, hdr...)
+	}
+	var resp *http.Response
+	err := c.Retry.retry(ctx, transient, func() (err error) {
+		resp, err = c.send(ctx, method, path, body, out, hdr...)
+		return err
+	})
+	return resp, err
+}
+
+// send makes one attempt of do.
+func (c *Client) send(ctx context.Context, method, path string, body, out any, hdr ...string) (*http.Response, error) {
 	var r io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -141,6 +162,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any, hdr
 			}
 		}
 		e.Status = resp.StatusCode
+		e.RetryAfter = retryAfter(resp.Header)
 		return resp, e
 	}
 	if out != nil && resp.StatusCode != http.StatusNoContent {
@@ -176,6 +198,25 @@ func domainQuery(sep, domain string) string {
 		return ""
 	}
 	return sep + "domain=" + url.QueryEscape(domain)
+}
+
+// Domain is a short domain of the hop, as GET /domains lists it.
+type Domain struct {
+	Host    string `json:"host"`
+	BaseURL string `json:"base_url"`
+	Default bool   `json:"default"`
+}
+
+// Domains lists the hop's live domains; exactly one is its default domain (the host of
+// its HOP_BASE_URL).
+func (c *Client) Domains(ctx context.Context) ([]Domain, error) {
+	var body struct {
+		Domains []Domain `json:"domains"`
+	}
+	if _, err := c.do(ctx, http.MethodGet, "/domains", nil, &body); err != nil {
+		return nil, err
+	}
+	return body.Domains, nil
 }
 
 // ListOptions filters a list of links.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -72,17 +73,23 @@ func looksJSON(b []byte) bool {
 // columns maps a CSV header (lowercased, trimmed) to what the row means.
 type columns struct {
 	url, slug, tags, title, created, expires, maxClicks, domain, clicks []string
+	// Columns of hop's own CSV export: total_clicks is added to the imported clicks,
+	// as `--from hop` does, and a password-protected link is refused.
+	total, redirectStatus, forwardQuery, expiredURL, hasPassword []string
 	// slugFromURL: the slug column holds a short URL (https://bit.ly/abc); its path is the slug.
 	slugFromURL bool
 	// customSlug: a column of custom short URLs that win over slug when set.
 	customSlug []string
 }
 
-// csvColumns is hop's own CSV import: header with url plus optional columns.
+// csvColumns is hop's own CSV import: header with url plus optional columns, every
+// column `hop export --format csv` writes among them.
 var csvColumns = columns{
 	url: []string{"url"}, slug: []string{"slug"}, tags: []string{"tags"}, title: []string{"title"},
 	created: []string{"created_at"}, expires: []string{"expires_at"}, maxClicks: []string{"max_clicks"},
-	domain: []string{"domain"}, clicks: []string{"imported_clicks", "clicks"},
+	domain: []string{"domain"}, clicks: []string{"imported_clicks", "clicks"}, total: []string{"total_clicks"},
+	redirectStatus: []string{"redirect_status"}, forwardQuery: []string{"forward_query"}, expiredURL: []string{"expired_url"},
+	hasPassword: []string{"has_password"},
 }
 
 // shlinkColumns is shlink-web-client's "Export" of short URLs (ExportableShortUrl):
@@ -105,14 +112,34 @@ var bitlyColumns = columns{
 	clicks:  []string{"engagements", "clicks", "total clicks", "total engagements"},
 }
 
-func readCSV(data []byte, cols columns) ([]Row, []RowError, error) {
+// newCSVReader reads CSV leniently: a quote inside an unquoted field (Big 5" screen)
+// is taken literally, as spreadsheets write it, instead of stopping the file.
+func newCSVReader(data []byte) *csv.Reader {
 	cr := csv.NewReader(bytes.NewReader(data))
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = true
+	cr.LazyQuotes = true
+	return cr
+}
+
+// wellFormed reports whether rec, the bytes of one record spanning several lines, is
+// one record by the strict rules of CSV (RFC 4180): quoted fields closed, inner quotes
+// doubled. A lenient read of a quote that never closes runs on over the following
+// lines, taking them as one field; only a strict multi-line field is believed.
+func wellFormed(rec []byte) bool {
+	cr := csv.NewReader(bytes.NewReader(rec))
+	cr.FieldsPerRecord = -1
+	_, err := cr.Read()
+	return err == nil && cr.InputOffset() == int64(len(rec))
+}
+
+func readCSV(data []byte, cols columns) ([]Row, []RowError, error) {
+	cr := newCSVReader(data)
 	head, err := cr.Read()
 	if err != nil {
 		return nil, nil, fmt.Errorf("read CSV header: %w", err)
 	}
+	head = slices.Clone(head) // ReuseRecord
 	index := map[string]int{}
 	for i, h := range head {
 		index[strings.ToLower(strings.TrimSpace(h))] = i
@@ -131,7 +158,28 @@ func readCSV(data []byte, cols columns) ([]Row, []RowError, error) {
 	}
 	iSlug, iCustom, iTags, iTitle := col(cols.slug), col(cols.customSlug), col(cols.tags), col(cols.title)
 	iCreated, iExpires, iMax, iDomain, iClicks := col(cols.created), col(cols.expires), col(cols.maxClicks), col(cols.domain), col(cols.clicks)
+	iTotal, iStatus, iForward, iExpiredURL, iPassword := col(cols.total), col(cols.redirectStatus), col(cols.forwardQuery), col(cols.expiredURL), col(cols.hasPassword)
 
+	li := newLineIndex(data)
+	lineStart := func(line int) int64 { // byte offset of a 1-based line
+		if line <= 1 {
+			return 0
+		}
+		return int64(li[line-2] + 1)
+	}
+	lastLine := len(li) + 1
+	if len(data) > 0 && data[len(data)-1] == '\n' {
+		lastLine--
+	}
+	// notRead ends the file at line first, saying why and how many lines are left.
+	notRead := func(first int, why string) RowError {
+		return RowError{Line: first, Reason: fmt.Sprintf("%s; lines %d to %d (%d lines) were not read", why, first, lastLine, lastLine-first+1)}
+	}
+	// base and baseLine are where cr started: after a record that could not be read,
+	// reading starts again on the next line with a new reader. Each such record may
+	// have run on to the end of the file; reread bounds what that costs.
+	base, baseLine := int64(0), 1
+	reread, maxReread := int64(0), 4*int64(len(data))+1<<20
 	var rows []Row
 	var bad []RowError
 	for {
@@ -140,18 +188,22 @@ func readCSV(data []byte, cols columns) ([]Row, []RowError, error) {
 			break
 		}
 		if err != nil {
-			var pe *csv.ParseError
-			if errors.As(err, &pe) {
-				bad = append(bad, RowError{Line: pe.StartLine, Reason: pe.Err.Error()})
-				if errors.Is(pe.Err, csv.ErrFieldCount) {
-					continue
-				}
-				// A broken quote makes the rest of the file unreadable.
-				return rows, bad, nil
-			}
-			return rows, bad, fmt.Errorf("read CSV: %w", err)
+			// Not expected of a lenient reader on bytes in memory; if it happens, the rest
+			// of the file is reported, never dropped in silence.
+			return rows, append(bad, notRead(li.line(base+cr.InputOffset()), err.Error())), nil
 		}
 		line, _ := cr.FieldPos(0)
+		line += baseLine - 1
+		end := base + cr.InputOffset()
+		if start := lineStart(line); li.line(end-1) > line && !wellFormed(data[start:end]) {
+			bad = append(bad, RowError{Line: line, Reason: "a quoted field opened on this line is never closed properly; the row is skipped and the next line read on its own"})
+			if reread += end - start; reread > maxReread {
+				return rows, append(bad, notRead(line+1, "too many quoted fields that never close; correct the quotes and import the file again")), nil
+			}
+			base, baseLine = lineStart(line+1), line+1
+			cr = newCSVReader(data[base:])
+			continue
+		}
 		get := func(i int) string {
 			if i < 0 || i >= len(rec) {
 				return ""
@@ -161,7 +213,7 @@ func readCSV(data []byte, cols columns) ([]Row, []RowError, error) {
 		if len(rec) == 1 && get(0) == "" {
 			continue // blank line
 		}
-		req := LinkRequest{URL: get(iURL), Title: get(iTitle), Domain: get(iDomain), Tags: splitTags(get(iTags))}
+		req := LinkRequest{URL: get(iURL), Title: get(iTitle), Domain: get(iDomain)}
 		req.Slug = get(iSlug)
 		if cols.slugFromURL {
 			req.Slug = slugOf(req.Slug)
@@ -170,6 +222,7 @@ func readCSV(data []byte, cols columns) ([]Row, []RowError, error) {
 			}
 		}
 		var reasons []string
+		req.Tags = readTags(get(iTags))
 		if v := get(iCreated); v != "" {
 			if t, err := parseTime(v); err != nil {
 				reasons = append(reasons, "created_at: "+err.Error())
@@ -191,11 +244,40 @@ func readCSV(data []byte, cols columns) ([]Row, []RowError, error) {
 				req.MaxClicks = &n
 			}
 		}
-		if v := get(iClicks); v != "" {
-			if n, err := strconv.ParseInt(strings.ReplaceAll(v, ",", ""), 10, 64); err != nil {
-				reasons = append(reasons, fmt.Sprintf("clicks: %q is not an integer", v))
+		for _, c := range []struct {
+			i    int
+			name string
+		}{{iClicks, "clicks"}, {iTotal, "total_clicks"}} {
+			if v := get(c.i); v != "" {
+				if n, err := strconv.ParseInt(strings.ReplaceAll(v, ",", ""), 10, 64); err != nil {
+					reasons = append(reasons, fmt.Sprintf("%s: %q is not an integer", c.name, v))
+				} else {
+					req.ImportedClicks += n
+				}
+			}
+		}
+		if v := get(iStatus); v != "" {
+			if n, err := strconv.Atoi(v); err != nil {
+				reasons = append(reasons, fmt.Sprintf("redirect_status: %q is not an integer", v))
 			} else {
-				req.ImportedClicks = n
+				req.RedirectStatus = n
+			}
+		}
+		if v := get(iForward); v != "" {
+			if b, err := strconv.ParseBool(v); err != nil {
+				reasons = append(reasons, fmt.Sprintf("forward_query: %q is neither true nor false", v))
+			} else {
+				req.ForwardQuery = &b
+			}
+		}
+		if v := get(iExpiredURL); v != "" {
+			req.ExpiredURL = &v
+		}
+		if v := get(iPassword); v != "" {
+			if b, err := strconv.ParseBool(v); err != nil {
+				reasons = append(reasons, fmt.Sprintf("has_password: %q is neither true nor false", v))
+			} else if b {
+				reasons = append(reasons, fmt.Sprintf("link %q is password-protected; exports never hold passwords, so create it by hand", req.Slug))
 			}
 		}
 		if req.URL == "" {
@@ -256,6 +338,18 @@ func firstField(s string) string {
 		return ""
 	}
 	return f[0]
+}
+
+// readTags reads a tags cell: the JSON array `hop export --format csv` writes
+// (["news","with,comma"]), else tags separated by , ; or |.
+func readTags(s string) []string {
+	if strings.HasPrefix(s, "[") {
+		var tags []string
+		if json.Unmarshal([]byte(s), &tags) == nil {
+			return tags
+		}
+	}
+	return splitTags(s)
 }
 
 func splitTags(s string) []string {

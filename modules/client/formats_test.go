@@ -3,12 +3,14 @@ package client
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -219,7 +221,9 @@ func TestImportStoppedReportsUnsentRows(t *testing.T) {
 	srv := unavailable(t)
 	rows := []Row{{Line: 2, Req: LinkRequest{URL: "https://a.test/"}}, {Line: 3, Req: LinkRequest{URL: "https://b.test/"}}}
 	var retries int
-	s, err := New(srv.URL, "k", nil).Import(context.Background(), rows, ImportOptions{Retries: 2, RetryWait: time.Millisecond, OnRetry: func(error) { retries++ }})
+	c := New(srv.URL, "k", nil)
+	c.Retry = Retry{Attempts: 2, Wait: time.Millisecond, Notify: func(error, time.Duration) { retries++ }}
+	s, err := c.Import(context.Background(), rows, ImportOptions{})
 	if err == nil || !strings.Contains(err.Error(), "Service Unavailable: down for maintenance") {
 		t.Fatalf("err %v", err)
 	}
@@ -228,7 +232,7 @@ func TestImportStoppedReportsUnsentRows(t *testing.T) {
 	}
 }
 
-// Progress and OnRetry may share a writer without a lock of their own (the CLI points
+// Progress and Retry.Notify may share a writer without a lock of their own (the CLI points
 // both at stderr): Import never calls them at once, across all its workers.
 func TestImportCallbacksNeverOverlap(t *testing.T) {
 	srv := unavailable(t)
@@ -246,18 +250,129 @@ func TestImportCallbacksNeverOverlap(t *testing.T) {
 		calls++
 		inside.Store(false)
 	}
-	_, err := New(srv.URL, "k", nil).Import(context.Background(), rows, ImportOptions{
-		BatchSize: 1, Workers: 4, Retries: 3, RetryWait: time.Microsecond,
+	c := New(srv.URL, "k", nil)
+	c.Retry = Retry{Attempts: 3, Wait: time.Microsecond, Notify: func(error, time.Duration) { enter() }}
+	_, err := c.Import(context.Background(), rows, ImportOptions{
+		BatchSize: 1, Workers: 4,
 		Progress: func(n int) { enter(); rowsDone += n },
-		OnRetry:  func(error) { enter() },
 	})
 	if err == nil {
 		t.Fatal("import against a server that always fails: no error")
 	}
 	if overlapped.Load() {
-		t.Error("Progress or OnRetry was called while another call was running")
+		t.Error("Progress or Retry.Notify was called while another call was running")
 	}
 	if calls == 0 || rowsDone == 0 {
 		t.Errorf("%d calls, %d rows reported: the callbacks were not exercised", calls, rowsDone)
+	}
+}
+
+// A stray quote never stops a CSV file: inside an unquoted field it is read as it
+// stands; a quoted field that never closes costs its own row, reported, and reading
+// goes on at the next line. Quoted fields by the rules (doubled quotes, a field over
+// two lines) read as before.
+func TestReadCSVStrayQuotes(t *testing.T) {
+	in := "url,slug,title\n" +
+		"https://e.test/1,s1,Big 5\" screen\n" +
+		"https://e.test/2,s2,\"A \"\"quoted\"\" title\"\n" +
+		"https://e.test/3,s3,\"two\nlines\"\n" +
+		"https://e.test/4,s4,\"never closed\n" +
+		"https://e.test/5,s5,Five\n" +
+		"https://e.test/6,s6,\"x\"y\"\r\n" +
+		"https://e.test/7,s7,Seven\n" +
+		"https://e.test/8,s8,\"open to the end\n" +
+		"https://e.test/9,s9,Nine"
+	rows, bad, err := Read("csv", strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const reason = "a quoted field opened on this line is never closed properly; the row is skipped and the next line read on its own"
+	want := `2 s1 https://e.test/1 "Big 5\" screen" - - - 0  
+3 s2 https://e.test/2 "A \"quoted\" title" - - - 0  
+4 s3 https://e.test/3 "two\nlines" - - - 0  
+7 s5 https://e.test/5 "Five" - - - 0  
+8 s6 https://e.test/6 "x\"y" - - - 0  
+9 s7 https://e.test/7 "Seven" - - - 0  
+11 s9 https://e.test/9 "Nine" - - - 0  
+bad 6 ` + reason + `
+bad 10 ` + reason + `
+`
+	if got := summary(rows, bad); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+// The tags cell of hop's CSV export is a JSON array, so a tag may hold , ; or |; other
+// CSV files keep separating tags with those.
+func TestReadCSVTags(t *testing.T) {
+	for cell, want := range map[string][]string{
+		`["with,comma","semi;colon","pipe|bar","[x]"]`: {"with,comma", "semi;colon", "pipe|bar", "[x]"},
+		`a;b|c, d`:  {"a", "b", "c", "d"},
+		`[not json`: {"[not json"},
+		``:          nil,
+	} {
+		if got := readTags(cell); !slices.Equal(got, want) {
+			t.Errorf("readTags(%q) = %q, want %q", cell, got, want)
+		}
+		if cell != "" && cell[0] == '[' && cell != "[not json" {
+			if back := exportTags(want); back != cell {
+				t.Errorf("exportTags(%q) = %s, want %s", want, back, cell)
+			}
+		}
+	}
+}
+
+// Every column of `hop export --format csv` is read, with the meaning `--from hop`
+// gives it: total_clicks joins imported_clicks, and a password-protected link is refused.
+func TestReadCSVHopExportColumns(t *testing.T) {
+	l := Link{Slug: "opts", OriginalURL: "https://e.test/o", Tags: []string{"x,y", "z"}, RedirectStatus: 301, ForwardQuery: false,
+		ExpiredURL: new("https://e.test/over"), MaxClicks: new(int64(10)), TotalClicks: 3, ImportedClicks: 57,
+		CreatedAt: time.Date(2024, 1, 2, 3, 4, 5, 123456000, time.UTC), ExpiresAt: new(time.Date(2040, 1, 2, 3, 4, 5, 0, time.UTC))}
+	locked := Link{Slug: "locked", OriginalURL: "https://e.test/l", HasPassword: true, ForwardQuery: true, RedirectStatus: 302}
+	var b bytes.Buffer
+	cw := csv.NewWriter(&b)
+	_ = cw.Write(exportColumns)
+	_ = cw.Write(exportRow(l))
+	_ = cw.Write(exportRow(locked))
+	cw.Flush()
+	rows, bad, err := Read("csv", &b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || len(bad) != 1 {
+		t.Fatalf("rows %+v, bad %+v", rows, bad)
+	}
+	r := rows[0].Req
+	got := fmt.Sprintf("%s %s %q %s %s %d %d %d %v %s", r.URL, r.Slug, r.Tags, r.CreatedAt.Format(time.RFC3339Nano), r.ExpiresAt.Format(time.RFC3339),
+		*r.MaxClicks, r.RedirectStatus, r.ImportedClicks, *r.ForwardQuery, *r.ExpiredURL)
+	if want := `https://e.test/o opts ["x,y" "z"] 2024-01-02T03:04:05.123456Z 2040-01-02T03:04:05Z 10 301 60 false https://e.test/over`; got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	if want := `link "locked" is password-protected; exports never hold passwords, so create it by hand`; bad[0].Line != 3 || bad[0].Reason != want {
+		t.Errorf("bad %+v", bad[0])
+	}
+}
+
+// A file of quotes that never close is not read again and again without end: past a
+// bound, the rest is reported as not read, with the count of its lines.
+func TestReadCSVReportsLinesNotRead(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("url,title\n")
+	for i := range 5000 {
+		fmt.Fprintf(&b, "https://e.test/%d,\"never closed %d\n", i, i)
+	}
+	rows, bad, err := Read("csv", strings.NewReader(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := bad[len(bad)-1]
+	// Every line is accounted for: read, failed, or in the count of lines not read.
+	notRead := 0
+	if _, err := fmt.Sscanf(last.Reason[strings.Index(last.Reason, "(")+1:], "%d lines", &notRead); err != nil {
+		t.Fatalf("last bad row %+v: %v", last, err)
+	}
+	if !strings.HasPrefix(last.Reason, "too many quoted fields that never close") || len(rows)+len(bad)-1+notRead != 5000 ||
+		!strings.HasSuffix(last.Reason, fmt.Sprintf("lines %d to 5001 (%d lines) were not read", last.Line, notRead)) {
+		t.Errorf("%d rows, %d bad, the last %+v", len(rows), len(bad), last)
 	}
 }

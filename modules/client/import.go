@@ -39,15 +39,13 @@ const (
 // ImportOptions tune Import.
 type ImportOptions struct {
 	DryRun     bool
-	OnConflict string        // OnConflictSkip (default), OnConflictRename or OnConflictFail
-	BatchSize  int           // links per bulk request, 1-1000; default 1000
-	Workers    int           // bulk requests in flight; default 4
-	Retries    int           // attempts per batch after a failed request; default 5
-	RetryWait  time.Duration // first wait between attempts, doubling; default 500 ms
-	// Progress and OnRetry are called from several goroutines, but never at once, so
-	// both may write to the same place without a lock of their own.
-	Progress func(rows int)  // called as rows are done
-	OnRetry  func(err error) // called before a batch is sent again
+	OnConflict string // OnConflictSkip (default), OnConflictRename or OnConflictFail
+	BatchSize  int    // links per bulk request, 1-1000; default 1000
+	Workers    int    // bulk requests in flight; default 4
+	// Progress is called as rows are done. It and the client's Retry.Notify are called
+	// from several goroutines, but never at once, so both may write to the same place
+	// without a lock of their own. Batches are retried as the client's Retry says.
+	Progress func(rows int)
 }
 
 // Outcome is what happened (or, in a dry run, would happen) to one row.
@@ -107,13 +105,18 @@ func (c *Client) Import(ctx context.Context, rows []Row, o ImportOptions) (Summa
 	if o.OnConflict == OnConflictFail && !o.DryRun {
 		o.Workers = 1 // so that nothing after the first conflict is sent
 	}
-	if o.Retries <= 0 {
-		o.Retries = 5
+	im := &importer{o: o, out: make([]Outcome, len(rows))}
+	// A copy of the client whose retries report under the lock Progress is called
+	// under: the lookups of renamed rows retry too.
+	ic := *c
+	if notify := c.Retry.Notify; notify != nil {
+		ic.Retry.Notify = func(err error, wait time.Duration) {
+			im.mu.Lock()
+			defer im.mu.Unlock()
+			notify(err, wait)
+		}
 	}
-	if o.RetryWait <= 0 {
-		o.RetryWait = 500 * time.Millisecond
-	}
-	im := &importer{c: c, o: o, out: make([]Outcome, len(rows))}
+	im.c = &ic
 	for i, r := range rows {
 		im.out[i] = Outcome{Line: r.Line, URL: r.Req.URL, Slug: r.Req.Slug}
 	}
@@ -152,7 +155,7 @@ type importer struct {
 	o       ImportOptions
 	out     []Outcome
 	stopped atomic.Bool // a conflict under OnConflictFail: send nothing more
-	mu      sync.Mutex  // serialises the Progress and OnRetry calls
+	mu      sync.Mutex  // serialises the Progress and Retry.Notify calls
 }
 
 func (im *importer) progress(n int) {
@@ -162,15 +165,6 @@ func (im *importer) progress(n int) {
 	im.mu.Lock()
 	defer im.mu.Unlock()
 	im.o.Progress(n)
-}
-
-func (im *importer) retrying(err error) {
-	if im.o.OnRetry == nil {
-		return
-	}
-	im.mu.Lock()
-	defer im.mu.Unlock()
-	im.o.OnRetry(err)
 }
 
 // batch sends one batch and settles each of its rows; rows to rename go on to
@@ -338,9 +332,9 @@ func (im *importer) sameLink(ctx context.Context, slug string, r LinkRequest) (b
 }
 
 // send posts one bulk request under a key derived from its content, retrying what may
-// be retried: network failures, 5xx, and 409 while an earlier attempt is still being
-// answered. Retrying is safe because the key makes the server answer a repeat from
-// its record.
+// be retried (Client.Retry): a 429, network failures, 5xx, and 409 while an earlier
+// attempt is still being answered. Retrying is safe because the key makes the server
+// answer a repeat from its record.
 func (im *importer) send(ctx context.Context, reqs []LinkRequest) (BulkAnswer, error) {
 	key := ""
 	if !im.o.DryRun {
@@ -348,25 +342,18 @@ func (im *importer) send(ctx context.Context, reqs []LinkRequest) (BulkAnswer, e
 		// answer a later dry run from a state that has moved on since.
 		key = batchKey(reqs)
 	}
-	wait := im.o.RetryWait
-	for attempt := 1; ; attempt++ {
-		ans, err := im.c.Bulk(ctx, reqs, key, im.o.DryRun)
-		if err == nil {
-			return ans, nil
-		}
+	var ans BulkAnswer
+	err := im.c.Retry.retry(ctx, func(err error) bool {
 		var ae *Error
-		retry := !errors.As(err, &ae) || ae.Status >= 500 || ae.Status == http.StatusConflict || ae.Status == http.StatusTooManyRequests
-		if !retry || attempt > im.o.Retries || ctx.Err() != nil {
-			return ans, fmt.Errorf("bulk create (%d links): %w", len(reqs), err)
-		}
-		im.retrying(err)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return ans, ctx.Err()
-		}
-		wait *= 2
+		return transient(err) || errors.As(err, &ae) && ae.Status == http.StatusConflict
+	}, func() (err error) {
+		ans, err = im.c.Bulk(ctx, reqs, key, im.o.DryRun)
+		return err
+	})
+	if err != nil {
+		return ans, fmt.Errorf("bulk create (%d links): %w", len(reqs), err)
 	}
+	return ans, nil
 }
 
 // batchKey is the Idempotency-Key of a batch: a hash of exactly what is sent, so the
@@ -380,6 +367,9 @@ func batchKey(reqs []LinkRequest) string {
 // Export writes every live link, newest first: format "jsonl" writes each as the API
 // returns it, one per line (`hop import --from hop` reads it back); "csv" writes a
 // header and one row per link whose columns `hop import --from csv` also reads.
+// A link on the hop's default domain is written without a domain, so that importing
+// the export into another hop puts it on that hop's default domain; links on branded
+// domains keep theirs. Pages are read with Client.Retry, so a rate limit is waited out.
 // progress, if not nil, is called after each page with the links written so far.
 func (c *Client) Export(ctx context.Context, w io.Writer, format string, progress func(n int)) (int, error) {
 	var cw *csv.Writer
@@ -387,11 +377,17 @@ func (c *Client) Export(ctx context.Context, w io.Writer, format string, progres
 	case "jsonl", "":
 	case "csv":
 		cw = csv.NewWriter(w)
+	default:
+		return 0, fmt.Errorf("--format must be jsonl or csv, not %q", format)
+	}
+	def, err := c.defaultHost(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if cw != nil {
 		if err := cw.Write(exportColumns); err != nil {
 			return 0, fmt.Errorf("write export: %w", err)
 		}
-	default:
-		return 0, fmt.Errorf("--format must be jsonl or csv, not %q", format)
 	}
 	n := 0
 	cursor := ""
@@ -401,10 +397,17 @@ func (c *Client) Export(ctx context.Context, w io.Writer, format string, progres
 			return n, err
 		}
 		for i, l := range p.Links {
+			onDefault := def != "" && strings.EqualFold(l.Domain, def)
 			if cw != nil {
+				if onDefault {
+					l.Domain = ""
+				}
 				err = cw.Write(exportRow(l))
 			} else {
-				_, err = w.Write(append(compact(p.Raw[i]), '\n'))
+				var line []byte
+				if line, err = exportJSON(p.Raw[i], onDefault); err == nil {
+					_, err = w.Write(append(line, '\n'))
+				}
 			}
 			if err != nil {
 				return n, fmt.Errorf("write export: %w", err)
@@ -427,15 +430,67 @@ func (c *Client) Export(ctx context.Context, w io.Writer, format string, progres
 	}
 }
 
-func compact(raw json.RawMessage) []byte {
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, raw); err != nil {
-		return raw
+// defaultHost is the host of the hop's default domain, or "" for a hop without
+// domains (whose links name none).
+func (c *Client) defaultHost(ctx context.Context) (string, error) {
+	ds, err := c.Domains(ctx)
+	if errors.Is(err, ErrNotFound) {
+		return "", nil
 	}
-	return buf.Bytes()
+	if err != nil {
+		return "", fmt.Errorf("list domains: %w", err)
+	}
+	for _, d := range ds {
+		if d.Default {
+			return d.Host, nil
+		}
+	}
+	return "", errors.New("list domains: the server names no default domain")
 }
 
-// exportColumns are the CSV export's columns; the first ones are those of the CSV import.
+// exportJSON is one link of a page, compacted, its fields in the server's order; a
+// link on the default domain loses its "domain".
+func exportJSON(raw json.RawMessage, dropDomain bool) ([]byte, error) {
+	if !dropDomain {
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, raw); err != nil {
+			return nil, fmt.Errorf("link is not JSON: %w", err)
+		}
+		return buf.Bytes(), nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, errors.New("link is not a JSON object")
+	}
+	var buf bytes.Buffer
+	buf.WriteByte('{')
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("link is not JSON: %w", err)
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, fmt.Errorf("link is not JSON: %w", err)
+		}
+		if tok == "domain" {
+			continue
+		}
+		if buf.Len() > 1 {
+			buf.WriteByte(',')
+		}
+		k, _ := json.Marshal(tok)
+		buf.Write(k)
+		buf.WriteByte(':')
+		if err := json.Compact(&buf, v); err != nil {
+			return nil, fmt.Errorf("link is not JSON: %w", err)
+		}
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
+}
+
+// exportColumns are the CSV export's columns, all of which `hop import --from csv` reads.
 var exportColumns = []string{"url", "slug", "domain", "title", "tags", "created_at", "expires_at", "max_clicks", "imported_clicks",
 	"total_clicks", "status", "redirect_status", "forward_query", "expired_url", "has_password", "clicks_used", "short_url"}
 
@@ -444,7 +499,7 @@ func exportRow(l Link) []string {
 		if p == nil {
 			return ""
 		}
-		return p.UTC().Format(time.RFC3339)
+		return p.UTC().Format(time.RFC3339Nano)
 	}
 	s := func(p *string) string {
 		if p == nil {
@@ -456,7 +511,20 @@ func exportRow(l Link) []string {
 	if l.MaxClicks != nil {
 		maxClicks = strconv.FormatInt(*l.MaxClicks, 10)
 	}
-	return []string{l.OriginalURL, l.Slug, l.Domain, s(l.Title), strings.Join(l.Tags, ","), t(&l.CreatedAt), t(l.ExpiresAt), maxClicks,
+	return []string{l.OriginalURL, l.Slug, l.Domain, s(l.Title), exportTags(l.Tags), t(&l.CreatedAt), t(l.ExpiresAt), maxClicks,
 		strconv.FormatInt(l.ImportedClicks, 10), strconv.FormatInt(l.TotalClicks, 10), l.Status, strconv.Itoa(l.RedirectStatus),
 		strconv.FormatBool(l.ForwardQuery), s(l.ExpiredURL), strconv.FormatBool(l.HasPassword), strconv.FormatInt(l.ClicksUsed, 10), l.ShortURL}
+}
+
+// exportTags writes a link's tags as a JSON array (["news","with,comma"]): a tag may
+// hold any of the separators other CSV files use, and the import reads the array back.
+func exportTags(tags []string) string {
+	if len(tags) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(tags) // strings always encode
+	return strings.TrimSuffix(b.String(), "\n")
 }
