@@ -58,7 +58,10 @@ func New(t testing.TB) *Browser {
 	// Exactly these flags, besides the remote-debugging and profile flags chromedp needs.
 	flags := []string{"headless", "no-sandbox", "disable-gpu", "disable-background-networking",
 		"disable-component-update", "disable-sync", "no-first-run"}
-	opts := []chromedp.ExecAllocatorOption{chromedp.ExecPath(path), chromedp.UserDataDir(t.TempDir())}
+	// Chromium's own temporary files (its singleton socket) go to the test's directory,
+	// which the test removes, not to the machine's /tmp, where they were left behind.
+	opts := []chromedp.ExecAllocatorOption{chromedp.ExecPath(path), chromedp.UserDataDir(t.TempDir()),
+		chromedp.Env("TMPDIR=" + t.TempDir())}
 	for _, f := range flags {
 		opts = append(opts, chromedp.Flag(f, true))
 	}

@@ -3,6 +3,9 @@ package browsertest
 import (
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -44,4 +47,29 @@ func TestBrowserReportsProblems(t *testing.T) {
 			t.Errorf("problems lack %q:\n%s", want, all)
 		}
 	}
+}
+
+// A browser leaves nothing in the machine's temporary directory: Chromium's own files
+// live in the test's, which the test removes.
+func TestBrowserLeavesNoTempFiles(t *testing.T) {
+	t.Parallel()
+	before := chromiumTemp(t)
+	t.Run("browse", func(t *testing.T) {
+		b := New(t)
+		b.Run(t, chromedp.Navigate("about:blank"))
+	})
+	for _, d := range chromiumTemp(t) {
+		if !slices.Contains(before, d) {
+			t.Errorf("Chromium left %s behind", d)
+		}
+	}
+}
+
+func chromiumTemp(t *testing.T) []string {
+	t.Helper()
+	ds, err := filepath.Glob(filepath.Join(os.TempDir(), "org.chromium.Chromium.*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ds
 }
