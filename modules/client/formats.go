@@ -369,6 +369,7 @@ func splitTags(s string) []string {
 // SQL datetimes (YOURLS, in UTC), Bitly's and bare dates.
 var timeLayouts = []string{
 	time.RFC3339Nano,
+	"2006-01-02T15:04:05.999999999-0700", // Bitly's API: an offset without a colon
 	"2006-01-02 15:04:05Z07:00",
 	"2006-01-02 15:04:05 MST",
 	"2006-01-02 15:04:05",
