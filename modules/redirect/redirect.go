@@ -306,7 +306,7 @@ func (h *Handler) lookupFailed(c echo.Context, err error) error {
 		c.Response().Header().Set("Retry-After", "1")
 		err = fmt.Errorf("%w: %w", ErrUnavailable, err) // the cause is logged, never shown
 	}
-	return h.failed(c, err)
+	return h.failed(err)
 }
 
 // follow answers with the target in the link's status, after taking the click from
@@ -322,7 +322,7 @@ func (h *Handler) follow(c echo.Context, slug linkKey, t target) error {
 				if r.Context().Err() == nil { // a visitor who left is not an error
 					h.logger.Error("take click", "slug", slug.slug, "domain_id", slug.domain, "err", err)
 				}
-				return h.failed(c, ErrLimitDown)
+				return h.failed(ErrLimitDown)
 			}
 			if !ok {
 				h.cache.usedUp(slug, t, gen)
@@ -392,7 +392,7 @@ func (h *Handler) unavailable(c echo.Context, o outcome, t target) error {
 	if to != "" {
 		return h.fallback(c, to)
 	}
-	return h.failed(c, err)
+	return h.failed(err)
 }
 
 // fallback sends the visitor elsewhere with a 302 that is not a click of any link.
@@ -405,30 +405,28 @@ func (h *Handler) fallback(c echo.Context, to string) error {
 	return nil
 }
 
-// visitorPages answers the errors of mw (a rate limit's 429) with hop's page when a
-// browser asks, as failed does for the handler's own.
+// visitorPages answers every error of a visitor's route, the handler's and mw's (a
+// rate limit's 429), with hop's page when a browser asks; other clients get the problem
+// the app's error handler renders, and which it logs when it is a 5xx.
 func (h *Handler) visitorPages(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		err := next(c)
 		if err == nil || c.Response().Committed || !prefersHTML(c.Request().Header.Get("Accept")) {
 			return err
 		}
-		return h.errorPage(c, h.describe(err), err)
+		p := h.describe(err)
+		if p.Status >= http.StatusInternalServerError {
+			h.logger.Error("redirect failed", "method", c.Request().Method, "err", err)
+		}
+		return h.errorPage(c, p, err)
 	}
 }
 
-// failed answers err: as hop's page when a browser asks, else as the problem it is
-// (rendered by the app's error handler).
-func (h *Handler) failed(c echo.Context, err error) error {
-	p := h.describe(err)
-	h.metrics.redirectsFailed(p.Status).Inc()
-	if !prefersHTML(c.Request().Header.Get("Accept")) {
-		return err
-	}
-	if p.Status >= http.StatusInternalServerError {
-		h.logger.Error("redirect failed", "method", c.Request().Method, "err", err)
-	}
-	return h.errorPage(c, p, err)
+// failed counts a redirect that could not be answered with its target and returns err,
+// which visitorPages answers.
+func (h *Handler) failed(err error) error {
+	h.metrics.redirectsFailed(h.describe(err).Status).Inc()
+	return err
 }
 
 func (h *Handler) event(c echo.Context, t target) ingest.Event {
@@ -495,7 +493,7 @@ func (h *Handler) unlock(c echo.Context) error {
 	form := slug.slug
 	pw, err := readPassword(c)
 	if err != nil {
-		return h.failed(c, err)
+		return h.failed(err)
 	}
 	select {
 	case h.checks <- struct{}{}:
