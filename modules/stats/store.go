@@ -170,9 +170,9 @@ func (s *store) linkStats(ctx context.Context, slug string, q rangeQuery, recent
 }
 
 // overviewSQL answers the /stats overview in one round trip (the number of live links
-// comes from Domains.LiveLinks, a second one): daily totals over all links, the top $3 live links by human clicks, hourly totals
-// over [$4, $5) for non-UTC daily series, and the campaign breakdowns over all links
-// (top-N is cut in Go).
+// comes from Domains.LiveLinks, a second one): daily totals over all links, the top $3
+// live links by human clicks, hourly totals over [$4, $5) for non-UTC daily series,
+// and the campaign breakdowns over all links (top-N is cut in Go).
 // Columns: kind, slug (a campaign row's value), a, b, c, d, and a top link's domain host
 // (empty in overviewDomainSQL, whose links share one).
 //
