@@ -387,4 +387,17 @@ func TestDefaultDomainOnAnIPAddress(t *testing.T) {
 	mustProblem(t, h.api(t, http.MethodDelete, "/domains/127.0.0.1", nil), http.StatusConflict)
 	mustProblem(t, h.api(t, http.MethodGet, "/domains/127.0.0.2", nil), http.StatusBadRequest)
 	mustProblem(t, h.api(t, http.MethodPost, "/domains", map[string]any{"host": "127.0.0.1"}), http.StatusBadRequest)
+
+	// An IPv6 base URL is stored as a Host header names it, brackets and all.
+	h6 := startHop(t, func(cfg map[string]any) { cfg["base_url"] = "http://[::1]:8080" })
+	r = h6.api(t, http.MethodGet, "/domains", nil)
+	mustStatus(t, r, http.StatusOK)
+	if !strings.Contains(string(r.Body), `"host":"[::1]"`) {
+		t.Fatalf("GET /domains with base URL http://[::1]:8080: %s", r.Body)
+	}
+	r = h6.api(t, http.MethodGet, "/domains/[::1]", nil)
+	mustStatus(t, r, http.StatusOK)
+	if d := r.JSON(t); d["host"] != "[::1]" || d["default"] != true {
+		t.Fatalf("GET /domains/[::1]: %s", r.Body)
+	}
 }

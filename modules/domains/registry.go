@@ -63,7 +63,8 @@ func NewRegistry(ctx context.Context, cfg Config, store *Store, logger *slog.Log
 		logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Registry{store: store, cfg: cfg, wake: make(chan struct{}, 1), logger: logger.With("module", "domains")}
-	if err := store.SyncDefault(ctx, requestHost(u.Hostname()), cfg.BaseURL); err != nil {
+	// u.Host, not u.Hostname(): an IPv6 host keeps its brackets, as a Host header has them.
+	if err := store.SyncDefault(ctx, requestHost(u.Host), cfg.BaseURL); err != nil {
 		return nil, err
 	}
 	if err := r.Refresh(ctx); err != nil {
