@@ -41,6 +41,39 @@ Configuration: config.yaml (or --config / HOP_CONFIG), then environment variable
 Without DATABASE_URL hop runs its own PostgreSQL in HOP_DATA_DIR (default ./hop-data).
 `
 
+// commandUsage is the part of usage about one server command (with the configuration
+// note), or "" for a command that is not one.
+func commandUsage(cmd string) string {
+	var b strings.Builder
+	head := "  hop [--config FILE] " + cmd + " "
+	if cmd == "serve" {
+		head = "  hop [--config FILE] [serve] "
+	}
+	for line := range strings.Lines(usage) {
+		if strings.HasPrefix(line, head) {
+			b.WriteString(line)
+		}
+	}
+	if b.Len() == 0 {
+		return ""
+	}
+	_, config, _ := strings.Cut(usage, "\nConfiguration:")
+	return "Usage:\n" + b.String() + "\nConfiguration:" + config
+}
+
+// asksForHelp reports whether a command's arguments ask for its usage.
+func asksForHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
+}
+
 // errUsage is returned for a bad command line; the message has been printed already.
 var errUsage = errors.New("invalid usage (see hop --help)")
 
@@ -70,6 +103,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if cmd == "version" {
 		fmt.Fprintln(stdout, "hop", Version)
+		return nil
+	}
+	// Before the configuration is read: asking how to use a command must not create a
+	// database or start PostgreSQL.
+	if serverUsage := commandUsage(cmd); serverUsage != "" && asksForHelp(rest) {
+		fmt.Fprint(stdout, serverUsage)
 		return nil
 	}
 	// Clients of a running hop: no configuration or database of their own.

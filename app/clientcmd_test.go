@@ -19,6 +19,7 @@ import (
 
 	"github.com/hop-dev/hop/internal/testenv"
 	"github.com/hop-dev/hop/modules/apikey"
+	"github.com/jackc/pgx/v5"
 )
 
 // cli runs one hop command against h as a user would, with HOP_URL and HOP_KEY set.
@@ -540,6 +541,34 @@ func TestClientHelp(t *testing.T) {
 		if err != nil || errOut.Len() != 0 || strings.Count(out.String(), "Usage:") != 1 {
 			t.Errorf("hop %s: err %v\nstdout:\n%s\nstderr:\n%s", args[0], err, &out, &errOut)
 		}
+	}
+	// A server command's usage, before any configuration is read: no database is
+	// created and no PostgreSQL is started for it.
+	dir := t.TempDir()
+	env := map[string]string{"DATABASE_URL": testenv.WithDatabase(testenv.AdminURL(), "hop_help_never_created"),
+		"HOP_CREATE_DATABASE": "true", "HOP_DATA_DIR": filepath.Join(dir, "data")}
+	for _, args := range [][]string{{"serve", "--help"}, {"migrate", "-h"}, {"apikey", "create", "--help"}, {"domain", "--help"},
+		{"health", "--help"}, {"backup", "-help"}, {"restore", "--help"}} {
+		var out, errOut bytes.Buffer
+		err := Run(context.Background(), args, func(k string) string { return env[k] }, &out, &errOut)
+		if err != nil || errOut.Len() != 0 || strings.Count(out.String(), "Usage:") != 1 || !strings.Contains(out.String(), "] "+args[0]) &&
+			!strings.Contains(out.String(), "[serve]") {
+			t.Errorf("hop %s: err %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, &out, &errOut)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("a usage wrote %d files", len(entries))
+	}
+	admin, err := pgx.Connect(context.Background(), testenv.AdminURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	var exists bool
+	if err := admin.QueryRow(context.Background(),
+		`SELECT EXISTS (SELECT FROM pg_database WHERE datname = 'hop_help_never_created')`).Scan(&exists); err != nil || exists {
+		t.Errorf("a usage created a database (%v)", err)
+		_, _ = admin.Exec(context.Background(), `DROP DATABASE IF EXISTS hop_help_never_created WITH (FORCE)`)
 	}
 	var out, errOut bytes.Buffer
 	if err := Run(context.Background(), []string{"--nope"}, func(string) string { return "" }, &out, &errOut); !errors.Is(err, errUsage) ||
