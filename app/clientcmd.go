@@ -262,8 +262,9 @@ func printImport(w io.Writer, s client.Summary, dryRun, asJSON bool) error {
 			Skipped  int       `json:"skipped"`
 			Renamed  int       `json:"renamed"`
 			Failed   int       `json:"failed"`
+			NotSent  int       `json:"not_sent"`
 			Outcomes []outcome `json:"rows"`
-		}{DryRun: dryRun, Created: s.Created, Skipped: s.Skipped, Renamed: s.Renamed, Failed: s.Failed, Outcomes: []outcome{}}
+		}{DryRun: dryRun, Created: s.Created, Skipped: s.Skipped, Renamed: s.Renamed, Failed: s.Failed, NotSent: s.NotSent, Outcomes: []outcome{}}
 		for _, o := range s.Outcomes {
 			if o.Action != client.Created || dryRun {
 				out.Outcomes = append(out.Outcomes, outcome(o))
@@ -295,7 +296,11 @@ func printImport(w io.Writer, s client.Summary, dryRun, asJSON bool) error {
 	if dryRun {
 		prefix = "dry run, nothing changed: would have "
 	}
-	_, err := fmt.Fprintf(w, "%screated %d, skipped %d, renamed %d, failed %d\n", prefix, s.Created, s.Skipped, s.Renamed, s.Failed)
+	notSent := ""
+	if s.NotSent > 0 {
+		notSent = fmt.Sprintf(", not sent %d", s.NotSent)
+	}
+	_, err := fmt.Fprintf(w, "%screated %d, skipped %d, renamed %d, failed %d%s\n", prefix, s.Created, s.Skipped, s.Renamed, s.Failed, notSent)
 	return err
 }
 

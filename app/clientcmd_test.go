@@ -209,8 +209,8 @@ func TestImportConflictPolicies(t *testing.T) {
 		out, _, err := h.cli(t, "import", "--from", "csv", "--on-conflict", "fail", "--batch", "1", file)
 		wantExit(t, err, 1)
 		want := "line 3: failed: slug fail-taken is taken\n" +
-			"line 4: skipped fail-new-2: not sent: an earlier row's slug was taken (--on-conflict fail)\n" +
-			"created 1, skipped 1, renamed 0, failed 1\n"
+			"line 4: not sent fail-new-2: an earlier row's slug was taken (--on-conflict fail)\n" +
+			"created 1, skipped 0, renamed 0, failed 1, not sent 1\n"
 		if out != want {
 			t.Errorf("stdout\n%s\nwant\n%s", out, want)
 		}

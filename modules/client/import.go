@@ -34,6 +34,7 @@ const (
 	Skipped = "skipped"
 	Renamed = "renamed"
 	Failed  = "failed"
+	NotSent = "not sent" // after a conflict under OnConflictFail; running it again sends it
 )
 
 // ImportOptions tune Import.
@@ -51,7 +52,7 @@ type ImportOptions struct {
 // Outcome is what happened (or, in a dry run, would happen) to one row.
 type Outcome struct {
 	Line   int
-	Action string // Created, Skipped, Renamed or Failed
+	Action string // Created, Skipped, Renamed, Failed or NotSent
 	Slug   string // the slug it has (or would have); "" when generated in a dry run
 	URL    string
 	Reason string
@@ -59,12 +60,12 @@ type Outcome struct {
 
 // Summary is the result of an import: one outcome per row, in file order.
 type Summary struct {
-	Created, Skipped, Renamed, Failed int
-	Outcomes                          []Outcome
+	Created, Skipped, Renamed, Failed, NotSent int
+	Outcomes                                   []Outcome
 }
 
 func (s *Summary) count() {
-	s.Created, s.Skipped, s.Renamed, s.Failed = 0, 0, 0, 0
+	s.Created, s.Skipped, s.Renamed, s.Failed, s.NotSent = 0, 0, 0, 0, 0
 	for _, o := range s.Outcomes {
 		switch o.Action {
 		case Created:
@@ -75,6 +76,8 @@ func (s *Summary) count() {
 			s.Renamed++
 		case Failed:
 			s.Failed++
+		case NotSent:
+			s.NotSent++
 		}
 	}
 }
@@ -127,7 +130,7 @@ func (c *Client) Import(ctx context.Context, rows []Row, o ImportOptions) (Summa
 		g.Go(func() error {
 			if im.stopped.Load() {
 				for i := start; i < end; i++ {
-					im.out[i].Action, im.out[i].Reason = Skipped, "not sent: an earlier row's slug was taken (--on-conflict fail)"
+					im.out[i].Action, im.out[i].Reason = NotSent, "an earlier row's slug was taken (--on-conflict fail)"
 				}
 				im.progress(end - start)
 				return nil
