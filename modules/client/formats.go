@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Formats are the values of `hop import --from`.
@@ -45,6 +46,37 @@ func Read(format string, r io.Reader) (rows []Row, bad []RowError, err error) {
 		return nil, nil, fmt.Errorf("read import file: %w", err)
 	}
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // spreadsheet exports often start with a BOM
+	rows, bad, err = readFormat(format, data)
+	for i := range rows {
+		rows[i].Req.Title = oneLine(rows[i].Req.Title)
+	}
+	return rows, bad, err
+}
+
+// oneLine turns the line breaks and tabs of a title into single spaces. Other
+// shorteners store the page titles they fetched as they came, often across lines; hop
+// keeps titles on one line, and a link is worth more than its title's layout.
+func oneLine(s string) string {
+	if !strings.ContainsAny(s, "\t\n\v\f\r\u0085") {
+		return s
+	}
+	var b strings.Builder
+	space := false
+	for _, r := range strings.TrimSpace(s) {
+		if unicode.IsSpace(r) && (unicode.IsControl(r) || space) {
+			if !space {
+				b.WriteByte(' ')
+				space = true
+			}
+			continue
+		}
+		space = r == ' '
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func readFormat(format string, data []byte) (rows []Row, bad []RowError, err error) {
 	switch format {
 	case "csv":
 		return readCSV(data, csvColumns)

@@ -101,6 +101,21 @@ func TestReadYOURLSWithoutHeader(t *testing.T) {
 	}
 }
 
+// Titles other shorteners fetched from pages often span lines; they come in on one.
+func TestReadPutsTitlesOnOneLine(t *testing.T) {
+	rows, bad, err := Read("yourls", strings.NewReader("ozh,http://ozh.org/,\"  Ozh\r\n\t  Blog \n\",2009-08-11 14:34:05,127.0.0.1,3\n"+
+		"a1,https://a.test/,\"Two  spaces kept\",2010-01-01 00:00:00,::1,1\n"))
+	if err != nil || len(bad) != 0 || len(rows) != 2 {
+		t.Fatalf("%d rows, %v, %v", len(rows), bad, err)
+	}
+	if got := rows[0].Req.Title; got != "Ozh Blog" {
+		t.Errorf("title %q, want %q", got, "Ozh Blog")
+	}
+	if got := rows[1].Req.Title; got != "Two  spaces kept" {
+		t.Errorf("title %q, want it as it was", got)
+	}
+}
+
 func TestReadRefusesUnreadableFiles(t *testing.T) {
 	for _, tc := range []struct{ format, in, want string }{
 		{"csv", "slug,title\nabc,def\n", `no "url" column`},

@@ -244,8 +244,15 @@ func validatePassword(p string) error {
 
 // validateTitle checks a link's title: bounded printable text.
 func validateTitle(t string) error {
-	if len(t) > maxTitle || !utf8.ValidString(t) || strings.ContainsFunc(t, unicode.IsControl) {
-		return problem.Invalid("title must be at most %d bytes of printable text", maxTitle)
+	switch {
+	case len(t) > maxTitle:
+		return problem.Invalid("title is %d bytes long; at most %d", len(t), maxTitle)
+	case !utf8.ValidString(t):
+		return problem.Invalid("title is not valid UTF-8")
+	case strings.ContainsFunc(t, unicode.IsControl):
+		i := strings.IndexFunc(t, unicode.IsControl)
+		r, _ := utf8.DecodeRuneInString(t[i:])
+		return problem.Invalid("title must be one line of text: it has the control character %U at byte %d", r, i)
 	}
 	return nil
 }

@@ -194,3 +194,24 @@ func TestNotOwnHostSeesEverySpelling(t *testing.T) {
 		}
 	}
 }
+
+// Each way a title can be refused says which, so that a person can fix it.
+func TestValidateTitleSaysWhy(t *testing.T) {
+	t.Parallel()
+	for title, want := range map[string]string{
+		"Launch\nnotes":          "title must be one line of text: it has the control character U+000A at byte 6",
+		"a\tb":                   "control character U+0009 at byte 1",
+		"x\u0085":                "control character U+0085 at byte 1",
+		"bad \xff":               "title is not valid UTF-8",
+		strings.Repeat("é", 300): "title is 600 bytes long; at most 512",
+	} {
+		if err := validateTitle(title); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("validateTitle(%q) = %v, want %q", title, err, want)
+		}
+	}
+	for _, title := range []string{"", "Launch notes", "Bücher — 2026 ✓", strings.Repeat("a", maxTitle)} {
+		if err := validateTitle(title); err != nil {
+			t.Errorf("validateTitle(%q) = %v", title, err)
+		}
+	}
+}
