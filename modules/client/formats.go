@@ -327,7 +327,7 @@ func readCSV(data []byte, cols columns) ([]Row, []RowError, error) {
 // readYOURLS reads the yourls_url table exported as CSV: keyword, url, title,
 // timestamp, ip, clicks, with or without a header row.
 func readYOURLS(data []byte) ([]Row, []RowError, error) {
-	if first, _, _ := bytes.Cut(data, []byte("\n")); !bytes.Contains(bytes.ToLower(first), []byte("keyword")) {
+	if !hasYOURLSHeader(data) {
 		data = append([]byte("keyword,url,title,timestamp,ip,clicks\n"), data...)
 		rows, bad, err := readCSV(data, columns{url: []string{"url"}, slug: []string{"keyword"}, title: []string{"title"}, created: []string{"timestamp"}, clicks: []string{"clicks"}})
 		// Line numbers of the file as given, without the header added here.
@@ -340,6 +340,28 @@ func readYOURLS(data []byte) ([]Row, []RowError, error) {
 		return rows, bad, err
 	}
 	return readCSV(data, columns{url: []string{"url"}, slug: []string{"keyword"}, title: []string{"title"}, created: []string{"timestamp"}, clicks: []string{"clicks"}})
+}
+
+// hasYOURLSHeader reports whether the first line names the yourls_url columns: it has
+// fields keyword and url, not merely the word (a first link to /keyword-research).
+func hasYOURLSHeader(data []byte) bool {
+	first, _, _ := bytes.Cut(data, []byte("\n"))
+	r := csv.NewReader(bytes.NewReader(first))
+	r.LazyQuotes, r.FieldsPerRecord = true, -1
+	fields, err := r.Read()
+	if err != nil {
+		return false
+	}
+	var keyword, url bool
+	for _, f := range fields {
+		switch strings.ToLower(strings.TrimSpace(f)) {
+		case "keyword":
+			keyword = true
+		case "url":
+			url = true
+		}
+	}
+	return keyword && url
 }
 
 // slugOf returns the path of a short URL (bit.ly/abc, https://bit.ly/abc), or s when

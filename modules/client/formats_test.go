@@ -116,6 +116,22 @@ func TestReadPutsTitlesOnOneLine(t *testing.T) {
 	}
 }
 
+// A file without a header whose first link mentions "keyword" keeps that link.
+func TestReadYOURLSKeywordInFirstRow(t *testing.T) {
+	rows, bad, err := Read("yourls", strings.NewReader("seo,https://example.com/keyword-research,Keyword research,2010-01-01 00:00:00,::1,4\n"+
+		"b2,https://b.test/,B,2010-01-02 00:00:00,::1,5\n"))
+	if err != nil || len(bad) != 0 || len(rows) != 2 {
+		t.Fatalf("%d rows, %v, %v", len(rows), bad, err)
+	}
+	if r := rows[0]; r.Line != 1 || r.Req.Slug != "seo" || r.Req.URL != "https://example.com/keyword-research" {
+		t.Errorf("first row: line %d, %+v", r.Line, r.Req)
+	}
+	rows, bad, err = Read("yourls", strings.NewReader("\"keyword\",\"url\",\"title\",\"timestamp\",\"ip\",\"clicks\"\nseo,https://example.com/,T,2010-01-01 00:00:00,::1,4\n"))
+	if err != nil || len(bad) != 0 || len(rows) != 1 || rows[0].Line != 2 || rows[0].Req.Slug != "seo" {
+		t.Errorf("with a quoted header: %+v, %v, %v", rows, bad, err)
+	}
+}
+
 func TestReadRefusesUnreadableFiles(t *testing.T) {
 	for _, tc := range []struct{ format, in, want string }{
 		{"csv", "slug,title\nabc,def\n", `no "url" column`},
@@ -306,7 +322,7 @@ func TestReadCSVStrayQuotes(t *testing.T) {
 	const reason = "a quoted field opened on this line is never closed properly; the row is skipped and the next line read on its own"
 	want := `2 s1 https://e.test/1 "Big 5\" screen" - - - 0  
 3 s2 https://e.test/2 "A \"quoted\" title" - - - 0  
-4 s3 https://e.test/3 "two\nlines" - - - 0  
+4 s3 https://e.test/3 "two lines" - - - 0  
 7 s5 https://e.test/5 "Five" - - - 0  
 8 s6 https://e.test/6 "x\"y" - - - 0  
 9 s7 https://e.test/7 "Seven" - - - 0  
