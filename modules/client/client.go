@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -26,6 +28,10 @@ type Client struct {
 	base string
 	key  string
 	http *http.Client
+	// answered is set once the server has answered anything; shared by copies. Until
+	// then a refused connection means nothing listens at base (a wrong URL, a stopped
+	// hop), which waiting does not cure; after, it means a hop restarting, which it may.
+	answered *atomic.Bool
 }
 
 // New returns a client of the hop at baseURL (such as http://localhost:8080). hc may
@@ -34,7 +40,7 @@ func New(baseURL, key string, hc *http.Client) *Client {
 	if hc == nil {
 		hc = &http.Client{Timeout: 2 * time.Minute}
 	}
-	return &Client{base: strings.TrimRight(baseURL, "/"), key: key, http: hc}
+	return &Client{base: strings.TrimRight(baseURL, "/"), key: key, http: hc, answered: new(atomic.Bool)}
 }
 
 // Error is an API error: the problem document hop answered with (RFC 9457), or the
@@ -115,7 +121,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any, hdr
 		return c.send(ctx, method, path, body, out, hdr...)
 	}
 	var resp *http.Response
-	err := c.Retry.retry(ctx, transient, func() (err error) {
+	err := c.Retry.retry(ctx, c.transient, func() (err error) {
 		resp, err = c.send(ctx, method, path, body, out, hdr...)
 		return err
 	})
@@ -148,8 +154,12 @@ func (c *Client) send(ctx context.Context, method, path string, body, out any, h
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) && !c.answered.Load() {
+			return nil, fmt.Errorf("nothing answers at %s (is hop running there? set --url or HOP_URL): %w", c.base, err)
+		}
 		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
+	c.answered.Store(true)
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		e := &Error{Status: resp.StatusCode}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -263,6 +264,57 @@ func TestImportStoppedReportsUnsentRows(t *testing.T) {
 	if retries != 2 || s.Failed != 2 || s.Created+s.Skipped+s.Renamed != 0 || s.Outcomes[1].Reason != "not sent or not answered: the import stopped; run it again to resume" {
 		t.Fatalf("%d retries, summary %+v", retries, s)
 	}
+}
+
+// A refused connection before the server has ever answered fails at once and says
+// why: no one waits 15 s to learn that hop is not running. Once it has answered, a
+// refused connection is a restart, and is waited for.
+func TestRefusedConnectionRetriedOnlyAfterAnAnswer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens at addr now
+
+	var retries int
+	c := New("http://"+addr, "k", nil)
+	c.Retry = Retry{Attempts: 3, Wait: time.Millisecond, Notify: func(error, time.Duration) { retries++ }}
+	_, err = c.Domains(context.Background())
+	if err == nil || retries != 0 || !strings.Contains(err.Error(), "nothing answers at http://"+addr) {
+		t.Fatalf("%d retries, err %v", retries, err)
+	}
+
+	// A server that answers once (503), then stops listening, then comes back.
+	var calls atomic.Int32
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"domains":[]}`))
+	})
+	if ln, err = net.Listen("tcp", addr); err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go func() { _ = srv.Serve(ln) }()
+	c.Retry.Notify = func(err error, _ time.Duration) {
+		if retries++; retries == 1 { // after the 503: stop listening, refuse the next try
+			_ = srv.Close()
+		} else if retries == 2 { // after the refusal: listen again
+			if ln, err := net.Listen("tcp", addr); err == nil {
+				srv = &http.Server{Handler: h}
+				go func() { _ = srv.Serve(ln) }()
+			}
+		}
+	}
+	retries = 0
+	if _, err = c.Domains(context.Background()); err != nil || retries != 2 {
+		t.Fatalf("%d retries, err %v", retries, err)
+	}
+	_ = srv.Close()
 }
 
 // Progress and Retry.Notify may share a writer without a lock of their own (the CLI points

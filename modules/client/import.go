@@ -348,7 +348,7 @@ func (im *importer) send(ctx context.Context, reqs []LinkRequest) (BulkAnswer, e
 	var ans BulkAnswer
 	err := im.c.Retry.retry(ctx, func(err error) bool {
 		var ae *Error
-		return transient(err) || errors.As(err, &ae) && ae.Status == http.StatusConflict
+		return im.c.transient(err) || errors.As(err, &ae) && ae.Status == http.StatusConflict
 	}, func() (err error) {
 		ans, err = im.c.Bulk(ctx, reqs, key, im.o.DryRun)
 		return err

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -46,8 +47,12 @@ func RateLimited(err error) (wait time.Duration, ok bool) {
 }
 
 // transient reports whether a request that failed with err may succeed if sent again:
-// no answer at all (the network, a timeout) or a 5xx.
-func transient(err error) bool {
+// no answer at all (the network, a timeout) or a 5xx. A connection refused before the
+// server has ever answered is not: see Client.answered.
+func (c *Client) transient(err error) bool {
+	if errors.Is(err, syscall.ECONNREFUSED) && !c.answered.Load() {
+		return false
+	}
 	var ae *Error
 	return !errors.As(err, &ae) || ae.Status >= 500
 }
