@@ -30,10 +30,23 @@ func (f *Feed) Routes(g *echo.Group, mw ...echo.MiddlewareFunc) {
 	g.Match(get, "/links/:slug/live", f.handleLink, mw...)
 }
 
+// domainSQL finds a live domain by host.
+const domainSQL = `SELECT host FROM domains WHERE host = lower($1) AND deleted_at IS NULL`
+
 func (f *Feed) handleAll(c echo.Context) error {
 	fl, err := parseFilter(c)
 	if err != nil {
 		return err
+	}
+	// ?domain= narrows the feed to the clicks on that short domain's links.
+	if d := c.QueryParam("domain"); d != "" {
+		err := f.pool.QueryRow(c.Request().Context(), domainSQL, d).Scan(&fl.domain)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return problem.Invalid("domain: no domain %q", d)
+		}
+		if err != nil {
+			return fmt.Errorf("find domain: %w", err)
+		}
 	}
 	return f.stream(c, fl)
 }

@@ -62,6 +62,7 @@ func (c *Config) defaults() {
 type click struct {
 	pos    horizon.Position
 	linkID int64
+	domain string // the link's domain host
 	bot    bool
 	block  []byte // the frames of every click of the read that returned this one
 	off    int    // this click's frame is block[off:end]:
@@ -88,12 +89,13 @@ type clickJSON struct {
 
 // filter selects the clicks one client receives.
 type filter struct {
-	linkID int64 // 0: every link
+	linkID int64  // 0: every link
+	domain string // "": every domain
 	bots   bool
 }
 
 func (f filter) match(c *click) bool {
-	return (f.linkID == 0 || c.linkID == f.linkID) && (f.bots || !c.bot)
+	return (f.linkID == 0 || c.linkID == f.linkID) && (f.domain == "" || c.domain == f.domain) && (f.bots || !c.bot)
 }
 
 // sub is one connected client: where it is in the feed's ring of recent events.
@@ -348,7 +350,8 @@ func (f *Feed) slugs(ctx context.Context, ids []int64) (map[int64]linkName, erro
 	return f.slugCache, nil
 }
 
-// read returns up to Page clicks in (from, below-horizon) that pass fl.
+// read returns up to Page clicks in (from, below-horizon) that pass fl's link and bot
+// tests; its domain is the caller's to test.
 func (f *Feed) read(ctx context.Context, from horizon.Position, below uint64, fl filter) ([]*click, error) {
 	rows, err := f.pool.Query(ctx, readSQL, horizon.FormatXID(from.XID), from.Event,
 		horizon.FormatXID(below), fl.linkID, fl.bots, f.cfg.Page)
@@ -411,7 +414,7 @@ func (f *Feed) read(ctx context.Context, from horizon.Position, below uint64, fl
 			return nil, fmt.Errorf("encode click: %w", err)
 		}
 		blk.WriteByte('\n')
-		all[i] = click{pos: horizon.Position{XID: r.xid, Event: j.ID}, linkID: r.linkID, bot: j.Bot, off: off, end: blk.Len()}
+		all[i] = click{pos: horizon.Position{XID: r.xid, Event: j.ID}, linkID: r.linkID, domain: n.domain, bot: j.Bot, off: off, end: blk.Len()}
 		out[i] = &all[i]
 	}
 	block := blk.Bytes()
@@ -559,8 +562,10 @@ func (f *Feed) subscribe(ctx context.Context, fl filter, from *horizon.Position,
 			if cur.Less(c.pos) {
 				break
 			}
-			if err := write(c); err != nil {
-				return nil, err
+			if fl.match(c) { // the domain is tested here, not in SQL
+				if err := write(c); err != nil {
+					return nil, err
+				}
 			}
 			next = c.pos
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/hop-dev/hop/internal/horizon"
+	"github.com/hop-dev/hop/internal/problem/problemtest"
 	"github.com/hop-dev/hop/internal/testenv"
 )
 
@@ -37,6 +38,9 @@ func setup(t *testing.T, cfg Config) (f *Feed, db *testenv.DB, url string, infli
 	go func() { defer close(done); _ = f.Run(ctx) }()
 	inflight = &atomic.Int64{}
 	e := echo.New()
+	e.HTTPErrorHandler = problemtest.ErrorHandler(problemtest.Describe(map[error]string{
+		ErrNotFound: "404 link-not-found", ErrGone: "410 link-gone",
+	}))
 	g := e.Group("", func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			inflight.Add(1)
@@ -300,7 +304,13 @@ func TestIdleFeedReadsNothingAndResumeStillWorks(t *testing.T) {
 // lines that follow, after which every new click reaches the client.
 func openStream(t *testing.T, url, lastEventID string) (caughtUp []string, lines <-chan string) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url+"/live", nil)
+	return openFeed(t, url+"/live", lastEventID)
+}
+
+// openFeed is openStream for any feed's URL.
+func openFeed(t *testing.T, url, lastEventID string) (caughtUp []string, lines <-chan string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,5 +459,61 @@ SELECT gen_random_uuid(), 1 + i % 20, now() - i * interval '1 second' FROM gener
 	plan := testenv.Plan(t, conn, `EXECUTE page('1', '00000000-0000-0000-0000-000000000000', '100000', 7, true, 1000)`)
 	if strings.Contains(plan, "click_logs_link_event_key") || !strings.Contains(plan, "click_logs_xid_idx") {
 		t.Errorf("one link's page is read other than by the xid index alone:\n%s", plan)
+	}
+}
+
+// /live?domain= carries only the clicks on that short domain's links, live and when
+// resuming; it was accepted and ignored, so such a client got every domain's clicks.
+// A domain hop does not have is refused.
+func TestLiveDomainFilter(t *testing.T) {
+	t.Parallel()
+	f, db, url, _ := setup(t, Config{Heartbeat: time.Hour, Poll: 20 * time.Millisecond})
+	ctx := t.Context()
+	var branded int64
+	if err := db.Pool.QueryRow(ctx, `
+WITH d AS (INSERT INTO domains (host, base_url) VALUES ('go.example.com', 'https://go.example.com') RETURNING id)
+INSERT INTO links (slug, original_url, domain_id) SELECT 'launch', 'https://example.org', id FROM d RETURNING id`).Scan(&branded); err != nil {
+		t.Fatal(err)
+	}
+	plain := newLink(t, db, "launch")
+	first := insertClick(t, db, branded, time.Now())
+	missed := []uuid.UUID{insertClick(t, db, plain, time.Now()), insertClick(t, db, branded, time.Now())}
+	waitFeedPastClicks(t, f, db)
+
+	feed := url + "/live?domain=Go.Example.com"
+	resumedPre, resumed := openFeed(t, feed, first.String())
+	livePre, live := openFeed(t, feed, "")
+	if want := []string{missed[1].String()}; !slices.Equal(resumedPre, want) || len(livePre) != 0 {
+		t.Fatalf("caught up with %v and %v; want %v and nothing", resumedPre, livePre, want)
+	}
+	testenv.Eventually(t, 10*time.Second, "two subscribers", func() bool { return f.subscribers() == 2 })
+	insertClick(t, db, plain, time.Now())
+	want := insertClick(t, db, branded, time.Now()).String()
+	for name, lines := range map[string]<-chan string{"resumed": resumed, "live": live} {
+		for got := ""; got == ""; {
+			select {
+			case line, ok := <-lines:
+				if !ok {
+					t.Fatalf("%s: the stream ended", name)
+				}
+				if id, ok := strings.CutPrefix(line, "id: "); ok {
+					got = id
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatalf("%s: no event came", name)
+			}
+			if got != "" && got != want {
+				t.Fatalf("%s: got click %s, want only the branded domain's %s", name, got, want)
+			}
+		}
+	}
+
+	resp, err := http.Get(url + "/live?domain=nope.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("an unknown domain: %d %s, want a 400 problem", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 }
