@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -576,6 +577,9 @@ func (s *Service) attempt(ctx context.Context, w Webhook, d Delivery, manual boo
 	if len(msg) > 500 {
 		msg = msg[:500]
 	}
+	// The cut may split a rune (the message holds the URL, which may be non-ASCII), and
+	// PostgreSQL refuses invalid UTF-8: an attempt it cannot record is never backed off.
+	msg = strings.ToValidUTF8(msg, "")
 	newStatus, next := d.Status, now
 	if d.NextAttemptAt != nil {
 		next = *d.NextAttemptAt

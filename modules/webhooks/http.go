@@ -32,12 +32,17 @@ type createRequest struct {
 	IncludeBots bool      `json:"include_bots"`
 }
 
-// decodeCreate reads and checks a create request.
+// decodeCreate reads and checks a create request's body.
 func decodeCreate(r io.Reader) (NewWebhook, error) {
 	var req createRequest
 	if err := jsonbody.Read(io.LimitReader(r, 64<<10), &req, true); err != nil {
 		return NewWebhook{}, err
 	}
+	return req.webhook()
+}
+
+// webhook checks req and turns it into what a webhook is created with.
+func (req createRequest) webhook() (NewWebhook, error) {
 	n := NewWebhook{URL: req.URL, Domain: req.Domain, IncludeBots: req.IncludeBots}
 	// An empty list stays non-nil, so check refuses it rather than reading it as "all".
 	if req.Links != nil {
@@ -50,7 +55,13 @@ func decodeCreate(r io.Reader) (NewWebhook, error) {
 }
 
 func (s *Service) handleCreate(c echo.Context) error {
-	n, err := decodeCreate(c.Request().Body)
+	// Decode, not decodeCreate: a body that is not sent as JSON is refused (415), as on
+	// every other route that takes one.
+	var req createRequest
+	if err := jsonbody.Decode(c, &req, true); err != nil {
+		return err
+	}
+	n, err := req.webhook()
 	if err != nil {
 		return err
 	}

@@ -48,6 +48,15 @@ func (n *NewWebhook) check() error {
 	if err := list("links", n.Links, 1000); err != nil {
 		return err
 	}
+	// A link's tags are stored trimmed: so are the ones a webhook follows, or a tag
+	// sent with a space would never match.
+	if n.Tags != nil {
+		tags := make([]string, len(n.Tags))
+		for i, t := range n.Tags {
+			tags[i] = strings.TrimSpace(t)
+		}
+		n.Tags = tags
+	}
 	if err := list("tags", n.Tags, 100); err != nil {
 		return err
 	}
@@ -74,6 +83,11 @@ func (s *Service) Create(ctx context.Context, n NewWebhook) (Webhook, error) {
 	var err error
 	if n.Links != nil {
 		if w.linkIDs, err = s.linkIDs(ctx, n.Links, n.Domain); err != nil {
+			return Webhook{}, err
+		}
+	} else if n.Domain != nil {
+		// A domain hop does not serve would filter out every click, silently.
+		if err := s.domainExists(ctx, *n.Domain); err != nil {
 			return Webhook{}, err
 		}
 	}
@@ -144,8 +158,11 @@ func (s *Service) Retry(ctx context.Context, id, delivery int64) (Delivery, erro
 	return s.sendNow(ctx, w, d)
 }
 
-// sendNow makes one manual attempt at d and reads it back.
+// sendNow makes one manual attempt at d and reads it back. The attempt is bounded by
+// Timeout and finishes, and is recorded, even if the caller stops waiting (an API
+// client that hangs up): else a ping would stay pending for ever, with nobody to send it.
 func (s *Service) sendNow(ctx context.Context, w Webhook, d Delivery) (Delivery, error) {
+	ctx = context.WithoutCancel(ctx)
 	if _, err := s.attempt(ctx, w, d, true); err != nil {
 		return Delivery{}, err
 	}

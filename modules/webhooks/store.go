@@ -140,6 +140,20 @@ func (s *Service) linkIDs(ctx context.Context, slugs []string, domain *string) (
 	return ids, nil
 }
 
+const domainExistsSQL = `SELECT EXISTS (SELECT 1 FROM domains WHERE host = $1 AND deleted_at IS NULL)`
+
+// domainExists answers ErrInvalid unless host is a domain hop serves.
+func (s *Service) domainExists(ctx context.Context, host string) error {
+	var ok bool
+	if err := s.pool.QueryRow(ctx, domainExistsSQL, host).Scan(&ok); err != nil {
+		return fmt.Errorf("find domain: %w", err)
+	}
+	if !ok {
+		return problem.With(ErrInvalid, "domain: no domain %q", host)
+	}
+	return nil
+}
+
 const getSQL = `SELECT ` + webhookColumns + ` FROM webhooks WHERE id = $1`
 
 func (s *Service) get(ctx context.Context, id int64) (Webhook, error) {

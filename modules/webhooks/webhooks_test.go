@@ -17,10 +17,13 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/labstack/echo/v4"
 
+	"github.com/hop-dev/hop/internal/problem/problemtest"
 	"github.com/hop-dev/hop/internal/testenv"
 )
 
@@ -753,5 +756,136 @@ SELECT w, 'delivered', 'events', '\x7b7d', 1 FROM generate_series(1, 2000) i, un
 			strings.Contains(plan, "Seq Scan on webhook_deliveries") {
 			t.Errorf("statistics %t: deliveries read other than by webhook_deliveries_recent_idx:\n%s", analyze, plan)
 		}
+	}
+}
+
+// A failed attempt is recorded and backed off whatever its error says. The error names
+// the URL, which may be non-ASCII, and is kept to 500 bytes: cut inside a character,
+// it was invalid UTF-8 that PostgreSQL refused, so the attempt went unrecorded and the
+// batch was sent again at every wake-up, never backed off, given up or disabled.
+func TestFailureWithANonASCIIURLIsRecorded(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *Config) { c.Timeout = 100 * time.Millisecond })
+	ctx := t.Context()
+	b.hang.Store(true)
+	url := b.url + "/hook?q="
+	if (500-len(`Post "`+url))%2 == 0 {
+		url += "x" // so that the cut at 500 bytes falls inside a two-byte "é"
+	}
+	url += strings.Repeat("é", 300)
+	sealed, err := b.s.seal("whsec_test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := b.s.insert(ctx, Webhook{URL: url, sealed: sealed}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.clicks(t, 2)
+	if ok, err := b.s.step(ctx, w.ID); ok || err != nil {
+		t.Fatalf("attempt against a hanging receiver: %v, %v; want a failed attempt, recorded", ok, err)
+	}
+	d, err := b.s.head(ctx, w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Attempts != 1 || len(d.Error) > 500 || !utf8.ValidString(d.Error) || !strings.Contains(d.Error, "éé") {
+		t.Fatalf("after a failed attempt: %d attempts, error of %d bytes %q; want 1 and the error cut to valid UTF-8",
+			d.Attempts, len(d.Error), d.Error)
+	}
+	if want := b.clock.Now().Add(750 * time.Millisecond); d.NextAttemptAt == nil || !d.NextAttemptAt.Equal(want) {
+		t.Fatalf("next attempt at %v, want %v (the first backoff)", d.NextAttemptAt, want)
+	}
+	hits := b.hits.Load()
+	if _, err := b.s.step(ctx, w.ID); err != nil || b.hits.Load() != hits {
+		t.Fatalf("a batch that is not due was sent again (%v)", err)
+	}
+}
+
+// POST /webhooks/{id}/test records the ping's answer even when the API client hangs
+// up first: the ping never stays pending, where nothing would ever send it and
+// pruning would keep it for ever.
+func TestPingIsRecordedWhenTheCallerHangsUp(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, hangUp := context.WithCancel(t.Context())
+	defer hangUp()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hangUp() // the API client leaves while the receiver answers
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	b.url = srv.URL
+	w := b.webhook(t)
+	d, err := b.s.Ping(ctx, w.ID)
+	if err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+	ds, err := b.s.deliveries(t.Context(), w.ID, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Status != "delivered" || len(ds) != 1 || ds[0].Kind != "ping" || ds[0].Status != "delivered" || ds[0].Attempts != 1 {
+		t.Fatalf("ping answered %+v, deliveries %+v; want one ping, delivered on its one attempt", d, ds)
+	}
+}
+
+// apiServer serves the webhook API as app does, errors as problem JSON.
+func apiServer(t *testing.T, s *Service) string {
+	t.Helper()
+	e := echo.New()
+	e.HTTPErrorHandler = problemtest.ErrorHandler(problemtest.Describe(map[error]string{
+		ErrInvalid: "400 invalid-webhook", ErrNotFound: "404 webhook-not-found", ErrNoDelivery: "404 delivery-not-found",
+	}))
+	s.Routes(e.Group(""))
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// POST /webhooks refuses what it could never serve, as a problem that says why: a body
+// not sent as JSON, and a domain hop does not have (whose filter would pass no click).
+// Tags are trimmed as a link's are, so " launch " follows links tagged "launch".
+func TestCreateRefusesWhatItCannotServe(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	if _, err := b.db.Pool.Exec(ctx, `INSERT INTO domains (host, base_url) VALUES ('go.example.com', 'https://go.example.com')`); err != nil {
+		t.Fatal(err)
+	}
+	api := apiServer(t, b.s)
+	post := func(contentType, body string) (int, map[string]any) {
+		t.Helper()
+		resp, err := http.Post(api+"/webhooks", contentType, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var got map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, got
+	}
+	hook := `{"url":"` + b.url + `"`
+	for _, c := range []struct {
+		name, contentType, body string
+		status                  int
+		detail                  string
+	}{
+		{"text/plain", "text/plain", hook + `}`, http.StatusUnsupportedMediaType, "Content-Type: application/json"},
+		{"no such domain", "application/json", hook + `,"domain":"nope.example"}`, http.StatusBadRequest, `no domain "nope.example"`},
+	} {
+		status, got := post(c.contentType, c.body)
+		if detail, _ := got["detail"].(string); status != c.status || !strings.Contains(detail, c.detail) {
+			t.Errorf("%s: %d %v; want %d saying %q", c.name, status, got, c.status, c.detail)
+		}
+	}
+	if hooks, err := b.s.List(ctx); err != nil || len(hooks) != 0 {
+		t.Fatalf("refused webhooks were stored: %v, %v", hooks, err)
+	}
+	status, got := post("application/json", hook+`,"domain":"Go.Example.com","tags":[" launch "]}`)
+	if status != http.StatusCreated || got["domain"] != "go.example.com" || fmt.Sprint(got["tags"]) != "[launch]" {
+		t.Fatalf("a webhook on a domain hop has: %d %v; want 201, domain go.example.com, tags [launch]", status, got)
 	}
 }
