@@ -564,3 +564,24 @@ func TestNewValidates(t *testing.T) {
 		t.Error("New accepted a nil LinkService")
 	}
 }
+
+// A refused range is explained in a sentence of its own, and the range form keeps what
+// was typed, so a typo in the time zone is corrected, not typed again; the numbers
+// are the default range's. An accepted range fills the form with the range shown.
+func TestRefusedRangeKeepsTypedValues(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	b.links.add(links.Link{Slug: "ranged", OriginalURL: "https://example.com/r"})
+	b.stats.link = stats.LinkStats{Start: "2026-02-14", End: "2026-03-15", TZ: "UTC", TotalClicks: 7}
+	ck, _ := b.login()
+
+	body := b.get("/dashboard/links/ranged?start=bad&end=2026-03-07&tz=Europe/Berln", ck).Body.String()
+	wantContains(t, body, `is not a date in YYYY-MM-DD form. The default range is shown.`,
+		`name="start" value="bad"`, `name="end" value="2026-03-07"`, `name="tz" value="Europe/Berln"`, `data-total="clicks">7<`)
+
+	body = b.get("/dashboard/links/ranged", ck).Body.String()
+	wantContains(t, body, `name="start" value="2026-02-14"`, `name="end" value="2026-03-15"`, `name="tz" value="UTC"`)
+	if strings.Contains(body, `class="error"`) {
+		t.Error("an accepted range is reported as refused")
+	}
+}

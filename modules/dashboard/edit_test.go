@@ -186,3 +186,68 @@ func FuzzReadForm(f *testing.F) {
 		}
 	})
 }
+
+// The edit form shows the expiry to the minute. Sent back unchanged it leaves the
+// expiry as it is: an expired link's other settings can be edited, and an expiry with
+// seconds does not move. Changed or cleared, it is saved.
+func TestEditKeepsUnchangedExpiry(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	ended := testNow.Add(-time.Hour)
+	b.links.add(links.Link{Slug: "ended", OriginalURL: "https://example.com/ended", Tags: []string{"x"}, ExpiresAt: &ended,
+		Status: links.StatusExpired, ForwardQuery: true})
+	later := time.Date(2030, 1, 2, 3, 4, 30, 0, time.UTC)
+	b.links.add(links.Link{Slug: "later", OriginalURL: "https://example.com/later", ExpiresAt: &later, ForwardQuery: true})
+	ck, csrf := b.login()
+	// What the browser sends back: every field as the edit page shows it, but the tags.
+	form := func(slug, target, expires string) url.Values {
+		page := b.get("/dashboard/links/"+slug+"/edit", ck).Body.String()
+		wantContains(t, page, `name="expires_at" value="`+expires+`"`)
+		return url.Values{"csrf": {csrf}, "url": {target}, "tags": {"x, y"}, "expires_at": {expires}, "max_clicks": {""},
+			"redirect_status": {"302"}, "forward_query": {"0", "1"}, "expired_url": {""}, "password": {""}}
+	}
+
+	rec := b.post("/dashboard/links/ended", form("ended", "https://example.com/ended", "2026-03-15T11:00"), ck)
+	wantStatus(t, rec, http.StatusSeeOther)
+	if l, _ := b.links.Get(context.Background(), "", "ended"); strings.Join(l.Tags, ",") != "x,y" || l.ExpiresAt == nil || !l.ExpiresAt.Equal(ended) {
+		t.Errorf("expired link after editing its tags: tags %v, expiry %v", l.Tags, l.ExpiresAt)
+	}
+
+	f := form("later", "https://example.com/later", "2030-01-02T03:04")
+	wantStatus(t, b.post("/dashboard/links/later", f, ck), http.StatusSeeOther)
+	if l, _ := b.links.Get(context.Background(), "", "later"); l.ExpiresAt == nil || !l.ExpiresAt.Equal(later) {
+		t.Errorf("expiry %v after saving it unchanged, want %s", l.ExpiresAt, later)
+	}
+	f.Set("expires_at", "2031-06-07T08:09")
+	wantStatus(t, b.post("/dashboard/links/later", f, ck), http.StatusSeeOther)
+	if l, _ := b.links.Get(context.Background(), "", "later"); l.ExpiresAt == nil || !l.ExpiresAt.Equal(time.Date(2031, 6, 7, 8, 9, 0, 0, time.UTC)) {
+		t.Errorf("expiry %v after changing it", l.ExpiresAt)
+	}
+	f.Set("expires_at", "")
+	wantStatus(t, b.post("/dashboard/links/later", f, ck), http.StatusSeeOther)
+	if l, _ := b.links.Get(context.Background(), "", "later"); l.ExpiresAt != nil {
+		t.Errorf("expiry %v after clearing it", l.ExpiresAt)
+	}
+	// Moving an expiry into the past is still refused, with the service's message.
+	f.Set("expires_at", "2026-03-15T11:59")
+	rec = b.post("/dashboard/links/later", f, ck)
+	wantStatus(t, rec, http.StatusBadRequest)
+	wantContains(t, rec.Body.String(), "expires_at must be in the future", `name="expires_at" value="2026-03-15T11:59"`)
+}
+
+// A refused edit shows the form as it was sent, the box to remove the password too.
+func TestRefusedEditKeepsRemovePassword(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	b.links.add(links.Link{Slug: "locked", OriginalURL: "https://example.com/locked", HasPassword: true, ForwardQuery: true})
+	ck, csrf := b.login()
+	if page := b.get("/dashboard/links/locked/edit", ck).Body.String(); strings.Contains(page, `name="remove_password" value="1" checked`) {
+		t.Fatal("the remove-password box is ticked before anyone ticked it")
+	}
+	rec := b.post("/dashboard/links/locked", url.Values{"csrf": {csrf}, "url": {"ftp://example.com"}, "remove_password": {"1"}}, ck)
+	wantStatus(t, rec, http.StatusBadRequest)
+	wantContains(t, rec.Body.String(), `value="ftp://example.com"`, `name="remove_password" value="1" checked`)
+	if l, _ := b.links.Get(context.Background(), "", "locked"); !l.HasPassword {
+		t.Error("a refused edit removed the password")
+	}
+}

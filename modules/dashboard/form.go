@@ -27,6 +27,7 @@ type linkForm struct {
 	ForwardQuery    bool
 	ExpiredURL      string
 	HasPassword     bool // edit: the link has one now
+	RemovePassword  bool // edit: the box to remove it, as submitted
 	Error           string
 }
 
@@ -106,18 +107,25 @@ func parseFormTime(s string) (time.Time, error) {
 
 // readEditForm reads the edit form: the shared fields, and the password to set, keep
 // (blank) or remove (the remove_password box). The form shows every setting, so the
-// patch sets every one.
+// patch sets every one, except an expiry left as the form showed it: the form shows it
+// to the minute, so sending it back would move it (a link expiring at 10:00:30 would
+// expire at 10:00), and an expired link could not be edited at all, since an expiry
+// must be in the future.
 func readEditForm(v url.Values, l links.Link) (linkForm, links.Patch, error) {
 	f, n, err := readForm(v)
 	f.Slug, f.Domain, f.HasPassword = "", "", l.HasPassword
+	f.RemovePassword = v.Get("remove_password") == "1"
 	tags := n.Tags
 	if tags == nil {
 		tags = []string{}
 	}
-	p := links.Patch{URL: &n.URL, RedirectStatus: &n.RedirectStatus, ExpiresAt: &n.ExpiresAt, MaxClicks: &n.MaxClicks,
+	p := links.Patch{URL: &n.URL, RedirectStatus: &n.RedirectStatus, MaxClicks: &n.MaxClicks,
 		Tags: &tags, ForwardQuery: n.ForwardQuery, ExpiredURL: &n.ExpiredURL}
+	if f.ExpiresAt != editForm(l).ExpiresAt {
+		p.ExpiresAt = &n.ExpiresAt
+	}
 	switch {
-	case v.Get("remove_password") == "1":
+	case f.RemovePassword:
 		p.Password = new(string)
 	case n.Password != "":
 		p.Password = &n.Password

@@ -323,12 +323,16 @@ func (f *fakeLinks) Create(ctx context.Context, n links.NewLink) (links.Link, er
 	return f.Get(ctx, n.Domain, n.Slug)
 }
 
-// Update applies the fields p sets, refusing bad URLs like Create.
+// Update applies the fields p sets, refusing bad URLs like Create and, like the links
+// module, an expiry that is not in the future.
 func (f *fakeLinks) Update(_ context.Context, host, slug string, p links.Patch) (links.Link, error) {
 	if p.URL != nil {
 		if u, err := url.Parse(*p.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return links.Link{}, problem.Invalid("url must be an absolute http or https URL")
 		}
+	}
+	if p.ExpiresAt != nil && *p.ExpiresAt != nil && !(*p.ExpiresAt).After(testNow) {
+		return links.Link{}, problem.Invalid("expires_at must be in the future")
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

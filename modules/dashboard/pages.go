@@ -235,7 +235,7 @@ type linkPage struct {
 	LiveFeed   string // the live panel's event stream
 	QRURL      string // the QR code as PNG; "" when the link answers no redirect, so has no usable code
 	QRSVGURL   string
-	Form       stats.Range
+	Form       stats.Range // the range form's fields: the range shown, or as typed when refused
 }
 
 func (h *Handler) linkPage(c echo.Context) error {
@@ -261,12 +261,16 @@ func (h *Handler) linkPage(c echo.Context) error {
 	}
 	s, err := h.stats.LinkStats(ctx, l.Domain, l.Slug, p.Form)
 	if pe, ok := h.userError(err); ok && pe.Status == http.StatusBadRequest {
-		// A bad range: say why and show the default range instead.
-		p.RangeError = pe.Detail
+		// A bad range: say why and show the default range instead, keeping the form
+		// as typed so a typo can be corrected rather than typed again.
+		p.RangeError = strings.TrimSuffix(pe.Detail, ".")
 		s, err = h.stats.LinkStats(ctx, l.Domain, l.Slug, stats.Range{})
 	}
 	if err != nil {
 		return err
+	}
+	if p.RangeError == "" {
+		p.Form = stats.Range{Start: s.Start, End: s.End, TZ: s.TZ}
 	}
 	p.Stats, p.Chart, p.Hourly = s, newChart(s.Daily), newHourlyChart(s.Hourly)
 	p.Breakdowns = []breakdown{

@@ -52,6 +52,7 @@ document.addEventListener("DOMContentLoaded", function () {
     function cell(text) {
       var td = document.createElement("td");
       td.textContent = text || "unknown";
+      td.title = td.textContent; // cut with an ellipsis when long
       return td;
     }
 
