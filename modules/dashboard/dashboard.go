@@ -144,7 +144,7 @@ func New(cfg Config, ls LinkService, ss StatsService, keys KeyVerifier, pool *pg
 		secure:   base.Scheme == "https",
 		origins:  []string{strings.ToLower(base.Host)},
 		base:     strings.TrimRight(cfg.BaseURL, "/"),
-		defHost:  strings.TrimSuffix(strings.ToLower(base.Hostname()), "."),
+		defHost:  defaultHost(base),
 		fromReq:  cfg.BaseURLFromRequest,
 		login:    cfg.LoginLimit,
 		logger:   logger.With("module", "dashboard"),
@@ -159,6 +159,16 @@ func New(cfg Config, ls LinkService, ss StatsService, keys KeyVerifier, pool *pg
 		return nil, err
 	}
 	return h, nil
+}
+
+// defaultHost is the default domain's host as links name it: lower-cased, without the
+// port or a trailing dot, and an IPv6 address in brackets, as a Host header has it.
+func defaultHost(base *url.URL) string {
+	h := strings.TrimSuffix(strings.ToLower(base.Hostname()), ".")
+	if strings.Contains(h, ":") {
+		h = "[" + h + "]"
+	}
+	return h
 }
 
 // Register adds the dashboard routes, all under /dashboard. mw (a request log, say)

@@ -585,3 +585,18 @@ func TestRefusedRangeKeepsTypedValues(t *testing.T) {
 		t.Error("an accepted range is reported as refused")
 	}
 }
+
+// On a base URL with an IPv6 address the default domain's links are named without
+// ?domain=, as on any other: links name that domain "[::1]", with the brackets.
+func TestDefaultDomainOnIPv6(t *testing.T) {
+	t.Parallel()
+	for base, host := range map[string]string{"http://[::1]:8080": "[::1]", "http://[::1]": "[::1]", "https://Go.Example.com.": "go.example.com"} {
+		b := setup(t, Config{BaseURL: base})
+		if got := b.h.linkPath("launch", host, "/edit"); got != "/dashboard/links/launch/edit" {
+			t.Errorf("base URL %s: the default domain's link page is %s, want /dashboard/links/launch/edit", base, got)
+		}
+		if got := b.h.linkPath("launch", "go.other.com", ""); got != "/dashboard/links/launch?domain=go.other.com" {
+			t.Errorf("base URL %s: another domain's link page is %s", base, got)
+		}
+	}
+}
