@@ -18,7 +18,7 @@ import (
 // (the running hop's, or started for the dump) or of DATABASE_URL.
 func backupCmd(ctx context.Context, cfg Config, args []string, stdout io.Writer) error {
 	if len(args) != 1 || args[0] == "" {
-		return errors.New("usage: hop backup FILE")
+		return usagef("usage: hop backup FILE")
 	}
 	file := args[0]
 	bin, err := cfg.data.pgBinaries()
@@ -50,17 +50,20 @@ func backupCmd(ctx context.Context, cfg Config, args []string, stdout io.Writer)
 // embedded database in an empty data directory. Either way, all or nothing.
 func restoreCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []string, stdout io.Writer) error {
 	if len(args) != 1 || args[0] == "" {
-		return errors.New("usage: hop restore FILE")
+		return usagef("usage: hop restore FILE")
 	}
 	file := args[0]
-	if _, err := os.Stat(file); err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
 	bin, err := cfg.data.pgBinaries()
 	if err != nil {
 		return err
 	}
+	// The file is checked before anything is created: a file that is no backup
+	// changes nothing, neither a database created for it nor a cluster made in the
+	// data directory.
 	if cfg.DatabaseURL != "" {
+		if err := pgserver.CheckDump(ctx, bin, file); err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
 		pool, err := openDB(ctx, cfg, logger) // creates the database when it is missing
 		if err != nil {
 			return err
@@ -90,6 +93,9 @@ func restoreCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []str
 	}
 	if err := checkEmptyDir(cfg.DataDir); err != nil {
 		return err
+	}
+	if err := pgserver.CheckDump(ctx, bin, file); err != nil {
+		return fmt.Errorf("restore: %w", err)
 	}
 	dbURL, err := cfg.data.databaseURL(ctx)
 	if err == nil {

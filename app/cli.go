@@ -8,11 +8,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/pressly/goose/v3"
 
 	"github.com/hop-dev/hop/migrations"
 	"github.com/hop-dev/hop/modules/apikey"
@@ -21,8 +25,14 @@ import (
 
 // migrateCmd runs `hop migrate up|down|status`.
 func migrateCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []string, stdout io.Writer) error {
+	const use = "usage: hop migrate up|down|status"
 	if len(args) != 1 {
-		return fmt.Errorf("usage: hop migrate up|down|status")
+		return usagef(use)
+	}
+	switch args[0] {
+	case "up", "down", "status":
+	default:
+		return usagef("%s (unknown %q)", use, args[0])
 	}
 	pool, err := openDB(ctx, cfg, logger)
 	if err != nil {
@@ -43,6 +53,9 @@ func migrateCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []str
 		fmt.Fprintf(stdout, "applied %d migration(s)\n", len(res))
 	case "down":
 		res, err := p.Down(ctx)
+		if errors.Is(err, goose.ErrNoNextVersion) {
+			return errors.New("migrate down: no migration is applied, so there is nothing to roll back")
+		}
 		if err != nil {
 			return fmt.Errorf("migrate down: %w", err)
 		}
@@ -62,8 +75,6 @@ func migrateCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []str
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.Source.Version, s.State, at, s.Source.Path)
 		}
 		return tw.Flush()
-	default:
-		return fmt.Errorf("usage: hop migrate up|down|status (unknown %q)", args[0])
 	}
 	return nil
 }
@@ -71,8 +82,39 @@ func migrateCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []str
 // apikeyCmd runs `hop apikey create|list|revoke`. create prints only the key on stdout
 // so scripts can capture it.
 func apikeyCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []string, stdout, stderr io.Writer) error {
+	const use = "usage: hop apikey create --name NAME | list | revoke ID"
 	if len(args) == 0 {
-		return fmt.Errorf("usage: hop apikey create --name NAME | list | revoke ID")
+		return usagef(use)
+	}
+	// The command line is checked before the database is opened: a typo must not
+	// start (or create) the embedded PostgreSQL.
+	var name string
+	var id int64
+	switch args[0] {
+	case "create":
+		fs := flag.NewFlagSet("apikey create", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		fs.StringVar(&name, "name", "", "name of the key (who or what uses it)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return errUsage
+		}
+		if strings.TrimSpace(name) == "" || fs.NArg() != 0 {
+			return usagef("usage: hop apikey create --name NAME")
+		}
+	case "list":
+		if len(args) != 1 {
+			return usagef("usage: hop apikey list")
+		}
+	case "revoke":
+		if len(args) != 2 {
+			return usagef("usage: hop apikey revoke ID")
+		}
+		var err error
+		if id, err = strconv.ParseInt(args[1], 10, 64); err != nil {
+			return usagef("apikey revoke: %q is not a key id (see hop apikey list)", args[1])
+		}
+	default:
+		return usagef("%s (unknown %q)", use, args[0])
 	}
 	pool, err := openDB(ctx, cfg, logger)
 	if err != nil {
@@ -85,16 +127,7 @@ func apikeyCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []stri
 	store := apikey.NewStore(pool, logger)
 	switch args[0] {
 	case "create":
-		fs := flag.NewFlagSet("apikey create", flag.ContinueOnError)
-		fs.SetOutput(stderr)
-		name := fs.String("name", "", "name of the key (who or what uses it)")
-		if err := fs.Parse(args[1:]); err != nil {
-			return errUsage
-		}
-		if strings.TrimSpace(*name) == "" {
-			return fmt.Errorf("usage: hop apikey create --name NAME")
-		}
-		k, key, err := store.Create(ctx, *name)
+		k, key, err := store.Create(ctx, name)
 		if err != nil {
 			return err
 		}
@@ -118,13 +151,6 @@ func apikeyCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []stri
 		}
 		return tw.Flush()
 	case "revoke":
-		if len(args) != 2 {
-			return fmt.Errorf("usage: hop apikey revoke ID")
-		}
-		id, err := strconv.ParseInt(args[1], 10, 64)
-		if err != nil {
-			return fmt.Errorf("apikey revoke: %q is not a key id (see hop apikey list)", args[1])
-		}
 		if err := store.Revoke(ctx, id); err != nil {
 			if errors.Is(err, apikey.ErrNotFound) {
 				return fmt.Errorf("apikey revoke: no key with id %d", id)
@@ -132,30 +158,27 @@ func apikeyCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []stri
 			return err
 		}
 		fmt.Fprintf(stdout, "revoked API key %d\n", id)
-	default:
-		return fmt.Errorf("usage: hop apikey create --name NAME | list | revoke ID (unknown %q)", args[0])
 	}
 	return nil
 }
 
 // healthCmd runs `hop health`: GET /health of the server at --url (default: the
-// configured address on localhost) and exit non-zero unless it answers 200. Meant for
-// container health checks in images without curl.
+// configured address, or loopback when it listens on all) and exit non-zero unless it
+// answers 200. Meant for container health checks in images without curl.
 func healthCmd(ctx context.Context, cfg Config, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("health", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	url := fs.String("url", "", "base URL of the server (default http://127.0.0.1<addr port>)")
+	url := fs.String("url", "", "base URL of the server (default http://HOP_ADDR, on 127.0.0.1 when it names no host)")
 	timeout := fs.Duration("timeout", 3*time.Second, "request timeout")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
+	if fs.NArg() != 0 {
+		return usagef("usage: hop health [--url URL] [--timeout D] (unexpected %q)", fs.Arg(0))
+	}
 	base := *url
 	if base == "" {
-		port := cfg.Addr
-		if i := strings.LastIndex(port, ":"); i >= 0 {
-			port = port[i+1:]
-		}
-		base = "http://127.0.0.1:" + port
+		base = "http://" + localAddr(cfg.Addr)
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -179,12 +202,60 @@ func healthCmd(ctx context.Context, cfg Config, args []string, stdout, stderr io
 	return nil
 }
 
+// localAddr is where this host reaches a server listening on addr: the address itself
+// when it names one, else loopback (an empty or unspecified host listens on all).
+func localAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil { // Validate has checked addr; keep whatever it was
+		return addr
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+		if err == nil && ip.Is6() {
+			host = "::1"
+		}
+	}
+	return net.JoinHostPort(host, port)
+}
+
 // domainCmd runs `hop domain add|list|remove`, on the database directly like `hop
 // apikey`; running servers hear of a change through Redis, or within their 2 s reload.
 func domainCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []string, stdout, stderr io.Writer) error {
 	const use = "usage: hop domain add HOST [--base-url URL] | list | remove HOST"
 	if len(args) == 0 {
-		return errors.New(use)
+		return usagef(use)
+	}
+	// The command line is checked before the database is opened, as in apikeyCmd.
+	var host, baseURL string
+	switch args[0] {
+	case "add":
+		fs := flag.NewFlagSet("domain add", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		fs.StringVar(&baseURL, "base-url", "", "public origin of the domain's short URLs (default https://HOST)")
+		// The host may come before or after the flag.
+		rest := args[1:]
+		if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+			host, rest = rest[0], rest[1:]
+		}
+		if err := fs.Parse(rest); err != nil {
+			return errUsage
+		}
+		if host == "" && fs.NArg() == 1 {
+			host = fs.Arg(0)
+		} else if fs.NArg() != 0 || host == "" {
+			return usagef(use)
+		}
+	case "list":
+		if len(args) != 1 {
+			return usagef(use)
+		}
+	case "remove":
+		if len(args) != 2 {
+			return usagef(use)
+		}
+		host = args[1]
+	default:
+		return usagef("%s (unknown %q)", use, args[0])
 	}
 	pool, err := openDB(ctx, cfg, logger)
 	if err != nil {
@@ -212,24 +283,7 @@ func domainCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []stri
 	svc := domains.NewService(store, reg)
 	switch args[0] {
 	case "add":
-		fs := flag.NewFlagSet("domain add", flag.ContinueOnError)
-		fs.SetOutput(stderr)
-		baseURL := fs.String("base-url", "", "public origin of the domain's short URLs (default https://HOST)")
-		// The host may come before or after the flag.
-		var host string
-		rest := args[1:]
-		if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-			host, rest = rest[0], rest[1:]
-		}
-		if err := fs.Parse(rest); err != nil {
-			return errUsage
-		}
-		if host == "" && fs.NArg() == 1 {
-			host = fs.Arg(0)
-		} else if fs.NArg() != 0 || host == "" {
-			return errors.New(use)
-		}
-		d, err := svc.Add(ctx, host, *baseURL, "", "", "")
+		d, err := svc.Add(ctx, host, baseURL, "", "", "")
 		if err != nil {
 			return fmt.Errorf("domain add: %w", err)
 		}
@@ -250,15 +304,10 @@ func domainCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []stri
 		}
 		return tw.Flush()
 	case "remove":
-		if len(args) != 2 {
-			return errors.New(use)
-		}
-		if err := svc.Remove(ctx, args[1]); err != nil {
+		if err := svc.Remove(ctx, host); err != nil {
 			return fmt.Errorf("domain remove: %w", err)
 		}
-		fmt.Fprintf(stdout, "removed domain %s\n", args[1])
-	default:
-		return fmt.Errorf("%s (unknown %q)", use, args[0])
+		fmt.Fprintf(stdout, "removed domain %s\n", host)
 	}
 	return nil
 }

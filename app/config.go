@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
+	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -105,7 +108,7 @@ func loadConfig(path string, required bool, getenv func(string) string) (Config,
 		dec := yaml.NewDecoder(bytes.NewReader(b))
 		dec.KnownFields(true)
 		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) { // io.EOF: empty file
-			return cfg, fmt.Errorf("config file %s: %w", path, err)
+			return cfg, fileError(path, b, err)
 		}
 	case errors.Is(err, os.ErrNotExist) && !required:
 	default:
@@ -116,12 +119,90 @@ func loadConfig(path string, required bool, getenv func(string) string) (Config,
 		return v, v != ""
 	})
 	if err := envconfig.ProcessWith(context.Background(), &envconfig.Config{Target: &cfg, Lookuper: env, DefaultOverwrite: true}); err != nil {
-		return cfg, fmt.Errorf("environment: %w", err)
+		return cfg, envError(err, getenv)
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, err
 	}
 	return cfg, nil
+}
+
+// setting finds the field of Config whose YAML key (or, with env, environment
+// variable) is name.
+func setting(name string, env bool) (reflect.StructField, bool) {
+	for _, f := range reflect.VisibleFields(reflect.TypeFor[Config]()) {
+		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if env {
+			tag, _, _ = strings.Cut(f.Tag.Get("env"), ",")
+		}
+		if tag != "" && tag == name {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+// badValue says what a setting of field f's type must look like and what it got (a
+// quoted value, or what kind of thing), naming the setting as Validate does.
+func badValue(f reflect.StructField, got string) error {
+	yamlKey, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	envKey, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+	want := "a " + f.Type.String()
+	switch {
+	case f.Type == reflect.TypeFor[time.Duration]():
+		want = "a duration like 500ms, 2s or 1m"
+	case f.Type.Kind() == reflect.Bool:
+		want = "true or false"
+	case f.Type.Kind() == reflect.Int, f.Type.Kind() == reflect.Int64:
+		want = "a whole number"
+	case f.Type.Kind() == reflect.Slice:
+		want = "a list (comma-separated in the environment)"
+	case f.Type.Kind() == reflect.String:
+		want = "a string"
+	}
+	return fmt.Errorf("invalid setting %s (%s): must be %s, got %s", yamlKey, envKey, want, got)
+}
+
+// envError names the setting and value an environment variable failed to set:
+// envconfig's errors name the Go field ("SlugMinLength: strconv.ParseInt: ...").
+func envError(err error, getenv func(string) string) error {
+	field, _, _ := strings.Cut(err.Error(), ":")
+	if f, ok := reflect.TypeFor[Config]().FieldByName(field); ok {
+		env, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		return badValue(f, strconv.Quote(getenv(env)))
+	}
+	return fmt.Errorf("environment: %w", err)
+}
+
+// fileError names the line and setting of the first value in the config file that
+// does not fit its setting, or the first unknown key; yaml's own errors name neither
+// ("line 3: cannot unmarshal !!str `5s x` into time.Duration").
+func fileError(path string, b []byte, err error) error {
+	var terr *yaml.TypeError
+	var doc yaml.Node
+	if !errors.As(err, &terr) || yaml.Unmarshal(b, &doc) != nil || len(doc.Content) != 1 {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	if doc.Content[0].Kind != yaml.MappingNode {
+		return fmt.Errorf("config file %s: want one `setting: value` per line, as in config.yaml", path)
+	}
+	m := doc.Content[0].Content
+	for i := 0; i+1 < len(m); i += 2 {
+		key, value := m[i], m[i+1]
+		f, ok := setting(key.Value, false)
+		if !ok {
+			return fmt.Errorf("config file %s line %d: unknown setting %q (config.yaml lists every setting)", path, key.Line, key.Value)
+		}
+		scratch := defaultConfig()
+		if value.Decode(reflect.ValueOf(&scratch).Elem().FieldByIndex(f.Index).Addr().Interface()) != nil {
+			got := strconv.Quote(value.Value)
+			if value.Kind != yaml.ScalarNode {
+				got = "a list or mapping"
+			}
+			return fmt.Errorf("config file %s line %d: %w", path, value.Line, badValue(f, got))
+		}
+	}
+	return fmt.Errorf("config file %s: %s", path, strings.Join(terr.Errors, "; "))
 }
 
 // Validate checks every setting and names the first bad one.
@@ -131,6 +212,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Addr == "" {
 		return bad("addr (HOP_ADDR)", "must not be empty, e.g. :8080")
+	}
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil {
+		return bad("addr (HOP_ADDR)", "must be HOST:PORT or :PORT, e.g. :8080 or 127.0.0.1:8080, got %q", c.Addr)
+	} else if _, err := net.LookupPort("tcp", port); err != nil {
+		return bad("addr (HOP_ADDR)", "%q has no valid port (0 to 65535), e.g. :8080", c.Addr)
 	}
 	if c.DatabaseURL != "" {
 		if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil {

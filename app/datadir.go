@@ -75,6 +75,11 @@ func (d *dataDir) databaseURL(ctx context.Context) (string, error) {
 		return "", err
 	}
 	s, err := pgserver.Start(ctx, pgserver.Config{Dir: d.dir, Binaries: bin, Logger: d.logger})
+	if err != nil && ctx.Err() != nil {
+		// Stopped while starting (SIGTERM during initdb, say): what the killed tools
+		// printed would only confuse. A first start begins again from nothing.
+		return "", fmt.Errorf("embedded PostgreSQL: start interrupted: %w", ctx.Err())
+	}
 	if err != nil {
 		return "", fmt.Errorf("embedded PostgreSQL: %w", err)
 	}

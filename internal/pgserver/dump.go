@@ -27,6 +27,18 @@ func Dump(ctx context.Context, bin Binaries, dbURL, file string) error {
 		return err
 	}
 	tmp := file + ".partial"
+	// Created here, readable by its owner only: a dump holds the webhook and slug
+	// secrets, which pg_dump would write with the umask's mode (often world-readable).
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Chmod(0o600); err != nil { // a .partial left by a failed run keeps its mode
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	f.Close()
 	dsn, env := libpq(dbURL)
 	if err := run(ctx, env, pgDump, "--format=custom", "--file="+tmp, "--dbname="+dsn); err != nil {
 		os.Remove(tmp)
@@ -34,9 +46,26 @@ func Dump(ctx context.Context, bin Binaries, dbURL, file string) error {
 	}
 	if err := os.Rename(tmp, file); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("backup: %w", err)
+		return err
 	}
 	return syncDir(filepath.Dir(file))
+}
+
+// CheckDump fails unless file is a whole dump this PostgreSQL's pg_restore reads. It
+// reads the file through once, into nothing, before anything is created or changed:
+// its table of contents alone does not show that a copy was cut short.
+func CheckDump(ctx context.Context, bin Binaries, file string) error {
+	pgRestore, err := bin.tool("pg_restore")
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(file); err != nil {
+		return err
+	}
+	if err := run(ctx, os.Environ(), pgRestore, "--file="+os.DevNull, file); err != nil {
+		return fmt.Errorf("%s is not a backup this PostgreSQL %d can read (a whole file written by hop backup): %w", file, bin.Version, err)
+	}
+	return nil
 }
 
 // Restore loads file, written by Dump, into the database at dbURL in one transaction,
@@ -51,15 +80,10 @@ func Restore(ctx context.Context, bin Binaries, dbURL, file string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(file); err != nil {
-		return fmt.Errorf("restore: %w", err)
+	if err := CheckDump(ctx, bin, file); err != nil {
+		return err
 	}
 	dsn, env := libpq(dbURL)
-	// Reading the table of contents checks the file is a dump this pg_restore reads
-	// before anything touches the database.
-	if err := run(ctx, env, pgRestore, "--list", "--file="+os.DevNull, file); err != nil {
-		return fmt.Errorf("restore: %s is not a backup this PostgreSQL %d can read: %w", file, bin.Version, err)
-	}
 	if err := checkEmpty(ctx, dbURL); err != nil {
 		return err
 	}
@@ -90,7 +114,7 @@ func analyze(ctx context.Context, dbURL string) error {
 func checkEmpty(ctx context.Context, dbURL string) error {
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
-		return fmt.Errorf("restore: %w", err)
+		return err
 	}
 	defer conn.Close(ctx)
 	const q = `
@@ -99,7 +123,7 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_toast%'`
 	var n int
 	if err := conn.QueryRow(ctx, q).Scan(&n); err != nil {
-		return fmt.Errorf("restore: %w", err)
+		return fmt.Errorf("count tables: %w", err)
 	}
 	if n > 0 {
 		return fmt.Errorf("%w: database %s has %d tables, views or sequences; restore only into an empty database",
@@ -141,11 +165,11 @@ func run(ctx context.Context, env []string, name string, args ...string) error {
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("backup: %w", err)
+		return err
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("backup: %w", err)
+		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }

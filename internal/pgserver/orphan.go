@@ -64,8 +64,11 @@ func runsIn(pid int, pgdir string) bool {
 // stopOrphan stops a postmaster still running on pgdir, waiting until it has gone.
 func stopOrphan(ctx context.Context, pgdir string, logger *slog.Logger) error {
 	pid, ok := postmasterPID(pgdir)
-	if !ok || !runsIn(pid, pgdir) {
-		return nil // none, or a stale file PostgreSQL replaces itself
+	if !ok {
+		return nil
+	}
+	if !runsIn(pid, pgdir) {
+		return removeStalePID(pgdir, pid, logger)
 	}
 	logger.Warn("stopping an orphaned PostgreSQL left running on the data directory by an earlier hop", "pid", pid)
 	steps := []struct {
@@ -104,4 +107,47 @@ func waitGone(ctx context.Context, pid int, pgdir string, d time.Duration) bool 
 		}
 	}
 	return true
+}
+
+// removeStalePID removes a postmaster.pid whose pid now belongs to another live
+// process. Pids are reused after a reboot or a container restart, and PostgreSQL
+// refuses to start while the pid in the file is alive and its own user's ("Is another
+// postmaster running?"), which in a container, where everything runs as one user, is
+// any process. PostgreSQL keeps the file to find backends of a dead postmaster still
+// attached to its shared memory, so it is removed only when no process at all works
+// in pgdir: no postmaster and no backend of any server is left. A pid that is gone,
+// or anything on a system without /proc, is left to PostgreSQL's own check.
+func removeStalePID(pgdir string, pid int, logger *slog.Logger) error {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return nil
+	}
+	if busy, err := anyIn(pgdir); err != nil || busy {
+		return nil
+	}
+	logger.Warn("removing a stale postmaster.pid: its pid now belongs to another program, and nothing runs on the data directory", "pid", pid)
+	if err := os.Remove(filepath.Join(pgdir, "postmaster.pid")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("stale postmaster.pid: %w", err)
+	}
+	return nil
+}
+
+// anyIn reports whether any live process works in pgdir (see runsIn).
+func anyIn(pgdir string) (bool, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return false, err
+	}
+	found := false
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			found = true
+			if runsIn(pid, pgdir) {
+				return true, nil
+			}
+		}
+	}
+	if !found { // not Linux's /proc
+		return false, errors.New("no process list in /proc")
+	}
+	return false, nil
 }

@@ -336,3 +336,81 @@ func TestDumpRestore(t *testing.T) {
 		t.Fatal("Dump of a missing database succeeded")
 	}
 }
+
+// A postmaster.pid left by a server that is gone, whose pid now belongs to another
+// process of the server's user (pids are reused after a reboot or a container
+// restart), does not stop hop from starting; it is kept while any process still
+// works in the data directory, where it guards the old server's shared memory.
+func TestStalePostmasterPID(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	pgdir := filepath.Join(dir, "pg")
+	s := start(t, dir)
+	conn := connect(t, s.URL())
+	exec1(t, conn, "CREATE TABLE kept (n int); INSERT INTO kept VALUES (1)")
+	conn.Close(context.Background())
+	pidFile, err := os.ReadFile(filepath.Join(pgdir, "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	acct, err := serverAccount(pgdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(pgdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := fi.Sys().(*syscall.Stat_t)
+	// sleeper runs a process as the server's user, working in wd.
+	sleeper := func(wd string) int {
+		cmd := exec.Command("sleep", "600")
+		cmd.Dir = wd
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: acct.credential()}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd.Process.Pid
+	}
+	// stale writes the old server's postmaster.pid, naming pid instead.
+	stale := func(pid int) {
+		_, rest, _ := strings.Cut(string(pidFile), "\n")
+		f := filepath.Join(pgdir, "postmaster.pid")
+		if err := os.WriteFile(f, []byte(strconv.Itoa(pid)+"\n"+rest), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Lchown(f, int(owner.Uid), int(owner.Gid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := sleeper(dir) // alive, the server's user, not working in pg/
+
+	stale(other)
+	backend := sleeper(pgdir) // stands for a backend of the old server
+	_, err = Start(context.Background(), Config{Dir: dir, Binaries: testBinaries(t), Logger: testLogger(t), noSync: true})
+	if err == nil || !strings.Contains(err.Error(), "postmaster.pid") {
+		t.Fatalf("Start beside a process working in the data directory = %v, want PostgreSQL's refusal", err)
+	}
+	if pid, _ := postmasterPID(pgdir); pid != other {
+		t.Fatalf("postmaster.pid names %d, want it kept (%d)", pid, other)
+	}
+	if err := syscall.Kill(backend, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for runsIn(backend, pgdir) { // until the kill has landed; the cleanup reaps it
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	stale(other)
+	s2 := start(t, dir)
+	if n := count(t, connect(t, s2.URL()), "SELECT count(*) FROM kept"); n != 1 {
+		t.Fatalf("after a stale postmaster.pid: %d rows, want 1", n)
+	}
+	if syscall.Kill(other, 0) != nil {
+		t.Fatal("the process the stale postmaster.pid named was signalled")
+	}
+}
