@@ -4,21 +4,26 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
-
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/labstack/echo/v4"
 
 	"github.com/hop-dev/hop/internal/browsertest"
 	"github.com/hop-dev/hop/internal/testenv"
+	"github.com/hop-dev/hop/modules/apikey"
 )
 
 // sseEvent is one Server-Sent Event as a client parses it.
@@ -41,12 +46,19 @@ type sseStream struct {
 // lastID when set, and waits until the stream is live.
 func (h *instance) openLive(t testing.TB, path, lastID string) *sseStream {
 	t.Helper()
+	return h.openLiveAs(t, path, lastID, "Authorization", "Bearer "+h.Key)
+}
+
+// openLiveAs is openLive with the credentials in header name: an API key, or a
+// dashboard session's cookie.
+func (h *instance) openLiveAs(t testing.TB, path, lastID, name, value string) *sseStream {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.URL+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+h.Key)
+	req.Header.Set(name, value)
 	req.Header.Set("Accept", "text/event-stream")
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
@@ -377,5 +389,107 @@ func TestLivePanelInChromium(t *testing.T) {
 	}
 	if p := b.Problems(); len(p) > 0 {
 		t.Fatalf("browser problems: %v", p)
+	}
+}
+
+// A live stream outlives its sign-in, but not its key: revoking the key (here by
+// another process, as `hop apikey revoke` does) ends the streams it opened, with the
+// key itself and through a dashboard session signed in with it, while other keys'
+// streams go on; reconnecting with it is refused.
+func TestLiveEndsWhenItsKeyIsRevoked(t *testing.T) {
+	t.Parallel()
+	h := startHop(t, nil)
+	slug := h.createLink(t, map[string]any{"url": "https://example.com/revoked-live"})["slug"].(string)
+	store := apikey.NewStore(h.DB.Pool, slog.New(slog.DiscardHandler))
+	k, key, err := store.Create(t.Context(), "watcher")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	form := url.Values{"api_key": {key}}
+	req, _ := http.NewRequest(http.MethodPost, h.URL+"/dashboard/login", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", h.URL)
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cookies := resp.Cookies()
+	if resp.StatusCode != http.StatusSeeOther || len(cookies) == 0 {
+		t.Fatalf("sign-in with the new key: %d, %d cookies", resp.StatusCode, len(cookies))
+	}
+	session := cookies[0].Name + "=" + cookies[0].Value
+
+	byKey := h.openLiveAs(t, "/live", "", "Authorization", "Bearer "+key)
+	bySession := h.openLiveAs(t, "/dashboard/live", "", "Cookie", session)
+	other := h.openLive(t, "/live", "")
+
+	if err := store.Revoke(t.Context(), k.ID); err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]*sseStream{"the key's stream": byKey, "the session's stream": bySession} {
+		select {
+		case <-s.done:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s is still open 30 s after its key was revoked", name)
+		}
+	}
+	h.liveClick(t, slug, firefoxUA)
+	if ev := other.next(t, 1)[0]; ev.Event != "click" || !strings.Contains(ev.Data, `"slug":"`+slug+`"`) {
+		t.Fatalf("another key's stream got %+v, want the click on %s", ev, slug)
+	}
+	mustProblem(t, h.do(t, http.MethodGet, "/live", nil, "Authorization", "Bearer "+key), http.StatusUnauthorized)
+	mustProblem(t, h.do(t, http.MethodGet, "/dashboard/live", nil, "Cookie", session), http.StatusUnauthorized)
+}
+
+// untilRefused keeps a stream whose check fails for another reason than a refusal
+// (PostgreSQL away), so an outage does not cut every client at once, and ends it at
+// the first change after which its credentials are refused.
+func TestUntilRefusedKeepsStreamsThroughFailedChecks(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	next := make(chan struct{})
+	changes := func() <-chan struct{} { mu.Lock(); defer mu.Unlock(); return next }
+	change := func() { mu.Lock(); defer mu.Unlock(); close(next); next = make(chan struct{}) }
+	answers := make(chan error) // nil: refused; errAway: could not tell
+	checked := make(chan struct{}, 10)
+	allowed := func(ctx context.Context, r *http.Request) (bool, error) {
+		checked <- struct{}{}
+		select {
+		case err := <-answers:
+			return false, err
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+	ended := make(chan struct{})
+	handler := untilRefused(changes, allowed, slog.New(slog.DiscardHandler))(func(c echo.Context) error {
+		<-c.Request().Context().Done()
+		close(ended)
+		return nil
+	})
+	e := echo.New()
+	c := e.NewContext(httptest.NewRequest(http.MethodGet, "/live", nil), httptest.NewRecorder())
+	go handler(c)
+
+	errAway := errors.New("connection refused")
+	<-checked
+	answers <- errAway // the first check cannot tell
+	change()
+	<-checked
+	answers <- errAway // nor the one after a change
+	select {
+	case <-ended:
+		t.Fatal("a check that could not tell ended the stream")
+	default:
+	}
+	change()
+	<-checked
+	answers <- nil // refused
+	select {
+	case <-ended:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a refused check did not end the stream")
 	}
 }

@@ -1,9 +1,12 @@
 package app
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -108,7 +111,8 @@ func routes(e *echo.Echo, cfg Config, reg *prometheus.Registry, s server, logger
 	s.links.Routes(root, api...)
 	s.domains.Routes(root, api...)
 	s.stats.Routes(root, api...)
-	s.live.Routes(root, api...)
+	// A live stream outlives its sign-in: it ends once its key is revoked.
+	s.live.Routes(root, append(slices.Clip(api), untilRefused(s.keys.Changes, s.keys.Accepts, logger))...)
 	s.webhooks.Routes(root, api...)
 
 	// Web UI: its own session sign-in, CSRF checks and security headers.
@@ -116,9 +120,54 @@ func routes(e *echo.Echo, cfg Config, reg *prometheus.Registry, s server, logger
 	// The live feed for the dashboard's pages, under /dashboard/ where its session
 	// cookie goes: /dashboard/live and /dashboard/links/{slug}/live.
 	// (Middleware per route: a group's own would answer every unknown /dashboard/ path.)
-	s.live.Routes(e.Group("/dashboard"), middleware.RequestID(), s.dashboard.SessionOnly, textParams)
+	s.live.Routes(e.Group("/dashboard"), middleware.RequestID(), s.dashboard.SessionOnly,
+		untilRefused(s.keys.Changes, s.dashboard.SignedIn, logger), textParams)
 	e.Match(get, "/dashboard/live.js", s.liveJS) // the live panel's script
 
 	// Redirects: the hot path, rate limited per client IP.
 	s.redirect.Register(e, s.linkLimit.Middleware())
+}
+
+// recheckEvery bounds how long a live stream outlives a session that was signed out
+// or expired; a revoked key ends it at once, through apikey's change notices.
+const recheckEvery = time.Minute
+
+// untilRefused ends a request held open for long (a live stream) once the credentials
+// that let it in no longer would: allowed is asked at once, whenever any API key
+// changes (changes: milliseconds after a revocation anywhere), and every recheckEvery.
+// A check that fails for another reason (PostgreSQL away) keeps the stream: an outage
+// must not cut every client at once, and they would only fail to reconnect.
+func untilRefused(changes func() <-chan struct{}, allowed func(context.Context, *http.Request) (bool, error), logger *slog.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			rid := c.Response().Header().Get(echo.HeaderXRequestID)
+			ctx, cancel := context.WithCancel(c.Request().Context())
+			r := c.Request().WithContext(ctx)
+			c.SetRequest(r)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				tick := time.NewTicker(recheckEvery)
+				defer tick.Stop()
+				for {
+					changed := changes() // before the check, so no change slips between
+					ok, err := allowed(ctx, r)
+					if !ok && err == nil {
+						logger.Info("live stream ended: its API key or session is no longer valid",
+							"path", r.URL.Path, "request_id", rid)
+						cancel()
+						return
+					}
+					select {
+					case <-ctx.Done():
+						return
+					case <-changed:
+					case <-tick.C:
+					}
+				}
+			}()
+			defer func() { cancel(); <-done }()
+			return next(c)
+		}
+	}
 }

@@ -338,6 +338,17 @@ func (s *Store) Authenticate(c echo.Context, fails Throttle) (int64, error) {
 	return id, err
 }
 
+// Accepts reports whether r's key is still a live key; an error when that could not
+// be found out (PostgreSQL away). A request held open for long (a live stream) asks
+// again at each of Changes.
+func (s *Store) Accepts(ctx context.Context, r *http.Request) (bool, error) {
+	_, err := s.Verify(ctx, FromRequest(r))
+	if errors.Is(err, ErrUnauthorized) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // FromRequest returns the key sent as "Authorization: Bearer KEY" or "X-Api-Key: KEY".
 func FromRequest(r *http.Request) string {
 	if v := r.Header.Get("Authorization"); len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {

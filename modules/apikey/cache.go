@@ -31,6 +31,9 @@ type verified struct {
 	// the failed-authentication limit (they are still looked up when ids cannot
 	// answer), so it needs no coherence: a key refused later is dropped from it.
 	good map[[32]byte]struct{}
+	// next is closed by the next change (or listener start or loss) and replaced;
+	// nil until someone waits for it.
+	next chan struct{}
 }
 
 // maxVerified bounds each map; it starts over when full. refusedFor bounds how long a
@@ -116,19 +119,44 @@ func (v *verified) put(h [32]byte, id int64, gen uint64) {
 func (v *verified) reset(live bool) {
 	v.mu.Lock()
 	v.live = live
-	v.gen++
-	clear(v.ids)
-	clear(v.bad)
+	v.forget()
 	v.mu.Unlock()
 }
 
 // changed forgets every key after a change, keeping the listener state.
 func (v *verified) changed() {
 	v.mu.Lock()
+	v.forget()
+	v.mu.Unlock()
+}
+
+// forget empties the cache and wakes whoever waits for a change; v.mu is held.
+func (v *verified) forget() {
 	v.gen++
 	clear(v.ids)
 	clear(v.bad)
-	v.mu.Unlock()
+	if v.next != nil {
+		close(v.next)
+		v.next = nil
+	}
+}
+
+// changes returns a channel closed at the next change.
+func (v *verified) changes() <-chan struct{} {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.next == nil {
+		v.next = make(chan struct{})
+	}
+	return v.next
+}
+
+// Changes returns a channel closed when any key may have changed: a key revoked or
+// added through this instance, a change notice from another (while Watch listens),
+// or the listener lost or back. A caller that holds a request open for long (a live
+// stream) checks its key again then, rather than polling.
+func (s *Store) Changes() <-chan struct{} {
+	return s.cache.changes()
 }
 
 func (v *verified) listening() bool {

@@ -147,7 +147,12 @@ func (h *Handler) sameHost(raw, reqHost string) bool {
 
 // currentSession returns the live session named by the request's cookie.
 func (h *Handler) currentSession(c echo.Context) (session, error) {
-	ck, err := c.Cookie(cookieName)
+	return h.requestSession(c.Request().Context(), c.Request())
+}
+
+// requestSession returns the live session named by r's cookie; errNoSession if none.
+func (h *Handler) requestSession(ctx context.Context, r *http.Request) (session, error) {
+	ck, err := r.Cookie(cookieName)
 	if err != nil {
 		return session{}, errNoSession
 	}
@@ -155,7 +160,17 @@ func (h *Handler) currentSession(c echo.Context) (session, error) {
 	if !ok {
 		return session{}, errNoSession
 	}
-	return h.sessions.lookup(c.Request().Context(), token, h.now())
+	return h.sessions.lookup(ctx, token, h.now())
+}
+
+// SignedIn reports whether r still carries a live session (not signed out, expired,
+// or ended by revoking its key); an error when that could not be found out.
+func (h *Handler) SignedIn(ctx context.Context, r *http.Request) (bool, error) {
+	_, err := h.requestSession(ctx, r)
+	if errors.Is(err, errNoSession) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // authenticated lets signed-in requests through and sends everyone else to sign in,
