@@ -69,6 +69,7 @@ func (s *Service) handleCreate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	c.Response().Header().Set(echo.HeaderLocation, "/webhooks/"+strconv.FormatInt(created.ID, 10))
 	return c.JSON(http.StatusCreated, created)
 }
 

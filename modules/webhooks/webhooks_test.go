@@ -854,6 +854,7 @@ func TestCreateRefusesWhatItCannotServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	api := apiServer(t, b.s)
+	var location string
 	post := func(contentType, body string) (int, map[string]any) {
 		t.Helper()
 		resp, err := http.Post(api+"/webhooks", contentType, strings.NewReader(body))
@@ -865,6 +866,7 @@ func TestCreateRefusesWhatItCannotServe(t *testing.T) {
 		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
 			t.Fatal(err)
 		}
+		location = resp.Header.Get("Location")
 		return resp.StatusCode, got
 	}
 	hook := `{"url":"` + b.url + `"`
@@ -887,5 +889,8 @@ func TestCreateRefusesWhatItCannotServe(t *testing.T) {
 	status, got := post("application/json", hook+`,"domain":"Go.Example.com","tags":[" launch "]}`)
 	if status != http.StatusCreated || got["domain"] != "go.example.com" || fmt.Sprint(got["tags"]) != "[launch]" {
 		t.Fatalf("a webhook on a domain hop has: %d %v; want 201, domain go.example.com, tags [launch]", status, got)
+	}
+	if want := fmt.Sprintf("/webhooks/%v", got["id"]); location != want {
+		t.Fatalf("Location %q, want %q", location, want)
 	}
 }
