@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -308,17 +307,9 @@ func TestLiveWithDashboardSession(t *testing.T) {
 
 	jar, _ := cookiejar.New(nil)
 	client := &http.Client{Jar: jar}
-	form := url.Values{"api_key": {h.Key}}
-	req, _ := http.NewRequest(http.MethodPost, h.URL+"/dashboard/login", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Origin", h.URL)
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	h.signIn(t, client, h.Key)
 	// The link's page carries the live panel, which loads its script.
-	resp, err = client.Get(h.URL + "/dashboard/links/" + slug)
+	resp, err := client.Get(h.URL + "/dashboard/links/" + slug)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,7 +326,7 @@ func TestLiveWithDashboardSession(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, h.URL+"/dashboard/links/"+slug+"/live", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.URL+"/dashboard/links/"+slug+"/live", nil)
 	resp, err = client.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -406,15 +397,7 @@ func TestLiveEndsWhenItsKeyIsRevoked(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	form := url.Values{"api_key": {key}}
-	req, _ := http.NewRequest(http.MethodPost, h.URL+"/dashboard/login", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Origin", h.URL)
-	resp, err := noRedirect.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp := h.signIn(t, noRedirect, key)
 	cookies := resp.Cookies()
 	if resp.StatusCode != http.StatusSeeOther || len(cookies) == 0 {
 		t.Fatalf("sign-in with the new key: %d, %d cookies", resp.StatusCode, len(cookies))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -322,4 +323,20 @@ func (h *instance) loadRedirectsCounting(slug string, clients int) (answered *at
 		wg.Wait()
 		return answered.Load()
 	}
+}
+
+// signIn posts key to the dashboard's sign-in form with client, as a browser on hop's
+// own origin does, and returns the answer (its body closed).
+func (h *instance) signIn(t testing.TB, client *http.Client, key string) *http.Response {
+	t.Helper()
+	form := url.Values{"api_key": {key}}
+	req, _ := http.NewRequest(http.MethodPost, h.URL+"/dashboard/login", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", h.URL)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
 }
