@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
-	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -60,14 +59,7 @@ func BenchmarkDashboardPages(b *testing.B) {
 	b.Logf("seeded 1,000 links × 365 days in %s", time.Since(start).Round(time.Second))
 	jar, _ := cookiejar.New(nil)
 	client := &http.Client{Jar: jar}
-	req, _ := http.NewRequest(http.MethodPost, h.URL+"/dashboard/login", strings.NewReader(url.Values{"api_key": {h.Key}}.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Origin", h.URL)
-	resp, err := client.Do(req)
-	if err != nil {
-		b.Fatal(err)
-	}
-	resp.Body.Close()
+	h.signIn(b, client, h.Key)
 	year := fmt.Sprintf("?start=%s&end=%s", time.Now().UTC().AddDate(0, 0, -364).Format(time.DateOnly), time.Now().UTC().Format(time.DateOnly))
 	for _, p := range []struct{ name, path string }{
 		{"overview", "/dashboard"},

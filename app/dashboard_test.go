@@ -4,7 +4,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
-	"net/url"
 	"strings"
 	"testing"
 )
@@ -21,24 +20,11 @@ func TestDashboardSignInAndOverview(t *testing.T) {
 	}
 	jar, _ := cookiejar.New(nil)
 	client := &http.Client{Jar: jar}
-	form := url.Values{"api_key": {"hop_not_a_key_at_all_000"}}
-	req, _ := http.NewRequest(http.MethodPost, h.URL+"/dashboard/login", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Origin", h.URL)
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusUnauthorized {
+	if resp := h.signIn(t, client, "hop_not_a_key_at_all_000"); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("wrong key: %d", resp.StatusCode)
 	}
-
-	form.Set("api_key", h.Key)
-	req, _ = http.NewRequest(http.MethodPost, h.URL+"/dashboard/login", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Origin", h.URL)
-	resp, err = client.Do(req) // follows the redirect to /dashboard with the session cookie
+	h.signIn(t, client, h.Key)
+	resp, err := client.Get(h.URL + "/dashboard") // with the session cookie
 	if err != nil {
 		t.Fatal(err)
 	}
