@@ -58,6 +58,11 @@ func TestMethodsAnswerAsHTTPSays(t *testing.T) {
 		{http.MethodDelete, "/stats", "GET, HEAD, OPTIONS"},
 		{http.MethodPut, "/domains", "GET, HEAD, OPTIONS, POST"},
 		{http.MethodDelete, "/" + slug, "GET, HEAD, OPTIONS, POST"},
+		// POST /{slug} (password forms) must not answer for hop's own paths.
+		{http.MethodPost, "/live", "GET, HEAD, OPTIONS"},
+		{http.MethodPost, "/openapi.json", "GET, HEAD, OPTIONS"},
+		{http.MethodPost, "/health", "GET, HEAD, OPTIONS"},
+		{http.MethodPost, "/robots.txt", "GET, HEAD, OPTIONS"},
 	} {
 		r := h.api(t, c.method, c.path, nil)
 		p := mustProblem(t, r, http.StatusMethodNotAllowed)

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -201,10 +202,40 @@ func (h *Handler) Register(e *echo.Echo, mw ...echo.MiddlewareFunc) {
 	visit := append([]echo.MiddlewareFunc{h.visitorPages}, mw...)
 	e.GET("/:slug", h.redirect, visit...)
 	e.HEAD("/:slug", h.redirect, visit...)
-	e.POST("/:slug", h.unlock, visit...)
+	e.POST("/:slug", notOnOwnPaths(e, h.unlock), visit...)
 	e.GET("/:slug/", h.redirect, visit...)
 	e.HEAD("/:slug/", h.redirect, visit...)
 	e.Match([]string{http.MethodGet, http.MethodHead}, "/:slug/qr", h.qr, mw...)
+}
+
+// notOnOwnPaths keeps POST /{slug} (a password form) off the one-segment paths e
+// already serves, /live or /health say: Echo's router falls back to it for a method
+// they do not take, which would answer 404 for an unknown link where HTTP says 405.
+// It reads e's routes as they are when called, so Register calls it last.
+func notOnOwnPaths(e *echo.Echo, next echo.HandlerFunc) echo.HandlerFunc {
+	methods := map[string][]string{}
+	for _, r := range e.Routes() {
+		if name, ok := strings.CutPrefix(r.Path, "/"); ok && name != "" && !strings.ContainsAny(name, "/:*") {
+			if !slices.Contains(methods[name], r.Method) {
+				methods[name] = append(methods[name], r.Method)
+			}
+		}
+	}
+	allow := make(map[string]string, len(methods))
+	for name, ms := range methods {
+		if !slices.Contains(ms, http.MethodPost) {
+			ms = append(ms, http.MethodOptions) // as Echo's own 405 lists it
+			slices.Sort(ms)
+			allow[name] = strings.Join(ms, ", ")
+		}
+	}
+	return func(c echo.Context) error {
+		if a, ok := allow[c.Param("slug")]; ok {
+			c.Response().Header().Set(echo.HeaderAllow, a)
+			return echo.ErrMethodNotAllowed
+		}
+		return next(c)
+	}
 }
 
 // fallbacksFor picks the fallbacks of the request's domain.
