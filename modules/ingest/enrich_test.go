@@ -380,7 +380,11 @@ func BenchmarkRowCPU(b *testing.B) {
 	m := pgtype.NewMap()
 	oids := []uint32{pgtype.UUIDOID, pgtype.Int8OID, pgtype.TimestamptzOID,
 		pgtype.TextOID, pgtype.TextOID, pgtype.TextOID, pgtype.TextOID, pgtype.TextOID, pgtype.TextOID,
-		pgtype.TextOID, pgtype.TextOID, pgtype.BoolOID, pgtype.TextOID, pgtype.ByteaOID}
+		pgtype.TextOID, pgtype.TextOID, pgtype.BoolOID, pgtype.TextOID, pgtype.ByteaOID,
+		pgtype.TextOID, pgtype.TextOID, pgtype.TextOID}
+	if len(oids) != len(clickColumns) {
+		b.Fatalf("%d OIDs for %d click_logs columns: give the new column its type here", len(oids), len(clickColumns))
+	}
 	uas := []string{uaChromeWin, uaIPhone, uaAndroidPhone, uaFirefoxMac, "curl/8.4.0"}
 	refs := []string{"https://news.ycombinator.com/item?id=4242", "https://www.google.com/", "https://t.co/abc", ""}
 	evs := make([]Event, 100)
