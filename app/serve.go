@@ -45,6 +45,13 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, getenv func(str
 	if s != nil {
 		defer s.close()
 	}
+	if err != nil && ctx.Err() != nil {
+		// A signal during start-up (a Ctrl-C while the first start makes its
+		// database, say) is a stop like any other: what was built is closed below, and
+		// the next start begins again from what is on disk.
+		logger.Info("stopped before hop was ready", "interrupted", err.Error())
+		return nil
+	}
 	if err != nil {
 		return err
 	}
