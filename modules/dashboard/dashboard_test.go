@@ -242,8 +242,15 @@ func TestOverviewShowsTotalsChartAndLinks(t *testing.T) {
 	if strings.Contains(page2, "rel=\"next\"") {
 		t.Error("last page has a next link")
 	}
+	wantContains(t, page2, `<a href="/dashboard" rel="first">`)
+	if strings.Contains(body, `rel="first"`) {
+		t.Error("the first page links to itself as the first page")
+	}
 	tagged := b.get("/dashboard?tag=launch&q=link", ck).Body.String()
 	wantContains(t, tagged, `href="/dashboard/links/linky"`, `value="launch"`, `value="link"`)
+	// A later page of a filtered list goes back to the filtered first page.
+	wantContains(t, b.get("/dashboard?tag=launch&q=link&cursor=5", ck).Body.String(),
+		`<a href="/dashboard?q=link&amp;tag=launch" rel="first">`)
 	if strings.Contains(tagged, "/dashboard/links/linkx") {
 		t.Error("tag filter shows an untagged link")
 	}

@@ -75,6 +75,7 @@ type overviewPage struct {
 	Domain    string           // the list's domain filter: a host, or "" for every domain
 	Domains   []domains.Domain // to pick from; nil with only the default domain
 	NextURL   string           // the next page of the list; empty on the last
+	FirstURL  string           // the list's first page, with its filters; empty on it
 	Form      linkForm
 	Deleted   string // the slug just deleted
 }
@@ -105,16 +106,30 @@ func (h *Handler) overview(c echo.Context) error {
 	for i := range p.Links {
 		p.Links[i].ShortURL = h.shortURL(c, p.Links[i])
 	}
+	// The list pages forward only (keyset cursors); the way back is the first page, or
+	// the browser's back button.
 	if page.NextCursor != "" {
-		v := url.Values{"cursor": {page.NextCursor}}
-		for k, s := range map[string]string{"q": p.Q, "tag": p.Tag, "domain": p.Domain} {
-			if s != "" {
-				v.Set(k, s)
-			}
-		}
-		p.NextURL = "/dashboard?" + v.Encode()
+		p.NextURL = p.listURL(page.NextCursor)
+	}
+	if q.Get("cursor") != "" {
+		p.FirstURL = p.listURL("")
 	}
 	return h.render(c, http.StatusOK, "overview", view{Title: "Overview", Data: p})
+}
+
+// listURL is the overview's list at cursor ("" for its first page), with the page's
+// filters.
+func (p overviewPage) listURL(cursor string) string {
+	v := url.Values{}
+	for k, s := range map[string]string{"cursor": cursor, "q": p.Q, "tag": p.Tag, "domain": p.Domain} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	if len(v) == 0 {
+		return "/dashboard"
+	}
+	return "/dashboard?" + v.Encode()
 }
 
 // shortURL is l's short URL as this visitor can use it: on the origin the dashboard
