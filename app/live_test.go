@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/labstack/echo/v4"
 
@@ -348,7 +350,8 @@ func TestLiveWithDashboardSession(t *testing.T) {
 }
 
 // The live panel in Chromium: signed in, a link's page shows a click as it happens,
-// in the table of last clicks and in the per-minute chart, without a reload, and no
+// in the table of last clicks (its time in UTC, as the rest of the dashboard, in a
+// browser whose zone is Tokyo's) and in the per-minute chart, without a reload, and no
 // console error or CSP violation on the way.
 func TestLivePanelInChromium(t *testing.T) {
 	t.Parallel()
@@ -356,6 +359,10 @@ func TestLivePanelInChromium(t *testing.T) {
 	slug := h.createLink(t, map[string]any{"url": "https://example.com/panel"})["slug"].(string)
 	b := browsertest.New(t)
 	b.Run(t,
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tg, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: "Asia/Tokyo"})
+			return err
+		}),
 		chromedp.Navigate(h.URL+"/dashboard/login"),
 		chromedp.WaitVisible(chromedp.CSS(`input[name="api_key"]`)),
 		chromedp.SendKeys(chromedp.CSS(`input[name="api_key"]`), h.Key),
@@ -377,6 +384,16 @@ func TestLivePanelInChromium(t *testing.T) {
 	})
 	if bars := browsertest.Value(t, b, chromedp.Evaluate[int](`document.querySelectorAll(".live-chart rect").length`)); bars != 60 {
 		t.Fatalf("%d bars, want 60", bars)
+	}
+	shown := browsertest.Value(t, b, chromedp.Evaluate[string](`document.querySelector(".live-clicks tbody td").textContent`))
+	at, err := time.Parse("15:04:05 UTC", shown)
+	if err != nil {
+		t.Fatalf("the last click's time reads %q, want HH:MM:SS UTC", shown)
+	}
+	now := time.Now().UTC()
+	off := (at.Hour()*3600 + at.Minute()*60 + at.Second() - (now.Hour()*3600 + now.Minute()*60 + now.Second()) + 24*3600) % (24 * 3600)
+	if off > 5*60 && off < 24*3600-5*60 {
+		t.Fatalf("the last click's time reads %s at %s UTC: not UTC", shown, now.Format(time.TimeOnly))
 	}
 	if p := b.Problems(); len(p) > 0 {
 		t.Fatalf("browser problems: %v", p)

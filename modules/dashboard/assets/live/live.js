@@ -61,7 +61,8 @@ document.addEventListener("DOMContentLoaded", function () {
       var m = Math.floor(at.getTime() / minute) * minute;
       perMinute[m] = (perMinute[m] || 0) + 1;
       var tr = document.createElement("tr");
-      tr.appendChild(cell(at.toLocaleTimeString()));
+      // UTC, as every other time in the dashboard is shown.
+      tr.appendChild(cell(at.toISOString().slice(11, 19) + " UTC"));
       tr.appendChild(cell(click.slug));
       tr.appendChild(cell(click.country));
       tr.appendChild(cell(click.referer));
