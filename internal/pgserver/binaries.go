@@ -112,12 +112,22 @@ func withVersion(dir string) (Binaries, error) {
 	return Binaries{Dir: abs, Version: v}, nil
 }
 
-// tool is the path of a program in b.Dir, or an error naming what to install.
+// tool is the path of a program in b.Dir, or an error naming the directory, the
+// package that ships the program and HOP_PG_BINARIES.
 func (b Binaries) tool(name string) (string, error) {
 	p := filepath.Join(b.Dir, name)
-	if fi, err := os.Stat(p); err != nil || fi.IsDir() {
-		return "", fmt.Errorf("%s is missing next to the server binaries in %s; install PostgreSQL %d's client programs (Debian: postgresql-client-%d; Alpine: postgresql%d-client)",
-			name, b.Dir, b.Version, b.Version, b.Version)
+	if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+		return p, nil
 	}
-	return p, nil
+	// Distributions ship pg_dump and pg_restore in their client package; initdb,
+	// postgres and pg_resetwal come with the server (Debian: postgresql-15, not
+	// postgresql-client-15).
+	debian, alpine := fmt.Sprintf("postgresql-%d", b.Version), fmt.Sprintf("postgresql%d", b.Version)
+	if name == "pg_dump" || name == "pg_restore" {
+		debian, alpine = fmt.Sprintf("postgresql-client-%d", b.Version), alpine+"-client"
+	}
+	return "", fmt.Errorf("%s is missing from %s, where hop found PostgreSQL %d's initdb and postgres: "+
+		"install it (Debian/Ubuntu: apt-get install %s, which puts it in /usr/lib/postgresql/%d/bin; Alpine: apk add %s), "+
+		"and if it lands elsewhere, set HOP_PG_BINARIES to the directory holding it with PostgreSQL %d's initdb and postgres",
+		name, b.Dir, b.Version, debian, b.Version, alpine, b.Version)
 }

@@ -414,3 +414,54 @@ func TestStalePostmasterPID(t *testing.T) {
 		t.Fatal("the process the stale postmaster.pid named was signalled")
 	}
 }
+
+// A program missing from the binaries directory is named with that directory, the
+// distribution package that ships it (pg_resetwal comes with the server, pg_dump with
+// the client programs) and HOP_PG_BINARIES, before anything is run.
+func TestMissingToolNamesPackage(t *testing.T) {
+	t.Parallel()
+	real := testBinaries(t)
+	for _, c := range []struct {
+		missing string
+		run     func(Binaries) error
+		want    []string
+		notWant string
+	}{
+		{"pg_resetwal", func(b Binaries) error {
+			return SetEpoch(context.Background(), Config{Dir: testDir(t), Binaries: b}, 1)
+		}, []string{"postgresql-" + strconv.Itoa(real.Version), "/usr/lib/postgresql/" + strconv.Itoa(real.Version) + "/bin", "apk add postgresql" + strconv.Itoa(real.Version)}, "client"},
+		{"pg_dump", func(b Binaries) error {
+			return Dump(context.Background(), b, "postgres:///nowhere", filepath.Join(t.TempDir(), "x.dump"))
+		}, []string{"postgresql-client-" + strconv.Itoa(real.Version), "apk add postgresql" + strconv.Itoa(real.Version) + "-client"}, ""},
+	} {
+		// A binaries directory with everything but one program.
+		dir := t.TempDir()
+		entries, err := os.ReadDir(real.Dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if e.Name() != c.missing {
+				if err := os.Symlink(filepath.Join(real.Dir, e.Name()), filepath.Join(dir, e.Name())); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		b, err := FindBinaries(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.run(b)
+		if err == nil {
+			t.Fatalf("without %s: no error", c.missing)
+		}
+		for _, want := range append(c.want, c.missing+" is missing from "+b.Dir, "HOP_PG_BINARIES") {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("without %s: %q does not mention %q", c.missing, err, want)
+			}
+		}
+		if c.notWant != "" && strings.Contains(err.Error(), c.notWant) {
+			t.Errorf("without %s: %q mentions %q", c.missing, err, c.notWant)
+		}
+	}
+}
