@@ -17,10 +17,10 @@ import (
 // backupCmd runs `hop backup FILE`: pg_dump's custom format of the embedded database
 // (the running hop's, or started for the dump) or of DATABASE_URL.
 func backupCmd(ctx context.Context, cfg Config, args []string, stdout io.Writer) error {
-	if len(args) != 1 || args[0] == "" {
-		return usagef("usage: hop backup FILE")
+	file, err := fileArg("backup", args)
+	if err != nil {
+		return err
 	}
-	file := args[0]
 	bin, err := cfg.data.pgBinaries()
 	if err != nil {
 		return err
@@ -49,10 +49,10 @@ func backupCmd(ctx context.Context, cfg Config, args []string, stdout io.Writer)
 // the database is created if missing and must have no tables), else into a new
 // embedded database in an empty data directory. Either way, all or nothing.
 func restoreCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []string, stdout io.Writer) error {
-	if len(args) != 1 || args[0] == "" {
-		return usagef("usage: hop restore FILE")
+	file, err := fileArg("restore", args)
+	if err != nil {
+		return err
 	}
-	file := args[0]
 	bin, err := cfg.data.pgBinaries()
 	if err != nil {
 		return err
@@ -122,6 +122,21 @@ func restoreCmd(ctx context.Context, cfg Config, logger *slog.Logger, args []str
 	}
 	fmt.Fprintf(stdout, "restored %s into the embedded database in %s\n", file, cfg.DataDir)
 	return nil
+}
+
+// fileArg is the one FILE argument of hop backup or hop restore. Neither takes flags,
+// so an argument that looks like one (-x, a mistyped --output=x) is a usage error
+// rather than the name of a file to write, or one pg_restore would take for an option.
+func fileArg(cmd string, args []string) (string, error) {
+	for _, a := range args {
+		if strings.HasPrefix(a, "-") {
+			return "", usagef("usage: hop %s FILE (it takes no flags, and %q looks like one; for a file of that name write ./%s)", cmd, a, a)
+		}
+	}
+	if len(args) != 1 || args[0] == "" {
+		return "", usagef("usage: hop %s FILE", cmd)
+	}
+	return args[0], nil
 }
 
 // checkEmptyDir refuses a data directory with anything in it but its lock file.

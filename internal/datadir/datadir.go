@@ -7,7 +7,9 @@ package datadir
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -41,6 +43,9 @@ func Acquire(dir string) (*Lock, error) {
 	// os.OpenFile sets O_CLOEXEC, so child processes (PostgreSQL) never inherit the lock
 	// and an orphaned child cannot keep the directory locked after hop is gone.
 	f, err := os.OpenFile(filepath.Join(abs, LockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if errors.Is(err, fs.ErrPermission) {
+		return nil, permissionError(abs, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("data directory lock: %w", err)
 	}
@@ -78,6 +83,74 @@ func (e *lockedError) Error() string {
 }
 
 func (e *lockedError) Is(target error) bool { return target == ErrLocked }
+
+// accessError is a lock file hop may not open, or a data directory it may not create
+// one in; it matches fs.ErrPermission.
+type accessError struct {
+	msg string
+	err error
+}
+
+func (e *accessError) Error() string { return e.msg }
+func (e *accessError) Unwrap() error { return e.err }
+
+// permissionError says which file or directory refused hop, whose it is and what to
+// do: most often a hop run as root left hop.lock owned by root (a root hop gives
+// PostgreSQL's user the directory, not what hop keeps in it), and a bare "permission
+// denied" says none of that.
+func permissionError(dir string, err error) error {
+	lock := filepath.Join(dir, LockFile)
+	path, msg := lock, "data directory lock "+lock+": permission denied"
+	fi, serr := os.Stat(lock)
+	if serr != nil { // not made yet, or dir may not be entered: dir is the one at fault
+		path, msg = dir, "data directory "+dir+": permission denied creating "+LockFile+" in it"
+		fi, serr = os.Stat(dir)
+	}
+	self := os.Geteuid()
+	var st *syscall.Stat_t
+	if serr == nil {
+		st, _ = fi.Sys().(*syscall.Stat_t)
+	}
+	// What the owner needs: to read and write the lock file, or to enter the
+	// directory and create it there.
+	need, grant := os.FileMode(0o600), "u+rw"
+	if path == dir {
+		need, grant = 0o300, "u+rwx"
+	}
+	switch {
+	case st != nil && int(st.Uid) != self:
+		owner := int(st.Uid)
+		msg += fmt.Sprintf(": it belongs to %s, and hop runs as %s", who(owner), who(self))
+		if owner == 0 {
+			msg += " (left by a hop run as root?)"
+		}
+		msg += fmt.Sprintf("; run hop as %s, or give the data directory to %s (as root: chown -R %s %s)",
+			name(owner), name(self), name(self), dir)
+	case st != nil && fi.Mode().Perm()&need != need:
+		msg += fmt.Sprintf(": its mode %s keeps out even its owner, %s, who runs hop; chmod %s %s",
+			fi.Mode(), who(self), grant, path)
+	default:
+		msg += fmt.Sprintf("; hop runs as %s: make %s and its %s readable and writable by that user", who(self), dir, LockFile)
+	}
+	return &accessError{msg: msg, err: err}
+}
+
+// name is a user's name for chown and the like, or the uid when it has none.
+func name(uid int) string {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		return u.Username
+	}
+	return strconv.Itoa(uid)
+}
+
+// who is "user NAME (uid N)", or "uid N" for a uid with no name.
+func who(uid int) string {
+	id := strconv.Itoa(uid)
+	if n := name(uid); n != id {
+		return "user " + n + " (uid " + id + ")"
+	}
+	return "uid " + id
+}
 
 func ownPID() string { return " (pid " + strconv.Itoa(os.Getpid()) + ")" }
 
