@@ -24,7 +24,7 @@ import (
 // to name such a file, found before anything is opened, created or written: no file in
 // the working directory, no data directory, no database. ./-x is taken as the file it
 // names. Not parallel: it changes the working directory.
-func TestPolishBackupRestoreRefuseFlagLikeFile(t *testing.T) {
+func TestBackupRestoreRefuseFlagLikeFile(t *testing.T) {
 	work := t.TempDir()
 	t.Chdir(work) // a file named like the flag would land here
 	dataDir := filepath.Join(t.TempDir(), "data")
@@ -76,7 +76,7 @@ func TestPolishBackupRestoreRefuseFlagLikeFile(t *testing.T) {
 // directory, not what hop keeps in it). hop run next as that user is refused with the
 // lock file, its owner, the user hop runs as and what to do, not a bare "permission
 // denied"; and what the message says to do (chown -R) is enough for it to start.
-func TestPolishLockLeftByRoot(t *testing.T) {
+func TestLockLeftByRoot(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: a hop run as root must leave the lock file, and another user's hop find it")
 	}
