@@ -32,7 +32,7 @@ ARG PG_MAJOR=15
 RUN apk add --no-cache "postgresql${PG_MAJOR}" "postgresql${PG_MAJOR}-client" tini \
  && initdb="$(command -v initdb || echo "/usr/libexec/postgresql${PG_MAJOR}/initdb")" \
  && bin="$(dirname "$(readlink -f "$initdb")")" \
- && for t in initdb postgres pg_dump pg_restore; do test -x "$bin/$t" || { echo "no $t in $bin" >&2; exit 1; }; done \
+ && for t in initdb postgres pg_dump pg_restore pg_resetwal; do test -x "$bin/$t" || { echo "no $t in $bin" >&2; exit 1; }; done \
  && ln -s "$bin" /usr/local/lib/hop-pg \
  && adduser -D -H -u 10001 -s /sbin/nologin hop \
  && mkdir -p /data && chown hop:hop /data && chmod 700 /data

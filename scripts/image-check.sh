@@ -42,7 +42,7 @@ chmod 755 "$work/hop"
 initdb=$(command -v initdb || ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n1 || true)
 [ -n "$initdb" ] || fail "no initdb: install PostgreSQL's server package (Debian: postgresql)"
 bin=$(dirname "$(readlink -f "$initdb")")
-for t in initdb postgres pg_dump pg_restore; do [ -x "$bin/$t" ] || fail "no $t in $bin"; done
+for t in initdb postgres pg_dump pg_restore pg_resetwal; do [ -x "$bin/$t" ] || fail "no $t in $bin"; done
 ln -s "$bin" "$work/hop-pg"
 mkdir -p "$work/etc/hop" && cp config.yaml "$work/etc/hop/config.yaml" && chmod -R a+rX "$work/etc"
 step "PostgreSQL binaries: $bin ($("$bin/postgres" --version))"
