@@ -255,6 +255,7 @@ func printImport(w io.Writer, s client.Summary, dryRun, asJSON bool) error {
 			Slug   string `json:"slug,omitempty"`
 			URL    string `json:"url,omitempty"`
 			Reason string `json:"reason,omitempty"`
+			Note   string `json:"note,omitempty"`
 		}
 		out := struct {
 			DryRun   bool      `json:"dry_run"`
@@ -266,14 +267,14 @@ func printImport(w io.Writer, s client.Summary, dryRun, asJSON bool) error {
 			Outcomes []outcome `json:"rows"`
 		}{DryRun: dryRun, Created: s.Created, Skipped: s.Skipped, Renamed: s.Renamed, Failed: s.Failed, NotSent: s.NotSent, Outcomes: []outcome{}}
 		for _, o := range s.Outcomes {
-			if o.Action != client.Created || dryRun {
+			if o.Action != client.Created || dryRun || o.Note != "" {
 				out.Outcomes = append(out.Outcomes, outcome(o))
 			}
 		}
 		return writeJSON(w, out)
 	}
 	for _, o := range s.Outcomes {
-		if o.Action == client.Created && !dryRun {
+		if o.Action == client.Created && !dryRun && o.Note == "" {
 			continue // the summary counts them; listing 100,000 creations helps no one
 		}
 		action := o.Action
@@ -287,8 +288,12 @@ func printImport(w io.Writer, s client.Summary, dryRun, asJSON bool) error {
 		if o.URL != "" && o.Action == client.Created {
 			line += " -> " + o.URL
 		}
-		if o.Reason != "" {
-			line += ": " + o.Reason
+		why := o.Reason
+		if o.Reason != "" && o.Note != "" {
+			why += "; "
+		}
+		if why += o.Note; why != "" {
+			line += ": " + why
 		}
 		fmt.Fprintln(w, line)
 	}

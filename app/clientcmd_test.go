@@ -218,6 +218,125 @@ func TestImportConflictPolicies(t *testing.T) {
 	})
 }
 
+// Under --on-conflict fail the batches after the first conflict are never sent: their
+// rows are reported not sent, never skipped, and every row read is counted once. Run
+// again with --on-conflict skip, the batches done are answered from the server's
+// record and the rest are sent.
+func TestImportFailPolicyCountsEveryRow(t *testing.T) {
+	t.Parallel()
+	h := startHop(t, nil)
+	h.createLink(t, map[string]any{"url": "https://example.com/existing", "slug": "stop-taken"})
+	// Batches of 2: lines 2-3, 4-5 (the conflict), then 7-8; line 6 fails as it is read.
+	file := writeFile(t, "stop.csv", "url,slug,created_at\n"+
+		"https://example.com/s1,stop-1,\n"+
+		"https://example.com/s2,,\n"+
+		"https://example.com/s3,stop-taken,\n"+
+		"https://example.com/s4,stop-2,\n"+
+		"https://example.com/s5,stop-x,yesterday\n"+
+		"https://example.com/s6,stop-3,\n"+
+		"https://example.com/s7,,\n")
+
+	out, _, err := h.cli(t, "import", "--from", "csv", "--on-conflict", "fail", "--batch", "2", file)
+	wantExit(t, err, 1)
+	want := "line 4: failed: slug stop-taken is taken\n" +
+		"line 6: failed: created_at: \"yesterday\" is not a date (want RFC 3339, like 2024-01-02T15:04:05Z)\n" +
+		"line 7: not sent stop-3: an earlier row's slug was taken (--on-conflict fail)\n" +
+		"line 8: not sent: an earlier row's slug was taken (--on-conflict fail)\n" +
+		"created 3, skipped 0, renamed 0, failed 2, not sent 2\n"
+	if out != want {
+		t.Errorf("stdout\n%s\nwant\n%s", out, want)
+	}
+	if n := h.linkCount(t); n != 4 {
+		t.Errorf("%d links, want 4: the one there was and the 3 of the batches sent", n)
+	}
+	mustProblem(t, h.api(t, http.MethodGet, "/links/stop-3", nil), http.StatusNotFound)
+
+	out, _, err = h.cli(t, "import", "--from", "csv", "--on-conflict", "skip", "--batch", "2", "--json", file)
+	wantExit(t, err, 1) // line 6 still fails
+	var sum struct {
+		Created, Skipped, Renamed, Failed int
+		NotSent                           int `json:"not_sent"`
+		Rows                              []struct {
+			Line           int
+			Action, Reason string
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if sum.Created != 2 || sum.Skipped != 4 || sum.Renamed != 0 || sum.Failed != 1 || sum.NotSent != 0 || len(sum.Rows) != 5 {
+		t.Errorf("re-run with skip: %s", out)
+	}
+	if r := sum.Rows[2]; r.Line != 4 || r.Action != "skipped" || r.Reason != "slug stop-taken is taken" {
+		t.Errorf("re-run, line 4: %+v", r)
+	}
+	if n := h.linkCount(t); n != 6 {
+		t.Errorf("%d links after the re-run, want 6", n)
+	}
+}
+
+// Shlink's validSince has no place in hop: the link is imported without it, and the
+// row says so, in a dry run too; a row whose link is not made says nothing of it.
+func TestImportShlinkValidSinceReported(t *testing.T) {
+	t.Parallel()
+	h := startHop(t, nil)
+	h.createLink(t, map[string]any{"url": "https://example.com/other", "slug": "vs-taken"})
+	file := writeFile(t, "shlink.json", `[
+{"shortCode":"vs-later","longUrl":"https://example.com/later","meta":{"validSince":"2099-01-02T03:04:05+00:00","validUntil":null,"maxVisits":null}},
+{"shortCode":"vs-none","longUrl":"https://example.com/none","meta":{"validSince":null,"validUntil":null,"maxVisits":null}},
+{"shortCode":"vs-taken","longUrl":"https://example.com/taken","meta":{"validSince":"2099-01-02T03:04:05+00:00"}}
+]`)
+	const note = "meta.validSince 2099-01-02T03:04:05+00:00 was not kept: hop links have no start date, so the link answers as soon as it is imported"
+
+	out, _, err := h.cli(t, "import", "--from", "shlink", "--dry-run", "--json", file)
+	wantExit(t, err, 0)
+	var sum struct {
+		Rows []struct {
+			Line                       int
+			Action, Slug, Reason, Note string
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	got := fmt.Sprintf("%+v", sum.Rows)
+	if want := "[{Line:2 Action:created Slug:vs-later Reason: Note:" + note + "} {Line:3 Action:created Slug:vs-none Reason: Note:} " +
+		"{Line:4 Action:skipped Slug:vs-taken Reason:slug vs-taken is taken Note:}]"; got != want {
+		t.Errorf("dry run rows\n%s\nwant\n%s", got, want)
+	}
+
+	out, _, err = h.cli(t, "import", "--from", "shlink", "--on-conflict", "rename", file)
+	wantExit(t, err, 0)
+	want := "line 2: created vs-later -> https://example.com/later: " + note + "\n" +
+		"line 4: renamed vs-taken-2: slug vs-taken is taken; now vs-taken-2; " + note + "\n" +
+		"created 2, skipped 0, renamed 1, failed 0\n"
+	if out != want {
+		t.Errorf("stdout\n%s\nwant\n%s", out, want)
+	}
+	if r := h.do(t, http.MethodGet, "/vs-later", nil); r.Status != http.StatusFound || r.Header.Get("Location") != "https://example.com/later" {
+		t.Errorf("vs-later answers %d %s, want a redirect at once", r.Status, r.Header.Get("Location"))
+	}
+}
+
+// A title over several lines, as other shorteners store fetched page titles, is
+// imported on one line, not refused.
+func TestImportMultiLineTitles(t *testing.T) {
+	t.Parallel()
+	h := startHop(t, nil)
+	for _, tc := range []struct{ format, file, slug, title string }{
+		{"csv", "url,slug,title\nhttps://example.com/ml1,ml-one,\"First line\nsecond line\"\n", "ml-one", "First line second line"},
+		{"shlink", `[{"shortCode":"ml-two","longUrl":"https://example.com/ml2","title":"Title\r\n\twith a tab"}]`, "ml-two", "Title with a tab"},
+	} {
+		out := h.mustCLI(t, "import", "--from", tc.format, writeFile(t, tc.slug, tc.file))
+		if out != "created 1, skipped 0, renamed 0, failed 0\n" {
+			t.Errorf("%s: %s", tc.format, out)
+		}
+		if l := h.api(t, http.MethodGet, "/links/"+tc.slug, nil).JSON(t); l["title"] != tc.title {
+			t.Errorf("%s: title %q, want %q", tc.slug, l["title"], tc.title)
+		}
+	}
+}
+
 // A slug asked for before it existed is cached as unknown, on every instance; once a
 // bulk create (an import) makes it, it redirects at once.
 func TestImportedSlugRedirectsAtOnce(t *testing.T) {

@@ -23,6 +23,9 @@ var Formats = []string{"csv", "yourls", "shlink", "kutt", "bitly", "hop"}
 type Row struct {
 	Line int
 	Req  LinkRequest
+	// Note names what the row held that hop has no place for (Shlink's validSince):
+	// the link is imported without it, and the note is shown beside the row's outcome.
+	Note string
 }
 
 // RowError is a row that could not be read; the rest of the file is still imported.
@@ -55,15 +58,17 @@ func Read(format string, r io.Reader) (rows []Row, bad []RowError, err error) {
 
 // oneLine turns the line breaks and tabs of a title into single spaces. Other
 // shorteners store the page titles they fetched as they came, often across lines; hop
-// keeps titles on one line, and a link is worth more than its title's layout.
+// keeps titles on one line, and a link is worth more than its title's layout. The
+// Unicode line and paragraph separators are breaks too, though hop would store them.
 func oneLine(s string) string {
-	if !strings.ContainsAny(s, "\t\n\v\f\r\u0085") {
+	if !strings.ContainsAny(s, "\t\n\v\f\r\u0085\u2028\u2029") {
 		return s
 	}
 	var b strings.Builder
 	space := false
 	for _, r := range strings.TrimSpace(s) {
-		if unicode.IsSpace(r) && (unicode.IsControl(r) || space) {
+		isBreak := unicode.IsControl(r) || r == '\u2028' || r == '\u2029'
+		if unicode.IsSpace(r) && (isBreak || space) {
 			if !space {
 				b.WriteByte(' ')
 				space = true
@@ -343,7 +348,9 @@ func readYOURLS(data []byte) ([]Row, []RowError, error) {
 }
 
 // hasYOURLSHeader reports whether the first line names the yourls_url columns: it has
-// fields keyword and url, not merely the word (a first link to /keyword-research).
+// whole cells keyword and url, not merely the words (a first link to /?keyword=x),
+// and no cell holding a URL, as every data row does (a link whose keyword is
+// "keyword" and whose title is "URL").
 func hasYOURLSHeader(data []byte) bool {
 	first, _, _ := bytes.Cut(data, []byte("\n"))
 	r := csv.NewReader(bytes.NewReader(first))
@@ -354,12 +361,12 @@ func hasYOURLSHeader(data []byte) bool {
 	}
 	var keyword, url bool
 	for _, f := range fields {
-		switch strings.ToLower(strings.TrimSpace(f)) {
-		case "keyword":
-			keyword = true
-		case "url":
-			url = true
+		f = strings.ToLower(strings.TrimSpace(f))
+		if strings.Contains(f, "://") {
+			return false
 		}
+		keyword = keyword || f == "keyword"
+		url = url || f == "url"
 	}
 	return keyword && url
 }
@@ -468,7 +475,7 @@ func (li lineIndex) line(off int64) int {
 
 // readJSON reads a JSON array of items, or an object holding it under "data" (Kutt's
 // list answer) or "shortUrls.data" (Shlink's), converting each with conv.
-func readJSON(data []byte, conv func(json.RawMessage) (LinkRequest, error)) ([]Row, []RowError, error) {
+func readJSON(data []byte, conv func(json.RawMessage) (Row, error)) ([]Row, []RowError, error) {
 	li := newLineIndex(data)
 	trimmed := bytes.TrimSpace(data)
 	start := int64(len(data) - len(bytes.TrimLeft(data, " \t\r\n")))
@@ -506,18 +513,19 @@ func readJSON(data []byte, conv func(json.RawMessage) (LinkRequest, error)) ([]R
 		}
 		// The raw value ends where the decoder stands now.
 		line := li.line(start + dec.InputOffset() - int64(len(raw)))
-		req, err := conv(raw)
+		row, err := conv(raw)
 		if err != nil {
 			bad = append(bad, RowError{Line: line, Reason: err.Error()})
 			continue
 		}
-		rows = append(rows, Row{Line: line, Req: req})
+		row.Line = line
+		rows = append(rows, row)
 	}
 	return rows, bad, nil
 }
 
 // readJSONLines reads one JSON object per line (hop export).
-func readJSONLines(data []byte, conv func(json.RawMessage) (LinkRequest, error)) ([]Row, []RowError, error) {
+func readJSONLines(data []byte, conv func(json.RawMessage) (Row, error)) ([]Row, []RowError, error) {
 	var rows []Row
 	var bad []RowError
 	for i, line := range bytes.Split(data, []byte("\n")) {
@@ -525,12 +533,13 @@ func readJSONLines(data []byte, conv func(json.RawMessage) (LinkRequest, error))
 		if len(line) == 0 {
 			continue
 		}
-		req, err := conv(line)
+		row, err := conv(line)
 		if err != nil {
 			bad = append(bad, RowError{Line: i + 1, Reason: err.Error()})
 			continue
 		}
-		rows = append(rows, Row{Line: i + 1, Req: req})
+		row.Line = i + 1
+		rows = append(rows, row)
 	}
 	return rows, bad, nil
 }
@@ -560,7 +569,8 @@ func (f *flexTime) UnmarshalJSON(b []byte) error {
 // shlinkItem converts one short URL of Shlink's API (GET /rest/v3/short-urls):
 // shortCode, longUrl, dateCreated, tags, title, domain, forwardQuery,
 // meta.validUntil/maxVisits and visitsSummary.total (visitsCount before Shlink 3.4).
-func shlinkItem(raw json.RawMessage) (LinkRequest, error) {
+// hop links have no start date, so a meta.validSince is left out and noted.
+func shlinkItem(raw json.RawMessage) (Row, error) {
 	var s struct {
 		ShortCode    string   `json:"shortCode"`
 		LongURL      string   `json:"longUrl"`
@@ -570,6 +580,7 @@ func shlinkItem(raw json.RawMessage) (LinkRequest, error) {
 		Domain       *string  `json:"domain"`
 		ForwardQuery *bool    `json:"forwardQuery"`
 		Meta         struct {
+			ValidSince *string  `json:"validSince"` // as written: it is only reported
 			ValidUntil flexTime `json:"validUntil"`
 			MaxVisits  *int64   `json:"maxVisits"`
 		} `json:"meta"`
@@ -579,10 +590,10 @@ func shlinkItem(raw json.RawMessage) (LinkRequest, error) {
 		VisitsCount int64 `json:"visitsCount"`
 	}
 	if err := json.Unmarshal(raw, &s); err != nil {
-		return LinkRequest{}, jsonItemError(err)
+		return Row{}, jsonItemError(err)
 	}
 	if s.LongURL == "" {
-		return LinkRequest{}, errors.New("no longUrl")
+		return Row{}, errors.New("no longUrl")
 	}
 	r := LinkRequest{URL: s.LongURL, Slug: s.ShortCode, Tags: s.Tags, CreatedAt: s.DateCreated.t, ExpiresAt: s.Meta.ValidUntil.t,
 		MaxClicks: s.Meta.MaxVisits, ForwardQuery: s.ForwardQuery, ImportedClicks: s.VisitsCount}
@@ -595,12 +606,21 @@ func shlinkItem(raw json.RawMessage) (LinkRequest, error) {
 	if s.Domain != nil {
 		r.Domain = *s.Domain
 	}
-	return r, nil
+	row := Row{Req: r}
+	if s.Meta.ValidSince != nil && strings.TrimSpace(*s.Meta.ValidSince) != "" {
+		row.Note = validSinceNote(strings.TrimSpace(*s.Meta.ValidSince))
+	}
+	return row, nil
+}
+
+// validSinceNote is the note of a Shlink link that was to answer only from since.
+func validSinceNote(since string) string {
+	return "meta.validSince " + since + " was not kept: hop links have no start date, so the link answers as soon as it is imported"
 }
 
 // kuttItem converts one link of Kutt's API (GET /api/v2/links): address, target,
 // description, created_at, expire_in, visit_count, banned, password (a flag only).
-func kuttItem(raw json.RawMessage) (LinkRequest, error) {
+func kuttItem(raw json.RawMessage) (Row, error) {
 	var k struct {
 		Address     string   `json:"address"`
 		Target      string   `json:"target"`
@@ -613,16 +633,16 @@ func kuttItem(raw json.RawMessage) (LinkRequest, error) {
 		Domain      *string  `json:"domain"`
 	}
 	if err := json.Unmarshal(raw, &k); err != nil {
-		return LinkRequest{}, jsonItemError(err)
+		return Row{}, jsonItemError(err)
 	}
 	switch {
 	case k.Target == "":
-		return LinkRequest{}, errors.New("no target")
+		return Row{}, errors.New("no target")
 	case k.Banned:
-		return LinkRequest{}, fmt.Errorf("link %q is banned in Kutt; not imported", k.Address)
+		return Row{}, fmt.Errorf("link %q is banned in Kutt; not imported", k.Address)
 	case k.Password:
 		// Kutt exports only that a password exists; importing it open would expose it.
-		return LinkRequest{}, fmt.Errorf("link %q is password-protected in Kutt, whose export has no password; create it by hand", k.Address)
+		return Row{}, fmt.Errorf("link %q is password-protected in Kutt, whose export has no password; create it by hand", k.Address)
 	}
 	r := LinkRequest{URL: k.Target, Slug: k.Address, CreatedAt: k.CreatedAt.t, ExpiresAt: k.ExpireIn.t, ImportedClicks: k.VisitCount}
 	if k.Description != nil {
@@ -631,21 +651,21 @@ func kuttItem(raw json.RawMessage) (LinkRequest, error) {
 	if k.Domain != nil {
 		r.Domain = *k.Domain
 	}
-	return r, nil
+	return Row{Req: r}, nil
 }
 
 // hopItem converts one line of `hop export`: the link as the API shows it. Its own
 // clicks become the new link's imported_clicks, added to those it had imported.
-func hopItem(raw json.RawMessage) (LinkRequest, error) {
+func hopItem(raw json.RawMessage) (Row, error) {
 	var l Link
 	if err := json.Unmarshal(raw, &l); err != nil {
-		return LinkRequest{}, jsonItemError(err)
+		return Row{}, jsonItemError(err)
 	}
 	if l.OriginalURL == "" {
-		return LinkRequest{}, errors.New("no original_url")
+		return Row{}, errors.New("no original_url")
 	}
 	if l.HasPassword {
-		return LinkRequest{}, fmt.Errorf("link %q is password-protected; exports never hold passwords, so create it by hand", l.Slug)
+		return Row{}, fmt.Errorf("link %q is password-protected; exports never hold passwords, so create it by hand", l.Slug)
 	}
 	r := LinkRequest{URL: l.OriginalURL, Slug: l.Slug, Domain: l.Domain, Tags: l.Tags, ExpiresAt: l.ExpiresAt, MaxClicks: l.MaxClicks,
 		RedirectStatus: l.RedirectStatus, ForwardQuery: &l.ForwardQuery, ExpiredURL: l.ExpiredURL, ImportedClicks: l.TotalClicks + l.ImportedClicks}
@@ -655,7 +675,7 @@ func hopItem(raw json.RawMessage) (LinkRequest, error) {
 	if l.Title != nil {
 		r.Title = *l.Title
 	}
-	return r, nil
+	return Row{Req: r}, nil
 }
 
 func jsonItemError(err error) error {

@@ -461,3 +461,82 @@ func TestReadCSVReportsLinesNotRead(t *testing.T) {
 		t.Errorf("%d rows, %d bad, the last %+v", len(rows), len(bad), last)
 	}
 }
+
+// A YOURLS header is told by whole cells: a first data row whose URL or title holds
+// the words keyword or url, even as whole cells beside a real URL, stays a row, and
+// the columns of the file keep their meaning.
+func TestReadYOURLSHeaderByWholeCells(t *testing.T) {
+	for _, tc := range []struct{ name, in, want string }{
+		{"keyword in a query", "abc,https://example.com/?keyword=x,Keyword tool,2010-01-01 00:00:00,::1,4\n" +
+			"b2,https://b.test/?url=keyword,B,2010-01-02 00:00:00,::1,5\n",
+			"1 abc https://example.com/?keyword=x \"Keyword tool\" 2010-01-01T00:00:00Z - - 4  \n" +
+				"2 b2 https://b.test/?url=keyword \"B\" 2010-01-02T00:00:00Z - - 5  \n"},
+		{"cells keyword and url in a data row", "keyword,https://example.com/?keyword=x,URL,2010-01-01 00:00:00,::1,4\n" +
+			"b2,https://b.test/,B,2010-01-02 00:00:00,::1,5\n",
+			"1 keyword https://example.com/?keyword=x \"URL\" 2010-01-01T00:00:00Z - - 4  \n" +
+				"2 b2 https://b.test/ \"B\" 2010-01-02T00:00:00Z - - 5  \n"},
+		{"header, CRLF, a later row with keyword", "KEYWORD,Url,title,timestamp,ip,clicks\r\n" +
+			"abc,https://example.com/?keyword=x,T,2010-01-01 00:00:00,::1,4\r\n" +
+			"keyword,https://b.test/keyword,url,2010-01-02 00:00:00,::1,5\r\n",
+			"2 abc https://example.com/?keyword=x \"T\" 2010-01-01T00:00:00Z - - 4  \n" +
+				"3 keyword https://b.test/keyword \"url\" 2010-01-02T00:00:00Z - - 5  \n"},
+	} {
+		rows, bad, err := Read("yourls", strings.NewReader(tc.in))
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if got := summary(rows, bad); got != tc.want {
+			t.Errorf("%s: got\n%s\nwant\n%s", tc.name, got, tc.want)
+		}
+	}
+}
+
+// A title across lines comes in on one line whatever the format carried it: a quoted
+// CSV field over lines, a JSON string with \n, \r\n or a Unicode line separator.
+func TestReadTitlesOnOneLineEveryFormat(t *testing.T) {
+	for _, tc := range []struct{ format, in, want string }{
+		{"csv", "url,slug,title\nhttps://e.test/1,s1,\"Page\ntitle\"\nhttps://e.test/2,s2,Two\n",
+			"2 s1 https://e.test/1 \"Page title\" - - - 0  \n4 s2 https://e.test/2 \"Two\" - - - 0  \n"},
+		{"bitly", "Link,Destination URL,Title\nbit.ly/b1,https://e.test/b,\"Bitly\r\n  title\"\n",
+			"2 b1 https://e.test/b \"Bitly title\" - - - 0  \n"},
+		{"shlink", `[{"shortCode":"sh1","longUrl":"https://e.test/s","title":"Shlink\ntitle"}]`,
+			"1 sh1 https://e.test/s \"Shlink title\" - - - 0  \n"},
+		{"kutt", `{"data":[{"address":"ku1","target":"https://e.test/k","description":"Kutt\u2028title\u2029here"}]}`,
+			"1 ku1 https://e.test/k \"Kutt title here\" - - - 0  \n"},
+		{"hop", `{"slug":"hop1","original_url":"https://e.test/h","title":"Hop\r\n\ttitle"}` + "\n",
+			"1 hop1 https://e.test/h \"Hop title\" - - - 0  \n"},
+	} {
+		rows, bad, err := Read(tc.format, strings.NewReader(tc.in))
+		if err != nil {
+			t.Errorf("%s: %v", tc.format, err)
+			continue
+		}
+		if got := summary(rows, bad); got != tc.want {
+			t.Errorf("%s: got\n%s\nwant\n%s", tc.format, got, tc.want)
+		}
+	}
+}
+
+// Shlink's meta.validSince has no place in hop: the row is imported without it, with
+// a note that says so; a null or empty validSince is no loss and says nothing.
+func TestReadShlinkValidSinceNoted(t *testing.T) {
+	in := `[
+{"shortCode":"later","longUrl":"https://e.test/l","meta":{"validSince":"2099-01-02T03:04:05+00:00","validUntil":"2100-01-01T00:00:00+00:00","maxVisits":null}},
+{"shortCode":"now","longUrl":"https://e.test/n","meta":{"validSince":null,"validUntil":null,"maxVisits":3}},
+{"shortCode":"empty","longUrl":"https://e.test/e","meta":{"validSince":""}}
+]`
+	rows, bad, err := Read("shlink", strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "2 later https://e.test/l \"\" - 2100-01-01T00:00:00Z - 0  \n3 now https://e.test/n \"\" - - 3 0  \n4 empty https://e.test/e \"\" - - - 0  \n"
+	if got := summary(rows, bad); got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+	notes := []string{rows[0].Note, rows[1].Note, rows[2].Note}
+	want = "meta.validSince 2099-01-02T03:04:05+00:00 was not kept: hop links have no start date, so the link answers as soon as it is imported"
+	if !slices.Equal(notes, []string{want, "", ""}) {
+		t.Errorf("notes %q, want %q and none", notes, want)
+	}
+}

@@ -56,6 +56,9 @@ type Outcome struct {
 	Slug   string // the slug it has (or would have); "" when generated in a dry run
 	URL    string
 	Reason string
+	// Note is the row's Note, kept only when its link was (or would be) created or
+	// renamed: what the link came in without.
+	Note string
 }
 
 // Summary is the result of an import: one outcome per row, in file order.
@@ -121,7 +124,7 @@ func (c *Client) Import(ctx context.Context, rows []Row, o ImportOptions) (Summa
 	}
 	im.c = &ic
 	for i, r := range rows {
-		im.out[i] = Outcome{Line: r.Line, URL: r.Req.URL, Slug: r.Req.Slug}
+		im.out[i] = Outcome{Line: r.Line, URL: r.Req.URL, Slug: r.Req.Slug, Note: r.Note}
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.Workers)
@@ -146,6 +149,11 @@ func (c *Client) Import(ctx context.Context, rows []Row, o ImportOptions) (Summa
 			if im.out[i].Action == "" {
 				im.out[i].Action, im.out[i].Reason = Failed, "not sent or not answered: the import stopped; run it again to resume"
 			}
+		}
+	}
+	for i := range im.out {
+		if a := im.out[i].Action; a != Created && a != Renamed {
+			im.out[i].Note = "" // no link was made, so it lacks nothing
 		}
 	}
 	s := Summary{Outcomes: im.out}
