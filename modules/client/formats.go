@@ -347,12 +347,16 @@ func readYOURLS(data []byte) ([]Row, []RowError, error) {
 	return readCSV(data, columns{url: []string{"url"}, slug: []string{"keyword"}, title: []string{"title"}, created: []string{"timestamp"}, clicks: []string{"clicks"}})
 }
 
-// hasYOURLSHeader reports whether the first line names the yourls_url columns: it has
-// whole cells keyword and url, not merely the words (a first link to /?keyword=x),
-// and no cell holding a URL, as every data row does (a link whose keyword is
-// "keyword" and whose title is "URL").
+// hasYOURLSHeader reports whether the first line that is not blank names the yourls_url
+// columns: it has whole cells keyword and url, not merely the words (a first link to
+// /?keyword=x), and no cell holding a URL, as every data row does (a link whose
+// keyword is "keyword" and whose title is "URL").
 func hasYOURLSHeader(data []byte) bool {
-	first, _, _ := bytes.Cut(data, []byte("\n"))
+	// The first line with anything on it: the CSV reader skips blank ones too.
+	var first []byte
+	for len(data) > 0 && len(bytes.TrimSpace(first)) == 0 {
+		first, data, _ = bytes.Cut(data, []byte("\n"))
+	}
 	r := csv.NewReader(bytes.NewReader(first))
 	r.LazyQuotes, r.FieldsPerRecord = true, -1
 	fields, err := r.Read()

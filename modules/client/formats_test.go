@@ -480,6 +480,11 @@ func TestReadYOURLSHeaderByWholeCells(t *testing.T) {
 			"keyword,https://b.test/keyword,url,2010-01-02 00:00:00,::1,5\r\n",
 			"2 abc https://example.com/?keyword=x \"T\" 2010-01-01T00:00:00Z - - 4  \n" +
 				"3 keyword https://b.test/keyword \"url\" 2010-01-02T00:00:00Z - - 5  \n"},
+		{"blank lines before the header", "\n\r\nkeyword,url,title,timestamp,ip,clicks\n" +
+			"abc,https://example.com/a,T,2010-01-01 00:00:00,::1,4\n",
+			"4 abc https://example.com/a \"T\" 2010-01-01T00:00:00Z - - 4  \n"},
+		{"blank lines before the first row", "\n\nabc,https://example.com/a,T,2010-01-01 00:00:00,::1,4\n",
+			"3 abc https://example.com/a \"T\" 2010-01-01T00:00:00Z - - 4  \n"},
 	} {
 		rows, bad, err := Read("yourls", strings.NewReader(tc.in))
 		if err != nil {
