@@ -149,6 +149,52 @@ func TestSessionExpires(t *testing.T) {
 	}
 }
 
+// A form sent after the session ended is not saved, and the person is told so: the
+// sign-in page says nothing was saved and leads back to the page the form was on (its
+// same-origin Referer), never to another site's.
+func TestFormAfterSessionEndedSaysNothingWasSaved(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	ck, _ := b.login()
+	b.h.now = func() time.Time { return testNow.Add(12*time.Hour + time.Second) }
+	for _, c := range []struct{ referer, next string }{
+		{"http://hop.test/dashboard/new", "/dashboard/new"},
+		{"http://hop.test/dashboard/links/abc/edit?domain=go.example.com", "/dashboard/links/abc/edit?domain=go.example.com"},
+		{"https://evil.example/dashboard/new", ""}, // another origin: no way back named
+		{"", ""},
+	} {
+		hdr := map[string]string{}
+		if c.referer != "" {
+			hdr["Referer"] = c.referer
+		}
+		rec := b.do(request{method: http.MethodPost, path: "/dashboard/links", form: url.Values{"url": {"https://example.com/kept"}, "csrf": {"x"}},
+			cookie: ck, header: hdr})
+		wantStatus(t, rec, http.StatusSeeOther)
+		want := "/dashboard/login?unsaved=1"
+		if c.next != "" {
+			want = "/dashboard/login?" + url.Values{"unsaved": {"1"}, "next": {c.next}}.Encode()
+		}
+		if got := rec.Header().Get("Location"); got != want {
+			t.Errorf("Referer %q: sent to %q, want %q", c.referer, got, want)
+		}
+	}
+	b.links.mu.Lock()
+	n := len(b.links.links)
+	b.links.mu.Unlock()
+	if n != 0 {
+		t.Errorf("a form sent after the session ended created %d links", n)
+	}
+	page := b.get("/dashboard/login?unsaved=1&next=%2Fdashboard%2Fnew", nil).Body.String()
+	wantContains(t, page, "what you just sent was not saved", `name="next" value="/dashboard/new"`)
+	if strings.Contains(b.get("/dashboard/login", nil).Body.String(), "not saved") {
+		t.Error("the plain sign-in page says something was not saved")
+	}
+	// Signing out of an ended session is no lost form.
+	if got := b.do(request{method: http.MethodPost, path: "/dashboard/logout", form: url.Values{"csrf": {"x"}}, cookie: ck}).Header().Get("Location"); got != "/dashboard/login" {
+		t.Errorf("sign-out after the session ended went to %q", got)
+	}
+}
+
 func TestForgedFormsAreRefused(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{})
@@ -418,10 +464,10 @@ func TestCreateLinkForm(t *testing.T) {
 		t.Errorf("redirect to %q", loc)
 	}
 
-	// Signed out, the form sends you to sign in.
+	// Signed out, the form sends you to sign in, saying it was not saved.
 	rec = b.post("/dashboard/links", url.Values{"csrf": {csrf}, "url": {"https://example.com/w"}}, nil)
 	wantStatus(t, rec, http.StatusSeeOther)
-	if loc := rec.Header().Get("Location"); loc != "/dashboard/login" {
+	if loc := rec.Header().Get("Location"); loc != "/dashboard/login?unsaved=1" {
 		t.Errorf("redirect to %q", loc)
 	}
 }

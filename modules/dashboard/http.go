@@ -182,11 +182,7 @@ func (h *Handler) authenticated(next echo.HandlerFunc) echo.HandlerFunc {
 			if _, cerr := c.Cookie(cookieName); cerr == nil {
 				h.clearCookie(c)
 			}
-			target := "/dashboard/login"
-			if c.Request().Method == http.MethodGet {
-				target += "?next=" + url.QueryEscape(c.Request().URL.RequestURI())
-			}
-			return c.Redirect(http.StatusSeeOther, target)
+			return c.Redirect(http.StatusSeeOther, signInAgain(c.Request()))
 		}
 		if err != nil {
 			return err
@@ -194,6 +190,25 @@ func (h *Handler) authenticated(next echo.HandlerFunc) echo.HandlerFunc {
 		c.Set(ctxSession, s)
 		return next(c)
 	}
+}
+
+// signInAgain is where a request without a live session is sent: the sign-in page,
+// which leads back to the page asked for. A form sent after the session ended (12 h
+// after signing in, or signed out elsewhere) cannot be kept, so the page says nothing
+// was saved and leads back to the page the form was on: its Referer, which browsers
+// send to this origin (Referrer-Policy: same-origin).
+func signInAgain(r *http.Request) string {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return "/dashboard/login?next=" + url.QueryEscape(r.URL.RequestURI())
+	}
+	if r.URL.Path == "/dashboard/logout" {
+		return "/dashboard/login"
+	}
+	v := url.Values{"unsaved": {"1"}}
+	if ref, err := url.Parse(r.Referer()); err == nil && ref.Host == r.Host && ref.Path != "" {
+		v.Set("next", safeNext(ref.RequestURI()))
+	}
+	return "/dashboard/login?" + v.Encode()
 }
 
 // checkCSRF refuses a form without this session's CSRF token.
@@ -250,8 +265,9 @@ func safeNext(next string) string {
 
 // loginPage is the data of the sign-in page.
 type loginPage struct {
-	Next  string
-	Error string
+	Next    string
+	Error   string
+	Unsaved bool // a form was sent after the session ended
 }
 
 func (h *Handler) loginForm(c echo.Context) error {
@@ -260,7 +276,8 @@ func (h *Handler) loginForm(c echo.Context) error {
 	} else if !errors.Is(err, errNoSession) {
 		return err
 	}
-	return h.render(c, http.StatusOK, "login", view{Title: "Sign in", Data: loginPage{Next: safeNext(c.QueryParam("next"))}})
+	return h.render(c, http.StatusOK, "login", view{Title: "Sign in",
+		Data: loginPage{Next: safeNext(c.QueryParam("next")), Unsaved: c.QueryParam("unsaved") == "1"}})
 }
 
 func (h *Handler) loginSubmit(c echo.Context) error {
