@@ -112,7 +112,9 @@ func loadConfig(path string, required bool, getenv func(string) string) (Config,
 		}
 	case errors.Is(err, os.ErrNotExist) && !required:
 	default:
-		return cfg, fmt.Errorf("config file: %w", err)
+		// The path came from --config or HOP_CONFIG; say so, since neither is in the
+		// message of a file that cannot be opened.
+		return cfg, fmt.Errorf("config file (--config or HOP_CONFIG): %w", err)
 	}
 	env := envconfig.LookuperFunc(func(k string) (string, bool) {
 		v := getenv(k)
@@ -265,6 +267,19 @@ func (c *Config) Validate() error {
 		}
 		c.trusted = append(c.trusted, p.Masked())
 	}
+	origins := c.CORSOrigins[:0]
+	for _, o := range c.CORSOrigins {
+		o = strings.TrimSpace(o)
+		if o == "" {
+			continue
+		}
+		norm, err := corsOrigin(o)
+		if err != nil {
+			return bad("cors_origins (HOP_CORS_ORIGINS)", "%v", err)
+		}
+		origins = append(origins, norm)
+	}
+	c.CORSOrigins = origins
 	if _, err := ratelimit.ParseRate(c.RateLimitRedirect); err != nil {
 		return bad("rate_limit_redirect (HOP_RATE_LIMIT_REDIRECT)", "%v", err)
 	}
@@ -278,7 +293,7 @@ func (c *Config) Validate() error {
 		return bad("aggregate_interval (HOP_AGGREGATE_INTERVAL)", "must be between 100ms and 1h, got %s", c.AggregateInterval)
 	}
 	if c.RetentionDays < 0 {
-		return bad("retention_days (HOP_RETENTION_DAYS)", "must be 0 (keep forever) or a number of days")
+		return bad("retention_days (HOP_RETENTION_DAYS)", "must be 0 (keep forever) or a number of days, got %d", c.RetentionDays)
 	}
 	if c.GeoIPDB != "" {
 		if _, err := os.Stat(c.GeoIPDB); err != nil {
@@ -286,7 +301,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.IngestBatchSize < 1 || c.IngestBatchSize > 100_000 {
-		return bad("ingest_batch_size (HOP_INGEST_BATCH_SIZE)", "must be 1 to 100000")
+		return bad("ingest_batch_size (HOP_INGEST_BATCH_SIZE)", "must be 1 to 100000, got %d", c.IngestBatchSize)
 	}
 	if c.SpoolMaxBytes < 1<<20 {
 		return bad("spool_max_bytes (HOP_SPOOL_MAX_BYTES)", "must be at least 1048576 (1 MiB), got %d", c.SpoolMaxBytes)
@@ -309,21 +324,44 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.ShutdownTimeout < time.Second {
-		return bad("shutdown_timeout (HOP_SHUTDOWN_TIMEOUT)", "must be at least 1s")
+		return bad("shutdown_timeout (HOP_SHUTDOWN_TIMEOUT)", "must be at least 1s, got %s", c.ShutdownTimeout)
 	}
 	switch c.LogFormat {
 	case "", "text", "json":
 	default:
-		return bad("log_format (HOP_LOG_FORMAT)", "must be text or json")
+		return bad("log_format (HOP_LOG_FORMAT)", "must be text or json (or empty: text on a terminal, else json), got %q", c.LogFormat)
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		return bad("log_level (HOP_LOG_LEVEL)", "must be debug, info, warn or error")
+		return bad("log_level (HOP_LOG_LEVEL)", "must be debug, info, warn or error, got %q", c.LogLevel)
 	}
 	return nil
 }
 
-// LogValue masks secrets when the config is logged.
+// corsOrigin checks one allowed CORS origin and returns it as browsers send it in
+// Origin: lower case, no path. The CORS middleware compares origins as strings (with
+// * and ? as wildcards), so "https://app.example/" or "https://App.example" would
+// silently never match; they are refused or lowered here instead.
+func corsOrigin(o string) (string, error) {
+	if o == "*" {
+		return o, nil
+	}
+	scheme, host, ok := strings.Cut(o, "://")
+	valid := ok && scheme != "" && host != "" && !strings.ContainsAny(host, "/?#@ \t\r\n")
+	for i, r := range scheme {
+		letter := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
+		if !letter && (i == 0 || !(r >= '0' && r <= '9' || r == '+' || r == '-' || r == '.')) {
+			valid = false
+		}
+	}
+	if !valid {
+		return "", fmt.Errorf("%q is not an origin: want SCHEME://HOST[:PORT] with no path, such as https://app.example or https://*.example.com, or *", o)
+	}
+	return strings.ToLower(o), nil
+}
+
+// LogValue masks secrets when the config is logged. Durations are logged as written in
+// config.yaml ("2s"): slog.Duration would be nanoseconds in JSON.
 func (c Config) LogValue() slog.Value {
 	mask := func(s string) string {
 		if s == "" {
@@ -346,8 +384,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("trusted_proxies", c.TrustedProxies),
 		slog.String("rate_limit_redirect", c.RateLimitRedirect),
 		slog.String("rate_limit_api", c.RateLimitAPI),
-		slog.Duration("rate_limit_timeout", c.RateLimitTimeout),
-		slog.Duration("aggregate_interval", c.AggregateInterval),
+		slog.String("rate_limit_timeout", c.RateLimitTimeout.String()),
+		slog.String("aggregate_interval", c.AggregateInterval.String()),
 		slog.Int("retention_days", c.RetentionDays),
 		slog.String("geoip_db", c.GeoIPDB),
 		slog.Int("ingest_batch_size", c.IngestBatchSize),
@@ -360,7 +398,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("not_found_redirect", c.NotFoundRedirect),
 		slog.String("expired_redirect", c.ExpiredRedirect),
 		slog.Bool("robots_allow", c.RobotsAllow),
-		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.Bool("webhook_allow_private", c.WebhookAllowPrivate),
+		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
 		slog.String("log_format", c.LogFormat),
 		slog.String("log_level", c.LogLevel),
 	)
