@@ -46,8 +46,8 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	  done; \
 	done; echo "fuzz: $$n passed, 0 failed"
 
-lint: ## gofmt check and go vet
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+lint: ## gofmt check (tracked and new files) and go vet
+	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
 bench: services build ## micro-benchmarks and the load benchmarks in bench/ (prints figures)
