@@ -59,6 +59,7 @@ func problemTable() []problemKind {
 		{redirect.ErrLimitReached, http.StatusGone, "link-limit-reached", "this link has reached its click limit"},
 		{redirect.ErrLimitDown, http.StatusServiceUnavailable, "click-limit-unavailable", "this link's click limit cannot be checked right now; try again in a moment"},
 		{redirect.ErrUnavailable, http.StatusServiceUnavailable, "lookup-timeout", "the link could not be looked up in time; retry in a moment"},
+		{redirect.ErrLookupFailed, http.StatusServiceUnavailable, "lookup-unavailable", "the link could not be looked up right now; retry in a moment"},
 
 		{domains.ErrNotFound, http.StatusNotFound, "domain-not-found", "no domain has this host"},
 		{domains.ErrHostTaken, http.StatusConflict, "domain-exists", "a domain with this host exists already"},

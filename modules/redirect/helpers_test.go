@@ -13,7 +13,8 @@ import (
 // testDescribe stands in for app's error table.
 var testDescribe = problemtest.Describe(map[error]string{
 	ErrNotFound: "404 link-not-found", ErrGone: "410 link-gone", ErrExpired: "410 link-expired",
-	ErrLimitReached: "410 link-limit-reached", ErrLimitDown: "503 click-limit-unavailable", ErrUnavailable: "503 lookup-timeout"})
+	ErrLimitReached: "410 link-limit-reached", ErrLimitDown: "503 click-limit-unavailable", ErrUnavailable: "503 lookup-timeout",
+	ErrLookupFailed: "503 lookup-unavailable"})
 
 // newEcho returns an Echo whose error handler answers a problem's status and type as
 // problem JSON, as the app's does.

@@ -96,6 +96,7 @@ var (
 	ErrLimitReached = errors.New("link click limit reached")
 	ErrLimitDown    = errors.New("click limit unavailable")
 	ErrUnavailable  = errors.New("link lookup timed out")
+	ErrLookupFailed = errors.New("link lookup failed")
 	errFormType     = problem.With(problem.ErrUnsupportedMedia, "the password form must be sent as application/x-www-form-urlencoded")
 	errFormSize     = problem.With(problem.ErrTooLarge, "the password form is larger than 4 KiB")
 	errFormBad      = problem.Invalid("the password form could not be read")
@@ -325,17 +326,21 @@ func (h *Handler) resolve(ctx context.Context, slug linkKey) (target, outcome, e
 	return t, found, nil
 }
 
-// lookupFailed answers a failed lookup: a 503 with Retry-After when PostgreSQL was
-// too slow, the context's error when the client left (which the app does not count
-// as a failure), else the error; as a page for browsers (see failed).
+// lookupFailed answers a failed lookup: the context's error when the client left
+// (which the app does not count as a failure), else a 503 with Retry-After, as a page
+// for browsers (see failed). PostgreSQL too slow or out of reach is a passing state
+// to the visitor, not a broken link: a 500 would tell crawlers and caches otherwise.
 func (h *Handler) lookupFailed(c echo.Context, err error) error {
 	if c.Request().Context().Err() != nil {
 		h.metrics.redirects.WithLabelValues("499").Inc()
 		return err
 	}
+	c.Response().Header().Set("Retry-After", "1")
+	// The cause is logged, never shown.
 	if errors.Is(err, context.DeadlineExceeded) {
-		c.Response().Header().Set("Retry-After", "1")
-		err = fmt.Errorf("%w: %w", ErrUnavailable, err) // the cause is logged, never shown
+		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+	} else {
+		err = fmt.Errorf("%w: %w", ErrLookupFailed, err)
 	}
 	return h.failed(err)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -81,14 +83,20 @@ func TestStaleIfErrorBothDown(t *testing.T) {
 	if _, err := db.Pool.Exec(ctx, `UPDATE links SET original_url = 'https://new.example/' WHERE slug = 'change'`); err != nil {
 		t.Fatal(err)
 	}
+	// What cannot be answered from memory is a passing failure: 503, try again soon.
 	for _, slug := range []string{"unknown", "lim"} {
-		if code, loc := location(e, slug); code != 500 {
-			t.Fatalf("%s, both down: %d %q, want 500", slug, code, loc)
+		if code, loc := location(e, slug); code != 503 {
+			t.Fatalf("%s, both down: %d %q, want 503", slug, code, loc)
 		}
 	}
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/unknown", nil))
+	if rec.Header().Get("Retry-After") != "1" || problemType(t, rec) != "lookup-unavailable" {
+		t.Fatalf("unknown, both down: Retry-After %q, type %q; want 1, lookup-unavailable", rec.Header().Get("Retry-After"), problemType(t, rec))
+	}
 	h.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
-	if code, loc := location(e, "exp"); code != 500 {
-		t.Fatalf("expired by now, both down: %d %q, want 500", code, loc)
+	if code, loc := location(e, "exp"); code != 503 {
+		t.Fatalf("expired by now, both down: %d %q, want 503", code, loc)
 	}
 	h.now = time.Now
 	if got := testutil.ToFloat64(h.metrics.stale); got != 4 {
