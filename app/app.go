@@ -147,7 +147,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch cmd {
 	case "serve":
 		if len(rest) > 0 {
-			return fmt.Errorf("serve takes no arguments, got %q", strings.Join(rest, " "))
+			return usagef("usage: hop [--config FILE] serve (it takes no arguments, got %q; flags go before the command)", strings.Join(rest, " "))
 		}
 		return serve(ctx, cfg, logger, getenv)
 	case "migrate":

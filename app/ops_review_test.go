@@ -112,6 +112,7 @@ func TestServerCommandTypoChangesNothing(t *testing.T) {
 			{"apikey", "revoke"}, {"apikey", "revoke", "abc"}, {"apikey", "list", "all"},
 			{"domain"}, {"domain", "frob"}, {"domain", "add"}, {"domain", "remove"}, {"domain", "list", "x"},
 			{"backup"}, {"restore"},
+			{"serve", "extra"}, {"serve", "--config", "x.yaml"}, // flags go before the command
 		} {
 			var out, errOut bytes.Buffer
 			err := Run(t.Context(), args, func(k string) string { return mode[k] }, &out, &errOut)
