@@ -472,7 +472,8 @@ FROM generate_series(1, $2) i`, id, n); err != nil {
 
 func FuzzParseRange(f *testing.F) {
 	for _, s := range []string{"start=2025-01-01&end=2025-01-31", "tz=Asia/Tokyo", "start=9999-12-31", "end=0000-01-01",
-		"limit=100", "tz=Local", "start=2025-02-29", "tz=America/New_York&start=2025-03-09&end=2025-03-09"} {
+		"limit=100", "tz=Local", "start=2025-02-29", "tz=America/New_York&start=2025-03-09&end=2025-03-09",
+		"tz=America/Santiago&start=2026-09-06&end=2026-09-06", "tz=Pacific/Apia&start=2011-12-30&end=2011-12-30"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -488,8 +489,9 @@ func FuzzParseRange(f *testing.F) {
 			t.Fatalf("parseRange(%q) accepted %+v", raw, q)
 		}
 		from, to := q.bounds()
-		if !from.Before(to) {
-			t.Fatalf("parseRange(%q): empty bounds %v..%v", raw, from, to)
+		if to.Before(from) || (!from.Before(to) && q.days() > 1) {
+			// Only a range of one date a zone skipped whole (Apia's 2011-12-30) is empty.
+			t.Fatalf("parseRange(%q): bounds %v..%v", raw, from, to)
 		}
 		series, _, _, _ := dailySeries(q, nil, nil)
 		if len(series) != q.days() || series[len(series)-1].Date != q.end.Format(dateLayout) {

@@ -44,9 +44,28 @@ func (q rangeQuery) utc() bool { return q.loc == time.UTC }
 
 // bounds returns the instants where the range starts and ends (exclusive) in its zone.
 func (q rangeQuery) bounds() (from, to time.Time) {
-	from = time.Date(q.start.Year(), q.start.Month(), q.start.Day(), 0, 0, 0, 0, q.loc)
-	to = time.Date(q.end.Year(), q.end.Month(), q.end.Day()+1, 0, 0, 0, 0, q.loc)
-	return from, to
+	return dayStart(q.start, q.loc), dayStart(q.end.AddDate(0, 0, 1), q.loc)
+}
+
+// dayStart returns the first instant of date (a UTC midnight) in loc: the first
+// instant whose local date is date or later. time.Date does not say which instant it
+// gives for a local midnight that a clock change skips (America/Santiago, America/Havana
+// and Asia/Beirut change at midnight); for Santiago and Havana it gives the hour before,
+// still on the previous date, which moved that hour into the next date. Such an instant
+// lies in the offset the change ends, so the date starts where that offset ends. A date
+// skipped whole (Pacific/Apia, 2011-12-30) starts where the next one does: it has no
+// instants.
+func dayStart(date time.Time, loc *time.Location) time.Time {
+	day := dayNumber(date)
+	t := time.Date(date.Year(), date.Month(), date.Day(), 0, 0, 0, 0, loc)
+	for dayNumber(t) < day {
+		_, end := t.ZoneBounds()
+		if end.IsZero() {
+			break // no later change: cannot happen for an instant before the date
+		}
+		t = end
+	}
+	return t
 }
 
 // Dates outside these bounds are refused: PostgreSQL has no year 0, and a range's end
