@@ -48,11 +48,11 @@ func (q rangeQuery) bounds() (from, to time.Time) {
 }
 
 // dayStart returns the first instant of date (a UTC midnight) in loc: the first
-// instant whose local date is date or later. time.Date does not say which instant it
-// gives for a local midnight that a clock change skips (America/Santiago, America/Havana
-// and Asia/Beirut change at midnight); for Santiago and Havana it gives the hour before,
-// still on the previous date, which moved that hour into the next date. Such an instant
-// lies in the offset the change ends, so the date starts where that offset ends. A date
+// instant whose local date is date. time.Date does not say which instant it gives for a
+// local midnight a clock change skips or repeats. Where it is skipped (America/Santiago,
+// America/Havana) it gives the hour before, still on the previous date: the date starts
+// where that offset ends. Where it repeats (Asia/Amman until 2022, clocks going back at
+// 01:00) it gives the second midnight: the date began in the offset before. A date
 // skipped whole (Pacific/Apia, 2011-12-30) starts where the next one does: it has no
 // instants.
 func dayStart(date time.Time, loc *time.Location) time.Time {
@@ -65,7 +65,23 @@ func dayStart(date time.Time, loc *time.Location) time.Time {
 		}
 		t = end
 	}
-	return t
+	for {
+		start, _ := t.ZoneBounds()
+		if start.IsZero() {
+			return t
+		}
+		before := start.Add(-time.Nanosecond)
+		if dayNumber(before) < day {
+			return t
+		}
+		// The offset before this one already showed date: its midnight, or the start
+		// of that offset if it began later in the date.
+		_, off := before.Zone()
+		t = time.Date(date.Year(), date.Month(), date.Day(), 0, 0, 0, 0, time.FixedZone("", off)).In(loc)
+		if prev, _ := before.ZoneBounds(); t.Before(prev) {
+			t = prev
+		}
+	}
 }
 
 // Dates outside these bounds are refused: PostgreSQL has no year 0, and a range's end
