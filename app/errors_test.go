@@ -39,6 +39,10 @@ func TestErrorTable(t *testing.T) {
 	if p := describe(fmt.Errorf("%w: %w", redirect.ErrUnavailable, errors.New("dial tcp 10.0.0.5:5432: timeout"))); p.Status != http.StatusServiceUnavailable || strings.Contains(p.Detail, "10.0.0.5") {
 		t.Errorf("a lookup timeout answered %+v, and must not show its cause", p)
 	}
+	if p := describe(fmt.Errorf("%w: %w", redirect.ErrLookupFailed, errors.New("dial tcp 10.0.0.5:5432: connect: connection refused"))); p.Status != http.StatusServiceUnavailable ||
+		p.Type != "https://hop.dev/problems/lookup-unavailable" || strings.Contains(p.Detail, "10.0.0.5") {
+		t.Errorf("a failed lookup answered %+v: want 503 lookup-unavailable, not its cause", p)
+	}
 	if p := describe(errors.New("pq: password authentication failed for user hop")); p.Status != http.StatusInternalServerError || strings.Contains(p.Detail, "password") {
 		t.Errorf("an unknown error answered %+v", p)
 	}
