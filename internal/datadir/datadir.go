@@ -124,7 +124,7 @@ func permissionError(dir string, err error) error {
 		if owner == 0 {
 			msg += " (left by a hop run as root?)"
 		}
-		msg += fmt.Sprintf("; run hop as %s, or give the data directory to %s (as root: chown -R %s %s)",
+		msg += fmt.Sprintf("; run hop as %s, or stop every hop using it and give the data directory to %s (as root: chown -R %s %s)",
 			name(owner), name(self), name(self), dir)
 	case st != nil && fi.Mode().Perm()&need != need:
 		msg += fmt.Sprintf(": its mode %s keeps out even its owner, %s, who runs hop; chmod %s %s",
