@@ -111,10 +111,12 @@ func loadConfig(path string, required bool, getenv func(string) string) (Config,
 			return cfg, fileError(path, b, err)
 		}
 	case errors.Is(err, os.ErrNotExist) && !required:
-	default:
+	case required:
 		// The path came from --config or HOP_CONFIG; say so, since neither is in the
 		// message of a file that cannot be opened.
 		return cfg, fmt.Errorf("config file (--config or HOP_CONFIG): %w", err)
+	default:
+		return cfg, fmt.Errorf("config file (the default, in the working directory): %w", err)
 	}
 	env := envconfig.LookuperFunc(func(k string) (string, bool) {
 		v := getenv(k)
@@ -339,9 +341,10 @@ func (c *Config) Validate() error {
 }
 
 // corsOrigin checks one allowed CORS origin and returns it as browsers send it in
-// Origin: lower case, no path. The CORS middleware compares origins as strings (with
-// * and ? as wildcards), so "https://app.example/" or "https://App.example" would
-// silently never match; they are refused or lowered here instead.
+// Origin: lower case, no path. The CORS middleware compares origins as strings, so
+// "https://app.example/" or "https://App.example" would silently never match; they are
+// refused or lowered here instead. Of its wildcards hop takes * (https://*.example.com),
+// not ?, and never the origin "null" that sandboxed pages send.
 func corsOrigin(o string) (string, error) {
 	if o == "*" {
 		return o, nil

@@ -138,6 +138,11 @@ func TestConfigMissingFileNamesItsSource(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--config or HOP_CONFIG") || !strings.Contains(err.Error(), path) {
 		t.Fatalf("missing config file: %v", err)
 	}
+	// The default file, present but unreadable (a directory here), blames neither.
+	_, err = loadConfig(t.TempDir(), false, envOf())
+	if err == nil || strings.Contains(err.Error(), "HOP_CONFIG") || !strings.Contains(err.Error(), "the default") {
+		t.Fatalf("unreadable default config file: %v", err)
+	}
 }
 
 // The configuration logged at start shows durations as config.yaml writes them, every
