@@ -159,11 +159,12 @@ func TestFormAfterSessionEndedSaysNothingWasSaved(t *testing.T) {
 	b.h.now = func() time.Time { return testNow.Add(12*time.Hour + time.Second) }
 	for _, c := range []struct{ referer, next string }{
 		{"http://hop.test/dashboard/new", "/dashboard/new"},
+		{"https://s.example.com/dashboard/new", "/dashboard/new"}, // the public host, through the proxy below
 		{"http://hop.test/dashboard/links/abc/edit?domain=go.example.com", "/dashboard/links/abc/edit?domain=go.example.com"},
 		{"https://evil.example/dashboard/new", ""}, // another origin: no way back named
 		{"", ""},
 	} {
-		hdr := map[string]string{}
+		hdr := map[string]string{"X-Forwarded-Host": "s.example.com"}
 		if c.referer != "" {
 			hdr["Referer"] = c.referer
 		}

@@ -205,7 +205,10 @@ func signInAgain(r *http.Request) string {
 		return "/dashboard/login"
 	}
 	v := url.Values{"unsaved": {"1"}}
-	if ref, err := url.Parse(r.Referer()); err == nil && ref.Host == r.Host && ref.Path != "" {
+	// The Referer names the public host, which a proxy may have rewritten into
+	// X-Forwarded-Host; either will do, as safeNext keeps only a dashboard path.
+	ref, err := url.Parse(r.Referer())
+	if err == nil && ref.Path != "" && (ref.Host == r.Host || ref.Host == r.Header.Get("X-Forwarded-Host")) {
 		v.Set("next", safeNext(ref.RequestURI()))
 	}
 	return "/dashboard/login?" + v.Encode()
