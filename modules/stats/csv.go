@@ -85,6 +85,9 @@ func (h *Handler) clicksCSV(c echo.Context) error {
 	w := &flushWriter{w: res, rc: http.NewResponseController(res)}
 	if _, err := conn.Conn().PgConn().CopyTo(ctx, w, query); err != nil {
 		if !res.Committed {
+			// Nothing is out: answer the error as such, not as a file to save.
+			res.Header().Del(echo.HeaderContentDisposition)
+			res.Header().Del(echo.HeaderContentType)
 			return fmt.Errorf("copy clicks: %w", err)
 		}
 		// Part of the file is out: abort the connection so the client sees a failed

@@ -546,3 +546,25 @@ func TestRangeLengthIsCountedInDays(t *testing.T) {
 		t.Fatalf("March in New York: %d days, %v", q.days(), err)
 	}
 }
+
+// A clicks.csv that fails before its first byte is an error answer, not a download: the
+// browser must not save the problem document as slug-clicks.csv.
+func TestClicksCSVFailureIsNoDownload(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	createLink(t, b.pool, "s")
+	// The link is found, then COPY fails at once.
+	if _, err := b.pool.Exec(context.Background(), `ALTER TABLE click_logs RENAME TO click_logs_away`); err != nil {
+		t.Fatal(err)
+	}
+	rec := b.get(t, "/links/s/clicks.csv")
+	if rec.Code != http.StatusInternalServerError {
+		t.Fatalf("status %d, want 500: %s", rec.Code, rec.Body)
+	}
+	if d := rec.Header().Get(echo.HeaderContentDisposition); d != "" {
+		t.Errorf("the error answer is offered as a download: Content-Disposition %q", d)
+	}
+	if ct := rec.Header().Get(echo.HeaderContentType); !strings.HasPrefix(ct, "application/problem+json") {
+		t.Errorf("Content-Type %q, want a problem", ct)
+	}
+}
