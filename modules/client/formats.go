@@ -583,7 +583,11 @@ func shlinkItem(raw json.RawMessage) (Row, error) {
 		Title        *string  `json:"title"`
 		Domain       *string  `json:"domain"`
 		ForwardQuery *bool    `json:"forwardQuery"`
-		Meta         struct {
+		// Reported only, like validSince: hop has one target per link and one robots
+		// policy for all.
+		DeviceLongURLs map[string]*string `json:"deviceLongUrls"`
+		Crawlable      bool               `json:"crawlable"`
+		Meta           struct {
 			ValidSince *string  `json:"validSince"` // as written: it is only reported
 			ValidUntil flexTime `json:"validUntil"`
 			MaxVisits  *int64   `json:"maxVisits"`
@@ -610,11 +614,24 @@ func shlinkItem(raw json.RawMessage) (Row, error) {
 	if s.Domain != nil {
 		r.Domain = *s.Domain
 	}
-	row := Row{Req: r}
+	var notes []string
 	if s.Meta.ValidSince != nil && strings.TrimSpace(*s.Meta.ValidSince) != "" {
-		row.Note = validSinceNote(strings.TrimSpace(*s.Meta.ValidSince))
+		notes = append(notes, validSinceNote(strings.TrimSpace(*s.Meta.ValidSince)))
 	}
-	return row, nil
+	var devices []string
+	for d, u := range s.DeviceLongURLs {
+		if u != nil && strings.TrimSpace(*u) != "" {
+			devices = append(devices, d)
+		}
+	}
+	if len(devices) > 0 {
+		slices.Sort(devices)
+		notes = append(notes, "deviceLongUrls ("+strings.Join(devices, ", ")+") were not kept: hop sends every device to longUrl")
+	}
+	if s.Crawlable {
+		notes = append(notes, "crawlable was not kept: whether crawlers may follow hop's links is one setting for all of them (HOP_ROBOTS_ALLOW)")
+	}
+	return Row{Req: r, Note: strings.Join(notes, "; ")}, nil
 }
 
 // validSinceNote is the note of a Shlink link that was to answer only from since.

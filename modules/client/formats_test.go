@@ -525,23 +525,28 @@ func TestReadTitlesOnOneLineEveryFormat(t *testing.T) {
 
 // Shlink's meta.validSince has no place in hop: the row is imported without it, with
 // a note that says so; a null or empty validSince is no loss and says nothing.
-func TestReadShlinkValidSinceNoted(t *testing.T) {
+func TestReadShlinkUnkeptFieldsNoted(t *testing.T) {
 	in := `[
 {"shortCode":"later","longUrl":"https://e.test/l","meta":{"validSince":"2099-01-02T03:04:05+00:00","validUntil":"2100-01-01T00:00:00+00:00","maxVisits":null}},
 {"shortCode":"now","longUrl":"https://e.test/n","meta":{"validSince":null,"validUntil":null,"maxVisits":3}},
-{"shortCode":"empty","longUrl":"https://e.test/e","meta":{"validSince":""}}
+{"shortCode":"empty","longUrl":"https://e.test/e","meta":{"validSince":""},"deviceLongUrls":{"android":null,"ios":"","desktop":null},"crawlable":false},
+{"shortCode":"dev","longUrl":"https://e.test/d","deviceLongUrls":{"ios":"https://apps.test/i","android":"https://play.test/a","desktop":null},"crawlable":true,"meta":{"validSince":"2099-01-01T00:00:00+00:00"}}
 ]`
 	rows, bad, err := Read("shlink", strings.NewReader(in))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "2 later https://e.test/l \"\" - 2100-01-01T00:00:00Z - 0  \n3 now https://e.test/n \"\" - - 3 0  \n4 empty https://e.test/e \"\" - - - 0  \n"
+	want := "2 later https://e.test/l \"\" - 2100-01-01T00:00:00Z - 0  \n3 now https://e.test/n \"\" - - 3 0  \n4 empty https://e.test/e \"\" - - - 0  \n" +
+		"5 dev https://e.test/d \"\" - - - 0  \n"
 	if got := summary(rows, bad); got != want {
 		t.Fatalf("got\n%s\nwant\n%s", got, want)
 	}
-	notes := []string{rows[0].Note, rows[1].Note, rows[2].Note}
-	want = "meta.validSince 2099-01-02T03:04:05+00:00 was not kept: hop links have no start date, so the link answers as soon as it is imported"
-	if !slices.Equal(notes, []string{want, "", ""}) {
-		t.Errorf("notes %q, want %q and none", notes, want)
+	notes := []string{rows[0].Note, rows[1].Note, rows[2].Note, rows[3].Note}
+	later := "meta.validSince 2099-01-02T03:04:05+00:00 was not kept: hop links have no start date, so the link answers as soon as it is imported"
+	dev := "meta.validSince 2099-01-01T00:00:00+00:00 was not kept: hop links have no start date, so the link answers as soon as it is imported; " +
+		"deviceLongUrls (android, ios) were not kept: hop sends every device to longUrl; " +
+		"crawlable was not kept: whether crawlers may follow hop's links is one setting for all of them (HOP_ROBOTS_ALLOW)"
+	if want := []string{later, "", "", dev}; !slices.Equal(notes, want) {
+		t.Errorf("notes\n%q\nwant\n%q", notes, want)
 	}
 }
