@@ -602,7 +602,11 @@ func printStats(w io.Writer, s client.Stats) error {
 	fmt.Fprintf(tw, "unique visitors\t%d\n", s.UniqueVisitors)
 	fmt.Fprintf(tw, "bot clicks\t%d\n", s.BotClicks)
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "DATE\tCLICKS\tUNIQUE")
+	if s.TotalClicks == 0 {
+		fmt.Fprintln(tw, "no human clicks in this range")
+	} else {
+		fmt.Fprintln(tw, "DATE\tCLICKS\tUNIQUE")
+	}
 	for _, d := range s.Daily {
 		if d.Clicks > 0 {
 			fmt.Fprintf(tw, "%s\t%d\t%d\n", d.Date, d.Clicks, d.UniqueVisitors)
