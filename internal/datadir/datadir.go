@@ -38,6 +38,9 @@ func Acquire(dir string) (*Lock, error) {
 		return nil, fmt.Errorf("data directory %s: %w", dir, err)
 	}
 	if err := os.MkdirAll(abs, 0o700); err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, mkdirError(abs, err)
+		}
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	// os.OpenFile sets O_CLOEXEC, so child processes (PostgreSQL) never inherit the lock
@@ -132,6 +135,30 @@ func permissionError(dir string, err error) error {
 	default:
 		msg += fmt.Sprintf("; hop runs as %s: make %s and its %s readable and writable by that user", who(self), dir, LockFile)
 	}
+	return &accessError{msg: msg, err: err}
+}
+
+// mkdirError says why dir could not be made: which directory above it refused hop,
+// whose it is, and how to make it for hop, not a bare "mkdir: permission denied".
+func mkdirError(dir string, err error) error {
+	self := os.Geteuid()
+	msg := "data directory " + dir + ": hop may not create it"
+	parent := filepath.Dir(dir)
+	for parent != filepath.Dir(parent) {
+		if _, serr := os.Stat(parent); serr == nil {
+			break
+		}
+		parent = filepath.Dir(parent)
+	}
+	if fi, serr := os.Stat(parent); serr == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != self {
+			msg += fmt.Sprintf(": %s belongs to %s, and hop runs as %s", parent, who(int(st.Uid)), who(self))
+		} else {
+			msg += fmt.Sprintf(": %s does not let %s, who runs hop, create directories in it", parent, who(self))
+		}
+	}
+	msg += fmt.Sprintf("; make it for hop (as root: mkdir -p %s && chown %s %s), or set HOP_DATA_DIR to a directory %s may write",
+		dir, name(self), dir, name(self))
 	return &accessError{msg: msg, err: err}
 }
 

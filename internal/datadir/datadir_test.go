@@ -225,6 +225,18 @@ func TestLockOwnedByAnotherUser(t *testing.T) {
 		check(t, acquire(t, dir), dir, "permission denied", "belongs to user root (uid 0)",
 			"run hop as root", "chown -R nobody "+dir)
 	})
+	t.Run("parent of root", func(t *testing.T) {
+		if !root {
+			t.Skip("needs root: only root can make a directory another user may not write in")
+		}
+		parent := filepath.Join(newDir(t), "root-owned") // nobody may enter it, not write in it
+		if err := os.Mkdir(parent, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(parent, "hop", "data")
+		check(t, acquire(t, dir), "data directory "+dir+": hop may not create it", parent+" belongs to user root (uid 0)",
+			"hop runs as user nobody (uid "+other.Uid+")", "mkdir -p "+dir+" && chown nobody "+dir, "HOP_DATA_DIR")
+	})
 	t.Run("lock file mode 000", func(t *testing.T) {
 		dir := newDir(t)
 		lock := filepath.Join(dir, LockFile)
