@@ -363,23 +363,42 @@ func (s *Server) shutdown(cmd *exec.Cmd, exited <-chan error) error {
 	if cmd == nil {
 		return nil
 	}
-	_ = cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-exited:
+	if signalUntilExit(cmd, syscall.SIGINT, exited, fastStopTimeout) {
 		s.logger.Info("embedded PostgreSQL stopped")
 		return nil
-	case <-time.After(fastStopTimeout):
 	}
 	s.logger.Warn("embedded PostgreSQL did not finish a fast shutdown; shutting down immediately (it recovers at next start)")
-	_ = cmd.Process.Signal(syscall.SIGQUIT)
-	select {
-	case <-exited:
+	if signalUntilExit(cmd, syscall.SIGQUIT, exited, quitStopTimeout) {
 		return nil
-	case <-time.After(quitStopTimeout):
 	}
 	_ = cmd.Process.Kill()
 	<-exited
 	return fmt.Errorf("embedded PostgreSQL ignored fast and immediate shutdown and was killed")
+}
+
+// resignalEvery is how often a shutdown signal is sent again while the postmaster runs.
+const resignalEvery = time.Second
+
+// signalUntilExit sends sig, again every resignalEvery, until the process exits (true)
+// or d has passed (false). One signal is not enough when hop is stopped just as the
+// postmaster starts: before PostgreSQL sets its handlers, a signal that hop's own
+// parent ignored (SIGINT, for a job a script started with &) is still ignored, as the
+// postmaster inherited that, and is lost; PostgreSQL takes a repeated one as one.
+func signalUntilExit(cmd *exec.Cmd, sig syscall.Signal, exited <-chan error, d time.Duration) bool {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	again := time.NewTicker(resignalEvery)
+	defer again.Stop()
+	for {
+		_ = cmd.Process.Signal(sig)
+		select {
+		case <-exited:
+			return true
+		case <-deadline.C:
+			return false
+		case <-again.C:
+		}
+	}
 }
 
 // waitReady waits, as pg_ctl does, until postmaster.pid names this postmaster as

@@ -1,6 +1,7 @@
 package pgserver
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"log/slog"
@@ -463,5 +464,32 @@ func TestMissingToolNamesPackage(t *testing.T) {
 		if c.notWant != "" && strings.Contains(err.Error(), c.notWant) {
 			t.Errorf("without %s: %q mentions %q", c.missing, err, c.notWant)
 		}
+	}
+}
+
+// A shutdown signal the postmaster misses is sent again. Here the process exits only on
+// its second SIGINT, as a postmaster does that had SIGINT ignored until it set its
+// handler: one signal would leave hop waiting out the whole fast-shutdown timeout.
+func TestShutdownSignalIsSentAgain(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command("/bin/sh", "-c", `n=0; trap 'n=$((n+1)); [ $n -ge 2 ] && exit 0' INT; echo ready; while :; do sleep 0.05; done`)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("the stand-in postmaster did not start: %q %v", line, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	if !signalUntilExit(cmd, syscall.SIGINT, exited, time.Minute) {
+		t.Fatal("the process never exited: SIGINT was sent once")
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit status %d, want 0 (the second SIGINT's handler)", code)
 	}
 }
