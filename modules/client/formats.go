@@ -23,8 +23,9 @@ var Formats = []string{"csv", "yourls", "shlink", "kutt", "bitly", "hop"}
 type Row struct {
 	Line int
 	Req  LinkRequest
-	// Note names what the row held that hop has no place for (Shlink's validSince):
-	// the link is imported without it, and the note is shown beside the row's outcome.
+	// Note names what the row held that hop has no place for (Shlink's validSince,
+	// deviceLongUrls, crawlable): the link is imported without it, and the note is
+	// shown beside the row's outcome.
 	Note string
 }
 
@@ -573,7 +574,8 @@ func (f *flexTime) UnmarshalJSON(b []byte) error {
 // shlinkItem converts one short URL of Shlink's API (GET /rest/v3/short-urls):
 // shortCode, longUrl, dateCreated, tags, title, domain, forwardQuery,
 // meta.validUntil/maxVisits and visitsSummary.total (visitsCount before Shlink 3.4).
-// hop links have no start date, so a meta.validSince is left out and noted.
+// What hop has no place for (meta.validSince, deviceLongUrls, crawlable) is left out
+// and noted.
 func shlinkItem(raw json.RawMessage) (Row, error) {
 	var s struct {
 		ShortCode    string   `json:"shortCode"`
@@ -616,7 +618,8 @@ func shlinkItem(raw json.RawMessage) (Row, error) {
 	}
 	var notes []string
 	if s.Meta.ValidSince != nil && strings.TrimSpace(*s.Meta.ValidSince) != "" {
-		notes = append(notes, validSinceNote(strings.TrimSpace(*s.Meta.ValidSince)))
+		notes = append(notes, "meta.validSince "+strings.TrimSpace(*s.Meta.ValidSince)+
+			" was not kept: hop links have no start date, so the link answers as soon as it is imported")
 	}
 	var devices []string
 	for d, u := range s.DeviceLongURLs {
@@ -632,11 +635,6 @@ func shlinkItem(raw json.RawMessage) (Row, error) {
 		notes = append(notes, "crawlable was not kept: whether crawlers may follow hop's links is one setting for all of them (HOP_ROBOTS_ALLOW)")
 	}
 	return Row{Req: r, Note: strings.Join(notes, "; ")}, nil
-}
-
-// validSinceNote is the note of a Shlink link that was to answer only from since.
-func validSinceNote(since string) string {
-	return "meta.validSince " + since + " was not kept: hop links have no start date, so the link answers as soon as it is imported"
 }
 
 // kuttItem converts one link of Kutt's API (GET /api/v2/links): address, target,
