@@ -43,7 +43,7 @@ FROM links WHERE slug = $1 AND domain_id = 1`, slug, c.at, c.bot, int64(c.visito
 	})
 }
 
-type reviewStats struct {
+type zoneStats struct {
 	Start, End, TZ string
 	TotalClicks    int64 `json:"total_clicks"`
 	UniqueVisitors int64 `json:"unique_visitors"`
@@ -63,7 +63,8 @@ type reviewStats struct {
 	UTMCampaigns map[string]int64 `json:"utm_campaigns"`
 }
 
-func (h *instance) reviewGet(t testing.TB, path string, v any) {
+// getJSON decodes the 200 answer of an API GET into v.
+func (h *instance) getJSON(t testing.TB, path string, v any) {
 	t.Helper()
 	r := h.api(t, http.MethodGet, path, nil)
 	mustStatus(t, r, http.StatusOK)
@@ -166,8 +167,8 @@ func TestStatsDaysAddUpInEveryZone(t *testing.T) {
 		name := fmt.Sprintf("%s %s..%s", tc.tz, tc.start, tc.end)
 		query := "?" + url.Values{"start": {tc.start}, "end": {tc.end}, "tz": {tc.tz}}.Encode()
 
-		var s reviewStats
-		h.reviewGet(t, "/links/zones/stats"+query, &s)
+		var s zoneStats
+		h.getJSON(t, "/links/zones/stats"+query, &s)
 		var daily []int64
 		var total, uniques int64
 		for _, d := range s.Daily {
@@ -198,8 +199,8 @@ func TestStatsDaysAddUpInEveryZone(t *testing.T) {
 			}
 		}
 
-		var o reviewStats
-		h.reviewGet(t, "/stats"+query, &o)
+		var o zoneStats
+		h.getJSON(t, "/stats"+query, &o)
 		if o.TotalClicks != s.TotalClicks || o.BotClicks != s.BotClicks || !reflect.DeepEqual(o.Daily, s.Daily) {
 			t.Errorf("%s: overview %d clicks, %d bots, daily %v; the only link has %d, %d, %v",
 				name, o.TotalClicks, o.BotClicks, o.Daily, s.TotalClicks, s.BotClicks, s.Daily)
@@ -269,8 +270,8 @@ func TestLinkStatsLimitIsDocumented(t *testing.T) {
 		{at: time.Now(), visitor: 1, country: "US"}, {at: time.Now(), visitor: 2, country: "US"},
 		{at: time.Now(), visitor: 3, country: "DE"}, {at: time.Now(), visitor: 4, country: "FR"},
 	})
-	var s reviewStats
-	h.reviewGet(t, "/links/limit1/stats?limit=1", &s)
+	var s zoneStats
+	h.getJSON(t, "/links/limit1/stats?limit=1", &s)
 	if want := map[string]int64{"US": 2, "other": 2}; !reflect.DeepEqual(s.Countries, want) {
 		t.Errorf("countries with limit=1: %v, want %v", s.Countries, want)
 	}
