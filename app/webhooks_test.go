@@ -390,6 +390,36 @@ func TestWebhookManagement(t *testing.T) {
 	mustProblem(t, h.api(t, http.MethodPost, "/webhooks/"+id+"/deliveries/424242/retry", nil), http.StatusNotFound)
 	mustProblem(t, h.api(t, http.MethodPost, "/webhooks", map[string]any{"url": r.URL, "links": []string{"no-such-link"}}), http.StatusBadRequest)
 	mustProblem(t, h.api(t, http.MethodPost, "/webhooks", map[string]any{"url": r.URL, "colour": "red"}), http.StatusBadRequest)
+
+	// Changed in place: the filters, then the URL to another receiver; needs a key.
+	mustProblem(t, h.do(t, http.MethodPatch, "/webhooks/"+id, map[string]any{"include_bots": false}), http.StatusUnauthorized)
+	changed := h.api(t, http.MethodPatch, "/webhooks/"+id, map[string]any{"links": nil, "tags": []string{"spring"}, "include_bots": false})
+	mustStatus(t, changed, http.StatusOK)
+	if w := changed.JSON(t); w["links"] != nil || fmt.Sprint(w["tags"]) != "[spring]" || w["domain"] != "go.example.com" || w["include_bots"] != false || w["secret"] != nil {
+		t.Fatalf("changed: %s", changed.Body)
+	}
+	r2 := newReceiver(t)
+	mustStatus(t, h.api(t, http.MethodPatch, "/webhooks/"+id, map[string]any{"url": r2.URL + "/hook"}), http.StatusOK)
+	// A new secret signs what is sent next; the ping goes to the new URL.
+	rotated := h.api(t, http.MethodPost, "/webhooks/"+id+"/secret", nil)
+	mustStatus(t, rotated, http.StatusOK)
+	secret, _ := rotated.JSON(t)["secret"].(string)
+	if !strings.HasPrefix(secret, "whsec_") || secret == wh["secret"] {
+		t.Fatalf("new secret: %s", rotated.Body)
+	}
+	r2.mu.Lock()
+	r2.secret = secret
+	r2.mu.Unlock()
+	mustStatus(t, h.api(t, http.MethodPost, "/webhooks/"+id+"/test", nil), http.StatusOK)
+	r2.mu.Lock()
+	bad = r2.badSig
+	r2.mu.Unlock()
+	if r2.requests.Load() != 1 || bad != 0 || r.requests.Load() != 2 {
+		t.Fatalf("after the changes: %d requests to the new URL (%d with a bad signature), %d to the old", r2.requests.Load(), bad, r.requests.Load())
+	}
+	if strings.Contains(string(h.api(t, http.MethodGet, "/webhooks/"+id, nil).Body), "whsec_") {
+		t.Fatal("the new secret is shown again")
+	}
 	mustStatus(t, h.api(t, http.MethodDelete, "/webhooks/"+id, nil), http.StatusNoContent)
 	mustProblem(t, h.api(t, http.MethodDelete, "/webhooks/"+id, nil), http.StatusNotFound)
 }

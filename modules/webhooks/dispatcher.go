@@ -291,6 +291,7 @@ type Payload struct {
 // so a window is read (and sorted) once, not once per batch.
 type readAhead struct {
 	after  horizon.Position   // valid while the webhook's cursor is here
+	of     filters            // and its filters are these
 	events []Event            // in position order
 	pos    []horizon.Position // of each event
 	end    horizon.Position   // where the cursor goes once every event is delivered
@@ -304,7 +305,7 @@ func (s *Service) nextBatch(ctx context.Context, w Webhook) (Delivery, error) {
 	ra, ok := s.ahead[w.ID]
 	delete(s.ahead, w.ID)
 	s.mu.Unlock()
-	if !ok || ra.after != w.cursor {
+	if !ok || ra.after != w.cursor || !ra.of.equal(w.filters()) {
 		var err error
 		if ra, err = s.read(ctx, w); err != nil {
 			return Delivery{}, err
@@ -328,7 +329,7 @@ func (s *Service) nextBatch(ctx context.Context, w Webhook) (Delivery, error) {
 	d, err := s.insertDelivery(ctx, w.ID, "events", body, n, &to)
 	if err == nil && n < len(ra.events) && d.to != nil && *d.to == to {
 		s.mu.Lock()
-		s.ahead[w.ID] = readAhead{after: to, events: ra.events[n:], pos: ra.pos[n:], end: ra.end}
+		s.ahead[w.ID] = readAhead{after: to, of: ra.of, events: ra.events[n:], pos: ra.pos[n:], end: ra.end}
 		s.mu.Unlock()
 	}
 	return d, err
@@ -397,7 +398,7 @@ func (s *Service) read(ctx context.Context, w Webhook) (readAhead, error) {
 	if err != nil {
 		return readAhead{}, err
 	}
-	ra := readAhead{after: w.cursor, end: horizon.Position{XID: end}}
+	ra := readAhead{after: w.cursor, of: w.filters(), end: horizon.Position{XID: end}}
 	if len(clicks) == limit {
 		ra.end = clicks[len(clicks)-1].pos // every click up to here was looked at
 	}

@@ -1,9 +1,12 @@
 package webhooks
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -17,7 +20,9 @@ func (s *Service) Routes(g *echo.Group, mw ...echo.MiddlewareFunc) {
 	g.POST("/webhooks", s.handleCreate, mw...)
 	g.Match(get, "/webhooks", s.handleList, mw...)
 	g.Match(get, "/webhooks/:id", s.handleGet, mw...)
+	g.PATCH("/webhooks/:id", s.handleUpdate, mw...)
 	g.DELETE("/webhooks/:id", s.handleDelete, mw...)
+	g.POST("/webhooks/:id/secret", s.handleRotate, mw...)
 	g.Match(get, "/webhooks/:id/deliveries", s.handleDeliveries, mw...)
 	g.POST("/webhooks/:id/test", s.handleTest, mw...)
 	g.POST("/webhooks/:id/deliveries/:delivery/retry", s.handleRetry, mw...)
@@ -95,6 +100,96 @@ func (s *Service) handleGet(c echo.Context) error {
 		return err
 	}
 	w, err := s.get(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, w)
+}
+
+// patchable lists the fields PATCH takes, in the order its error names them.
+var patchable = []string{"url", "links", "tags", "domain", "include_bots"}
+
+// decodeChange reads a PATCH body: the fields it has change, null meaning "every one"
+// for links, tags and domain, as at creation.
+func decodeChange(raw map[string]json.RawMessage) (Change, error) {
+	var ch Change
+	if len(raw) == 0 {
+		return ch, problem.With(ErrInvalid, "the body must change at least one of %s", strings.Join(patchable, ", "))
+	}
+	for k := range raw {
+		if !slices.Contains(patchable, k) {
+			return ch, problem.With(ErrInvalid, "unknown field %q; a webhook's %s can be changed", k, strings.Join(patchable, ", "))
+		}
+	}
+	isNull := func(name string) bool { return string(raw[name]) == "null" }
+	var err error
+	field := func(name string, v any) {
+		if err == nil {
+			err = jsonbody.Field(name, raw[name], v)
+		}
+	}
+	if _, ok := raw["url"]; ok {
+		if isNull("url") {
+			return ch, problem.With(ErrInvalid, "url cannot be null")
+		}
+		ch.URL = new(string)
+		field("url", ch.URL)
+	}
+	if _, ok := raw["include_bots"]; ok {
+		if isNull("include_bots") {
+			return ch, problem.With(ErrInvalid, "include_bots cannot be null; send true or false")
+		}
+		ch.IncludeBots = new(bool)
+		field("include_bots", ch.IncludeBots)
+	}
+	if _, ch.SetLinks = raw["links"]; ch.SetLinks {
+		field("links", &ch.Links)
+	}
+	if _, ch.SetTags = raw["tags"]; ch.SetTags {
+		field("tags", &ch.Tags)
+	}
+	if _, ch.SetDomain = raw["domain"]; ch.SetDomain {
+		field("domain", &ch.Domain)
+	}
+	// An empty list stays non-nil, so check refuses it rather than reading it as "all".
+	if ch.SetLinks && ch.Links == nil && !isNull("links") {
+		ch.Links = []string{}
+	}
+	if ch.SetTags && ch.Tags == nil && !isNull("tags") {
+		ch.Tags = []string{}
+	}
+	return ch, err
+}
+
+// handleUpdate answers PATCH /webhooks/{id} with the webhook as changed.
+func (s *Service) handleUpdate(c echo.Context) error {
+	id, err := parseID(c.Param("id"), ErrNotFound)
+	if err != nil {
+		return err
+	}
+	var raw map[string]json.RawMessage
+	if err := jsonbody.Decode(c, &raw, false); err != nil {
+		return err
+	}
+	ch, err := decodeChange(raw)
+	if err != nil {
+		return err
+	}
+	w, err := s.Update(c.Request().Context(), id, ch)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, w)
+}
+
+// handleRotate answers POST /webhooks/{id}/secret with the webhook and its new
+// signing secret, shown this once.
+func (s *Service) handleRotate(c echo.Context) error {
+	id, err := parseID(c.Param("id"), ErrNotFound)
+	if err != nil {
+		return err
+	}
+	w, err := s.RotateSecret(c.Request().Context(), id)
 	if err != nil {
 		return err
 	}

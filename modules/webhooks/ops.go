@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -105,6 +106,111 @@ func (s *Service) Create(ctx context.Context, n NewWebhook) (Webhook, error) {
 	created.Secret = secret
 	s.Wake()
 	return created, nil
+}
+
+// Change is a change to a webhook's settings; what it does not set stays as it is.
+// Links, Tags and Domain take nil for "every one", as at creation, so each has a flag
+// saying it is set.
+type Change struct {
+	URL         *string
+	IncludeBots *bool
+	SetLinks    bool
+	Links       []string
+	SetTags     bool
+	Tags        []string
+	SetDomain   bool
+	Domain      *string
+}
+
+// Update applies ch to the webhook and returns it, checked as at creation: a new URL
+// passes the SSRF guard, and links are slugs on the domain it ends up with. The cursor,
+// the deliveries and a disabled state stay: a batch already made is sent as it was, to
+// the URL of the moment, and the new filters apply from the next one.
+func (s *Service) Update(ctx context.Context, id int64, ch Change) (Webhook, error) {
+	if ch.URL != nil {
+		// Checked before the row is locked: the guard resolves the host.
+		if *ch.URL == "" {
+			return Webhook{}, problem.With(ErrInvalid, "url is required")
+		}
+		if _, err := s.guard.check(ctx, *ch.URL); err != nil {
+			return Webhook{}, err
+		}
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return Webhook{}, fmt.Errorf("update webhook: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	w, err := scanWebhook(tx.QueryRow(ctx, lockSQL, id))
+	if err != nil {
+		return Webhook{}, err
+	}
+	n := NewWebhook{URL: w.URL, Links: w.Links, Tags: w.Tags, Domain: w.Domain, IncludeBots: w.IncludeBots}
+	if ch.URL != nil {
+		n.URL = *ch.URL
+	}
+	if ch.IncludeBots != nil {
+		n.IncludeBots = *ch.IncludeBots
+	}
+	if ch.SetLinks {
+		n.Links = ch.Links
+	}
+	if ch.SetTags {
+		n.Tags = ch.Tags
+	}
+	if ch.SetDomain {
+		n.Domain = ch.Domain
+	}
+	if err := n.check(); err != nil {
+		return Webhook{}, err
+	}
+	ids := w.linkIDs
+	moved := !sameHost(n.Domain, w.Domain)
+	switch {
+	case n.Links == nil:
+		ids = nil
+		if moved && n.Domain != nil {
+			if err := s.domainExists(ctx, *n.Domain); err != nil {
+				return Webhook{}, err
+			}
+		}
+	case moved || w.Links == nil || !slices.Equal(n.Links, w.Links):
+		// Unchanged links on an unchanged domain keep their ids, even of a link deleted
+		// since: changing the URL alone must not fail over it.
+		if ids, err = s.linkIDs(ctx, n.Links, n.Domain); err != nil {
+			return Webhook{}, err
+		}
+	}
+	updated, err := scanWebhook(tx.QueryRow(ctx, updateSQL, id, n.URL, ids, n.Links, n.Tags, n.Domain, n.IncludeBots))
+	if err != nil {
+		return Webhook{}, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return Webhook{}, fmt.Errorf("update webhook: %w", err)
+	}
+	s.Wake()
+	return updated, nil
+}
+
+// RotateSecret gives the webhook a new signing secret and returns the webhook with it,
+// shown this once. Every request from now on is signed with it, retries of earlier
+// batches included; one already on its way carries the old signature, and if the
+// receiver refuses it, it is retried like any failure.
+func (s *Service) RotateSecret(ctx context.Context, id int64) (Webhook, error) {
+	secret, err := newSecret()
+	if err != nil {
+		return Webhook{}, err
+	}
+	sealed, err := s.seal(secret)
+	if err != nil {
+		return Webhook{}, err
+	}
+	w, err := scanWebhook(s.pool.QueryRow(ctx, rotateSQL, id, sealed))
+	if err != nil {
+		return Webhook{}, err
+	}
+	w.Secret = secret
+	return w, nil
 }
 
 // List returns every webhook, disabled ones included, oldest first.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -31,6 +32,28 @@ type Webhook struct {
 	sealed  string
 	cursor  horizon.Position
 }
+
+// filters is what decides which clicks a webhook gets.
+type filters struct {
+	linkIDs []int64
+	tags    []string
+	domain  *string
+	bots    bool
+}
+
+func (w Webhook) filters() filters {
+	return filters{linkIDs: w.linkIDs, tags: w.Tags, domain: w.Domain, bots: w.IncludeBots}
+}
+
+// equal tells whether f and g pass the same clicks. nil (every one) differs from any
+// list.
+func (f filters) equal(g filters) bool {
+	return (f.linkIDs == nil) == (g.linkIDs == nil) && slices.Equal(f.linkIDs, g.linkIDs) &&
+		(f.tags == nil) == (g.tags == nil) && slices.Equal(f.tags, g.tags) &&
+		sameHost(f.domain, g.domain) && f.bots == g.bots
+}
+
+func sameHost(a, b *string) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
 
 // Delivery is one batch (or ping) sent to a webhook.
 type Delivery struct {
@@ -183,6 +206,19 @@ func (s *Service) list(ctx context.Context, activeOnly bool) ([]Webhook, error) 
 	}
 	return out, nil
 }
+
+// updateSQL writes a webhook's settings, as Update has checked them.
+const updateSQL = `
+UPDATE webhooks SET url = $2, link_ids = $3, link_slugs = $4, tags = $5, domain = $6, include_bots = $7
+WHERE id = $1
+RETURNING ` + webhookColumns
+
+// lockSQL reads a webhook for Update, which then writes every setting: a change made
+// meanwhile by another request waits rather than being overwritten with what was read.
+const lockSQL = `SELECT ` + webhookColumns + ` FROM webhooks WHERE id = $1 FOR UPDATE`
+
+// rotateSQL replaces a webhook's sealed signing secret.
+const rotateSQL = `UPDATE webhooks SET secret = $2 WHERE id = $1 RETURNING ` + webhookColumns
 
 const deleteSQL = `DELETE FROM webhooks WHERE id = $1`
 

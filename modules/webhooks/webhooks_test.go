@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -836,6 +837,7 @@ func apiServer(t *testing.T, s *Service) string {
 	e := echo.New()
 	e.HTTPErrorHandler = problemtest.ErrorHandler(problemtest.Describe(map[error]string{
 		ErrInvalid: "400 invalid-webhook", ErrNotFound: "404 webhook-not-found", ErrNoDelivery: "404 delivery-not-found",
+		ErrForbiddenURL: "400 webhook-url-forbidden",
 	}))
 	s.Routes(e.Group(""))
 	srv := httptest.NewServer(e)
@@ -892,5 +894,249 @@ func TestCreateRefusesWhatItCannotServe(t *testing.T) {
 	}
 	if want := fmt.Sprintf("/webhooks/%v", got["id"]); location != want {
 		t.Fatalf("Location %q, want %q", location, want)
+	}
+}
+
+// PATCH /webhooks/{id} changes what it is sent and checks it as POST does: a refused
+// change leaves the webhook as it was. Links are slugs on the domain the webhook ends
+// up with; unchanged ones keep their link even after it is deleted, so a new URL alone
+// never fails over them.
+func TestUpdateWebhook(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	var branded int64
+	if err := b.db.Pool.QueryRow(ctx, `
+WITH d AS (INSERT INTO domains (host, base_url) VALUES ('go.example.com', 'https://go.example.com') RETURNING id)
+INSERT INTO links (slug, original_url, domain_id) SELECT 'hooked', 'https://example.org', id FROM d RETURNING id`).Scan(&branded); err != nil {
+		t.Fatal(err)
+	}
+	strict, err := New(ctx, Config{}, b.db.Pool, nil, slog.New(slog.DiscardHandler)) // the SSRF guard on
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, guarded := apiServer(t, b.s), apiServer(t, strict)
+	w, err := b.s.Create(ctx, NewWebhook{URL: b.url, Links: []string{"hooked"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := fmt.Sprintf("/webhooks/%d", w.ID)
+	patch := func(base, path, body string) (int, map[string]any) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPatch, base+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var got map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, got
+	}
+	stored := func() Webhook {
+		t.Helper()
+		got, err := b.s.get(ctx, w.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	before := stored()
+	for _, c := range []struct {
+		name, base, path, body string
+		status                 int
+		detail                 string
+	}{
+		{"empty", api, path, `{}`, http.StatusBadRequest, "must change at least one of url, links, tags, domain, include_bots"},
+		{"unknown field", api, path, `{"secret":"mine"}`, http.StatusBadRequest, `unknown field "secret"`},
+		{"null url", api, path, `{"url":null}`, http.StatusBadRequest, "url cannot be null"},
+		{"empty url", api, path, `{"url":""}`, http.StatusBadRequest, "url is required"},
+		{"null include_bots", api, path, `{"include_bots":null}`, http.StatusBadRequest, "include_bots cannot be null"},
+		{"no links", api, path, `{"links":[]}`, http.StatusBadRequest, "links must be null or a list"},
+		{"no such link", api, path, `{"links":["hooked","nope"]}`, http.StatusBadRequest, `no link "nope"`},
+		{"no such domain", api, path, `{"links":null,"domain":"nope.example"}`, http.StatusBadRequest, `no domain "nope.example"`},
+		{"wrong type", api, path, `{"tags":"spring"}`, http.StatusBadRequest, `"tags" must be an array`},
+		{"private address", guarded, path, `{"url":"http://127.0.0.1/hook"}`, http.StatusBadRequest, "a loopback, private"},
+		{"no such webhook", api, "/webhooks/999", `{"include_bots":true}`, http.StatusNotFound, "not found"},
+	} {
+		status, got := patch(c.base, c.path, c.body)
+		if detail, _ := got["detail"].(string); status != c.status || !strings.Contains(detail, c.detail) {
+			t.Errorf("%s: %d %v; want %d saying %q", c.name, status, got, c.status, c.detail)
+		}
+	}
+	if got := stored(); !slices.Equal(got.linkIDs, before.linkIDs) || got.URL != before.URL || got.IncludeBots || got.Tags != nil || got.Domain != nil {
+		t.Fatalf("refused changes changed the webhook: %+v", got)
+	}
+
+	// The link moves to go.example.com's "hooked" with the domain; tags are trimmed.
+	status, got := patch(api, path, `{"domain":"Go.Example.com","tags":[" spring "],"include_bots":true}`)
+	if status != http.StatusOK || got["domain"] != "go.example.com" || fmt.Sprint(got["links"]) != "[hooked]" || fmt.Sprint(got["tags"]) != "[spring]" || got["include_bots"] != true || got["secret"] != nil {
+		t.Fatalf("moving to a domain: %d %v", status, got)
+	}
+	if got := stored(); len(got.linkIDs) != 1 || got.linkIDs[0] != branded {
+		t.Fatalf("links %v after moving to go.example.com, want [%d]", got.linkIDs, branded)
+	}
+	// A deleted link stays followed while the links and domain stay as they are.
+	if _, err := b.db.Pool.Exec(ctx, `UPDATE links SET deleted_at = now() WHERE id = $1`, branded); err != nil {
+		t.Fatal(err)
+	}
+	if status, got := patch(api, path, `{"url":"`+b.url+`/v2","links":["hooked"]}`); status != http.StatusOK || got["url"] != b.url+"/v2" {
+		t.Fatalf("a new URL with a deleted link followed: %d %v", status, got)
+	}
+	// Moving finds the slugs again on the new domain, where a deleted link is none.
+	if status, got := patch(api, path, `{"domain":null}`); status != http.StatusOK || got["domain"] != nil {
+		t.Fatalf("moving to the default domain: %d %v", status, got)
+	}
+	if got := stored(); len(got.linkIDs) != 1 || got.linkIDs[0] != b.linkID {
+		t.Fatalf("links %v after moving to the default domain, want [%d]", got.linkIDs, b.linkID)
+	}
+	if status, got := patch(api, path, `{"domain":"go.example.com"}`); status != http.StatusBadRequest || !strings.Contains(fmt.Sprint(got["detail"]), `no link "hooked" on go.example.com`) {
+		t.Fatalf("moving back to the domain whose link was deleted: %d %v", status, got)
+	}
+	// null: every link, every tag, every domain again.
+	status, got = patch(api, path, `{"links":null,"tags":null,"domain":null}`)
+	if status != http.StatusOK || got["links"] != nil || got["tags"] != nil || got["domain"] != nil {
+		t.Fatalf("clearing the filters: %d %v", status, got)
+	}
+	if got := stored(); got.linkIDs != nil || got.Tags != nil || got.Domain != nil || got.URL != b.url+"/v2" || !got.IncludeBots {
+		t.Fatalf("after clearing the filters: %+v", got)
+	}
+}
+
+// New filters apply to clicks read ahead before the change: after it, the webhook
+// gets none of the clicks it no longer follows, and each one it does follow once.
+func TestNewFiltersApplyToClicksReadAhead(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.status.Store(http.StatusOK)
+	ctx := t.Context()
+	var other int64
+	if err := b.db.Pool.QueryRow(ctx, `INSERT INTO links (slug, original_url, tags) VALUES ('other', 'https://example.com', '{b}') RETURNING id`).Scan(&other); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.db.Pool.Exec(ctx, `UPDATE links SET tags = '{a}' WHERE id = $1`, b.linkID); err != nil {
+		t.Fatal(err)
+	}
+	w := b.webhook(t)
+	// 300 clicks in one transaction, alternating between the two links.
+	if _, err := b.db.Pool.Exec(ctx, `
+INSERT INTO click_logs (event_id, link_id, clicked_at)
+SELECT gen_random_uuid(), CASE WHEN i % 2 = 0 THEN $1::bigint ELSE $2::bigint END, $3 FROM generate_series(1, 300) i`,
+		b.linkID, other, b.clock.Now().Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := b.s.step(ctx, w.ID); !ok || err != nil {
+		t.Fatalf("first batch: %v, %v", ok, err)
+	}
+	b.s.mu.Lock()
+	held := len(b.s.ahead[w.ID].events)
+	b.s.mu.Unlock()
+	if held != 200 {
+		t.Fatalf("%d clicks read ahead after the first batch, want 200", held)
+	}
+	if _, err := b.s.Update(ctx, w.ID, Change{SetTags: true, Tags: []string{"a"}}); err != nil {
+		t.Fatal(err)
+	}
+	b.drain(t, w.ID)
+	ds, err := b.s.deliveries(ctx, w.ID, MaxListed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slugs := map[string]int{}
+	seen := map[uuid.UUID]bool{}
+	first := 0                          // clicks on other in the first batch, made before the change
+	for i := len(ds) - 1; i >= 0; i-- { // oldest first
+		var p Payload
+		if err := json.Unmarshal(ds[i].body, &p); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range p.Events {
+			if seen[e.ID] {
+				t.Fatalf("event %s delivered twice", e.ID)
+			}
+			seen[e.ID] = true
+			switch {
+			case i == len(ds)-1 && e.Slug == "other":
+				first++
+			case e.Slug != "hooked":
+				t.Errorf("after the change, delivery %d carried a click on %q", ds[i].ID, e.Slug)
+			}
+			slugs[e.Slug]++
+		}
+	}
+	if len(ds) < 2 || slugs["hooked"] != 150 || slugs["other"] != first {
+		t.Fatalf("%d deliveries carried %v; want the first batch's %d clicks on other and all 150 on hooked", len(ds), slugs, first)
+	}
+}
+
+// A new signing secret signs what is sent next, retries of a batch made before it
+// included, and the old one no longer does. POST /webhooks/{id}/secret shows it once.
+func TestRotatedSecretSignsWhatIsSentNext(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	var (
+		mu   sync.Mutex
+		sigs []string
+		fail = true
+	)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		sigs = append(sigs, r.Header.Get("Hop-Signature")+"|"+string(body))
+		if fail {
+			w.WriteHeader(http.StatusUnauthorized) // a receiver that has not got the new secret yet
+		}
+	}))
+	t.Cleanup(receiver.Close)
+	created, err := b.s.Create(ctx, NewWebhook{URL: receiver.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.clicks(t, 3)
+	b.drain(t, created.ID) // the batch is made, sent once and refused
+	resp, err := http.Post(apiServer(t, b.s)+fmt.Sprintf("/webhooks/%d/secret", created.ID), "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rotated Webhook
+	if err := json.NewDecoder(resp.Body).Decode(&rotated); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(rotated.Secret, "whsec_") || rotated.Secret == created.Secret || rotated.ID != created.ID {
+		t.Fatalf("rotation answered %d %+v", resp.StatusCode, rotated)
+	}
+	if got, _ := b.s.Get(ctx, created.ID); got.Secret != "" {
+		t.Fatal("the secret is shown again after the rotation")
+	}
+	mu.Lock()
+	fail = false
+	mu.Unlock()
+	b.clock.Set(b.clock.Now().Add(time.Hour)) // past the retry's backoff
+	b.drain(t, created.ID)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sigs) != 2 {
+		t.Fatalf("%d requests, want the refused one and its retry", len(sigs))
+	}
+	verifies := func(sent, secret string) bool {
+		sig, body, _ := strings.Cut(sent, "|")
+		ts, _, _ := strings.Cut(strings.TrimPrefix(sig, "t="), ",")
+		sec, err := strconv.ParseInt(ts, 10, 64)
+		return err == nil && Sign(secret, time.Unix(sec, 0), []byte(body)) == sig
+	}
+	if !verifies(sigs[0], created.Secret) || verifies(sigs[0], rotated.Secret) {
+		t.Error("the request before the rotation is not signed with the first secret alone")
+	}
+	if !verifies(sigs[1], rotated.Secret) || verifies(sigs[1], created.Secret) {
+		t.Error("the retry after the rotation is not signed with the new secret alone")
 	}
 }
