@@ -25,7 +25,7 @@ const staticPrefix = "/dashboard/static/"
 
 // pageNames are the templates under assets/templates that are pages; layout.html
 // holds the layout and the partials every page may use.
-var pageNames = []string{"login", "overview", "link", "new", "edit", "delete", "error", "webhooks", "webhooknew", "webhook", "webhookdelete",
+var pageNames = []string{"login", "overview", "link", "new", "edit", "delete", "error", "webhooks", "webhooknew", "webhook", "webhookdelete", "webhooksecret",
 	"domains", "domainform", "domaindelete"}
 
 var funcs = template.FuncMap{

@@ -21,6 +21,8 @@ type WebhookService interface {
 	List(ctx context.Context) ([]webhooks.Webhook, error)
 	Get(ctx context.Context, id int64) (webhooks.Webhook, error)
 	Create(ctx context.Context, n webhooks.NewWebhook) (webhooks.Webhook, error)
+	Update(ctx context.Context, id int64, ch webhooks.Change) (webhooks.Webhook, error)
+	RotateSecret(ctx context.Context, id int64) (webhooks.Webhook, error)
 	Delete(ctx context.Context, id int64) error
 	Deliveries(ctx context.Context, id int64, limit int) ([]webhooks.Delivery, error)
 	Ping(ctx context.Context, id int64) (webhooks.Delivery, error)
@@ -38,6 +40,10 @@ func (h *Handler) registerWebhooks(e *echo.Echo, with func(own ...echo.Middlewar
 	e.Match(get, "/dashboard/webhooks/new", h.newWebhookPage, with(h.authenticated)...)
 	e.POST("/dashboard/webhooks", h.createWebhook, post...)
 	e.Match(get, "/dashboard/webhooks/:id", h.webhookPage, with(h.authenticated)...)
+	e.Match(get, "/dashboard/webhooks/:id/edit", h.editWebhookPage, with(h.authenticated)...)
+	e.POST("/dashboard/webhooks/:id/edit", h.updateWebhook, post...)
+	e.Match(get, "/dashboard/webhooks/:id/secret", h.rotateSecretPage, with(h.authenticated)...)
+	e.POST("/dashboard/webhooks/:id/secret", h.rotateSecret, post...)
 	e.Match(get, "/dashboard/webhooks/:id/delete", h.deleteWebhookPage, with(h.authenticated)...)
 	e.POST("/dashboard/webhooks/:id/delete", h.deleteWebhook, post...)
 	e.POST("/dashboard/webhooks/:id/test", h.pingWebhook, post...)
@@ -75,21 +81,28 @@ type webhookForm struct {
 	Error            string
 }
 
-// webhookFormPage is the data of the create page and of its result, which shows the
-// secret once.
+// webhookFormPage is the data of the create and edit pages, and of a page that shows a
+// signing secret once: the result of a create or of a rotation.
 type webhookFormPage struct {
 	Form    webhookForm
+	Editing int64 // the webhook the form edits; 0: a new one
 	Created *webhooks.Webhook
+	Rotated bool             // Created holds a new secret of an existing webhook
 	Domains []domains.Domain // for the domain filter; nil: a text field
 }
 
 func (h *Handler) newWebhookPage(c echo.Context) error {
-	return h.renderWebhookForm(c, http.StatusOK, webhookForm{})
+	return h.renderWebhookForm(c, http.StatusOK, webhookForm{}, 0)
 }
 
-// renderWebhookForm shows the create form with the domains to filter by.
-func (h *Handler) renderWebhookForm(c echo.Context, status int, f webhookForm) error {
-	return h.render(c, status, "webhooknew", view{Title: "New webhook", Data: webhookFormPage{Form: f, Domains: h.domainChoices()}})
+// renderWebhookForm shows the create form, or the edit form of webhook editing, with
+// the domains to filter by.
+func (h *Handler) renderWebhookForm(c echo.Context, status int, f webhookForm, editing int64) error {
+	title := "New webhook"
+	if editing != 0 {
+		title = "Edit webhook " + strconv.FormatInt(editing, 10)
+	}
+	return h.render(c, status, "webhooknew", view{Title: title, Data: webhookFormPage{Form: f, Editing: editing, Domains: h.domainChoices()}})
 }
 
 // readWebhookForm reads the create form; blank links, tags or domain mean all of them.
@@ -110,12 +123,77 @@ func (h *Handler) createWebhook(c echo.Context) error {
 	w, err := h.webhooks.Create(c.Request().Context(), n)
 	if pe, ok := h.userError(err); ok {
 		form.Error = pe.Detail
-		return h.renderWebhookForm(c, pe.Status, form)
+		return h.renderWebhookForm(c, pe.Status, form, 0)
 	}
 	if err != nil {
 		return err
 	}
 	return h.render(c, http.StatusCreated, "webhooknew", view{Title: "Webhook created", Data: webhookFormPage{Created: &w}})
+}
+
+// editWebhookPage shows a webhook's settings in the create form's fields.
+func (h *Handler) editWebhookPage(c echo.Context) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	w, err := h.webhooks.Get(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	f := webhookForm{URL: w.URL, Links: strings.Join(w.Links, ", "), Tags: strings.Join(w.Tags, ", "), IncludeBots: w.IncludeBots}
+	if w.Domain != nil {
+		f.Domain = *w.Domain
+	}
+	return h.renderWebhookForm(c, http.StatusOK, f, id)
+}
+
+// updateWebhook saves the edit form: every field as sent, blank meaning all, as at
+// creation.
+func (h *Handler) updateWebhook(c echo.Context) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	form, n := readWebhookForm(c.Request().PostForm)
+	ch := webhooks.Change{URL: &n.URL, IncludeBots: &n.IncludeBots, SetLinks: true, Links: n.Links,
+		SetTags: true, Tags: n.Tags, SetDomain: true, Domain: n.Domain}
+	_, err = h.webhooks.Update(c.Request().Context(), id, ch)
+	if pe, ok := h.userError(err); ok && pe.Status != http.StatusNotFound {
+		form.Error = pe.Detail
+		return h.renderWebhookForm(c, pe.Status, form, id)
+	}
+	if err != nil {
+		return err
+	}
+	return c.Redirect(http.StatusSeeOther, "/dashboard/webhooks/"+strconv.FormatInt(id, 10)+"?saved=1")
+}
+
+// rotateSecretPage asks before the secret changes: the receiver must be told the new one.
+func (h *Handler) rotateSecretPage(c echo.Context) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	w, err := h.webhooks.Get(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return h.render(c, http.StatusOK, "webhooksecret", view{Title: "New signing secret", Data: webhookDetailPage{Webhook: w}})
+}
+
+// rotateSecret answers with the new secret itself, as createWebhook does: it is shown
+// this once and must not sit in a URL or a later page.
+func (h *Handler) rotateSecret(c echo.Context) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	w, err := h.webhooks.RotateSecret(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return h.render(c, http.StatusOK, "webhooknew", view{Title: "New signing secret", Data: webhookFormPage{Created: &w, Rotated: true}})
 }
 
 // webhookDetailPage is the data of /dashboard/webhooks/:id.
@@ -124,6 +202,7 @@ type webhookDetailPage struct {
 	Deliveries []webhooks.Delivery
 	Sent       *webhooks.Delivery // the ping or retry just sent
 	SentKind   string             // "ping" or "retry"
+	Saved      bool               // the edit form was just saved
 }
 
 func (h *Handler) webhookPage(c echo.Context) error {
@@ -140,7 +219,7 @@ func (h *Handler) webhookPage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	p := webhookDetailPage{Webhook: w, Deliveries: ds}
+	p := webhookDetailPage{Webhook: w, Deliveries: ds, Saved: c.QueryParam("saved") == "1"}
 	// After a ping or retry the page names the delivery sent and how it went.
 	for _, k := range []string{"ping", "retry"} {
 		sent, err := strconv.ParseInt(c.QueryParam(k), 10, 64)

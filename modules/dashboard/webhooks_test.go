@@ -3,6 +3,7 @@ package dashboard
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -24,6 +25,7 @@ type fakeWebhooks struct {
 	hooks      []webhooks.Webhook
 	deliveries map[int64][]webhooks.Delivery // newest first
 	nextID     int64
+	rotations  int
 }
 
 func newFakeWebhooks() *fakeWebhooks {
@@ -57,6 +59,53 @@ func (f *fakeWebhooks) Create(_ context.Context, n webhooks.NewWebhook) (webhook
 	w := webhooks.Webhook{ID: f.nextID, URL: n.URL, Links: n.Links, Tags: n.Tags, IncludeBots: n.IncludeBots, Domain: n.Domain, CreatedAt: testNow}
 	f.hooks = append(f.hooks, w)
 	w.Secret = "whsec_shown-once"
+	return w, nil
+}
+
+// Update applies ch as the service does, without its checks beyond the URL's.
+func (f *fakeWebhooks) Update(_ context.Context, id int64, ch webhooks.Change) (webhooks.Webhook, error) {
+	if ch.URL != nil {
+		if u, err := url.Parse(*ch.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return webhooks.Webhook{}, problem.Invalid("url must be an absolute http or https URL")
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range f.hooks {
+		w := &f.hooks[i]
+		if w.ID != id {
+			continue
+		}
+		if ch.URL != nil {
+			w.URL = *ch.URL
+		}
+		if ch.IncludeBots != nil {
+			w.IncludeBots = *ch.IncludeBots
+		}
+		if ch.SetLinks {
+			w.Links = ch.Links
+		}
+		if ch.SetTags {
+			w.Tags = ch.Tags
+		}
+		if ch.SetDomain {
+			w.Domain = ch.Domain
+		}
+		return *w, nil
+	}
+	return webhooks.Webhook{}, errNoWebhook
+}
+
+// RotateSecret answers with whsec_rotated-N, N counting the rotations.
+func (f *fakeWebhooks) RotateSecret(ctx context.Context, id int64) (webhooks.Webhook, error) {
+	w, err := f.Get(ctx, id)
+	if err != nil {
+		return w, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rotations++
+	w.Secret = fmt.Sprintf("whsec_rotated-%d", f.rotations)
 	return w, nil
 }
 
@@ -149,7 +198,8 @@ func TestWebhookPagesNeedSignIn(t *testing.T) {
 	if _, err := f.Create(context.Background(), webhooks.NewWebhook{URL: "https://example.com/hook"}); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"/dashboard/webhooks", "/dashboard/webhooks/new", "/dashboard/webhooks/1", "/dashboard/webhooks/1/delete"} {
+	for _, p := range []string{"/dashboard/webhooks", "/dashboard/webhooks/new", "/dashboard/webhooks/1", "/dashboard/webhooks/1/delete",
+		"/dashboard/webhooks/1/edit", "/dashboard/webhooks/1/secret"} {
 		rec := b.get(p, nil)
 		wantStatus(t, rec, http.StatusSeeOther)
 		if loc := rec.Header().Get("Location"); loc != "/dashboard/login?next="+url.QueryEscape(p) {
@@ -160,6 +210,12 @@ func TestWebhookPagesNeedSignIn(t *testing.T) {
 	wantStatus(t, rec, http.StatusSeeOther)
 	if len(f.hooks) != 1 {
 		t.Fatalf("a signed-out delete removed the webhook: %d left", len(f.hooks))
+	}
+	for _, p := range []string{"/dashboard/webhooks/1/edit", "/dashboard/webhooks/1/secret"} {
+		wantStatus(t, b.post(p, url.Values{"url": {"https://evil.example/"}}, nil), http.StatusSeeOther)
+	}
+	if f.hooks[0].URL != "https://example.com/hook" || f.rotations != 0 {
+		t.Fatalf("signed-out forms changed the webhook: %+v, %d rotations", f.hooks[0], f.rotations)
 	}
 }
 
@@ -217,13 +273,14 @@ func TestWebhookFormsNeedCSRF(t *testing.T) {
 		t.Fatal(err)
 	}
 	ck, _ := b.login()
-	for _, p := range []string{"/dashboard/webhooks", "/dashboard/webhooks/1/delete", "/dashboard/webhooks/1/test"} {
+	for _, p := range []string{"/dashboard/webhooks", "/dashboard/webhooks/1/delete", "/dashboard/webhooks/1/test",
+		"/dashboard/webhooks/1/edit", "/dashboard/webhooks/1/secret"} {
 		rec := b.post(p, url.Values{"csrf": {"forged"}, "url": {"https://evil.example/"}}, ck)
 		wantStatus(t, rec, http.StatusForbidden)
 		wantHTML(t, rec)
 	}
-	if len(f.hooks) != 1 || len(f.deliveries[1]) != 0 {
-		t.Fatalf("forged forms changed something: %d webhooks, %d deliveries", len(f.hooks), len(f.deliveries[1]))
+	if len(f.hooks) != 1 || len(f.deliveries[1]) != 0 || f.hooks[0].URL != "https://example.com/hook" || f.rotations != 0 {
+		t.Fatalf("forged forms changed something: %d webhooks, %d deliveries, %+v, %d rotations", len(f.hooks), len(f.deliveries[1]), f.hooks[0], f.rotations)
 	}
 }
 
@@ -323,6 +380,73 @@ func TestDeleteWebhookAsksFirst(t *testing.T) {
 	wantContains(t, b.get("/dashboard/webhooks?deleted=1", ck).Body.String(), "Webhook 1 deleted.", "No webhooks yet.")
 	rec = b.post("/dashboard/webhooks/1/delete", url.Values{"csrf": {csrf}}, ck)
 	wantStatus(t, rec, http.StatusNotFound)
+}
+
+// The edit form shows the webhook's settings; a refused change is shown again as typed,
+// and a saved one leads back to the webhook, which says so. Blank fields mean all.
+func TestEditWebhook(t *testing.T) {
+	b, f := setupWebhooks(t)
+	if _, err := f.Create(context.Background(), webhooks.NewWebhook{URL: "https://example.com/hook", Links: []string{"promo", "docs"},
+		Tags: []string{"spring"}, IncludeBots: true}); err != nil {
+		t.Fatal(err)
+	}
+	ck, csrf := b.login()
+	wantContains(t, b.get("/dashboard/webhooks/1", ck).Body.String(), `href="/dashboard/webhooks/1/edit"`, `href="/dashboard/webhooks/1/secret"`)
+	rec := b.get("/dashboard/webhooks/1/edit", ck)
+	wantStatus(t, rec, http.StatusOK)
+	wantContains(t, rec.Body.String(), "Edit webhook #1", `action="/dashboard/webhooks/1/edit"`, `value="https://example.com/hook"`,
+		`value="promo, docs"`, `value="spring"`, `value="1" checked`, "Save changes", `href="/dashboard/webhooks/1">Cancel`)
+
+	rec = b.post("/dashboard/webhooks/1/edit", url.Values{"csrf": {csrf}, "url": {"ftp://nope"}, "links": {"promo"}}, ck)
+	wantStatus(t, rec, http.StatusBadRequest)
+	wantContains(t, rec.Body.String(), "url must be an absolute http or https URL", `value="ftp://nope"`, `value="promo"`, `action="/dashboard/webhooks/1/edit"`)
+	if w := f.hooks[0]; w.URL != "https://example.com/hook" || len(w.Links) != 2 {
+		t.Fatalf("a refused edit changed the webhook: %+v", w)
+	}
+
+	rec = b.post("/dashboard/webhooks/1/edit", url.Values{"csrf": {csrf}, "url": {"https://example.com/v2"}, "links": {""}, "tags": {"spring, summer"}}, ck)
+	wantStatus(t, rec, http.StatusSeeOther)
+	if loc := rec.Header().Get("Location"); loc != "/dashboard/webhooks/1?saved=1" {
+		t.Fatalf("Location %q", loc)
+	}
+	if w := f.hooks[0]; w.URL != "https://example.com/v2" || w.Links != nil || strings.Join(w.Tags, "|") != "spring|summer" || w.IncludeBots {
+		t.Fatalf("edited %+v, want the new URL, every link, tags spring and summer, bots left out", w)
+	}
+	wantContains(t, b.get("/dashboard/webhooks/1?saved=1", ck).Body.String(), "Changes saved.", "https://example.com/v2")
+
+	rec = b.post("/dashboard/webhooks/9/edit", url.Values{"csrf": {csrf}, "url": {"https://example.com/v3"}}, ck)
+	wantStatus(t, rec, http.StatusNotFound)
+	wantHTML(t, rec)
+}
+
+// A new signing secret is asked for first, then shown once on the page that answers
+// the form, and never again.
+func TestRotateSecretAsksFirstAndShowsItOnce(t *testing.T) {
+	b, f := setupWebhooks(t)
+	if _, err := f.Create(context.Background(), webhooks.NewWebhook{URL: "https://example.com/hook"}); err != nil {
+		t.Fatal(err)
+	}
+	ck, csrf := b.login()
+	rec := b.get("/dashboard/webhooks/1/secret", ck)
+	wantStatus(t, rec, http.StatusOK)
+	wantContains(t, rec.Body.String(), "New signing secret for webhook #1?", "The old secret stops at once", `action="/dashboard/webhooks/1/secret"`)
+	if f.rotations != 0 {
+		t.Fatal("asking made a new secret")
+	}
+	rec = b.post("/dashboard/webhooks/1/secret", url.Values{"csrf": {csrf}}, ck)
+	wantStatus(t, rec, http.StatusOK)
+	wantContains(t, rec.Body.String(), "New signing secret for webhook #1", `value="whsec_rotated-1"`, "shown this once")
+	if strings.Contains(rec.Body.String(), "created") {
+		t.Error("the new secret's page says the webhook was created")
+	}
+	for _, p := range []string{"/dashboard/webhooks", "/dashboard/webhooks/1", "/dashboard/webhooks/1/secret"} {
+		if strings.Contains(b.get(p, ck).Body.String(), "whsec_") {
+			t.Errorf("%s shows a secret", p)
+		}
+	}
+	rec = b.post("/dashboard/webhooks/9/secret", url.Values{"csrf": {csrf}}, ck)
+	wantStatus(t, rec, http.StatusNotFound)
+	wantHTML(t, rec)
 }
 
 func FuzzReadWebhookForm(f *testing.F) {
