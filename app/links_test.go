@@ -386,3 +386,28 @@ func TestQRCode(t *testing.T) {
 		t.Fatalf("clicks after QR requests: %d %v", n, err)
 	}
 }
+
+// No link can take the first segment of a path hop serves itself as its slug, in any
+// case: the route would answer instead, and the short link would never redirect.
+func TestHopsOwnPathsAreNoSlugs(t *testing.T) {
+	t.Parallel()
+	own := map[string]bool{}
+	for _, r := range builtRoutes(t) {
+		first, _, _ := strings.Cut(strings.TrimPrefix(r.Path, "/"), "/")
+		if first != "" && !strings.ContainsAny(first, ":*") {
+			own[first] = true
+		}
+	}
+	if len(own) < 10 {
+		t.Fatalf("only %d paths of hop's own: %v", len(own), own)
+	}
+	h := startHop(t, nil)
+	for first := range own {
+		for _, slug := range []string{first, strings.ToUpper(first)} {
+			resp := h.api(t, http.MethodPost, "/links", map[string]any{"url": "https://example.com/", "slug": slug})
+			if resp.Status != http.StatusBadRequest {
+				t.Errorf("slug %q (hop serves /%s) answered %d: %s", slug, first, resp.Status, resp.Body)
+			}
+		}
+	}
+}

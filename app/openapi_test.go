@@ -20,6 +20,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
+	"github.com/labstack/echo/v4"
 
 	"github.com/hop-dev/hop/internal/testenv"
 )
@@ -238,22 +239,6 @@ func TestOpenAPIDocumentIsValid(t *testing.T) {
 // (Echo's e.Routes() of a built hop) with the document, both ways.
 func TestOpenAPIDocumentsEveryRegisteredRoute(t *testing.T) {
 	t.Parallel()
-	db := testenv.NewDB(t)
-	env := map[string]string{"DATABASE_URL": db.URL, "HOP_ADDR": "127.0.0.1:0", "HOP_DATA_DIR": t.TempDir(), "HOP_API_KEY": testAPIKey}
-	cfg, err := loadConfig("", false, func(k string) string { return env[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.DiscardHandler)
-	cfg.data = newDataDir(cfg, logger)
-	defer cfg.data.Close()
-	svc, err := build(t.Context(), cfg, logger, func(string) string { return "" })
-	if svc != nil {
-		defer svc.close()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
 	documented := map[string]bool{}
 	for path, item := range spec(t).doc.Paths.Map() {
 		for method := range item.Operations() {
@@ -267,7 +252,7 @@ func TestOpenAPIDocumentsEveryRegisteredRoute(t *testing.T) {
 		}
 	}
 	registered := 0
-	for _, r := range svc.echo.Routes() {
+	for _, r := range builtRoutes(t) {
 		if isWebUI(r.Path) || strings.HasPrefix(r.Name, "github.com/labstack/echo") {
 			continue // the dashboard's pages are a UI; Echo's own not-found routes are no API
 		}
@@ -287,6 +272,28 @@ func TestOpenAPIDocumentsEveryRegisteredRoute(t *testing.T) {
 	for op := range documented {
 		t.Errorf("%s is documented in app/openapi.yaml but no route registers it", op)
 	}
+}
+
+// builtRoutes builds hop as it serves (not started) and returns its router's routes.
+func builtRoutes(t *testing.T) []*echo.Route {
+	t.Helper()
+	db := testenv.NewDB(t)
+	env := map[string]string{"DATABASE_URL": db.URL, "HOP_ADDR": "127.0.0.1:0", "HOP_DATA_DIR": t.TempDir(), "HOP_API_KEY": testAPIKey}
+	cfg, err := loadConfig("", false, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	cfg.data = newDataDir(cfg, logger)
+	defer cfg.data.Close()
+	svc, err := build(t.Context(), cfg, logger, func(string) string { return "" })
+	if svc != nil {
+		defer svc.close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc.echo.Routes()
 }
 
 // openAPIPath turns an Echo route path into an OpenAPI path template: ":slug" becomes

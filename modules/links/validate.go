@@ -36,7 +36,7 @@ var reserved = map[string]bool{
 	"login": true, "logout": true, "favicon.ico": true, "robots.txt": true,
 	"openapi.json": true, "docs": true, "admin": true, "qr": true, "well-known": true,
 	".well-known": true, "sitemap.xml": true, "version": true,
-	"live": true, "webhooks": true,
+	"live": true, "webhooks": true, "domains": true,
 }
 
 // validateURL checks a link target: absolute http or https with a host, bounded, no
