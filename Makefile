@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X github.com/hop-dev/hop/app.Version=$(VERSION)
 FUZZTIME ?= 30s
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-short fuzz fuzz-short lint bench docker services chromium chaos screenshots
+.PHONY: help build run test fuzz lint bench docker services chromium chaos screenshots
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
