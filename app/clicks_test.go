@@ -165,3 +165,34 @@ func TestMaxClicks(t *testing.T) {
 	mustProblem(t, h.do(t, http.MethodGet, "/"+slug, nil, "User-Agent", "curl/8.5.0"), http.StatusGone)
 	h.waitStats(t, slug, func(s map[string]any) bool { return s["total_clicks"] == float64(2) && s["bot_clicks"] == float64(1) })
 }
+
+// A limit set on a link that already has clicks counts them all, those the aggregator
+// has not counted yet included: here it is held back by a long interval, so every
+// click so far is stored and none counted when the limit comes.
+func TestLimitSetLaterCountsClicksNotYetAggregated(t *testing.T) {
+	t.Parallel()
+	h := startHop(t, func(cfg map[string]any) { cfg["aggregate_interval"] = "1h" })
+	slug := h.createLink(t, map[string]any{"url": "https://example.com/later"})["slug"].(string)
+	for i := range 6 {
+		ua := "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"
+		if i%3 == 0 {
+			ua = "curl/8.5.0"
+		}
+		mustStatus(t, h.do(t, http.MethodGet, "/"+slug, nil, "User-Agent", ua), http.StatusFound)
+	}
+	testenv.Eventually(t, 30*time.Second, "the 6 clicks stored", func() bool {
+		return count(t, h.DB, "SELECT count(*) FROM click_logs") == 6
+	})
+	if n := count(t, h.DB, "SELECT total_clicks FROM links"); n != 0 {
+		t.Fatalf("%d clicks counted already; the test needs them uncounted", n)
+	}
+	l := h.api(t, http.MethodPatch, "/links/"+slug, map[string]any{"max_clicks": 8})
+	mustStatus(t, l, http.StatusOK)
+	if got := l.JSON(t); got["clicks_used"] != float64(6) || got["status"] != "active" {
+		t.Fatalf("after setting the limit: %s; want clicks_used 6, active", l.Body)
+	}
+	for range 2 {
+		mustStatus(t, h.do(t, http.MethodGet, "/"+slug, nil), http.StatusFound)
+	}
+	mustProblem(t, h.do(t, http.MethodGet, "/"+slug, nil), http.StatusGone)
+}

@@ -32,9 +32,20 @@ func NewStore(pool *pgxpool.Pool, slugSecret string, slugMinLength int) (*Store,
 	return &Store{pool: pool, slug: s}, nil
 }
 
-// recordedClicks is every click of a link recorded so far, humans (total_clicks) and
-// bots (from the daily rollups): what a new limit starts counting from.
+// recordedClicks is every click of a link counted so far, humans (total_clicks) and
+// bots (from the daily rollups): what the API shows as clicks_used without a limit.
 const recordedClicks = `(links.total_clicks + coalesce((SELECT sum(d.bot_clicks) FROM daily_stats d WHERE d.link_id = links.id), 0))::bigint`
+
+// storedClicks is what a new limit starts counting from: recordedClicks plus the
+// link's clicks stored but not yet counted (the aggregator's rows from its watermark
+// on, read in the same snapshot). Without them a limit set seconds after a burst, or
+// while a long transaction holds the aggregator back, let that many more through.
+// They are found through the xid index, the link tested after (IS TRUE keeps it from
+// becoming an index condition): the uncounted rows are few, a link's rows may be
+// millions. Clicks still on their way into PostgreSQL, under a second's worth, are
+// not in it.
+const storedClicks = `(` + recordedClicks + ` + (SELECT count(*) FROM click_logs c
+	WHERE c.xid >= (SELECT watermark FROM aggregator_state WHERE id = 1) AND (c.link_id = links.id) IS TRUE))`
 
 // linkColumns are what scanLink reads, as the redirect needs them: clicks_used is the
 // counter, which only means something while the link has a limit.
@@ -341,7 +352,7 @@ const updateLink = `UPDATE links SET
 	redirect_status = coalesce($3, redirect_status),
 	expires_at      = CASE WHEN $4 THEN $5 ELSE expires_at END,
 	max_clicks      = CASE WHEN $6 THEN $7 ELSE max_clicks END,
-	clicks_used     = CASE WHEN $6 AND $7::bigint IS NOT NULL AND max_clicks IS NULL THEN ` + recordedClicks + ` ELSE clicks_used END,
+	clicks_used     = CASE WHEN $6 AND $7::bigint IS NOT NULL AND max_clicks IS NULL THEN ` + storedClicks + ` ELSE clicks_used END,
 	password_hash   = CASE WHEN $8::text IS NULL THEN password_hash ELSE nullif($8, '') END,
 	tags            = coalesce($9, tags),
 	forward_query   = coalesce($10, forward_query),
