@@ -298,7 +298,8 @@ func newLimits(cfg Config, rdb rueidis.Client, reg *prometheus.Registry, logger 
 		}
 	}
 	limiter(&l.redirect, ratelimit.Config{Name: "redirect", Rate: cfg.RateLimitRedirect, Prefix: cfg.RedisPrefix + "rl:redirect:", Timeout: cfg.RateLimitTimeout})
-	limiter(&l.api, ratelimit.Config{Name: "api", Rate: cfg.RateLimitAPI, Prefix: cfg.RedisPrefix + "rl:api:", Key: apiKeyOrIP, Timeout: cfg.RateLimitTimeout})
+	limiter(&l.api, ratelimit.Config{Name: "api", Rate: cfg.RateLimitAPI, Prefix: cfg.RedisPrefix + "rl:api:", Key: apiKeyOrIP, Timeout: cfg.RateLimitTimeout,
+		Counted: "with this API key"})
 	limiter(&l.login, ratelimit.Config{Name: "login", Rate: "10-M", Prefix: cfg.RedisPrefix + "rl:login:", Timeout: cfg.RateLimitTimeout})
 	// Limits on failed attempts guard work far slower than a Redis round trip (bcrypt,
 	// a key lookup), so they wait longer for Redis than the redirect limiter does

@@ -56,7 +56,9 @@ type Config struct {
 	// ("10-S", "600-M"); Off disables the limiter.
 	Rate string
 	// Prefix starts every Redis key; default "hop:ratelimit:". Keys are
-	// Prefix + Name + ":" + client key.
+	// Prefix + Name + ":" + the period in seconds + "s:" + client key: instances
+	// share a count only while they count over the same period, and a new period
+	// starts from zero instead of reading an old window's count against its limit.
 	Prefix string
 	// Key returns the client a request is counted against. The default is
 	// c.RealIP(), which is only as trustworthy as Echo's IPExtractor; an empty key
@@ -64,6 +66,9 @@ type Config struct {
 	Key func(echo.Context) string
 	// Timeout bounds each Redis call; slower calls fail open. Default 20 ms.
 	Timeout time.Duration
+	// Counted says what a 429's detail counts against, after "more than N requests
+	// per minute"; default "from this client".
+	Counted string
 }
 
 // Limiter enforces one Config's limit as Echo middleware.
@@ -123,13 +128,14 @@ func New(cfg Config, rdb rueidis.Client, reg prometheus.Registerer, logger *slog
 		l.key = echo.Context.RealIP
 	}
 	l.limit = []string{strconv.FormatInt(rate.Limit, 10)}
-	l.problem = problem.With(ErrLimited, "more than %d requests per %s from this client; retry after the number of seconds in Retry-After", rate.Limit, periodName(rate.Period))
+	l.problem = problem.With(ErrLimited, "more than %d requests per %s %s; retry after the number of seconds in Retry-After",
+		rate.Limit, periodName(rate.Period), cmp.Or(cfg.Counted, "from this client"))
 
 	mem := memory.NewStoreWithOptions(limiter.StoreOptions{Prefix: cfg.Name, CleanUpInterval: limiter.DefaultCleanUpInterval})
 	var store limiter.Store = mem
 	if rdb != nil {
 		store = &failOpen{
-			primary:   NewStore(rdb, cmp.Or(cfg.Prefix, defaultPrefix)+cfg.Name+":"),
+			primary:   NewStore(rdb, cmp.Or(cfg.Prefix, defaultPrefix)+cfg.Name+":"+strconv.FormatInt(int64(rate.Period/time.Second), 10)+"s:"),
 			fallback:  mem,
 			timeout:   cmp.Or(cfg.Timeout, defaultTimeout),
 			cooldown:  cooldown,

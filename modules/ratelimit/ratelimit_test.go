@@ -192,6 +192,40 @@ func TestInstancesShareRedisCount(t *testing.T) {
 	}
 }
 
+// A limit changed to another period starts from zero: the count of the old window,
+// a minute's here, is not read against the new per-second limit. Instances counting
+// over the same period still share one count, whatever their limits. The 429 says what
+// it counts against.
+func TestNewPeriodStartsAfresh(t *testing.T) {
+	t.Parallel()
+	r := testenv.NewRedis(t)
+	allowed := func(e *echo.Echo, n int) (ok int, last *httptest.ResponseRecorder) {
+		for range n {
+			last = get(e, "198.51.100.1:1234", "")
+			if last.Code == http.StatusOK {
+				ok++
+			}
+		}
+		return ok, last
+	}
+	minute := newServer(mustNew(t, Config{Timeout: countingTimeout, Name: "api", Rate: "30-M", Prefix: r.Prefix}, r.Client, nil), nil)
+	if ok, _ := allowed(minute, 25); ok != 25 {
+		t.Fatalf("%d of 25 allowed at 30-M", ok)
+	}
+	second := newServer(mustNew(t, Config{Timeout: countingTimeout, Name: "api", Rate: "5-S", Prefix: r.Prefix, Counted: "with this API key"}, r.Client, nil), nil)
+	ok, last := allowed(second, 6)
+	if ok != 5 {
+		t.Errorf("%d of 6 allowed at 5-S after 25 in the minute's window, want 5", ok)
+	}
+	if detail := last.Body.String(); !strings.Contains(detail, "more than 5 requests per second with this API key") {
+		t.Errorf("429 detail %s", detail)
+	}
+	sameMinute := newServer(mustNew(t, Config{Timeout: countingTimeout, Name: "api", Rate: "27-M", Prefix: r.Prefix}, r.Client, nil), nil)
+	if ok, _ := allowed(sameMinute, 3); ok != 2 {
+		t.Errorf("%d of 3 allowed at 27-M after 25 counted at 30-M, want 2: one minute's count is shared", ok)
+	}
+}
+
 func TestOffPassesEverything(t *testing.T) {
 	t.Parallel()
 	r := testenv.NewRedis(t)
@@ -288,7 +322,7 @@ func TestKeyByClientIP(t *testing.T) {
 
 	ctx := context.Background()
 	for _, ip := range []string{"198.51.100.7", "192.0.2.2", "198.51.100.20", "198.51.100.21", "198.51.100.30"} {
-		n, err := r.Client.Do(ctx, r.Client.B().Exists().Key(r.Prefix+"redirect:"+ip).Build()).AsInt64()
+		n, err := r.Client.Do(ctx, r.Client.B().Exists().Key(r.Prefix+"redirect:60s:"+ip).Build()).AsInt64()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -297,7 +331,7 @@ func TestKeyByClientIP(t *testing.T) {
 		}
 	}
 	for _, ip := range []string{"192.0.2.1", "192.0.2.3", "6.6.6.6", "7.7.7.7", "203.0.113.10"} {
-		n, err := r.Client.Do(ctx, r.Client.B().Exists().Key(r.Prefix+"redirect:"+ip).Build()).AsInt64()
+		n, err := r.Client.Do(ctx, r.Client.B().Exists().Key(r.Prefix+"redirect:60s:"+ip).Build()).AsInt64()
 		if err != nil {
 			t.Fatal(err)
 		}
