@@ -416,3 +416,21 @@ func boolCmp(a, b bool) int {
 	}
 	return -1
 }
+
+// The document's password bounds are the server's: the shortest and longest it allows
+// are accepted, one byte beyond either is refused.
+func TestOpenAPIPasswordBoundsAreTheServers(t *testing.T) {
+	t.Parallel()
+	p := spec(t).doc.Components.Schemas["LinkCreate"].Value.Properties["password"].Value
+	if p.MaxLength == nil {
+		t.Fatal("LinkCreate.password has no maxLength")
+	}
+	lo, hi := int(p.MinLength), int(*p.MaxLength)
+	h := startHop(t, nil)
+	for n, want := range map[int]int{lo - 1: http.StatusBadRequest, lo: http.StatusCreated, hi: http.StatusCreated, hi + 1: http.StatusBadRequest} {
+		r := h.api(t, http.MethodPost, "/links", map[string]any{"url": "https://example.com/", "password": strings.Repeat("p", n)})
+		if r.Status != want {
+			t.Errorf("a password of %d bytes (document: %d to %d): %d %s, want %d", n, lo, hi, r.Status, r.Body, want)
+		}
+	}
+}
