@@ -61,6 +61,10 @@ type zoneStats struct {
 	UTMSources   map[string]int64 `json:"utm_sources"`
 	UTMMediums   map[string]int64 `json:"utm_mediums"`
 	UTMCampaigns map[string]int64 `json:"utm_campaigns"`
+	TopLinks     []struct {
+		Slug   string
+		Clicks int64
+	} `json:"top_links"`
 }
 
 // getJSON decodes the 200 answer of an API GET into v.
@@ -77,7 +81,8 @@ func (h *instance) getJSON(t testing.TB, path string, v any) {
 // half hour) and at odd offsets (Kathmandu), a link's daily series, totals, overview and
 // CSV export agree with each other and with the clicks' local dates: the daily clicks
 // add up to total_clicks, every breakdown adds up to the human clicks of its UTC dates,
-// and clicks.csv holds exactly the range's clicks, humans and bots.
+// the overview's top links count the same local dates, and clicks.csv holds exactly the
+// range's clicks, humans and bots.
 func TestStatsDaysAddUpInEveryZone(t *testing.T) {
 	t.Parallel()
 	h := startHop(t, nil)
@@ -95,6 +100,7 @@ func TestStatsDaysAddUpInEveryZone(t *testing.T) {
 		"2026-10-03T15:30:00Z", // Lord Howe, +10:30 -> +11
 		"2026-04-04T15:00:00Z", // Lord Howe, +11 -> +10:30
 		"2026-06-15T18:15:00Z", // Kathmandu midnight (+05:45, no change)
+		"2026-03-29T01:00:00Z", // London, +00 -> +01 at 01:00
 	} {
 		at, err := time.Parse(time.RFC3339, change)
 		if err != nil {
@@ -102,7 +108,7 @@ func TestStatsDaysAddUpInEveryZone(t *testing.T) {
 		}
 		for j, d := 0, -30*time.Hour; d <= 30*time.Hour; j, d = j+1, d+47*time.Minute {
 			clicks = append(clicks, rawClick{at: at.Add(d), bot: j%5 == 0, visitor: (i*7 + j) % 11,
-				country: []string{"US", "CL", "CU", "AU", "NP"}[j%5]})
+				country: []string{"US", "CL", "CU", "AU", "NP", "GB"}[j%6]})
 		}
 	}
 	h.insertRawClicks(t, "zones", clicks)
@@ -125,6 +131,9 @@ func TestStatsDaysAddUpInEveryZone(t *testing.T) {
 		{"Australia/Lord_Howe", "2026-10-03", "2026-10-05", true},
 		{"Australia/Lord_Howe", "2026-04-04", "2026-04-05", true},
 		{"Asia/Kathmandu", "2026-06-15", "2026-06-17", true},
+		// Starts on a UTC midnight and ends an hour before one: a range with hours after
+		// its whole UTC days and none before.
+		{"Europe/London", "2026-03-28", "2026-03-30", false},
 	}
 	for _, tc := range cases {
 		loc, err := time.LoadLocation(tc.tz)
@@ -204,6 +213,10 @@ func TestStatsDaysAddUpInEveryZone(t *testing.T) {
 		if o.TotalClicks != s.TotalClicks || o.BotClicks != s.BotClicks || !reflect.DeepEqual(o.Daily, s.Daily) {
 			t.Errorf("%s: overview %d clicks, %d bots, daily %v; the only link has %d, %d, %v",
 				name, o.TotalClicks, o.BotClicks, o.Daily, s.TotalClicks, s.BotClicks, s.Daily)
+		}
+		// The top links count the range's local days too: the only link has them all.
+		if len(o.TopLinks) != 1 || o.TopLinks[0].Slug != "zones" || o.TopLinks[0].Clicks != s.TotalClicks {
+			t.Errorf("%s: overview top links %+v, want zones with its %d clicks", name, o.TopLinks, s.TotalClicks)
 		}
 
 		r := h.api(t, http.MethodGet, "/links/zones/clicks.csv"+query, nil)

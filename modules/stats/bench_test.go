@@ -237,6 +237,9 @@ SELECT 'l' || lpad(i::text, 4, '0'), 'https://example.com/' || i FROM generate_s
 	for _, r := range []struct{ name, query string }{
 		{"365-days", fmt.Sprintf("?start=%s&end=%s", first.Format(dateLayout), last.Format(dateLayout))},
 		{"30-days", ""},
+		// In another zone the series and the top links read hourly rollups as well.
+		{"365-days-New_York", fmt.Sprintf("?start=%s&end=%s&tz=America/New_York", first.Format(dateLayout), last.Format(dateLayout))},
+		{"30-days-New_York", "?tz=America/New_York"},
 	} {
 		b.Run(r.name, func(b *testing.B) {
 			var took []float64

@@ -25,9 +25,8 @@ FROM generate_series(1, 500) l, generate_series(0, 59) d,
 	if err != nil {
 		t.Fatal(err)
 	}
-	from, _ := q.bounds()
-	monthsFrom, monthsTo := wholeMonths(q.start, q.end)
-	if plan := testenv.Plan(t, b.pool, overviewSQL, q.start, q.end, q.limit, from, from, monthsFrom, monthsTo); !strings.Contains(plan, "campaign_totals") || strings.Contains(plan, "dimension_stats") {
+	sql, args := overviewQuery(q)
+	if plan := testenv.Plan(t, b.pool, sql, args...); !strings.Contains(plan, "campaign_totals") || strings.Contains(plan, "dimension_stats") {
 		t.Errorf("overview plan does not read campaigns from campaign_totals alone:\n%s", plan)
 	}
 	o, err := b.h.reader.Overview(ctx, "", Range{Start: "2025-02-01", End: "2025-02-07", Limit: 100})

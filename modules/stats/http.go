@@ -258,7 +258,7 @@ type TopLink struct {
 
 // overview answers GET /stats?start=&end=&tz=&limit=. links counts live links;
 // unique_visitors sums per-link daily uniques; top_links are the live links with the
-// most human clicks in the range (by UTC days), at most limit of them; the campaign
+// most human clicks in the range (its local dates), at most limit of them; the campaign
 // breakdowns cover every link, by UTC days. Time zones are handled as for a link's
 // stats.
 func (h *Handler) overview(c echo.Context) error {
