@@ -42,9 +42,9 @@ func (h *Handler) registerWebhooks(e *echo.Echo, with func(own ...echo.Middlewar
 	e.Match(get, "/dashboard/webhooks/:id", h.webhookPage, with(h.authenticated)...)
 	e.Match(get, "/dashboard/webhooks/:id/edit", h.editWebhookPage, with(h.authenticated)...)
 	e.POST("/dashboard/webhooks/:id/edit", h.updateWebhook, post...)
-	e.Match(get, "/dashboard/webhooks/:id/secret", h.rotateSecretPage, with(h.authenticated)...)
+	e.Match(get, "/dashboard/webhooks/:id/secret", h.askAboutWebhook("webhooksecret", "New signing secret"), with(h.authenticated)...)
 	e.POST("/dashboard/webhooks/:id/secret", h.rotateSecret, post...)
-	e.Match(get, "/dashboard/webhooks/:id/delete", h.deleteWebhookPage, with(h.authenticated)...)
+	e.Match(get, "/dashboard/webhooks/:id/delete", h.askAboutWebhook("webhookdelete", "Delete webhook"), with(h.authenticated)...)
 	e.POST("/dashboard/webhooks/:id/delete", h.deleteWebhook, post...)
 	e.POST("/dashboard/webhooks/:id/test", h.pingWebhook, post...)
 	e.POST("/dashboard/webhooks/:id/deliveries/:delivery/retry", h.retryDelivery, post...)
@@ -131,13 +131,18 @@ func (h *Handler) createWebhook(c echo.Context) error {
 	return h.render(c, http.StatusCreated, "webhooknew", view{Title: "Webhook created", Data: webhookFormPage{Created: &w}})
 }
 
-// editWebhookPage shows a webhook's settings in the create form's fields.
-func (h *Handler) editWebhookPage(c echo.Context) error {
+// pathWebhook reads the webhook the path names.
+func (h *Handler) pathWebhook(c echo.Context) (webhooks.Webhook, error) {
 	id, err := pathID(c, "id")
 	if err != nil {
-		return err
+		return webhooks.Webhook{}, err
 	}
-	w, err := h.webhooks.Get(c.Request().Context(), id)
+	return h.webhooks.Get(c.Request().Context(), id)
+}
+
+// editWebhookPage shows a webhook's settings in the create form's fields.
+func (h *Handler) editWebhookPage(c echo.Context) error {
+	w, err := h.pathWebhook(c)
 	if err != nil {
 		return err
 	}
@@ -145,7 +150,7 @@ func (h *Handler) editWebhookPage(c echo.Context) error {
 	if w.Domain != nil {
 		f.Domain = *w.Domain
 	}
-	return h.renderWebhookForm(c, http.StatusOK, f, id)
+	return h.renderWebhookForm(c, http.StatusOK, f, w.ID)
 }
 
 // updateWebhook saves the edit form: every field as sent, blank meaning all, as at
@@ -169,17 +174,16 @@ func (h *Handler) updateWebhook(c echo.Context) error {
 	return c.Redirect(http.StatusSeeOther, "/dashboard/webhooks/"+strconv.FormatInt(id, 10)+"?saved=1")
 }
 
-// rotateSecretPage asks before the secret changes: the receiver must be told the new one.
-func (h *Handler) rotateSecretPage(c echo.Context) error {
-	id, err := pathID(c, "id")
-	if err != nil {
-		return err
+// askAboutWebhook is the page that asks before a webhook changes for good, shown with
+// template page: before a delete, or before a new secret (the receiver must be told it).
+func (h *Handler) askAboutWebhook(page, title string) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		w, err := h.pathWebhook(c)
+		if err != nil {
+			return err
+		}
+		return h.render(c, http.StatusOK, page, view{Title: title, Data: webhookDetailPage{Webhook: w}})
 	}
-	w, err := h.webhooks.Get(c.Request().Context(), id)
-	if err != nil {
-		return err
-	}
-	return h.render(c, http.StatusOK, "webhooksecret", view{Title: "New signing secret", Data: webhookDetailPage{Webhook: w}})
 }
 
 // rotateSecret answers with the new secret itself, as createWebhook does: it is shown
@@ -206,16 +210,11 @@ type webhookDetailPage struct {
 }
 
 func (h *Handler) webhookPage(c echo.Context) error {
-	id, err := pathID(c, "id")
+	w, err := h.pathWebhook(c)
 	if err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	w, err := h.webhooks.Get(ctx, id)
-	if err != nil {
-		return err
-	}
-	ds, err := h.webhooks.Deliveries(ctx, id, deliveriesShown)
+	ds, err := h.webhooks.Deliveries(c.Request().Context(), w.ID, deliveriesShown)
 	if err != nil {
 		return err
 	}
@@ -232,19 +231,7 @@ func (h *Handler) webhookPage(c echo.Context) error {
 			}
 		}
 	}
-	return h.render(c, http.StatusOK, "webhook", view{Title: "Webhook " + strconv.FormatInt(id, 10), Data: p})
-}
-
-func (h *Handler) deleteWebhookPage(c echo.Context) error {
-	id, err := pathID(c, "id")
-	if err != nil {
-		return err
-	}
-	w, err := h.webhooks.Get(c.Request().Context(), id)
-	if err != nil {
-		return err
-	}
-	return h.render(c, http.StatusOK, "webhookdelete", view{Title: "Delete webhook", Data: webhookDetailPage{Webhook: w}})
+	return h.render(c, http.StatusOK, "webhook", view{Title: "Webhook " + strconv.FormatInt(w.ID, 10), Data: p})
 }
 
 func (h *Handler) deleteWebhook(c echo.Context) error {

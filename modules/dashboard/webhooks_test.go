@@ -62,7 +62,7 @@ func (f *fakeWebhooks) Create(_ context.Context, n webhooks.NewWebhook) (webhook
 	return w, nil
 }
 
-// Update applies ch as the service does, without its checks beyond the URL's.
+// Update applies ch as the service does (Change.Apply), without its checks beyond the URL's.
 func (f *fakeWebhooks) Update(_ context.Context, id int64, ch webhooks.Change) (webhooks.Webhook, error) {
 	if ch.URL != nil {
 		if u, err := url.Parse(*ch.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -76,21 +76,8 @@ func (f *fakeWebhooks) Update(_ context.Context, id int64, ch webhooks.Change) (
 		if w.ID != id {
 			continue
 		}
-		if ch.URL != nil {
-			w.URL = *ch.URL
-		}
-		if ch.IncludeBots != nil {
-			w.IncludeBots = *ch.IncludeBots
-		}
-		if ch.SetLinks {
-			w.Links = ch.Links
-		}
-		if ch.SetTags {
-			w.Tags = ch.Tags
-		}
-		if ch.SetDomain {
-			w.Domain = ch.Domain
-		}
+		n := ch.Apply(webhooks.NewWebhook{URL: w.URL, Links: w.Links, Tags: w.Tags, Domain: w.Domain, IncludeBots: w.IncludeBots})
+		w.URL, w.Links, w.Tags, w.Domain, w.IncludeBots = n.URL, n.Links, n.Tags, n.Domain, n.IncludeBots
 		return *w, nil
 	}
 	return webhooks.Webhook{}, errNoWebhook

@@ -122,6 +122,26 @@ type Change struct {
 	Domain      *string
 }
 
+// Apply returns n with ch's changes made, unchecked.
+func (ch Change) Apply(n NewWebhook) NewWebhook {
+	if ch.URL != nil {
+		n.URL = *ch.URL
+	}
+	if ch.IncludeBots != nil {
+		n.IncludeBots = *ch.IncludeBots
+	}
+	if ch.SetLinks {
+		n.Links = ch.Links
+	}
+	if ch.SetTags {
+		n.Tags = ch.Tags
+	}
+	if ch.SetDomain {
+		n.Domain = ch.Domain
+	}
+	return n
+}
+
 // Update applies ch to the webhook and returns it, checked as at creation: a new URL
 // passes the SSRF guard, and links are slugs on the domain it ends up with. The cursor,
 // the deliveries and a disabled state stay: a batch already made is sent as it was, to
@@ -145,22 +165,7 @@ func (s *Service) Update(ctx context.Context, id int64, ch Change) (Webhook, err
 	if err != nil {
 		return Webhook{}, err
 	}
-	n := NewWebhook{URL: w.URL, Links: w.Links, Tags: w.Tags, Domain: w.Domain, IncludeBots: w.IncludeBots}
-	if ch.URL != nil {
-		n.URL = *ch.URL
-	}
-	if ch.IncludeBots != nil {
-		n.IncludeBots = *ch.IncludeBots
-	}
-	if ch.SetLinks {
-		n.Links = ch.Links
-	}
-	if ch.SetTags {
-		n.Tags = ch.Tags
-	}
-	if ch.SetDomain {
-		n.Domain = ch.Domain
-	}
+	n := ch.Apply(NewWebhook{URL: w.URL, Links: w.Links, Tags: w.Tags, Domain: w.Domain, IncludeBots: w.IncludeBots})
 	if err := n.check(); err != nil {
 		return Webhook{}, err
 	}

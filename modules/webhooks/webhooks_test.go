@@ -117,6 +117,19 @@ func (b *bundle) drain(t *testing.T, id int64) {
 	}
 }
 
+// brandedHooked adds the domain go.example.com with a link "hooked" of its own, the
+// default domain's slug again, and returns that link's id.
+func (b *bundle) brandedHooked(t *testing.T) int64 {
+	t.Helper()
+	var id int64
+	if err := b.db.Pool.QueryRow(t.Context(), `
+WITH d AS (INSERT INTO domains (host, base_url) VALUES ('go.example.com', 'https://go.example.com') RETURNING id)
+INSERT INTO links (slug, original_url, domain_id) SELECT 'hooked', 'https://example.org', id FROM d RETURNING id`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
 func (b *bundle) webhook(t *testing.T) Webhook {
 	t.Helper()
 	sealed, err := b.s.seal("whsec_test")
@@ -495,12 +508,7 @@ func TestLinksResolveOnTheWebhooksDomain(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := t.Context()
-	var branded int64
-	if err := b.db.Pool.QueryRow(ctx, `
-WITH d AS (INSERT INTO domains (host, base_url) VALUES ('go.example.com', 'https://go.example.com') RETURNING id)
-INSERT INTO links (slug, original_url, domain_id) SELECT 'hooked', 'https://example.org', id FROM d RETURNING id`).Scan(&branded); err != nil {
-		t.Fatal(err)
-	}
+	branded := b.brandedHooked(t)
 	if _, err := b.db.Pool.Exec(ctx, `
 INSERT INTO links (slug, original_url, domain_id) SELECT 'only-branded', 'https://example.org', id FROM domains WHERE host = 'go.example.com'`); err != nil {
 		t.Fatal(err)
@@ -845,6 +853,26 @@ func apiServer(t *testing.T, s *Service) string {
 	return srv.URL
 }
 
+// call sends body to url with method and decodes the JSON answer.
+func call(t *testing.T, method, url, contentType, body string) (int, map[string]any, http.Header) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", contentType)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, got, resp.Header
+}
+
 // POST /webhooks refuses what it could never serve, as a problem that says why: a body
 // not sent as JSON, and a domain hop does not have (whose filter would pass no click).
 // Tags are trimmed as a link's are, so " launch " follows links tagged "launch".
@@ -859,17 +887,9 @@ func TestCreateRefusesWhatItCannotServe(t *testing.T) {
 	var location string
 	post := func(contentType, body string) (int, map[string]any) {
 		t.Helper()
-		resp, err := http.Post(api+"/webhooks", contentType, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var got map[string]any
-		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
-			t.Fatal(err)
-		}
-		location = resp.Header.Get("Location")
-		return resp.StatusCode, got
+		status, got, header := call(t, http.MethodPost, api+"/webhooks", contentType, body)
+		location = header.Get("Location")
+		return status, got
 	}
 	hook := `{"url":"` + b.url + `"`
 	for _, c := range []struct {
@@ -905,12 +925,7 @@ func TestUpdateWebhook(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := t.Context()
-	var branded int64
-	if err := b.db.Pool.QueryRow(ctx, `
-WITH d AS (INSERT INTO domains (host, base_url) VALUES ('go.example.com', 'https://go.example.com') RETURNING id)
-INSERT INTO links (slug, original_url, domain_id) SELECT 'hooked', 'https://example.org', id FROM d RETURNING id`).Scan(&branded); err != nil {
-		t.Fatal(err)
-	}
+	branded := b.brandedHooked(t)
 	strict, err := New(ctx, Config{}, b.db.Pool, nil, slog.New(slog.DiscardHandler)) // the SSRF guard on
 	if err != nil {
 		t.Fatal(err)
@@ -923,21 +938,8 @@ INSERT INTO links (slug, original_url, domain_id) SELECT 'hooked', 'https://exam
 	path := fmt.Sprintf("/webhooks/%d", w.ID)
 	patch := func(base, path, body string) (int, map[string]any) {
 		t.Helper()
-		req, err := http.NewRequestWithContext(ctx, http.MethodPatch, base+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var got map[string]any
-		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
-			t.Fatal(err)
-		}
-		return resp.StatusCode, got
+		status, got, _ := call(t, http.MethodPatch, base+path, "application/json", body)
+		return status, got
 	}
 	stored := func() Webhook {
 		t.Helper()
