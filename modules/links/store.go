@@ -36,16 +36,56 @@ func NewStore(pool *pgxpool.Pool, slugSecret string, slugMinLength int) (*Store,
 // bots (from the daily rollups): what the API shows as clicks_used without a limit.
 const recordedClicks = `(links.total_clicks + coalesce((SELECT sum(d.bot_clicks) FROM daily_stats d WHERE d.link_id = links.id), 0))::bigint`
 
-// storedClicks is what a new limit starts counting from: recordedClicks plus the
-// link's clicks stored but not yet counted (the aggregator's rows from its watermark
-// on, read in the same snapshot). Without them a limit set seconds after a burst, or
-// while a long transaction holds the aggregator back, let that many more through.
-// They are found through the xid index, the link tested after (IS TRUE keeps it from
-// becoming an index condition): the uncounted rows are few, a link's rows may be
-// millions. Clicks still on their way into PostgreSQL, under a second's worth, are
-// not in it.
-const storedClicks = `(` + recordedClicks + ` + (SELECT count(*) FROM click_logs c
-	WHERE c.xid >= (SELECT watermark FROM aggregator_state WHERE id = 1) AND (c.link_id = links.id) IS TRUE))`
+// A limit set on a link without one starts from every click of it stored so far
+// (startingClicks): the ones counted (recordedClicks) and the ones in click_logs the
+// aggregator has not counted yet. Without the latter a limit set seconds after a burst,
+// or while a long transaction holds the aggregator back, let that many more through.
+//
+// The link's row is locked first (lockForLimitSQL): an aggregator batch with clicks of
+// this link updates that row, so none can commit until the limit is set, and the counts
+// read after the lock stay consistent. Read in the statement that waits for the lock,
+// they would not: PostgreSQL re-reads a row changed meanwhile but not the tables beside
+// it, so a batch committed during the wait was counted twice.
+const (
+	lockForLimitSQL = `SELECT id, max_clicks IS NULL FROM links WHERE domain_id = $1 AND slug = $2 AND deleted_at IS NULL FOR UPDATE`
+
+	countedClicksSQL = `SELECT ` + recordedClicks + `, (SELECT watermark::text FROM aggregator_state WHERE id = 1) FROM links WHERE id = $1`
+
+	// uncountedClicksSQL runs planned for its watermark (QueryExecModeExec), so
+	// PostgreSQL reads the few rows from it on through the xid index; the link is tested
+	// after (IS TRUE keeps it from being an index condition: a link's rows may be
+	// millions).
+	uncountedClicksSQL = `SELECT count(*) FROM click_logs WHERE xid >= $1::text::xid8 AND (link_id = $2) IS TRUE`
+)
+
+// startingClicks locks the link in tx and returns what a new limit on it starts from,
+// or nil when it has a limit already (or no such link: update answers that).
+func startingClicks(ctx context.Context, tx pgx.Tx, domainID int64, slug string) (*int64, error) {
+	var (
+		id        int64
+		unlimited bool
+	)
+	switch err := tx.QueryRow(ctx, lockForLimitSQL, domainID, slug).Scan(&id, &unlimited); {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("lock link: %w", err)
+	case !unlimited:
+		return nil, nil
+	}
+	var (
+		counted, uncounted int64
+		watermark          string
+	)
+	if err := tx.QueryRow(ctx, countedClicksSQL, id).Scan(&counted, &watermark); err != nil {
+		return nil, fmt.Errorf("count link clicks: %w", err)
+	}
+	if err := tx.QueryRow(ctx, uncountedClicksSQL, pgx.QueryExecModeExec, watermark, id).Scan(&uncounted); err != nil {
+		return nil, fmt.Errorf("count link clicks: %w", err)
+	}
+	n := counted + uncounted
+	return &n, nil
+}
 
 // linkColumns are what scanLink reads, as the redirect needs them: clicks_used is the
 // counter, which only means something while the link has a limit.
@@ -352,7 +392,7 @@ const updateLink = `UPDATE links SET
 	redirect_status = coalesce($3, redirect_status),
 	expires_at      = CASE WHEN $4 THEN $5 ELSE expires_at END,
 	max_clicks      = CASE WHEN $6 THEN $7 ELSE max_clicks END,
-	clicks_used     = CASE WHEN $6 AND $7::bigint IS NOT NULL AND max_clicks IS NULL THEN ` + storedClicks + ` ELSE clicks_used END,
+	clicks_used     = CASE WHEN $6 AND $7::bigint IS NOT NULL AND max_clicks IS NULL THEN $14::bigint ELSE clicks_used END,
 	password_hash   = CASE WHEN $8::text IS NULL THEN password_hash ELSE nullif($8, '') END,
 	tags            = coalesce($9, tags),
 	forward_query   = coalesce($10, forward_query),
@@ -379,19 +419,33 @@ func (s *Store) update(ctx context.Context, domainID int64, slug string, p linkP
 	if p.ExpiredURL != nil {
 		expiredURL = *p.ExpiredURL
 	}
-	l, err := scanLink(s.pool.QueryRow(ctx, updateLink, slug, p.URL, status,
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return Link{}, fmt.Errorf("update link: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	var used *int64
+	if maxClicks != nil {
+		if used, err = startingClicks(ctx, tx, domainOr(domainID), slug); err != nil {
+			return Link{}, err
+		}
+	}
+	l, err := scanLink(tx.QueryRow(ctx, updateLink, slug, p.URL, status,
 		p.ExpiresAt != nil, expires, p.MaxClicks != nil, maxClicks, p.PasswordHash, p.Tags,
-		p.ForwardQuery, p.ExpiredURL != nil, expiredURL, domainOr(domainID)))
+		p.ForwardQuery, p.ExpiredURL != nil, expiredURL, domainOr(domainID), used))
+	if err == nil {
+		if err = tx.Commit(ctx); err != nil {
+			return Link{}, fmt.Errorf("update link: %w", err)
+		}
+		return l, nil
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		if _, err := s.get(ctx, domainID, slug); err != nil {
 			return Link{}, err
 		}
 		return Link{}, ErrNotFound
 	}
-	if err != nil {
-		return Link{}, fmt.Errorf("update link: %w", err)
-	}
-	return l, nil
+	return Link{}, fmt.Errorf("update link: %w", err)
 }
 
 // takeClick counts one click against a link's limit if the limit allows it. The row

@@ -1,14 +1,17 @@
 package links
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/hop-dev/hop/internal/tally"
@@ -276,4 +279,77 @@ INSERT INTO links (slug, original_url, tags) VALUES ('four', 'https://example.co
 		t.Fatal(err)
 	}
 	check("truncated by hand")
+}
+
+// A limit set on a link without one starts from every click stored: counted ones and
+// ones the aggregator has not counted yet, each once, also when an aggregator batch
+// with clicks of the link commits while the limit waits for the link's row.
+func TestLimitStartsFromEveryStoredClickOnce(t *testing.T) {
+	t.Parallel()
+	s, db := newStore(t)
+	ctx := t.Context()
+	l, err := s.create(ctx, newLink{URL: "https://example.com/", Slug: "capped", RedirectStatus: 302})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 5 clicks (2 by bots) already counted, as the aggregator leaves them, then 4 stored
+	// after its watermark.
+	exec := func(db interface {
+		Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+	}, sqls ...string) {
+		t.Helper()
+		for _, q := range sqls {
+			if _, err := db.Exec(ctx, q, l.ID); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+	}
+	if err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		exec(tx,
+			`INSERT INTO click_logs (event_id, link_id, clicked_at, is_bot) SELECT gen_random_uuid(), $1, now(), i <= 2 FROM generate_series(1, 5) i`,
+			`INSERT INTO daily_stats (link_id, day, clicks, bot_clicks) VALUES ($1, current_date, 3, 2)`,
+			`UPDATE links SET total_clicks = 3 WHERE id = $1`,
+			`UPDATE aggregator_state SET watermark = (pg_current_xact_id()::text::numeric + 1)::text::xid8 WHERE id = 1 AND $1 > 0`)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	exec(db.Pool, `INSERT INTO click_logs (event_id, link_id, clicked_at) SELECT gen_random_uuid(), $1, now() FROM generate_series(1, 4)`)
+	// An aggregator batch counting those 4 holds the link's row while the limit is set.
+	agg, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agg.Rollback(ctx)
+	exec(agg,
+		`UPDATE daily_stats SET clicks = clicks + 4 WHERE link_id = $1`,
+		`UPDATE links SET total_clicks = total_clicks + 4 WHERE id = $1`,
+		`UPDATE aggregator_state SET watermark = (pg_current_xact_id()::text::numeric + 1)::text::xid8 WHERE id = 1 AND $1 > 0`)
+	limit := int64(20)
+	limited := new(*int64)
+	*limited = &limit
+	type result struct {
+		l   Link
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		l, err := s.update(ctx, 0, "capped", linkPatch{MaxClicks: limited})
+		done <- result{l, err}
+	}()
+	testenv.Eventually(t, 10*time.Second, "the limit waiting for the link's row", func() bool {
+		var n int
+		err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n)
+		return err == nil && n == 1
+	})
+	if err := agg.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.l.ClicksUsed != 9 || r.l.MaxClicks == nil || *r.l.MaxClicks != 20 {
+		t.Fatalf("clicks_used %d, max_clicks %v; want the 9 clicks stored, each once, and 20", r.l.ClicksUsed, r.l.MaxClicks)
+	}
 }
