@@ -395,4 +395,19 @@ func TestWebhookDomainFilter(t *testing.T) {
 	}
 	wantContains(t, b.get("/dashboard/webhooks", ck).Body.String(), `<td data-label="Domain" class="mono">go.example.com</td>`)
 	wantContains(t, b.get("/dashboard/webhooks/1", ck).Body.String(), `<dt>Domain</dt><dd class="mono">go.example.com</dd>`)
+
+	// Its domain removed, the edit form still offers it, chosen, so saving another
+	// change keeps the filter instead of widening it to every domain.
+	if _, err := b.domains.Add(context.Background(), "other.example.com", "", "", "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.domains.Remove(context.Background(), "go.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	wantContains(t, b.get("/dashboard/webhooks/1/edit", ck).Body.String(), `<option value="go.example.com" selected>go.example.com (removed)</option>`)
+	rec = b.post("/dashboard/webhooks/1/edit", url.Values{"csrf": {csrf}, "url": {"https://example.com/v2"}, "domain": {"go.example.com"}}, ck)
+	wantStatus(t, rec, http.StatusSeeOther)
+	if ws, _ := f.List(context.Background()); ws[0].Domain == nil || *ws[0].Domain != "go.example.com" || ws[0].URL != "https://example.com/v2" {
+		t.Fatalf("after saving a new URL: %+v", ws[0])
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -89,6 +90,9 @@ type webhookFormPage struct {
 	Created *webhooks.Webhook
 	Rotated bool             // Created holds a new secret of an existing webhook
 	Domains []domains.Domain // for the domain filter; nil: a text field
+	// GoneDomain is the form's domain when Domains lacks it (removed since the webhook
+	// was made): offered as chosen, so saving another change keeps the filter.
+	GoneDomain string
 }
 
 func (h *Handler) newWebhookPage(c echo.Context) error {
@@ -102,7 +106,11 @@ func (h *Handler) renderWebhookForm(c echo.Context, status int, f webhookForm, e
 	if editing != 0 {
 		title = "Edit webhook " + strconv.FormatInt(editing, 10)
 	}
-	return h.render(c, status, "webhooknew", view{Title: title, Data: webhookFormPage{Form: f, Editing: editing, Domains: h.domainChoices()}})
+	p := webhookFormPage{Form: f, Editing: editing, Domains: h.domainChoices()}
+	if p.Domains != nil && f.Domain != "" && !slices.ContainsFunc(p.Domains, func(d domains.Domain) bool { return d.Host == f.Domain }) {
+		p.GoneDomain = f.Domain
+	}
+	return h.render(c, status, "webhooknew", view{Title: title, Data: p})
 }
 
 // readWebhookForm reads the create form; blank links, tags or domain mean all of them.
