@@ -75,6 +75,7 @@ func (s *Service) handleCreate(c echo.Context) error {
 		return err
 	}
 	c.Response().Header().Set(echo.HeaderLocation, "/webhooks/"+strconv.FormatInt(created.ID, 10))
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store") // it carries the secret
 	return c.JSON(http.StatusCreated, created)
 }
 
@@ -193,6 +194,7 @@ func (s *Service) handleRotate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store") // it carries the secret
 	return c.JSON(http.StatusOK, w)
 }
 

@@ -71,6 +71,18 @@ func (n *NewWebhook) check() error {
 	return nil
 }
 
+// resolve finds the links n follows, as ids (nil: every link), on its domain, and
+// refuses a domain hop does not serve, whose filter would pass no click, silently.
+func resolve(ctx context.Context, q querier, n NewWebhook) ([]int64, error) {
+	if n.Links != nil {
+		return linkIDs(ctx, q, n.Links, n.Domain)
+	}
+	if n.Domain != nil {
+		return nil, domainExists(ctx, q, *n.Domain)
+	}
+	return nil, nil
+}
+
 // Create validates n, checks its URL against the SSRF guard and stores the webhook. The
 // answer carries the signing secret, which is never shown again.
 func (s *Service) Create(ctx context.Context, n NewWebhook) (Webhook, error) {
@@ -82,15 +94,8 @@ func (s *Service) Create(ctx context.Context, n NewWebhook) (Webhook, error) {
 	}
 	w := Webhook{URL: n.URL, Domain: n.Domain, IncludeBots: n.IncludeBots, Tags: n.Tags}
 	var err error
-	if n.Links != nil {
-		if w.linkIDs, err = s.linkIDs(ctx, n.Links, n.Domain); err != nil {
-			return Webhook{}, err
-		}
-	} else if n.Domain != nil {
-		// A domain hop does not serve would filter out every click, silently.
-		if err := s.domainExists(ctx, *n.Domain); err != nil {
-			return Webhook{}, err
-		}
+	if w.linkIDs, err = resolve(ctx, s.pool, n); err != nil {
+		return Webhook{}, err
 	}
 	secret, err := newSecret()
 	if err != nil {
@@ -145,7 +150,8 @@ func (ch Change) Apply(n NewWebhook) NewWebhook {
 // Update applies ch to the webhook and returns it, checked as at creation: a new URL
 // passes the SSRF guard, and links are slugs on the domain it ends up with. The cursor,
 // the deliveries and a disabled state stay: a batch already made is sent as it was, to
-// the URL of the moment, and the new filters apply from the next one.
+// the URL of the moment (at once, with a new URL), and the new filters apply from the
+// next batch made.
 func (s *Service) Update(ctx context.Context, id int64, ch Change) (Webhook, error) {
 	if ch.URL != nil {
 		// Checked before the row is locked: the guard resolves the host.
@@ -169,26 +175,34 @@ func (s *Service) Update(ctx context.Context, id int64, ch Change) (Webhook, err
 	if err := n.check(); err != nil {
 		return Webhook{}, err
 	}
+	// Unchanged links on an unchanged domain keep their ids, even of a link deleted
+	// since, and an unchanged domain is not looked up again: changing the URL alone
+	// must not fail over either.
 	ids := w.linkIDs
 	moved := !sameHost(n.Domain, w.Domain)
 	switch {
+	case n.Links == nil && moved:
+		ids, err = resolve(ctx, tx, n)
 	case n.Links == nil:
 		ids = nil
-		if moved && n.Domain != nil {
-			if err := s.domainExists(ctx, *n.Domain); err != nil {
-				return Webhook{}, err
-			}
-		}
 	case moved || w.Links == nil || !slices.Equal(n.Links, w.Links):
-		// Unchanged links on an unchanged domain keep their ids, even of a link deleted
-		// since: changing the URL alone must not fail over it.
-		if ids, err = s.linkIDs(ctx, n.Links, n.Domain); err != nil {
-			return Webhook{}, err
-		}
+		ids, err = resolve(ctx, tx, n)
+	}
+	if err != nil {
+		return Webhook{}, err
 	}
 	updated, err := scanWebhook(tx.QueryRow(ctx, updateSQL, id, n.URL, ids, n.Links, n.Tags, n.Domain, n.IncludeBots))
 	if err != nil {
 		return Webhook{}, err
+	}
+	if n.URL != w.URL {
+		// A receiver that failed is often fixed by pointing at a new URL: its waiting
+		// batch goes now, not after the old one's backoff, and its failing time starts
+		// again.
+		if _, err := tx.Exec(ctx, newURLSQL, id, s.cfg.Now()); err != nil {
+			return Webhook{}, fmt.Errorf("update webhook: %w", err)
+		}
+		updated.FailingSince = nil
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return Webhook{}, fmt.Errorf("update webhook: %w", err)

@@ -18,7 +18,7 @@ import (
 type Webhook struct {
 	ID           int64      `json:"id"`
 	URL          string     `json:"url"`
-	Secret       string     `json:"secret,omitempty"` // only in the answer to create
+	Secret       string     `json:"secret,omitempty"` // only in the answers to create and to a new secret
 	Links        []string   `json:"links"`
 	Tags         []string   `json:"tags"`
 	Domain       *string    `json:"domain"`
@@ -129,8 +129,8 @@ WHERE deleted_at IS NULL`
 
 // linkIDs resolves slugs on domain (nil: the default one) to link ids; every slug
 // must exist there.
-func (s *Service) linkIDs(ctx context.Context, slugs []string, domain *string) ([]int64, error) {
-	rows, err := s.pool.Query(ctx, linkIDsSQL, slugs, domain)
+func linkIDs(ctx context.Context, q querier, slugs []string, domain *string) ([]int64, error) {
+	rows, err := q.Query(ctx, linkIDsSQL, slugs, domain)
 	if err != nil {
 		return nil, fmt.Errorf("find links: %w", err)
 	}
@@ -166,9 +166,9 @@ func (s *Service) linkIDs(ctx context.Context, slugs []string, domain *string) (
 const domainExistsSQL = `SELECT EXISTS (SELECT 1 FROM domains WHERE host = $1 AND deleted_at IS NULL)`
 
 // domainExists answers ErrInvalid unless host is a domain hop serves.
-func (s *Service) domainExists(ctx context.Context, host string) error {
+func domainExists(ctx context.Context, q querier, host string) error {
 	var ok bool
-	if err := s.pool.QueryRow(ctx, domainExistsSQL, host).Scan(&ok); err != nil {
+	if err := q.QueryRow(ctx, domainExistsSQL, host).Scan(&ok); err != nil {
 		return fmt.Errorf("find domain: %w", err)
 	}
 	if !ok {
@@ -207,7 +207,22 @@ func (s *Service) list(ctx context.Context, activeOnly bool) ([]Webhook, error) 
 	return out, nil
 }
 
-// updateSQL writes a webhook's settings, as Update has checked them.
+// querier is a pool or a transaction: Update looks links up in the transaction that
+// holds the webhook's row, not on a second connection while holding one.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// newURLSQL makes a webhook's waiting batch due now and its failing time start again:
+// the receiver has a new URL (see Update).
+const newURLSQL = `
+WITH due AS (
+    UPDATE webhook_deliveries SET next_attempt_at = $2
+    WHERE webhook_id = $1 AND status = 'pending' AND kind = 'events' AND next_attempt_at > $2)
+UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL`
+
+// updateSQL writes a webhook's settings; Update checks them first.
 const updateSQL = `
 UPDATE webhooks SET url = $2, link_ids = $3, link_slugs = $4, tags = $5, domain = $6, include_bots = $7
 WHERE id = $1
@@ -217,7 +232,8 @@ RETURNING ` + webhookColumns
 // meanwhile by another request waits rather than being overwritten with what was read.
 const lockSQL = `SELECT ` + webhookColumns + ` FROM webhooks WHERE id = $1 FOR UPDATE`
 
-// rotateSQL replaces a webhook's sealed signing secret.
+// rotateSQL replaces the sealed secret in one statement: a concurrent send reads the
+// old or the new one, never a mix.
 const rotateSQL = `UPDATE webhooks SET secret = $2 WHERE id = $1 RETURNING ` + webhookColumns
 
 const deleteSQL = `DELETE FROM webhooks WHERE id = $1`

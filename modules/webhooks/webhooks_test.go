@@ -476,6 +476,46 @@ func TestSignature(t *testing.T) {
 	}
 }
 
+// FuzzDecodeChange: a PATCH body decodes to a change of only the fields it has, or is
+// refused; applied to any webhook and checked, an accepted change never yields an empty
+// links or tags list, a URL that is not http(s), or a domain that is not a host.
+func FuzzDecodeChange(f *testing.F) {
+	for _, s := range []string{
+		`{"url":"https://example.com/v2"}`, `{"links":null,"tags":["a"," b "],"domain":"Go.Example"}`,
+		`{"include_bots":true}`, `{"links":[]}`, `{"url":null}`, `{}`, `{"x":1}`, `{"tags":"a"}`, `[]`, `null`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		var raw map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(body), &raw); err != nil {
+			return
+		}
+		ch, err := decodeChange(raw)
+		if err != nil {
+			return
+		}
+		for name, set := range map[string]bool{"url": ch.URL != nil, "links": ch.SetLinks, "tags": ch.SetTags, "domain": ch.SetDomain, "include_bots": ch.IncludeBots != nil} {
+			if _, sent := raw[name]; sent != set {
+				t.Fatalf("%s sent %v, set %v", name, sent, set)
+			}
+		}
+		n := ch.Apply(NewWebhook{URL: "https://example.com/hook", Links: []string{"a"}, Tags: []string{"t"}})
+		if n.check() != nil {
+			return
+		}
+		if u, err := parseURL(n.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+			t.Fatalf("accepted url %q", n.URL)
+		}
+		if (n.Links != nil && len(n.Links) == 0) || (n.Tags != nil && len(n.Tags) == 0) {
+			t.Fatalf("accepted an empty list: links %v, tags %v", n.Links, n.Tags)
+		}
+		if n.Domain != nil && (*n.Domain == "" || strings.ContainsAny(*n.Domain, "/:@ ")) {
+			t.Fatalf("accepted domain %q", *n.Domain)
+		}
+	})
+}
+
 func FuzzDecodeCreate(f *testing.F) {
 	for _, s := range []string{
 		`{"url":"https://example.com/hook"}`,
@@ -556,10 +596,10 @@ FROM d, generate_series(1, 4000) i`); err != nil {
 		t.Fatal(err)
 	}
 	host := "go.example.com"
-	if ids, err := b.s.linkIDs(ctx, []string{"s3", "s5"}, &host); err != nil || len(ids) != 2 {
+	if ids, err := linkIDs(ctx, b.db.Pool, []string{"s3", "s5"}, &host); err != nil || len(ids) != 2 {
 		t.Fatalf("live links on the branded domain = %v, %v", ids, err)
 	}
-	if _, err := b.s.linkIDs(ctx, []string{"s2", "s10"}, nil); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `"s10"`) {
+	if _, err := linkIDs(ctx, b.db.Pool, []string{"s2", "s10"}, nil); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `"s10"`) {
 		t.Fatalf("a deleted link's slug: %v, want ErrInvalid naming it", err)
 	}
 
@@ -884,10 +924,15 @@ func TestCreateRefusesWhatItCannotServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	api := apiServer(t, b.s)
-	var location string
+	var (
+		location string
+		header   http.Header
+	)
 	post := func(contentType, body string) (int, map[string]any) {
 		t.Helper()
-		status, got, header := call(t, http.MethodPost, api+"/webhooks", contentType, body)
+		var status int
+		var got map[string]any
+		status, got, header = call(t, http.MethodPost, api+"/webhooks", contentType, body)
 		location = header.Get("Location")
 		return status, got
 	}
@@ -914,6 +959,9 @@ func TestCreateRefusesWhatItCannotServe(t *testing.T) {
 	}
 	if want := fmt.Sprintf("/webhooks/%v", got["id"]); location != want {
 		t.Fatalf("Location %q, want %q", location, want)
+	}
+	if cc := header.Get("Cache-Control"); cc != "no-store" {
+		t.Fatalf("the answer with the secret has Cache-Control %q, want no-store", cc)
 	}
 }
 
@@ -1113,8 +1161,9 @@ func TestRotatedSecretSignsWhatIsSentNext(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(rotated.Secret, "whsec_") || rotated.Secret == created.Secret || rotated.ID != created.ID {
-		t.Fatalf("rotation answered %d %+v", resp.StatusCode, rotated)
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(rotated.Secret, "whsec_") || rotated.Secret == created.Secret || rotated.ID != created.ID ||
+		resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("rotation answered %d %+v, Cache-Control %q", resp.StatusCode, rotated, resp.Header.Get("Cache-Control"))
 	}
 	if got, _ := b.s.Get(ctx, created.ID); got.Secret != "" {
 		t.Fatal("the secret is shown again after the rotation")
@@ -1140,5 +1189,51 @@ func TestRotatedSecretSignsWhatIsSentNext(t *testing.T) {
 	}
 	if !verifies(sigs[1], rotated.Secret) || verifies(sigs[1], created.Secret) {
 		t.Error("the retry after the rotation is not signed with the new secret alone")
+	}
+}
+
+// A new URL is tried at once: a batch waiting out the old receiver's backoff goes now,
+// and the failing time starts again. The cursor and a disabled state stay (a
+// successful ping or retry enables the webhook again, as ever).
+func TestNewURLIsTriedAtOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	w := b.webhook(t)
+	b.clicks(t, 3)
+	for range 4 { // four failures: the next attempt is 8 s away
+		b.drain(t, w.ID)
+		b.clock.Set(b.clock.Now().Add(5 * time.Second))
+	}
+	before, err := b.s.get(ctx, w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.FailingSince == nil {
+		t.Fatal("the webhook is not failing")
+	}
+	if _, err := b.db.Pool.Exec(ctx, `UPDATE webhooks SET disabled_at = now() WHERE id = $1`, w.ID); err != nil {
+		t.Fatal(err)
+	}
+	ok := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(ok.Close)
+	url := ok.URL
+	after, err := b.s.Update(ctx, w.ID, Change{URL: &url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.FailingSince != nil || !after.Disabled || after.cursor != before.cursor {
+		t.Fatalf("after a new URL: failing since %v, disabled %v, cursor %v (was %v)", after.FailingSince, after.Disabled, after.cursor, before.cursor)
+	}
+	if _, err := b.db.Pool.Exec(ctx, `UPDATE webhooks SET disabled_at = NULL WHERE id = $1`, w.ID); err != nil {
+		t.Fatal(err)
+	}
+	b.drain(t, w.ID) // the clock has not moved since the last failure
+	ds, err := b.s.deliveries(ctx, w.ID, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 1 || ds[0].Status != "delivered" || ds[0].Events != 3 {
+		t.Fatalf("the waiting batch after a new URL: %+v", ds)
 	}
 }
