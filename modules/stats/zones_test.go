@@ -83,3 +83,36 @@ func TestDaysStartAtMidnightClockChanges(t *testing.T) {
 		}
 	}
 }
+
+// wholeUTCDays splits a range into the whole UTC days inside it and the hours before and
+// after them, which together are the range exactly: for ranges of local dates around
+// clock changes, one date long, starting or ending on a UTC midnight, and shorter than
+// a day (none of hop's ranges are, but the split must still hold).
+func TestWholeUTCDaysSplitTheRange(t *testing.T) {
+	t.Parallel()
+	at := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for _, c := range []struct{ from, to, days, daysEnd string }{
+		{"2026-03-01T00:00:00Z", "2026-03-04T00:00:00Z", "2026-03-01T00:00:00Z", "2026-03-04T00:00:00Z"}, // UTC
+		{"2026-03-14T15:00:00Z", "2026-03-15T15:00:00Z", "2026-03-15T00:00:00Z", "2026-03-15T00:00:00Z"}, // one Tokyo date
+		{"2026-03-07T05:00:00Z", "2026-03-10T04:00:00Z", "2026-03-08T00:00:00Z", "2026-03-10T00:00:00Z"}, // New York over spring forward
+		{"2026-03-28T00:00:00Z", "2026-03-30T23:00:00Z", "2026-03-28T00:00:00Z", "2026-03-30T00:00:00Z"}, // London, hours after only
+		{"2026-06-15T18:15:00Z", "2026-06-16T18:15:00Z", "2026-06-16T00:00:00Z", "2026-06-16T00:00:00Z"}, // Kathmandu
+		{"2026-03-01T03:00:00Z", "2026-03-01T20:00:00Z", "2026-03-01T20:00:00Z", "2026-03-01T20:00:00Z"}, // inside one UTC day
+	} {
+		from, to := at(c.from), at(c.to)
+		days, daysEnd := wholeUTCDays(from, to)
+		if !days.Equal(at(c.days)) || !daysEnd.Equal(at(c.daysEnd)) {
+			t.Errorf("[%s, %s): whole days [%s, %s), want [%s, %s)", c.from, c.to, days.Format(time.RFC3339), daysEnd.Format(time.RFC3339), c.days, c.daysEnd)
+		}
+		// The pieces are in order and cover the range: [from, days) [days, daysEnd) [daysEnd, to).
+		if days.Before(from) || daysEnd.Before(days) || to.Before(daysEnd) {
+			t.Errorf("[%s, %s): pieces out of order: %s, %s", c.from, c.to, days, daysEnd)
+		}
+	}
+}
