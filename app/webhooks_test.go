@@ -9,7 +9,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -475,5 +478,60 @@ func TestWebhookSurvivesKill9(t *testing.T) {
 		if r.ids[id] == 0 {
 			t.Fatalf("stored click %s never delivered", id)
 		}
+	}
+}
+
+// The dashboard's new-secret form, sent again after it was used (a reload of the page
+// that shows the secret, or Back), changes nothing: the secret just shown stays the one
+// hop signs with.
+func TestDashboardNewSecretFormWorksOnce(t *testing.T) {
+	t.Parallel()
+	h := startHop(t, allowPrivate)
+	r := newReceiver(t)
+	id := fmt.Sprint(h.createWebhook(t, r, nil)["id"])
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	h.signIn(t, client, h.Key)
+	page := func(resp *http.Response, err error) (int, string, string) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body), resp.Header.Get("Location")
+	}
+	field := func(body, name string) string {
+		t.Helper()
+		m := regexp.MustCompile(`name="` + name + `" value="([^"]*)"`).FindStringSubmatch(body)
+		if m == nil {
+			t.Fatalf("no %s field in:\n%.2000s", name, body)
+		}
+		return m[1]
+	}
+	_, ask, _ := page(client.Get(h.URL + "/dashboard/webhooks/" + id + "/secret"))
+	form := url.Values{"csrf": {field(ask, "csrf")}, "replaces": {field(ask, "replaces")}}
+	send := func() (int, string, string) {
+		req, _ := http.NewRequest(http.MethodPost, h.URL+"/dashboard/webhooks/"+id+"/secret", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", h.URL)
+		return page(client.Do(req))
+	}
+	status, shown, _ := send()
+	secret := regexp.MustCompile(`value="(whsec_[^"]+)"`).FindStringSubmatch(shown)
+	if status != http.StatusOK || secret == nil {
+		t.Fatalf("new secret: %d\n%.2000s", status, shown)
+	}
+	if status, _, loc := send(); status != http.StatusSeeOther || !strings.HasSuffix(loc, "?secret=kept") {
+		t.Fatalf("the form sent again: %d, Location %q", status, loc)
+	}
+	r.mu.Lock()
+	r.secret = secret[1]
+	r.mu.Unlock()
+	mustStatus(t, h.api(t, http.MethodPost, "/webhooks/"+id+"/test", nil), http.StatusOK)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.requests.Load() != 1 || r.badSig != 0 {
+		t.Fatalf("%d requests, %d signed with another secret than the one shown", r.requests.Load(), r.badSig)
 	}
 }

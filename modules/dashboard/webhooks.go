@@ -196,12 +196,18 @@ func (h *Handler) askAboutWebhook(page, title string) echo.HandlerFunc {
 
 // rotateSecret answers with the new secret itself, as createWebhook does: it is shown
 // this once and must not sit in a URL or a later page.
+//
+// The form names the secret it replaces: sent again (a reload of that page, or Back),
+// it finds a newer one and replaces nothing, so the secret just copied stays valid.
 func (h *Handler) rotateSecret(c echo.Context) error {
-	id, err := pathID(c, "id")
+	current, err := h.pathWebhook(c)
 	if err != nil {
 		return err
 	}
-	w, err := h.webhooks.RotateSecret(c.Request().Context(), id)
+	if c.Request().PostForm.Get("replaces") != current.SecretTag() {
+		return c.Redirect(http.StatusSeeOther, "/dashboard/webhooks/"+strconv.FormatInt(current.ID, 10)+"?secret=kept")
+	}
+	w, err := h.webhooks.RotateSecret(c.Request().Context(), current.ID)
 	if err != nil {
 		return err
 	}
@@ -215,6 +221,8 @@ type webhookDetailPage struct {
 	Sent       *webhooks.Delivery // the ping or retry just sent
 	SentKind   string             // "ping" or "retry"
 	Saved      bool               // the edit form was just saved
+	// SecretKept: a new-secret form was sent again after it had been used; nothing changed.
+	SecretKept bool
 }
 
 func (h *Handler) webhookPage(c echo.Context) error {
@@ -226,7 +234,7 @@ func (h *Handler) webhookPage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	p := webhookDetailPage{Webhook: w, Deliveries: ds, Saved: c.QueryParam("saved") == "1"}
+	p := webhookDetailPage{Webhook: w, Deliveries: ds, Saved: c.QueryParam("saved") == "1", SecretKept: c.QueryParam("secret") == "kept"}
 	// After a ping or retry the page names the delivery sent and how it went.
 	for _, k := range []string{"ping", "retry"} {
 		sent, err := strconv.ParseInt(c.QueryParam(k), 10, 64)

@@ -416,11 +416,21 @@ func TestRotateSecretAsksFirstAndShowsItOnce(t *testing.T) {
 	ck, csrf := b.login()
 	rec := b.get("/dashboard/webhooks/1/secret", ck)
 	wantStatus(t, rec, http.StatusOK)
-	wantContains(t, rec.Body.String(), "New signing secret for webhook #1?", "The old secret stops at once", `action="/dashboard/webhooks/1/secret"`)
+	w, _ := f.Get(context.Background(), 1)
+	wantContains(t, rec.Body.String(), "New signing secret for webhook #1?", "The old secret stops at once", `action="/dashboard/webhooks/1/secret"`,
+		`name="replaces" value="`+w.SecretTag()+`"`)
 	if f.rotations != 0 {
 		t.Fatal("asking made a new secret")
 	}
-	rec = b.post("/dashboard/webhooks/1/secret", url.Values{"csrf": {csrf}}, ck)
+	// A form naming another secret than the current one (sent again after it was
+	// used) replaces nothing.
+	rec = b.post("/dashboard/webhooks/1/secret", url.Values{"csrf": {csrf}, "replaces": {"0123456789abcdef"}}, ck)
+	wantStatus(t, rec, http.StatusSeeOther)
+	if loc := rec.Header().Get("Location"); loc != "/dashboard/webhooks/1?secret=kept" || f.rotations != 0 {
+		t.Fatalf("a stale form: Location %q, %d rotations", loc, f.rotations)
+	}
+	wantContains(t, b.get("/dashboard/webhooks/1?secret=kept", ck).Body.String(), "the secret was not changed again")
+	rec = b.post("/dashboard/webhooks/1/secret", url.Values{"csrf": {csrf}, "replaces": {w.SecretTag()}}, ck)
 	wantStatus(t, rec, http.StatusOK)
 	wantContains(t, rec.Body.String(), "New signing secret for webhook #1", `value="whsec_rotated-1"`, "shown this once")
 	if strings.Contains(rec.Body.String(), "created") {

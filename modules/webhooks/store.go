@@ -2,6 +2,8 @@ package webhooks
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -77,6 +79,14 @@ type Delivery struct {
 
 const webhookColumns = `id, url, secret, link_ids, COALESCE(link_slugs, '{}'), tags, domain, include_bots,
        disabled_at, failing_since, created_at, cursor_xid::text, cursor_event`
+
+// SecretTag names the webhook's current secret without revealing it (a hash of the
+// sealed form, which is encrypted): it changes with every new secret, so a form can say
+// which secret it meant to replace.
+func (w Webhook) SecretTag() string {
+	sum := sha256.Sum256([]byte(w.sealed))
+	return hex.EncodeToString(sum[:8])
+}
 
 func scanWebhook(row pgx.Row) (Webhook, error) {
 	var (
