@@ -73,7 +73,9 @@ func TestAPIRateLimitPerKey(t *testing.T) {
 		mustStatus(t, h.api(t, http.MethodGet, "/links", nil), http.StatusOK)
 	}
 	r := h.api(t, http.MethodGet, "/links", nil)
-	mustProblem(t, r, http.StatusTooManyRequests)
+	if p := mustProblem(t, r, http.StatusTooManyRequests); !strings.Contains(fmt.Sprint(p["detail"]), "more than 3 requests per minute with this API key") {
+		t.Fatalf("429 detail %q", p["detail"])
+	}
 	// Redirects are limited separately.
 	mustProblem(t, h.do(t, http.MethodGet, "/unknown-x", nil), http.StatusNotFound)
 }
