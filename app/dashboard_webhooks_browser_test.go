@@ -1,6 +1,7 @@
 package app
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -15,7 +16,7 @@ import (
 // a local receiver: create a webhook for one link (the secret shown once, and it signs
 // what the receiver gets), see it listed, send a test ping to a receiver that fails
 // (the failure is shown with a Retry), retry once the receiver works, delete with a
-// confirmation. Every webhook page fits 1280 and 390 px screens, and no page logs a
+// confirmation; edit it and give it a new secret on the way. Every webhook page fits 1280 and 390 px screens, and no page logs a
 // console error or a CSP violation.
 func TestWebhookPagesInChromium(t *testing.T) {
 	t.Parallel()
@@ -125,7 +126,8 @@ func TestWebhookPagesInChromium(t *testing.T) {
 		if w := width(); w > vw.width {
 			t.Errorf("the create result is %d px wide on a %d px screen", w, vw.width)
 		}
-		for _, p := range []string{"/dashboard/webhooks", "/dashboard/webhooks/new", "/dashboard/webhooks/" + id, "/dashboard/webhooks/" + id + "/delete", "/dashboard/webhooks/424242"} {
+		for _, p := range []string{"/dashboard/webhooks", "/dashboard/webhooks/new", "/dashboard/webhooks/" + id, "/dashboard/webhooks/" + id + "/delete",
+			"/dashboard/webhooks/" + id + "/edit", "/dashboard/webhooks/" + id + "/secret", "/dashboard/webhooks/424242"} {
 			b.Run(t, chromedp.Navigate(h.URL+p), chromedp.WaitVisible(chromedp.CSS("h1")))
 			w := width()
 			if w > vw.width {
@@ -133,6 +135,37 @@ func TestWebhookPagesInChromium(t *testing.T) {
 			}
 			t.Logf("%d px: %s is %d px wide", vw.width, p, w)
 		}
+	}
+
+	// Edited: the form shows the settings; tags added and bots left out are saved.
+	b.Run(t, chromedp.EmulateViewport(1280, 900),
+		chromedp.Navigate(h.URL+"/dashboard/webhooks/"+id), chromedp.WaitVisible(chromedp.CSS(`a[href$="/edit"]`)),
+		chromedp.Click(chromedp.CSS(`a[href$="/edit"]`)), chromedp.WaitVisible(chromedp.CSS(`.webhook-form input[name="tags"]`)),
+		chromedp.SendKeys(chromedp.CSS(`.webhook-form input[name="tags"]`), "spring"),
+		chromedp.Click(chromedp.CSS(`.webhook-form input[name="include_bots"]`)),
+		chromedp.Click(chromedp.CSS(`.webhook-form button[type="submit"]`)), chromedp.WaitVisible(chromedp.CSS("main > p.notice")))
+	if s := text("main > p.notice"); s != "Changes saved." {
+		t.Errorf("after saving: %q", s)
+	}
+	if w := h.api(t, http.MethodGet, "/webhooks/"+id, nil).JSON(t); fmt.Sprint(w["tags"]) != "[spring]" || w["include_bots"] != false || fmt.Sprint(w["links"]) != "["+slug+"]" {
+		t.Errorf("after editing in the browser: %v", w)
+	}
+	// A new secret, asked for, shown once; the next ping is signed with it.
+	b.Run(t, chromedp.Click(chromedp.CSS(`a[href$="/secret"]`)), chromedp.WaitVisible(chromedp.CSS(`form[action$="/secret"] button`)),
+		chromedp.Click(chromedp.CSS(`form[action$="/secret"] button`)), chromedp.WaitVisible(chromedp.ID("secret")))
+	secret = browsertest.Value(t, b, chromedp.Value(chromedp.ID("secret")))
+	if !strings.HasPrefix(secret, "whsec_") {
+		t.Fatalf("new secret %q", secret)
+	}
+	r.mu.Lock()
+	r.secret = secret
+	r.mu.Unlock()
+	mustStatus(t, h.api(t, http.MethodPost, "/webhooks/"+id+"/test", nil), http.StatusOK)
+	r.mu.Lock()
+	bad = r.badSig
+	r.mu.Unlock()
+	if bad != 0 {
+		t.Errorf("%d requests signed with another secret than the one the page showed", bad)
 	}
 
 	// Delete, confirmed: gone from the list and from the API.
