@@ -41,11 +41,12 @@ const recordedClicks = `(links.total_clicks + coalesce((SELECT sum(d.bot_clicks)
 // aggregator has not counted yet. Without the latter a limit set seconds after a burst,
 // or while a long transaction holds the aggregator back, let that many more through.
 //
-// The link's row is locked first (lockForLimitSQL): an aggregator batch with clicks of
-// this link updates that row, so none can commit until the limit is set, and the counts
-// read after the lock stay consistent. Read in the statement that waits for the lock,
-// they would not: PostgreSQL re-reads a row changed meanwhile but not the tables beside
-// it, so a batch committed during the wait was counted twice.
+// The counts are read after the statement that waits for the link's row
+// (lockForLimitSQL), never in it: PostgreSQL re-reads a row changed meanwhile but not
+// the tables beside it, so an aggregator batch committed during the wait was counted
+// twice (links.total_clicks new, the uncounted rows old). The lock also keeps "the link
+// has no limit" true until the limit is written, so a concurrent PATCH cannot make the
+// CASE below write a start for a link whose limit it just removed.
 const (
 	lockForLimitSQL = `SELECT id, max_clicks IS NULL FROM links WHERE domain_id = $1 AND slug = $2 AND deleted_at IS NULL FOR UPDATE`
 
@@ -78,10 +79,10 @@ func startingClicks(ctx context.Context, tx pgx.Tx, domainID int64, slug string)
 		watermark          string
 	)
 	if err := tx.QueryRow(ctx, countedClicksSQL, id).Scan(&counted, &watermark); err != nil {
-		return nil, fmt.Errorf("count link clicks: %w", err)
+		return nil, fmt.Errorf("read counted clicks: %w", err)
 	}
 	if err := tx.QueryRow(ctx, uncountedClicksSQL, pgx.QueryExecModeExec, watermark, id).Scan(&uncounted); err != nil {
-		return nil, fmt.Errorf("count link clicks: %w", err)
+		return nil, fmt.Errorf("count clicks not yet counted: %w", err)
 	}
 	n := counted + uncounted
 	return &n, nil
@@ -392,7 +393,7 @@ const updateLink = `UPDATE links SET
 	redirect_status = coalesce($3, redirect_status),
 	expires_at      = CASE WHEN $4 THEN $5 ELSE expires_at END,
 	max_clicks      = CASE WHEN $6 THEN $7 ELSE max_clicks END,
-	clicks_used     = CASE WHEN $6 AND $7::bigint IS NOT NULL AND max_clicks IS NULL THEN $14::bigint ELSE clicks_used END,
+	clicks_used     = CASE WHEN $6 AND $7::bigint IS NOT NULL AND max_clicks IS NULL THEN coalesce($14::bigint, clicks_used) ELSE clicks_used END,
 	password_hash   = CASE WHEN $8::text IS NULL THEN password_hash ELSE nullif($8, '') END,
 	tags            = coalesce($9, tags),
 	forward_query   = coalesce($10, forward_query),
@@ -419,26 +420,35 @@ func (s *Store) update(ctx context.Context, domainID int64, slug string, p linkP
 	if p.ExpiredURL != nil {
 		expiredURL = *p.ExpiredURL
 	}
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return Link{}, fmt.Errorf("update link: %w", err)
+	run := func(q interface {
+		QueryRow(context.Context, string, ...any) pgx.Row
+	}, used *int64) (Link, error) {
+		return scanLink(q.QueryRow(ctx, updateLink, slug, p.URL, status,
+			p.ExpiresAt != nil, expires, p.MaxClicks != nil, maxClicks, p.PasswordHash, p.Tags,
+			p.ForwardQuery, p.ExpiredURL != nil, expiredURL, domainOr(domainID), used))
 	}
-	defer tx.Rollback(ctx)
-	var used *int64
-	if maxClicks != nil {
-		if used, err = startingClicks(ctx, tx, domainOr(domainID), slug); err != nil {
-			return Link{}, err
-		}
+	var (
+		l   Link
+		err error
+	)
+	if maxClicks == nil {
+		l, err = run(s.pool, nil)
+	} else {
+		// A limit is set: in a transaction, after startingClicks.
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			used, err := startingClicks(ctx, tx, domainOr(domainID), slug)
+			if err != nil {
+				return err
+			}
+			l, err = run(tx, used)
+			return err
+		})
 	}
-	l, err := scanLink(tx.QueryRow(ctx, updateLink, slug, p.URL, status,
-		p.ExpiresAt != nil, expires, p.MaxClicks != nil, maxClicks, p.PasswordHash, p.Tags,
-		p.ForwardQuery, p.ExpiredURL != nil, expiredURL, domainOr(domainID), used))
 	if err == nil {
-		if err = tx.Commit(ctx); err != nil {
-			return Link{}, fmt.Errorf("update link: %w", err)
-		}
 		return l, nil
 	}
+	// The transaction has ended: telling gone from unknown takes no second connection
+	// while holding one.
 	if errors.Is(err, pgx.ErrNoRows) {
 		if _, err := s.get(ctx, domainID, slug); err != nil {
 			return Link{}, err

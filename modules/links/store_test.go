@@ -339,7 +339,8 @@ func TestLimitStartsFromEveryStoredClickOnce(t *testing.T) {
 	}()
 	testenv.Eventually(t, 10*time.Second, "the limit waiting for the link's row", func() bool {
 		var n int
-		err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n)
+		err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
+  AND query = $1`, lockForLimitSQL).Scan(&n)
 		return err == nil && n == 1
 	})
 	if err := agg.Commit(ctx); err != nil {
@@ -351,5 +352,44 @@ func TestLimitStartsFromEveryStoredClickOnce(t *testing.T) {
 	}
 	if r.l.ClicksUsed != 9 || r.l.MaxClicks == nil || *r.l.MaxClicks != 20 {
 		t.Fatalf("clicks_used %d, max_clicks %v; want the 9 clicks stored, each once, and 20", r.l.ClicksUsed, r.l.MaxClicks)
+	}
+}
+
+// A PATCH of a slug that is not there, or deleted, answers 404 or 410 on a pool of one
+// connection: it never waits for a second connection while holding the first.
+func TestUpdateOfAMissingLinkNeedsOneConnection(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s, err := NewStore(pool, "secret", 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := s.create(ctx, newLink{URL: "https://example.com/", Slug: "gone-one", RedirectStatus: 302}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE links SET deleted_at = now() WHERE slug = 'gone-one'`); err != nil {
+		t.Fatal(err)
+	}
+	limit := int64(5)
+	limited := new(*int64)
+	*limited = &limit
+	for slug, want := range map[string]error{"no-such-link": ErrNotFound, "gone-one": ErrGone} {
+		for _, p := range []linkPatch{{MaxClicks: limited}, {Tags: &[]string{"x"}}} {
+			if _, err := s.update(ctx, 0, slug, p); !errors.Is(err, want) {
+				t.Errorf("PATCH %s (limit %v): %v, want %v", slug, p.MaxClicks != nil, err, want)
+			}
+		}
 	}
 }
