@@ -512,6 +512,9 @@ WHERE id = $1`
 	reenableSQL = `UPDATE webhooks SET failing_since = NULL, disabled_at = NULL WHERE id = $1`
 	failingSQL  = `UPDATE webhooks SET failing_since = COALESCE(failing_since, $2) WHERE id = $1`
 	disableSQL  = `UPDATE webhooks SET disabled_at = $2 WHERE id = $1 AND disabled_at IS NULL`
+
+	// lockWebhookSQL starts recording an attempt; see attempt.
+	lockWebhookSQL = `SELECT url FROM webhooks WHERE id = $1 FOR NO KEY UPDATE`
 )
 
 // attempt sends d once and records the answer. A 2xx marks it delivered and, for an
@@ -539,6 +542,17 @@ func (s *Service) attempt(ctx context.Context, w Webhook, d Delivery, manual boo
 		return false, fmt.Errorf("record attempt: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
+	// The webhook's row first, as Update takes it (one lock order, no deadlock with a
+	// PATCH), and its URL as it is now: a URL changed during the send makes this
+	// attempt's failure count for nothing.
+	var url string
+	switch err := tx.QueryRow(ctx, lockWebhookSQL, w.ID).Scan(&url); {
+	case errors.Is(err, pgx.ErrNoRows):
+		return false, ErrNotFound // deleted meanwhile, with its deliveries
+	case err != nil:
+		return false, fmt.Errorf("record attempt: %w", err)
+	}
+	moved := url != w.URL
 	events := d.Kind == "events"
 	if ok {
 		s.results.WithLabelValues("ok").Inc()
@@ -585,7 +599,12 @@ func (s *Service) attempt(ctx context.Context, w Webhook, d Delivery, manual boo
 	if d.NextAttemptAt != nil {
 		next = *d.NextAttemptAt
 	}
-	if events && !manual && d.Status == "pending" {
+	switch {
+	case moved && events && d.Status == "pending":
+		// Sent to the URL the webhook had: the new one is tried at once, and neither the
+		// batch's age nor the webhook's failing time is judged by the old one's answer.
+		next = now
+	case events && !manual && d.Status == "pending":
 		failingSince := now
 		if w.FailingSince != nil {
 			failingSince = *w.FailingSince
@@ -611,7 +630,7 @@ func (s *Service) attempt(ctx context.Context, w Webhook, d Delivery, manual boo
 			}
 			s.logger.Warn("webhook disabled after failing for too long", "webhook", w.ID, "failing_since", failingSince)
 		}
-	} else if d.Kind == "ping" && d.Status == "pending" {
+	case d.Kind == "ping" && d.Status == "pending":
 		newStatus = "failed"
 	}
 	if _, err := tx.Exec(ctx, failedAttemptSQL, d.ID, newStatus, httpStatus, latency, msg, now, next); err != nil {

@@ -1222,8 +1222,13 @@ func TestNewURLIsTriedAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after.FailingSince != nil || !after.Disabled || after.cursor != before.cursor {
-		t.Fatalf("after a new URL: failing since %v, disabled %v, cursor %v (was %v)", after.FailingSince, after.Disabled, after.cursor, before.cursor)
+	stored, err := b.s.get(ctx, w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.FailingSince != nil || stored.FailingSince != nil || !after.Disabled || after.cursor != before.cursor {
+		t.Fatalf("after a new URL: failing since %v (stored %v), disabled %v, cursor %v (was %v)",
+			after.FailingSince, stored.FailingSince, after.Disabled, after.cursor, before.cursor)
 	}
 	if _, err := b.db.Pool.Exec(ctx, `UPDATE webhooks SET disabled_at = NULL WHERE id = $1`, w.ID); err != nil {
 		t.Fatal(err)
@@ -1235,5 +1240,53 @@ func TestNewURLIsTriedAtOnce(t *testing.T) {
 	}
 	if len(ds) != 1 || ds[0].Status != "delivered" || ds[0].Events != 3 {
 		t.Fatalf("the waiting batch after a new URL: %+v", ds)
+	}
+}
+
+// A send still on its way to the old URL when a new one is saved fails for nothing: the
+// batch is tried at the new URL at once, and neither its age nor the webhook's failing
+// time, a day old here, disables the webhook or gives the batch up.
+func TestFailureAtTheOldURLCountsForNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	w := b.webhook(t)
+	b.clicks(t, 2)
+	b.drain(t, w.ID) // one failure at the old URL
+	if _, err := b.db.Pool.Exec(ctx, `UPDATE webhooks SET failing_since = $2 WHERE id = $1`, w.ID, b.clock.Now().Add(-25*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	b.clock.Set(b.clock.Now().Add(time.Hour))
+	old, err := b.s.get(ctx, w.ID) // as the dispatcher read it before its send
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := b.s.head(ctx, w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(ok.Close)
+	if _, err := b.s.Update(ctx, w.ID, Change{URL: &ok.URL}); err != nil { // saved during the send
+		t.Fatal(err)
+	}
+	if sent, err := b.s.attempt(ctx, old, head, false); sent || err != nil {
+		t.Fatalf("the send to the old URL: %v, %v; want a failure recorded", sent, err)
+	}
+	now, err := b.s.get(ctx, w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := b.s.delivery(ctx, w.ID, head.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now.Disabled || now.FailingSince != nil || d.Status != "pending" || d.NextAttemptAt == nil || d.NextAttemptAt.After(b.clock.Now()) {
+		t.Fatalf("after a failure at the old URL: disabled %v, failing since %v, batch %s next %v",
+			now.Disabled, now.FailingSince, d.Status, d.NextAttemptAt)
+	}
+	b.drain(t, w.ID)
+	if d, _ := b.s.delivery(ctx, w.ID, head.ID); d.Status != "delivered" {
+		t.Fatalf("the batch at the new URL: %s", d.Status)
 	}
 }
