@@ -107,7 +107,7 @@ func (h *Handler) renderWebhookForm(c echo.Context, status int, f webhookForm, e
 		title = "Edit webhook " + strconv.FormatInt(editing, 10)
 	}
 	p := webhookFormPage{Form: f, Editing: editing, Domains: h.domainChoices()}
-	if p.Domains != nil && f.Domain != "" && !slices.ContainsFunc(p.Domains, func(d domains.Domain) bool { return d.Host == f.Domain }) {
+	if editing != 0 && p.Domains != nil && f.Domain != "" && !slices.ContainsFunc(p.Domains, func(d domains.Domain) bool { return d.Host == f.Domain }) {
 		p.GoneDomain = f.Domain
 	}
 	return h.render(c, status, "webhooknew", view{Title: title, Data: p})

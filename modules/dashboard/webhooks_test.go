@@ -429,7 +429,7 @@ func TestRotateSecretAsksFirstAndShowsItOnce(t *testing.T) {
 	if loc := rec.Header().Get("Location"); loc != "/dashboard/webhooks/1?secret=kept" || f.rotations != 0 {
 		t.Fatalf("a stale form: Location %q, %d rotations", loc, f.rotations)
 	}
-	wantContains(t, b.get("/dashboard/webhooks/1?secret=kept", ck).Body.String(), "the secret was not changed again")
+	wantContains(t, b.get("/dashboard/webhooks/1?secret=kept", ck).Body.String(), "the secret was not changed again", `<a href="/dashboard/webhooks/1/secret">make another</a>`)
 	rec = b.post("/dashboard/webhooks/1/secret", url.Values{"csrf": {csrf}, "replaces": {w.SecretTag()}}, ck)
 	wantStatus(t, rec, http.StatusOK)
 	wantContains(t, rec.Body.String(), "New signing secret for webhook #1", `value="whsec_rotated-1"`, "shown this once")
