@@ -121,6 +121,19 @@ func (r *receiver) distinct() int {
 	return len(r.ids)
 }
 
+// pingWith has webhook id send a test ping to r, which checks signatures with secret,
+// and returns how many of r's requests so far were signed with another.
+func (h *instance) pingWith(t testing.TB, r *receiver, id, secret string) int {
+	t.Helper()
+	r.mu.Lock()
+	r.secret = secret
+	r.mu.Unlock()
+	mustStatus(t, h.api(t, http.MethodPost, "/webhooks/"+id+"/test", nil), http.StatusOK)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.badSig
+}
+
 // createWebhook creates a webhook on r with the extra fields and returns its JSON.
 func (h *instance) createWebhook(t testing.TB, r *receiver, fields map[string]any) map[string]any {
 	t.Helper()
@@ -410,14 +423,7 @@ func TestWebhookManagement(t *testing.T) {
 	if !strings.HasPrefix(secret, "whsec_") || secret == wh["secret"] {
 		t.Fatalf("new secret: %s", rotated.Body)
 	}
-	r2.mu.Lock()
-	r2.secret = secret
-	r2.mu.Unlock()
-	mustStatus(t, h.api(t, http.MethodPost, "/webhooks/"+id+"/test", nil), http.StatusOK)
-	r2.mu.Lock()
-	bad = r2.badSig
-	r2.mu.Unlock()
-	if r2.requests.Load() != 1 || bad != 0 || r.requests.Load() != 2 {
+	if bad := h.pingWith(t, r2, id, secret); r2.requests.Load() != 1 || bad != 0 || r.requests.Load() != 2 {
 		t.Fatalf("after the changes: %d requests to the new URL (%d with a bad signature), %d to the old", r2.requests.Load(), bad, r.requests.Load())
 	}
 	if strings.Contains(string(h.api(t, http.MethodGet, "/webhooks/"+id, nil).Body), "whsec_") {
@@ -525,13 +531,7 @@ func TestDashboardNewSecretFormWorksOnce(t *testing.T) {
 	if status, _, loc := send(); status != http.StatusSeeOther || !strings.HasSuffix(loc, "?secret=kept") {
 		t.Fatalf("the form sent again: %d, Location %q", status, loc)
 	}
-	r.mu.Lock()
-	r.secret = secret[1]
-	r.mu.Unlock()
-	mustStatus(t, h.api(t, http.MethodPost, "/webhooks/"+id+"/test", nil), http.StatusOK)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.requests.Load() != 1 || r.badSig != 0 {
-		t.Fatalf("%d requests, %d signed with another secret than the one shown", r.requests.Load(), r.badSig)
+	if bad := h.pingWith(t, r, id, secret[1]); r.requests.Load() != 1 || bad != 0 {
+		t.Fatalf("%d requests, %d signed with another secret than the one shown", r.requests.Load(), bad)
 	}
 }
