@@ -181,19 +181,12 @@ func (s *Service) Update(ctx context.Context, id int64, ch Change) (Webhook, err
 	ids := w.linkIDs
 	moved := !sameHost(n.Domain, w.Domain)
 	switch {
-	case n.Links == nil && moved:
-		ids, err = resolve(ctx, tx, n)
-	case n.Links == nil:
-		ids = nil
+	case n.Links == nil && !moved:
+		ids = nil // every link, on a domain checked before
 	case moved || w.Links == nil || !slices.Equal(n.Links, w.Links):
-		ids, err = resolve(ctx, tx, n)
-	}
-	if err != nil {
-		return Webhook{}, err
-	}
-	updated, err := scanWebhook(tx.QueryRow(ctx, updateSQL, id, n.URL, ids, n.Links, n.Tags, n.Domain, n.IncludeBots))
-	if err != nil {
-		return Webhook{}, err
+		if ids, err = resolve(ctx, tx, n); err != nil {
+			return Webhook{}, err
+		}
 	}
 	if n.URL != w.URL {
 		// A receiver that failed is often fixed by pointing at a new URL: its waiting
@@ -202,7 +195,10 @@ func (s *Service) Update(ctx context.Context, id int64, ch Change) (Webhook, err
 		if _, err := tx.Exec(ctx, newURLSQL, id, s.cfg.Now()); err != nil {
 			return Webhook{}, fmt.Errorf("update webhook: %w", err)
 		}
-		updated.FailingSince = nil
+	}
+	updated, err := scanWebhook(tx.QueryRow(ctx, updateSQL, id, n.URL, ids, n.Links, n.Tags, n.Domain, n.IncludeBots))
+	if err != nil {
+		return Webhook{}, err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return Webhook{}, fmt.Errorf("update webhook: %w", err)
