@@ -418,14 +418,20 @@ func TestExportImportRoundTrip(t *testing.T) {
 	a.createLink(t, map[string]any{"url": "https://example.com/opts", "slug": "opts", "tags": []string{"x", "with,comma", "semi;colon", "pipe|bar", `"quoted" [x]`},
 		"max_clicks": 10, "redirect_status": 301, "forward_query": false, "expired_url": "https://example.com/over", "expires_at": "2040-01-02T03:04:05Z", "title": `Big 5" screen`})
 	a.createLink(t, map[string]any{"url": "https://example.com/plain"})
+	// A limited link arrives with what it used of its limit; one used up stays used up.
+	a.createLink(t, map[string]any{"url": "https://example.com/capped", "slug": "capped", "max_clicks": 1})
 	ua := "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0"
-	mustStatus(t, a.do(t, http.MethodGet, "/kutt-docs", nil, "User-Agent", ua), http.StatusFound)
-	testenv.Eventually(t, 20*time.Second, "the click to be aggregated", func() bool {
-		return a.api(t, http.MethodGet, "/links/kutt-docs", nil).JSON(t)["total_clicks"] == float64(1)
+	for slug, status := range map[string]int{"kutt-docs": http.StatusFound, "opts": http.StatusMovedPermanently, "capped": http.StatusFound} {
+		mustStatus(t, a.do(t, http.MethodGet, "/"+slug, nil, "User-Agent", ua), status)
+	}
+	testenv.Eventually(t, 20*time.Second, "the clicks to be aggregated", func() bool {
+		return a.api(t, http.MethodGet, "/links/kutt-docs", nil).JSON(t)["total_clicks"] == float64(1) &&
+			a.api(t, http.MethodGet, "/links/opts", nil).JSON(t)["total_clicks"] == float64(1) &&
+			a.api(t, http.MethodGet, "/links/capped", nil).JSON(t)["total_clicks"] == float64(1)
 	})
 	la := listLinks(t, a)
-	if len(la) != 4 {
-		t.Fatalf("a has %d links, want 4", len(la))
+	if len(la) != 5 || la["capped"]["status"] != "limit_reached" || la["opts"]["clicks_used"] != float64(1) {
+		t.Fatalf("a has %d links, capped %v, opts %v", len(la), la["capped"], la["opts"])
 	}
 
 	for _, format := range []string{"jsonl", "csv"} {
@@ -435,12 +441,12 @@ func TestExportImportRoundTrip(t *testing.T) {
 			from := map[string]string{"jsonl": "hop", "csv": "csv"}[format]
 			exported := a.mustCLI(t, "export", "--format", format)
 			file := writeFile(t, "a."+format, exported)
-			if out := b.mustCLI(t, "import", "--from", from, file); out != "created 4, skipped 0, renamed 0, failed 0\n" {
+			if out := b.mustCLI(t, "import", "--from", from, file); out != "created 5, skipped 0, renamed 0, failed 0\n" {
 				t.Fatalf("import into b: %s\nexport:\n%s", out, exported)
 			}
 			lb := listLinks(t, b)
-			if len(lb) != 4 {
-				t.Fatalf("b has %d links, want 4", len(lb))
+			if len(lb) != 5 {
+				t.Fatalf("b has %d links, want 5", len(lb))
 			}
 			for slug, x := range la {
 				y, ok := lb[slug]
@@ -448,7 +454,11 @@ func TestExportImportRoundTrip(t *testing.T) {
 					t.Errorf("%s is missing from b", slug)
 					continue
 				}
-				for _, f := range []string{"original_url", "title", "tags", "created_at", "expires_at", "max_clicks", "redirect_status", "forward_query", "expired_url", "status", "domain"} {
+				f := []string{"original_url", "title", "tags", "created_at", "expires_at", "max_clicks", "redirect_status", "forward_query", "expired_url", "status", "domain"}
+				if x["max_clicks"] != nil {
+					f = append(f, "clicks_used")
+				}
+				for _, f := range f {
 					if fmt.Sprint(x[f]) != fmt.Sprint(y[f]) {
 						t.Errorf("%s.%s: a %v, b %v", slug, f, x[f], y[f])
 					}
@@ -464,8 +474,9 @@ func TestExportImportRoundTrip(t *testing.T) {
 			if got := fmt.Sprintf("%q", lb["opts"]["tags"]); got != `["x" "with,comma" "semi;colon" "pipe|bar" "\"quoted\" [x]"]` {
 				t.Errorf("opts tags in b: %s", got)
 			}
+			mustProblem(t, b.do(t, http.MethodGet, "/capped", nil), http.StatusGone)
 			// A second import into b is answered from its idempotency records.
-			if out := b.mustCLI(t, "import", "--from", from, file); !strings.HasSuffix(out, "created 0, skipped 4, renamed 0, failed 0\n") {
+			if out := b.mustCLI(t, "import", "--from", from, file); !strings.HasSuffix(out, "created 0, skipped 5, renamed 0, failed 0\n") {
 				t.Errorf("second import into b: %s", out)
 			}
 		})
@@ -473,7 +484,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 
 	csvOut := a.mustCLI(t, "export", "--format", "csv")
 	lines := strings.Split(strings.TrimSpace(csvOut), "\n")
-	if len(lines) != 5 || lines[0] != "url,slug,domain,title,tags,created_at,expires_at,max_clicks,imported_clicks,total_clicks,status,redirect_status,forward_query,expired_url,has_password,clicks_used,short_url" {
+	if len(lines) != 6 || lines[0] != "url,slug,domain,title,tags,created_at,expires_at,max_clicks,imported_clicks,total_clicks,status,redirect_status,forward_query,expired_url,has_password,clicks_used,short_url" {
 		t.Errorf("CSV export:\n%s", csvOut)
 	}
 	// Tags are a JSON array; links on the default domain name none.

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -221,6 +222,55 @@ func TestLinkVisitorFields(t *testing.T) {
 	}
 	mustStatus(t, h.do(t, http.MethodGet, "/"+free, nil), http.StatusFound)
 	mustProblem(t, h.do(t, http.MethodGet, "/"+free, nil), http.StatusGone)
+}
+
+// A link imported with clicks_used keeps what its source used of max_clicks: it gets
+// only the rest, and one used up arrives used up. clicks_used comes only with a limit.
+func TestImportedLinkKeepsItsUsedClicks(t *testing.T) {
+	t.Parallel()
+	h := startHop(t, nil)
+	l := h.createLink(t, map[string]any{"url": "https://example.com/part", "max_clicks": 3, "clicks_used": 2})
+	part := l["slug"].(string)
+	if l["status"] != "active" || l["clicks_used"] != float64(2) {
+		t.Fatalf("2 of 3 used: %v", l)
+	}
+	mustStatus(t, h.do(t, http.MethodGet, "/"+part, nil), http.StatusFound)
+	mustProblem(t, h.do(t, http.MethodGet, "/"+part, nil), http.StatusGone)
+	if g := h.api(t, http.MethodGet, "/links/"+part, nil).JSON(t); g["status"] != "limit_reached" || g["clicks_used"] != float64(3) {
+		t.Fatalf("after the one click left: %v", g)
+	}
+
+	r := h.api(t, http.MethodPost, "/links/bulk", map[string]any{"links": []any{
+		map[string]any{"url": "https://example.com/over", "max_clicks": 2, "clicks_used": 5},
+		map[string]any{"url": "https://example.com/zero", "clicks_used": 0},
+	}})
+	mustStatus(t, r, http.StatusCreated)
+	var bulk struct {
+		Results []struct{ Link map[string]any }
+	}
+	if err := json.Unmarshal(r.Body, &bulk); err != nil || len(bulk.Results) != 2 {
+		t.Fatalf("bulk: %v %s", err, r.Body)
+	}
+	if o := bulk.Results[0].Link; o["status"] != "limit_reached" || o["clicks_used"] != float64(5) {
+		t.Fatalf("5 used of 2: %v", o)
+	}
+	mustProblem(t, h.do(t, http.MethodGet, "/"+bulk.Results[0].Link["slug"].(string), nil), http.StatusGone)
+	if z := bulk.Results[1].Link; z["status"] != "active" || z["clicks_used"] != float64(0) {
+		t.Fatalf("clicks_used 0 without a limit: %v", z)
+	}
+
+	for _, bad := range []map[string]any{
+		{"url": "https://example.com/", "clicks_used": 1},
+		{"url": "https://example.com/", "max_clicks": 2, "clicks_used": -1},
+	} {
+		p := mustProblem(t, h.api(t, http.MethodPost, "/links", bad), http.StatusBadRequest)
+		if d := p["detail"].(string); !strings.Contains(d, "clicks_used") {
+			t.Fatalf("%v: detail %q does not name clicks_used", bad, d)
+		}
+	}
+	if n := h.linkCount(t); n != 3 {
+		t.Fatalf("%d links, want 3: a refused create stores nothing", n)
+	}
 }
 
 // The acceptance test: 50 concurrent requests on a max_clicks 10 link give

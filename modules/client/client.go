@@ -87,6 +87,7 @@ type LinkRequest struct {
 	ForwardQuery   *bool      `json:"forward_query,omitempty"`
 	ExpiredURL     *string    `json:"expired_url,omitempty"`
 	ImportedClicks int64      `json:"imported_clicks,omitempty"`
+	ClicksUsed     int64      `json:"clicks_used,omitempty"` // of MaxClicks, at the source
 }
 
 // Link is a link as the API returns it.

@@ -114,6 +114,8 @@ type columns struct {
 	// Columns of hop's own CSV export: total_clicks is added to the imported clicks,
 	// as `--from hop` does, and a password-protected link is refused.
 	total, redirectStatus, forwardQuery, expiredURL, hasPassword []string
+	// used is clicks_used: what the source's max_clicks had counted, taken with max_clicks.
+	used []string
 	// slugFromURL: the slug column holds a short URL (https://bit.ly/abc); its path is the slug.
 	slugFromURL bool
 	// customSlug: a column of custom short URLs that win over slug when set.
@@ -127,7 +129,7 @@ var csvColumns = columns{
 	created: []string{"created_at"}, expires: []string{"expires_at"}, maxClicks: []string{"max_clicks"},
 	domain: []string{"domain"}, clicks: []string{"imported_clicks", "clicks"}, total: []string{"total_clicks"},
 	redirectStatus: []string{"redirect_status"}, forwardQuery: []string{"forward_query"}, expiredURL: []string{"expired_url"},
-	hasPassword: []string{"has_password"},
+	hasPassword: []string{"has_password"}, used: []string{"clicks_used"},
 }
 
 // shlinkColumns is shlink-web-client's "Export" of short URLs (ExportableShortUrl):
@@ -197,6 +199,7 @@ func readCSV(data []byte, cols columns) ([]Row, []RowError, error) {
 	iSlug, iCustom, iTags, iTitle := col(cols.slug), col(cols.customSlug), col(cols.tags), col(cols.title)
 	iCreated, iExpires, iMax, iDomain, iClicks := col(cols.created), col(cols.expires), col(cols.maxClicks), col(cols.domain), col(cols.clicks)
 	iTotal, iStatus, iForward, iExpiredURL, iPassword := col(cols.total), col(cols.redirectStatus), col(cols.forwardQuery), col(cols.expiredURL), col(cols.hasPassword)
+	iUsed := col(cols.used)
 
 	li := newLineIndex(data)
 	lineStart := func(line int) int64 { // byte offset of a 1-based line
@@ -310,6 +313,13 @@ func readCSV(data []byte, cols columns) ([]Row, []RowError, error) {
 		}
 		if v := get(iExpiredURL); v != "" {
 			req.ExpiredURL = &v
+		}
+		if v := get(iUsed); v != "" && req.MaxClicks != nil { // without a limit, the target counts
+			if n, err := strconv.ParseInt(v, 10, 64); err != nil {
+				reasons = append(reasons, fmt.Sprintf("clicks_used: %q is not an integer", v))
+			} else {
+				req.ClicksUsed = n
+			}
 		}
 		if v := get(iPassword); v != "" {
 			if b, err := strconv.ParseBool(v); err != nil {
@@ -610,6 +620,9 @@ func shlinkItem(raw json.RawMessage) (Row, error) {
 	if s.VisitsSummary != nil {
 		r.ImportedClicks = s.VisitsSummary.Total
 	}
+	if r.MaxClicks != nil { // its visits so far: never more uses than Shlink had left
+		r.ClicksUsed = r.ImportedClicks
+	}
 	if s.Title != nil {
 		r.Title = *s.Title
 	}
@@ -674,7 +687,8 @@ func kuttItem(raw json.RawMessage) (Row, error) {
 }
 
 // hopItem converts one line of `hop export`: the link as the API shows it. Its own
-// clicks become the new link's imported_clicks, added to those it had imported.
+// clicks become the new link's imported_clicks, added to those it had imported, and a
+// limited link keeps what it has used of its limit.
 func hopItem(raw json.RawMessage) (Row, error) {
 	var l Link
 	if err := json.Unmarshal(raw, &l); err != nil {
@@ -688,6 +702,9 @@ func hopItem(raw json.RawMessage) (Row, error) {
 	}
 	r := LinkRequest{URL: l.OriginalURL, Slug: l.Slug, Domain: l.Domain, Tags: l.Tags, ExpiresAt: l.ExpiresAt, MaxClicks: l.MaxClicks,
 		RedirectStatus: l.RedirectStatus, ForwardQuery: &l.ForwardQuery, ExpiredURL: l.ExpiredURL, ImportedClicks: l.TotalClicks + l.ImportedClicks}
+	if l.MaxClicks != nil {
+		r.ClicksUsed = l.ClicksUsed
+	}
 	if !l.CreatedAt.IsZero() {
 		r.CreatedAt = &l.CreatedAt
 	}

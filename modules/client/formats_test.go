@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -435,6 +436,42 @@ func TestReadCSVHopExportColumns(t *testing.T) {
 	}
 	if want := `link "locked" is password-protected; exports never hold passwords, so create it by hand`; bad[0].Line != 3 || bad[0].Reason != want {
 		t.Errorf("bad %+v", bad[0])
+	}
+}
+
+// A limited link brings what its source used of the limit, whichever export it comes
+// from; a link without a limit brings none, as the target counts its clicks itself.
+func TestReadKeepsUsedClicksOnlyWithALimit(t *testing.T) {
+	capped := Link{Slug: "capped", OriginalURL: "https://e.test/c", MaxClicks: new(int64(5)), ClicksUsed: 4, ForwardQuery: true, RedirectStatus: 302}
+	free := Link{Slug: "free", OriginalURL: "https://e.test/f", ClicksUsed: 9, TotalClicks: 9, ForwardQuery: true, RedirectStatus: 302}
+	var b bytes.Buffer
+	cw := csv.NewWriter(&b)
+	_ = cw.Write(exportColumns)
+	_ = cw.Write(exportRow(capped))
+	_ = cw.Write(exportRow(free))
+	cw.Flush()
+	files := map[string]io.Reader{"csv": &b}
+	for format, file := range map[string]string{"hop": "hop.jsonl", "shlink": "shlink.json"} {
+		f, err := os.Open(filepath.Join("testdata", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		files[format] = f
+	}
+	want := map[string]string{"csv": "capped:4 free:0", "hop": "Xy7aB:0 kutt-docs:3", "shlink": "12C18:328 tzZ9:0"}
+	for format, r := range files {
+		rows, _, err := Read(format, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, row := range rows {
+			got = append(got, fmt.Sprintf("%s:%d", row.Req.Slug, row.Req.ClicksUsed))
+		}
+		if g := strings.Join(got, " "); g != want[format] {
+			t.Errorf("%s: %s, want %s", format, g, want[format])
+		}
 	}
 }
 

@@ -78,7 +78,7 @@ func (h *Handler) Routes(g *echo.Group, mw ...echo.MiddlewareFunc) {
 // createFields are the fields a create takes; any other is refused by name.
 var createFields = map[string]bool{"url": true, "slug": true, "domain": true, "expires_at": true, "max_clicks": true, "password": true,
 	"tags": true, "redirect_status": true, "forward_query": true, "expired_url": true,
-	"title": true, "created_at": true, "imported_clicks": true}
+	"title": true, "created_at": true, "imported_clicks": true, "clicks_used": true}
 
 // UnmarshalJSON decodes a create request, refusing a field it does not take by name.
 func (r *NewLink) UnmarshalJSON(b []byte) error {

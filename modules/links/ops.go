@@ -84,6 +84,9 @@ type NewLink struct {
 	Title          *string    `json:"title"`
 	CreatedAt      *time.Time `json:"created_at"`      // imports keep the source's date
 	ImportedClicks *int64     `json:"imported_clicks"` // the source's click total
+	// ClicksUsed is how much of max_clicks the source had used, so an imported link
+	// does not get its whole limit again.
+	ClicksUsed *int64 `json:"clicks_used"`
 }
 
 // Patch is a partial update of a link, as PATCH /links/{slug} and the dashboard's edit
@@ -378,8 +381,8 @@ func (s *Service) validateCreate(r NewLink) (newLink, error) {
 	return n, nil
 }
 
-// validateImported checks the fields a link brings from elsewhere: title, created_at
-// and imported_clicks. A link with its own creation date may already have expired at
+// validateImported checks the fields a link brings from elsewhere: title, created_at,
+// imported_clicks and clicks_used. A link with its own creation date may already have expired at
 // its source, so its expiry need only follow its creation.
 func (s *Service) validateImported(r NewLink, n *newLink) error {
 	if r.Title != nil && *r.Title != "" {
@@ -402,6 +405,16 @@ func (s *Service) validateImported(r NewLink, n *newLink) error {
 			return problem.Invalid("imported_clicks must not be negative")
 		}
 		n.ImportedClicks = *r.ImportedClicks
+	}
+	if r.ClicksUsed != nil && *r.ClicksUsed != 0 {
+		switch {
+		case *r.ClicksUsed < 0:
+			return problem.Invalid("clicks_used must not be negative")
+		case r.MaxClicks == nil:
+			// Without a limit hop counts a link's clicks itself.
+			return problem.Invalid("clicks_used is taken only with max_clicks")
+		}
+		n.ClicksUsed = *r.ClicksUsed
 	}
 	return nil
 }

@@ -130,6 +130,7 @@ type newLink struct {
 	Title          *string
 	CreatedAt      *time.Time // nil: now; set by imports to keep the source's date
 	ImportedClicks int64
+	ClicksUsed     int64 // with MaxClicks: how much of it an import's source had used
 	DomainID       int64 // 0: the default domain
 }
 
@@ -148,9 +149,9 @@ func domainOr(id int64) int64 {
 // insertLink takes ids from the one links sequence whatever the domain, so generated
 // slugs are unique across all domains; a slug is unique per domain.
 const insertLink = `INSERT INTO links (id, slug, original_url, redirect_status, expires_at, max_clicks, password_hash, tags, forward_query, expired_url,
-	title, created_at, imported_clicks, domain_id)
+	title, created_at, imported_clicks, domain_id, clicks_used)
 VALUES (coalesce($1, nextval(pg_get_serial_sequence('links', 'id'))), $2, $3, $4, $5, $6, nullif($7, ''), coalesce($8::text[], '{}'), $9, $10,
-	$11, coalesce($12, now()), $13, $14)
+	$11, coalesce($12, now()), $13, $14, $15)
 ON CONFLICT (domain_id, slug) DO NOTHING
 RETURNING ` + apiColumns
 
@@ -161,7 +162,7 @@ const nextLinkID = `SELECT nextval(pg_get_serial_sequence('links', 'id'))`
 // word, is skipped and the next id is tried.
 func (s *Store) create(ctx context.Context, n newLink) (Link, error) {
 	if n.Slug != "" {
-		l, err := scanLink(s.pool.QueryRow(ctx, insertLink, nil, n.Slug, n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags, n.ForwardQuery, n.ExpiredURL, n.Title, n.CreatedAt, n.ImportedClicks, domainOr(n.DomainID)))
+		l, err := scanLink(s.pool.QueryRow(ctx, insertLink, nil, n.Slug, n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags, n.ForwardQuery, n.ExpiredURL, n.Title, n.CreatedAt, n.ImportedClicks, domainOr(n.DomainID), n.ClicksUsed))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return Link{}, ErrSlugTaken
 		}
@@ -182,7 +183,7 @@ func (s *Store) create(ctx context.Context, n newLink) (Link, error) {
 		if reserved[strings.ToLower(slug)] {
 			continue
 		}
-		l, err := scanLink(s.pool.QueryRow(ctx, insertLink, id, slug, n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags, n.ForwardQuery, n.ExpiredURL, n.Title, n.CreatedAt, n.ImportedClicks, domainOr(n.DomainID)))
+		l, err := scanLink(s.pool.QueryRow(ctx, insertLink, id, slug, n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags, n.ForwardQuery, n.ExpiredURL, n.Title, n.CreatedAt, n.ImportedClicks, domainOr(n.DomainID), n.ClicksUsed))
 		if errors.Is(err, pgx.ErrNoRows) {
 			continue // a custom slug took this one
 		}
@@ -243,7 +244,7 @@ func (s *Store) createMany(ctx context.Context, items []newLink) (links []Link, 
 	defer tx.Rollback(ctx)
 	b := &pgx.Batch{}
 	for i, n := range items {
-		b.Queue(insertLink, ids[i], slugs[i], n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags, n.ForwardQuery, n.ExpiredURL, n.Title, n.CreatedAt, n.ImportedClicks, domainOr(n.DomainID))
+		b.Queue(insertLink, ids[i], slugs[i], n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags, n.ForwardQuery, n.ExpiredURL, n.Title, n.CreatedAt, n.ImportedClicks, domainOr(n.DomainID), n.ClicksUsed)
 	}
 	br := tx.SendBatch(ctx, b)
 	var retry []int
