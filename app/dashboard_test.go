@@ -4,6 +4,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -38,5 +40,86 @@ func TestDashboardSignInAndOverview(t *testing.T) {
 	}
 	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") {
 		t.Fatalf("dashboard CSP %q", csp)
+	}
+}
+
+// The new-webhook form sent twice (the page with the secret reloaded) makes one webhook,
+// which would otherwise get every click twice; the second answer points to it. A form
+// loaded afresh makes another.
+func TestDashboardWebhookFormSentTwiceMakesOne(t *testing.T) {
+	t.Parallel()
+	h := startHop(t, allowPrivate)
+	r := newReceiver(t)
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar}
+	h.signIn(t, client, h.Key)
+	get := func(path string) string {
+		t.Helper()
+		resp, err := client.Get(h.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d", path, resp.StatusCode)
+		}
+		return string(body)
+	}
+	hidden := func(page, name string) string {
+		t.Helper()
+		m := regexp.MustCompile(`name="` + name + `" value="([^"]+)"`).FindStringSubmatch(page)
+		if m == nil {
+			t.Fatalf("the form has no %s", name)
+		}
+		return m[1]
+	}
+	post := func(form url.Values) (int, string, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, h.URL+"/dashboard/webhooks", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", h.URL)
+		resp, err := client.Do(req) // follows a 303 to the page it names
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Request.URL.Path + "?" + resp.Request.URL.RawQuery, string(body)
+	}
+	count := func() int {
+		t.Helper()
+		var n int
+		if err := h.DB.Pool.QueryRow(t.Context(), `SELECT count(*) FROM webhooks`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	page := get("/dashboard/webhooks/new")
+	form := url.Values{"csrf": {hidden(page, "csrf")}, "nonce": {hidden(page, "nonce")}, "url": {r.URL + "/hook"}}
+	status, _, body := post(form)
+	if status != http.StatusCreated || !strings.Contains(body, "whsec_") {
+		t.Fatalf("first send: %d\n%.400s", status, body)
+	}
+	id := regexp.MustCompile(`Webhook #(\d+) created`).FindStringSubmatch(body)
+	if id == nil {
+		t.Fatalf("first send names no webhook:\n%.400s", body)
+	}
+	status, at, body := post(form)
+	if status != http.StatusOK || at != "/dashboard/webhooks/"+id[1]+"?created=before" ||
+		!strings.Contains(body, "That form was sent before and made this webhook then") || strings.Contains(body, "whsec_") {
+		t.Fatalf("second send: %d at %s\n%.600s", status, at, body)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d webhooks after the form was sent twice, want 1", n)
+	}
+
+	page = get("/dashboard/webhooks/new")
+	if status, _, _ := post(url.Values{"csrf": {hidden(page, "csrf")}, "nonce": {hidden(page, "nonce")}, "url": {r.URL + "/hook"}}); status != http.StatusCreated {
+		t.Fatalf("a fresh form: %d", status)
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("%d webhooks after a fresh form, want 2", n)
 	}
 }

@@ -2,12 +2,14 @@ package dashboard
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
 	"github.com/hop-dev/hop/modules/domains"
@@ -78,8 +80,10 @@ func (h *Handler) webhooksPage(c echo.Context) error {
 type webhookForm struct {
 	URL, Links, Tags string
 	Domain           string // a host; "" for every domain
-	IncludeBots      bool
-	Error            string
+	// Nonce is the create form's one-time token: the form sent twice makes one webhook.
+	Nonce       string
+	IncludeBots bool
+	Error       string
 }
 
 // webhookFormPage is the data of the create and edit pages, and of a page that shows a
@@ -96,7 +100,7 @@ type webhookFormPage struct {
 }
 
 func (h *Handler) newWebhookPage(c echo.Context) error {
-	return h.renderWebhookForm(c, http.StatusOK, webhookForm{}, 0)
+	return h.renderWebhookForm(c, http.StatusOK, webhookForm{Nonce: uuid.NewString()}, 0)
 }
 
 // renderWebhookForm shows the create form, or the edit form of webhook editing, with
@@ -121,6 +125,9 @@ func readWebhookForm(v url.Values) (webhookForm, webhooks.NewWebhook) {
 	if f.Domain != "" {
 		n.Domain = &f.Domain
 	}
+	if nonce, err := uuid.Parse(v.Get("nonce")); err == nil {
+		f.Nonce, n.FormNonce = nonce.String(), &nonce
+	}
 	return f, n
 }
 
@@ -129,6 +136,11 @@ func readWebhookForm(v url.Values) (webhookForm, webhooks.NewWebhook) {
 func (h *Handler) createWebhook(c echo.Context) error {
 	form, n := readWebhookForm(c.Request().PostForm)
 	w, err := h.webhooks.Create(c.Request().Context(), n)
+	if errors.Is(err, webhooks.ErrFormSent) {
+		// Sent again, by a reload of the page with the secret say: no second webhook,
+		// which would get every click twice.
+		return c.Redirect(http.StatusSeeOther, "/dashboard/webhooks/"+strconv.FormatInt(w.ID, 10)+"?created=before")
+	}
 	if pe, ok := h.userError(err); ok {
 		form.Error = pe.Detail
 		return h.renderWebhookForm(c, pe.Status, form, 0)
@@ -223,6 +235,8 @@ type webhookDetailPage struct {
 	Saved      bool               // the edit form was just saved
 	// SecretKept: a new-secret form was sent again after it had been used; nothing changed.
 	SecretKept bool
+	// CreatedBefore: the create form was sent again; it had made this webhook.
+	CreatedBefore bool
 }
 
 func (h *Handler) webhookPage(c echo.Context) error {
@@ -234,7 +248,8 @@ func (h *Handler) webhookPage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	p := webhookDetailPage{Webhook: w, Deliveries: ds, Saved: c.QueryParam("saved") == "1", SecretKept: c.QueryParam("secret") == "kept"}
+	p := webhookDetailPage{Webhook: w, Deliveries: ds, Saved: c.QueryParam("saved") == "1", SecretKept: c.QueryParam("secret") == "kept",
+		CreatedBefore: c.QueryParam("created") == "before"}
 	// After a ping or retry the page names the delivery sent and how it went.
 	for _, k := range []string{"ping", "retry"} {
 		sent, err := strconv.ParseInt(c.QueryParam(k), 10, 64)

@@ -22,6 +22,9 @@ type NewWebhook struct {
 	Tags        []string
 	Domain      *string
 	IncludeBots bool
+	// FormNonce is the dashboard form's one-time token: a second create with it makes
+	// nothing (ErrFormSent). The API has none.
+	FormNonce *uuid.UUID
 }
 
 // check validates n and normalises its domain, as the API and the dashboard both need.
@@ -104,9 +107,9 @@ func (s *Service) Create(ctx context.Context, n NewWebhook) (Webhook, error) {
 	if w.sealed, err = s.seal(secret); err != nil {
 		return Webhook{}, err
 	}
-	created, err := s.insert(ctx, w, n.Links)
+	created, err := s.insert(ctx, w, n.Links, n.FormNonce)
 	if err != nil {
-		return Webhook{}, err
+		return created, err
 	}
 	created.Secret = secret
 	s.Wake()

@@ -114,13 +114,28 @@ func scanWebhook(row pgx.Row) (Webhook, error) {
 
 // insertSQL starts a webhook's cursor at the oldest transaction still running in the
 // cluster: it receives the clicks committed from about now on.
+// insertSQL inserts nothing when a webhook already has the form nonce $9 (NULLs never
+// conflict).
 const insertSQL = `
-INSERT INTO webhooks (url, secret, link_ids, link_slugs, tags, domain, include_bots, cursor_xid, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, pg_snapshot_xmin(pg_current_snapshot()), $8)
+INSERT INTO webhooks (url, secret, link_ids, link_slugs, tags, domain, include_bots, cursor_xid, created_at, form_nonce)
+VALUES ($1, $2, $3, $4, $5, $6, $7, pg_snapshot_xmin(pg_current_snapshot()), $8, $9)
+ON CONFLICT (form_nonce) DO NOTHING
 RETURNING ` + webhookColumns
 
-func (s *Service) insert(ctx context.Context, w Webhook, slugs []string) (Webhook, error) {
-	return scanWebhook(s.pool.QueryRow(ctx, insertSQL, w.URL, w.sealed, w.linkIDs, slugs, w.Tags, w.Domain, w.IncludeBots, s.cfg.Now()))
+const formNonceSQL = `SELECT ` + webhookColumns + ` FROM webhooks WHERE form_nonce = $1`
+
+// insert stores w; with a nonce already used, it returns the webhook that used it and
+// ErrFormSent.
+func (s *Service) insert(ctx context.Context, w Webhook, slugs []string, nonce *uuid.UUID) (Webhook, error) {
+	created, err := scanWebhook(s.pool.QueryRow(ctx, insertSQL, w.URL, w.sealed, w.linkIDs, slugs, w.Tags, w.Domain, w.IncludeBots, s.cfg.Now(), nonce))
+	if !errors.Is(err, ErrNotFound) || nonce == nil {
+		return created, err
+	}
+	earlier, err := scanWebhook(s.pool.QueryRow(ctx, formNonceSQL, nonce))
+	if err != nil {
+		return Webhook{}, fmt.Errorf("webhook of an earlier form: %w", err) // deleted meanwhile
+	}
+	return earlier, ErrFormSent
 }
 
 // linkIDsSQL finds links by slug on one domain: the webhook's ($2, a host), else the

@@ -34,6 +34,9 @@ var (
 	ErrInvalid      = errors.New("invalid webhook")
 	ErrForbiddenURL = errors.New("webhook URL resolves to a forbidden address")
 	ErrNoDelivery   = errors.New("delivery not found")
+	// ErrFormSent: the dashboard's create form was sent again; the webhook it made
+	// the first time comes with it.
+	ErrFormSent = errors.New("this form has already made its webhook")
 )
 
 // Config tunes delivery; zero values take the defaults.

@@ -136,7 +136,7 @@ func (b *bundle) webhook(t *testing.T) Webhook {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := b.s.insert(t.Context(), Webhook{URL: b.url, sealed: sealed}, nil)
+	w, err := b.s.insert(t.Context(), Webhook{URL: b.url, sealed: sealed}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +328,7 @@ func TestFilteredWebhookGetsEveryMatchOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := b.s.insert(ctx, Webhook{URL: b.url, sealed: sealed, Tags: []string{"a"}}, nil)
+	w, err := b.s.insert(ctx, Webhook{URL: b.url, sealed: sealed, Tags: []string{"a"}}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -826,7 +826,7 @@ func TestFailureWithANonASCIIURLIsRecorded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := b.s.insert(ctx, Webhook{URL: url, sealed: sealed}, nil)
+	w, err := b.s.insert(ctx, Webhook{URL: url, sealed: sealed}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -962,6 +962,50 @@ func TestCreateRefusesWhatItCannotServe(t *testing.T) {
 	}
 	if cc := header.Get("Cache-Control"); cc != "no-store" {
 		t.Fatalf("the answer with the secret has Cache-Control %q, want no-store", cc)
+	}
+}
+
+// A create with a form nonce already used makes nothing and hands back the webhook the
+// first made, without its secret, even when both are sent at once; creates without a
+// nonce are never taken for one another.
+func TestCreateWithAUsedFormNonceMakesNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	nonce := uuid.New()
+	var wg sync.WaitGroup
+	var made, sent atomic.Int32
+	ids := make([]int64, 8)
+	for i := range ids {
+		wg.Go(func() {
+			w, err := b.s.Create(ctx, NewWebhook{URL: b.url, FormNonce: &nonce})
+			switch {
+			case err == nil && w.Secret != "":
+				made.Add(1)
+			case errors.Is(err, ErrFormSent) && w.Secret == "":
+				sent.Add(1)
+			default:
+				t.Errorf("create %d: %+v, %v", i, w, err)
+			}
+			ids[i] = w.ID
+		})
+	}
+	wg.Wait()
+	if made.Load() != 1 || sent.Load() != int32(len(ids)-1) {
+		t.Fatalf("%d made, %d told the form was sent; want 1 and %d", made.Load(), sent.Load(), len(ids)-1)
+	}
+	for _, id := range ids[1:] {
+		if id != ids[0] {
+			t.Fatalf("creates answered webhooks %v, want one", ids)
+		}
+	}
+	for range 2 {
+		if _, err := b.s.Create(ctx, NewWebhook{URL: b.url}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if hooks, err := b.s.List(ctx); err != nil || len(hooks) != 3 {
+		t.Fatalf("%d webhooks (%v), want 3", len(hooks), err)
 	}
 }
 
