@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/redis/rueidis"
+
 	"github.com/hop-dev/hop/internal/tick"
 )
 
@@ -18,26 +20,37 @@ type claimerConfig struct {
 	// Idle is how long an entry stays pending with another consumer before it is
 	// taken over (default 5s).
 	Idle time.Duration
+	// ConsumerIdle is how long another consumer of the group must have been idle, with
+	// nothing pending, before it is deleted (default 1h, at least Idle). The default
+	// name carries the hostname, which a container gets anew at each deploy: without
+	// this the group would keep every name it ever had.
+	ConsumerIdle time.Duration
 }
 
 // claimer takes over entries that a consumer read and did not acknowledge, because it
-// died or hangs, and writes them like the reader does.
+// died or hangs, and writes them like the reader does. Then it deletes the consumers
+// that have stayed idle with nothing pending.
 type claimer struct {
-	cfg claimerConfig
-	s   *stream
+	cfg    claimerConfig
+	s      *stream
+	remove *rueidis.Lua // removeScript
 }
 
 func newClaimer(cfg claimerConfig, s *stream) (*claimer, error) {
 	cfg.retryConfig = cfg.retryConfig.withDefaults()
 	cfg.Interval = cmp.Or(cfg.Interval, 5*time.Second)
 	cfg.Idle = cmp.Or(cfg.Idle, 5*time.Second)
+	cfg.ConsumerIdle = cmp.Or(cfg.ConsumerIdle, time.Hour)
 	if err := cfg.retryConfig.validate(); err != nil {
 		return nil, fmt.Errorf("ingest claimer: %w", err)
 	}
 	if cfg.Interval <= 0 || cfg.Idle < time.Millisecond {
 		return nil, fmt.Errorf("ingest claimer: Interval and Idle must be positive")
 	}
-	return &claimer{cfg: cfg, s: s}, nil
+	if cfg.ConsumerIdle < cfg.Idle {
+		return nil, fmt.Errorf("ingest claimer: ConsumerIdle %s must be at least Idle %s", cfg.ConsumerIdle, cfg.Idle)
+	}
+	return &claimer{cfg: cfg, s: s, remove: rueidis.NewLuaScript(removeScript)}, nil
 }
 
 func (c *claimer) Run(ctx context.Context) error {
@@ -48,8 +61,16 @@ func (c *claimer) Run(ctx context.Context) error {
 	})
 }
 
-// runOnce claims and writes every entry idle longer than Idle, page by page.
+// runOnce claims and writes every entry idle longer than Idle, page by page, then
+// deletes the consumers left idle with nothing pending.
 func (c *claimer) runOnce(ctx context.Context) error {
+	if err := c.claim(ctx); err != nil || ctx.Err() != nil {
+		return err
+	}
+	return c.removeIdleConsumers(ctx)
+}
+
+func (c *claimer) claim(ctx context.Context) error {
 	idle := strconv.FormatInt(c.cfg.Idle.Milliseconds(), 10)
 	start := "0-0"
 	for ctx.Err() == nil {
@@ -93,4 +114,44 @@ func (c *claimer) claimPage(ctx context.Context, idle string, start *string) (mo
 		}
 	}
 	return *start != "0-0", nil
+}
+
+// removeScript deletes the consumers of group ARGV[1] on stream KEYS[1], other than
+// ARGV[2], that have nothing pending and have been idle at least ARGV[3] ms, and
+// returns their names. Check and delete are one step: a consumer deleted with entries
+// pending would take them out of the pending list, and no claim would ever write
+// them. Fields are looked up by name, since Redis versions add some ("inactive").
+const removeScript = `
+local r = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if r.err then return r end
+local minIdle = tonumber(ARGV[3])
+local removed = {}
+for _, c in ipairs(r) do
+  local f = {}
+  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
+  local pending, idle = tonumber(f['pending']), tonumber(f['idle'])
+  if f['name'] ~= ARGV[2] and pending == 0 and idle and idle >= minIdle then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
+    removed[#removed + 1] = f['name']
+  end
+end
+return removed`
+
+// removeIdleConsumers deletes the group's consumers that have been idle ConsumerIdle
+// with nothing pending, this instance's own excepted: instances gone for good (a new
+// hostname per deploy). One that comes back is made anew by its next read.
+func (c *claimer) removeIdleConsumers(ctx context.Context) error {
+	minIdle := strconv.FormatInt(c.cfg.ConsumerIdle.Milliseconds(), 10)
+	names, err := c.remove.Exec(ctx, c.s.rdb, []string{c.s.key}, []string{groupName, c.s.name, minIdle}).AsStrSlice()
+	if isNoGroup(err) || isNoStream(err) {
+		return nil // the reader recreates the group
+	}
+	if err != nil {
+		return fmt.Errorf("remove idle consumers: %w", err)
+	}
+	for _, name := range names {
+		c.s.m.consumersRemoved.Inc()
+		c.s.logger.Info("removed idle stream consumer", "removed_consumer", name)
+	}
+	return nil
 }

@@ -133,11 +133,12 @@ func (m *logMetrics) collectors(l *clickLog) []prometheus.Collector {
 
 // streamMetrics describe the Redis Stream as the services last saw it.
 type streamMetrics struct {
-	streamLength prometheus.Gauge
-	lag          prometheus.Gauge
-	pending      prometheus.Gauge
-	trimmed      prometheus.Counter
-	claimed      prometheus.Counter
+	streamLength     prometheus.Gauge
+	lag              prometheus.Gauge
+	pending          prometheus.Gauge
+	trimmed          prometheus.Counter
+	claimed          prometheus.Counter
+	consumersRemoved prometheus.Counter
 }
 
 func newStreamMetrics() *streamMetrics {
@@ -162,11 +163,15 @@ func newStreamMetrics() *streamMetrics {
 			Namespace: metricNamespace, Name: "claimed_total",
 			Help: "Entries reclaimed with XAUTOCLAIM from consumers that stopped.",
 		}),
+		consumersRemoved: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricNamespace, Name: "consumers_removed_total",
+			Help: "Consumers deleted from the group after staying idle with nothing pending, so instances that changed names (a new hostname per container) leave none behind.",
+		}),
 	}
 }
 
 func (m *streamMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.streamLength, m.lag, m.pending, m.trimmed, m.claimed}
+	return []prometheus.Collector{m.streamLength, m.lag, m.pending, m.trimmed, m.claimed, m.consumersRemoved}
 }
 
 // register registers every collector, or none: a nil reg keeps metrics private.

@@ -198,6 +198,12 @@ func isNoGroup(err error) bool {
 	return strings.HasPrefix(msg, "NOGROUP") || strings.HasPrefix(msg, "UNBLOCKED")
 }
 
+// isNoStream reports that XINFO found no stream at the key.
+func isNoStream(err error) bool {
+	re, ok := rueidis.IsRedisErr(err)
+	return ok && strings.Contains(re.Error(), "no such key")
+}
+
 // read returns up to count() entries after id: ">" for new entries (blocking up to
 // block), or an ID to page through this consumer's own pending entries.
 func (s *stream) read(ctx context.Context, id string, block time.Duration) ([]rueidis.XRangeEntry, error) {
@@ -404,10 +410,10 @@ type groupInfo struct {
 
 func (s *stream) groups(ctx context.Context) ([]groupInfo, error) {
 	arr, err := s.rdb.Do(ctx, s.rdb.B().XinfoGroups().Key(s.key).Build()).ToArray()
+	if isNoStream(err) {
+		return nil, nil
+	}
 	if err != nil {
-		if re, ok := rueidis.IsRedisErr(err); ok && strings.Contains(re.Error(), "no such key") {
-			return nil, nil
-		}
 		return nil, fmt.Errorf("XINFO GROUPS: %w", err)
 	}
 	out := make([]groupInfo, 0, len(arr))
