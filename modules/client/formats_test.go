@@ -408,6 +408,18 @@ func TestReadCSVTags(t *testing.T) {
 	}
 }
 
+// exportCSV is what `hop export --format csv` writes for ls.
+func exportCSV(ls ...Link) *bytes.Buffer {
+	var b bytes.Buffer
+	cw := csv.NewWriter(&b)
+	_ = cw.Write(exportColumns)
+	for _, l := range ls {
+		_ = cw.Write(exportRow(l))
+	}
+	cw.Flush()
+	return &b
+}
+
 // Every column of `hop export --format csv` is read, with the meaning `--from hop`
 // gives it: total_clicks joins imported_clicks, and a password-protected link is refused.
 func TestReadCSVHopExportColumns(t *testing.T) {
@@ -415,13 +427,7 @@ func TestReadCSVHopExportColumns(t *testing.T) {
 		ExpiredURL: new("https://e.test/over"), MaxClicks: new(int64(10)), TotalClicks: 3, ImportedClicks: 57,
 		CreatedAt: time.Date(2024, 1, 2, 3, 4, 5, 123456000, time.UTC), ExpiresAt: new(time.Date(2040, 1, 2, 3, 4, 5, 0, time.UTC))}
 	locked := Link{Slug: "locked", OriginalURL: "https://e.test/l", HasPassword: true, ForwardQuery: true, RedirectStatus: 302}
-	var b bytes.Buffer
-	cw := csv.NewWriter(&b)
-	_ = cw.Write(exportColumns)
-	_ = cw.Write(exportRow(l))
-	_ = cw.Write(exportRow(locked))
-	cw.Flush()
-	rows, bad, err := Read("csv", &b)
+	rows, bad, err := Read("csv", exportCSV(l, locked))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,13 +450,7 @@ func TestReadCSVHopExportColumns(t *testing.T) {
 func TestReadKeepsUsedClicksOnlyWithALimit(t *testing.T) {
 	capped := Link{Slug: "capped", OriginalURL: "https://e.test/c", MaxClicks: new(int64(5)), ClicksUsed: 4, ForwardQuery: true, RedirectStatus: 302}
 	free := Link{Slug: "free", OriginalURL: "https://e.test/f", ClicksUsed: 9, TotalClicks: 9, ForwardQuery: true, RedirectStatus: 302}
-	var b bytes.Buffer
-	cw := csv.NewWriter(&b)
-	_ = cw.Write(exportColumns)
-	_ = cw.Write(exportRow(capped))
-	_ = cw.Write(exportRow(free))
-	cw.Flush()
-	files := map[string]io.Reader{"csv": &b}
+	files := map[string]io.Reader{"csv": exportCSV(capped, free)}
 	for format, file := range map[string]string{"hop": "hop.jsonl", "shlink": "shlink.json"} {
 		f, err := os.Open(filepath.Join("testdata", file))
 		if err != nil {
