@@ -240,6 +240,22 @@ func TestImportedLinkKeepsItsUsedClicks(t *testing.T) {
 		t.Fatalf("after the one click left: %v", g)
 	}
 
+	// A limit removed and set again starts from what the source used plus hop's clicks.
+	again := h.createLink(t, map[string]any{"url": "https://example.com/again", "max_clicks": 10, "clicks_used": 8})["slug"].(string)
+	mustStatus(t, h.do(t, http.MethodGet, "/"+again, nil), http.StatusFound)
+	if j := h.api(t, http.MethodPatch, "/links/"+again, map[string]any{"max_clicks": nil}).JSON(t); j["status"] != "active" {
+		t.Fatalf("limit removed: %v", j)
+	}
+	h.waitStats(t, again, func(s map[string]any) bool { return s["total_clicks"].(float64)+s["bot_clicks"].(float64) == 1 })
+	if g := h.api(t, http.MethodGet, "/links/"+again, nil).JSON(t); g["clicks_used"] != float64(9) {
+		t.Fatalf("without a limit, clicks_used %v, want 8 from the source + 1", g["clicks_used"])
+	}
+	if j := h.api(t, http.MethodPatch, "/links/"+again, map[string]any{"max_clicks": 10}).JSON(t); j["clicks_used"] != float64(9) || j["status"] != "active" {
+		t.Fatalf("limit set again: %v", j)
+	}
+	mustStatus(t, h.do(t, http.MethodGet, "/"+again, nil), http.StatusFound)
+	mustProblem(t, h.do(t, http.MethodGet, "/"+again, nil), http.StatusGone)
+
 	r := h.api(t, http.MethodPost, "/links/bulk", map[string]any{"links": []any{
 		map[string]any{"url": "https://example.com/over", "max_clicks": 2, "clicks_used": 5},
 		map[string]any{"url": "https://example.com/zero", "clicks_used": 0},
@@ -268,8 +284,8 @@ func TestImportedLinkKeepsItsUsedClicks(t *testing.T) {
 			t.Fatalf("%v: detail %q does not name clicks_used", bad, d)
 		}
 	}
-	if n := h.linkCount(t); n != 3 {
-		t.Fatalf("%d links, want 3: a refused create stores nothing", n)
+	if n := h.linkCount(t); n != 4 {
+		t.Fatalf("%d links, want 4: a refused create stores nothing", n)
 	}
 }
 

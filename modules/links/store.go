@@ -33,8 +33,9 @@ func NewStore(pool *pgxpool.Pool, slugSecret string, slugMinLength int) (*Store,
 }
 
 // recordedClicks is every click of a link counted so far, humans (total_clicks) and
-// bots (from the daily rollups): what the API shows as clicks_used without a limit.
-const recordedClicks = `(links.total_clicks + coalesce((SELECT sum(d.bot_clicks) FROM daily_stats d WHERE d.link_id = links.id), 0))::bigint`
+// bots (from the daily rollups), plus what an import's source had used of its limit:
+// what the API shows as clicks_used without a limit.
+const recordedClicks = `(links.total_clicks + links.imported_used + coalesce((SELECT sum(d.bot_clicks) FROM daily_stats d WHERE d.link_id = links.id), 0))::bigint`
 
 // A limit set on a link without one starts from every click of it stored so far
 // (startingClicks): the ones counted (recordedClicks) and the ones in click_logs the
@@ -130,7 +131,7 @@ type newLink struct {
 	Title          *string
 	CreatedAt      *time.Time // nil: now; set by imports to keep the source's date
 	ImportedClicks int64
-	ClicksUsed     int64 // with MaxClicks: how much of it an import's source had used
+	ClicksUsed     int64 // with MaxClicks: how much of it an import's source had used (imported_used)
 	DomainID       int64 // 0: the default domain
 }
 
@@ -149,9 +150,9 @@ func domainOr(id int64) int64 {
 // insertLink takes ids from the one links sequence whatever the domain, so generated
 // slugs are unique across all domains; a slug is unique per domain.
 const insertLink = `INSERT INTO links (id, slug, original_url, redirect_status, expires_at, max_clicks, password_hash, tags, forward_query, expired_url,
-	title, created_at, imported_clicks, domain_id, clicks_used)
+	title, created_at, imported_clicks, domain_id, clicks_used, imported_used)
 VALUES (coalesce($1, nextval(pg_get_serial_sequence('links', 'id'))), $2, $3, $4, $5, $6, nullif($7, ''), coalesce($8::text[], '{}'), $9, $10,
-	$11, coalesce($12, now()), $13, $14, $15)
+	$11, coalesce($12, now()), $13, $14, $15, $15)
 ON CONFLICT (domain_id, slug) DO NOTHING
 RETURNING ` + apiColumns
 
