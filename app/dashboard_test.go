@@ -44,8 +44,8 @@ func TestDashboardSignInAndOverview(t *testing.T) {
 }
 
 // The new-webhook form sent twice (the page with the secret reloaded) makes one webhook,
-// which would otherwise get every click twice; the second answer points to it. A form
-// loaded afresh makes another.
+// which would otherwise get every click twice; the second answer points to it. After
+// that webhook is deleted the form still makes nothing; a form loaded afresh does.
 func TestDashboardWebhookFormSentTwiceMakesOne(t *testing.T) {
 	t.Parallel()
 	h := startHop(t, allowPrivate)
@@ -115,11 +115,21 @@ func TestDashboardWebhookFormSentTwiceMakesOne(t *testing.T) {
 		t.Fatalf("%d webhooks after the form was sent twice, want 1", n)
 	}
 
+	// Deleted, it is not brought back by the same form.
+	mustStatus(t, h.api(t, http.MethodDelete, "/webhooks/"+id[1], nil), http.StatusNoContent)
+	status, at, body = post(form)
+	if status != http.StatusOK || at != "/dashboard/webhooks?created=deleted" || !strings.Contains(body, "the webhook it made has been deleted since") {
+		t.Fatalf("sent after the delete: %d at %s\n%.600s", status, at, body)
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("%d webhooks after the form was sent again past its webhook's delete, want 0", n)
+	}
+
 	page = get("/dashboard/webhooks/new")
 	if status, _, _ := post(url.Values{"csrf": {hidden(page, "csrf")}, "nonce": {hidden(page, "nonce")}, "url": {r.URL + "/hook"}}); status != http.StatusCreated {
 		t.Fatalf("a fresh form: %d", status)
 	}
-	if n := count(); n != 2 {
-		t.Fatalf("%d webhooks after a fresh form, want 2", n)
+	if n := count(); n != 1 {
+		t.Fatalf("%d webhooks after a fresh form, want 1", n)
 	}
 }

@@ -66,6 +66,8 @@ func pathID(c echo.Context, name string) (int64, error) {
 type webhooksListPage struct {
 	Webhooks []webhooks.Webhook
 	Deleted  string // the id just deleted
+	// SentAfterDelete: a create form was sent again after the webhook it made was deleted.
+	SentAfterDelete bool
 }
 
 func (h *Handler) webhooksPage(c echo.Context) error {
@@ -73,7 +75,8 @@ func (h *Handler) webhooksPage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return h.render(c, http.StatusOK, "webhooks", view{Title: "Webhooks", Data: webhooksListPage{Webhooks: ws, Deleted: c.QueryParam("deleted")}})
+	return h.render(c, http.StatusOK, "webhooks", view{Title: "Webhooks", Data: webhooksListPage{Webhooks: ws, Deleted: c.QueryParam("deleted"),
+		SentAfterDelete: c.QueryParam("created") == "deleted"}})
 }
 
 // webhookForm is the create form as submitted, shown again with its error.
@@ -139,6 +142,9 @@ func (h *Handler) createWebhook(c echo.Context) error {
 	if errors.Is(err, webhooks.ErrFormSent) {
 		// Sent again, by a reload of the page with the secret say: no second webhook,
 		// which would get every click twice.
+		if w.ID == 0 {
+			return c.Redirect(http.StatusSeeOther, "/dashboard/webhooks?created=deleted")
+		}
 		return c.Redirect(http.StatusSeeOther, "/dashboard/webhooks/"+strconv.FormatInt(w.ID, 10)+"?created=before")
 	}
 	if pe, ok := h.userError(err); ok {

@@ -89,6 +89,13 @@ func resolve(ctx context.Context, q querier, n NewWebhook) ([]int64, error) {
 // Create validates n, checks its URL against the SSRF guard and stores the webhook. The
 // answer carries the signing secret, which is never shown again.
 func (s *Service) Create(ctx context.Context, n NewWebhook) (Webhook, error) {
+	// A form sent again is answered first: what it holds may no longer pass the checks
+	// below (a slug deleted since), and it must not be "corrected" into a second webhook.
+	if n.FormNonce != nil {
+		if w, used, err := s.formSent(ctx, *n.FormNonce); used || err != nil {
+			return w, err
+		}
+	}
 	if err := n.check(); err != nil {
 		return Webhook{}, err
 	}

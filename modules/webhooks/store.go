@@ -114,28 +114,76 @@ func scanWebhook(row pgx.Row) (Webhook, error) {
 
 // insertSQL starts a webhook's cursor at the oldest transaction still running in the
 // cluster: it receives the clicks committed from about now on.
-// insertSQL inserts nothing when a webhook already has the form nonce $9 (NULLs never
-// conflict).
 const insertSQL = `
-INSERT INTO webhooks (url, secret, link_ids, link_slugs, tags, domain, include_bots, cursor_xid, created_at, form_nonce)
-VALUES ($1, $2, $3, $4, $5, $6, $7, pg_snapshot_xmin(pg_current_snapshot()), $8, $9)
-ON CONFLICT (form_nonce) DO NOTHING
+INSERT INTO webhooks (url, secret, link_ids, link_slugs, tags, domain, include_bots, cursor_xid, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, pg_snapshot_xmin(pg_current_snapshot()), $8)
 RETURNING ` + webhookColumns
 
-const formNonceSQL = `SELECT ` + webhookColumns + ` FROM webhooks WHERE form_nonce = $1`
+// useNonceSQL records a form nonce with the webhook it made, unless it is used already,
+// and forgets nonces no form is likely to be sent with again.
+const useNonceSQL = `
+WITH forgotten AS (DELETE FROM webhook_form_nonces WHERE used_at < $3::timestamptz - interval '30 days')
+INSERT INTO webhook_form_nonces (nonce, webhook_id, used_at) VALUES ($1, $2, $3)
+ON CONFLICT (nonce) DO NOTHING`
 
-// insert stores w; with a nonce already used, it returns the webhook that used it and
-// ErrFormSent.
+const nonceSQL = `SELECT webhook_id FROM webhook_form_nonces WHERE nonce = $1`
+
+// errNonceUsed rolls back a create whose form nonce another create recorded first.
+var errNonceUsed = errors.New("form nonce used")
+
+// insert stores w, and with it nonce when there is one. A nonce already used makes
+// nothing: ErrFormSent, with the webhook it made (see formSent).
 func (s *Service) insert(ctx context.Context, w Webhook, slugs []string, nonce *uuid.UUID) (Webhook, error) {
-	created, err := scanWebhook(s.pool.QueryRow(ctx, insertSQL, w.URL, w.sealed, w.linkIDs, slugs, w.Tags, w.Domain, w.IncludeBots, s.cfg.Now(), nonce))
-	if !errors.Is(err, ErrNotFound) || nonce == nil {
-		return created, err
+	if nonce == nil {
+		return scanWebhook(s.pool.QueryRow(ctx, insertSQL, w.URL, w.sealed, w.linkIDs, slugs, w.Tags, w.Domain, w.IncludeBots, s.cfg.Now()))
 	}
-	earlier, err := scanWebhook(s.pool.QueryRow(ctx, formNonceSQL, nonce))
+	var created Webhook
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		if created, err = scanWebhook(tx.QueryRow(ctx, insertSQL, w.URL, w.sealed, w.linkIDs, slugs, w.Tags, w.Domain, w.IncludeBots, s.cfg.Now())); err != nil {
+			return err
+		}
+		// A create sent at the same time with the same nonce waits here for this one.
+		tag, err := tx.Exec(ctx, useNonceSQL, nonce, created.ID, s.cfg.Now())
+		if err != nil {
+			return fmt.Errorf("record form nonce: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return errNonceUsed
+		}
+		return nil
+	})
+	if errors.Is(err, errNonceUsed) {
+		earlier, used, err := s.formSent(ctx, *nonce)
+		if err == nil && !used {
+			err = errors.New("form nonce used, then forgotten")
+		}
+		return earlier, err
+	}
+	return created, err
+}
+
+// formSent reports whether a form with nonce has made a webhook already; if so, the
+// error is ErrFormSent and the webhook is the one it made (its Secret empty), or the
+// zero Webhook once that was deleted.
+func (s *Service) formSent(ctx context.Context, nonce uuid.UUID) (Webhook, bool, error) {
+	var id *int64
+	switch err := s.pool.QueryRow(ctx, nonceSQL, nonce).Scan(&id); {
+	case errors.Is(err, pgx.ErrNoRows):
+		return Webhook{}, false, nil
+	case err != nil:
+		return Webhook{}, false, fmt.Errorf("look up form nonce: %w", err)
+	case id == nil:
+		return Webhook{}, true, ErrFormSent
+	}
+	w, err := s.Get(ctx, *id)
+	if errors.Is(err, ErrNotFound) { // deleted meanwhile
+		return Webhook{}, true, ErrFormSent
+	}
 	if err != nil {
-		return Webhook{}, fmt.Errorf("webhook of an earlier form: %w", err) // deleted meanwhile
+		return Webhook{}, true, err
 	}
-	return earlier, ErrFormSent
+	return w, true, ErrFormSent
 }
 
 // linkIDsSQL finds links by slug on one domain: the webhook's ($2, a host), else the

@@ -35,7 +35,7 @@ var (
 	ErrForbiddenURL = errors.New("webhook URL resolves to a forbidden address")
 	ErrNoDelivery   = errors.New("delivery not found")
 	// ErrFormSent: the dashboard's create form was sent again; the webhook it made
-	// the first time comes with it.
+	// the first time comes with it, unless it has been deleted since.
 	ErrFormSent = errors.New("this form has already made its webhook")
 )
 

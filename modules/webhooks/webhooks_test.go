@@ -966,8 +966,8 @@ func TestCreateRefusesWhatItCannotServe(t *testing.T) {
 }
 
 // A create with a form nonce already used makes nothing and hands back the webhook the
-// first made, without its secret, even when both are sent at once; creates without a
-// nonce are never taken for one another.
+// first made, without its secret, even when both are sent at once, and makes nothing
+// after that webhook is deleted; creates without a nonce are never taken for one another.
 func TestCreateWithAUsedFormNonceMakesNothing(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -999,13 +999,25 @@ func TestCreateWithAUsedFormNonceMakesNothing(t *testing.T) {
 			t.Fatalf("creates answered webhooks %v, want one", ids)
 		}
 	}
+	// Sent again with what no longer passes the checks, it is still the form that made
+	// the webhook, and makes nothing.
+	if w, err := b.s.Create(ctx, NewWebhook{URL: "ftp://nope", FormNonce: &nonce}); !errors.Is(err, ErrFormSent) || w.ID != ids[0] {
+		t.Fatalf("resent with a bad URL: %+v, %v", w, err)
+	}
+	// Once its webhook is deleted the form stays used: it never brings the webhook back.
+	if err := b.s.Delete(ctx, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	if w, err := b.s.Create(ctx, NewWebhook{URL: b.url, FormNonce: &nonce}); !errors.Is(err, ErrFormSent) || w.ID != 0 {
+		t.Fatalf("resent after its webhook was deleted: %+v, %v", w, err)
+	}
 	for range 2 {
 		if _, err := b.s.Create(ctx, NewWebhook{URL: b.url}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if hooks, err := b.s.List(ctx); err != nil || len(hooks) != 3 {
-		t.Fatalf("%d webhooks (%v), want 3", len(hooks), err)
+	if hooks, err := b.s.List(ctx); err != nil || len(hooks) != 2 {
+		t.Fatalf("%d webhooks (%v), want the 2 made without a nonce", len(hooks), err)
 	}
 }
 
