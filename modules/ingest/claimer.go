@@ -116,24 +116,36 @@ func (c *claimer) claimPage(ctx context.Context, idle string, start *string) (mo
 	return *start != "0-0", nil
 }
 
-// removeScript deletes the consumers of group ARGV[1] on stream KEYS[1], other than
-// ARGV[2], that have nothing pending and have been idle at least ARGV[3] ms, and
-// returns their names. Check and delete are one step: a consumer deleted with entries
-// pending would take them out of the pending list, and no claim would ever write
-// them. Fields are looked up by name, since Redis versions add some ("inactive").
+// removeScript first marks consumer ARGV[2] (this instance) alive now in the hash
+// KEYS[2]. Then it deletes the consumers of group ARGV[1] on stream KEYS[1] that have
+// nothing pending, have been idle at least ARGV[3] ms, and were not marked alive
+// within that time, and returns their names; marks that old are forgotten. Check and
+// delete are one step: a consumer deleted with entries pending would take them out of
+// the pending list, and no claim would ever write them. The marks keep live instances
+// of a quiet stream: before Redis 7.2 a blocking read that gets nothing leaves a
+// consumer's idle time growing. Fields are looked up by name, since Redis versions add
+// some ("inactive").
 const removeScript = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local minIdle = tonumber(ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[2], now)
 local r = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
 if r.err then return r end
-local minIdle = tonumber(ARGV[3])
 local removed = {}
 for _, c in ipairs(r) do
   local f = {}
   for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
   local pending, idle = tonumber(f['pending']), tonumber(f['idle'])
-  if f['name'] ~= ARGV[2] and pending == 0 and idle and idle >= minIdle then
+  local seen = tonumber(redis.call('HGET', KEYS[2], f['name']) or '0')
+  if f['name'] ~= ARGV[2] and pending == 0 and idle and idle >= minIdle and now - seen >= minIdle then
     redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
     removed[#removed + 1] = f['name']
   end
+end
+local marks = redis.call('HGETALL', KEYS[2])
+for i = 1, #marks, 2 do
+  if now - tonumber(marks[i + 1]) >= minIdle then redis.call('HDEL', KEYS[2], marks[i]) end
 end
 return removed`
 
@@ -142,7 +154,7 @@ return removed`
 // hostname per deploy). One that comes back is made anew by its next read.
 func (c *claimer) removeIdleConsumers(ctx context.Context) error {
 	minIdle := strconv.FormatInt(c.cfg.ConsumerIdle.Milliseconds(), 10)
-	names, err := c.remove.Exec(ctx, c.s.rdb, []string{c.s.key}, []string{groupName, c.s.name, minIdle}).AsStrSlice()
+	names, err := c.remove.Exec(ctx, c.s.rdb, []string{c.s.key, c.s.key + ":alive"}, []string{groupName, c.s.name, minIdle}).AsStrSlice()
 	if isNoGroup(err) || isNoStream(err) {
 		return nil // the reader recreates the group
 	}

@@ -183,6 +183,47 @@ func TestClaimerKeepsRecentConsumers(t *testing.T) {
 	wantConsumers(t, rd.Client, key, map[string]int64{"self": 0})
 }
 
+// A live instance on a quiet stream is kept even when Redis reports its consumer idle
+// (before 7.2 a blocking read that gets nothing does not reset that): its own claimer
+// marks it alive. Once its marks stop for ConsumerIdle, it goes, and its mark with it.
+func TestClaimerKeepsLiveInstancesOfAQuietStream(t *testing.T) {
+	t.Parallel()
+	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
+	ctx := context.Background()
+	key := rd.Prefix + "clicks"
+	self := mustPipeline(t, fastConfig(t, rd.Prefix, "self"), rd.Client, db.Pool)
+	other := mustPipeline(t, fastConfig(t, rd.Prefix, "other"), rd.Client, db.Pool)
+	if _, err := self.stream.ensureGroup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	createConsumers(t, rd.Client, key, "self", "other")
+	const consumerIdle = time.Second
+	waitIdle(t, rd.Client, key, consumerIdle, "other")
+	// other's claimer runs: it marks other alive (its long ConsumerIdle removes nothing).
+	if err := testClaimer(t, other.stream, time.Hour).runOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := testClaimer(t, self.stream, consumerIdle)
+	if err := c.runOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantConsumers(t, rd.Client, key, map[string]int64{"self": 0, "other": 0})
+
+	// other stops: once its consumer and its mark are both a ConsumerIdle old, it goes.
+	testenv.Eventually(t, 10*time.Second, "other's mark to age", func() bool {
+		if err := c.runOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+		_, alive := consumers(t, rd.Client, key)["other"]
+		return !alive
+	})
+	wantConsumers(t, rd.Client, key, map[string]int64{"self": 0})
+	marks, err := rd.Client.Do(ctx, rd.Client.B().Hkeys().Key(key+":alive").Build()).AsStrSlice()
+	if err != nil || !slices.Equal(marks, []string{"self"}) {
+		t.Fatalf("alive marks %q (%v), want only self's", marks, err)
+	}
+}
+
 // testClaimer is a claimer over s that claims entries idle 1ms and deletes consumers
 // idle consumerIdle.
 func testClaimer(t testing.TB, s *stream, consumerIdle time.Duration) *claimer {
