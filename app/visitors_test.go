@@ -143,6 +143,7 @@ func TestLinkVisitorFields(t *testing.T) {
 	for _, bad := range []map[string]any{
 		{"url": "https://example.com/", "expired_url": "javascript:alert(1)"},
 		{"url": "https://example.com/", "expired_url": "/relative"},
+		{"url": "https://example.com/", "expired_url": "https://HOP.test/back-to-hop"}, // a loop
 		{"url": "https://example.com/", "forward_query": "yes"},
 	} {
 		p := mustProblem(t, h.api(t, http.MethodPost, "/links", bad), http.StatusBadRequest)

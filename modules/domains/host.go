@@ -2,6 +2,7 @@ package domains
 
 import (
 	"errors"
+	"net/netip"
 	"net/url"
 	"strings"
 	"unicode/utf8"
@@ -9,6 +10,7 @@ import (
 	"golang.org/x/net/idna"
 
 	"github.com/hop-dev/hop/internal/problem"
+	"github.com/hop-dev/hop/internal/weburl"
 )
 
 // maxHost is the longest DNS name (RFC 1035, without the trailing dot).
@@ -55,7 +57,10 @@ func NormalizeHost(raw string) (string, error) {
 	}
 	// All-numeric last label: an IPv4 address, not a name.
 	if last := h[strings.LastIndexByte(h, '.')+1:]; strings.Trim(last, "0123456789") == "" {
-		return "", problem.Invalid("host %q is an IP address; domains are DNS names", raw)
+		if _, err := netip.ParseAddr(h); err == nil {
+			return "", problem.Invalid("host %q is an IP address; domains are DNS names", raw)
+		}
+		return "", problem.Invalid("host %q is not a DNS name: its last label is all digits", raw)
 	}
 	return h, nil
 }
@@ -67,12 +72,16 @@ func validateBaseURL(raw string) (string, error) {
 		u.RawQuery != "" || u.Fragment != "" || u.User != nil || strings.ContainsAny(raw, " \t\r\n") {
 		return "", problem.Invalid("base_url must be an origin like https://go.example.com, got %q", raw)
 	}
+	if !weburl.PortOK(u) {
+		return "", problem.Invalid("base_url port %s is not between 1 and 65535", u.Port())
+	}
 	return strings.TrimRight(raw, "/"), nil
 }
 
-// validateFallback checks a fallback redirect: empty (hop's own page) or an absolute
-// http(s) URL.
-func validateFallback(field, raw string) (string, error) {
+// validateFallback checks a fallback redirect of the domain host: empty (hop's own
+// page) or an absolute http(s) URL elsewhere. One back to host itself would loop: its
+// page not found, or its root, answered with the same redirect again.
+func validateFallback(field, raw, host string) (string, error) {
 	raw = strings.TrimSpace(raw)
 	if raw == "" {
 		return "", nil
@@ -80,6 +89,12 @@ func validateFallback(field, raw string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(raw) > 2048 || strings.ContainsAny(raw, " \t\r\n") {
 		return "", problem.Invalid("%s must be an absolute http(s) URL like https://example.com/, or null for hop's own page", field)
+	}
+	if !weburl.PortOK(u) {
+		return "", problem.Invalid("%s port %s is not between 1 and 65535", field, u.Port())
+	}
+	if to, err := NormalizeHost(u.Hostname()); err == nil && to == host {
+		return "", problem.Invalid("%s points to this domain itself (%s), which would redirect in a loop", field, host)
 	}
 	return raw, nil
 }

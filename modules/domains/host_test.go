@@ -76,3 +76,36 @@ func FuzzRequestHost(f *testing.F) {
 		}
 	})
 }
+
+// A refused host says why in its own terms: an address is an address, a name ending
+// in digits is not a name.
+func TestNormalizeHostSaysWhy(t *testing.T) {
+	for in, want := range map[string]string{
+		"10.0.0.1":  "is an IP address",
+		"1.2.3.4.5": "its last label is all digits",
+	} {
+		if _, err := NormalizeHost(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("NormalizeHost(%q): %v, want it to say %q", in, err, want)
+		}
+	}
+}
+
+// A fallback and a base URL are refused with a port no URL can have, and a fallback
+// back to its own domain, which would answer with itself forever.
+func TestFallbackAndBaseURLChecks(t *testing.T) {
+	for _, c := range []struct{ field, raw, want string }{
+		{"not_found_redirect", "https://go.example.com/zzz", "points to this domain itself"},
+		{"root_redirect", "HTTPS://GO.EXAMPLE.COM.:8443/", "points to this domain itself"},
+		{"expired_redirect", "https://elsewhere.example:99999/", "port 99999 is not between 1 and 65535"},
+	} {
+		if _, err := validateFallback(c.field, c.raw, "go.example.com"); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("validateFallback(%s, %q): %v, want it to say %q", c.field, c.raw, err, c.want)
+		}
+	}
+	if got, err := validateFallback("root_redirect", "https://www.example.com/", "go.example.com"); err != nil || got != "https://www.example.com/" {
+		t.Errorf("a fallback elsewhere: %q, %v", got, err)
+	}
+	if _, err := validateBaseURL("https://p.example:99999"); err == nil || !strings.Contains(err.Error(), "port 99999") {
+		t.Errorf("base_url with port 99999: %v", err)
+	}
+}

@@ -64,13 +64,13 @@ func (s *Service) Add(ctx context.Context, host, baseURL string, root, notFound,
 	if d.BaseURL, err = validateBaseURL(baseURL); err != nil {
 		return Domain{}, err
 	}
-	if d.RootRedirect, err = validateFallback("root_redirect", root); err != nil {
+	if d.RootRedirect, err = validateFallback("root_redirect", root, d.Host); err != nil {
 		return Domain{}, err
 	}
-	if d.NotFoundRedirect, err = validateFallback("not_found_redirect", notFound); err != nil {
+	if d.NotFoundRedirect, err = validateFallback("not_found_redirect", notFound, d.Host); err != nil {
 		return Domain{}, err
 	}
-	if d.ExpiredRedirect, err = validateFallback("expired_redirect", expired); err != nil {
+	if d.ExpiredRedirect, err = validateFallback("expired_redirect", expired, d.Host); err != nil {
 		return Domain{}, err
 	}
 	if d.Host == s.reg.Default().Host {
@@ -175,8 +175,9 @@ type Patch struct {
 // Update validates p and applies it to the live branded domain with host, as PATCH
 // /domains/{host} does; the default domain is ErrDefaultDomain (it is configured).
 func (s *Service) Update(ctx context.Context, host string, p Patch) (Domain, error) {
+	own, _ := NormalizeHost(host) // as the update below finds the domain
 	fallback := func(name string) func(string) (string, error) {
-		return func(v string) (string, error) { return validateFallback(name, v) }
+		return func(v string) (string, error) { return validateFallback(name, v, own) }
 	}
 	var dp domainPatch
 	for _, f := range []struct {

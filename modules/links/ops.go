@@ -339,7 +339,7 @@ func (s *Service) validateCreate(r NewLink) (newLink, error) {
 		n.ForwardQuery = *r.ForwardQuery
 	}
 	if r.ExpiredURL != nil && *r.ExpiredURL != "" {
-		if err := validateExpiredURL(*r.ExpiredURL); err != nil {
+		if err := validateExpiredURL(*r.ExpiredURL, s.ownHosts()); err != nil {
 			return n, err
 		}
 		n.ExpiredURL = r.ExpiredURL
@@ -475,7 +475,7 @@ func (s *Service) validatePatch(p Patch) (linkPatch, error) {
 			u = nil
 		}
 		if u != nil {
-			if err := validateExpiredURL(*u); err != nil {
+			if err := validateExpiredURL(*u, s.ownHosts()); err != nil {
 				return lp, err
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/net/idna"
 
 	"github.com/hop-dev/hop/internal/problem"
+	"github.com/hop-dev/hop/internal/weburl"
 )
 
 // Limits on user input.
@@ -75,10 +76,8 @@ func validateURL(raw string) error {
 	if h := strings.TrimSuffix(u.Hostname(), "."); h == "" || strings.Contains(h, "..") || h[0] == '.' {
 		return problem.Invalid("url host %q has an empty label", u.Hostname())
 	}
-	if p := u.Port(); p != "" {
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return problem.Invalid("url port %s is not between 1 and 65535", p)
-		}
+	if !weburl.PortOK(u) {
+		return problem.Invalid("url port %s is not between 1 and 65535", u.Port())
 	}
 	return nil
 }
@@ -169,14 +168,17 @@ func browserIPv4(h string) (netip.Addr, bool) {
 }
 
 // validateExpiredURL checks a link's expired_url like its target, naming the field.
-func validateExpiredURL(raw string) error {
-	if err := validateURL(raw); err != nil {
-		if d, ok := problem.DetailOf(err); ok {
-			return problem.Invalid("expired_url: %s", strings.TrimPrefix(d, "url "))
-		}
-		return err
+func validateExpiredURL(raw string, own []string) error {
+	err := validateURL(raw)
+	if err == nil {
+		// A used-up link sent to itself, or to another of hop's links, may come back
+		// to one used up: a loop.
+		err = notOwnHost(raw, own)
 	}
-	return nil
+	if d, ok := problem.DetailOf(err); ok {
+		return problem.Invalid("expired_url: %s", strings.TrimPrefix(d, "url "))
+	}
+	return err
 }
 
 // validateSlug checks a custom slug: 3-64 of A-Z a-z 0-9 _ -, not reserved.

@@ -164,11 +164,12 @@ func TestStatusAt(t *testing.T) {
 
 func TestValidateExpiredURL(t *testing.T) {
 	t.Parallel()
-	if err := validateExpiredURL("https://example.com/over?x=1"); err != nil {
+	own := []string{"hop.test", "go.example.com"}
+	if err := validateExpiredURL("https://example.com/over?x=1", own); err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range []string{"javascript:alert(1)", "/relative", "https://exa mple.com", "ftp://x.example"} {
-		err := validateExpiredURL(bad)
+	for _, bad := range []string{"javascript:alert(1)", "/relative", "https://exa mple.com", "ftp://x.example", "https://hop.test/abc", "http://GO.example.com:8080/x"} {
+		err := validateExpiredURL(bad, own)
 		if err == nil || !strings.HasPrefix(err.Error(), "expired_url") {
 			t.Errorf("validateExpiredURL(%q) = %v, want an error naming expired_url", bad, err)
 		}

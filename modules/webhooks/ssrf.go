@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hop-dev/hop/internal/problem"
+	"github.com/hop-dev/hop/internal/weburl"
 )
 
 // blockedPrefixes are ranges no webhook may reach unless private addresses are
@@ -68,6 +69,9 @@ func parseURL(raw string) (*url.URL, error) {
 	}
 	if u.Hostname() == "" || u.Opaque != "" {
 		return nil, problem.With(ErrInvalid, "url must have a host")
+	}
+	if !weburl.PortOK(u) {
+		return nil, problem.With(ErrInvalid, "url port %s is not between 1 and 65535", u.Port())
 	}
 	if u.User != nil {
 		return nil, problem.With(ErrInvalid, "url must not carry credentials")
