@@ -279,11 +279,17 @@ func TestImportedLinkKeepsItsUsedClicks(t *testing.T) {
 	for _, bad := range []map[string]any{
 		{"url": "https://example.com/", "clicks_used": 1},
 		{"url": "https://example.com/", "max_clicks": 2, "clicks_used": -1},
+		{"url": "https://example.com/", "max_clicks": 2, "clicks_used": int64(1) << 53},
 	} {
 		p := mustProblem(t, h.api(t, http.MethodPost, "/links", bad), http.StatusBadRequest)
 		if d := p["detail"].(string); !strings.Contains(d, "clicks_used") {
 			t.Fatalf("%v: detail %q does not name clicks_used", bad, d)
 		}
+	}
+	// Counts an export could not add to without overflowing are refused.
+	p := mustProblem(t, h.api(t, http.MethodPost, "/links", map[string]any{"url": "https://example.com/", "imported_clicks": int64(1) << 53}), http.StatusBadRequest)
+	if d := p["detail"].(string); d != "imported_clicks must be at most 9007199254740991" {
+		t.Fatalf("imported_clicks 2^53: %q", d)
 	}
 	if n := h.linkCount(t); n != 4 {
 		t.Fatalf("%d links, want 4: a refused create stores nothing", n)

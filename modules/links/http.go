@@ -149,7 +149,7 @@ func (h *Handler) bulk(c echo.Context) error {
 	// Anything but true or false is refused: a typo must not turn a trial into
 	// a thousand real links.
 	dryRun := c.QueryParam("dry_run")
-	if dryRun != "" && dryRun != "true" && dryRun != "false" {
+	if c.QueryParams().Has("dry_run") && dryRun != "true" && dryRun != "false" {
 		return problem.Invalid("dry_run must be true or false, got %q", dryRun)
 	}
 	var req bulkRequest

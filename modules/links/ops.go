@@ -381,6 +381,11 @@ func (s *Service) validateCreate(r NewLink) (newLink, error) {
 	return n, nil
 }
 
+// maxImportedCount bounds the counts an import brings (2^53-1, exact in every JSON
+// reader): far beyond any real total, and far enough below the int64 limit that hop's
+// own counts added to them never overflow, in hop or in an export read again.
+const maxImportedCount = 1<<53 - 1
+
 // validateImported checks the fields a link brings from elsewhere: title, created_at,
 // imported_clicks and clicks_used. A link with its own creation date may already have expired at
 // its source, so its expiry need only follow its creation.
@@ -401,8 +406,11 @@ func (s *Service) validateImported(r NewLink, n *newLink) error {
 		n.CreatedAt = r.CreatedAt
 	}
 	if r.ImportedClicks != nil {
-		if *r.ImportedClicks < 0 {
+		switch {
+		case *r.ImportedClicks < 0:
 			return problem.Invalid("imported_clicks must not be negative")
+		case *r.ImportedClicks > maxImportedCount:
+			return problem.Invalid("imported_clicks must be at most %d", maxImportedCount)
 		}
 		n.ImportedClicks = *r.ImportedClicks
 	}
@@ -410,6 +418,8 @@ func (s *Service) validateImported(r NewLink, n *newLink) error {
 		switch {
 		case *r.ClicksUsed < 0:
 			return problem.Invalid("clicks_used must not be negative")
+		case *r.ClicksUsed > maxImportedCount:
+			return problem.Invalid("clicks_used must be at most %d", maxImportedCount)
 		case r.MaxClicks == nil:
 			// Without a limit hop counts a link's clicks itself.
 			return problem.Invalid("clicks_used is taken only with max_clicks")

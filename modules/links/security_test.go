@@ -260,16 +260,17 @@ func TestStoredSlugSecret(t *testing.T) {
 	}
 }
 
-// A bulk dry run is ?dry_run=true; any other value is refused before anything is
-// created, so a typo never turns a trial into real links.
+// A bulk dry run is ?dry_run=true; any other value, none included, is refused before
+// anything is created, so a typo never turns a trial into real links.
 func TestBulkDryRunValueIsStrict(t *testing.T) {
 	t.Parallel()
 	f := newAPI(t, nil)
 	one := map[string]any{"links": []map[string]any{{"url": "https://example.com/dry"}}}
-	for _, v := range []string{"1", "yes", "TRUE", "True", "maybe"} {
-		code, body := f.send(http.MethodPost, "/links/bulk?dry_run="+v, one)
+	// Bare and empty too: they read like a dry run asked for.
+	for _, q := range []string{"dry_run=1", "dry_run=yes", "dry_run=TRUE", "dry_run=True", "dry_run=maybe", "dry_run", "dry_run="} {
+		code, body := f.send(http.MethodPost, "/links/bulk?"+q, one)
 		if code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(body["detail"]), "dry_run must be true or false") {
-			t.Errorf("dry_run=%s: %d %v, want 400", v, code, body)
+			t.Errorf("?%s: %d %v, want 400", q, code, body)
 		}
 	}
 	if code, body := f.send(http.MethodPost, "/links/bulk?dry_run=true", one); code != http.StatusOK {
