@@ -263,7 +263,9 @@ func readCSV(data []byte, cols columns) ([]Row, []RowError, error) {
 			}
 		}
 		var reasons []string
-		req.Tags = readTags(get(iTags))
+		if req.Tags, err = readTags(get(iTags)); err != nil {
+			reasons = append(reasons, err.Error())
+		}
 		if v := get(iCreated); v != "" {
 			if t, err := parseTime(v); err != nil {
 				reasons = append(reasons, "created_at: "+err.Error())
@@ -417,15 +419,21 @@ func firstField(s string) string {
 }
 
 // readTags reads a tags cell: the JSON array `hop export --format csv` writes
-// (["news","with,comma"]), else tags separated by , ; or |.
-func readTags(s string) []string {
+// (["news","with,comma"]), else tags separated by , ; or |. A cell that is JSON, or
+// starts as hop writes one, must be an array of strings: split, a damaged one would
+// become tags such as `["a"` and `1]`.
+func readTags(s string) ([]string, error) {
 	if strings.HasPrefix(s, "[") {
 		var tags []string
-		if json.Unmarshal([]byte(s), &tags) == nil {
-			return tags
+		err := json.Unmarshal([]byte(s), &tags)
+		if err == nil {
+			return tags, nil
+		}
+		if strings.HasPrefix(s, `["`) || json.Valid([]byte(s)) {
+			return nil, fmt.Errorf("tags: %q is not a JSON array of strings like [\"news\",\"a,b\"]", s)
 		}
 	}
-	return splitTags(s)
+	return splitTags(s), nil
 }
 
 func splitTags(s string) []string {

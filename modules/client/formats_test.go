@@ -389,16 +389,26 @@ bad 10 ` + reason + `
 }
 
 // The tags cell of hop's CSV export is a JSON array, so a tag may hold , ; or |; other
-// CSV files keep separating tags with those.
+// CSV files keep separating tags with those. A damaged array fails its row.
 func TestReadCSVTags(t *testing.T) {
+	rows, bad, err := Read("csv", strings.NewReader("url,slug,tags\nhttps://e.test/1,one,\"[\"\"a\"\",1]\"\nhttps://e.test/2,two,\"[\"\"a\"\",\"\"b\"\"\"\nhttps://e.test/3,three,[draft]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || rows[0].Req.Slug != "three" || !slices.Equal(rows[0].Req.Tags, []string{"[draft]"}) {
+		t.Errorf("rows %+v, want only three, tagged [draft]", rows)
+	}
+	if len(bad) != 2 || bad[0].Line != 2 || bad[1].Line != 3 || !strings.Contains(bad[0].Reason, "is not a JSON array of strings") {
+		t.Errorf("bad %+v, want lines 2 and 3 refused for their tags", bad)
+	}
 	for cell, want := range map[string][]string{
 		`["with,comma","semi;colon","pipe|bar","[x]"]`: {"with,comma", "semi;colon", "pipe|bar", "[x]"},
 		`a;b|c, d`:  {"a", "b", "c", "d"},
 		`[not json`: {"[not json"},
 		``:          nil,
 	} {
-		if got := readTags(cell); !slices.Equal(got, want) {
-			t.Errorf("readTags(%q) = %q, want %q", cell, got, want)
+		if got, err := readTags(cell); err != nil || !slices.Equal(got, want) {
+			t.Errorf("readTags(%q) = %q, %v; want %q", cell, got, err, want)
 		}
 		if cell != "" && cell[0] == '[' && cell != "[not json" {
 			if back := exportTags(want); back != cell {
