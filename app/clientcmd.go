@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	neturl "net/url"
 	"os"
 	"slices"
 	"sort"
@@ -19,6 +20,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"github.com/hop-dev/hop/internal/weburl"
 	"github.com/hop-dev/hop/modules/client"
 )
 
@@ -59,6 +61,9 @@ func (ce clientEnv) clientFlags(fs *flag.FlagSet) func() (*client.Client, error)
 	key := fs.String("key", "", "API key (default $HOP_KEY)")
 	return func() (*client.Client, error) {
 		base := cmp.Or(*url, ce.getenv("HOP_URL"), "http://localhost:8080")
+		if err := checkServerURL(base); err != nil {
+			return nil, err
+		}
 		k := cmp.Or(*key, ce.getenv("HOP_KEY"))
 		if k == "" {
 			return nil, usagef("no API key: pass --key or set HOP_KEY (create one with hop apikey create --name NAME)")
@@ -73,6 +78,21 @@ func (ce clientEnv) clientFlags(fs *flag.FlagSet) func() (*client.Client, error)
 		}
 		return c, nil
 	}
+}
+
+// checkServerURL refuses a server URL no request could reach hop at, as bad usage:
+// tried, each would fail, be retried for seconds, and say less.
+func checkServerURL(raw string) error {
+	u, err := neturl.Parse(raw)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Hostname() == "":
+		return usagef("--url (or HOP_URL) must be like http://localhost:8080 or https://s.example.com, got %q", raw)
+	case !weburl.PortOK(u):
+		return usagef("--url (or HOP_URL) has port %s, not between 1 and 65535", u.Port())
+	case u.RawQuery != "" || u.Fragment != "":
+		return usagef("--url (or HOP_URL) must have no query or fragment, got %q", raw)
+	}
+	return nil
 }
 
 // errHelp is returned by parseArgs after it printed the usage asked for with -h or
@@ -505,6 +525,9 @@ func linksCmd(ctx context.Context, ce clientEnv, args []string) error {
 		}
 		if len(pos) != 1 {
 			return usagef("%s", use)
+		}
+		if strings.TrimSpace(pos[0]) == "" {
+			return usagef("links %s: SLUG is empty\n%s", sub, use)
 		}
 		if sub != "stats" && (*start != "" || *end != "" || *tz != "") {
 			return usagef("links %s: --start, --end and --tz belong to hop links stats", sub)

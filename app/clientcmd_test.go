@@ -776,6 +776,7 @@ func TestLinksCommands(t *testing.T) {
 		{"links", "create", "https://x.test", "--expires", "tomorrow"}, {"links", "get", "x", "--nope"},
 		{"import", "--from", "nope", "f"}, {"import", "f"}, {"import", "--from", "csv", "--on-conflict", "maybe", "f"}, {"export", "--format", "xml"},
 		{"links", "create", "https://x.test", "--max-clicks", "0"}, {"links", "create", "https://x.test", "--max-clicks=-1"},
+		{"links", "get", ""}, {"links", "delete", " "}, {"links", "stats", ""},
 	} {
 		_, _, err := h.cli(t, args...)
 		if ExitCode(err) != 2 {
@@ -794,6 +795,15 @@ func TestLinksCommands(t *testing.T) {
 	// No key at all is a usage error too.
 	err = Run(context.Background(), []string{"links", "list"}, func(string) string { return "" }, io.Discard, io.Discard)
 	wantExit(t, err, 2)
+	// So is a server URL no request could reach: refused at once, never retried.
+	for _, u := range []string{"not-a-url", "127.0.0.1:8080", "ftp://127.0.0.1:8080", "http://", "http://127.0.0.1:99999", h.URL + "?x=1"} {
+		env := map[string]string{"HOP_URL": u, "HOP_KEY": h.Key}
+		var errOut bytes.Buffer
+		err := Run(context.Background(), []string{"links", "list"}, func(k string) string { return env[k] }, io.Discard, &errOut)
+		if ExitCode(err) != 2 || !strings.Contains(err.Error(), "--url (or HOP_URL)") || errOut.Len() != 0 {
+			t.Errorf("HOP_URL=%s: exit %d (%v), stderr %q; want 2 at once", u, ExitCode(err), err, errOut.String())
+		}
+	}
 	// A wrong key is the server's 401, shown with its title.
 	_, _, err = h.cli(t, "links", "list", "--key", "hop_wrong_key_0123456789abcdef01234567")
 	if ExitCode(err) != 1 || err == nil || !strings.HasPrefix(err.Error(), "Unauthorized") {
