@@ -94,14 +94,8 @@ func TestClaimerRemovesIdleConsumers(t *testing.T) {
 // taken them over, and written each click once, it is.
 func TestClaimerKeepsConsumersWithPending(t *testing.T) {
 	t.Parallel()
-	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
+	db, rd, key, self, dead := twoInstances(t, "dead")
 	ctx := context.Background()
-	key := rd.Prefix + "clicks"
-	self := mustPipeline(t, fastConfig(t, rd.Prefix, "self"), rd.Client, db.Pool)
-	dead := mustPipeline(t, fastConfig(t, rd.Prefix, "dead"), rd.Client, db.Pool)
-	if _, err := self.stream.ensureGroup(ctx); err != nil {
-		t.Fatal(err)
-	}
 	evs := newEvents(200, 1)
 	publishAll(ctx, dead, evs) // not running: each click has an XADD of its own
 	dead.stream.perEntry.Store(1)
@@ -188,14 +182,8 @@ func TestClaimerKeepsRecentConsumers(t *testing.T) {
 // marks it alive. Once its marks stop for ConsumerIdle, it goes, and its mark with it.
 func TestClaimerKeepsLiveInstancesOfAQuietStream(t *testing.T) {
 	t.Parallel()
-	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
+	_, rd, key, self, other := twoInstances(t, "other")
 	ctx := context.Background()
-	key := rd.Prefix + "clicks"
-	self := mustPipeline(t, fastConfig(t, rd.Prefix, "self"), rd.Client, db.Pool)
-	other := mustPipeline(t, fastConfig(t, rd.Prefix, "other"), rd.Client, db.Pool)
-	if _, err := self.stream.ensureGroup(ctx); err != nil {
-		t.Fatal(err)
-	}
 	createConsumers(t, rd.Client, key, "self", "other")
 	const consumerIdle = time.Second
 	waitIdle(t, rd.Client, key, consumerIdle, "other")
@@ -222,6 +210,19 @@ func TestClaimerKeepsLiveInstancesOfAQuietStream(t *testing.T) {
 	if err != nil || !slices.Equal(marks, []string{"self"}) {
 		t.Fatalf("alive marks %q (%v), want only self's", marks, err)
 	}
+}
+
+// twoInstances is a test's database and Redis with two pipelines on one stream, "self"
+// and other, and the group made; key is the stream.
+func twoInstances(t *testing.T, other string) (db *testenv.DB, rd *testenv.Redis, key string, self, o *Pipeline) {
+	t.Helper()
+	db, rd = testenv.NewDB(t), testenv.NewRedis(t)
+	self = mustPipeline(t, fastConfig(t, rd.Prefix, "self"), rd.Client, db.Pool)
+	o = mustPipeline(t, fastConfig(t, rd.Prefix, other), rd.Client, db.Pool)
+	if _, err := self.stream.ensureGroup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return db, rd, rd.Prefix + "clicks", self, o
 }
 
 // testClaimer is a claimer over s that claims entries idle 1ms and deletes consumers
