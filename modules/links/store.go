@@ -156,6 +156,12 @@ VALUES (coalesce($1, nextval(pg_get_serial_sequence('links', 'id'))), $2, $3, $4
 ON CONFLICT (domain_id, slug) DO NOTHING
 RETURNING ` + apiColumns
 
+// insertArgs are insertLink's arguments for n with id (nil: the next one) and slug.
+func (n newLink) insertArgs(id any, slug string) []any {
+	return []any{id, slug, n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags, n.ForwardQuery, n.ExpiredURL,
+		n.Title, n.CreatedAt, n.ImportedClicks, domainOr(n.DomainID), n.ClicksUsed}
+}
+
 const nextLinkID = `SELECT nextval(pg_get_serial_sequence('links', 'id'))`
 
 // create inserts a link. A custom slug that is taken (even by a deleted link) is
@@ -163,7 +169,7 @@ const nextLinkID = `SELECT nextval(pg_get_serial_sequence('links', 'id'))`
 // word, is skipped and the next id is tried.
 func (s *Store) create(ctx context.Context, n newLink) (Link, error) {
 	if n.Slug != "" {
-		l, err := scanLink(s.pool.QueryRow(ctx, insertLink, nil, n.Slug, n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags, n.ForwardQuery, n.ExpiredURL, n.Title, n.CreatedAt, n.ImportedClicks, domainOr(n.DomainID), n.ClicksUsed))
+		l, err := scanLink(s.pool.QueryRow(ctx, insertLink, n.insertArgs(nil, n.Slug)...))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return Link{}, ErrSlugTaken
 		}
@@ -184,7 +190,7 @@ func (s *Store) create(ctx context.Context, n newLink) (Link, error) {
 		if reserved[strings.ToLower(slug)] {
 			continue
 		}
-		l, err := scanLink(s.pool.QueryRow(ctx, insertLink, id, slug, n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags, n.ForwardQuery, n.ExpiredURL, n.Title, n.CreatedAt, n.ImportedClicks, domainOr(n.DomainID), n.ClicksUsed))
+		l, err := scanLink(s.pool.QueryRow(ctx, insertLink, n.insertArgs(id, slug)...))
 		if errors.Is(err, pgx.ErrNoRows) {
 			continue // a custom slug took this one
 		}
@@ -245,7 +251,7 @@ func (s *Store) createMany(ctx context.Context, items []newLink) (links []Link, 
 	defer tx.Rollback(ctx)
 	b := &pgx.Batch{}
 	for i, n := range items {
-		b.Queue(insertLink, ids[i], slugs[i], n.URL, n.RedirectStatus, n.ExpiresAt, n.MaxClicks, n.PasswordHash, n.Tags, n.ForwardQuery, n.ExpiredURL, n.Title, n.CreatedAt, n.ImportedClicks, domainOr(n.DomainID), n.ClicksUsed)
+		b.Queue(insertLink, n.insertArgs(ids[i], slugs[i])...)
 	}
 	br := tx.SendBatch(ctx, b)
 	var retry []int
