@@ -107,13 +107,11 @@ func (s *Service) Create(ctx context.Context, n NewWebhook) (Webhook, error) {
 	if w.linkIDs, err = resolve(ctx, s.pool, n); err != nil {
 		return Webhook{}, err
 	}
-	secret, err := newSecret()
+	secret, sealed, err := s.newSealedSecret()
 	if err != nil {
 		return Webhook{}, err
 	}
-	if w.sealed, err = s.seal(secret); err != nil {
-		return Webhook{}, err
-	}
+	w.sealed = sealed
 	created, err := s.insert(ctx, w, n.Links, n.FormNonce)
 	if err != nil {
 		return created, err
@@ -222,11 +220,7 @@ func (s *Service) Update(ctx context.Context, id int64, ch Change) (Webhook, err
 // batches included; one already on its way carries the old signature, and if the
 // receiver refuses it, it is retried like any failure.
 func (s *Service) RotateSecret(ctx context.Context, id int64) (Webhook, error) {
-	secret, err := newSecret()
-	if err != nil {
-		return Webhook{}, err
-	}
-	sealed, err := s.seal(secret)
+	secret, sealed, err := s.newSealedSecret()
 	if err != nil {
 		return Webhook{}, err
 	}

@@ -134,13 +134,16 @@ var errNonceUsed = errors.New("form nonce used")
 // insert stores w, and with it nonce when there is one. A nonce already used makes
 // nothing: ErrFormSent, with the webhook it made (see formSent).
 func (s *Service) insert(ctx context.Context, w Webhook, slugs []string, nonce *uuid.UUID) (Webhook, error) {
+	store := func(q querier) (Webhook, error) {
+		return scanWebhook(q.QueryRow(ctx, insertSQL, w.URL, w.sealed, w.linkIDs, slugs, w.Tags, w.Domain, w.IncludeBots, s.cfg.Now()))
+	}
 	if nonce == nil {
-		return scanWebhook(s.pool.QueryRow(ctx, insertSQL, w.URL, w.sealed, w.linkIDs, slugs, w.Tags, w.Domain, w.IncludeBots, s.cfg.Now()))
+		return store(s.pool)
 	}
 	var created Webhook
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
-		if created, err = scanWebhook(tx.QueryRow(ctx, insertSQL, w.URL, w.sealed, w.linkIDs, slugs, w.Tags, w.Domain, w.IncludeBots, s.cfg.Now())); err != nil {
+		if created, err = store(tx); err != nil {
 			return err
 		}
 		// A create sent at the same time with the same nonce waits here for this one.

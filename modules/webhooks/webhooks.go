@@ -196,6 +196,16 @@ func newSecret() (string, error) {
 	return "whsec_" + hex.EncodeToString(b), nil
 }
 
+// newSealedSecret makes a signing secret: the one shown once, and the sealed form
+// that is stored.
+func (s *Service) newSealedSecret() (secret, sealed string, err error) {
+	if secret, err = newSecret(); err != nil {
+		return "", "", err
+	}
+	sealed, err = s.seal(secret)
+	return secret, sealed, err
+}
+
 // Sign returns the Hop-Signature header value for body sent at t:
 // t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<unix seconds>." + body)>.
 func Sign(secret string, t time.Time, body []byte) string {
