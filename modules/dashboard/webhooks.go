@@ -145,7 +145,7 @@ func (h *Handler) createWebhook(c echo.Context) error {
 		if w.ID == 0 {
 			return c.Redirect(http.StatusSeeOther, "/dashboard/webhooks?created=deleted")
 		}
-		return c.Redirect(http.StatusSeeOther, "/dashboard/webhooks/"+strconv.FormatInt(w.ID, 10)+"?created=before")
+		return c.Redirect(http.StatusSeeOther, backToWebhook(w.ID, "created", "before"))
 	}
 	if pe, ok := h.userError(err); ok {
 		form.Error = pe.Detail
@@ -155,6 +155,11 @@ func (h *Handler) createWebhook(c echo.Context) error {
 		return err
 	}
 	return h.render(c, http.StatusCreated, "webhooknew", view{Title: "Webhook created", Data: webhookFormPage{Created: &w}})
+}
+
+// backToWebhook is the webhook's page with a notice of what was just done (k=v).
+func backToWebhook(id int64, k, v string) string {
+	return withQuery("/dashboard/webhooks/"+strconv.FormatInt(id, 10), k, v)
 }
 
 // pathWebhook reads the webhook the path names.
@@ -197,7 +202,7 @@ func (h *Handler) updateWebhook(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.Redirect(http.StatusSeeOther, "/dashboard/webhooks/"+strconv.FormatInt(id, 10)+"?saved=1")
+	return c.Redirect(http.StatusSeeOther, backToWebhook(id, "saved", "1"))
 }
 
 // askAboutWebhook is the page that asks before a webhook changes for good, shown with
@@ -223,7 +228,7 @@ func (h *Handler) rotateSecret(c echo.Context) error {
 		return err
 	}
 	if c.Request().PostForm.Get("replaces") != current.SecretTag() {
-		return c.Redirect(http.StatusSeeOther, "/dashboard/webhooks/"+strconv.FormatInt(current.ID, 10)+"?secret=kept")
+		return c.Redirect(http.StatusSeeOther, backToWebhook(current.ID, "secret", "kept"))
 	}
 	w, err := h.webhooks.RotateSecret(c.Request().Context(), current.ID)
 	if err != nil {
@@ -291,7 +296,7 @@ func (h *Handler) pingWebhook(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.Redirect(http.StatusSeeOther, "/dashboard/webhooks/"+strconv.FormatInt(id, 10)+"?ping="+strconv.FormatInt(d.ID, 10))
+	return c.Redirect(http.StatusSeeOther, backToWebhook(id, "ping", strconv.FormatInt(d.ID, 10)))
 }
 
 func (h *Handler) retryDelivery(c echo.Context) error {
@@ -307,5 +312,5 @@ func (h *Handler) retryDelivery(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.Redirect(http.StatusSeeOther, "/dashboard/webhooks/"+strconv.FormatInt(id, 10)+"?retry="+strconv.FormatInt(d.ID, 10))
+	return c.Redirect(http.StatusSeeOther, backToWebhook(id, "retry", strconv.FormatInt(d.ID, 10)))
 }
